@@ -1,0 +1,57 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import type { ZodError } from 'zod';
+
+export interface ProblemDetail {
+  field: string;
+  message: string;
+}
+
+/** An error the client can act on: status, a stable code, a sentence, and per-field problems. */
+export class ApiError extends Error {
+  constructor(
+    public readonly statusCode: number,
+    public readonly code: string,
+    message: string,
+    public readonly details?: ProblemDetail[],
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  static validation(error: ZodError): ApiError {
+    const details = error.issues.map((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        return { field: issue.keys.join(', '), message: 'is not an accepted field' };
+      }
+      return { field: issue.path.join('.') || '(body)', message: issue.message };
+    });
+    return new ApiError(400, 'invalid_request', 'the request is not valid; see details', details);
+  }
+}
+
+/** Every error leaves as `{ error: { code, message, details? } }`; nothing internal leaks on a 5xx. */
+export function registerErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
+    if (error instanceof ApiError) {
+      return reply.status(error.statusCode).send({
+        error: { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) },
+      });
+    }
+    const status = error.statusCode ?? 500;
+    if (status >= 500) {
+      request.log.error({ err: error }, 'request failed');
+      return reply.status(500).send({ error: { code: 'internal_error', message: 'internal error', requestId: request.id } });
+    }
+    // Fastify's own 4xx (malformed JSON, body too large, wrong content type).
+    const code =
+      error.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? 'body_too_large'
+        : error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+          ? 'unsupported_media_type'
+          : 'malformed_request';
+    return reply.status(status).send({ error: { code, message: error.message } });
+  });
+  app.setNotFoundHandler((_request, reply) => {
+    void reply.status(404).send({ error: { code: 'route_not_found', message: 'no such route' } });
+  });
+}

@@ -1,0 +1,52 @@
+import type { FastifyInstance } from 'fastify';
+import { openDatabase, type Database } from '../models';
+import { loadConfig, type AppConfig } from '../platform/config';
+import { createLogger, type Logger } from '../platform/logger';
+import { createRedisConnection } from '../platform/redis';
+import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
+import { closeQueues, createQueues } from '../queues';
+import { buildApp } from './app';
+import { createAuthenticator } from './auth';
+
+export interface RunningApi {
+  app: FastifyInstance;
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Composition root of the api process. */
+export async function startApi(config: AppConfig, logger: Logger, database?: Database): Promise<RunningApi> {
+  const db = database ?? (await openDatabase(config));
+  const redis = createRedisConnection(config.redisUrl, 'api');
+  const queues = createQueues(redis, config.queuePrefix);
+  const app = buildApp({
+    config,
+    logger,
+    database: db,
+    queues,
+    redis,
+    authenticate: createAuthenticator(config.auth),
+  });
+  const url = await app.listen({ host: config.http.host, port: config.http.port });
+  logger.info({ url }, 'api listening');
+  return {
+    app,
+    url,
+    async stop() {
+      await app.close();
+      await closeQueues(queues);
+      redis.disconnect();
+      if (!database) await db.close();
+    },
+  };
+}
+
+if (require.main === module) {
+  let logger: Logger | undefined;
+  (async () => {
+    const config = loadConfig();
+    logger = createLogger({ level: config.logLevel, name: 'hipaa-billing-api' });
+    const running = await startApi(config, logger);
+    onShutdownSignal(logger, config.shutdownDeadlineMs, running.stop);
+  })().catch((error: unknown) => exitOnStartupFailure(logger, error));
+}

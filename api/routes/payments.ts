@@ -1,0 +1,137 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ulid } from 'ulid';
+import { z } from 'zod';
+import { decideAccess, type Permission } from '../../domain/access-policy';
+import { paymentRequestedEvent } from '../../domain/payment-audit';
+import { IDEMPOTENCY_KEY_PATTERN, paymentRequestHash, paymentRequestSchema } from '../../domain/payment-request';
+import type { Models } from '../../models';
+import type { PaymentRecord } from '../../models/payment.model';
+import { enqueueAuditEvent } from '../../queues/audit.queue';
+import { enqueueCharge } from '../../queues/charges.queue';
+import type { Queues } from '../../queues';
+import { ApiError } from '../errors';
+
+export interface PaymentRouteDeps {
+  models: Pick<Models, 'Company' | 'Payment'>;
+  queues: Pick<Queues, 'charges' | 'audit'>;
+  maxAmount: number;
+}
+
+const companyParams = z.object({ companyId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/) }).strict();
+const paymentParams = companyParams.extend({ paymentId: z.string().regex(/^pay_[0-9A-Z]{26}$/) }).strict();
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw ApiError.validation(result.error);
+  return result.data;
+}
+
+function authorize(request: FastifyRequest, permission: Permission, target: { companyId: string; officeId?: string }): void {
+  const principal = request.principal;
+  if (!principal) throw new ApiError(401, 'authorization_missing', 'a bearer token is required');
+  const decision = decideAccess(principal, permission, target);
+  if (!decision.allowed) throw new ApiError(403, decision.reason, `not allowed: ${decision.reason.replace(/_/g, ' ')}`);
+}
+
+function isDuplicateKeyError(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 11000;
+}
+
+/** What the upstream app sees of a payment: status, amounts, the failure reason, and what 3-D Secure needs. */
+function presentPayment(payment: PaymentRecord) {
+  return {
+    id: payment._id,
+    status: payment.status,
+    amount: payment.amount,
+    currency: payment.currency,
+    ...(payment.officeId ? { officeId: payment.officeId } : {}),
+    ...(payment.serviceCategory ? { serviceCategory: payment.serviceCategory } : {}),
+    ...(payment.failure
+      ? {
+          failure: {
+            code: payment.failure.code,
+            message: payment.failure.message,
+            ...(payment.failure.declineCode ? { declineCode: payment.failure.declineCode } : {}),
+          },
+        }
+      : {}),
+    ...(payment.status === 'requires_action' && payment.action
+      ? { nextAction: { type: payment.action.nextActionType, clientSecret: String(payment.action.clientSecret) } }
+      : {}),
+    createdAt: payment.createdAt.toISOString(),
+    updatedAt: payment.updatedAt.toISOString(),
+  };
+}
+
+export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDeps): void {
+  const { Company, Payment } = deps.models;
+  const bodySchema = paymentRequestSchema(deps.maxAmount);
+
+  /** Both enqueues are idempotent (job ids from business keys), so a retry or the sweep may repeat them. */
+  async function enqueuePayment(payment: PaymentRecord): Promise<void> {
+    try {
+      await Promise.all([
+        enqueueCharge(deps.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
+        enqueueAuditEvent(deps.queues.audit, paymentRequestedEvent(payment)),
+      ]);
+    } catch {
+      // The intent is recorded as queued; the outbox sweep enqueues it once Redis is back.
+      throw new ApiError(503, 'queue_unavailable', 'the payment was recorded but could not be queued; retry with the same Idempotency-Key');
+    }
+  }
+
+  app.post('/v1/companies/:companyId/payments', { bodyLimit: 16 * 1024 }, async (request, reply) => {
+    const { companyId } = parse(companyParams, request.params);
+    const idempotencyKey = request.headers['idempotency-key'];
+    if (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY_PATTERN.test(idempotencyKey)) {
+      throw new ApiError(400, 'idempotency_key_required', 'an Idempotency-Key header of 8 to 255 printable characters is required');
+    }
+    const body = parse(bodySchema, request.body);
+    authorize(request, 'payments:create', { companyId, officeId: body.officeId });
+    if (!(await Company.exists({ _id: companyId }))) throw new ApiError(404, 'company_not_found', 'no such company');
+
+    const principal = request.principal!;
+    const requestHash = paymentRequestHash(body);
+    let payment: PaymentRecord;
+    let replayed = false;
+    try {
+      payment = (
+        await Payment.create({
+          _id: `pay_${ulid()}`,
+          companyId,
+          idempotencyKey,
+          requestHash,
+          ...body,
+          status: 'queued',
+          requestedBy: { type: principal.subjectType, id: principal.subject },
+          requestId: request.id,
+          attempts: 0,
+        })
+      ).toObject();
+    } catch (error) {
+      if (!isDuplicateKeyError(error)) throw error;
+      const existing = await Payment.findOne({ companyId, idempotencyKey }).lean();
+      if (!existing) throw error;
+      if (existing.requestHash !== requestHash) {
+        throw new ApiError(
+          422,
+          'idempotency_key_conflict',
+          'this Idempotency-Key was already used with a different request body; use a new key for a new payment',
+        );
+      }
+      payment = existing;
+      replayed = true;
+    }
+    if (payment.status === 'queued') await enqueuePayment(payment);
+    if (replayed) void reply.header('idempotent-replayed', 'true');
+    return reply.status(202).send({ id: payment._id, status: payment.status });
+  });
+
+  app.get('/v1/companies/:companyId/payments/:paymentId', async (request) => {
+    const { companyId, paymentId } = parse(paymentParams, request.params);
+    const payment = await Payment.findOne({ _id: paymentId, companyId }).lean();
+    authorize(request, 'payments:read', { companyId, officeId: payment?.officeId });
+    if (!payment) throw new ApiError(404, 'payment_not_found', 'no such payment');
+    return presentPayment(payment);
+  });
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env node
+import { createSecretKey } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { SignJWT } from 'jose';
+import { PERMISSIONS, ROLES, type Permission, type Role } from '../domain/access-policy';
+import { createCompany } from '../models/companies';
+import { openDatabase } from '../models';
+import { loadConfig, type AppConfig } from '../platform/config';
+
+const USAGE = `usage: hipaa-billing <command> [options]
+
+commands:
+  company create --name NAME [--id ID] [--stripe-secret-key sk_test_…]
+      create a company; its Stripe secret key is stored encrypted
+  token --company ID [--roles service] [--permissions payments:create,payments:read]
+        [--subject NAME] [--offices ID,ID] [--ttl-seconds 900]
+      mint a development token (HS256; refused when tokens are verified by public key)
+  dev-setup
+      create the demo company (Stripe test key for stripe-mock) and print a token for it`;
+
+/** Development tokens only: production verifies RS256/ES256 tokens from the identity provider. */
+export async function mintDevToken(
+  config: AppConfig,
+  claims: { companyId: string; roles: Role[]; permissions?: Permission[]; subject?: string; officeIds?: string[] },
+  ttlSeconds = 900,
+): Promise<string> {
+  if (!config.auth.hs256Secret) throw new Error('tokens are verified by public key here; mint them with your identity provider');
+  const isService = claims.roles.includes('service');
+  return new SignJWT({
+    company_id: claims.companyId,
+    roles: claims.roles,
+    sub_type: isService ? 'service' : 'user',
+    office_ids: claims.officeIds ?? [],
+    permissions: claims.permissions ?? (isService ? ['payments:create', 'payments:read'] : []),
+  })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(claims.subject ?? (isService ? 'svc-dev-app' : 'usr-dev'))
+    .setIssuer(config.auth.issuer)
+    .setAudience(config.auth.audience)
+    .setIssuedAt()
+    .setExpirationTime(`${ttlSeconds}s`)
+    .sign(createSecretKey(Buffer.from(config.auth.hs256Secret)));
+}
+
+function list<T extends string>(value: string | undefined, allowed: readonly T[], what: string): T[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(',').filter(Boolean);
+  for (const item of items) {
+    if (!allowed.includes(item as T)) throw new Error(`unknown ${what} "${item}" (one of: ${allowed.join(', ')})`);
+  }
+  return items as T[];
+}
+
+export const DEMO_COMPANY_ID = 'co_demo';
+const DEMO_STRIPE_KEY = 'sk_test_demoStripeMock';
+
+async function main(argv: string[]): Promise<void> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      name: { type: 'string' },
+      id: { type: 'string' },
+      'stripe-secret-key': { type: 'string' },
+      company: { type: 'string' },
+      roles: { type: 'string' },
+      permissions: { type: 'string' },
+      subject: { type: 'string' },
+      offices: { type: 'string' },
+      'ttl-seconds': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  const command = positionals.join(' ');
+  if (values.help || command === '') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const config = loadConfig();
+
+  if (command === 'token') {
+    if (!values.company) throw new Error('token needs --company');
+    const token = await mintDevToken(
+      config,
+      {
+        companyId: values.company,
+        roles: list(values.roles, ROLES, 'role') ?? ['service'],
+        permissions: list(values.permissions, PERMISSIONS, 'permission'),
+        subject: values.subject,
+        officeIds: values.offices?.split(','),
+      },
+      Number(values['ttl-seconds'] ?? 900),
+    );
+    process.stdout.write(`${token}\n`);
+    return;
+  }
+
+  if (command === 'company create' || command === 'dev-setup') {
+    const demo = command === 'dev-setup';
+    if (!demo && !values.name) throw new Error('company create needs --name');
+    const db = await openDatabase(config);
+    try {
+      const id = await createCompany(db, {
+        id: demo ? DEMO_COMPANY_ID : values.id,
+        name: demo ? 'Demo Family Practice' : (values.name ?? ''),
+        stripeSecretKey: demo ? DEMO_STRIPE_KEY : values['stripe-secret-key'],
+      });
+      if (demo) {
+        const token = await mintDevToken(config, { companyId: id, roles: ['service'] }, 3600);
+        process.stdout.write(`export COMPANY=${id}\nexport TOKEN=${token}\n`);
+      } else {
+        process.stdout.write(`${id}\n`);
+      }
+    } finally {
+      await db.close();
+    }
+    return;
+  }
+  throw new Error(`unknown command "${command}"\n${USAGE}`);
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  });
+}

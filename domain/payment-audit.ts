@@ -1,0 +1,55 @@
+import type { AuditJob } from '../queues/audit.queue';
+import { transitionEventId, type AuditAction, type AuditOutcome } from './audit-actions';
+import type { PaymentStatus } from './payment-status';
+
+/** What an audit event about a payment is built from: the stored record, nothing else. */
+export interface AuditablePayment {
+  _id: string;
+  companyId: string;
+  officeId?: string;
+  status: PaymentStatus;
+  requestedBy: { type: 'user' | 'service'; id: string };
+  requestId: string;
+  failure?: { code: string };
+  createdAt: Date;
+  completedAt?: Date;
+}
+
+const OUTCOME_EVENTS: Partial<Record<PaymentStatus, { action: AuditAction; outcome: AuditOutcome }>> = {
+  succeeded: { action: 'payment.succeeded', outcome: 'success' },
+  failed: { action: 'payment.failed', outcome: 'failure' },
+  requires_action: { action: 'payment.requires_action', outcome: 'success' },
+};
+
+export function paymentRequestedEvent(payment: AuditablePayment): AuditJob {
+  return {
+    eventId: transitionEventId('payment.requested', payment._id),
+    companyId: payment.companyId,
+    ...(payment.officeId ? { officeId: payment.officeId } : {}),
+    action: 'payment.requested',
+    outcome: 'success',
+    actor: payment.requestedBy,
+    resource: { type: 'payment', id: payment._id },
+    requestId: payment.requestId,
+    occurredAt: payment.createdAt.toISOString(),
+  };
+}
+
+/** The event for a settled payment, or undefined while it is still in flight. */
+export function paymentOutcomeEvent(payment: AuditablePayment, jobId?: string): AuditJob | undefined {
+  const event = OUTCOME_EVENTS[payment.status];
+  if (!event) return undefined;
+  return {
+    eventId: transitionEventId(event.action, payment._id),
+    companyId: payment.companyId,
+    ...(payment.officeId ? { officeId: payment.officeId } : {}),
+    action: event.action,
+    outcome: event.outcome,
+    actor: { type: 'system', id: 'charge-worker' },
+    resource: { type: 'payment', id: payment._id },
+    ...(payment.failure ? { reason: payment.failure.code } : {}),
+    requestId: payment.requestId,
+    ...(jobId ? { jobId } : {}),
+    occurredAt: (payment.completedAt ?? new Date()).toISOString(),
+  };
+}

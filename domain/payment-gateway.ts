@@ -1,0 +1,65 @@
+/**
+ * The narrow interface the charge worker needs from a payment processor.
+ * Stripe implements it today; another processor can be added behind it.
+ * Only amounts, currency and opaque ids cross it: never PHI.
+ */
+export type GatewayIntentStatus =
+  | 'requires_payment_method'
+  | 'requires_confirmation'
+  | 'requires_action'
+  | 'processing'
+  | 'requires_capture'
+  | 'canceled'
+  | 'succeeded';
+
+export interface GatewayIntent {
+  id: string;
+  status: GatewayIntentStatus;
+  clientSecret?: string;
+  nextActionType?: string;
+  lastError?: { code: string; declineCode?: string; message: string };
+}
+
+export interface GatewayCredentials {
+  secretKey: string;
+}
+
+export interface CreateIntentInput {
+  amount: number;
+  currency: string;
+  customer: string;
+  paymentMethod: string;
+  /** Opaque ids only (our payment, company, office ids). */
+  metadata: Record<string, string>;
+  idempotencyKey: string;
+}
+
+export interface PaymentGateway {
+  createPaymentIntent(credentials: GatewayCredentials, input: CreateIntentInput): Promise<GatewayIntent>;
+  confirmPaymentIntent(
+    credentials: GatewayCredentials,
+    input: { intentId: string; paymentMethod: string; idempotencyKey: string },
+  ): Promise<GatewayIntent>;
+  retrievePaymentIntent(credentials: GatewayCredentials, intentId: string): Promise<GatewayIntent>;
+}
+
+/**
+ * How a gateway failure is handled:
+ * - declined: the payer's card said no; final, recorded, never retried.
+ * - permanent: our request or configuration is wrong; final, recorded.
+ * - unexpected_state: the intent already moved on (e.g. confirmed by an earlier attempt); re-read it.
+ * - transient: network, 5xx, 429, timeouts; retried with backoff.
+ */
+export type GatewayErrorKind = 'declined' | 'permanent' | 'unexpected_state' | 'transient';
+
+export class GatewayError extends Error {
+  constructor(
+    public readonly kind: GatewayErrorKind,
+    public readonly code: string,
+    message: string,
+    public readonly declineCode?: string,
+  ) {
+    super(message);
+    this.name = 'GatewayError';
+  }
+}

@@ -1,0 +1,141 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ClientEncryption, type Binary, type MongoClient } from 'mongodb';
+import type { KmsConfig } from '../platform/config';
+
+/** Where data keys live: one per company, found by its key alt name. */
+export const KEY_VAULT_DB = 'encryption';
+export const KEY_VAULT_COLLECTION = '__keyVault';
+export const KEY_VAULT_NAMESPACE = `${KEY_VAULT_DB}.${KEY_VAULT_COLLECTION}`;
+
+const LOCAL_MASTER_KEY_BYTES = 96;
+
+// Random for everything by default; deterministic only where a field must be found by equality.
+const ALGORITHMS = {
+  random: 'AEAD_AES_256_CBC_HMAC_SHA_512-Random',
+  deterministic: 'AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic',
+} as const;
+export type EncryptionAlgorithm = keyof typeof ALGORITHMS;
+
+export type KmsProviders = ConstructorParameters<typeof ClientEncryption>[1]['kmsProviders'];
+type MasterKey = Parameters<ClientEncryption['createDataKey']>[1] extends infer O
+  ? O extends { masterKey?: infer M }
+    ? M
+    : never
+  : never;
+
+export function companyKeyAltName(companyId: string): string {
+  return `company-${companyId}`;
+}
+
+/**
+ * Reads the local master key; in development creates it on first use so the
+ * quick start needs no setup. Production refuses the default path (see config).
+ */
+export function loadLocalMasterKey(keyFile: string, createIfMissing: boolean): Buffer {
+  if (!existsSync(keyFile)) {
+    if (!createIfMissing) throw new Error(`local KMS master key file ${keyFile} does not exist`);
+    mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
+    writeFileSync(keyFile, randomBytes(LOCAL_MASTER_KEY_BYTES), { mode: 0o600, flag: 'wx' });
+    chmodSync(keyFile, 0o600);
+  }
+  const key = readFileSync(keyFile);
+  if (key.length !== LOCAL_MASTER_KEY_BYTES) {
+    throw new Error(`local KMS master key file ${keyFile} must hold exactly ${LOCAL_MASTER_KEY_BYTES} bytes, found ${key.length}`);
+  }
+  return key;
+}
+
+export function kmsProvidersFor(kms: KmsConfig, localKey?: Buffer): KmsProviders {
+  switch (kms.provider) {
+    case 'local':
+      if (!localKey) throw new Error('local KMS needs the master key');
+      return { local: { key: localKey } };
+    case 'aws':
+      // Without explicit credentials the driver uses the AWS credential chain (instance role, env).
+      return kms.accessKeyId && kms.secretAccessKey
+        ? { aws: { accessKeyId: kms.accessKeyId, secretAccessKey: kms.secretAccessKey } }
+        : { aws: {} };
+    case 'gcp':
+      return kms.email && kms.privateKey ? { gcp: { email: kms.email, privateKey: kms.privateKey } } : { gcp: {} };
+    case 'azure':
+      return kms.tenantId && kms.clientId && kms.clientSecret
+        ? { azure: { tenantId: kms.tenantId, clientId: kms.clientId, clientSecret: kms.clientSecret } }
+        : { azure: {} };
+    case 'kmip':
+      return { kmip: { endpoint: kms.endpoint } };
+  }
+}
+
+export function masterKeyFor(kms: KmsConfig): MasterKey | undefined {
+  switch (kms.provider) {
+    case 'local':
+      return undefined;
+    case 'aws':
+      return { region: kms.region, key: kms.keyArn };
+    case 'gcp':
+      return { projectId: kms.projectId, location: kms.location, keyRing: kms.keyRing, keyName: kms.keyName };
+    case 'azure':
+      return { keyVaultEndpoint: kms.keyVaultEndpoint, keyName: kms.keyName };
+    case 'kmip':
+      return {};
+  }
+}
+
+function isDuplicateKeyError(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 11000;
+}
+
+/**
+ * Explicit client-side field encryption with one data key per company.
+ * Reads decrypt automatically through the connection's autoEncryption
+ * (bypassAutoEncryption), so this class only ever encrypts and manages keys.
+ */
+export class FieldEncryption {
+  private readonly clientEncryption: ClientEncryption;
+  private readonly knownKeys = new Set<string>();
+
+  constructor(
+    private readonly client: MongoClient,
+    private readonly kms: KmsConfig,
+    kmsProviders: KmsProviders,
+  ) {
+    this.clientEncryption = new ClientEncryption(client, { keyVaultNamespace: KEY_VAULT_NAMESPACE, kmsProviders });
+  }
+
+  /** A unique index on key alt names makes concurrent creation of one company's key safe. */
+  async ensureKeyVaultIndex(): Promise<void> {
+    await this.client
+      .db(KEY_VAULT_DB)
+      .collection(KEY_VAULT_COLLECTION)
+      .createIndex({ keyAltNames: 1 }, { unique: true });
+  }
+
+  async ensureCompanyKey(companyId: string): Promise<void> {
+    const altName = companyKeyAltName(companyId);
+    if (this.knownKeys.has(altName)) return;
+    const existing = await this.clientEncryption.getKeyByAltName(altName);
+    if (!existing) {
+      try {
+        const masterKey = masterKeyFor(this.kms);
+        await this.clientEncryption.createDataKey(this.kms.provider, {
+          keyAltNames: [altName],
+          ...(masterKey ? { masterKey } : {}),
+        });
+      } catch (error) {
+        // Another process created it first: that key is the one to use.
+        if (!isDuplicateKeyError(error)) throw error;
+      }
+    }
+    this.knownKeys.add(altName);
+  }
+
+  async encrypt(companyId: string, value: string, algorithm: EncryptionAlgorithm = 'random'): Promise<Binary> {
+    await this.ensureCompanyKey(companyId);
+    return this.clientEncryption.encrypt(value, {
+      keyAltName: companyKeyAltName(companyId),
+      algorithm: ALGORITHMS[algorithm],
+    });
+  }
+}

@@ -1,0 +1,86 @@
+import { Schema, type Connection, type Model } from 'mongoose';
+import { PAYMENT_STATUSES, type PaymentStatus } from '../domain/payment-status';
+
+export interface PaymentFailure {
+  /** Our reason code, e.g. card_declined, payment_config_missing. */
+  code: string;
+  declineCode?: string;
+  message: string;
+}
+
+export interface PaymentRecord {
+  _id: string;
+  companyId: string;
+  officeId?: string;
+  /** Unique per company: a retried request finds the payment it already made. */
+  idempotencyKey: string;
+  /** SHA-256 of the canonical request, to tell a retry from a conflicting reuse of the key. */
+  requestHash: string;
+  amount: number;
+  currency: string;
+  customer: string;
+  paymentMethod: string;
+  serviceCategory?: string;
+  status: PaymentStatus;
+  stripePaymentIntentId?: string;
+  failure?: PaymentFailure;
+  /** For requires_action: what the upstream app needs to let the payer finish. clientSecret is encrypted. */
+  action?: { clientSecret: unknown; nextActionType: string };
+  requestedBy: { type: 'user' | 'service'; id: string };
+  requestId: string;
+  attempts: number;
+  lastError?: string;
+  completedAt?: Date;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const paymentSchema = new Schema<PaymentRecord>(
+  {
+    _id: { type: String, required: true },
+    companyId: { type: String, required: true },
+    officeId: { type: String },
+    idempotencyKey: { type: String, required: true },
+    requestHash: { type: String, required: true },
+    amount: { type: Number, required: true, min: 1 },
+    currency: { type: String, required: true },
+    customer: { type: String, required: true },
+    paymentMethod: { type: String, required: true },
+    serviceCategory: { type: String },
+    status: { type: String, required: true, enum: PAYMENT_STATUSES },
+    stripePaymentIntentId: { type: String },
+    failure: {
+      type: new Schema<PaymentFailure>(
+        { code: { type: String, required: true }, declineCode: String, message: { type: String, required: true } },
+        { _id: false },
+      ),
+    },
+    action: {
+      type: new Schema(
+        { clientSecret: { type: Schema.Types.Mixed, required: true }, nextActionType: { type: String, required: true } },
+        { _id: false },
+      ),
+    },
+    requestedBy: {
+      type: new Schema(
+        { type: { type: String, required: true, enum: ['user', 'service'] }, id: { type: String, required: true } },
+        { _id: false },
+      ),
+      required: true,
+    },
+    requestId: { type: String, required: true },
+    attempts: { type: Number, required: true, default: 0 },
+    lastError: { type: String },
+    completedAt: { type: Date },
+  },
+  { timestamps: true, versionKey: false, collection: 'payments' },
+);
+paymentSchema.index({ companyId: 1, idempotencyKey: 1 }, { unique: true, name: 'company_idempotency_key' });
+// The outbox sweep looks for stale, unfinished payments.
+paymentSchema.index({ status: 1, updatedAt: 1 }, { name: 'status_updated' });
+
+export type PaymentModel = Model<PaymentRecord>;
+
+export function createPaymentModel(connection: Connection): PaymentModel {
+  return connection.model<PaymentRecord>('Payment', paymentSchema);
+}

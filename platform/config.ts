@@ -1,0 +1,250 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/**
+ * The one place the environment is read. Validated once at start-up; an error
+ * names every missing or bad variable. Development gets safe local defaults;
+ * production refuses them (see `refuseDevelopmentSettings`).
+ */
+
+const DEV_JWT_SECRET = 'dev-only-hs256-secret-change-me-0123456789';
+const DEV_MASTER_KEY_FILE = '.secrets/local-master-key';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const optionalString = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .optional();
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HOST: z.string().default('127.0.0.1'),
+  PORT: port.default(3000),
+
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  // Hash-tagged so every key of one deployment lands in one Redis Cluster slot (BullMQ needs that).
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^\{[a-z0-9-]+\}$/, 'must look like {name}: a Redis Cluster hash tag')
+    .default('{hb}'),
+  MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URL').default('mongodb://127.0.0.1:27017/hipaa_billing'),
+
+  KMS_PROVIDER: z.enum(['local', 'aws', 'gcp', 'azure', 'kmip']).default('local'),
+  LOCAL_MASTER_KEY_FILE: z.string().default(DEV_MASTER_KEY_FILE),
+  AWS_KMS_KEY_ARN: optionalString,
+  AWS_KMS_REGION: optionalString,
+  AWS_ACCESS_KEY_ID: optionalString,
+  AWS_SECRET_ACCESS_KEY: optionalString,
+  GCP_KMS_PROJECT_ID: optionalString,
+  GCP_KMS_LOCATION: optionalString,
+  GCP_KMS_KEY_RING: optionalString,
+  GCP_KMS_KEY_NAME: optionalString,
+  GCP_SERVICE_ACCOUNT_EMAIL: optionalString,
+  GCP_PRIVATE_KEY: optionalString,
+  AZURE_KEY_VAULT_ENDPOINT: optionalString,
+  AZURE_KEY_NAME: optionalString,
+  AZURE_TENANT_ID: optionalString,
+  AZURE_CLIENT_ID: optionalString,
+  AZURE_CLIENT_SECRET: optionalString,
+  KMIP_ENDPOINT: optionalString,
+
+  AUTH_JWT_SECRET: optionalString,
+  AUTH_PUBLIC_KEY_FILE: optionalString,
+  AUTH_JWKS_URL: z.string().url().optional(),
+  AUTH_ISSUER: z.string().default('hipaa-billing-dev'),
+  AUTH_AUDIENCE: z.string().default('hipaa-billing'),
+
+  // Stripe API endpoint override, for stripe-mock or the dev simulator. Unset means api.stripe.com.
+  STRIPE_API_BASE: z.string().url().optional(),
+  STRIPE_TIMEOUT_MS: positiveInt.default(20_000),
+
+  PAYMENT_MAX_AMOUNT: positiveInt.default(10_000_000),
+  CHARGE_CONCURRENCY: positiveInt.default(10),
+  AUDIT_CONCURRENCY: positiveInt.default(20),
+  OUTBOX_SWEEP_EVERY_MS: positiveInt.default(30_000),
+  OUTBOX_STALE_AFTER_MS: positiveInt.default(60_000),
+  SHUTDOWN_DEADLINE_MS: positiveInt.default(25_000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export type KmsConfig =
+  | { provider: 'local'; keyFile: string }
+  | { provider: 'aws'; region: string; keyArn: string; accessKeyId?: string; secretAccessKey?: string }
+  | {
+      provider: 'gcp';
+      projectId: string;
+      location: string;
+      keyRing: string;
+      keyName: string;
+      email?: string;
+      privateKey?: string;
+    }
+  | { provider: 'azure'; keyVaultEndpoint: string; keyName: string; tenantId?: string; clientId?: string; clientSecret?: string }
+  | { provider: 'kmip'; endpoint: string };
+
+export type AuthConfig = {
+  issuer: string;
+  audience: string;
+  /** Exactly one of these verifies tokens. HS256 secrets are refused in production. */
+  hs256Secret?: string;
+  publicKeyPem?: string;
+  jwksUrl?: string;
+};
+
+export type StripeEndpoint = { host: string; port: number; protocol: 'http' | 'https' };
+
+export type AppConfig = {
+  env: Env['NODE_ENV'];
+  logLevel: Env['LOG_LEVEL'];
+  http: { host: string; port: number };
+  redisUrl: string;
+  queuePrefix: string;
+  mongodbUri: string;
+  kms: KmsConfig;
+  auth: AuthConfig;
+  stripe: { endpoint?: StripeEndpoint; timeoutMs: number };
+  payments: { maxAmount: number };
+  workers: { chargeConcurrency: number; auditConcurrency: number };
+  outbox: { sweepEveryMs: number; staleAfterMs: number };
+  shutdownDeadlineMs: number;
+};
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function requireAll(problems: string[], provider: string, fields: Record<string, string | undefined>): void {
+  for (const [name, value] of Object.entries(fields)) {
+    if (!value) problems.push(`${name}: required when KMS_PROVIDER=${provider}`);
+  }
+}
+
+function kmsConfig(env: Env, problems: string[]): KmsConfig {
+  switch (env.KMS_PROVIDER) {
+    case 'local':
+      return { provider: 'local', keyFile: env.LOCAL_MASTER_KEY_FILE };
+    case 'aws':
+      requireAll(problems, 'aws', { AWS_KMS_KEY_ARN: env.AWS_KMS_KEY_ARN, AWS_KMS_REGION: env.AWS_KMS_REGION });
+      return {
+        provider: 'aws',
+        region: env.AWS_KMS_REGION ?? '',
+        keyArn: env.AWS_KMS_KEY_ARN ?? '',
+        accessKeyId: env.AWS_ACCESS_KEY_ID,
+        secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+      };
+    case 'gcp':
+      requireAll(problems, 'gcp', {
+        GCP_KMS_PROJECT_ID: env.GCP_KMS_PROJECT_ID,
+        GCP_KMS_LOCATION: env.GCP_KMS_LOCATION,
+        GCP_KMS_KEY_RING: env.GCP_KMS_KEY_RING,
+        GCP_KMS_KEY_NAME: env.GCP_KMS_KEY_NAME,
+      });
+      return {
+        provider: 'gcp',
+        projectId: env.GCP_KMS_PROJECT_ID ?? '',
+        location: env.GCP_KMS_LOCATION ?? '',
+        keyRing: env.GCP_KMS_KEY_RING ?? '',
+        keyName: env.GCP_KMS_KEY_NAME ?? '',
+        email: env.GCP_SERVICE_ACCOUNT_EMAIL,
+        privateKey: env.GCP_PRIVATE_KEY,
+      };
+    case 'azure':
+      requireAll(problems, 'azure', {
+        AZURE_KEY_VAULT_ENDPOINT: env.AZURE_KEY_VAULT_ENDPOINT,
+        AZURE_KEY_NAME: env.AZURE_KEY_NAME,
+      });
+      return {
+        provider: 'azure',
+        keyVaultEndpoint: env.AZURE_KEY_VAULT_ENDPOINT ?? '',
+        keyName: env.AZURE_KEY_NAME ?? '',
+        tenantId: env.AZURE_TENANT_ID,
+        clientId: env.AZURE_CLIENT_ID,
+        clientSecret: env.AZURE_CLIENT_SECRET,
+      };
+    case 'kmip':
+      requireAll(problems, 'kmip', { KMIP_ENDPOINT: env.KMIP_ENDPOINT });
+      return { provider: 'kmip', endpoint: env.KMIP_ENDPOINT ?? '' };
+  }
+}
+
+function authConfig(env: Env, problems: string[], readFile: (path: string) => string): AuthConfig {
+  const sources = [env.AUTH_JWT_SECRET, env.AUTH_PUBLIC_KEY_FILE, env.AUTH_JWKS_URL].filter(Boolean);
+  if (sources.length > 1) {
+    problems.push('AUTH_JWT_SECRET, AUTH_PUBLIC_KEY_FILE, AUTH_JWKS_URL: set exactly one way to verify tokens');
+  }
+  const auth: AuthConfig = { issuer: env.AUTH_ISSUER, audience: env.AUTH_AUDIENCE };
+  if (env.AUTH_PUBLIC_KEY_FILE) {
+    try {
+      auth.publicKeyPem = readFile(env.AUTH_PUBLIC_KEY_FILE);
+    } catch {
+      problems.push(`AUTH_PUBLIC_KEY_FILE: cannot read ${env.AUTH_PUBLIC_KEY_FILE}`);
+    }
+  } else if (env.AUTH_JWKS_URL) {
+    auth.jwksUrl = env.AUTH_JWKS_URL;
+  } else {
+    auth.hs256Secret = env.AUTH_JWT_SECRET ?? DEV_JWT_SECRET;
+    if (auth.hs256Secret.length < 32) problems.push('AUTH_JWT_SECRET: must be at least 32 characters');
+  }
+  return auth;
+}
+
+function stripeEndpoint(base: string | undefined): StripeEndpoint | undefined {
+  if (!base) return undefined;
+  const url = new URL(base);
+  const protocol = url.protocol === 'http:' ? 'http' : 'https';
+  return { host: url.hostname, port: Number(url.port || (protocol === 'http' ? 80 : 443)), protocol };
+}
+
+/** Production must be configured on purpose: no development secrets, keys or service defaults. */
+function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: AuthConfig, problems: string[]): void {
+  if (env.NODE_ENV !== 'production') return;
+  for (const name of ['REDIS_URL', 'MONGODB_URI'] as const) {
+    if (!source[name]) problems.push(`${name}: must be set explicitly in production`);
+  }
+  if (auth.hs256Secret) {
+    problems.push('AUTH_JWT_SECRET: HS256 shared secrets are refused in production; set AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE');
+  }
+  if (env.KMS_PROVIDER === 'local' && !source.LOCAL_MASTER_KEY_FILE) {
+    problems.push('LOCAL_MASTER_KEY_FILE: the development master key is refused in production; set a KMS provider');
+  }
+  if (env.STRIPE_API_BASE) problems.push('STRIPE_API_BASE: Stripe API overrides are for development and tests only');
+}
+
+export function loadConfig(
+  source: NodeJS.ProcessEnv = process.env,
+  readFile: (path: string) => string = (path) => readFileSync(path, 'utf8'),
+): AppConfig {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  }
+  const env = parsed.data;
+  const problems: string[] = [];
+  const kms = kmsConfig(env, problems);
+  const auth = authConfig(env, problems, readFile);
+  refuseDevelopmentSettings(source, env, auth, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    env: env.NODE_ENV,
+    logLevel: env.LOG_LEVEL,
+    http: { host: env.HOST, port: env.PORT },
+    redisUrl: env.REDIS_URL,
+    queuePrefix: env.QUEUE_PREFIX,
+    mongodbUri: env.MONGODB_URI,
+    kms,
+    auth,
+    stripe: { endpoint: stripeEndpoint(env.STRIPE_API_BASE), timeoutMs: env.STRIPE_TIMEOUT_MS },
+    payments: { maxAmount: env.PAYMENT_MAX_AMOUNT },
+    workers: { chargeConcurrency: env.CHARGE_CONCURRENCY, auditConcurrency: env.AUDIT_CONCURRENCY },
+    outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
+    shutdownDeadlineMs: env.SHUTDOWN_DEADLINE_MS,
+  };
+}

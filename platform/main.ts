@@ -1,0 +1,23 @@
+import { startApi } from '../api/main';
+import { openDatabase } from '../models';
+import { startWorkers } from '../workers/main';
+import { loadConfig } from './config';
+import { createLogger, type Logger } from './logger';
+import { exitOnStartupFailure, onShutdownSignal } from './shutdown';
+
+/** The single-machine way to run it: api and workers in one process, sharing one database connection. */
+async function main(): Promise<Logger> {
+  const config = loadConfig();
+  const logger = createLogger({ level: config.logLevel });
+  const database = await openDatabase(config);
+  const workers = await startWorkers(config, logger, database);
+  const api = await startApi(config, logger, database);
+  onShutdownSignal(logger, config.shutdownDeadlineMs, async () => {
+    await api.stop();
+    await workers.stop();
+    await database.close();
+  });
+  return logger;
+}
+
+main().catch((error: unknown) => exitOnStartupFailure(undefined, error));

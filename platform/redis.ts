@@ -1,0 +1,22 @@
+import { Redis, type RedisOptions } from 'ioredis';
+
+/**
+ * Workers block on Redis and must wait out an outage (maxRetriesPerRequest: null);
+ * the api must fail fast so a request answers 503 instead of hanging
+ * (enableOfflineQueue: false, one retry per request).
+ */
+export type RedisRole = 'worker' | 'api';
+
+export function createRedisConnection(url: string, role: RedisRole, extra: RedisOptions = {}): Redis {
+  const common: RedisOptions = {
+    connectionName: `hipaa-billing-${role}`,
+    // Reconnect with capped exponential backoff, forever: Redis coming back must heal the process.
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 10), 5_000),
+    ...extra,
+  };
+  const roleOptions: RedisOptions =
+    role === 'worker'
+      ? { maxRetriesPerRequest: null, enableReadyCheck: true }
+      : { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000, commandTimeout: 2_000 };
+  return new Redis(url, { ...common, ...roleOptions });
+}

@@ -1,0 +1,28 @@
+import { Queue, type ConnectionOptions } from 'bullmq';
+import type { AuditJob } from './audit.queue';
+import type { ChargeJob } from './charges.queue';
+import type { MaintenanceJob } from './maintenance.queue';
+import { QUEUE_NAMES } from './names';
+
+/** Queue name → payload: a wrong payload for a queue does not compile. */
+export interface QueuePayloads {
+  [QUEUE_NAMES.charges]: ChargeJob;
+  [QUEUE_NAMES.audit]: AuditJob;
+  [QUEUE_NAMES.maintenance]: MaintenanceJob;
+}
+
+export type Queues = { [N in keyof QueuePayloads]: Queue<QueuePayloads[N]> };
+
+export function createQueues(connection: ConnectionOptions, prefix: string): Queues {
+  return {
+    charges: new Queue<ChargeJob>(QUEUE_NAMES.charges, { connection, prefix }),
+    audit: new Queue<AuditJob>(QUEUE_NAMES.audit, { connection, prefix }),
+    maintenance: new Queue<MaintenanceJob>(QUEUE_NAMES.maintenance, { connection, prefix }),
+  };
+}
+
+export async function closeQueues(queues: Queues): Promise<void> {
+  await Promise.all(Object.values(queues).map((queue: Queues[keyof Queues]) => queue.close()));
+}
+
+export { QUEUE_NAMES } from './names';

@@ -1,0 +1,8 @@
+/** Queue names. Never renamed once shipped: jobs in Redis are found by them. */
+export const QUEUE_NAMES = {
+  charges: 'charges',
+  audit: 'audit',
+  maintenance: 'maintenance',
+} as const;
+
+export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];

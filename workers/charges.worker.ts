@@ -1,0 +1,227 @@
+import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { paymentOutcomeEvent, paymentRequestedEvent } from '../domain/payment-audit';
+import { GatewayError, type GatewayIntent, type PaymentGateway } from '../domain/payment-gateway';
+import { isSettled } from '../domain/payment-status';
+import type { FieldEncryption } from '../models/encryption';
+import type { Models } from '../models';
+import type { PaymentFailure, PaymentRecord } from '../models/payment.model';
+import type { Logger } from '../platform/logger';
+import type { AuditJob } from '../queues/audit.queue';
+import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
+import { QUEUE_NAMES } from '../queues/names';
+
+export interface ChargeDeps {
+  models: Pick<Models, 'Company' | 'Payment'>;
+  encryption: Pick<FieldEncryption, 'encrypt'>;
+  gateway: PaymentGateway;
+  enqueueAudit: (event: AuditJob) => Promise<void>;
+  logger: Logger;
+}
+
+export interface ChargeResult {
+  paymentId: string;
+  status: PaymentRecord['status'];
+}
+
+type Settlement =
+  | { status: 'succeeded' }
+  | { status: 'failed'; failure: PaymentFailure }
+  | { status: 'requires_action'; clientSecret: string; nextActionType: string };
+
+class PaymentFailedError extends UnrecoverableError {
+  constructor(paymentId: string, code: string) {
+    super(`payment ${paymentId} failed: ${code}`);
+  }
+}
+
+/**
+ * Charges one payment. Safe to run any number of times for the same payment:
+ * it re-reads state, creates at most one PaymentIntent (idempotency key = payment
+ * id, and the intent id is saved before confirming), and a PaymentIntent can
+ * succeed only once. Declines and bad configuration stop at once; network
+ * errors, 5xx and 429 are thrown for BullMQ to retry with backoff.
+ */
+export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Promise<ChargeResult> {
+  const parsed = chargeJobSchema.safeParse(job.data);
+  if (!parsed.success) throw new UnrecoverableError('invalid charge job payload');
+  const { paymentId, requestId } = parsed.data;
+  const { Payment, Company } = deps.models;
+  const log = deps.logger.child({ queue: QUEUE_NAMES.charges, jobId: job.id, attempt: job.attemptsMade + 1, paymentId, requestId });
+
+  const stored = await Payment.findById(paymentId).lean();
+  if (!stored) throw new UnrecoverableError(`payment ${paymentId} not found`);
+  // The ingress enqueues this too; repeating it here means a lost enqueue there cannot lose the event.
+  await deps.enqueueAudit(paymentRequestedEvent(stored));
+
+  if (isSettled(stored.status)) {
+    await auditOutcome(stored, job, deps);
+    log.info({ status: stored.status }, 'payment already settled; nothing to do');
+    return { paymentId, status: stored.status };
+  }
+
+  const payment = await Payment.findOneAndUpdate(
+    { _id: paymentId, status: { $in: ['queued', 'processing'] } },
+    { $set: { status: 'processing' }, $inc: { attempts: 1 } },
+    { new: true },
+  ).lean();
+  if (!payment) return reread(paymentId, deps);
+
+  const settle = (settlement: Settlement) => settlePayment(payment, settlement, job, deps, log);
+
+  const company = await Company.findById(payment.companyId).lean();
+  const secretKey = company?.payment_info?.credentials?.secretKey;
+  if (typeof secretKey !== 'string' || secretKey === '') {
+    await settle({
+      status: 'failed',
+      failure: { code: 'payment_config_missing', message: 'no payment gateway is configured for this company' },
+    });
+    throw new PaymentFailedError(paymentId, 'payment_config_missing');
+  }
+  const credentials = { secretKey };
+
+  try {
+    const intent = await chargeIntent(payment, credentials, deps);
+    return await applyIntent(intent, settle, paymentId);
+  } catch (error) {
+    if (!(error instanceof GatewayError)) throw error;
+    if (error.kind === 'declined' || error.kind === 'permanent') {
+      await settle({
+        status: 'failed',
+        failure: { code: error.code, message: error.message, ...(error.declineCode ? { declineCode: error.declineCode } : {}) },
+      });
+      throw new PaymentFailedError(paymentId, error.code);
+    }
+    await Payment.updateOne({ _id: paymentId }, { $set: { lastError: error.code } });
+    log.warn({ code: error.code }, 'transient gateway error; will retry');
+    throw error;
+  }
+}
+
+async function chargeIntent(
+  payment: PaymentRecord,
+  credentials: { secretKey: string },
+  deps: ChargeDeps,
+): Promise<GatewayIntent> {
+  const { gateway } = deps;
+  let intentId = payment.stripePaymentIntentId;
+  if (intentId) {
+    // A retry: an earlier attempt may have confirmed already. Look before confirming again.
+    const existing = await gateway.retrievePaymentIntent(credentials, intentId);
+    if (existing.status !== 'requires_confirmation' && !(existing.status === 'requires_payment_method' && !existing.lastError)) {
+      return existing;
+    }
+  } else {
+    const created = await gateway.createPaymentIntent(credentials, {
+      amount: payment.amount,
+      currency: payment.currency,
+      customer: payment.customer,
+      paymentMethod: payment.paymentMethod,
+      metadata: {
+        payment_id: payment._id,
+        company_id: payment.companyId,
+        ...(payment.officeId ? { office_id: payment.officeId } : {}),
+      },
+      idempotencyKey: payment._id,
+    });
+    // Saved before confirming: after Stripe's 24-hour idempotency window only this record prevents a second intent.
+    await deps.models.Payment.updateOne(
+      { _id: payment._id, stripePaymentIntentId: { $exists: false } },
+      { $set: { stripePaymentIntentId: created.id } },
+    );
+    const saved = await deps.models.Payment.findById(payment._id, { stripePaymentIntentId: 1 }).lean();
+    intentId = saved?.stripePaymentIntentId ?? created.id;
+  }
+  try {
+    // Keyed per attempt: Stripe replays a stored error for a reused key, and an intent can succeed only once anyway.
+    return await gateway.confirmPaymentIntent(credentials, {
+      intentId,
+      paymentMethod: payment.paymentMethod,
+      idempotencyKey: `${payment._id}-confirm-${payment.attempts}`,
+    });
+  } catch (error) {
+    if (error instanceof GatewayError && error.kind === 'unexpected_state') {
+      return gateway.retrievePaymentIntent(credentials, intentId);
+    }
+    throw error;
+  }
+}
+
+async function applyIntent(
+  intent: GatewayIntent,
+  settle: (settlement: Settlement) => Promise<ChargeResult>,
+  paymentId: string,
+): Promise<ChargeResult> {
+  switch (intent.status) {
+    case 'succeeded':
+      return settle({ status: 'succeeded' });
+    case 'requires_action':
+      return settle({
+        status: 'requires_action',
+        clientSecret: intent.clientSecret ?? '',
+        nextActionType: intent.nextActionType ?? 'use_stripe_sdk',
+      });
+    case 'requires_payment_method':
+    case 'canceled': {
+      const failure = intent.lastError ?? {
+        code: intent.status === 'canceled' ? 'payment_canceled' : 'payment_method_required',
+        message: intent.status === 'canceled' ? 'the payment was canceled' : 'the payment method was not accepted',
+      };
+      await settle({ status: 'failed', failure });
+      throw new PaymentFailedError(paymentId, failure.code);
+    }
+    case 'processing':
+    case 'requires_capture':
+      // The gateway has not decided yet; its webhook (or the next sweep) settles the payment.
+      return { paymentId, status: 'processing' };
+    case 'requires_confirmation':
+      throw new GatewayError('transient', 'confirmation_pending', 'the payment intent is still awaiting confirmation');
+  }
+}
+
+async function settlePayment(
+  payment: PaymentRecord,
+  settlement: Settlement,
+  job: Job<ChargeJob>,
+  deps: ChargeDeps,
+  log: Logger,
+): Promise<ChargeResult> {
+  const update: Record<string, unknown> = { status: settlement.status, completedAt: new Date() };
+  if (settlement.status === 'failed') update.failure = settlement.failure;
+  if (settlement.status === 'requires_action') {
+    update.action = {
+      clientSecret: await deps.encryption.encrypt(payment.companyId, settlement.clientSecret),
+      nextActionType: settlement.nextActionType,
+    };
+  }
+  const settled = await deps.models.Payment.findOneAndUpdate(
+    { _id: payment._id, status: 'processing' },
+    { $set: update, $unset: { lastError: 1 } },
+    { new: true },
+  ).lean();
+  const current = settled ?? (await deps.models.Payment.findById(payment._id).lean());
+  if (!current) throw new UnrecoverableError(`payment ${payment._id} disappeared`);
+  await auditOutcome(current, job, deps);
+  log.info({ status: current.status, reason: current.failure?.code }, 'payment settled');
+  return { paymentId: payment._id, status: current.status };
+}
+
+async function auditOutcome(payment: PaymentRecord, job: Job<ChargeJob>, deps: ChargeDeps): Promise<void> {
+  const event = paymentOutcomeEvent(payment, job.id);
+  if (event) await deps.enqueueAudit(event);
+}
+
+async function reread(paymentId: string, deps: ChargeDeps): Promise<ChargeResult> {
+  const current = await deps.models.Payment.findById(paymentId).lean();
+  if (!current) throw new UnrecoverableError(`payment ${paymentId} not found`);
+  return { paymentId, status: current.status };
+}
+
+export function createChargesWorker(
+  deps: ChargeDeps & { connection: ConnectionOptions; prefix: string; concurrency: number },
+): Worker<ChargeJob, ChargeResult> {
+  return new Worker<ChargeJob, ChargeResult>(QUEUE_NAMES.charges, (job) => processCharge(job, deps), {
+    connection: deps.connection,
+    prefix: deps.prefix,
+    concurrency: deps.concurrency,
+  });
+}

@@ -1,0 +1,138 @@
+import { createHash } from 'node:crypto';
+import Stripe from 'stripe';
+import {
+  GatewayError,
+  type CreateIntentInput,
+  type GatewayCredentials,
+  type GatewayIntent,
+  type GatewayIntentStatus,
+  type PaymentGateway,
+} from '../../domain/payment-gateway';
+import type { StripeEndpoint } from '../../platform/config';
+
+export interface StripeGatewayOptions {
+  /** stripe-mock or the dev simulator; unset means api.stripe.com over TLS. */
+  endpoint?: StripeEndpoint;
+  timeoutMs: number;
+}
+
+const MAX_CACHED_CLIENTS = 500;
+
+/** Turns the SDK's errors into the retry decision the worker acts on. */
+export function classifyStripeError(error: unknown): GatewayError {
+  if (!(error instanceof Stripe.errors.StripeError)) {
+    return new GatewayError('transient', 'gateway_unreachable', error instanceof Error ? error.message : String(error));
+  }
+  const code = error.code ?? error.type;
+  switch (error.type) {
+    case 'StripeCardError':
+      return new GatewayError('declined', error.code ?? 'card_declined', error.message, error.decline_code);
+    case 'StripeInvalidRequestError':
+      if (error.code === 'payment_intent_unexpected_state') {
+        return new GatewayError('unexpected_state', error.code, error.message);
+      }
+      return new GatewayError('permanent', error.code ?? 'invalid_request', error.message);
+    case 'StripeAuthenticationError':
+    case 'StripePermissionError':
+      return new GatewayError('permanent', 'payment_config_invalid', 'the gateway refused the configured credentials');
+    case 'StripeIdempotencyError':
+      return new GatewayError('permanent', 'idempotency_conflict', error.message);
+    case 'StripeRateLimitError':
+      return new GatewayError('transient', 'rate_limited', error.message);
+    case 'StripeConnectionError':
+      return new GatewayError('transient', 'gateway_unreachable', error.message);
+    default:
+      // 5xx (StripeAPIError) and anything unknown: retrying is safe, idempotency keys guard it.
+      return new GatewayError('transient', code ?? 'gateway_error', error.message);
+  }
+}
+
+function toGatewayIntent(intent: Stripe.PaymentIntent): GatewayIntent {
+  const lastError = intent.last_payment_error;
+  return {
+    id: intent.id,
+    status: intent.status as GatewayIntentStatus,
+    // The client secret lets the payer's browser finish 3-D Secure; only needed then.
+    clientSecret: intent.status === 'requires_action' ? (intent.client_secret ?? undefined) : undefined,
+    nextActionType: intent.next_action?.type,
+    lastError: lastError
+      ? {
+          code: lastError.code ?? 'payment_failed',
+          declineCode: lastError.decline_code ?? undefined,
+          message: lastError.message ?? 'the payment failed',
+        }
+      : undefined,
+  };
+}
+
+export class StripeGateway implements PaymentGateway {
+  private readonly clients = new Map<string, Stripe>();
+
+  constructor(private readonly options: StripeGatewayOptions) {}
+
+  /** One SDK client per secret key (companies and offices have their own accounts). */
+  private client(credentials: GatewayCredentials): Stripe {
+    const cacheKey = createHash('sha256').update(credentials.secretKey).digest('hex');
+    let client = this.clients.get(cacheKey);
+    if (!client) {
+      if (this.clients.size >= MAX_CACHED_CLIENTS) {
+        const oldest = this.clients.keys().next().value;
+        if (oldest !== undefined) this.clients.delete(oldest);
+      }
+      client = new Stripe(credentials.secretKey, {
+        // BullMQ owns retries (with backoff and a record of attempts); the SDK does not retry on its own.
+        maxNetworkRetries: 0,
+        timeout: this.options.timeoutMs,
+        telemetry: false,
+        appInfo: { name: 'hipaa-billing' },
+        ...(this.options.endpoint ?? {}),
+      });
+      this.clients.set(cacheKey, client);
+    }
+    return client;
+  }
+
+  private async call<T>(request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (error) {
+      throw classifyStripeError(error);
+    }
+  }
+
+  async createPaymentIntent(credentials: GatewayCredentials, input: CreateIntentInput): Promise<GatewayIntent> {
+    const intent = await this.call(() =>
+      this.client(credentials).paymentIntents.create(
+        {
+          amount: input.amount,
+          currency: input.currency,
+          customer: input.customer,
+          payment_method: input.paymentMethod,
+          payment_method_types: ['card'],
+          metadata: input.metadata,
+        },
+        { idempotencyKey: input.idempotencyKey },
+      ),
+    );
+    return toGatewayIntent(intent);
+  }
+
+  async confirmPaymentIntent(
+    credentials: GatewayCredentials,
+    input: { intentId: string; paymentMethod: string; idempotencyKey: string },
+  ): Promise<GatewayIntent> {
+    const intent = await this.call(() =>
+      this.client(credentials).paymentIntents.confirm(
+        input.intentId,
+        { payment_method: input.paymentMethod },
+        { idempotencyKey: input.idempotencyKey },
+      ),
+    );
+    return toGatewayIntent(intent);
+  }
+
+  async retrievePaymentIntent(credentials: GatewayCredentials, intentId: string): Promise<GatewayIntent> {
+    const intent = await this.call(() => this.client(credentials).paymentIntents.retrieve(intentId));
+    return toGatewayIntent(intent);
+  }
+}

@@ -1,0 +1,77 @@
+import type { Worker } from 'bullmq';
+import { openDatabase, type Database } from '../models';
+import { loadConfig, type AppConfig } from '../platform/config';
+import { createLogger, type Logger } from '../platform/logger';
+import { createRedisConnection } from '../platform/redis';
+import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
+import { enqueueAuditEvent } from '../queues/audit.queue';
+import { closeQueues, createQueues } from '../queues';
+import { scheduleOutboxSweep } from '../queues/maintenance.queue';
+import { createAuditWorker } from './audit.worker';
+import { createChargesWorker } from './charges.worker';
+import { StripeGateway } from './gateway/stripe-gateway';
+import { createMaintenanceWorker } from './maintenance.worker';
+
+export interface RunningWorkers {
+  workers: Worker[];
+  stop(): Promise<void>;
+}
+
+/** Composition root of the worker process: builds every dependency once and starts one worker per queue. */
+export async function startWorkers(config: AppConfig, logger: Logger, database?: Database): Promise<RunningWorkers> {
+  const db = database ?? (await openDatabase(config));
+  const connection = createRedisConnection(config.redisUrl, 'worker');
+  const queues = createQueues(connection, config.queuePrefix);
+  const enqueueAudit = (event: Parameters<typeof enqueueAuditEvent>[1]) => enqueueAuditEvent(queues.audit, event);
+  const common = { connection, prefix: config.queuePrefix, logger };
+
+  const workers: Worker[] = [
+    createChargesWorker({
+      ...common,
+      concurrency: config.workers.chargeConcurrency,
+      models: db.models,
+      encryption: db.encryption,
+      gateway: new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs }),
+      enqueueAudit,
+    }),
+    createAuditWorker({ ...common, concurrency: config.workers.auditConcurrency, models: db.models }),
+    createMaintenanceWorker({
+      ...common,
+      models: db.models,
+      chargesQueue: queues.charges,
+      staleAfterMs: config.outbox.staleAfterMs,
+    }),
+  ];
+  for (const worker of workers) {
+    worker.on('failed', (job, error) => {
+      logger.warn(
+        { queue: worker.name, jobId: job?.id, attempt: job?.attemptsMade, reason: error.message },
+        'job attempt failed',
+      );
+    });
+    worker.on('error', (error) => logger.error({ queue: worker.name, err: error }, 'worker error'));
+  }
+  await scheduleOutboxSweep(queues.maintenance, config.outbox.sweepEveryMs);
+  logger.info({ queues: workers.map((w) => w.name) }, 'workers started');
+
+  return {
+    workers,
+    async stop() {
+      // Workers first: they finish their active jobs. Then queues, then the connections under them.
+      await Promise.all(workers.map((worker) => worker.close()));
+      await closeQueues(queues);
+      await connection.quit();
+      if (!database) await db.close();
+    },
+  };
+}
+
+if (require.main === module) {
+  let logger: Logger | undefined;
+  (async () => {
+    const config = loadConfig();
+    logger = createLogger({ level: config.logLevel, name: 'hipaa-billing-workers' });
+    const running = await startWorkers(config, logger);
+    onShutdownSignal(logger, config.shutdownDeadlineMs, running.stop);
+  })().catch((error: unknown) => exitOnStartupFailure(logger, error));
+}
