@@ -49,8 +49,18 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
     try {
       const verified =
         typeof (key as JWTVerifyGetKey) === 'function'
-          ? await jwtVerify(match[1], key as JWTVerifyGetKey, { issuer: config.issuer, audience: config.audience, algorithms, requiredClaims: ['exp'] })
-          : await jwtVerify(match[1], key as KeyObject, { issuer: config.issuer, audience: config.audience, algorithms, requiredClaims: ['exp'] });
+          ? await jwtVerify(match[1], key as JWTVerifyGetKey, {
+              issuer: config.issuer,
+              audience: config.audience,
+              algorithms,
+              requiredClaims: ['exp'],
+            })
+          : await jwtVerify(match[1], key as KeyObject, {
+              issuer: config.issuer,
+              audience: config.audience,
+              algorithms,
+              requiredClaims: ['exp'],
+            });
       payload = verified.payload;
     } catch (error) {
       throw new AuthenticationError(reasonFor(error));

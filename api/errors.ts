@@ -40,7 +40,9 @@ export function registerErrorHandler(app: FastifyInstance): void {
     const status = error.statusCode ?? 500;
     if (status >= 500) {
       request.log.error({ err: error }, 'request failed');
-      return reply.status(500).send({ error: { code: 'internal_error', message: 'internal error', requestId: request.id } });
+      return reply
+        .status(500)
+        .send({ error: { code: 'internal_error', message: 'internal error', requestId: request.id } });
     }
     // Fastify's own 4xx (malformed JSON, body too large, wrong content type).
     const code =

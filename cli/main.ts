@@ -24,7 +24,8 @@ export async function mintDevToken(
   claims: { companyId: string; roles: Role[]; permissions?: Permission[]; subject?: string; officeIds?: string[] },
   ttlSeconds = 900,
 ): Promise<string> {
-  if (!config.auth.hs256Secret) throw new Error('tokens are verified by public key here; mint them with your identity provider');
+  if (!config.auth.hs256Secret)
+    throw new Error('tokens are verified by public key here; mint them with your identity provider');
   const isService = claims.roles.includes('service');
   return new SignJWT({
     company_id: claims.companyId,

@@ -359,7 +359,7 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     method: string,
     path: string,
     body: string,
-    process: () => Promise<SimResponse>,
+    processRequest: () => Promise<SimResponse>,
   ): Promise<SimResponse> {
     const slot = `${key} ${method} ${path}`;
     const stored = idempotentResponses.get(slot);
@@ -374,7 +374,7 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     }
     idempotentInFlight.add(slot);
     try {
-      const response = await process();
+      const response = await processRequest();
       if (response.replayable) idempotentResponses.set(slot, { requestBody: body, response });
       return response;
     } finally {
@@ -395,12 +395,17 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     if (fault && 'destroySocket' in fault) return void req.socket.destroy();
     if (fault && 'status' in fault) return send(res, faultResponse(fault));
     // A delay stands for Stripe being slow: meanwhile the request counts as in progress.
-    const process = async (): Promise<SimResponse> => {
+    const processRequest = async (): Promise<SimResponse> => {
       if (fault) await hold(fault.delayMs);
       return respond(req, path, body, form);
     };
     const idempotent = idempotencyKey !== undefined && method === 'POST';
-    send(res, idempotent ? await respondIdempotently(idempotencyKey, method, path, body, process) : await process());
+    send(
+      res,
+      idempotent
+        ? await respondIdempotently(idempotencyKey, method, path, body, processRequest)
+        : await processRequest(),
+    );
   }
 
   function hold(delayMs: number): Promise<void> {

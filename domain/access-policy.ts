@@ -5,7 +5,15 @@
 export const PERMISSIONS = ['payments:create', 'payments:read'] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
-export const ROLES = ['company_admin', 'billing_manager', 'office_manager', 'billing_clerk', 'auditor', 'ops', 'service'] as const;
+export const ROLES = [
+  'company_admin',
+  'billing_manager',
+  'office_manager',
+  'billing_clerk',
+  'auditor',
+  'ops',
+  'service',
+] as const;
 export type Role = (typeof ROLES)[number];
 
 const ROLE_PERMISSIONS: Record<Exclude<Role, 'service'>, readonly Permission[]> = {

@@ -1,5 +1,10 @@
 /** The catalog of audit action names. Names are never renamed once shipped. */
-export const AUDIT_ACTIONS = ['payment.requested', 'payment.succeeded', 'payment.failed', 'payment.requires_action'] as const;
+export const AUDIT_ACTIONS = [
+  'payment.requested',
+  'payment.succeeded',
+  'payment.failed',
+  'payment.requires_action',
+] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 export const AUDIT_OUTCOMES = ['success', 'failure', 'denied'] as const;

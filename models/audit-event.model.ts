@@ -25,13 +25,19 @@ const auditEventSchema = new Schema<AuditEventRecord>(
     outcome: { type: String, required: true, enum: AUDIT_OUTCOMES },
     actor: {
       type: new Schema(
-        { type: { type: String, required: true, enum: ['user', 'service', 'system'] }, id: { type: String, required: true } },
+        {
+          type: { type: String, required: true, enum: ['user', 'service', 'system'] },
+          id: { type: String, required: true },
+        },
         { _id: false },
       ),
       required: true,
     },
     resource: {
-      type: new Schema({ type: { type: String, required: true }, id: { type: String, required: true } }, { _id: false }),
+      type: new Schema(
+        { type: { type: String, required: true }, id: { type: String, required: true } },
+        { _id: false },
+      ),
       required: true,
     },
     reason: { type: String },

@@ -4,10 +4,8 @@ import { dirname } from 'node:path';
 import { ClientEncryption, type Binary, type MongoClient } from 'mongodb';
 import type { KmsConfig } from '../platform/config';
 
-/** Where data keys live: one per company, found by its key alt name. */
-export const KEY_VAULT_DB = 'encryption';
-export const KEY_VAULT_COLLECTION = '__keyVault';
-export const KEY_VAULT_NAMESPACE = `${KEY_VAULT_DB}.${KEY_VAULT_COLLECTION}`;
+/** Where data keys live by default: one per company, found by its key alt name. */
+export const DEFAULT_KEY_VAULT_NAMESPACE = 'encryption.__keyVault';
 
 const LOCAL_MASTER_KEY_BYTES = 96;
 
@@ -42,7 +40,9 @@ export function loadLocalMasterKey(keyFile: string, createIfMissing: boolean): B
   }
   const key = readFileSync(keyFile);
   if (key.length !== LOCAL_MASTER_KEY_BYTES) {
-    throw new Error(`local KMS master key file ${keyFile} must hold exactly ${LOCAL_MASTER_KEY_BYTES} bytes, found ${key.length}`);
+    throw new Error(
+      `local KMS master key file ${keyFile} must hold exactly ${LOCAL_MASTER_KEY_BYTES} bytes, found ${key.length}`,
+    );
   }
   return key;
 }
@@ -100,16 +100,15 @@ export class FieldEncryption {
     private readonly client: MongoClient,
     private readonly kms: KmsConfig,
     kmsProviders: KmsProviders,
+    private readonly keyVaultNamespace: string = DEFAULT_KEY_VAULT_NAMESPACE,
   ) {
-    this.clientEncryption = new ClientEncryption(client, { keyVaultNamespace: KEY_VAULT_NAMESPACE, kmsProviders });
+    this.clientEncryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders });
   }
 
   /** A unique index on key alt names makes concurrent creation of one company's key safe. */
   async ensureKeyVaultIndex(): Promise<void> {
-    await this.client
-      .db(KEY_VAULT_DB)
-      .collection(KEY_VAULT_COLLECTION)
-      .createIndex({ keyAltNames: 1 }, { unique: true });
+    const [db = '', collection = ''] = this.keyVaultNamespace.split('.');
+    await this.client.db(db).collection(collection).createIndex({ keyAltNames: 1 }, { unique: true });
   }
 
   async ensureCompanyKey(companyId: string): Promise<void> {

@@ -28,12 +28,14 @@ export function createModels(connection: Connection): Models {
 }
 
 /** Connects, wires encryption and models, and makes sure indexes exist (idempotent). */
-export async function openDatabase(config: Pick<AppConfig, 'mongodbUri' | 'kms' | 'env'>): Promise<Database> {
+export async function openDatabase(
+  config: Pick<AppConfig, 'mongodbUri' | 'keyVaultNamespace' | 'kms' | 'env'>,
+): Promise<Database> {
   const localKey =
     config.kms.provider === 'local' ? loadLocalMasterKey(config.kms.keyFile, config.env !== 'production') : undefined;
   const kmsProviders = kmsProvidersFor(config.kms, localKey);
-  const connection = await connectDatabase(config.mongodbUri, kmsProviders);
-  const encryption = new FieldEncryption(connection.getClient(), config.kms, kmsProviders);
+  const connection = await connectDatabase(config.mongodbUri, config.keyVaultNamespace, kmsProviders);
+  const encryption = new FieldEncryption(connection.getClient(), config.kms, kmsProviders, config.keyVaultNamespace);
   const models = createModels(connection);
   await encryption.ensureKeyVaultIndex();
   await Promise.all(Object.values(models).map((model: Models[keyof Models]) => model.createIndexes()));

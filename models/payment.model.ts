@@ -57,7 +57,10 @@ const paymentSchema = new Schema<PaymentRecord>(
     },
     action: {
       type: new Schema(
-        { clientSecret: { type: Schema.Types.Mixed, required: true }, nextActionType: { type: String, required: true } },
+        {
+          clientSecret: { type: Schema.Types.Mixed, required: true },
+          nextActionType: { type: String, required: true },
+        },
         { _id: false },
       ),
     },

@@ -30,8 +30,15 @@ const envSchema = z.object({
     .string()
     .regex(/^\{[a-z0-9-]+\}$/, 'must look like {name}: a Redis Cluster hash tag')
     .default('{hb}'),
-  MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URL').default('mongodb://127.0.0.1:27017/hipaa_billing'),
+  MONGODB_URI: z
+    .string()
+    .regex(/^mongodb(\+srv)?:\/\//, 'must be a mongodb:// or mongodb+srv:// URL')
+    .default('mongodb://127.0.0.1:27017/hipaa_billing'),
 
+  KEY_VAULT_NAMESPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'must be database.collection')
+    .default('encryption.__keyVault'),
   KMS_PROVIDER: z.enum(['local', 'aws', 'gcp', 'azure', 'kmip']).default('local'),
   LOCAL_MASTER_KEY_FILE: z.string().default(DEV_MASTER_KEY_FILE),
   AWS_KMS_KEY_ARN: optionalString,
@@ -83,7 +90,14 @@ export type KmsConfig =
       email?: string;
       privateKey?: string;
     }
-  | { provider: 'azure'; keyVaultEndpoint: string; keyName: string; tenantId?: string; clientId?: string; clientSecret?: string }
+  | {
+      provider: 'azure';
+      keyVaultEndpoint: string;
+      keyName: string;
+      tenantId?: string;
+      clientId?: string;
+      clientSecret?: string;
+    }
   | { provider: 'kmip'; endpoint: string };
 
 export type AuthConfig = {
@@ -104,6 +118,7 @@ export type AppConfig = {
   redisUrl: string;
   queuePrefix: string;
   mongodbUri: string;
+  keyVaultNamespace: string;
   kms: KmsConfig;
   auth: AuthConfig;
   stripe: { endpoint?: StripeEndpoint; timeoutMs: number };
@@ -209,7 +224,9 @@ function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: Au
     if (!source[name]) problems.push(`${name}: must be set explicitly in production`);
   }
   if (auth.hs256Secret) {
-    problems.push('AUTH_JWT_SECRET: HS256 shared secrets are refused in production; set AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE');
+    problems.push(
+      'AUTH_JWT_SECRET: HS256 shared secrets are refused in production; set AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE',
+    );
   }
   if (env.KMS_PROVIDER === 'local' && !source.LOCAL_MASTER_KEY_FILE) {
     problems.push('LOCAL_MASTER_KEY_FILE: the development master key is refused in production; set a KMS provider');
@@ -239,6 +256,7 @@ export function loadConfig(
     redisUrl: env.REDIS_URL,
     queuePrefix: env.QUEUE_PREFIX,
     mongodbUri: env.MONGODB_URI,
+    keyVaultNamespace: env.KEY_VAULT_NAMESPACE,
     kms,
     auth,
     stripe: { endpoint: stripeEndpoint(env.STRIPE_API_BASE), timeoutMs: env.STRIPE_TIMEOUT_MS },

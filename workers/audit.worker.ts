@@ -46,7 +46,10 @@ export async function processAuditEvent(job: Job<AuditJob>, deps: AuditDeps): Pr
     return { eventId: event.eventId, duplicate: false };
   } catch (error) {
     if (isDuplicateKeyError(error)) return { eventId: event.eventId, duplicate: true };
-    deps.logger.warn({ queue: QUEUE_NAMES.audit, jobId: job.id, eventId: event.eventId, err: error }, 'audit write failed; will retry');
+    deps.logger.warn(
+      { queue: QUEUE_NAMES.audit, jobId: job.id, eventId: event.eventId, err: error },
+      'audit write failed; will retry',
+    );
     throw error;
   }
 }

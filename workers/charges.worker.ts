@@ -46,7 +46,13 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
   if (!parsed.success) throw new UnrecoverableError('invalid charge job payload');
   const { paymentId, requestId } = parsed.data;
   const { Payment, Company } = deps.models;
-  const log = deps.logger.child({ queue: QUEUE_NAMES.charges, jobId: job.id, attempt: job.attemptsMade + 1, paymentId, requestId });
+  const log = deps.logger.child({
+    queue: QUEUE_NAMES.charges,
+    jobId: job.id,
+    attempt: job.attemptsMade + 1,
+    paymentId,
+    requestId,
+  });
 
   const stored = await Payment.findById(paymentId).lean();
   if (!stored) throw new UnrecoverableError(`payment ${paymentId} not found`);
@@ -87,7 +93,11 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
     if (error.kind === 'declined' || error.kind === 'permanent') {
       await settle({
         status: 'failed',
-        failure: { code: error.code, message: error.message, ...(error.declineCode ? { declineCode: error.declineCode } : {}) },
+        failure: {
+          code: error.code,
+          message: error.message,
+          ...(error.declineCode ? { declineCode: error.declineCode } : {}),
+        },
       });
       throw new PaymentFailedError(paymentId, error.code);
     }
@@ -107,7 +117,10 @@ async function chargeIntent(
   if (intentId) {
     // A retry: an earlier attempt may have confirmed already. Look before confirming again.
     const existing = await gateway.retrievePaymentIntent(credentials, intentId);
-    if (existing.status !== 'requires_confirmation' && !(existing.status === 'requires_payment_method' && !existing.lastError)) {
+    if (
+      existing.status !== 'requires_confirmation' &&
+      !(existing.status === 'requires_payment_method' && !existing.lastError)
+    ) {
       return existing;
     }
   } else {

@@ -26,7 +26,11 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   return result.data;
 }
 
-function authorize(request: FastifyRequest, permission: Permission, target: { companyId: string; officeId?: string }): void {
+function authorize(
+  request: FastifyRequest,
+  permission: Permission,
+  target: { companyId: string; officeId?: string },
+): void {
   const principal = request.principal;
   if (!principal) throw new ApiError(401, 'authorization_missing', 'a bearer token is required');
   const decision = decideAccess(principal, permission, target);
@@ -76,7 +80,11 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
       ]);
     } catch {
       // The intent is recorded as queued; the outbox sweep enqueues it once Redis is back.
-      throw new ApiError(503, 'queue_unavailable', 'the payment was recorded but could not be queued; retry with the same Idempotency-Key');
+      throw new ApiError(
+        503,
+        'queue_unavailable',
+        'the payment was recorded but could not be queued; retry with the same Idempotency-Key',
+      );
     }
   }
 
@@ -84,7 +92,11 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
     const { companyId } = parse(companyParams, request.params);
     const idempotencyKey = request.headers['idempotency-key'];
     if (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY_PATTERN.test(idempotencyKey)) {
-      throw new ApiError(400, 'idempotency_key_required', 'an Idempotency-Key header of 8 to 255 printable characters is required');
+      throw new ApiError(
+        400,
+        'idempotency_key_required',
+        'an Idempotency-Key header of 8 to 255 printable characters is required',
+      );
     }
     const body = parse(bodySchema, request.body);
     authorize(request, 'payments:create', { companyId, officeId: body.officeId });

@@ -1,0 +1,102 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { Redis } from 'ioredis';
+import { MongoClient } from 'mongodb';
+import { openDatabase, type Database } from '../../models';
+import { loadConfig, type AppConfig } from '../../platform/config';
+import { createLogger, type Logger } from '../../platform/logger';
+
+/** Lines a test logger wrote, parsed, so tests can assert what was (and was not) logged. */
+export class CapturedLogs extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    callback();
+  }
+  get text(): string {
+    return this.lines.join('\n');
+  }
+}
+
+export interface TestContext {
+  config: AppConfig;
+  /** Environment for child processes (api, workers) that should share this context. */
+  env: Record<string, string>;
+  logger: Logger;
+  logs: CapturedLogs;
+  db: Database;
+  redis: Redis;
+  /** A driver client without decryption: sees exactly what is stored. */
+  rawMongo: MongoClient;
+  close(): Promise<void>;
+}
+
+function uniqueSuffix(): string {
+  return randomBytes(5).toString('hex');
+}
+
+/**
+ * One isolated world per test file: its own database, key vault, master key and
+ * queue prefix on the shared real services; everything dropped in close().
+ */
+export async function createTestContext(name: string, extraEnv: Record<string, string> = {}): Promise<TestContext> {
+  const suffix = uniqueSuffix();
+  const keyDir = mkdtempSync(join(tmpdir(), 'hb-test-'));
+  const keyFile = join(keyDir, 'master.key');
+  writeFileSync(keyFile, randomBytes(96), { mode: 0o600 });
+  const mongoBase = process.env.MONGODB_URI ?? '';
+  const dbName = `hbt_${name}_${suffix}`.slice(0, 60);
+  const mongodbUri = mongoBase.replace(/\/([^/?]*)(\?|$)/, `/${dbName}$2`);
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'info',
+    REDIS_URL: process.env.REDIS_URL ?? '',
+    MONGODB_URI: mongodbUri,
+    STRIPE_API_BASE: process.env.STRIPE_API_BASE ?? '',
+    QUEUE_PREFIX: `{hbt-${suffix}}`,
+    KEY_VAULT_NAMESPACE: `hbkv_${suffix}.__keyVault`,
+    LOCAL_MASTER_KEY_FILE: keyFile,
+    ...extraEnv,
+  };
+  const config = loadConfig(env);
+  const logs = new CapturedLogs();
+  const logger = createLogger({ level: 'debug', name: `test-${name}` }, logs);
+  const db = await openDatabase(config);
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const rawMongo = await MongoClient.connect(mongodbUri);
+  return {
+    config,
+    env,
+    logger,
+    logs,
+    db,
+    redis,
+    rawMongo,
+    async close() {
+      await rawMongo.db(dbName).dropDatabase();
+      await rawMongo.db(config.keyVaultNamespace.split('.')[0]).dropDatabase();
+      const keys = await redis.keys(`${config.queuePrefix}:*`);
+      if (keys.length > 0) await redis.del(...keys);
+      await Promise.all([rawMongo.close(), db.close(), redis.quit()]);
+    },
+  };
+}
+
+/** Polls until `probe` returns a value that `done` accepts, or fails after the deadline. No fixed sleeps. */
+export async function waitFor<T>(
+  probe: () => Promise<T>,
+  done: (value: T) => boolean,
+  { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    last = await probe();
+    if (done(last)) return last;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
+}

@@ -1,0 +1,106 @@
+import { connect } from 'node:net';
+
+/**
+ * Where the tests find Redis, a MongoDB-wire server and stripe-mock:
+ * 1. the environment (REDIS_URL, MONGODB_URI, STRIPE_API_BASE), when set;
+ * 2. otherwise containers started with testcontainers, when a Docker engine exists;
+ * 3. otherwise the run fails, saying what to start. Never a silent skip.
+ */
+export interface ServiceAddresses {
+  redisUrl: string;
+  mongodbUri: string;
+  stripeApiBase: string;
+}
+
+const HOW_TO_START = [
+  'Start the services the tests use, then run the tests again:',
+  '  npm run test:local          # installs and starts FerretDB + stripe-mock, then runs the tests',
+  'or start them yourself and export their addresses:',
+  '  eval "$(.ci/start-services.sh)" && npm test',
+  'or run a Docker engine, and testcontainers will start MongoDB 7, Redis 7 and stripe-mock.',
+].join('\n');
+
+function reachable(host: string, port: number, timeoutMs = 2_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+function hostPort(url: string, defaultPort: number): { host: string; port: number } {
+  // mongodb:// URLs may list several hosts; the first is enough to tell whether anything is there.
+  const parsed = new URL(url.replace(/^mongodb(\+srv)?:\/\/([^/,]+).*$/, 'tcp://$2'));
+  return { host: parsed.hostname, port: Number(parsed.port || defaultPort) };
+}
+
+export async function assertReachable(services: ServiceAddresses): Promise<void> {
+  const checks: Array<[string, string, number]> = [
+    ['Redis (REDIS_URL)', services.redisUrl, 6379],
+    ['MongoDB-wire server (MONGODB_URI)', services.mongodbUri, 27017],
+    ['stripe-mock (STRIPE_API_BASE)', services.stripeApiBase, 80],
+  ];
+  const missing: string[] = [];
+  for (const [what, url, port] of checks) {
+    const { host, port: p } = hostPort(url, port);
+    if (!(await reachable(host, p))) missing.push(`${what} at ${host}:${p} does not answer`);
+  }
+  if (missing.length > 0) throw new Error(`${missing.join('\n')}\n\n${HOW_TO_START}`);
+}
+
+export function servicesFromEnvironment(env: NodeJS.ProcessEnv = process.env): ServiceAddresses | undefined {
+  const { REDIS_URL, MONGODB_URI, STRIPE_API_BASE } = env;
+  if (!REDIS_URL && !MONGODB_URI && !STRIPE_API_BASE) return undefined;
+  const unset = Object.entries({ REDIS_URL, MONGODB_URI, STRIPE_API_BASE })
+    .filter(([, value]) => !value)
+    .map(([name]) => name);
+  if (unset.length > 0) throw new Error(`${unset.join(', ')} not set (set all three, or none)\n\n${HOW_TO_START}`);
+  return { redisUrl: REDIS_URL!, mongodbUri: MONGODB_URI!, stripeApiBase: STRIPE_API_BASE! };
+}
+
+export interface StartedServices {
+  addresses: ServiceAddresses;
+  stop(): Promise<void>;
+}
+
+/** MongoDB 7 as a single-node replica set, Redis 7, stripe-mock — only where a Docker engine runs. */
+export async function startContainers(): Promise<StartedServices> {
+  const { GenericContainer, Wait, getContainerRuntimeClient } = await import('testcontainers');
+  try {
+    await getContainerRuntimeClient();
+  } catch {
+    throw new Error(
+      `No service addresses in the environment and no Docker engine for testcontainers.\n\n${HOW_TO_START}`,
+    );
+  }
+  const [mongo, redis, stripe] = await Promise.all([
+    new GenericContainer('mongo:7')
+      .withCommand(['--replSet', 'rs0', '--bind_ip_all'])
+      .withExposedPorts(27017)
+      .withWaitStrategy(Wait.forLogMessage(/Waiting for connections/))
+      .start(),
+    new GenericContainer('redis:7').withExposedPorts(6379).start(),
+    new GenericContainer('stripe/stripe-mock:v0.197.0').withExposedPorts(12111).start(),
+  ]);
+  await mongo.exec([
+    'mongosh',
+    '--quiet',
+    '--eval',
+    "rs.initiate({_id:'rs0',members:[{_id:0,host:'localhost:27017'}]})",
+  ]);
+  return {
+    addresses: {
+      mongodbUri: `mongodb://${mongo.getHost()}:${mongo.getMappedPort(27017)}/hipaa_billing?directConnection=true`,
+      redisUrl: `redis://${redis.getHost()}:${redis.getMappedPort(6379)}`,
+      stripeApiBase: `http://${stripe.getHost()}:${stripe.getMappedPort(12111)}`,
+    },
+    async stop() {
+      await Promise.all([mongo.stop(), redis.stop(), stripe.stop()]);
+    },
+  };
+}
