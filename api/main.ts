@@ -18,6 +18,8 @@ export interface RunningApi {
 export async function startApi(config: AppConfig, logger: Logger, database?: Database): Promise<RunningApi> {
   const db = database ?? (await openDatabase(config));
   const redis = createRedisConnection(config.redisUrl, 'api');
+  // Without a listener ioredis prints every reconnect failure; requests answer 503 meanwhile.
+  redis.on('error', (error: Error) => logger.warn({ reason: error.message }, 'redis unavailable'));
   const queues = createQueues(redis, config.queuePrefix);
   const app = buildApp({
     config,
@@ -34,8 +36,9 @@ export async function startApi(config: AppConfig, logger: Logger, database?: Dat
     url,
     async stop() {
       await app.close();
-      await closeQueues(queues);
+      // Disconnect first: closing a queue whose Redis never came up would wait for it.
       redis.disconnect();
+      await closeQueues(queues);
       if (!database) await db.close();
     },
   };

@@ -16,8 +16,7 @@ export function paymentRequestSchema(maxAmount: number) {
         .max(maxAmount, `must be at most ${maxAmount}`),
       currency: z
         .string()
-        .regex(/^[a-zA-Z]{3}$/, 'must be a three-letter ISO 4217 code')
-        .refine(isIsoCurrency, 'is not an ISO 4217 currency')
+        .refine((c) => /^[a-zA-Z]{3}$/.test(c) && isIsoCurrency(c), 'must be a three-letter ISO 4217 currency code')
         .transform((c) => c.toLowerCase()),
       customer: z.string().regex(/^cus_[A-Za-z0-9]{1,64}$/, 'must be a Stripe customer id (cus_…)'),
       paymentMethod: z.string().regex(/^pm_[A-Za-z0-9_]{1,64}$/, 'must be a Stripe PaymentMethod id (pm_…)'),

@@ -21,6 +21,7 @@ export interface RunningWorkers {
 export async function startWorkers(config: AppConfig, logger: Logger, database?: Database): Promise<RunningWorkers> {
   const db = database ?? (await openDatabase(config));
   const connection = createRedisConnection(config.redisUrl, 'worker');
+  connection.on('error', (error: Error) => logger.warn({ reason: error.message }, 'redis unavailable'));
   const queues = createQueues(connection, config.queuePrefix);
   const enqueueAudit = (event: Parameters<typeof enqueueAuditEvent>[1]) => enqueueAuditEvent(queues.audit, event);
   const common = { connection, prefix: config.queuePrefix, logger };

@@ -9,6 +9,7 @@ import type { PaymentRecord } from '../../models/payment.model';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueCharge } from '../../queues/charges.queue';
 import type { Queues } from '../../queues';
+import { withDeadline } from '../../platform/deadline';
 import { ApiError } from '../errors';
 
 export interface PaymentRouteDeps {
@@ -16,6 +17,8 @@ export interface PaymentRouteDeps {
   queues: Pick<Queues, 'charges' | 'audit'>;
   maxAmount: number;
 }
+
+const ENQUEUE_DEADLINE_MS = 3_000;
 
 const companyParams = z.object({ companyId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/) }).strict();
 const paymentParams = companyParams.extend({ paymentId: z.string().regex(/^pay_[0-9A-Z]{26}$/) }).strict();
@@ -74,10 +77,15 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
   /** Both enqueues are idempotent (job ids from business keys), so a retry or the sweep may repeat them. */
   async function enqueuePayment(payment: PaymentRecord): Promise<void> {
     try {
-      await Promise.all([
-        enqueueCharge(deps.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
-        enqueueAuditEvent(deps.queues.audit, paymentRequestedEvent(payment)),
-      ]);
+      // BullMQ waits for a connection that may never come; the caller gets an answer instead.
+      await withDeadline(
+        Promise.all([
+          enqueueCharge(deps.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
+          enqueueAuditEvent(deps.queues.audit, paymentRequestedEvent(payment)),
+        ]),
+        ENQUEUE_DEADLINE_MS,
+        'enqueue',
+      );
     } catch {
       // The intent is recorded as queued; the outbox sweep enqueues it once Redis is back.
       throw new ApiError(
