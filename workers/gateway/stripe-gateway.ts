@@ -23,7 +23,7 @@ export function classifyStripeError(error: unknown): GatewayError {
   if (!(error instanceof Stripe.errors.StripeError)) {
     return new GatewayError('transient', 'gateway_unreachable', error instanceof Error ? error.message : String(error));
   }
-  const code = error.code ?? error.type;
+  const code = error.code ?? 'gateway_error';
   switch (error.type) {
     case 'StripeCardError':
       return new GatewayError('declined', error.code ?? 'card_declined', error.message, error.decline_code);
@@ -43,7 +43,7 @@ export function classifyStripeError(error: unknown): GatewayError {
       return new GatewayError('transient', 'gateway_unreachable', error.message);
     default:
       // 5xx (StripeAPIError) and anything unknown: retrying is safe, idempotency keys guard it.
-      return new GatewayError('transient', code ?? 'gateway_error', error.message);
+      return new GatewayError('transient', code, error.message);
   }
 }
 
