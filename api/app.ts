@@ -1,11 +1,16 @@
+import { readFileSync } from 'node:fs';
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { ulid } from 'ulid';
 import type { Principal } from '../domain/access-policy';
+import { bodyContainsCardNumber } from '../domain/card-number';
 import type { Database } from '../models';
 import type { AppConfig } from '../platform/config';
 import type { Logger } from '../platform/logger';
 import type { Queues } from '../queues';
+import { createAccessGuard } from './access-guard';
 import { AuthenticationError, type Authenticator } from './auth';
 import { ApiError, registerErrorHandler } from './errors';
 import { registerHealthRoutes } from './routes/health';
@@ -18,20 +23,45 @@ declare module 'fastify' {
 }
 
 export interface ApiDeps {
-  config: Pick<AppConfig, 'payments'>;
+  config: Pick<AppConfig, 'payments' | 'http' | 'auth' | 'queuePrefix'>;
   logger: Logger;
-  database: Pick<Database, 'connection' | 'models'>;
+  database: Pick<Database, 'connection' | 'models' | 'encryption'>;
   queues: Queues;
   redis: Redis;
   authenticate: Authenticator;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9_.-]{1,100}$/;
+const UNAUTHENTICATED_ROUTES = new Set(['/healthz', '/readyz']);
+
+/** Modern suites only; TLS 1.3 suites are always on and not configurable here. */
+const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+function httpsOptions(config: AppConfig['http']) {
+  if (!config.tls) return undefined;
+  return {
+    key: readFileSync(config.tls.keyFile),
+    cert: readFileSync(config.tls.certFile),
+    minVersion: 'TLSv1.2' as const,
+    ciphers: TLS12_CIPHERS,
+    honorCipherOrder: true,
+  };
+}
 
 /** The HTTP ingress: authenticate, authorize, validate, record an intent, enqueue, answer. No gateway calls here. */
-export function buildApp(deps: ApiDeps): FastifyInstance {
+export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+  const { http } = deps.config;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
+    https: httpsOptions(http) ?? null,
+    trustProxy: http.trustProxy,
     bodyLimit: 64 * 1024,
     // A caller's request id is kept when it is safe to log; otherwise we make one.
     genReqId: (req) => {
@@ -39,25 +69,63 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${ulid()}`;
     },
     requestTimeout: 30_000,
+    connectionTimeout: 30_000,
   });
   registerErrorHandler(app);
+  const guard = createAccessGuard({
+    auditQueue: deps.queues.audit,
+    encryption: deps.database.encryption,
+    emergencyWindowSeconds: deps.config.auth.emergencyWindowSeconds,
+  });
+
+  await app.register(helmet, {
+    // An API: no HTML to protect with a CSP. HSTS matters wherever https is served or terminated.
+    contentSecurityPolicy: false,
+    hsts: http.tls || http.trustProxy ? { maxAge: http.hstsMaxAgeSeconds, includeSubDomains: true } : false,
+  });
 
   app.addHook('onSend', async (request, reply) => {
     void reply.header('x-request-id', request.id);
+    void reply.header('cache-control', 'no-store');
   });
 
-  // No request reaches a /v1 handler without a valid token.
   app.addHook('onRequest', async (request) => {
-    if (!request.url.startsWith('/v1/')) return;
+    // Behind a TLS-terminating proxy: anything it did not receive over https is refused.
+    if (http.trustProxy && request.protocol !== 'https' && !UNAUTHENTICATED_ROUTES.has(request.url)) {
+      throw new ApiError(403, 'https_required', 'this API is served over https only');
+    }
+    if (UNAUTHENTICATED_ROUTES.has(request.url)) return;
+    // No request reaches a handler without a valid token.
     try {
       request.principal = await deps.authenticate(request.headers.authorization);
     } catch (error) {
-      if (error instanceof AuthenticationError) {
-        throw new ApiError(401, error.reason, 'a valid bearer token is required');
-      }
-      throw error;
+      if (!(error instanceof AuthenticationError)) throw error;
+      await guard.auditAuthenticationFailure(request, error.reason);
+      throw new ApiError(401, error.reason, 'a valid bearer token is required');
     }
     request.log = request.log.child({ actor: request.principal.subject, companyId: request.principal.companyId });
+  });
+
+  await app.register(rateLimit, {
+    hook: 'preHandler',
+    max: http.rateLimitPerMinute,
+    timeWindow: '1 minute',
+    redis: deps.redis,
+    nameSpace: `${deps.config.queuePrefix}:rate-limit:`,
+    // Per token holder; an outage of the limiter's store must not take the API down with it.
+    keyGenerator: (request) =>
+      request.principal ? `${request.principal.companyId}:${request.principal.subject}` : `ip:${request.ip}`,
+    skipOnError: true,
+    allowList: (request) => UNAUTHENTICATED_ROUTES.has(request.url),
+    errorResponseBuilder: (_request, context) =>
+      new ApiError(429, 'rate_limited', `too many requests; retry after ${context.after}`),
+  });
+
+  app.addHook('preHandler', async (request) => {
+    // Card data must never reach us (PCI scope); say what to send instead, and never echo or log the value.
+    if (request.body !== undefined && bodyContainsCardNumber(request.body)) {
+      throw new ApiError(400, 'card_number_refused', 'send a Stripe PaymentMethod id, never a card number');
+    }
   });
 
   registerHealthRoutes(app, { redis: deps.redis, mongo: deps.database.connection });
@@ -65,6 +133,7 @@ export function buildApp(deps: ApiDeps): FastifyInstance {
     models: deps.database.models,
     queues: deps.queues,
     maxAmount: deps.config.payments.maxAmount,
+    authorize: guard.authorize,
   });
   return app;
 }

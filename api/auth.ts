@@ -12,56 +12,65 @@ export class AuthenticationError extends Error {
 }
 
 const subjectId = z.string().regex(/^[A-Za-z0-9_.@|+-]{1,120}$/);
+const scopeId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
 
 const claimsSchema = z.object({
   sub: subjectId,
+  iat: z.number(),
   sub_type: z.enum(['user', 'service']).default('user'),
-  company_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  company_id: scopeId,
   roles: z.array(z.enum(ROLES)).min(1),
-  office_ids: z.array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/)).default([]),
+  office_ids: z.array(scopeId).default([]),
   permissions: z.array(z.enum(PERMISSIONS)).default([]),
 });
 
 export type Authenticator = (authorizationHeader: string | undefined) => Promise<Principal>;
 
-function verificationKey(config: AuthConfig): { key: KeyObject | JWTVerifyGetKey; algorithms: string[] } {
-  if (config.jwksUrl) return { key: createRemoteJWKSet(new URL(config.jwksUrl)), algorithms: ['RS256', 'ES256'] };
-  if (config.publicKeyPem) return { key: createPublicKey(config.publicKeyPem), algorithms: ['RS256', 'ES256'] };
-  if (config.hs256Secret) return { key: createSecretKey(Buffer.from(config.hs256Secret)), algorithms: ['HS256'] };
+type VerificationKey = { get: JWTVerifyGetKey; algorithms: string[] };
+
+function staticKey(key: KeyObject): JWTVerifyGetKey {
+  return async () => key;
+}
+
+/** RS256/ES256 from a JWKS URL or a public key file; HS256 (development only, see config) from a shared secret. */
+function verificationKey(config: AuthConfig): VerificationKey {
+  if (config.jwksUrl) return { get: createRemoteJWKSet(new URL(config.jwksUrl)), algorithms: ['RS256', 'ES256'] };
+  if (config.publicKeyPem)
+    return { get: staticKey(createPublicKey(config.publicKeyPem)), algorithms: ['RS256', 'ES256'] };
+  if (config.hs256Secret) {
+    return { get: staticKey(createSecretKey(Buffer.from(config.hs256Secret))), algorithms: ['HS256'] };
+  }
   throw new Error('no token verification key configured');
 }
 
 function reasonFor(error: unknown): string {
-  if (error instanceof joseErrors.JWTExpired) return 'token_expired';
+  if (error instanceof joseErrors.JWTExpired) return error.claim === 'iat' ? 'token_too_old' : 'token_expired';
   if (error instanceof joseErrors.JWTClaimValidationFailed) return `token_claim_invalid_${error.claim}`;
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'token_algorithm_not_allowed';
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'token_signature_invalid';
   return 'token_invalid';
 }
 
-/** Verifies a bearer JWT (issuer, audience, expiry, not-before, signature) and turns its claims into a Principal. */
+/**
+ * Verifies a bearer JWT: signature with an allowed algorithm (never `none`),
+ * issuer, audience, expiry, not-before, and a maximum age since issue
+ * (automatic logoff), then turns its claims into a Principal.
+ */
 export function createAuthenticator(config: AuthConfig): Authenticator {
-  const { key, algorithms } = verificationKey(config);
+  const { get, algorithms } = verificationKey(config);
   return async (header) => {
     const match = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header ?? '');
     if (!match?.[1]) throw new AuthenticationError(header ? 'authorization_malformed' : 'authorization_missing');
     let payload: JWTPayload;
     try {
-      const verified =
-        typeof (key as JWTVerifyGetKey) === 'function'
-          ? await jwtVerify(match[1], key as JWTVerifyGetKey, {
-              issuer: config.issuer,
-              audience: config.audience,
-              algorithms,
-              requiredClaims: ['exp'],
-            })
-          : await jwtVerify(match[1], key as KeyObject, {
-              issuer: config.issuer,
-              audience: config.audience,
-              algorithms,
-              requiredClaims: ['exp'],
-            });
-      payload = verified.payload;
+      ({ payload } = await jwtVerify(match[1], get, {
+        issuer: config.issuer,
+        audience: config.audience,
+        algorithms,
+        maxTokenAge: config.maxTokenAgeSeconds,
+        requiredClaims: ['exp', 'iat', 'sub'],
+        clockTolerance: 5,
+      }));
     } catch (error) {
       throw new AuthenticationError(reasonFor(error));
     }
@@ -74,6 +83,7 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
       roles: claims.data.roles,
       officeIds: claims.data.office_ids,
       permissions: claims.data.permissions,
+      issuedAt: claims.data.iat,
     };
   };
 }

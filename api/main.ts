@@ -21,7 +21,7 @@ export async function startApi(config: AppConfig, logger: Logger, database?: Dat
   // Without a listener ioredis prints every reconnect failure; requests answer 503 meanwhile.
   redis.on('error', (error: Error) => logger.warn({ reason: error.message }, 'redis unavailable'));
   const queues = createQueues(redis, config.queuePrefix);
-  const app = buildApp({
+  const app = await buildApp({
     config,
     logger,
     database: db,

@@ -1,8 +1,24 @@
 /**
- * Who may do what. Roles are company-wide or limited to the offices named in
- * the token. Service tokens (upstream apps) carry explicit permissions instead.
+ * Who may do what: one table of permissions × roles. Roles are company-wide or
+ * limited to the offices named in the token. Service tokens (upstream apps)
+ * carry explicit permissions instead of a role's. Emergency access
+ * (break-glass) reads across the company, but only with a stated reason, only
+ * for a short time after the token was issued, and always audited.
  */
-export const PERMISSIONS = ['payments:create', 'payments:read'] as const;
+export const PERMISSIONS = [
+  'payments:create',
+  'payments:read',
+  'refunds:create',
+  'payment_config:read',
+  'payment_config:write',
+  'subscriptions:read',
+  'subscriptions:manage',
+  'invoices:read',
+  'invoices:download',
+  'audit:read',
+  'webhook_events:replay',
+  'dashboard:view',
+] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 export const ROLES = [
@@ -12,20 +28,52 @@ export const ROLES = [
   'billing_clerk',
   'auditor',
   'ops',
+  'emergency_access',
   'service',
 ] as const;
 export type Role = (typeof ROLES)[number];
 
-const ROLE_PERMISSIONS: Record<Exclude<Role, 'service'>, readonly Permission[]> = {
-  company_admin: ['payments:create', 'payments:read'],
-  billing_manager: ['payments:create', 'payments:read'],
-  office_manager: ['payments:create', 'payments:read'],
-  billing_clerk: ['payments:create', 'payments:read'],
-  auditor: [],
-  ops: [],
+/** The policy table. `service` is absent: a service token's permissions are in the token. */
+export const ROLE_PERMISSIONS: Readonly<Record<Exclude<Role, 'service'>, readonly Permission[]>> = {
+  company_admin: [
+    'payments:create',
+    'payments:read',
+    'refunds:create',
+    'payment_config:read',
+    'payment_config:write',
+    'subscriptions:read',
+    'subscriptions:manage',
+    'invoices:read',
+    'invoices:download',
+    'audit:read',
+    'webhook_events:replay',
+  ],
+  billing_manager: [
+    'payments:create',
+    'payments:read',
+    'refunds:create',
+    'payment_config:read',
+    'subscriptions:read',
+    'subscriptions:manage',
+    'invoices:read',
+    'invoices:download',
+  ],
+  office_manager: [
+    'payments:create',
+    'payments:read',
+    'refunds:create',
+    'subscriptions:read',
+    'subscriptions:manage',
+    'invoices:read',
+    'invoices:download',
+  ],
+  billing_clerk: ['payments:create', 'payments:read', 'subscriptions:read', 'invoices:read', 'invoices:download'],
+  auditor: ['audit:read', 'invoices:read'],
+  ops: ['dashboard:view'],
+  emergency_access: ['payments:read', 'subscriptions:read', 'invoices:read', 'invoices:download'],
 };
 
-const OFFICE_SCOPED_ROLES: ReadonlySet<Role> = new Set(['office_manager', 'billing_clerk']);
+export const OFFICE_SCOPED_ROLES: ReadonlySet<Role> = new Set(['office_manager', 'billing_clerk']);
 
 export interface Principal {
   subject: string;
@@ -36,27 +84,54 @@ export interface Principal {
   officeIds: string[];
   /** For service tokens: what the upstream app was granted. */
   permissions: Permission[];
+  /** When the token was issued (seconds since the epoch). */
+  issuedAt: number;
 }
 
-export type AccessDecision = { allowed: true; officeScoped: boolean } | { allowed: false; reason: string };
+export interface AccessContext {
+  /** The X-Access-Reason header, required for emergency access. */
+  accessReason?: string;
+  now: Date;
+  emergencyWindowSeconds: number;
+}
+
+export type AccessDecision =
+  { allowed: true; officeScoped: boolean; emergency: boolean } | { allowed: false; reason: string };
+
+export const ACCESS_REASON_MIN_LENGTH = 10;
+
+function grants(principal: Principal, role: Role, permission: Permission): boolean {
+  return role === 'service' ? principal.permissions.includes(permission) : ROLE_PERMISSIONS[role].includes(permission);
+}
 
 /**
  * Decides one request. `officeId` is the office the request acts on, if any.
- * A principal with only office-scoped roles must name one of its offices.
+ * A principal whose only granting roles are office-scoped must name one of its offices.
  */
 export function decideAccess(
   principal: Principal,
   permission: Permission,
   target: { companyId: string; officeId?: string },
+  context: AccessContext,
 ): AccessDecision {
   if (principal.companyId !== target.companyId) return { allowed: false, reason: 'company_out_of_scope' };
-  const granting = principal.roles.filter((role) =>
-    role === 'service' ? principal.permissions.includes(permission) : ROLE_PERMISSIONS[role].includes(permission),
-  );
+  const granting = principal.roles.filter((role) => grants(principal, role, permission));
   if (granting.length === 0) return { allowed: false, reason: 'permission_missing' };
-  const companyWide = granting.some((role) => !OFFICE_SCOPED_ROLES.has(role));
-  if (companyWide) return { allowed: true, officeScoped: false };
+
+  const regular = granting.filter((role) => role !== 'emergency_access');
+  if (regular.length === 0) {
+    if ((context.accessReason?.trim().length ?? 0) < ACCESS_REASON_MIN_LENGTH) {
+      return { allowed: false, reason: 'access_reason_required' };
+    }
+    const ageSeconds = context.now.getTime() / 1000 - principal.issuedAt;
+    if (ageSeconds > context.emergencyWindowSeconds) return { allowed: false, reason: 'emergency_access_expired' };
+    return { allowed: true, officeScoped: false, emergency: true };
+  }
+
+  if (regular.some((role) => !OFFICE_SCOPED_ROLES.has(role))) {
+    return { allowed: true, officeScoped: false, emergency: false };
+  }
   if (!target.officeId) return { allowed: false, reason: 'office_required' };
   if (!principal.officeIds.includes(target.officeId)) return { allowed: false, reason: 'office_out_of_scope' };
-  return { allowed: true, officeScoped: true };
+  return { allowed: true, officeScoped: true, emergency: false };
 }

@@ -4,11 +4,20 @@ export const AUDIT_ACTIONS = [
   'payment.succeeded',
   'payment.failed',
   'payment.requires_action',
+  'auth.failed',
+  'access.denied',
+  'access.emergency',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 export const AUDIT_OUTCOMES = ['success', 'failure', 'denied'] as const;
 export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
+
+export const AUDIT_SEVERITIES = ['info', 'high'] as const;
+export type AuditSeverity = (typeof AUDIT_SEVERITIES)[number];
+
+/** Events that belong to no company (a request whose company cannot be trusted) go to this trail. */
+export const PLATFORM_AUDIT_SCOPE = 'platform';
 
 /**
  * Events that record a state transition get an id derived from the action and

@@ -1,4 +1,4 @@
-import type { AuditJob } from '../queues/audit.queue';
+import type { AuditEventInput } from '../queues/audit.queue';
 import { transitionEventId, type AuditAction, type AuditOutcome } from './audit-actions';
 import type { PaymentStatus } from './payment-status';
 
@@ -21,7 +21,7 @@ const OUTCOME_EVENTS: Partial<Record<PaymentStatus, { action: AuditAction; outco
   requires_action: { action: 'payment.requires_action', outcome: 'success' },
 };
 
-export function paymentRequestedEvent(payment: AuditablePayment): AuditJob {
+export function paymentRequestedEvent(payment: AuditablePayment): AuditEventInput {
   return {
     eventId: transitionEventId('payment.requested', payment._id),
     companyId: payment.companyId,
@@ -36,7 +36,7 @@ export function paymentRequestedEvent(payment: AuditablePayment): AuditJob {
 }
 
 /** The event for a settled payment, or undefined while it is still in flight. */
-export function paymentOutcomeEvent(payment: AuditablePayment, jobId?: string): AuditJob | undefined {
+export function paymentOutcomeEvent(payment: AuditablePayment, jobId?: string): AuditEventInput | undefined {
   const event = OUTCOME_EVENTS[payment.status];
   if (!event) return undefined;
   return {

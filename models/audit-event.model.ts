@@ -1,5 +1,12 @@
 import { Schema, type Connection, type Model } from 'mongoose';
-import { AUDIT_ACTIONS, AUDIT_OUTCOMES, type AuditAction, type AuditOutcome } from '../domain/audit-actions';
+import {
+  AUDIT_ACTIONS,
+  AUDIT_OUTCOMES,
+  AUDIT_SEVERITIES,
+  type AuditAction,
+  type AuditOutcome,
+  type AuditSeverity,
+} from '../domain/audit-actions';
 
 export interface AuditEventRecord {
   _id: string;
@@ -7,9 +14,14 @@ export interface AuditEventRecord {
   officeId?: string;
   action: AuditAction;
   outcome: AuditOutcome;
-  actor: { type: 'user' | 'service' | 'system'; id: string };
+  severity: AuditSeverity;
+  actor: { type: 'user' | 'service' | 'system' | 'anonymous'; id: string };
   resource: { type: string; id: string };
   reason?: string;
+  route?: string;
+  permission?: string;
+  /** Encrypted with the company's data key; decrypted on read. */
+  accessReason?: unknown;
   requestId?: string;
   jobId?: string;
   occurredAt: Date;
@@ -23,10 +35,11 @@ const auditEventSchema = new Schema<AuditEventRecord>(
     officeId: { type: String },
     action: { type: String, required: true, enum: AUDIT_ACTIONS },
     outcome: { type: String, required: true, enum: AUDIT_OUTCOMES },
+    severity: { type: String, required: true, enum: AUDIT_SEVERITIES, default: 'info' },
     actor: {
       type: new Schema(
         {
-          type: { type: String, required: true, enum: ['user', 'service', 'system'] },
+          type: { type: String, required: true, enum: ['user', 'service', 'system', 'anonymous'] },
           id: { type: String, required: true },
         },
         { _id: false },
@@ -41,6 +54,9 @@ const auditEventSchema = new Schema<AuditEventRecord>(
       required: true,
     },
     reason: { type: String },
+    route: { type: String },
+    permission: { type: String },
+    accessReason: { type: Schema.Types.Mixed },
     requestId: { type: String },
     jobId: { type: String },
     occurredAt: { type: Date, required: true },

@@ -24,6 +24,16 @@ const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   PORT: port.default(3000),
 
+  TLS_CERT_FILE: optionalString,
+  TLS_KEY_FILE: optionalString,
+  // Behind a TLS-terminating proxy: trust its X-Forwarded-* headers and refuse requests it did not receive over https.
+  TRUST_PROXY: z
+    .enum(['true', 'false', ''])
+    .default('false')
+    .transform((v) => v === 'true'),
+  HSTS_MAX_AGE_SECONDS: z.coerce.number().int().min(0).default(31_536_000),
+  RATE_LIMIT_PER_MINUTE: positiveInt.default(600),
+
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   // Hash-tagged so every key of one deployment lands in one Redis Cluster slot (BullMQ needs that).
   QUEUE_PREFIX: z
@@ -63,6 +73,9 @@ const envSchema = z.object({
   AUTH_JWKS_URL: z.string().url().optional(),
   AUTH_ISSUER: z.string().default('hipaa-billing-dev'),
   AUTH_AUDIENCE: z.string().default('hipaa-billing'),
+  // Automatic logoff: a token older than this is refused whatever its expiry says.
+  AUTH_MAX_TOKEN_AGE_SECONDS: positiveInt.default(900),
+  EMERGENCY_ACCESS_WINDOW_SECONDS: positiveInt.default(600),
 
   // Stripe API endpoint override, for stripe-mock or the dev simulator. Unset means api.stripe.com.
   STRIPE_API_BASE: z.string().url().optional(),
@@ -103,6 +116,8 @@ export type KmsConfig =
 export type AuthConfig = {
   issuer: string;
   audience: string;
+  maxTokenAgeSeconds: number;
+  emergencyWindowSeconds: number;
   /** Exactly one of these verifies tokens. HS256 secrets are refused in production. */
   hs256Secret?: string;
   publicKeyPem?: string;
@@ -114,7 +129,14 @@ export type StripeEndpoint = { host: string; port: number; protocol: 'http' | 'h
 export type AppConfig = {
   env: Env['NODE_ENV'];
   logLevel: Env['LOG_LEVEL'];
-  http: { host: string; port: number };
+  http: {
+    host: string;
+    port: number;
+    tls?: { certFile: string; keyFile: string };
+    trustProxy: boolean;
+    hstsMaxAgeSeconds: number;
+    rateLimitPerMinute: number;
+  };
   redisUrl: string;
   queuePrefix: string;
   mongodbUri: string;
@@ -191,10 +213,18 @@ function kmsConfig(env: Env, problems: string[]): KmsConfig {
 
 function authConfig(env: Env, problems: string[], readFile: (path: string) => string): AuthConfig {
   const sources = [env.AUTH_JWT_SECRET, env.AUTH_PUBLIC_KEY_FILE, env.AUTH_JWKS_URL].filter(Boolean);
+  if (Boolean(env.TLS_CERT_FILE) !== Boolean(env.TLS_KEY_FILE)) {
+    problems.push('TLS_CERT_FILE/TLS_KEY_FILE: set both or neither');
+  }
   if (sources.length > 1) {
     problems.push('AUTH_JWT_SECRET, AUTH_PUBLIC_KEY_FILE, AUTH_JWKS_URL: set exactly one way to verify tokens');
   }
-  const auth: AuthConfig = { issuer: env.AUTH_ISSUER, audience: env.AUTH_AUDIENCE };
+  const auth: AuthConfig = {
+    issuer: env.AUTH_ISSUER,
+    audience: env.AUTH_AUDIENCE,
+    maxTokenAgeSeconds: env.AUTH_MAX_TOKEN_AGE_SECONDS,
+    emergencyWindowSeconds: env.EMERGENCY_ACCESS_WINDOW_SECONDS,
+  };
   if (env.AUTH_PUBLIC_KEY_FILE) {
     try {
       auth.publicKeyPem = readFile(env.AUTH_PUBLIC_KEY_FILE);
@@ -232,6 +262,29 @@ function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: Au
     problems.push('LOCAL_MASTER_KEY_FILE: the development master key is refused in production; set a KMS provider');
   }
   if (env.STRIPE_API_BASE) problems.push('STRIPE_API_BASE: Stripe API overrides are for development and tests only');
+  if (!(env.TLS_CERT_FILE && env.TLS_KEY_FILE) && !env.TRUST_PROXY) {
+    problems.push(
+      'TLS_CERT_FILE/TLS_KEY_FILE: production refuses plain HTTP; configure a certificate or TRUST_PROXY=true',
+    );
+  }
+  if (!isLoopback(env.REDIS_URL) && !env.REDIS_URL.startsWith('rediss://')) {
+    problems.push('REDIS_URL: must use TLS (rediss://) unless Redis is on this host');
+  }
+  if (!isLoopback(env.MONGODB_URI) && !mongoUsesTls(env.MONGODB_URI)) {
+    problems.push('MONGODB_URI: must use TLS (tls=true, or mongodb+srv://) unless MongoDB is on this host');
+  }
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+
+function isLoopback(url: string): boolean {
+  const hosts = url.replace(/^[a-z+]+:\/\/(?:[^@/]*@)?([^/?]*).*$/, '$1').split(',');
+  return hosts.every((host) => LOOPBACK_HOSTS.has(host.replace(/:\d+$/, '')) || host.startsWith('127.'));
+}
+
+function mongoUsesTls(uri: string): boolean {
+  if (uri.startsWith('mongodb+srv://')) return !/[?&](tls|ssl)=false/.test(uri);
+  return /[?&](tls|ssl)=true/.test(uri);
 }
 
 export function loadConfig(
@@ -252,7 +305,15 @@ export function loadConfig(
   return {
     env: env.NODE_ENV,
     logLevel: env.LOG_LEVEL,
-    http: { host: env.HOST, port: env.PORT },
+    http: {
+      host: env.HOST,
+      port: env.PORT,
+      tls:
+        env.TLS_CERT_FILE && env.TLS_KEY_FILE ? { certFile: env.TLS_CERT_FILE, keyFile: env.TLS_KEY_FILE } : undefined,
+      trustProxy: env.TRUST_PROXY,
+      hstsMaxAgeSeconds: env.HSTS_MAX_AGE_SECONDS,
+      rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    },
     redisUrl: env.REDIS_URL,
     queuePrefix: env.QUEUE_PREFIX,
     mongodbUri: env.MONGODB_URI,

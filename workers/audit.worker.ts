@@ -1,4 +1,5 @@
 import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { Binary } from 'mongodb';
 import type { Models } from '../models';
 import type { Logger } from '../platform/logger';
 import { auditJobSchema, type AuditJob } from '../queues/audit.queue';
@@ -35,9 +36,15 @@ export async function processAuditEvent(job: Job<AuditJob>, deps: AuditDeps): Pr
       officeId: event.officeId,
       action: event.action,
       outcome: event.outcome,
+      severity: event.severity,
       actor: event.actor,
       resource: event.resource,
       reason: event.reason,
+      route: event.route,
+      permission: event.permission,
+      accessReason: event.accessReasonCiphertext
+        ? new Binary(Buffer.from(event.accessReasonCiphertext, 'base64'), Binary.SUBTYPE_ENCRYPTED)
+        : undefined,
       requestId: event.requestId,
       jobId: event.jobId,
       occurredAt: new Date(event.occurredAt),

@@ -6,7 +6,7 @@ import type { FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
 import type { PaymentFailure, PaymentRecord } from '../models/payment.model';
 import type { Logger } from '../platform/logger';
-import type { AuditJob } from '../queues/audit.queue';
+import type { AuditEventInput } from '../queues/audit.queue';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
 
@@ -14,7 +14,7 @@ export interface ChargeDeps {
   models: Pick<Models, 'Company' | 'Payment'>;
   encryption: Pick<FieldEncryption, 'encrypt'>;
   gateway: PaymentGateway;
-  enqueueAudit: (event: AuditJob) => Promise<void>;
+  enqueueAudit: (event: AuditEventInput) => Promise<void>;
   logger: Logger;
 }
 

@@ -1,7 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { ulid } from 'ulid';
 import { z } from 'zod';
-import { decideAccess, type Permission } from '../../domain/access-policy';
 import { paymentRequestedEvent } from '../../domain/payment-audit';
 import { IDEMPOTENCY_KEY_PATTERN, paymentRequestHash, paymentRequestSchema } from '../../domain/payment-request';
 import type { Models } from '../../models';
@@ -10,12 +9,14 @@ import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueCharge } from '../../queues/charges.queue';
 import type { Queues } from '../../queues';
 import { withDeadline } from '../../platform/deadline';
+import type { AccessGuard } from '../access-guard';
 import { ApiError } from '../errors';
 
 export interface PaymentRouteDeps {
   models: Pick<Models, 'Company' | 'Payment'>;
   queues: Pick<Queues, 'charges' | 'audit'>;
   maxAmount: number;
+  authorize: AccessGuard['authorize'];
 }
 
 const ENQUEUE_DEADLINE_MS = 3_000;
@@ -27,17 +28,6 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
   if (!result.success) throw ApiError.validation(result.error);
   return result.data;
-}
-
-function authorize(
-  request: FastifyRequest,
-  permission: Permission,
-  target: { companyId: string; officeId?: string },
-): void {
-  const principal = request.principal;
-  if (!principal) throw new ApiError(401, 'authorization_missing', 'a bearer token is required');
-  const decision = decideAccess(principal, permission, target);
-  if (!decision.allowed) throw new ApiError(403, decision.reason, `not allowed: ${decision.reason.replace(/_/g, ' ')}`);
 }
 
 function isDuplicateKeyError(error: unknown): boolean {
@@ -107,7 +97,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
       );
     }
     const body = parse(bodySchema, request.body);
-    authorize(request, 'payments:create', { companyId, officeId: body.officeId });
+    await deps.authorize(request, 'payments:create', { companyId, officeId: body.officeId });
     if (!(await Company.exists({ _id: companyId }))) throw new ApiError(404, 'company_not_found', 'no such company');
 
     const principal = request.principal!;
@@ -150,7 +140,11 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
   app.get('/v1/companies/:companyId/payments/:paymentId', async (request) => {
     const { companyId, paymentId } = parse(paymentParams, request.params);
     const payment = await Payment.findOne({ _id: paymentId, companyId }).lean();
-    authorize(request, 'payments:read', { companyId, officeId: payment?.officeId });
+    await deps.authorize(request, 'payments:read', {
+      companyId,
+      officeId: payment?.officeId,
+      resource: { type: 'payment', id: paymentId },
+    });
     if (!payment) throw new ApiError(404, 'payment_not_found', 'no such payment');
     return presentPayment(payment);
   });

@@ -47,6 +47,16 @@ async function settled(paymentId: string, timeoutMs = 20_000) {
   return result.body;
 }
 
+/** The payment is recorded before the worker hands the job back to BullMQ as failed. */
+async function failedJob(paymentId: string) {
+  await waitFor(
+    async () => (await chargesQueue.getJob(`charge-${paymentId}`))?.getState(),
+    (state) => state === 'failed',
+    { what: `charge job of ${paymentId} to fail` },
+  );
+  return chargesQueue.getJob(`charge-${paymentId}`);
+}
+
 function gatewayCalls(path: RegExp) {
   return system.sim.requests.filter((r) => r.method === 'POST' && path.test(r.path));
 }
@@ -121,7 +131,7 @@ describe('charging a payer', () => {
     expect(payment.failure).toMatchObject({ code: 'card_declined', declineCode: 'insufficient_funds' });
     const stored = await system.ctx.db.models.Payment.findById(response.body.id).lean();
     expect(gatewayCalls(new RegExp(`^/v1/payment_intents/${stored!.stripePaymentIntentId}/confirm$`))).toHaveLength(1);
-    const job = await chargesQueue.getJob(`charge-${response.body.id}`);
+    const job = await failedJob(response.body.id);
     expect(job?.attemptsMade).toBe(1);
   });
 
@@ -152,8 +162,7 @@ describe('charging a payer', () => {
     );
     expect(stored?.failure?.code).toBe('payment_config_missing');
     expect(system.sim.requests.length).toBe(before);
-    const job = await chargesQueue.getJob(`charge-${response.body.id}`);
-    expect(await job?.getState()).toBe('failed');
+    const job = await failedJob(response.body.id);
     expect(job?.attemptsMade).toBe(1);
   });
 });

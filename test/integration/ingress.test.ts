@@ -77,11 +77,26 @@ describe('bad input gets a clear 4xx and changes nothing', () => {
     ['amount as a string', 'amount', { ...valid, amount: '1500' }],
     ['unknown currency', 'currency', { ...valid, currency: 'xyz' }],
     ['free-text service category', 'serviceCategory', { ...valid, serviceCategory: 'colonoscopy for J. Roe' }],
-    ['card number instead of a PaymentMethod', 'paymentMethod', { ...valid, paymentMethod: '4242424242424242' }],
   ])('%s → 400 naming %s', async (_label, field, body) => {
     const response = await post(body);
     expect(response.status).toBe(400);
     expect(response.body.error.details.map((d: { field: string }) => d.field)).toEqual([field]);
+    await nothingWritten();
+  });
+
+  it('a card number anywhere in the body → 400 telling the client to send a PaymentMethod id, never echoed or logged', async () => {
+    for (const body of [
+      { ...valid, paymentMethod: '4242424242424242' },
+      { ...valid, note: 'card 4000 0566 5566 5556' },
+    ]) {
+      const response = await post(body);
+      expect(response.status).toBe(400);
+      expect(response.body.error).toEqual({
+        code: 'card_number_refused',
+        message: 'send a Stripe PaymentMethod id, never a card number',
+      });
+    }
+    expect(system.ctx.logs.text).not.toMatch(/4242424242424242|4000 0566 5566 5556/);
     await nothingWritten();
   });
 

@@ -63,7 +63,32 @@ describe('configuration', () => {
       'MONGODB_URI',
       'REDIS_URL',
       'STRIPE_API_BASE',
+      'TLS_CERT_FILE/TLS_KEY_FILE',
     ]);
+  });
+
+  it('refuses plain-text Redis and MongoDB in production unless they are on this host', () => {
+    const production = { NODE_ENV: 'production', TRUST_PROXY: 'true', AUTH_JWKS_URL: 'https://idp.example/jwks' };
+    const remote = problemsOf({
+      ...production,
+      REDIS_URL: 'redis://cache.internal:6379',
+      MONGODB_URI: 'mongodb://db1.internal:27017,db2.internal:27017/billing?replicaSet=rs0',
+      KMS_PROVIDER: 'kmip',
+      KMIP_ENDPOINT: 'kmip.internal:5696',
+    });
+    expect(remote).toEqual([
+      'REDIS_URL: must use TLS (rediss://) unless Redis is on this host',
+      'MONGODB_URI: must use TLS (tls=true, or mongodb+srv://) unless MongoDB is on this host',
+    ]);
+    expect(() =>
+      loadConfig({
+        ...production,
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        MONGODB_URI: 'mongodb://localhost:27017/billing',
+        KMS_PROVIDER: 'kmip',
+        KMIP_ENDPOINT: 'kmip.internal:5696',
+      }),
+    ).not.toThrow();
   });
 
   it('accepts an explicit production configuration', () => {
@@ -78,6 +103,8 @@ describe('configuration', () => {
         GCP_KMS_KEY_RING: 'r',
         GCP_KMS_KEY_NAME: 'k',
         AUTH_PUBLIC_KEY_FILE: '/keys/idp.pem',
+        TLS_CERT_FILE: '/tls/cert.pem',
+        TLS_KEY_FILE: '/tls/key.pem',
       },
       () => '-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n',
     );

@@ -1,0 +1,131 @@
+import type { Queue } from 'bullmq';
+import type { FastifyRequest } from 'fastify';
+import { ulid } from 'ulid';
+import { decideAccess, type Permission } from '../domain/access-policy';
+import { PLATFORM_AUDIT_SCOPE, type AuditAction } from '../domain/audit-actions';
+import type { FieldEncryption } from '../models/encryption';
+import { withDeadline } from '../platform/deadline';
+import { enqueueAuditEvent, type AuditEventInput, type AuditJob } from '../queues/audit.queue';
+import { ApiError } from './errors';
+
+export interface AccessGuardDeps {
+  auditQueue: Queue<AuditJob>;
+  encryption: Pick<FieldEncryption, 'encrypt'>;
+  emergencyWindowSeconds: number;
+}
+
+export interface AccessTarget {
+  companyId: string;
+  officeId?: string;
+  resource?: { type: string; id: string };
+}
+
+const AUDIT_ENQUEUE_DEADLINE_MS = 2_000;
+const SCOPE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The route pattern, never the concrete URL: ids in paths are fine, but query strings could carry anything. */
+export function routeOf(request: FastifyRequest): string {
+  return `${request.method} ${request.routeOptions.url ?? '/unknown'}`;
+}
+
+function companyInPath(request: FastifyRequest): string | undefined {
+  const companyId = (request.params as { companyId?: unknown } | undefined)?.companyId;
+  return typeof companyId === 'string' && SCOPE_ID.test(companyId) ? companyId : undefined;
+}
+
+export interface AccessGuard {
+  /** Allows or throws 403 (and audits the denial); emergency access is audited at high severity. */
+  authorize(request: FastifyRequest, permission: Permission, target: AccessTarget): Promise<void>;
+  /** Audits a failed authentication before the 401 goes out. */
+  auditAuthenticationFailure(request: FastifyRequest, reason: string): Promise<void>;
+}
+
+export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
+  async function audit(
+    request: FastifyRequest,
+    event: Omit<AuditEventInput, 'eventId' | 'occurredAt' | 'requestId'>,
+  ): Promise<boolean> {
+    try {
+      await withDeadline(
+        enqueueAuditEvent(deps.auditQueue, {
+          ...event,
+          eventId: `evt_${ulid()}`,
+          requestId: request.id,
+          occurredAt: new Date().toISOString(),
+        }),
+        AUDIT_ENQUEUE_DEADLINE_MS,
+        'audit enqueue',
+      );
+      return true;
+    } catch (error) {
+      // A 401/403 still goes out; the log line is the record of last resort.
+      request.log.error({ err: error, action: event.action, reason: event.reason }, 'could not enqueue audit event');
+      return false;
+    }
+  }
+
+  function securityEvent(request: FastifyRequest, action: AuditAction, extra: Partial<AuditEventInput>) {
+    const principal = request.principal;
+    return {
+      companyId: extra.companyId ?? PLATFORM_AUDIT_SCOPE,
+      action,
+      outcome: 'denied' as const,
+      actor: principal
+        ? { type: principal.subjectType, id: principal.subject }
+        : { type: 'anonymous' as const, id: 'anonymous' },
+      resource: { type: 'route', id: 'unknown' },
+      route: routeOf(request),
+      ...extra,
+    };
+  }
+
+  return {
+    async auditAuthenticationFailure(request, reason) {
+      await audit(request, securityEvent(request, 'auth.failed', { companyId: companyInPath(request), reason }));
+    },
+
+    async authorize(request, permission, target) {
+      const principal = request.principal;
+      if (!principal) throw new ApiError(401, 'authorization_missing', 'a bearer token is required');
+      const accessReason = request.headers['x-access-reason'];
+      const decision = decideAccess(principal, permission, target, {
+        accessReason: typeof accessReason === 'string' ? accessReason : undefined,
+        now: new Date(),
+        emergencyWindowSeconds: deps.emergencyWindowSeconds,
+      });
+      const resource = target.resource ?? { type: 'company', id: target.companyId };
+      // A denial for another company is recorded in the caller's own trail, not the target's.
+      const trail =
+        decision.allowed || decision.reason !== 'company_out_of_scope' ? target.companyId : principal.companyId;
+      if (!decision.allowed) {
+        await audit(
+          request,
+          securityEvent(request, 'access.denied', {
+            companyId: trail,
+            ...(target.officeId ? { officeId: target.officeId } : {}),
+            resource,
+            permission,
+            reason: decision.reason,
+          }),
+        );
+        throw new ApiError(403, decision.reason, `not allowed: ${decision.reason.replace(/_/g, ' ')}`);
+      }
+      if (decision.emergency) {
+        const ciphertext = await deps.encryption.encrypt(target.companyId, String(accessReason));
+        const audited = await audit(
+          request,
+          securityEvent(request, 'access.emergency', {
+            companyId: target.companyId,
+            outcome: 'success',
+            severity: 'high',
+            resource,
+            permission,
+            accessReasonCiphertext: Buffer.from(ciphertext.buffer).toString('base64'),
+          }),
+        );
+        // Break-glass access that cannot be recorded is not granted.
+        if (!audited) throw new ApiError(503, 'audit_unavailable', 'emergency access cannot be recorded right now');
+      }
+    },
+  };
+}
