@@ -31,7 +31,11 @@ export interface ApiDeps {
   authenticate: Authenticator;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9_.-]{1,100}$/;
+/**
+ * A caller's trace id is kept only in the shapes trace ids have (UUID/hex, ULID):
+ * it travels into logs and job payloads, so it must not be able to carry a name or a date.
+ */
+const REQUEST_ID = /^(?:[0-9a-fA-F-]{16,64}|[0-9A-HJKMNP-TV-Z]{26})$/;
 const UNAUTHENTICATED_ROUTES = new Set(['/healthz', '/readyz']);
 
 /** Modern suites only; TLS 1.3 suites are always on and not configurable here. */
@@ -63,7 +67,6 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     https: httpsOptions(http) ?? null,
     trustProxy: http.trustProxy,
     bodyLimit: 64 * 1024,
-    // A caller's request id is kept when it is safe to log; otherwise we make one.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${ulid()}`;

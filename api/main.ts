@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { openDatabase, type Database } from '../models';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
-import { createRedisConnection } from '../platform/redis';
+import { createRedisConnection, waitForRedis } from '../platform/redis';
 import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
 import { closeQueues, createQueues } from '../queues';
 import { buildApp } from './app';
@@ -14,12 +14,16 @@ export interface RunningApi {
   stop(): Promise<void>;
 }
 
+const REDIS_STARTUP_WAIT_MS = 3_000;
+
 /** Composition root of the api process. */
 export async function startApi(config: AppConfig, logger: Logger, database?: Database): Promise<RunningApi> {
   const db = database ?? (await openDatabase(config));
   const redis = createRedisConnection(config.redisUrl, 'api');
   // Without a listener ioredis prints every reconnect failure; requests answer 503 meanwhile.
   redis.on('error', (error: Error) => logger.warn({ reason: error.message }, 'redis unavailable'));
+  if (!(await waitForRedis(redis, REDIS_STARTUP_WAIT_MS)))
+    logger.warn('starting without Redis; requests that enqueue answer 503');
   const queues = createQueues(redis, config.queuePrefix);
   const app = await buildApp({
     config,

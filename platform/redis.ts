@@ -20,3 +20,23 @@ export function createRedisConnection(url: string, role: RedisRole, extra: Redis
       : { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000, commandTimeout: 2_000 };
   return new Redis(url, { ...common, ...roleOptions });
 }
+
+/**
+ * Waits a little for the first connection so the first requests are not refused
+ * for nothing; gives up quietly, since an api whose Redis is down still starts
+ * (and answers 503 until Redis is back).
+ */
+export async function waitForRedis(redis: Redis, ms: number): Promise<boolean> {
+  if (redis.status === 'ready') return true;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      resolve(false);
+    }, ms);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    redis.once('ready', onReady);
+  });
+}

@@ -12,7 +12,7 @@ export interface InProcessSystem {
   api: RunningApi;
   workers: RunningWorkers;
   url: string;
-  token(companyId: string, roles?: Role[], extra?: { officeIds?: string[] }): Promise<string>;
+  token(companyId: string, roles?: Role[], extra?: { officeIds?: string[]; subject?: string }): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -35,7 +35,7 @@ export async function startInProcessSystem(
     workers,
     url: api.url,
     token: (companyId, roles = ['service'], extra = {}) =>
-      mintDevToken(ctx.config, { companyId, roles, officeIds: extra.officeIds }),
+      mintDevToken(ctx.config, { companyId, roles, officeIds: extra.officeIds, subject: extra.subject }),
     async close() {
       await api.stop();
       await workers.stop();
