@@ -1,0 +1,210 @@
+import { Binary } from 'mongodb';
+import { ulid } from 'ulid';
+import { createCompany } from '../../models/companies';
+import type { Role } from '../../domain/access-policy';
+import { mintDevToken } from '../../cli/main';
+import { waitFor } from '../support/harness';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+
+let system: InProcessSystem;
+let companyId: string;
+let otherCompanyId: string;
+let officePaymentId: string;
+
+const body = { amount: 900, currency: 'usd', customer: 'cus_Matrix01', paymentMethod: 'pm_card_visa' };
+const REASON = 'Patient transferred to ICU; verifying outstanding balance hold';
+
+type Caller = {
+  label: string;
+  roles: Role[];
+  offices?: string[];
+  permissions?: string[];
+  reason?: string;
+  company?: 'other';
+};
+
+const callers: Record<string, Caller> = {
+  admin: { label: 'company_admin', roles: ['company_admin'] },
+  manager: { label: 'billing_manager', roles: ['billing_manager'] },
+  officeMgr1: { label: 'office_manager of off_1', roles: ['office_manager'], offices: ['off_1'] },
+  officeMgr2: { label: 'office_manager of off_2', roles: ['office_manager'], offices: ['off_2'] },
+  clerk1: { label: 'billing_clerk of off_1', roles: ['billing_clerk'], offices: ['off_1'] },
+  auditor: { label: 'auditor', roles: ['auditor'] },
+  ops: { label: 'ops', roles: ['ops'] },
+  glassReason: { label: 'emergency_access with a reason', roles: ['emergency_access'], reason: REASON },
+  glassNoReason: { label: 'emergency_access without a reason', roles: ['emergency_access'] },
+  serviceFull: {
+    label: 'service with create+read',
+    roles: ['service'],
+    permissions: ['payments:create', 'payments:read'],
+  },
+  serviceRead: { label: 'service with read only', roles: ['service'], permissions: ['payments:read'] },
+  otherAdmin: { label: 'company_admin of another company', roles: ['company_admin'], company: 'other' },
+};
+
+// route → caller → expected status and reason, written out literally (not derived from the policy table).
+const expected: Record<string, Record<keyof typeof callers, string>> = {
+  'POST payment for off_1': {
+    admin: '202',
+    manager: '202',
+    officeMgr1: '202',
+    officeMgr2: '403 office_out_of_scope',
+    clerk1: '202',
+    auditor: '403 permission_missing',
+    ops: '403 permission_missing',
+    glassReason: '403 permission_missing',
+    glassNoReason: '403 permission_missing',
+    serviceFull: '202',
+    serviceRead: '403 permission_missing',
+    otherAdmin: '403 company_out_of_scope',
+  },
+  'POST company-level payment': {
+    admin: '202',
+    manager: '202',
+    officeMgr1: '403 office_required',
+    officeMgr2: '403 office_required',
+    clerk1: '403 office_required',
+    auditor: '403 permission_missing',
+    ops: '403 permission_missing',
+    glassReason: '403 permission_missing',
+    glassNoReason: '403 permission_missing',
+    serviceFull: '202',
+    serviceRead: '403 permission_missing',
+    otherAdmin: '403 company_out_of_scope',
+  },
+  'GET payment of off_1': {
+    admin: '200',
+    manager: '200',
+    officeMgr1: '200',
+    officeMgr2: '403 office_out_of_scope',
+    clerk1: '200',
+    auditor: '403 permission_missing',
+    ops: '403 permission_missing',
+    glassReason: '200',
+    glassNoReason: '403 access_reason_required',
+    serviceFull: '200',
+    serviceRead: '200',
+    otherAdmin: '403 company_out_of_scope',
+  },
+};
+
+async function tokenFor(caller: Caller) {
+  return mintDevToken(system.ctx.config, {
+    companyId: caller.company === 'other' ? otherCompanyId : companyId,
+    roles: caller.roles,
+    officeIds: caller.offices,
+    permissions: caller.permissions as never,
+    subject: `usr-${caller.label.replace(/[^a-z0-9]+/gi, '-')}`,
+  });
+}
+
+async function call(route: string, caller: Caller): Promise<string> {
+  const headers: Record<string, string> = {
+    authorization: `Bearer ${await tokenFor(caller)}`,
+    'content-type': 'application/json',
+    'idempotency-key': `matrix-${ulid()}`,
+  };
+  if (caller.reason) headers['x-access-reason'] = caller.reason;
+  const url = `${system.url}/v1/companies/${companyId}/payments`;
+  const response =
+    route === 'GET payment of off_1'
+      ? await fetch(`${url}/${officePaymentId}`, { headers })
+      : await fetch(url, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify(route === 'POST payment for off_1' ? { ...body, officeId: 'off_1' } : body),
+        });
+  const json = (await response.json()) as any;
+  return response.status === 403 ? `403 ${json.error.code}` : String(response.status);
+}
+
+beforeAll(async () => {
+  system = await startInProcessSystem('access_matrix');
+  companyId = await createCompany(system.ctx.db, {
+    name: 'Northgate Orthopedics',
+    stripeSecretKey: 'sk_test_northgate',
+  });
+  otherCompanyId = await createCompany(system.ctx.db, {
+    name: 'Elsewhere Clinic',
+    stripeSecretKey: 'sk_test_elsewhere',
+  });
+  const admin = await tokenFor(callers.admin!);
+  const created = await fetch(`${system.url}/v1/companies/${companyId}/payments`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${admin}`,
+      'content-type': 'application/json',
+      'idempotency-key': `seed-${ulid()}`,
+    },
+    body: JSON.stringify({ ...body, officeId: 'off_1' }),
+  });
+  officePaymentId = ((await created.json()) as any).id;
+});
+
+afterAll(async () => system.close());
+
+describe('every route × every role', () => {
+  const cases = Object.entries(expected).flatMap(([route, byCaller]) =>
+    Object.entries(byCaller).map(([key, outcome]) => [route, callers[key]!.label, key, outcome] as const),
+  );
+  it.each(cases)('%s as %s → %s', async (route, _label, key, outcome) => {
+    expect(await call(route, callers[key]!)).toBe(outcome);
+  });
+});
+
+describe('denials and emergency access are audited', () => {
+  it('records access.denied with actor, route, permission, resource and reason', async () => {
+    expect(await call('GET payment of off_1', callers.officeMgr2!)).toBe('403 office_out_of_scope');
+    const event = await waitFor(
+      () =>
+        system.ctx.db.models.AuditEvent.findOne({
+          action: 'access.denied',
+          'actor.id': 'usr-office-manager-of-off-2',
+          permission: 'payments:read',
+        }).lean(),
+      (e) => e !== null,
+      { what: 'access.denied event' },
+    );
+    expect(event).toMatchObject({
+      companyId,
+      officeId: 'off_1',
+      outcome: 'denied',
+      reason: 'office_out_of_scope',
+      route: 'GET /v1/companies/:companyId/payments/:paymentId',
+      resource: { type: 'payment', id: officePaymentId },
+      actor: { type: 'user', id: 'usr-office-manager-of-off-2' },
+    });
+  });
+
+  it('a token for another company is recorded in its own company trail, not in the target company', async () => {
+    const event = await waitFor(
+      () => system.ctx.db.models.AuditEvent.findOne({ action: 'access.denied', reason: 'company_out_of_scope' }).lean(),
+      (e) => e !== null,
+      { what: 'cross-company denial event' },
+    );
+    expect(event?.companyId).toBe(otherCompanyId);
+  });
+
+  it('records emergency access at high severity with the stated reason encrypted', async () => {
+    expect(await call('GET payment of off_1', callers.glassReason!)).toBe('200');
+    const event = await waitFor(
+      () => system.ctx.db.models.AuditEvent.findOne({ action: 'access.emergency' }).lean(),
+      (e) => e !== null,
+      { what: 'access.emergency event' },
+    );
+    expect(event).toMatchObject({ severity: 'high', outcome: 'success', permission: 'payments:read', companyId });
+    expect(event?.accessReason).toBe(REASON);
+    const raw = await system.ctx.rawMongo
+      .db()
+      .collection('audit_events')
+      .findOne({ _id: event!._id as never });
+    expect(raw?.accessReason).toBeInstanceOf(Binary);
+    expect((raw?.accessReason as Binary).sub_type).toBe(6);
+    // The reason travelled to the audit worker only as ciphertext.
+    const keys = await system.ctx.redis.keys(`${system.ctx.config.queuePrefix}:audit:*`);
+    for (const key of keys) {
+      if ((await system.ctx.redis.type(key)) !== 'hash') continue;
+      expect(JSON.stringify(await system.ctx.redis.hgetall(key))).not.toContain('ICU');
+    }
+  });
+});
