@@ -1,7 +1,15 @@
 import type { Queue } from 'bullmq';
 import type { FastifyRequest } from 'fastify';
 import { ulid } from 'ulid';
-import { decideAccess, type Permission } from '../domain/access-policy';
+import {
+  decideAccess,
+  decideListAccess,
+  type AccessContext,
+  type AccessDecision,
+  type ListAccessDecision,
+  type Permission,
+  type Principal,
+} from '../domain/access-policy';
 import { PLATFORM_AUDIT_SCOPE, type AuditAction } from '../domain/audit-actions';
 import type { FieldEncryption } from '../models/encryption';
 import { withDeadline } from '../platform/deadline';
@@ -36,6 +44,12 @@ function companyInPath(request: FastifyRequest): string | undefined {
 export interface AccessGuard {
   /** Allows or throws 403 (and audits the denial); emergency access is audited at high severity. */
   authorize(request: FastifyRequest, permission: Permission, target: AccessTarget): Promise<void>;
+  /** For list routes: which offices the caller may see (undefined: all of the company's). */
+  authorizeList(
+    request: FastifyRequest,
+    permission: Permission,
+    target: AccessTarget,
+  ): Promise<{ officeIds?: string[] }>;
   /** Audits a failed authentication before the 401 goes out. */
   auditAuthenticationFailure(request: FastifyRequest, reason: string): Promise<void>;
 }
@@ -79,53 +93,71 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
     };
   }
 
+  async function enforce<D extends AccessDecision | ListAccessDecision>(
+    request: FastifyRequest,
+    permission: Permission,
+    target: AccessTarget,
+    decide: (principal: Principal, context: AccessContext) => D,
+  ): Promise<Extract<D, { allowed: true }>> {
+    const principal = request.principal;
+    if (!principal) throw new ApiError(401, 'authorization_missing', 'a bearer token is required');
+    const accessReason = request.headers['x-access-reason'];
+    const decision = decide(principal, {
+      accessReason: typeof accessReason === 'string' ? accessReason : undefined,
+      now: new Date(),
+      emergencyWindowSeconds: deps.emergencyWindowSeconds,
+    });
+    const resource = target.resource ?? { type: 'company', id: target.companyId };
+    if (!decision.allowed) {
+      // A denial for another company is recorded in the caller's own trail, not the target's.
+      const trail = decision.reason === 'company_out_of_scope' ? principal.companyId : target.companyId;
+      await audit(
+        request,
+        securityEvent(request, 'access.denied', {
+          companyId: trail,
+          ...(target.officeId ? { officeId: target.officeId } : {}),
+          resource,
+          permission,
+          reason: decision.reason,
+        }),
+      );
+      throw new ApiError(403, decision.reason, `not allowed: ${decision.reason.replace(/_/g, ' ')}`);
+    }
+    if (decision.emergency) {
+      const ciphertext = await deps.encryption.encrypt(target.companyId, String(accessReason));
+      const audited = await audit(
+        request,
+        securityEvent(request, 'access.emergency', {
+          companyId: target.companyId,
+          outcome: 'success',
+          severity: 'high',
+          resource,
+          permission,
+          accessReasonCiphertext: Buffer.from(ciphertext.buffer).toString('base64'),
+        }),
+      );
+      // Break-glass access that cannot be recorded is not granted.
+      if (!audited) throw new ApiError(503, 'audit_unavailable', 'emergency access cannot be recorded right now');
+    }
+    return decision as Extract<D, { allowed: true }>;
+  }
+
   return {
     async auditAuthenticationFailure(request, reason) {
       await audit(request, securityEvent(request, 'auth.failed', { companyId: companyInPath(request), reason }));
     },
 
     async authorize(request, permission, target) {
-      const principal = request.principal;
-      if (!principal) throw new ApiError(401, 'authorization_missing', 'a bearer token is required');
-      const accessReason = request.headers['x-access-reason'];
-      const decision = decideAccess(principal, permission, target, {
-        accessReason: typeof accessReason === 'string' ? accessReason : undefined,
-        now: new Date(),
-        emergencyWindowSeconds: deps.emergencyWindowSeconds,
-      });
-      const resource = target.resource ?? { type: 'company', id: target.companyId };
-      // A denial for another company is recorded in the caller's own trail, not the target's.
-      const trail =
-        decision.allowed || decision.reason !== 'company_out_of_scope' ? target.companyId : principal.companyId;
-      if (!decision.allowed) {
-        await audit(
-          request,
-          securityEvent(request, 'access.denied', {
-            companyId: trail,
-            ...(target.officeId ? { officeId: target.officeId } : {}),
-            resource,
-            permission,
-            reason: decision.reason,
-          }),
-        );
-        throw new ApiError(403, decision.reason, `not allowed: ${decision.reason.replace(/_/g, ' ')}`);
-      }
-      if (decision.emergency) {
-        const ciphertext = await deps.encryption.encrypt(target.companyId, String(accessReason));
-        const audited = await audit(
-          request,
-          securityEvent(request, 'access.emergency', {
-            companyId: target.companyId,
-            outcome: 'success',
-            severity: 'high',
-            resource,
-            permission,
-            accessReasonCiphertext: Buffer.from(ciphertext.buffer).toString('base64'),
-          }),
-        );
-        // Break-glass access that cannot be recorded is not granted.
-        if (!audited) throw new ApiError(503, 'audit_unavailable', 'emergency access cannot be recorded right now');
-      }
+      await enforce(request, permission, target, (principal, context) =>
+        decideAccess(principal, permission, target, context),
+      );
+    },
+
+    async authorizeList(request, permission, target) {
+      const decision = await enforce(request, permission, target, (principal, context) =>
+        decideListAccess(principal, permission, target, context),
+      );
+      return { officeIds: decision.officeIds };
     },
   };
 }

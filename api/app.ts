@@ -137,6 +137,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     queues: deps.queues,
     maxAmount: deps.config.payments.maxAmount,
     authorize: guard.authorize,
+    authorizeList: guard.authorizeList,
   });
   return app;
 }

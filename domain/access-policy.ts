@@ -135,3 +135,24 @@ export function decideAccess(
   if (!principal.officeIds.includes(target.officeId)) return { allowed: false, reason: 'office_out_of_scope' };
   return { allowed: true, officeScoped: true, emergency: false };
 }
+
+export type ListAccessDecision =
+  | { allowed: true; emergency: boolean; /** undefined: every office of the company */ officeIds?: string[] }
+  | { allowed: false; reason: string };
+
+/**
+ * For list routes without an office filter: company-wide roles see everything,
+ * office-scoped roles see their own offices only (instead of being refused).
+ */
+export function decideListAccess(
+  principal: Principal,
+  permission: Permission,
+  target: { companyId: string; officeId?: string },
+  context: AccessContext,
+): ListAccessDecision {
+  const decision = decideAccess(principal, permission, target, context);
+  if (decision.allowed)
+    return { allowed: true, emergency: decision.emergency, officeIds: target.officeId ? [target.officeId] : undefined };
+  if (decision.reason === 'office_required') return { allowed: true, emergency: false, officeIds: principal.officeIds };
+  return decision;
+}

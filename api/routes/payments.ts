@@ -5,6 +5,7 @@ import { paymentRequestedEvent } from '../../domain/payment-audit';
 import { IDEMPOTENCY_KEY_PATTERN, paymentRequestHash, paymentRequestSchema } from '../../domain/payment-request';
 import type { Models } from '../../models';
 import type { PaymentRecord } from '../../models/payment.model';
+import { PAYMENT_STATUSES } from '../../domain/payment-status';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueCharge } from '../../queues/charges.queue';
 import type { Queues } from '../../queues';
@@ -17,14 +18,30 @@ export interface PaymentRouteDeps {
   queues: Pick<Queues, 'charges' | 'audit'>;
   maxAmount: number;
   authorize: AccessGuard['authorize'];
+  authorizeList: AccessGuard['authorizeList'];
 }
 
 const ENQUEUE_DEADLINE_MS = 3_000;
 
 const companyParams = z.object({ companyId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/) }).strict();
+const listQuery = z
+  .object({
+    officeId: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/)
+      .optional(),
+    status: z.enum(PAYMENT_STATUSES).optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(25),
+    /** The last id of the previous page; ids are ULIDs, so they sort by creation time. */
+    after: z
+      .string()
+      .regex(/^pay_[0-9A-Z]{26}$/)
+      .optional(),
+  })
+  .strict();
 const paymentParams = companyParams.extend({ paymentId: z.string().regex(/^pay_[0-9A-Z]{26}$/) }).strict();
 
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+function parse<S extends z.ZodTypeAny>(schema: S, value: unknown): z.infer<S> {
   const result = schema.safeParse(value);
   if (!result.success) throw ApiError.validation(result.error);
   return result.data;
@@ -147,5 +164,21 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
     });
     if (!payment) throw new ApiError(404, 'payment_not_found', 'no such payment');
     return presentPayment(payment);
+  });
+
+  app.get('/v1/companies/:companyId/payments', async (request) => {
+    const { companyId } = parse(companyParams, request.params);
+    const query = parse(listQuery, request.query);
+    const scope = await deps.authorizeList(request, 'payments:read', { companyId, officeId: query.officeId });
+    const filter: Record<string, unknown> = { companyId };
+    if (scope.officeIds) filter.officeId = { $in: scope.officeIds };
+    if (query.status) filter.status = query.status;
+    if (query.after) filter._id = { $lt: query.after };
+    const page = await Payment.find(filter)
+      .sort({ _id: -1 })
+      .limit(query.limit + 1)
+      .lean();
+    const items = page.slice(0, query.limit).map(presentPayment);
+    return { items, nextCursor: page.length > query.limit ? items[items.length - 1]?.id : null };
   });
 }

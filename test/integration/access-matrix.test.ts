@@ -72,6 +72,20 @@ const expected: Record<string, Record<keyof typeof callers, string>> = {
     serviceRead: '403 permission_missing',
     otherAdmin: '403 company_out_of_scope',
   },
+  'GET payment list': {
+    admin: '200 company,off_1,off_2',
+    manager: '200 company,off_1,off_2',
+    officeMgr1: '200 off_1',
+    officeMgr2: '200 off_2',
+    clerk1: '200 off_1',
+    auditor: '403 permission_missing',
+    ops: '403 permission_missing',
+    glassReason: '200 company,off_1,off_2',
+    glassNoReason: '403 access_reason_required',
+    serviceFull: '200 company,off_1,off_2',
+    serviceRead: '200 company,off_1,off_2',
+    otherAdmin: '403 company_out_of_scope',
+  },
   'GET payment of off_1': {
     admin: '200',
     manager: '200',
@@ -106,6 +120,14 @@ async function call(route: string, caller: Caller): Promise<string> {
   };
   if (caller.reason) headers['x-access-reason'] = caller.reason;
   const url = `${system.url}/v1/companies/${companyId}/payments`;
+  if (route === 'GET payment list') {
+    const response = await fetch(`${url}?limit=100`, { headers });
+    const json = (await response.json()) as any;
+    if (response.status !== 200) return `${response.status} ${json.error.code}`;
+    // Which offices the caller saw ("company" for company-level payments).
+    const offices = new Set<string>(json.items.map((p: { officeId?: string }) => p.officeId ?? 'company'));
+    return `200 ${[...offices].sort().join(',')}`;
+  }
   const response =
     route === 'GET payment of off_1'
       ? await fetch(`${url}/${officePaymentId}`, { headers })
@@ -139,6 +161,18 @@ beforeAll(async () => {
     body: JSON.stringify({ ...body, officeId: 'off_1' }),
   });
   officePaymentId = ((await created.json()) as any).id;
+  // Payments in another office and at company level, so list scoping is visible.
+  for (const extra of [{ ...body, officeId: 'off_2' }, body]) {
+    await fetch(`${system.url}/v1/companies/${companyId}/payments`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${admin}`,
+        'content-type': 'application/json',
+        'idempotency-key': `seed-${ulid()}`,
+      },
+      body: JSON.stringify(extra),
+    });
+  }
 });
 
 afterAll(async () => system.close());
@@ -205,6 +239,40 @@ describe('denials and emergency access are audited', () => {
     for (const key of keys) {
       if ((await system.ctx.redis.type(key)) !== 'hash') continue;
       expect(JSON.stringify(await system.ctx.redis.hgetall(key))).not.toContain('ICU');
+    }
+  });
+});
+
+describe('listing payments', () => {
+  it('pages with a cursor, newest first, each payment once', async () => {
+    const token = await tokenFor(callers.admin!);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const query: string = cursor ? `?limit=2&after=${cursor}` : '?limit=2';
+      const response = await fetch(`${system.url}/v1/companies/${companyId}/payments${query}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      const json = (await response.json()) as any;
+      seen.push(...json.items.map((p: { id: string }) => p.id));
+      cursor = json.nextCursor;
+      pages += 1;
+    } while (cursor && pages < 50);
+    const total = await system.ctx.db.models.Payment.countDocuments({ companyId });
+    expect(seen).toHaveLength(total);
+    expect(new Set(seen).size).toBe(total);
+    expect([...seen].sort().reverse()).toEqual(seen);
+    expect(pages).toBe(Math.ceil(total / 2));
+  });
+
+  it('rejects unknown query parameters and bad cursors with 400', async () => {
+    const token = await tokenFor(callers.admin!);
+    for (const query of ['?limit=0', '?limit=1000', '?after=not-an-id', '?sort=amount', '?status=paid']) {
+      const response = await fetch(`${system.url}/v1/companies/${companyId}/payments${query}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(response.status).toBe(400);
     }
   });
 });

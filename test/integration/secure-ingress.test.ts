@@ -2,7 +2,8 @@ import { createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { connect as tlsConnect, createServer as createTlsServer, type SecureVersion } from 'node:tls';
-import { SignJWT, UnsecuredJWT } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
+import { createServer as createHttpServer } from 'node:http';
 import { startApi, type RunningApi } from '../../api/main';
 import { createCompany } from '../../models/companies';
 import { waitFor } from '../support/harness';
@@ -223,6 +224,47 @@ describe('token attacks are refused with 401 and a reason, and audited', () => {
     });
     expect(refused.status).toBe(401);
     expect(((await refused.json()) as any).error.code).toBe('token_algorithm_not_allowed');
+  });
+});
+
+describe('tokens from an identity provider (JWKS)', () => {
+  it('verifies ES256 tokens against keys published at a JWKS URL', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'idp-key-1', alg: 'ES256', use: 'sig' };
+    const idp = createHttpServer((_req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ keys: [jwk] }));
+    });
+    await new Promise<void>((resolve) => idp.listen(0, '127.0.0.1', resolve));
+    try {
+      const jwksUrl = `http://127.0.0.1:${(idp.address() as { port: number }).port}/.well-known/jwks.json`;
+      const api = await extraApi({ AUTH_JWKS_URL: jwksUrl, AUTH_JWT_SECRET: '' });
+      const now = Math.floor(Date.now() / 1000);
+      const token = await new SignJWT({ company_id: companyId, roles: ['company_admin'] })
+        .setProtectedHeader({ alg: 'ES256', kid: 'idp-key-1' })
+        .setSubject('usr-idp')
+        .setIssuer(system.ctx.config.auth.issuer)
+        .setAudience(system.ctx.config.auth.audience)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 300)
+        .sign(privateKey);
+      const accepted = await fetch(paymentsUrl(api.url), { headers: { authorization: `Bearer ${token}` } });
+      expect(accepted.status).toBe(200);
+      const other = await generateKeyPair('ES256');
+      const forged = await new SignJWT({ company_id: companyId, roles: ['company_admin'] })
+        .setProtectedHeader({ alg: 'ES256', kid: 'idp-key-1' })
+        .setSubject('usr-forger')
+        .setIssuer(system.ctx.config.auth.issuer)
+        .setAudience(system.ctx.config.auth.audience)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 300)
+        .sign(other.privateKey);
+      const refused = await fetch(paymentsUrl(api.url), { headers: { authorization: `Bearer ${forged}` } });
+      expect(refused.status).toBe(401);
+      expect(((await refused.json()) as any).error.code).toBe('token_signature_invalid');
+    } finally {
+      idp.close();
+    }
   });
 });
 
