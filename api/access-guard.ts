@@ -14,6 +14,7 @@ import { PLATFORM_AUDIT_SCOPE, type AuditAction } from '../domain/audit-actions'
 import type { FieldEncryption } from '../models/encryption';
 import { withDeadline } from '../platform/deadline';
 import { enqueueAuditEvent, type AuditEventInput, type AuditJob } from '../queues/audit.queue';
+import { sealRequestContext } from './audit-context';
 import { ApiError } from './errors';
 
 export interface AccessGuardDeps {
@@ -60,12 +61,14 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
     event: Omit<AuditEventInput, 'eventId' | 'occurredAt' | 'requestId'>,
   ): Promise<boolean> {
     try {
+      const context = await sealRequestContext(request, event.companyId, deps.encryption);
       await withDeadline(
         enqueueAuditEvent(deps.auditQueue, {
           ...event,
           eventId: `evt_${ulid()}`,
           requestId: request.id,
           occurredAt: new Date().toISOString(),
+          sealed: { ...context, ...event.sealed },
         }),
         AUDIT_ENQUEUE_DEADLINE_MS,
         'audit enqueue',
@@ -85,7 +88,7 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
       action,
       outcome: 'denied' as const,
       actor: principal
-        ? { type: principal.subjectType, id: principal.subject }
+        ? { type: principal.subjectType, id: principal.subject, roles: principal.roles }
         : { type: 'anonymous' as const, id: 'anonymous' },
       resource: { type: 'route', id: 'unknown' },
       route: routeOf(request),
@@ -133,7 +136,7 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
           severity: 'high',
           resource,
           permission,
-          accessReasonCiphertext: Buffer.from(ciphertext.buffer).toString('base64'),
+          sealed: { accessReason: Buffer.from(ciphertext.buffer).toString('base64') },
         }),
       );
       // Break-glass access that cannot be recorded is not granted.
@@ -144,7 +147,16 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
 
   return {
     async auditAuthenticationFailure(request, reason) {
-      await audit(request, securityEvent(request, 'auth.failed', { companyId: companyInPath(request), reason }));
+      // Recorded in the platform trail: an unauthenticated caller's claimed company is not trusted
+      // (and must not make us create data keys for made-up companies).
+      const claimed = companyInPath(request);
+      await audit(
+        request,
+        securityEvent(request, 'auth.failed', {
+          reason,
+          ...(claimed ? { resource: { type: 'company', id: claimed } } : {}),
+        }),
+      );
     },
 
     async authorize(request, permission, target) {

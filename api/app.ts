@@ -138,6 +138,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     maxAmount: deps.config.payments.maxAmount,
     authorize: guard.authorize,
     authorizeList: guard.authorizeList,
+    encryption: deps.database.encryption,
   });
   return app;
 }

@@ -8,24 +8,32 @@ import {
   type AuditSeverity,
 } from '../domain/audit-actions';
 
+export const AUDIT_EVENTS_COLLECTION = 'audit_events';
+
+/**
+ * One event of a company's hash-chained audit trail, as read back (encrypted
+ * fields decrypted). Written only by the audit trail's append (see audit-trail.ts).
+ */
 export interface AuditEventRecord {
   _id: string;
   companyId: string;
   officeId?: string;
+  sequence: number;
+  occurredAt: Date;
+  recordedAt: Date;
   action: AuditAction;
   outcome: AuditOutcome;
   severity: AuditSeverity;
-  actor: { type: 'user' | 'service' | 'system' | 'anonymous'; id: string };
+  actor: { type: 'user' | 'service' | 'system' | 'anonymous'; id: string; roles?: string[]; accessReason?: unknown };
   resource: { type: string; id: string };
   reason?: string;
   route?: string;
   permission?: string;
-  /** Encrypted with the company's data key; decrypted on read. */
-  accessReason?: unknown;
-  requestId?: string;
+  request?: { requestId?: string; sourceIp?: unknown; userAgent?: unknown };
+  changes?: Array<{ field: string; before: string | null; after: string | null }>;
   jobId?: string;
-  occurredAt: Date;
-  recordedAt: Date;
+  prevHash: string;
+  hash: string;
 }
 
 const auditEventSchema = new Schema<AuditEventRecord>(
@@ -33,38 +41,53 @@ const auditEventSchema = new Schema<AuditEventRecord>(
     _id: { type: String, required: true },
     companyId: { type: String, required: true },
     officeId: { type: String },
+    sequence: { type: Number, required: true },
+    occurredAt: { type: Date, required: true },
+    recordedAt: { type: Date, required: true },
     action: { type: String, required: true, enum: AUDIT_ACTIONS },
     outcome: { type: String, required: true, enum: AUDIT_OUTCOMES },
-    severity: { type: String, required: true, enum: AUDIT_SEVERITIES, default: 'info' },
-    actor: {
-      type: new Schema(
-        {
-          type: { type: String, required: true, enum: ['user', 'service', 'system', 'anonymous'] },
-          id: { type: String, required: true },
-        },
-        { _id: false },
-      ),
-      required: true,
-    },
-    resource: {
-      type: new Schema(
-        { type: { type: String, required: true }, id: { type: String, required: true } },
-        { _id: false },
-      ),
-      required: true,
-    },
+    severity: { type: String, required: true, enum: AUDIT_SEVERITIES },
+    actor: { type: Schema.Types.Mixed, required: true },
+    resource: { type: Schema.Types.Mixed, required: true },
     reason: { type: String },
     route: { type: String },
     permission: { type: String },
-    accessReason: { type: Schema.Types.Mixed },
-    requestId: { type: String },
+    request: { type: Schema.Types.Mixed },
+    changes: { type: Schema.Types.Mixed },
     jobId: { type: String },
-    occurredAt: { type: Date, required: true },
-    recordedAt: { type: Date, required: true },
+    prevHash: { type: String, required: true },
+    hash: { type: String, required: true },
   },
-  { versionKey: false, collection: 'audit_events' },
+  { versionKey: false, collection: AUDIT_EVENTS_COLLECTION },
 );
+auditEventSchema.index({ companyId: 1, sequence: 1 }, { unique: true, name: 'company_sequence' });
 auditEventSchema.index({ companyId: 1, occurredAt: 1 }, { name: 'company_time' });
+
+// Append-only: through this model an event can be read, never changed or removed.
+const MUTATIONS = [
+  'updateOne',
+  'updateMany',
+  'findOneAndUpdate',
+  'findOneAndReplace',
+  'replaceOne',
+  'deleteOne',
+  'deleteMany',
+  'findOneAndDelete',
+] as const;
+for (const operation of MUTATIONS) {
+  auditEventSchema.pre(operation, function refuse() {
+    throw new Error(`audit events are append-only: ${operation} is not allowed`);
+  });
+}
+auditEventSchema.pre('save', function refuse() {
+  throw new Error('audit events are appended by the audit trail only');
+});
+auditEventSchema.pre('insertMany', function refuse() {
+  throw new Error('audit events are appended by the audit trail only');
+});
+auditEventSchema.pre('bulkWrite', function refuse() {
+  throw new Error('audit events are appended by the audit trail only');
+});
 
 export type AuditEventModel = Model<AuditEventRecord>;
 

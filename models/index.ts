@@ -1,6 +1,8 @@
+import { MongoClient } from 'mongodb';
 import type { Connection } from 'mongoose';
 import type { AppConfig } from '../platform/config';
 import { createAuditEventModel, type AuditEventModel } from './audit-event.model';
+import { AuditTrail } from './audit-trail';
 import { createCompanyModel, type CompanyModel } from './company.model';
 import { connectDatabase } from './connection';
 import { FieldEncryption, kmsProvidersFor, loadLocalMasterKey } from './encryption';
@@ -16,6 +18,9 @@ export interface Database {
   connection: Connection;
   encryption: FieldEncryption;
   models: Models;
+  /** A driver client without decryption: for integrity work on ciphertext as stored (the audit chain). */
+  plainClient: MongoClient;
+  auditTrail: AuditTrail;
   close(): Promise<void>;
 }
 
@@ -37,7 +42,19 @@ export async function openDatabase(
   const connection = await connectDatabase(config.mongodbUri, config.keyVaultNamespace, kmsProviders);
   const encryption = new FieldEncryption(connection.getClient(), config.kms, kmsProviders, config.keyVaultNamespace);
   const models = createModels(connection);
+  const plainClient = await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
+  const auditTrail = new AuditTrail(plainClient.db(connection.name));
   await encryption.ensureKeyVaultIndex();
   await Promise.all(Object.values(models).map((model: Models[keyof Models]) => model.createIndexes()));
-  return { connection, encryption, models, close: () => connection.close() };
+  await auditTrail.ensureIndexes();
+  return {
+    connection,
+    encryption,
+    models,
+    plainClient,
+    auditTrail,
+    close: async () => {
+      await Promise.all([connection.close(), plainClient.close()]);
+    },
+  };
 }

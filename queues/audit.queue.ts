@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import { z } from 'zod';
 import { AUDIT_ACTIONS, AUDIT_OUTCOMES, AUDIT_SEVERITIES } from '../domain/audit-actions';
-import { PERMISSIONS } from '../domain/access-policy';
+import { PERMISSIONS, ROLES } from '../domain/access-policy';
 import { defaultJobOptions, jobId } from './job-options';
 
 const opaqueId = z
@@ -9,6 +9,9 @@ const opaqueId = z
   .min(1)
   .max(120)
   .regex(/^[A-Za-z0-9_.@|+-]+$/, 'opaque ids only');
+
+const ciphertext = z.string().base64().max(8_192);
+const maskedValue = z.string().max(200).nullable();
 
 /**
  * An audit event as it travels to the audit worker. Only opaque ids and codes:
@@ -22,7 +25,13 @@ export const auditJobSchema = z
     action: z.enum(AUDIT_ACTIONS),
     outcome: z.enum(AUDIT_OUTCOMES),
     severity: z.enum(AUDIT_SEVERITIES).default('info'),
-    actor: z.object({ type: z.enum(['user', 'service', 'system', 'anonymous']), id: opaqueId }).strict(),
+    actor: z
+      .object({
+        type: z.enum(['user', 'service', 'system', 'anonymous']),
+        id: opaqueId,
+        roles: z.array(z.enum(ROLES)).max(ROLES.length).optional(),
+      })
+      .strict(),
     resource: z.object({ type: z.string().regex(/^[a-z_]+$/), id: opaqueId }).strict(),
     reason: z
       .string()
@@ -38,8 +47,34 @@ export const auditJobSchema = z
     permission: z.enum(PERMISSIONS).optional(),
     requestId: opaqueId.optional(),
     jobId: opaqueId.optional(),
-    /** Free text (an emergency access reason) travels only as ciphertext under the company's data key. */
-    accessReasonCiphertext: z.string().base64().max(4_096).optional(),
+    /**
+     * What can identify a person (source ip, user agent) or is free text (an
+     * emergency access reason) travels only as ciphertext under the company's data key.
+     */
+    sealed: z
+      .object({
+        sourceIp: ciphertext.optional(),
+        userAgent: ciphertext.optional(),
+        accessReason: ciphertext.optional(),
+      })
+      .strict()
+      .optional(),
+    /** Before/after of a change, with secrets already masked. */
+    changes: z
+      .array(
+        z
+          .object({
+            field: z
+              .string()
+              .regex(/^[A-Za-z0-9_.]+$/)
+              .max(100),
+            before: maskedValue,
+            after: maskedValue,
+          })
+          .strict(),
+      )
+      .max(50)
+      .optional(),
     occurredAt: z.string().datetime(),
   })
   .strict();
@@ -49,7 +84,7 @@ export type AuditEventInput = z.input<typeof auditJobSchema>;
 
 export const AUDIT_JOB_NAME = 'append';
 
-// Audit writes must survive a MongoDB outage: keep retrying for about an hour.
+// Audit writes must survive a MongoDB outage: exponential retries for days, then ops see the failed job.
 export const auditJobOptions = defaultJobOptions({ attempts: 20, backoffDelayMs: 1_000 });
 
 export async function enqueueAuditEvent(queue: Queue<AuditJob>, event: AuditEventInput): Promise<void> {

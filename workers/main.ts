@@ -35,7 +35,7 @@ export async function startWorkers(config: AppConfig, logger: Logger, database?:
       gateway: new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs }),
       enqueueAudit,
     }),
-    createAuditWorker({ ...common, concurrency: config.workers.auditConcurrency, models: db.models }),
+    createAuditWorker({ ...common, concurrency: config.workers.auditConcurrency, auditTrail: db.auditTrail }),
     createMaintenanceWorker({
       ...common,
       models: db.models,

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ulid } from 'ulid';
 import { z } from 'zod';
 import { paymentRequestedEvent } from '../../domain/payment-audit';
@@ -10,7 +10,9 @@ import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueCharge } from '../../queues/charges.queue';
 import type { Queues } from '../../queues';
 import { withDeadline } from '../../platform/deadline';
+import type { FieldEncryption } from '../../models/encryption';
 import type { AccessGuard } from '../access-guard';
+import { sealRequestContext } from '../audit-context';
 import { ApiError } from '../errors';
 
 export interface PaymentRouteDeps {
@@ -19,6 +21,7 @@ export interface PaymentRouteDeps {
   maxAmount: number;
   authorize: AccessGuard['authorize'];
   authorizeList: AccessGuard['authorizeList'];
+  encryption: Pick<FieldEncryption, 'encrypt'>;
 }
 
 const ENQUEUE_DEADLINE_MS = 3_000;
@@ -82,13 +85,14 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
   const bodySchema = paymentRequestSchema(deps.maxAmount);
 
   /** Both enqueues are idempotent (job ids from business keys), so a retry or the sweep may repeat them. */
-  async function enqueuePayment(payment: PaymentRecord): Promise<void> {
+  async function enqueuePayment(payment: PaymentRecord, request: FastifyRequest): Promise<void> {
+    const sealed = await sealRequestContext(request, payment.companyId, deps.encryption);
     try {
       // BullMQ waits for a connection that may never come; the caller gets an answer instead.
       await withDeadline(
         Promise.all([
           enqueueCharge(deps.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
-          enqueueAuditEvent(deps.queues.audit, paymentRequestedEvent(payment)),
+          enqueueAuditEvent(deps.queues.audit, { ...paymentRequestedEvent(payment), sealed }),
         ]),
         ENQUEUE_DEADLINE_MS,
         'enqueue',
@@ -149,7 +153,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
       payment = existing;
       replayed = true;
     }
-    if (payment.status === 'queued') await enqueuePayment(payment);
+    if (payment.status === 'queued') await enqueuePayment(payment, request);
     if (replayed) void reply.header('idempotent-replayed', 'true');
     return reply.status(202).send({ id: payment._id, status: payment.status });
   });

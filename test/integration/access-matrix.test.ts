@@ -227,13 +227,14 @@ describe('denials and emergency access are audited', () => {
       { what: 'access.emergency event' },
     );
     expect(event).toMatchObject({ severity: 'high', outcome: 'success', permission: 'payments:read', companyId });
-    expect(event?.accessReason).toBe(REASON);
+    expect(event?.actor.accessReason).toBe(REASON);
     const raw = await system.ctx.rawMongo
       .db()
       .collection('audit_events')
       .findOne({ _id: event!._id as never });
-    expect(raw?.accessReason).toBeInstanceOf(Binary);
-    expect((raw?.accessReason as Binary).sub_type).toBe(6);
+    expect(raw?.actor.accessReason).toBeInstanceOf(Binary);
+    expect((raw?.actor.accessReason as Binary).sub_type).toBe(6);
+    expect(raw?.request.sourceIp).toBeInstanceOf(Binary);
     // The reason travelled to the audit worker only as ciphertext.
     const keys = await system.ctx.redis.keys(`${system.ctx.config.queuePrefix}:audit:*`);
     for (const key of keys) {

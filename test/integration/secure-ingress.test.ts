@@ -200,7 +200,8 @@ describe('token attacks are refused with 401 and a reason, and audited', () => {
       .sort({ occurredAt: -1 })
       .lean();
     expect(event).toMatchObject({
-      companyId,
+      companyId: 'platform',
+      resource: { type: 'company', id: companyId },
       outcome: 'denied',
       actor: { type: 'anonymous' },
       route: 'POST /v1/companies/:companyId/payments',
