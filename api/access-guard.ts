@@ -51,6 +51,12 @@ export interface AccessGuard {
     permission: Permission,
     target: AccessTarget,
   ): Promise<{ officeIds?: string[] }>;
+  /** Records a successful action of the authenticated caller (with the request's sealed context). */
+  record(
+    request: FastifyRequest,
+    event: Pick<AuditEventInput, 'companyId' | 'action' | 'resource'> &
+      Partial<Pick<AuditEventInput, 'changes' | 'permission'>>,
+  ): Promise<boolean>;
   /** Audits a failed authentication before the 401 goes out. */
   auditAuthenticationFailure(request: FastifyRequest, reason: string): Promise<void>;
 }
@@ -146,6 +152,10 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
   }
 
   return {
+    record(request, event) {
+      return audit(request, { ...securityEvent(request, event.action, event), outcome: 'success' });
+    },
+
     async auditAuthenticationFailure(request, reason) {
       // Recorded in the platform trail: an unauthenticated caller's claimed company is not trusted
       // (and must not make us create data keys for made-up companies).

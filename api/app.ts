@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
@@ -13,6 +14,7 @@ import type { Queues } from '../queues';
 import { createAccessGuard } from './access-guard';
 import { AuthenticationError, type Authenticator } from './auth';
 import { ApiError, registerErrorHandler } from './errors';
+import { registerAuditRoutes } from './routes/audit-events';
 import { registerHealthRoutes } from './routes/health';
 import { registerPaymentRoutes } from './routes/payments';
 
@@ -25,7 +27,9 @@ declare module 'fastify' {
 export interface ApiDeps {
   config: Pick<AppConfig, 'payments' | 'http' | 'auth' | 'queuePrefix'>;
   logger: Logger;
-  database: Pick<Database, 'connection' | 'models' | 'encryption'>;
+  database: Pick<Database, 'connection' | 'models' | 'encryption' | 'auditTrail'>;
+  /** Verifies the signatures of audit chain anchors. */
+  anchorPublicKey: KeyObject;
   queues: Queues;
   redis: Redis;
   authenticate: Authenticator;
@@ -132,6 +136,12 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   registerHealthRoutes(app, { redis: deps.redis, mongo: deps.database.connection });
+  registerAuditRoutes(app, {
+    models: deps.database.models,
+    auditTrail: deps.database.auditTrail,
+    anchorPublicKey: deps.anchorPublicKey,
+    guard,
+  });
   registerPaymentRoutes(app, {
     models: deps.database.models,
     queues: deps.queues,

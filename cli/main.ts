@@ -5,6 +5,7 @@ import { SignJWT } from 'jose';
 import { PERMISSIONS, ROLES, type Permission, type Role } from '../domain/access-policy';
 import { createCompany } from '../models/companies';
 import { openDatabase } from '../models';
+import { loadAnchorSigner } from '../platform/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
 
 const USAGE = `usage: hipaa-billing <command> [options]
@@ -16,7 +17,11 @@ commands:
         [--subject NAME] [--offices ID,ID] [--ttl-seconds 900]
       mint a development token (HS256; refused when tokens are verified by public key)
   dev-setup
-      create the demo company (Stripe test key for stripe-mock) and print a token for it`;
+      create the demo company (Stripe test key for stripe-mock) and print a token for it
+  audit verify [--company ID]
+      recompute the audit hash chain(s) and check the signed anchors; exit 1 at the first broken link
+  audit public-key
+      print the public key that verifies audit anchor signatures (PEM)`;
 
 /** Development tokens only: production verifies RS256/ES256 tokens from the identity provider. */
 export async function mintDevToken(
@@ -112,6 +117,29 @@ async function main(argv: string[]): Promise<void> {
       } else {
         process.stdout.write(`${id}\n`);
       }
+    } finally {
+      await db.close();
+    }
+    return;
+  }
+  if (command === 'audit public-key') {
+    const signer = loadAnchorSigner(config.audit.anchorKeyFile, config.env !== 'production');
+    process.stdout.write(signer.publicKey.export({ type: 'spki', format: 'pem' }).toString());
+    return;
+  }
+
+  if (command === 'audit verify') {
+    const signer = loadAnchorSigner(config.audit.anchorKeyFile, false);
+    const db = await openDatabase(config);
+    try {
+      const companies = values.company ? [values.company] : await db.auditTrail.companies();
+      let broken = 0;
+      for (const companyId of companies) {
+        const report = await db.auditTrail.verify(companyId, signer.publicKey);
+        process.stdout.write(`${JSON.stringify(report)}\n`);
+        if (!report.ok) broken += 1;
+      }
+      if (broken > 0) process.exitCode = 1;
     } finally {
       await db.close();
     }

@@ -7,6 +7,10 @@ export const AUDIT_ACTIONS = [
   'auth.failed',
   'access.denied',
   'access.emergency',
+  'audit.read',
+  'audit.exported',
+  'audit.verified',
+  'audit.purged',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -9,6 +9,7 @@ import { z } from 'zod';
 
 const DEV_JWT_SECRET = 'dev-only-hs256-secret-change-me-0123456789';
 const DEV_MASTER_KEY_FILE = '.secrets/local-master-key';
+const DEV_ANCHOR_KEY_FILE = '.secrets/audit-anchor-ed25519.pem';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -81,6 +82,12 @@ const envSchema = z.object({
   STRIPE_API_BASE: z.string().url().optional(),
   STRIPE_TIMEOUT_MS: positiveInt.default(20_000),
 
+  // Ed25519 private key (PEM) that signs audit chain anchors; created on first use in development.
+  AUDIT_ANCHOR_KEY_FILE: z.string().default(DEV_ANCHOR_KEY_FILE),
+  AUDIT_ANCHOR_EVERY_MS: positiveInt.default(300_000),
+  AUDIT_RETENTION_DAYS: positiveInt.default(6 * 365),
+  AUDIT_RETENTION_EVERY_MS: positiveInt.default(24 * 60 * 60 * 1000),
+
   PAYMENT_MAX_AMOUNT: positiveInt.default(10_000_000),
   CHARGE_CONCURRENCY: positiveInt.default(10),
   AUDIT_CONCURRENCY: positiveInt.default(20),
@@ -147,6 +154,7 @@ export type AppConfig = {
   payments: { maxAmount: number };
   workers: { chargeConcurrency: number; auditConcurrency: number };
   outbox: { sweepEveryMs: number; staleAfterMs: number };
+  audit: { anchorKeyFile: string; anchorEveryMs: number; retentionDays: number; retentionEveryMs: number };
   shutdownDeadlineMs: number;
 };
 
@@ -262,6 +270,9 @@ function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: Au
     problems.push('LOCAL_MASTER_KEY_FILE: the development master key is refused in production; set a KMS provider');
   }
   if (env.STRIPE_API_BASE) problems.push('STRIPE_API_BASE: Stripe API overrides are for development and tests only');
+  if (!source.AUDIT_ANCHOR_KEY_FILE) {
+    problems.push('AUDIT_ANCHOR_KEY_FILE: the development anchor signing key is refused in production');
+  }
   if (!(env.TLS_CERT_FILE && env.TLS_KEY_FILE) && !env.TRUST_PROXY) {
     problems.push(
       'TLS_CERT_FILE/TLS_KEY_FILE: production refuses plain HTTP; configure a certificate or TRUST_PROXY=true',
@@ -324,6 +335,12 @@ export function loadConfig(
     payments: { maxAmount: env.PAYMENT_MAX_AMOUNT },
     workers: { chargeConcurrency: env.CHARGE_CONCURRENCY, auditConcurrency: env.AUDIT_CONCURRENCY },
     outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
+    audit: {
+      anchorKeyFile: env.AUDIT_ANCHOR_KEY_FILE,
+      anchorEveryMs: env.AUDIT_ANCHOR_EVERY_MS,
+      retentionDays: env.AUDIT_RETENTION_DAYS,
+      retentionEveryMs: env.AUDIT_RETENTION_EVERY_MS,
+    },
     shutdownDeadlineMs: env.SHUTDOWN_DEADLINE_MS,
   };
 }

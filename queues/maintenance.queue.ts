@@ -5,13 +5,23 @@ import { z } from 'zod';
 export const maintenanceJobSchema = z.object({}).strict();
 export type MaintenanceJob = z.infer<typeof maintenanceJobSchema>;
 
-export const OUTBOX_SWEEP_JOB = 'outbox-sweep';
+export const MAINTENANCE_JOBS = {
+  outboxSweep: 'outbox-sweep',
+  auditAnchor: 'audit-anchor',
+  auditRetention: 'audit-retention',
+} as const;
+export type MaintenanceJobName = (typeof MAINTENANCE_JOBS)[keyof typeof MAINTENANCE_JOBS];
 
 /** Idempotent: every process may call it at start-up; BullMQ keeps one scheduler per id. */
-export async function scheduleOutboxSweep(queue: Queue<MaintenanceJob>, everyMs: number): Promise<void> {
-  await queue.upsertJobScheduler(
-    OUTBOX_SWEEP_JOB,
-    { every: everyMs },
-    { name: OUTBOX_SWEEP_JOB, data: {}, opts: { removeOnComplete: { count: 100 }, removeOnFail: { count: 1_000 } } },
-  );
+export async function scheduleMaintenance(
+  queue: Queue<MaintenanceJob>,
+  every: Record<MaintenanceJobName, number>,
+): Promise<void> {
+  for (const [name, everyMs] of Object.entries(every)) {
+    await queue.upsertJobScheduler(
+      name,
+      { every: everyMs },
+      { name, data: {}, opts: { removeOnComplete: { count: 100 }, removeOnFail: { count: 1_000 } } },
+    );
+  }
 }

@@ -6,7 +6,8 @@ import { createRedisConnection } from '../platform/redis';
 import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { closeQueues, createQueues } from '../queues';
-import { scheduleOutboxSweep } from '../queues/maintenance.queue';
+import { scheduleMaintenance } from '../queues/maintenance.queue';
+import { loadAnchorSigner } from '../platform/anchor-key';
 import { createAuditWorker } from './audit.worker';
 import { createChargesWorker } from './charges.worker';
 import { StripeGateway } from './gateway/stripe-gateway';
@@ -40,7 +41,11 @@ export async function startWorkers(config: AppConfig, logger: Logger, database?:
       ...common,
       models: db.models,
       chargesQueue: queues.charges,
+      auditQueue: queues.audit,
+      auditTrail: db.auditTrail,
+      anchorSigner: loadAnchorSigner(config.audit.anchorKeyFile, config.env !== 'production'),
       staleAfterMs: config.outbox.staleAfterMs,
+      retentionDays: config.audit.retentionDays,
     }),
   ];
   for (const worker of workers) {
@@ -52,7 +57,11 @@ export async function startWorkers(config: AppConfig, logger: Logger, database?:
     });
     worker.on('error', (error) => logger.error({ queue: worker.name, err: error }, 'worker error'));
   }
-  await scheduleOutboxSweep(queues.maintenance, config.outbox.sweepEveryMs);
+  await scheduleMaintenance(queues.maintenance, {
+    'outbox-sweep': config.outbox.sweepEveryMs,
+    'audit-anchor': config.audit.anchorEveryMs,
+    'audit-retention': config.audit.retentionEveryMs,
+  });
   logger.info({ queues: workers.map((w) => w.name) }, 'workers started');
 
   return {

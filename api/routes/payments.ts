@@ -14,6 +14,7 @@ import type { FieldEncryption } from '../../models/encryption';
 import type { AccessGuard } from '../access-guard';
 import { sealRequestContext } from '../audit-context';
 import { ApiError } from '../errors';
+import { parse, scopeIdSchema } from '../validation';
 
 export interface PaymentRouteDeps {
   models: Pick<Models, 'Company' | 'Payment'>;
@@ -26,7 +27,7 @@ export interface PaymentRouteDeps {
 
 const ENQUEUE_DEADLINE_MS = 3_000;
 
-const companyParams = z.object({ companyId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/) }).strict();
+const companyParams = z.object({ companyId: scopeIdSchema }).strict();
 const listQuery = z
   .object({
     officeId: z
@@ -43,12 +44,6 @@ const listQuery = z
   })
   .strict();
 const paymentParams = companyParams.extend({ paymentId: z.string().regex(/^pay_[0-9A-Z]{26}$/) }).strict();
-
-function parse<S extends z.ZodTypeAny>(schema: S, value: unknown): z.infer<S> {
-  const result = schema.safeParse(value);
-  if (!result.success) throw ApiError.validation(result.error);
-  return result.data;
-}
 
 function isDuplicateKeyError(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 11000;

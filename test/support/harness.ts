@@ -59,6 +59,7 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
     QUEUE_PREFIX: `{hbt-${suffix}}`,
     KEY_VAULT_NAMESPACE: `hbkv_${suffix}.__keyVault`,
     LOCAL_MASTER_KEY_FILE: keyFile,
+    AUDIT_ANCHOR_KEY_FILE: join(keyDir, 'anchor-ed25519.pem'),
     ...extraEnv,
   };
   const config = loadConfig(env);

@@ -58,6 +58,7 @@ describe('configuration', () => {
   it('refuses development keys and defaults in production, naming each', () => {
     const problems = problemsOf({ NODE_ENV: 'production', STRIPE_API_BASE: 'http://127.0.0.1:12111' });
     expect(problems.map((p) => p.split(':')[0]).sort()).toEqual([
+      'AUDIT_ANCHOR_KEY_FILE',
       'AUTH_JWT_SECRET',
       'LOCAL_MASTER_KEY_FILE',
       'MONGODB_URI',
@@ -68,7 +69,12 @@ describe('configuration', () => {
   });
 
   it('refuses plain-text Redis and MongoDB in production unless they are on this host', () => {
-    const production = { NODE_ENV: 'production', TRUST_PROXY: 'true', AUTH_JWKS_URL: 'https://idp.example/jwks' };
+    const production = {
+      NODE_ENV: 'production',
+      TRUST_PROXY: 'true',
+      AUTH_JWKS_URL: 'https://idp.example/jwks',
+      AUDIT_ANCHOR_KEY_FILE: '/keys/anchor.pem',
+    };
     const remote = problemsOf({
       ...production,
       REDIS_URL: 'redis://cache.internal:6379',
@@ -103,6 +109,7 @@ describe('configuration', () => {
         GCP_KMS_KEY_RING: 'r',
         GCP_KMS_KEY_NAME: 'k',
         AUTH_PUBLIC_KEY_FILE: '/keys/idp.pem',
+        AUDIT_ANCHOR_KEY_FILE: '/keys/anchor.pem',
         TLS_CERT_FILE: '/tls/cert.pem',
         TLS_KEY_FILE: '/tls/key.pem',
       },

@@ -1,0 +1,26 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { anchorKeyId, type AnchorSigner } from '../models/audit-trail';
+
+/**
+ * The Ed25519 key that signs audit chain anchors. In development it is created
+ * on first use (like the local KMS master key); production must provide one.
+ */
+export function loadAnchorSigner(keyFile: string, createIfMissing: boolean): AnchorSigner {
+  if (!existsSync(keyFile)) {
+    if (!createIfMissing) throw new Error(`audit anchor key file ${keyFile} does not exist`);
+    mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
+    const { privateKey } = generateKeyPairSync('ed25519');
+    try {
+      writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      // Another process created it at the same moment: use theirs.
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
+  const privateKey = createPrivateKey(readFileSync(keyFile));
+  if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`${keyFile} must hold an Ed25519 private key`);
+  const publicKey = createPublicKey(privateKey);
+  return { privateKey, publicKey, keyId: anchorKeyId(publicKey) };
+}
