@@ -4,6 +4,8 @@
 # redis-tools, a FerretDB server (MongoDB wire protocol) and stripe-mock.
 # Idempotent: a second run only checks.
 set -euo pipefail
+# Progress goes to stderr so callers can capture stdout.
+exec 1>&2
 
 FERRETDB_VERSION=v1.24.2
 STRIPE_MOCK_VERSION=v0.197.0

@@ -112,7 +112,7 @@ async function main(argv: string[]): Promise<void> {
         stripeSecretKey: demo ? DEMO_STRIPE_KEY : values['stripe-secret-key'],
       });
       if (demo) {
-        const token = await mintDevToken(config, { companyId: id, roles: ['service'] }, 3600);
+        const token = await mintDevToken(config, { companyId: id, roles: ['service'] });
         process.stdout.write(`export COMPANY=${id}\nexport TOKEN=${token}\n`);
       } else {
         process.stdout.write(`${id}\n`);

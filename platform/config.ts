@@ -71,7 +71,7 @@ const envSchema = z.object({
 
   AUTH_JWT_SECRET: optionalString,
   AUTH_PUBLIC_KEY_FILE: optionalString,
-  AUTH_JWKS_URL: z.string().url().optional(),
+  AUTH_JWKS_URL: optionalString.pipe(z.string().url().optional()),
   AUTH_ISSUER: z.string().default('hipaa-billing-dev'),
   AUTH_AUDIENCE: z.string().default('hipaa-billing'),
   // Automatic logoff: a token older than this is refused whatever its expiry says.
@@ -79,7 +79,7 @@ const envSchema = z.object({
   EMERGENCY_ACCESS_WINDOW_SECONDS: positiveInt.default(600),
 
   // Stripe API endpoint override, for stripe-mock or the dev simulator. Unset means api.stripe.com.
-  STRIPE_API_BASE: z.string().url().optional(),
+  STRIPE_API_BASE: optionalString.pipe(z.string().url().optional()),
   STRIPE_TIMEOUT_MS: positiveInt.default(20_000),
 
   // Ed25519 private key (PEM) that signs audit chain anchors; created on first use in development.
