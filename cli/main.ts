@@ -3,7 +3,7 @@ import { createSecretKey } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { PERMISSIONS, ROLES, type Permission, type Role } from '../domain/access-policy';
-import { createCompany } from '../models/companies';
+import { createCompany, devAttestation } from '../models/companies';
 import { openDatabase } from '../models';
 import { loadAnchorSigner } from '../platform/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
@@ -11,8 +11,9 @@ import { loadConfig, type AppConfig } from '../platform/config';
 const USAGE = `usage: hipaa-billing <command> [options]
 
 commands:
-  company create --name NAME [--id ID] [--stripe-secret-key sk_test_…]
-      create a company; its Stripe secret key is stored encrypted
+  company create --name NAME [--id ID] [--stripe-secret-key sk_test_…] [--attest-exempt-1179 RATIONALE]
+      create a company; its Stripe secret key is stored encrypted; without an attestation
+      (here or via the API) it cannot take payments
   token --company ID [--roles service] [--permissions payments:create,payments:read]
         [--subject NAME] [--offices ID,ID] [--ttl-seconds 900]
       mint a development token (HS256; refused when tokens are verified by public key)
@@ -68,6 +69,7 @@ async function main(argv: string[]): Promise<void> {
       name: { type: 'string' },
       id: { type: 'string' },
       'stripe-secret-key': { type: 'string' },
+      'attest-exempt-1179': { type: 'string' },
       company: { type: 'string' },
       roles: { type: 'string' },
       permissions: { type: 'string' },
@@ -110,6 +112,16 @@ async function main(argv: string[]): Promise<void> {
         id: demo ? DEMO_COMPANY_ID : values.id,
         name: demo ? 'Demo Family Practice' : (values.name ?? ''),
         stripeSecretKey: demo ? DEMO_STRIPE_KEY : values['stripe-secret-key'],
+        compliance: demo
+          ? devAttestation('dev-setup')
+          : values['attest-exempt-1179']
+            ? {
+                status: 'exempt_1179',
+                rationale: values['attest-exempt-1179'],
+                attestedBy: 'cli',
+                attestedAt: new Date().toISOString(),
+              }
+            : undefined,
       });
       if (demo) {
         const token = await mintDevToken(config, { companyId: id, roles: ['service'] });

@@ -1,32 +1,45 @@
 import { ulid } from 'ulid';
+import type { Compliance, PaymentMode } from '../domain/payment-config';
 import type { Database } from './index';
+import { recordAttestation, updatePaymentSettings } from './payment-config';
 
 export interface NewCompany {
   id?: string;
   name: string;
   /** Stored encrypted under the company's own data key. */
   stripeSecretKey?: string;
+  mode?: PaymentMode;
+  /** Without an attestation the configuration cannot take payments. */
+  compliance?: Compliance;
 }
 
 export function newCompanyId(): string {
   return `co_${ulid()}`;
 }
 
-/** Creates a company (its data key first, so the secret is never written in clear). Idempotent per id. */
+/** Development and test attestation: the payment-processing exemption, attested by the tool that set it up. */
+export function devAttestation(attestedBy: string): Compliance {
+  return {
+    status: 'exempt_1179',
+    rationale: 'Payment processing only (HIPAA section 1179); the gateway receives amounts and opaque ids, no PHI.',
+    attestedBy,
+    attestedAt: new Date().toISOString(),
+  };
+}
+
+/** Creates a company (its data key first, so no secret is ever written in clear). Idempotent per id. */
 export async function createCompany(db: Pick<Database, 'encryption' | 'models'>, input: NewCompany): Promise<string> {
   const id = input.id ?? newCompanyId();
   await db.encryption.ensureCompanyKey(id);
-  const payment_info = input.stripeSecretKey
-    ? {
-        version: 1 as const,
-        gateway: 'stripe' as const,
-        credentials: { secretKey: await db.encryption.encrypt(id, input.stripeSecretKey) },
-      }
-    : undefined;
-  await db.models.Company.updateOne(
-    { _id: id },
-    { $setOnInsert: { name: input.name, ...(payment_info ? { payment_info } : {}) } },
-    { upsert: true },
-  );
+  await db.models.Company.updateOne({ _id: id }, { $setOnInsert: { name: input.name } }, { upsert: true });
+  if (input.stripeSecretKey || input.mode) {
+    await updatePaymentSettings(
+      db,
+      { companyId: id },
+      { mode: input.mode ?? 'company', ...(input.stripeSecretKey ? { secretKey: input.stripeSecretKey } : {}) },
+      'setup',
+    );
+  }
+  if (input.compliance) await recordAttestation(db, { companyId: id }, input.compliance);
   return id;
 }

@@ -1,37 +1,62 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import { PAYMENT_MODES, type Compliance, type PaymentMode } from '../domain/payment-config';
 
 /**
- * A healthcare organization. `payment_info` is the field the product was
- * specified with; its secrets are stored as ciphertext (BSON binary subtype 6)
- * under the company's own data key and come back decrypted on read.
+ * `payment_info`: the JSON field the product was specified with, on companies
+ * and (as an override) on offices. Versioned. Secrets are stored as ciphertext
+ * (BSON binary subtype 6) under the company's data key and read back decrypted.
  */
-export interface PaymentInfo {
-  version: 1;
+export const PAYMENT_INFO_VERSION = 2;
+
+export interface StoredPaymentInfo {
+  version: number;
   gateway: 'stripe';
+  /** Company level only. */
+  mode?: PaymentMode;
   credentials: {
-    /** Encrypted (random) on write; a plaintext string on read. */
+    /** Random encryption. */
     secretKey?: unknown;
+    /** Publishable keys are public by design (they ship to browsers): stored in clear. */
+    publishableKey?: string;
+    /** Random encryption; two during a rotation. */
+    webhookSigningSecrets?: unknown[];
+    /**
+     * Deterministic encryption: Stripe names the account (acct_…) in Connect
+     * webhooks, and the configuration is found by equality on it.
+     */
+    accountId?: unknown;
   };
+  statementDescriptor?: string;
+  defaultCurrency?: string;
+  dunningPolicy?: string;
+  compliance?: Compliance;
+  updatedAt?: Date;
+  updatedBy?: string;
 }
 
 export interface CompanyRecord {
   _id: string;
   name: string;
-  payment_info?: PaymentInfo;
+  payment_info?: StoredPaymentInfo;
   createdAt: Date;
   updatedAt: Date;
 }
 
-const paymentInfoSchema = new Schema<PaymentInfo>(
+export const paymentInfoSchema = new Schema<StoredPaymentInfo>(
   {
-    version: { type: Number, required: true, default: 1 },
+    version: { type: Number, required: true, default: PAYMENT_INFO_VERSION },
     gateway: { type: String, required: true, enum: ['stripe'], default: 'stripe' },
-    credentials: {
-      // Mixed: mongoose must pass the driver's encrypted Binary through untouched.
-      secretKey: { type: Schema.Types.Mixed },
-    },
+    mode: { type: String, enum: PAYMENT_MODES },
+    // Mixed: mongoose must pass the driver's encrypted Binary values through untouched.
+    credentials: { type: Schema.Types.Mixed, default: {} },
+    statementDescriptor: { type: String },
+    defaultCurrency: { type: String },
+    dunningPolicy: { type: String },
+    compliance: { type: Schema.Types.Mixed },
+    updatedAt: { type: Date },
+    updatedBy: { type: String },
   },
-  { _id: false },
+  { _id: false, minimize: false },
 );
 
 const companySchema = new Schema<CompanyRecord>(

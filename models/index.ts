@@ -6,10 +6,12 @@ import { AuditTrail } from './audit-trail';
 import { createCompanyModel, type CompanyModel } from './company.model';
 import { connectDatabase } from './connection';
 import { FieldEncryption, kmsProvidersFor, loadLocalMasterKey } from './encryption';
+import { createOfficeModel, type OfficeModel } from './office.model';
 import { createPaymentModel, type PaymentModel } from './payment.model';
 
 export interface Models {
   Company: CompanyModel;
+  Office: OfficeModel;
   Payment: PaymentModel;
   AuditEvent: AuditEventModel;
 }
@@ -27,6 +29,7 @@ export interface Database {
 export function createModels(connection: Connection): Models {
   return {
     Company: createCompanyModel(connection),
+    Office: createOfficeModel(connection),
     Payment: createPaymentModel(connection),
     AuditEvent: createAuditEventModel(connection),
   };

@@ -2,6 +2,8 @@ import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bu
 import { paymentOutcomeEvent, paymentRequestedEvent } from '../domain/payment-audit';
 import { GatewayError, type GatewayIntent, type PaymentGateway } from '../domain/payment-gateway';
 import { isSettled } from '../domain/payment-status';
+import { resolvePaymentConfig } from '../domain/payment-config';
+import { loadPaymentLevels } from '../models/payment-config';
 import type { FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
 import type { PaymentFailure, PaymentRecord } from '../models/payment.model';
@@ -11,7 +13,7 @@ import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
 
 export interface ChargeDeps {
-  models: Pick<Models, 'Company' | 'Payment'>;
+  models: Pick<Models, 'Company' | 'Office' | 'Payment'>;
   encryption: Pick<FieldEncryption, 'encrypt'>;
   gateway: PaymentGateway;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
@@ -45,7 +47,7 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
   const parsed = chargeJobSchema.safeParse(job.data);
   if (!parsed.success) throw new UnrecoverableError('invalid charge job payload');
   const { paymentId, requestId } = parsed.data;
-  const { Payment, Company } = deps.models;
+  const { Payment } = deps.models;
   const log = deps.logger.child({
     queue: QUEUE_NAMES.charges,
     jobId: job.id,
@@ -74,16 +76,19 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
 
   const settle = (settlement: Settlement) => settlePayment(payment, settlement, job, deps, log);
 
-  const company = await Company.findById(payment.companyId).lean();
-  const secretKey = company?.payment_info?.credentials?.secretKey;
-  if (typeof secretKey !== 'string' || secretKey === '') {
-    await settle({
-      status: 'failed',
-      failure: { code: 'payment_config_missing', message: 'no payment gateway is configured for this company' },
-    });
-    throw new PaymentFailedError(paymentId, 'payment_config_missing');
+  // Every charge uses the effective configuration: the company's, or the office's where the mode says so.
+  const levels = await loadPaymentLevels(deps.models, { companyId: payment.companyId, officeId: payment.officeId });
+  const resolved = resolvePaymentConfig(levels.company, levels.office);
+  if (!resolved.ok) {
+    await settle({ status: 'failed', failure: { code: resolved.code, message: resolved.message } });
+    throw new PaymentFailedError(paymentId, resolved.code);
   }
-  const credentials = { secretKey };
+  if (!resolved.settings.compliance) {
+    const message = 'the payment gateway has no BAA or section 1179 attestation; no payment is sent to it';
+    await settle({ status: 'failed', failure: { code: 'gateway_not_attested', message } });
+    throw new PaymentFailedError(paymentId, 'gateway_not_attested');
+  }
+  const credentials = { secretKey: resolved.settings.secretKey! };
 
   try {
     const intent = await chargeIntent(payment, credentials, deps);

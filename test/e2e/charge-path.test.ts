@@ -9,7 +9,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { mintDevToken } from '../../cli/main';
 import { startStripeSim, type RecordedStripeRequest, type StripeSim } from '../../devtools/stripe-sim';
-import { createCompany } from '../../models/companies';
+import { createCompany, devAttestation } from '../../models/companies';
 import { QUEUE_NAMES } from '../../queues/names';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
 import { assertBuildIsCurrent, startNodeProcess, type NodeProcess } from '../support/processes';
@@ -227,7 +227,11 @@ beforeAll(async () => {
     OUTBOX_STALE_AFTER_MS: '1000',
     SHUTDOWN_DEADLINE_MS: String(SHUTDOWN_DEADLINE_MS),
   });
-  companyId = await createCompany(ctx.db, { name: 'Holloway Family Practice', stripeSecretKey: STRIPE_SECRET_KEY });
+  companyId = await createCompany(ctx.db, {
+    name: 'Holloway Family Practice',
+    stripeSecretKey: STRIPE_SECRET_KEY,
+    compliance: devAttestation('test'),
+  });
   token = await mintDevToken(ctx.config, { companyId, roles: ['service'] });
   const connection = { connection: ctx.redis, prefix: ctx.config.queuePrefix };
   chargesQueue = new Queue(QUEUE_NAMES.charges, connection);

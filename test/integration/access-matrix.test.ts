@@ -1,6 +1,6 @@
 import { Binary } from 'mongodb';
 import { ulid } from 'ulid';
-import { createCompany } from '../../models/companies';
+import { createCompany, devAttestation } from '../../models/companies';
 import type { Role } from '../../domain/access-policy';
 import { mintDevToken } from '../../cli/main';
 import { waitFor } from '../support/harness';
@@ -145,10 +145,12 @@ beforeAll(async () => {
   companyId = await createCompany(system.ctx.db, {
     name: 'Northgate Orthopedics',
     stripeSecretKey: 'sk_test_northgate',
+    compliance: devAttestation('test'),
   });
   otherCompanyId = await createCompany(system.ctx.db, {
     name: 'Elsewhere Clinic',
     stripeSecretKey: 'sk_test_elsewhere',
+    compliance: devAttestation('test'),
   });
   const admin = await tokenFor(callers.admin!);
   const created = await fetch(`${system.url}/v1/companies/${companyId}/payments`, {

@@ -1,5 +1,5 @@
 import { ulid } from 'ulid';
-import { createCompany } from '../../models/companies';
+import { createCompany, devAttestation } from '../../models/companies';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 
@@ -47,7 +47,11 @@ async function trail(): Promise<Array<{ _id: string; action: string; resource: {
 
 beforeAll(async () => {
   system = await startInProcessSystem('audit_api');
-  companyId = await createCompany(system.ctx.db, { name: 'Harbor Dermatology', stripeSecretKey: 'sk_test_harbor' });
+  companyId = await createCompany(system.ctx.db, {
+    name: 'Harbor Dermatology',
+    stripeSecretKey: 'sk_test_harbor',
+    compliance: devAttestation('test'),
+  });
   admin = await system.token(companyId, ['company_admin'], { subject: 'usr-admin' });
   auditor = await system.token(companyId, ['auditor'], { subject: 'usr-auditor' });
 

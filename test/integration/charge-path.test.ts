@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import { createCompany } from '../../models/companies';
+import { createCompany, devAttestation } from '../../models/companies';
 import { QUEUE_NAMES } from '../../queues/names';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
@@ -63,7 +63,11 @@ function gatewayCalls(path: RegExp) {
 
 beforeAll(async () => {
   system = await startInProcessSystem('charge_path', { STRIPE_TIMEOUT_MS: '1500' });
-  companyId = await createCompany(system.ctx.db, { name: 'Riverside Clinic', stripeSecretKey: 'sk_test_riverside' });
+  companyId = await createCompany(system.ctx.db, {
+    name: 'Riverside Clinic',
+    stripeSecretKey: 'sk_test_riverside',
+    compliance: devAttestation('test'),
+  });
   token = await system.token(companyId);
   chargesQueue = new Queue(QUEUE_NAMES.charges, {
     connection: system.ctx.redis,

@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import { startApi, type RunningApi } from '../../api/main';
-import { createCompany } from '../../models/companies';
+import { createCompany, devAttestation } from '../../models/companies';
 import { QUEUE_NAMES } from '../../queues/names';
 import { sweepOutbox } from '../../workers/maintenance.worker';
 import { waitFor } from '../support/harness';
@@ -46,6 +46,7 @@ beforeAll(async () => {
   companyId = await createCompany(system.ctx.db, {
     name: 'Hillside Family Medicine',
     stripeSecretKey: 'sk_test_hillside',
+    compliance: devAttestation('test'),
   });
   token = await system.token(companyId);
   chargesQueue = new Queue(QUEUE_NAMES.charges, {
@@ -139,6 +140,7 @@ describe('no request without a valid token reaches a handler', () => {
     const otherCompany = await createCompany(system.ctx.db, {
       name: 'Other Practice',
       stripeSecretKey: 'sk_test_other',
+      compliance: devAttestation('test'),
     });
     const otherToken = await system.token(otherCompany);
     const response = await post(valid, { authorization: `Bearer ${otherToken}` });

@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import { createCompany } from '../../models/companies';
+import { createCompany, devAttestation } from '../../models/companies';
 import { QUEUE_NAMES } from '../../queues/names';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 
@@ -78,7 +78,11 @@ function bodies(): Array<{ label: string; body: string; contentType?: string }> 
 
 beforeAll(async () => {
   system = await startInProcessSystem('malformed', { RATE_LIMIT_PER_MINUTE: '100000' });
-  companyId = await createCompany(system.ctx.db, { name: 'Fuzz Family Health', stripeSecretKey: 'sk_test_fuzz' });
+  companyId = await createCompany(system.ctx.db, {
+    name: 'Fuzz Family Health',
+    stripeSecretKey: 'sk_test_fuzz',
+    compliance: devAttestation('test'),
+  });
   token = await system.token(companyId);
 });
 

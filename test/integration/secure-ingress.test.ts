@@ -5,7 +5,7 @@ import { connect as tlsConnect, createServer as createTlsServer, type SecureVers
 import { exportJWK, generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
 import { createServer as createHttpServer } from 'node:http';
 import { startApi, type RunningApi } from '../../api/main';
-import { createCompany } from '../../models/companies';
+import { createCompany, devAttestation } from '../../models/companies';
 import { waitFor } from '../support/harness';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { rsaKeyPair, selfSignedCertificate } from '../support/tls';
@@ -26,7 +26,11 @@ function paymentsUrl(base: string) {
 
 beforeAll(async () => {
   system = await startInProcessSystem('secure_ingress');
-  companyId = await createCompany(system.ctx.db, { name: 'Bayview Cardiology', stripeSecretKey: 'sk_test_bayview' });
+  companyId = await createCompany(system.ctx.db, {
+    name: 'Bayview Cardiology',
+    stripeSecretKey: 'sk_test_bayview',
+    compliance: devAttestation('test'),
+  });
 });
 
 afterAll(async () => {

@@ -1,0 +1,33 @@
+import { Schema, type Connection, type Model } from 'mongoose';
+import { paymentInfoSchema, type StoredPaymentInfo } from './company.model';
+
+/** An office of a company. Its `payment_info` overrides the company's where the company's mode allows. */
+export interface OfficeRecord {
+  _id: string;
+  companyId: string;
+  officeId: string;
+  payment_info?: StoredPaymentInfo;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const officeSchema = new Schema<OfficeRecord>(
+  {
+    _id: { type: String, required: true },
+    companyId: { type: String, required: true },
+    officeId: { type: String, required: true },
+    payment_info: { type: paymentInfoSchema },
+  },
+  { timestamps: true, versionKey: false, collection: 'offices' },
+);
+officeSchema.index({ companyId: 1, officeId: 1 }, { unique: true, name: 'company_office' });
+
+export type OfficeModel = Model<OfficeRecord>;
+
+export function officeRecordId(companyId: string, officeId: string): string {
+  return `${companyId}-${officeId}`;
+}
+
+export function createOfficeModel(connection: Connection): OfficeModel {
+  return connection.model<OfficeRecord>('Office', officeSchema);
+}

@@ -1,0 +1,150 @@
+import type {
+  Compliance,
+  CompanyPaymentLevel,
+  OfficePaymentLevel,
+  PaymentMode,
+  PaymentSettings,
+} from '../domain/payment-config';
+import type { Database, Models } from './index';
+import { PAYMENT_INFO_VERSION, type StoredPaymentInfo } from './company.model';
+import { officeRecordId } from './office.model';
+
+export interface PaymentTarget {
+  companyId: string;
+  officeId?: string;
+}
+
+/** null removes a setting; an absent field leaves it as it is (secrets are write-only, so they are never echoed back). */
+export type PaymentSettingsUpdate = {
+  [K in Exclude<keyof PaymentSettings, 'compliance'>]?: PaymentSettings[K] | null;
+} & { mode?: PaymentMode };
+
+const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
+
+/** Stored (read back decrypted) → plaintext settings. */
+export function settingsFromStored(info: StoredPaymentInfo | undefined): PaymentSettings {
+  if (!info) return {};
+  const secrets = info.credentials?.webhookSigningSecrets?.map(text).filter((s): s is string => Boolean(s));
+  const settings: PaymentSettings = {
+    secretKey: text(info.credentials?.secretKey),
+    publishableKey: text(info.credentials?.publishableKey),
+    webhookSigningSecrets: secrets && secrets.length > 0 ? secrets : undefined,
+    accountId: text(info.credentials?.accountId),
+    statementDescriptor: info.statementDescriptor,
+    defaultCurrency: info.defaultCurrency,
+    dunningPolicy: info.dunningPolicy,
+    compliance: info.compliance,
+  };
+  return Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined)) as PaymentSettings;
+}
+
+export async function loadPaymentLevels(
+  models: Pick<Models, 'Company' | 'Office'>,
+  target: PaymentTarget,
+): Promise<{ company?: CompanyPaymentLevel; office?: OfficePaymentLevel; companyExists: boolean }> {
+  const [company, office] = await Promise.all([
+    models.Company.findById(target.companyId, { payment_info: 1 }).lean(),
+    target.officeId
+      ? models.Office.findById(officeRecordId(target.companyId, target.officeId), { payment_info: 1 }).lean()
+      : null,
+  ]);
+  return {
+    companyExists: Boolean(company),
+    company: company?.payment_info
+      ? {
+          companyId: target.companyId,
+          mode: company.payment_info.mode ?? 'company',
+          settings: settingsFromStored(company.payment_info),
+        }
+      : undefined,
+    office: target.officeId
+      ? { officeId: target.officeId, settings: settingsFromStored(office?.payment_info) }
+      : undefined,
+  };
+}
+
+const SECRET_PATHS = {
+  secretKey: 'credentials.secretKey',
+  webhookSigningSecrets: 'credentials.webhookSigningSecrets',
+  accountId: 'credentials.accountId',
+} as const;
+const PLAIN_PATHS = {
+  publishableKey: 'credentials.publishableKey',
+  statementDescriptor: 'statementDescriptor',
+  defaultCurrency: 'defaultCurrency',
+  dunningPolicy: 'dunningPolicy',
+} as const;
+
+/**
+ * Applies an update to one level (company, or an office — created on first
+ * write) in a single-document write; secrets are encrypted here, before they
+ * leave the process.
+ */
+export async function updatePaymentSettings(
+  db: Pick<Database, 'encryption' | 'models'>,
+  target: PaymentTarget,
+  update: PaymentSettingsUpdate,
+  actor: string,
+): Promise<void> {
+  const { companyId } = target;
+  const set: Record<string, unknown> = {
+    'payment_info.version': PAYMENT_INFO_VERSION,
+    'payment_info.gateway': 'stripe',
+    'payment_info.updatedAt': new Date(),
+    'payment_info.updatedBy': actor,
+  };
+  const unset: Record<string, 1> = {};
+  const path = (suffix: string) => `payment_info.${suffix}`;
+  if (update.mode) set[path('mode')] = update.mode;
+
+  for (const [field, suffix] of Object.entries(SECRET_PATHS) as Array<[keyof typeof SECRET_PATHS, string]>) {
+    const value = update[field];
+    if (value === undefined) continue;
+    if (value === null) unset[path(suffix)] = 1;
+    else if (Array.isArray(value))
+      set[path(suffix)] = await Promise.all(value.map((v) => db.encryption.encrypt(companyId, v)));
+    else
+      set[path(suffix)] = await db.encryption.encrypt(
+        companyId,
+        value,
+        field === 'accountId' ? 'deterministic' : 'random',
+      );
+  }
+  for (const [field, suffix] of Object.entries(PLAIN_PATHS) as Array<[keyof typeof PLAIN_PATHS, string]>) {
+    const value = update[field];
+    if (value === undefined) continue;
+    if (value === null) unset[path(suffix)] = 1;
+    else set[path(suffix)] = value;
+  }
+  await writeLevel(db, target, { $set: set, ...(Object.keys(unset).length > 0 ? { $unset: unset } : {}) });
+}
+
+export async function recordAttestation(
+  db: Pick<Database, 'models'>,
+  target: PaymentTarget,
+  compliance: Compliance,
+): Promise<void> {
+  await writeLevel(db, target, {
+    $set: {
+      'payment_info.compliance': compliance,
+      'payment_info.version': PAYMENT_INFO_VERSION,
+      'payment_info.gateway': 'stripe',
+    },
+  });
+}
+
+async function writeLevel(
+  db: Pick<Database, 'models'>,
+  target: PaymentTarget,
+  update: Record<string, unknown>,
+): Promise<void> {
+  if (target.officeId) {
+    await db.models.Office.updateOne(
+      { _id: officeRecordId(target.companyId, target.officeId) },
+      { ...update, $setOnInsert: { companyId: target.companyId, officeId: target.officeId } },
+      { upsert: true },
+    );
+  } else {
+    await db.models.Company.updateOne({ _id: target.companyId }, update);
+  }
+}
