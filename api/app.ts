@@ -16,6 +16,7 @@ import { AuthenticationError, type Authenticator } from './auth';
 import { ApiError, registerErrorHandler } from './errors';
 import { registerAuditRoutes } from './routes/audit-events';
 import { registerHealthRoutes } from './routes/health';
+import { registerPaymentConfigRoutes } from './routes/payment-config';
 import { registerPaymentRoutes } from './routes/payments';
 
 declare module 'fastify' {
@@ -25,7 +26,7 @@ declare module 'fastify' {
 }
 
 export interface ApiDeps {
-  config: Pick<AppConfig, 'payments' | 'http' | 'auth' | 'queuePrefix'>;
+  config: Pick<AppConfig, 'env' | 'payments' | 'http' | 'auth' | 'queuePrefix' | 'stripe'>;
   logger: Logger;
   database: Pick<Database, 'connection' | 'models' | 'encryption' | 'auditTrail'>;
   /** Verifies the signatures of audit chain anchors. */
@@ -141,6 +142,14 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     auditTrail: deps.database.auditTrail,
     anchorPublicKey: deps.anchorPublicKey,
     guard,
+  });
+  registerPaymentConfigRoutes(app, {
+    db: deps.database,
+    guard,
+    runtime: {
+      production: deps.config.env === 'production',
+      allowTestKeysInProduction: deps.config.stripe.allowTestKeysInProduction,
+    },
   });
   registerPaymentRoutes(app, {
     models: deps.database.models,

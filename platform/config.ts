@@ -81,6 +81,11 @@ const envSchema = z.object({
   // Stripe API endpoint override, for stripe-mock or the dev simulator. Unset means api.stripe.com.
   STRIPE_API_BASE: optionalString.pipe(z.string().url().optional()),
   STRIPE_TIMEOUT_MS: positiveInt.default(20_000),
+  // Stripe test keys (sk_test_) are refused in production unless this is set, e.g. for a staging deployment.
+  ALLOW_TEST_KEYS_IN_PRODUCTION: z
+    .enum(['true', 'false', ''])
+    .default('false')
+    .transform((v) => v === 'true'),
 
   // Ed25519 private key (PEM) that signs audit chain anchors; created on first use in development.
   AUDIT_ANCHOR_KEY_FILE: z.string().default(DEV_ANCHOR_KEY_FILE),
@@ -150,7 +155,7 @@ export type AppConfig = {
   keyVaultNamespace: string;
   kms: KmsConfig;
   auth: AuthConfig;
-  stripe: { endpoint?: StripeEndpoint; timeoutMs: number };
+  stripe: { endpoint?: StripeEndpoint; timeoutMs: number; allowTestKeysInProduction: boolean };
   payments: { maxAmount: number };
   workers: { chargeConcurrency: number; auditConcurrency: number };
   outbox: { sweepEveryMs: number; staleAfterMs: number };
@@ -331,7 +336,11 @@ export function loadConfig(
     keyVaultNamespace: env.KEY_VAULT_NAMESPACE,
     kms,
     auth,
-    stripe: { endpoint: stripeEndpoint(env.STRIPE_API_BASE), timeoutMs: env.STRIPE_TIMEOUT_MS },
+    stripe: {
+      endpoint: stripeEndpoint(env.STRIPE_API_BASE),
+      timeoutMs: env.STRIPE_TIMEOUT_MS,
+      allowTestKeysInProduction: env.ALLOW_TEST_KEYS_IN_PRODUCTION,
+    },
     payments: { maxAmount: env.PAYMENT_MAX_AMOUNT },
     workers: { chargeConcurrency: env.CHARGE_CONCURRENCY, auditConcurrency: env.AUDIT_CONCURRENCY },
     outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
