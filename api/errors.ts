@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { ZodError } from 'zod';
+import { isShreddedDataError } from '../models/encryption';
 
 export interface ProblemDetail {
   field: string;
@@ -35,6 +36,14 @@ export function registerErrorHandler(app: FastifyInstance): void {
     if (error instanceof ApiError) {
       return reply.status(error.statusCode).send({
         error: { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) },
+      });
+    }
+    if (isShreddedDataError(error)) {
+      return reply.status(410).send({
+        error: {
+          code: 'data_shredded',
+          message: "this company's encrypted data was destroyed (crypto-shredded) and cannot be read",
+        },
       });
     }
     const status = error.statusCode ?? 500;

@@ -3,7 +3,13 @@ import { createSecretKey } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
 import { PERMISSIONS, ROLES, type Permission, type Role } from '../domain/access-policy';
-import { createCompany, devAttestation } from '../models/companies';
+import { createInterface } from 'node:readline/promises';
+import { userInfo } from 'node:os';
+import { ulid } from 'ulid';
+import { createCompany, devAttestation, shredCompany } from '../models/companies';
+import { createRedisConnection } from '../platform/redis';
+import { closeQueues, createQueues } from '../queues';
+import { enqueueAuditEvent } from '../queues/audit.queue';
 import { openDatabase } from '../models';
 import { loadAnchorSigner } from '../platform/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
@@ -19,6 +25,8 @@ commands:
       mint a development token (HS256; refused when tokens are verified by public key)
   dev-setup
       create the demo company (Stripe test key for stripe-mock) and print a token for it
+  company shred ID [--confirm ID]
+      destroy the company's data key (crypto-shredding); asks you to type the id again
   audit verify [--company ID]
       recompute the audit hash chain(s) and check the signed anchors; exit 1 at the first broken link
   audit public-key
@@ -58,6 +66,15 @@ function list<T extends string>(value: string | undefined, allowed: readonly T[]
   return items as T[];
 }
 
+async function ask(question: string): Promise<string> {
+  const prompt = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return await prompt.question(question);
+  } finally {
+    prompt.close();
+  }
+}
+
 export const DEMO_COMPANY_ID = 'co_demo';
 const DEMO_STRIPE_KEY = 'sk_test_demoStripeMock';
 
@@ -76,10 +93,11 @@ async function main(argv: string[]): Promise<void> {
       subject: { type: 'string' },
       offices: { type: 'string' },
       'ttl-seconds': { type: 'string' },
+      confirm: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
-  const command = positionals.join(' ');
+  const command = positionals.slice(0, 2).join(' ') === 'company shred' ? 'company shred' : positionals.join(' ');
   if (values.help || command === '') {
     process.stdout.write(`${USAGE}\n`);
     return;
@@ -134,6 +152,41 @@ async function main(argv: string[]): Promise<void> {
     }
     return;
   }
+  if (command === 'company shred') {
+    const companyId = positionals[2];
+    if (!companyId) throw new Error('company shred needs the company id');
+    const typed =
+      values.confirm ??
+      (await ask(`This destroys every encrypted value of ${companyId} for good. Type the company id to confirm: `));
+    if (typed.trim() !== companyId) throw new Error('confirmation did not match; nothing was changed');
+    const db = await openDatabase(config);
+    const redis = createRedisConnection(config.redisUrl, 'worker');
+    const queues = createQueues(redis, config.queuePrefix);
+    try {
+      if (!(await db.models.Company.exists({ _id: companyId }))) throw new Error(`no company ${companyId}`);
+      const deleted = await shredCompany(db, companyId);
+      await enqueueAuditEvent(queues.audit, {
+        eventId: `evt_${ulid()}`,
+        companyId,
+        action: 'company.shredded',
+        outcome: 'success',
+        severity: 'high',
+        actor: { type: 'user', id: `cli-${userInfo().username}` },
+        resource: { type: 'company', id: companyId },
+        changes: [{ field: 'dataKey', before: deleted ? 'present' : 'absent', after: 'destroyed' }],
+        occurredAt: new Date().toISOString(),
+      });
+      process.stdout.write(
+        `${companyId}: data key ${deleted ? 'destroyed' : 'was already gone'}; encrypted fields are unreadable from now on\n`,
+      );
+    } finally {
+      await closeQueues(queues);
+      redis.disconnect();
+      await db.close();
+    }
+    return;
+  }
+
   if (command === 'audit public-key') {
     const signer = loadAnchorSigner(config.audit.anchorKeyFile, config.env !== 'production');
     process.stdout.write(signer.publicKey.export({ type: 'spki', format: 'pem' }).toString());

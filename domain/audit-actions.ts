@@ -10,6 +10,7 @@ export const AUDIT_ACTIONS = [
   'payment_config.read',
   'payment_config.updated',
   'payment_config.attested',
+  'company.shredded',
   'audit.read',
   'audit.exported',
   'audit.verified',

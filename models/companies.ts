@@ -43,3 +43,14 @@ export async function createCompany(db: Pick<Database, 'encryption' | 'models'>,
   if (input.compliance) await recordAttestation(db, { companyId: id }, input.compliance);
   return id;
 }
+
+/**
+ * Destroys a company's data key (crypto-shredding): its secrets, sealed audit
+ * fields and every other value encrypted under that key become unreadable for
+ * good. Plain records (amounts, statuses, the audit chain's hashes) remain.
+ */
+export async function shredCompany(db: Pick<Database, 'encryption' | 'models'>, companyId: string): Promise<boolean> {
+  const deleted = await db.encryption.deleteCompanyKey(companyId);
+  await db.models.Company.updateOne({ _id: companyId }, { $set: { shreddedAt: new Date() } });
+  return deleted;
+}

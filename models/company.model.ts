@@ -38,6 +38,8 @@ export interface CompanyRecord {
   _id: string;
   name: string;
   payment_info?: StoredPaymentInfo;
+  /** Set when the company's data key was destroyed (crypto-shredding). */
+  shreddedAt?: Date;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -64,6 +66,7 @@ const companySchema = new Schema<CompanyRecord>(
     _id: { type: String, required: true },
     name: { type: String, required: true, trim: true, maxlength: 200 },
     payment_info: { type: paymentInfoSchema },
+    shreddedAt: { type: Date },
   },
   { timestamps: true, versionKey: false, collection: 'companies' },
 );

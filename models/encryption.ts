@@ -130,6 +130,20 @@ export class FieldEncryption {
     this.knownKeys.add(altName);
   }
 
+  /**
+   * Crypto-shredding: deletes the company's data key, after which nothing
+   * encrypted under it can ever be decrypted. Other processes may still hold
+   * the key in libmongocrypt's cache for up to a minute.
+   */
+  async deleteCompanyKey(companyId: string): Promise<boolean> {
+    const altName = companyKeyAltName(companyId);
+    this.knownKeys.delete(altName);
+    const key = await this.clientEncryption.getKeyByAltName(altName);
+    if (!key) return false;
+    await this.clientEncryption.deleteKey(key._id);
+    return true;
+  }
+
   async encrypt(companyId: string, value: string, algorithm: EncryptionAlgorithm = 'random'): Promise<Binary> {
     await this.ensureCompanyKey(companyId);
     return this.clientEncryption.encrypt(value, {
@@ -137,4 +151,13 @@ export class FieldEncryption {
       algorithm: ALGORITHMS[algorithm],
     });
   }
+}
+
+/** What reading a field encrypted under a deleted (shredded) data key fails with. */
+export function isShreddedDataError(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    error.name === 'MongoCryptError' &&
+    /not all keys requested were satisfied/.test(error.message)
+  );
 }

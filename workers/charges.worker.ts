@@ -4,7 +4,7 @@ import { GatewayError, type GatewayIntent, type PaymentGateway } from '../domain
 import { isSettled } from '../domain/payment-status';
 import { resolvePaymentConfig } from '../domain/payment-config';
 import { loadPaymentLevels } from '../models/payment-config';
-import type { FieldEncryption } from '../models/encryption';
+import { isShreddedDataError, type FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
 import type { PaymentFailure, PaymentRecord } from '../models/payment.model';
 import type { Logger } from '../platform/logger';
@@ -77,7 +77,15 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
   const settle = (settlement: Settlement) => settlePayment(payment, settlement, job, deps, log);
 
   // Every charge uses the effective configuration: the company's, or the office's where the mode says so.
-  const levels = await loadPaymentLevels(deps.models, { companyId: payment.companyId, officeId: payment.officeId });
+  const levels = await loadPaymentLevels(deps.models, {
+    companyId: payment.companyId,
+    officeId: payment.officeId,
+  }).catch(async (error: unknown) => {
+    if (!isShreddedDataError(error)) throw error;
+    const message = "the company's payment configuration was crypto-shredded";
+    await settle({ status: 'failed', failure: { code: 'data_shredded', message } });
+    throw new PaymentFailedError(paymentId, 'data_shredded');
+  });
   const resolved = resolvePaymentConfig(levels.company, levels.office);
   if (!resolved.ok) {
     await settle({ status: 'failed', failure: { code: resolved.code, message: resolved.message } });

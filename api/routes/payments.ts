@@ -114,7 +114,9 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
     }
     const body = parse(bodySchema, request.body);
     await deps.authorize(request, 'payments:create', { companyId, officeId: body.officeId });
-    if (!(await Company.exists({ _id: companyId }))) throw new ApiError(404, 'company_not_found', 'no such company');
+    const company = await Company.findById(companyId, { shreddedAt: 1 }).lean();
+    if (!company) throw new ApiError(404, 'company_not_found', 'no such company');
+    if (company.shreddedAt) throw new ApiError(410, 'company_shredded', "the company's data was crypto-shredded");
 
     const principal = request.principal!;
     const requestHash = paymentRequestHash(body);
