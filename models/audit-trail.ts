@@ -13,6 +13,7 @@ import {
 } from '../domain/audit-chain';
 import type { AuditJob } from '../queues/audit.queue';
 import { AUDIT_EVENTS_COLLECTION } from './audit-event.model';
+import { isDuplicateKeyError } from './errors';
 
 export const AUDIT_ANCHORS_COLLECTION = 'audit_anchors';
 
@@ -56,10 +57,6 @@ export interface AppendResult {
 }
 
 const MAX_APPEND_ATTEMPTS = 50;
-
-function isDuplicateKeyError(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 11000;
-}
 
 export function anchorKeyId(publicKey: KeyObject): string {
   return createHash('sha256')

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { dirname } from 'node:path';
 import { ClientEncryption, type Binary, type MongoClient } from 'mongodb';
 import type { KmsConfig } from '../platform/config';
+import { isDuplicateKeyError } from './errors';
 
 /** Where data keys live by default: one per company, found by its key alt name. */
 export const DEFAULT_KEY_VAULT_NAMESPACE = 'encryption.__keyVault';
@@ -81,10 +82,6 @@ export function masterKeyFor(kms: KmsConfig): MasterKey | undefined {
     case 'kmip':
       return {};
   }
-}
-
-function isDuplicateKeyError(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 11000;
 }
 
 /**

@@ -15,6 +15,7 @@ import type { AccessGuard } from '../access-guard';
 import { sealRequestContext } from '../audit-context';
 import { ApiError } from '../errors';
 import { parse, scopeIdSchema } from '../validation';
+import { isDuplicateKeyError } from '../../models/errors';
 
 export interface PaymentRouteDeps {
   models: Pick<Models, 'Company' | 'Payment'>;
@@ -44,10 +45,6 @@ const listQuery = z
   })
   .strict();
 const paymentParams = companyParams.extend({ paymentId: z.string().regex(/^pay_[0-9A-Z]{26}$/) }).strict();
-
-function isDuplicateKeyError(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 11000;
-}
 
 /** What the upstream app sees of a payment: status, amounts, the failure reason, and what 3-D Secure needs. */
 function presentPayment(payment: PaymentRecord) {
