@@ -132,6 +132,10 @@ export class AuditTrail {
   readonly events: Collection<StoredAuditEvent>;
   readonly anchors: Collection<AuditAnchor>;
 
+  /** The last head this process wrote, per company (a stale one only costs a retry). */
+  private readonly heads = new Map<string, ChainStart>();
+  private readonly appending = new Map<string, Promise<void>>();
+
   constructor(db: Db) {
     this.events = db.collection<StoredAuditEvent>(AUDIT_EVENTS_COLLECTION);
     this.anchors = db.collection<AuditAnchor>(AUDIT_ANCHORS_COLLECTION);
@@ -154,22 +158,41 @@ export class AuditTrail {
    * Appends one event at the head of its company's chain. Safe with many
    * writers: the unique (company, sequence) index lets one win, the others
    * re-read the head and try again. A redelivered event is stored once.
+   * Within a process, appends to one company run one at a time from a cached
+   * head, so concurrent audit jobs do not race each other for the same sequence.
    */
-  async append(job: AuditJob, recordedAt = new Date()): Promise<AppendResult> {
+  append(job: AuditJob, recordedAt = new Date()): Promise<AppendResult> {
+    const previous = this.appending.get(job.companyId) ?? Promise.resolve();
+    const run = previous.then(() => this.appendAtHead(job, recordedAt));
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.appending.set(job.companyId, settled);
+    void settled.then(() => {
+      if (this.appending.get(job.companyId) === settled) this.appending.delete(job.companyId);
+    });
+    return run;
+  }
+
+  private async appendAtHead(job: AuditJob, recordedAt: Date): Promise<AppendResult> {
+    let head = this.heads.get(job.companyId) ?? (await this.head(job.companyId));
     for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt += 1) {
-      if (await this.events.findOne({ _id: job.eventId }, { projection: { _id: 1 } })) {
-        return { eventId: job.eventId, duplicate: true };
-      }
-      const head = await this.head(job.companyId);
       const body = storedBody(job, head.sequence + 1, head.hash, recordedAt);
       const hash = eventHash(head.hash, hashBody(body));
       try {
         await this.events.insertOne({ ...(body as StoredAuditEvent), hash });
+        this.heads.set(job.companyId, { sequence: head.sequence + 1, hash });
         return { eventId: job.eventId, sequence: head.sequence + 1, duplicate: false };
       } catch (error) {
         if (!isDuplicateKeyError(error)) throw error;
-        // Another writer took this sequence (or stored this very event): look again.
+        // Either this very event is already stored (a redelivery), or another process took the sequence.
+        if (await this.events.findOne({ _id: job.eventId }, { projection: { _id: 1 } })) {
+          return { eventId: job.eventId, duplicate: true };
+        }
+        this.heads.delete(job.companyId);
         await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * (attempt + 1)));
+        head = await this.head(job.companyId);
       }
     }
     throw new Error(`audit chain of ${job.companyId} too contended; will retry`);

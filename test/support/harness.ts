@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
+import { withDatabaseName } from '../../devtools/services';
 import { openDatabase, type Database } from '../../models';
 import { loadConfig, type AppConfig } from '../../platform/config';
 import { createLogger, type Logger } from '../../platform/logger';
@@ -49,7 +50,7 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
   writeFileSync(keyFile, randomBytes(96), { mode: 0o600 });
   const mongoBase = process.env.MONGODB_URI ?? '';
   const dbName = `hbt_${name}_${suffix}`.slice(0, 60);
-  const mongodbUri = mongoBase.replace(/\/([^/?]*)(\?|$)/, `/${dbName}$2`);
+  const mongodbUri = withDatabaseName(mongoBase, dbName);
   const env: Record<string, string> = {
     NODE_ENV: 'test',
     LOG_LEVEL: 'info',

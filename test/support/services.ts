@@ -1,4 +1,5 @@
-import { connect } from 'node:net';
+import { unreachableServices, type ServiceAddresses } from '../../devtools/services';
+export type { ServiceAddresses } from '../../devtools/services';
 
 /**
  * Where the tests find Redis, a MongoDB-wire server and stripe-mock:
@@ -6,11 +7,6 @@ import { connect } from 'node:net';
  * 2. otherwise containers started with testcontainers, when a Docker engine exists;
  * 3. otherwise the run fails, saying what to start. Never a silent skip.
  */
-export interface ServiceAddresses {
-  redisUrl: string;
-  mongodbUri: string;
-  stripeApiBase: string;
-}
 
 const HOW_TO_START = [
   'Start the services the tests use, then run the tests again:',
@@ -20,36 +16,8 @@ const HOW_TO_START = [
   'or run a Docker engine, and testcontainers will start MongoDB 7, Redis 7 and stripe-mock.',
 ].join('\n');
 
-function reachable(host: string, port: number, timeoutMs = 2_000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host, port });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
-}
-
-function hostPort(url: string, defaultPort: number): { host: string; port: number } {
-  // mongodb:// URLs may list several hosts; the first is enough to tell whether anything is there.
-  const parsed = new URL(url.replace(/^mongodb(\+srv)?:\/\/([^/,]+).*$/, 'tcp://$2'));
-  return { host: parsed.hostname, port: Number(parsed.port || defaultPort) };
-}
-
 export async function assertReachable(services: ServiceAddresses): Promise<void> {
-  const checks: Array<[string, string, number]> = [
-    ['Redis (REDIS_URL)', services.redisUrl, 6379],
-    ['MongoDB-wire server (MONGODB_URI)', services.mongodbUri, 27017],
-    ['stripe-mock (STRIPE_API_BASE)', services.stripeApiBase, 80],
-  ];
-  const missing: string[] = [];
-  for (const [what, url, port] of checks) {
-    const { host, port: p } = hostPort(url, port);
-    if (!(await reachable(host, p))) missing.push(`${what} at ${host}:${p} does not answer`);
-  }
+  const missing = await unreachableServices(services);
   if (missing.length > 0) throw new Error(`${missing.join('\n')}\n\n${HOW_TO_START}`);
 }
 

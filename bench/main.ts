@@ -1,0 +1,56 @@
+/**
+ * `npm run bench [-- NAME ...]`: runs the named bench entries (all when none are
+ * named), one after another, and prints each result. Benchmarks report numbers;
+ * nothing here asserts on timing. Exit 0 when every entry ran, 1 with the reason
+ * otherwise. Services come from REDIS_URL, MONGODB_URI and STRIPE_API_BASE.
+ *
+ * Adding an entry: a `bench/<name>.bench.ts` exporting a `BenchEntry`, and one line in ENTRIES.
+ */
+import { chargesBench } from './charges.bench';
+import { formatResult, type BenchEntry } from './report';
+import { assertServicesReachable, serviceAddresses } from './support';
+
+const ENTRIES: readonly BenchEntry[] = [chargesBench];
+
+function selectEntries(names: string[]): BenchEntry[] {
+  if (names.length === 0) return [...ENTRIES];
+  const unknown = names.filter((name) => !ENTRIES.some((entry) => entry.name === name));
+  if (unknown.length > 0) {
+    throw new Error(`unknown bench entry ${unknown.join(', ')} (one of: ${ENTRIES.map((e) => e.name).join(', ')})`);
+  }
+  return ENTRIES.filter((entry) => names.includes(entry.name));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const entries = selectEntries(argv);
+  await assertServicesReachable(serviceAddresses());
+  for (const entry of entries) {
+    const started = Date.now();
+    let output: string;
+    try {
+      output = formatResult(entry, await entry.run());
+    } catch (error) {
+      throw new Error(`bench entry "${entry.name}" failed: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
+    }
+    process.stdout.write(`${output}\n  (entry took ${((Date.now() - started) / 1000).toFixed(1)} s in all)\n\n`);
+  }
+}
+
+/** Normally the process ends by itself once everything is closed; if something still holds it open, say so and go. */
+function exitSoon(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => {
+    process.stderr.write('bench: something was left open after the run (a cleanup bug); exiting anyway\n');
+    process.exit(code);
+  }, 5_000).unref();
+}
+
+main(process.argv.slice(2)).then(
+  () => exitSoon(0),
+  (error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    exitSoon(1);
+  },
+);

@@ -1,0 +1,219 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { MongoClient } from 'mongodb';
+import { unreachableServices, withDatabaseName, type ServiceAddresses } from '../devtools/services';
+import { loadConfig, type AppConfig } from '../platform/config';
+import { createLogger, type Logger } from '../platform/logger';
+
+export type { ServiceAddresses } from '../devtools/services';
+export { withDatabaseName } from '../devtools/services';
+
+export function serviceAddresses(env: NodeJS.ProcessEnv = process.env): ServiceAddresses {
+  return {
+    redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',
+    mongodbUri: env.MONGODB_URI || 'mongodb://127.0.0.1:27017',
+    stripeApiBase: env.STRIPE_API_BASE || 'http://127.0.0.1:12111',
+  };
+}
+
+/** Fails with what to start when a service does not answer: a benchmark against nothing measures nothing. */
+export async function assertServicesReachable(services: ServiceAddresses): Promise<void> {
+  const missing = await unreachableServices(services);
+  if (missing.length > 0) {
+    throw new Error(
+      [
+        'services unreachable:',
+        ...missing.map((line) => `  ${line}`),
+        'Start them with `npm run services:start`, export the addresses it prints',
+        '(or run `eval "$(.ci/start-services.sh)"`), then run `npm run bench` again.',
+      ].join('\n'),
+    );
+  }
+}
+
+export function positiveIntFromEnv(name: string, fallback: number, env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return value;
+}
+
+/** Runs cleanup steps last-registered first; every step runs even if an earlier one failed. */
+export class Teardown {
+  private readonly steps: Array<{ what: string; run: () => Promise<void> | void }> = [];
+
+  defer(what: string, run: () => Promise<void> | void): void {
+    this.steps.push({ what, run });
+  }
+
+  async run(): Promise<void> {
+    const failures: string[] = [];
+    for (const step of this.steps.splice(0).reverse()) {
+      try {
+        await step.run();
+      } catch (error) {
+        failures.push(`${step.what}: ${messageOf(error)}`);
+      }
+    }
+    if (failures.length > 0) throw new Error(`cleanup failed:\n  ${failures.join('\n  ')}`);
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Runs `body` with a Teardown that always runs afterwards. If both fail, the
+ * error says both (the body's failure first: it is the reason the run failed).
+ */
+export async function withTeardown<T>(body: (teardown: Teardown) => Promise<T>): Promise<T> {
+  const teardown = new Teardown();
+  let result: T;
+  try {
+    result = await body(teardown);
+  } catch (error) {
+    try {
+      await teardown.run();
+    } catch (cleanupError) {
+      throw new Error(`${messageOf(error)}\nand then ${messageOf(cleanupError)}`, { cause: error });
+    }
+    throw error;
+  }
+  await teardown.run();
+  return result;
+}
+
+/** Deletes every key under a queue prefix with SCAN (never KEYS: Redis may be shared). Returns how many. */
+export async function deleteKeysByPrefix(redis: Redis, prefix: string): Promise<number> {
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${escapeGlob(prefix)}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, '\\$&');
+}
+
+/**
+ * One isolated world on the shared services: its own database, key vault, local
+ * master key, audit anchor key and queue prefix. `close()` drops and deletes all of it.
+ */
+export interface BenchWorld {
+  suffix: string;
+  config: AppConfig;
+  logger: Logger;
+  dbName: string;
+  /** A driver client without decryption, for counting and dropping. */
+  rawMongo: MongoClient;
+  /** A plain client for the bench's own Redis work (baseline, cleanup). */
+  redis: Redis;
+  close(): Promise<void>;
+}
+
+export async function createBenchWorld(
+  name: string,
+  services: ServiceAddresses,
+  env: Record<string, string>,
+): Promise<BenchWorld> {
+  const suffix = randomBytes(4).toString('hex');
+  const dbName = `hbbench_${name}_${suffix}`;
+  const keyVaultDb = `hbbenchkv_${suffix}`;
+  const keyDir = mkdtempSync(join(tmpdir(), 'hb-bench-'));
+  const keyFile = join(keyDir, 'master.key');
+  writeFileSync(keyFile, randomBytes(96), { mode: 0o600 });
+  const mongodbUri = withDatabaseName(services.mongodbUri, dbName);
+
+  const teardown = new Teardown();
+  teardown.defer('remove the temporary keys', () => rmSync(keyDir, { recursive: true, force: true }));
+  try {
+    const config = loadConfig({
+      NODE_ENV: 'development',
+      LOG_LEVEL: 'warn',
+      HOST: '127.0.0.1',
+      PORT: '0', // the api answers with the port it got
+      REDIS_URL: services.redisUrl,
+      MONGODB_URI: mongodbUri,
+      STRIPE_API_BASE: services.stripeApiBase,
+      QUEUE_PREFIX: `{hbbench-${suffix}}`,
+      KEY_VAULT_NAMESPACE: `${keyVaultDb}.__keyVault`,
+      KMS_PROVIDER: 'local',
+      LOCAL_MASTER_KEY_FILE: keyFile,
+      // Created there on first use (development); removed with the directory.
+      AUDIT_ANCHOR_KEY_FILE: join(keyDir, 'audit-anchor-ed25519.pem'),
+      // The limiter stays in the path (one Redis round trip per request) but must not be what is measured.
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      ...env,
+    });
+    // Warnings and errors of the system under test go to stderr, away from the results on stdout.
+    const logger = createLogger({ level: config.logLevel, name: `bench-${name}` }, process.stderr);
+    const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
+    teardown.defer('close the bench Redis client', () => void redis.disconnect());
+    await redis.connect();
+    teardown.defer(
+      'delete the bench Redis keys',
+      async () => void (await deleteKeysByPrefix(redis, config.queuePrefix)),
+    );
+    const rawMongo = await MongoClient.connect(mongodbUri, { serverSelectionTimeoutMS: 10_000 });
+    teardown.defer('close the bench MongoDB client', () => rawMongo.close());
+    teardown.defer('drop the bench databases', async () => {
+      await rawMongo.db(dbName).dropDatabase();
+      await rawMongo.db(keyVaultDb).dropDatabase();
+    });
+    return { suffix, config, logger, dbName, rawMongo, redis, close: () => teardown.run() };
+  } catch (error) {
+    await teardown.run().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Runs `task(i)` for i in [0, count) with at most `limit` in flight; the first failure stops new starts. */
+export async function runBounded(count: number, limit: number, task: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const lane = async () => {
+    while (!failed && next < count) {
+      const i = next++;
+      try {
+        await task(i);
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, count) }, lane));
+}
+
+/** Polls until `probe` answers something `done` accepts; fails after the deadline. No fixed sleeps elsewhere. */
+export async function pollUntil<T>(
+  probe: () => Promise<T>,
+  done: (value: T) => boolean,
+  { timeoutMs, intervalMs = 100, what }: { timeoutMs: number; intervalMs?: number; what: string },
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (done(value)) return value;
+    if (Date.now() >= deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(value)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** Nearest-rank percentile of already sorted values. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
