@@ -6,11 +6,13 @@
  *
  * Adding an entry: a `bench/<name>.bench.ts` exporting a `BenchEntry`, and one line in ENTRIES.
  */
+import { auditBench } from './audit.bench';
 import { chargesBench } from './charges.bench';
+import { requestsBench } from './requests.bench';
 import { formatResult, type BenchEntry } from './report';
 import { assertServicesReachable, serviceAddresses } from './support';
 
-const ENTRIES: readonly BenchEntry[] = [chargesBench];
+const ENTRIES: readonly BenchEntry[] = [chargesBench, requestsBench, auditBench];
 
 function selectEntries(names: string[]): BenchEntry[] {
   if (names.length === 0) return [...ENTRIES];
