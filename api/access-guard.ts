@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { FastifyRequest } from 'fastify';
 import { ulid } from 'ulid';
+import { ZodError } from 'zod';
 import {
   decideAccess,
   decideListAccess,
@@ -81,7 +82,9 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
       );
       return true;
     } catch (error) {
-      // A 401/403 still goes out; the log line is the record of last resort.
+      // An event that does not fit the audit schema is a bug: fail loudly instead of losing it quietly.
+      if (error instanceof ZodError) throw error;
+      // Redis unavailable: a 401/403 still goes out; the log line is the record of last resort.
       request.log.error({ err: error, action: event.action, reason: event.reason }, 'could not enqueue audit event');
       return false;
     }

@@ -55,16 +55,18 @@ function applied(current: PaymentSettings, update: PaymentSettingsUpdate): Payme
   return next as PaymentSettings;
 }
 
+/** The audited resource: a company's configuration, or one office's (`co_….off_…`). */
+function configResource(target: PaymentTarget) {
+  return { type: 'payment_config', id: target.officeId ? `${target.companyId}.${target.officeId}` : target.companyId };
+}
+
 export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentConfigRouteDeps): void {
   const { db, guard } = deps;
 
   async function authorize(request: FastifyRequest, permission: Permission, target: PaymentTarget) {
     await guard.authorize(request, permission, {
       ...target,
-      resource: {
-        type: 'payment_config',
-        id: target.officeId ? `${target.companyId}/${target.officeId}` : target.companyId,
-      },
+      resource: configResource(target),
     });
     const levels = await loadPaymentLevels(db.models, target);
     if (!levels.companyExists) throw new ApiError(404, 'company_not_found', 'no such company');
@@ -89,10 +91,7 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
     await guard.record(request, {
       companyId: target.companyId,
       action,
-      resource: {
-        type: 'payment_config',
-        id: target.officeId ? `${target.companyId}/${target.officeId}` : target.companyId,
-      },
+      resource: configResource(target),
       ...(changes ? { changes } : {}),
     });
   }

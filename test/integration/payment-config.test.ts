@@ -242,6 +242,21 @@ describe('offices', () => {
     expect(create).toBeDefined();
   });
 
+  it('audits office configuration reads and changes too', async () => {
+    const events = await waitFor(
+      () => system.ctx.db.models.AuditEvent.find({ companyId, 'resource.id': `${companyId}.off_north` }).lean(),
+      (found) =>
+        found.some((e) => e.action === 'payment_config.updated') &&
+        found.some((e) => e.action === 'payment_config.attested'),
+      { what: 'office payment_config events' },
+    );
+    const updated = events.find(
+      (e) => e.action === 'payment_config.updated' && e.changes?.some((c) => c.field === 'secretKey'),
+    );
+    expect(updated?.changes).toContainEqual({ field: 'secretKey', before: null, after: 'sk_test_…0002' });
+    expect(system.ctx.logs.text).not.toContain('could not enqueue audit event');
+  });
+
   it('company mode: offices may not override', async () => {
     await call('PUT', '/payment-config', { mode: 'company' });
     const response = await call('PUT', '/offices/off_south/payment-config', { statementDescriptor: 'LAKESIDE SOUTH' });
