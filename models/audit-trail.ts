@@ -50,6 +50,12 @@ export interface ChainReport {
   broken?: ChainBreak;
 }
 
+export interface PurgeRecord {
+  companyId: string;
+  removed: number;
+  throughSequence: number;
+}
+
 export interface AppendResult {
   eventId: string;
   sequence?: number;
@@ -142,6 +148,8 @@ export class AuditTrail {
   }
 
   async ensureIndexes(): Promise<void> {
+    // The chain's integrity under concurrent writers rests on this unique index: never rely on someone else creating it.
+    await this.events.createIndex({ companyId: 1, sequence: 1 }, { unique: true, name: 'company_sequence' });
     await this.anchors.createIndex({ companyId: 1, sequence: 1 }, { name: 'company_sequence' });
   }
 
@@ -240,8 +248,10 @@ export class AuditTrail {
   async purgeBefore(
     cutoff: Date,
     signer: AnchorSigner,
+    /** Records the purge (an audit event) before anything is deleted, so no deletion goes unrecorded. */
+    recordPurge: (purge: PurgeRecord) => Promise<void>,
     now = new Date(),
-  ): Promise<Array<{ companyId: string; removed: number; throughSequence: number }>> {
+  ): Promise<PurgeRecord[]> {
     const purged = [];
     for (const companyId of await this.companies()) {
       const head = await this.head(companyId);
@@ -264,8 +274,11 @@ export class AuditTrail {
         signer,
         now,
       );
-      const { deletedCount } = await this.events.deleteMany({ companyId, sequence: { $lte: through } });
-      if (deletedCount > 0) purged.push({ companyId, removed: deletedCount, throughSequence: through });
+      const removing = await this.events.countDocuments({ companyId, sequence: { $lte: through } });
+      const purge = { companyId, removed: removing, throughSequence: through };
+      await recordPurge(purge);
+      await this.events.deleteMany({ companyId, sequence: { $lte: through } });
+      purged.push(purge);
     }
     return purged;
   }

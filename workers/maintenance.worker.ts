@@ -71,22 +71,26 @@ export async function purgeExpiredAuditEvents(
 ): Promise<{ companies: number; removed: number }> {
   const now = deps.now?.() ?? new Date();
   const cutoff = new Date(now.getTime() - deps.retentionDays * 24 * 60 * 60 * 1000);
-  const purged = await deps.auditTrail.purgeBefore(cutoff, deps.anchorSigner, now);
-  for (const { companyId, removed, throughSequence } of purged) {
-    await enqueueAuditEvent(deps.auditQueue, {
-      eventId: `evt-audit-purged-${companyId}-${throughSequence}`,
-      companyId,
-      action: 'audit.purged',
-      outcome: 'success',
-      actor: { type: 'system', id: 'audit-retention' },
-      resource: { type: 'audit_trail', id: companyId },
-      changes: [
-        { field: 'removedThroughSequence', before: null, after: String(throughSequence) },
-        { field: 'removedEvents', before: null, after: String(removed) },
-      ],
-      occurredAt: now.toISOString(),
-    });
-  }
+  const purged = await deps.auditTrail.purgeBefore(
+    cutoff,
+    deps.anchorSigner,
+    ({ companyId, removed, throughSequence }) =>
+      // Deterministic id: a purge retried after a crash records itself once.
+      enqueueAuditEvent(deps.auditQueue, {
+        eventId: `evt-audit-purged-${companyId}-${throughSequence}`,
+        companyId,
+        action: 'audit.purged',
+        outcome: 'success',
+        actor: { type: 'system', id: 'audit-retention' },
+        resource: { type: 'audit_trail', id: companyId },
+        changes: [
+          { field: 'removedThroughSequence', before: null, after: String(throughSequence) },
+          { field: 'removedEvents', before: null, after: String(removed) },
+        ],
+        occurredAt: now.toISOString(),
+      }),
+    now,
+  );
   if (purged.length > 0) deps.logger.info({ companies: purged.length }, 'audit retention purge done');
   return { companies: purged.length, removed: purged.reduce((sum, p) => sum + p.removed, 0) };
 }

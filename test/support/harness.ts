@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -83,6 +83,7 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
       const keys = await redis.keys(`${config.queuePrefix}:*`);
       if (keys.length > 0) await redis.del(...keys);
       await Promise.all([rawMongo.close(), db.close(), redis.quit()]);
+      rmSync(keyDir, { recursive: true, force: true });
     },
   };
 }
