@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { ulid } from 'ulid';
 import type { Principal } from '../domain/access-policy';
@@ -18,6 +18,7 @@ import { registerAuditRoutes } from './routes/audit-events';
 import { registerHealthRoutes } from './routes/health';
 import { registerPaymentConfigRoutes } from './routes/payment-config';
 import { registerPaymentRoutes } from './routes/payments';
+import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -42,6 +43,13 @@ export interface ApiDeps {
  */
 const REQUEST_ID = /^(?:[0-9a-fA-F-]{16,64}|[0-9A-HJKMNP-TV-Z]{26})$/;
 const UNAUTHENTICATED_ROUTES = new Set(['/healthz', '/readyz']);
+/** Stripe authenticates each delivery by its signature (verified by the route), not by a bearer token. */
+const SIGNED_WEBHOOK_PREFIX = '/v1/webhooks/';
+
+/** By the matched route pattern, not the raw URL, so no crafted path can borrow the exemption. */
+function isSignedWebhook(request: FastifyRequest): boolean {
+  return request.routeOptions.url?.startsWith(SIGNED_WEBHOOK_PREFIX) ?? false;
+}
 
 /** Modern suites only; TLS 1.3 suites are always on and not configurable here. */
 const TLS12_CIPHERS = [
@@ -102,7 +110,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     if (http.trustProxy && request.protocol !== 'https' && !UNAUTHENTICATED_ROUTES.has(request.url)) {
       throw new ApiError(403, 'https_required', 'this API is served over https only');
     }
-    if (UNAUTHENTICATED_ROUTES.has(request.url)) return;
+    if (UNAUTHENTICATED_ROUTES.has(request.url) || isSignedWebhook(request)) return;
     // No request reaches a handler without a valid token.
     try {
       request.principal = await deps.authenticate(request.headers.authorization);
@@ -124,13 +132,15 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     keyGenerator: (request) =>
       request.principal ? `${request.principal.companyId}:${request.principal.subject}` : `ip:${request.ip}`,
     skipOnError: true,
-    allowList: (request) => UNAUTHENTICATED_ROUTES.has(request.url),
+    allowList: (request) => UNAUTHENTICATED_ROUTES.has(request.url) || isSignedWebhook(request),
     errorResponseBuilder: (_request, context) =>
       new ApiError(429, 'rate_limited', `too many requests; retry after ${context.after}`),
   });
 
   app.addHook('preHandler', async (request) => {
     // Card data must never reach us (PCI scope); say what to send instead, and never echo or log the value.
+    // Signed webhook bodies are raw bytes from Stripe, which never sends card numbers.
+    if (isSignedWebhook(request)) return;
     if (request.body !== undefined && bodyContainsCardNumber(request.body)) {
       throw new ApiError(400, 'card_number_refused', 'send a Stripe PaymentMethod id, never a card number');
     }
@@ -159,5 +169,6 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     authorizeList: guard.authorizeList,
     encryption: deps.database.encryption,
   });
+  await registerStripeWebhookRoutes(app, { db: deps.database, queues: deps.queues });
   return app;
 }

@@ -15,6 +15,10 @@ export const AUDIT_ACTIONS = [
   'audit.exported',
   'audit.verified',
   'audit.purged',
+  'webhook.received',
+  'webhook.rejected',
+  'webhook.applied',
+  'webhook.ignored',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

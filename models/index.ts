@@ -8,12 +8,14 @@ import { connectDatabase } from './connection';
 import { FieldEncryption, kmsProvidersFor, loadLocalMasterKey } from './encryption';
 import { createOfficeModel, type OfficeModel } from './office.model';
 import { createPaymentModel, type PaymentModel } from './payment.model';
+import { createWebhookEventModel, type WebhookEventModel } from './webhook-event.model';
 
 export interface Models {
   Company: CompanyModel;
   Office: OfficeModel;
   Payment: PaymentModel;
   AuditEvent: AuditEventModel;
+  WebhookEvent: WebhookEventModel;
 }
 
 export interface Database {
@@ -32,6 +34,7 @@ export function createModels(connection: Connection): Models {
     Office: createOfficeModel(connection),
     Payment: createPaymentModel(connection),
     AuditEvent: createAuditEventModel(connection),
+    WebhookEvent: createWebhookEventModel(connection),
   };
 }
 

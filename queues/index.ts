@@ -3,12 +3,14 @@ import type { AuditJob } from './audit.queue';
 import type { ChargeJob } from './charges.queue';
 import type { MaintenanceJob } from './maintenance.queue';
 import { QUEUE_NAMES } from './names';
+import type { StripeEventJob } from './stripe-events.queue';
 
 /** Queue name → payload: a wrong payload for a queue does not compile. */
 export interface QueuePayloads {
   [QUEUE_NAMES.charges]: ChargeJob;
   [QUEUE_NAMES.audit]: AuditJob;
   [QUEUE_NAMES.maintenance]: MaintenanceJob;
+  [QUEUE_NAMES.stripeEvents]: StripeEventJob;
 }
 
 export type Queues = { [N in keyof QueuePayloads]: Queue<QueuePayloads[N]> };
@@ -18,6 +20,7 @@ export function createQueues(connection: ConnectionOptions, prefix: string): Que
     charges: new Queue<ChargeJob>(QUEUE_NAMES.charges, { connection, prefix }),
     audit: new Queue<AuditJob>(QUEUE_NAMES.audit, { connection, prefix }),
     maintenance: new Queue<MaintenanceJob>(QUEUE_NAMES.maintenance, { connection, prefix }),
+    'stripe-events': new Queue<StripeEventJob>(QUEUE_NAMES.stripeEvents, { connection, prefix }),
   };
 }
 

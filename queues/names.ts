@@ -3,6 +3,7 @@ export const QUEUE_NAMES = {
   charges: 'charges',
   audit: 'audit',
   maintenance: 'maintenance',
+  stripeEvents: 'stripe-events',
 } as const;
 
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];

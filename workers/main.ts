@@ -12,6 +12,7 @@ import { createAuditWorker } from './audit.worker';
 import { createChargesWorker } from './charges.worker';
 import { StripeGateway } from './gateway/stripe-gateway';
 import { createMaintenanceWorker } from './maintenance.worker';
+import { createStripeEventsWorker } from './stripe-events.worker';
 
 export interface RunningWorkers {
   workers: Worker[];
@@ -37,6 +38,14 @@ export async function startWorkers(config: AppConfig, logger: Logger, database?:
       enqueueAudit,
     }),
     createAuditWorker({ ...common, concurrency: config.workers.auditConcurrency, auditTrail: db.auditTrail }),
+    // Same order of work as a charge outcome (a few single-document reads and writes), so the same concurrency.
+    createStripeEventsWorker({
+      ...common,
+      concurrency: config.workers.chargeConcurrency,
+      models: db.models,
+      encryption: db.encryption,
+      enqueueAudit,
+    }),
     createMaintenanceWorker({
       ...common,
       models: db.models,

@@ -1,0 +1,71 @@
+import { Schema, type Connection, type Model } from 'mongoose';
+
+export const WEBHOOK_EVENT_STATUSES = ['received', 'applied', 'ignored', 'failed'] as const;
+export type WebhookEventStatus = (typeof WEBHOOK_EVENT_STATUSES)[number];
+
+/** Finished events are not enqueued again when Stripe redelivers them. */
+export function isFinishedWebhookEvent(status: WebhookEventStatus): boolean {
+  return status !== 'received';
+}
+
+/**
+ * The inbox: one verified Stripe event, stored before it is acknowledged, so a
+ * lost job can be redone from here. `_id` is Stripe's event id, which makes a
+ * redelivery a duplicate key. The payload may reference customers, so it is
+ * stored encrypted (random) under the company's data key; it reads back decrypted.
+ */
+export interface WebhookEventRecord {
+  _id: string;
+  companyId: string;
+  officeId?: string;
+  type: string;
+  livemode: boolean;
+  /** When Stripe created the event. */
+  created: Date;
+  receivedAt: Date;
+  status: WebhookEventStatus;
+  /** Why it was applied, ignored or failed (a reason code), and the payment it concerned. */
+  outcome?: { reason: string; paymentId?: string };
+  /** A transition this event is about to apply (written first, so a crash in between is recognised on retry). */
+  pending?: { paymentId: string; from: string; to: string };
+  /** The event JSON as Stripe sent it: ciphertext in the database, a string once read back. */
+  payload: unknown;
+  processedAt?: Date;
+}
+
+const webhookEventSchema = new Schema<WebhookEventRecord>(
+  {
+    _id: { type: String, required: true },
+    companyId: { type: String, required: true },
+    officeId: { type: String },
+    type: { type: String, required: true },
+    livemode: { type: Boolean, required: true },
+    created: { type: Date, required: true },
+    receivedAt: { type: Date, required: true },
+    status: { type: String, required: true, enum: WEBHOOK_EVENT_STATUSES },
+    outcome: {
+      type: new Schema({ reason: { type: String, required: true }, paymentId: String }, { _id: false }),
+    },
+    pending: {
+      type: new Schema(
+        {
+          paymentId: { type: String, required: true },
+          from: { type: String, required: true },
+          to: { type: String, required: true },
+        },
+        { _id: false },
+      ),
+    },
+    payload: { type: Schema.Types.Mixed, required: true },
+    processedAt: { type: Date },
+  },
+  { versionKey: false, collection: 'webhook_events' },
+);
+// For a sweep of events stored but never enqueued, and for ops.
+webhookEventSchema.index({ status: 1, receivedAt: 1 }, { name: 'status_received' });
+
+export type WebhookEventModel = Model<WebhookEventRecord>;
+
+export function createWebhookEventModel(connection: Connection): WebhookEventModel {
+  return connection.model<WebhookEventRecord>('WebhookEvent', webhookEventSchema);
+}

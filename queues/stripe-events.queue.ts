@@ -1,0 +1,24 @@
+import type { Queue } from 'bullmq';
+import { z } from 'zod';
+import { defaultJobOptions, jobId } from './job-options';
+
+/** A Stripe event id. */
+export const STRIPE_EVENT_ID = /^evt_[A-Za-z0-9]{1,100}$/;
+
+/** The id of a stored, verified event only: the worker reads the (encrypted) payload from the inbox in MongoDB. */
+export const stripeEventJobSchema = z.object({ eventId: z.string().regex(STRIPE_EVENT_ID) }).strict();
+export type StripeEventJob = z.infer<typeof stripeEventJobSchema>;
+
+export const STRIPE_EVENT_JOB_NAME = 'apply';
+
+// A MongoDB blip must not lose an event; Stripe itself also redelivers for three days.
+export const stripeEventJobOptions = defaultJobOptions({ attempts: 10, backoffDelayMs: 1_000 });
+
+export function stripeEventJobId(eventId: string): string {
+  return jobId('stripe-event', eventId);
+}
+
+export async function enqueueStripeEvent(queue: Queue<StripeEventJob>, job: StripeEventJob): Promise<void> {
+  const data = stripeEventJobSchema.parse(job);
+  await queue.add(STRIPE_EVENT_JOB_NAME, data, { ...stripeEventJobOptions, jobId: stripeEventJobId(data.eventId) });
+}

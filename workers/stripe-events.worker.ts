@@ -1,0 +1,243 @@
+import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { transitionEventId, type AuditAction } from '../domain/audit-actions';
+import { paymentOutcomeEvent } from '../domain/payment-audit';
+import {
+  decidePaymentTransition,
+  isPaymentIntentEventType,
+  type PaymentIntentEventType,
+} from '../domain/payment-transitions';
+import type { PaymentStatus } from '../domain/payment-status';
+import type { Models } from '../models';
+import { isShreddedDataError, type FieldEncryption } from '../models/encryption';
+import type { PaymentRecord } from '../models/payment.model';
+import type { WebhookEventRecord, WebhookEventStatus } from '../models/webhook-event.model';
+import type { Logger } from '../platform/logger';
+import type { AuditEventInput } from '../queues/audit.queue';
+import { QUEUE_NAMES } from '../queues/names';
+import { stripeEventJobSchema, type StripeEventJob } from '../queues/stripe-events.queue';
+
+export interface StripeEventDeps {
+  models: Pick<Models, 'Payment' | 'WebhookEvent'>;
+  encryption: Pick<FieldEncryption, 'encrypt'>;
+  enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  logger: Logger;
+}
+
+export interface StripeEventResult {
+  eventId: string;
+  status: WebhookEventStatus;
+  reason?: string;
+}
+
+type Outcome = { status: 'applied' | 'ignored'; reason: string; payment?: PaymentRecord };
+
+const PAYMENT_ID = /^pay_[0-9A-Z]{26}$/;
+const ACTOR = { type: 'system' as const, id: 'stripe-events-worker' };
+// Losing a race to another event for the same payment means deciding again on the new state.
+const MAX_DECISIONS = 5;
+
+/** The parts of a PaymentIntent (as Stripe sends it in `data.object`) that are read here. */
+interface IntentObject {
+  id?: unknown;
+  object?: unknown;
+  metadata?: { payment_id?: unknown } | null;
+  client_secret?: unknown;
+  next_action?: { type?: unknown } | null;
+  cancellation_reason?: unknown;
+  last_payment_error?: { code?: unknown; decline_code?: unknown; message?: unknown } | null;
+}
+
+const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
+
+/**
+ * Applies one stored, verified Stripe event. Safe to run any number of times:
+ * a finished inbox row is left alone, transitions are conditional
+ * single-document updates (`{_id, status: from}`), audit event ids derive from
+ * the Stripe event id, and the row is marked finished last.
+ */
+export async function processStripeEvent(job: Job<StripeEventJob>, deps: StripeEventDeps): Promise<StripeEventResult> {
+  const parsed = stripeEventJobSchema.safeParse(job.data);
+  if (!parsed.success) throw new UnrecoverableError('invalid stripe-events job payload');
+  const { eventId } = parsed.data;
+  const { WebhookEvent } = deps.models;
+  const log = deps.logger.child({
+    queue: QUEUE_NAMES.stripeEvents,
+    jobId: job.id,
+    attempt: job.attemptsMade + 1,
+    eventId,
+  });
+
+  const row = await WebhookEvent.findById(eventId)
+    .lean()
+    .catch(async (error: unknown) => {
+      if (!isShreddedDataError(error)) throw error;
+      // The company was crypto-shredded after the event arrived: its payload can never be read again.
+      await WebhookEvent.updateOne(
+        { _id: eventId, status: 'received' },
+        { $set: { status: 'failed', outcome: { reason: 'data_shredded' }, processedAt: new Date() } },
+      );
+      throw new UnrecoverableError(`stripe event ${eventId} belongs to a crypto-shredded company`);
+    });
+  if (!row) throw new UnrecoverableError(`stripe event ${eventId} is not in the inbox`);
+  if (row.status !== 'received') {
+    log.info({ status: row.status }, 'stripe event already processed; nothing to do');
+    return { eventId, status: row.status, ...(row.outcome ? { reason: row.outcome.reason } : {}) };
+  }
+
+  let event: { type?: unknown; data?: { object?: IntentObject } };
+  try {
+    event = JSON.parse(String(row.payload)) as typeof event;
+  } catch {
+    await finish(row, { status: 'failed', reason: 'payload_unreadable' }, deps);
+    throw new UnrecoverableError(`stripe event ${eventId} payload cannot be parsed`);
+  }
+
+  // Refunds, disputes, subscriptions…: acknowledged and recorded until their handlers exist.
+  const outcome: Outcome = isPaymentIntentEventType(row.type)
+    ? await applyPaymentIntentEvent(row, row.type, event.data?.object ?? {}, job, deps)
+    : { status: 'ignored', reason: 'unhandled_type' };
+  await auditOutcome(row, outcome, job, deps);
+  await finish(row, outcome, deps);
+  log.info(
+    { status: outcome.status, reason: outcome.reason, paymentId: outcome.payment?._id },
+    `stripe event ${outcome.status}`,
+  );
+  return { eventId, status: outcome.status, reason: outcome.reason };
+}
+
+async function applyPaymentIntentEvent(
+  row: WebhookEventRecord,
+  type: PaymentIntentEventType,
+  intent: IntentObject,
+  job: Job<StripeEventJob>,
+  deps: StripeEventDeps,
+): Promise<Outcome> {
+  const { Payment, WebhookEvent } = deps.models;
+  const paymentId = text(intent.metadata?.payment_id);
+  if (!paymentId || !PAYMENT_ID.test(paymentId)) return { status: 'ignored', reason: 'payment_not_found' };
+
+  for (let round = 0; round < MAX_DECISIONS; round += 1) {
+    const payment = await Payment.findById(paymentId).lean();
+    if (!payment) return { status: 'ignored', reason: 'payment_not_found' };
+    // The config that verified the event names the company; another company's payment is never touched.
+    if (payment.companyId !== row.companyId) return { status: 'ignored', reason: 'company_mismatch' };
+    const intentId = text(intent.id);
+    if (payment.stripePaymentIntentId && intentId && payment.stripePaymentIntentId !== intentId) {
+      return { status: 'ignored', reason: 'intent_mismatch', payment };
+    }
+
+    const decision = decidePaymentTransition(payment.status, type);
+    if (!decision.apply) {
+      // This event's own earlier attempt applied the transition, then stopped before marking the row.
+      const pending = round === 0 ? row.pending : undefined;
+      if (pending && pending.paymentId === paymentId && pending.to === payment.status) {
+        return { status: 'applied', reason: `${pending.from}_to_${pending.to}`, payment };
+      }
+      return { status: 'ignored', reason: decision.reason, payment };
+    }
+
+    await WebhookEvent.updateOne(
+      { _id: row._id, status: 'received' },
+      { $set: { pending: { paymentId, from: decision.from, to: decision.to } } },
+    );
+    const { set, unset } = await transitionUpdate(payment, decision.to, type, intent, deps);
+    const applied = await Payment.findOneAndUpdate(
+      { _id: paymentId, status: decision.from },
+      { $set: set, ...(unset.length > 0 ? { $unset: Object.fromEntries(unset.map((f) => [f, 1])) } : {}) },
+      { new: true },
+    ).lean();
+    if (applied) {
+      const outcomeEvent = paymentOutcomeEvent(applied, job.id);
+      if (outcomeEvent) await deps.enqueueAudit({ ...outcomeEvent, actor: ACTOR });
+      return { status: 'applied', reason: `${decision.from}_to_${decision.to}`, payment: applied };
+    }
+  }
+  // Still contended after several rounds: let BullMQ retry later.
+  throw new Error(`payment ${paymentId} kept changing while applying stripe event ${row._id}`);
+}
+
+async function transitionUpdate(
+  payment: PaymentRecord,
+  to: PaymentStatus,
+  type: PaymentIntentEventType,
+  intent: IntentObject,
+  deps: StripeEventDeps,
+): Promise<{ set: Record<string, unknown>; unset: string[] }> {
+  const set: Record<string, unknown> = { status: to };
+  const unset: string[] = ['lastError'];
+  if (to === 'succeeded') {
+    set.completedAt = new Date();
+    unset.push('failure', 'action');
+  } else if (to === 'failed') {
+    set.completedAt = new Date();
+    unset.push('action');
+    const error = intent.last_payment_error;
+    set.failure =
+      type === 'payment_intent.canceled'
+        ? { code: 'payment_canceled', message: 'the payment was canceled' }
+        : {
+            code: text(error?.code) ?? 'payment_failed',
+            message: text(error?.message) ?? 'the payment failed',
+            ...(text(error?.decline_code) ? { declineCode: text(error?.decline_code) } : {}),
+          };
+  } else if (to === 'requires_action') {
+    const clientSecret = text(intent.client_secret);
+    if (clientSecret) {
+      set.action = {
+        clientSecret: await deps.encryption.encrypt(payment.companyId, clientSecret),
+        nextActionType: text(intent.next_action?.type) ?? 'use_stripe_sdk',
+      };
+    }
+  }
+  return { set, unset };
+}
+
+async function auditOutcome(
+  row: WebhookEventRecord,
+  outcome: Outcome,
+  job: Job<StripeEventJob>,
+  deps: StripeEventDeps,
+): Promise<void> {
+  const action: AuditAction = outcome.status === 'applied' ? 'webhook.applied' : 'webhook.ignored';
+  const payment = outcome.payment;
+  const officeId = payment ? payment.officeId : row.officeId;
+  await deps.enqueueAudit({
+    eventId: transitionEventId(action, row._id),
+    companyId: row.companyId,
+    ...(officeId ? { officeId } : {}),
+    action,
+    outcome: 'success',
+    actor: ACTOR,
+    resource: payment ? { type: 'payment', id: payment._id } : { type: 'webhook_event', id: row._id },
+    reason: outcome.reason,
+    ...(job.id ? { jobId: job.id } : {}),
+    occurredAt: new Date().toISOString(),
+  });
+}
+
+async function finish(
+  row: WebhookEventRecord,
+  outcome: { status: WebhookEventStatus; reason: string; payment?: PaymentRecord },
+  deps: StripeEventDeps,
+): Promise<void> {
+  await deps.models.WebhookEvent.updateOne(
+    { _id: row._id, status: 'received' },
+    {
+      $set: {
+        status: outcome.status,
+        outcome: { reason: outcome.reason, ...(outcome.payment ? { paymentId: outcome.payment._id } : {}) },
+        processedAt: new Date(),
+      },
+    },
+  );
+}
+
+export function createStripeEventsWorker(
+  deps: StripeEventDeps & { connection: ConnectionOptions; prefix: string; concurrency: number },
+): Worker<StripeEventJob, StripeEventResult> {
+  return new Worker<StripeEventJob, StripeEventResult>(
+    QUEUE_NAMES.stripeEvents,
+    (job) => processStripeEvent(job, deps),
+    { connection: deps.connection, prefix: deps.prefix, concurrency: deps.concurrency },
+  );
+}
