@@ -50,6 +50,7 @@ export async function startWorkers(config: AppConfig, logger: Logger, database?:
       ...common,
       models: db.models,
       chargesQueue: queues.charges,
+      stripeEventsQueue: queues['stripe-events'],
       auditQueue: queues.audit,
       auditTrail: db.auditTrail,
       anchorSigner: loadAnchorSigner(config.audit.anchorKeyFile, config.env !== 'production'),

@@ -6,10 +6,12 @@ import { MAINTENANCE_JOBS, type MaintenanceJob } from '../queues/maintenance.que
 import type { AnchorSigner, AuditTrail } from '../models/audit-trail';
 import { enqueueAuditEvent, type AuditJob } from '../queues/audit.queue';
 import { QUEUE_NAMES } from '../queues/names';
+import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../queues/stripe-events.queue';
 
 export interface MaintenanceDeps {
-  models: Pick<Models, 'Payment'>;
+  models: Pick<Models, 'Payment' | 'WebhookEvent'>;
   chargesQueue: Queue<ChargeJob>;
+  stripeEventsQueue: Queue<StripeEventJob>;
   auditQueue: Queue<AuditJob>;
   auditTrail: Pick<AuditTrail, 'anchorHeads' | 'purgeBefore'>;
   anchorSigner: AnchorSigner;
@@ -28,37 +30,62 @@ const SWEEP_BATCH = 500;
 const LIVE_JOB_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
 
 /**
- * The outbox sweep: any payment left unfinished for longer than `staleAfterMs`
- * with no live job gets one. This is what finishes a payment whose enqueue was
- * lost to a Redis outage, or whose retries ran out during a gateway outage, or
- * that waits on a gateway decision (the charge worker then re-reads the intent).
+ * Makes sure a job exists for work that is not finished: leaves a live job
+ * alone, retries a finished one, adds a missing one. Returns whether it acted.
+ */
+async function ensureJob(queue: Queue, jobId: string, add: () => Promise<void>): Promise<boolean> {
+  const job = await queue.getJob(jobId);
+  const state = job ? await job.getState() : 'missing';
+  if (LIVE_JOB_STATES.has(state)) return false;
+  if (job && (state === 'completed' || state === 'failed')) {
+    await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
+  } else {
+    await add();
+  }
+  return true;
+}
+
+/**
+ * The outbox sweep: anything left unfinished for longer than `staleAfterMs`
+ * with no live job gets one. This finishes a payment whose enqueue was lost to
+ * a Redis outage, whose retries ran out during a gateway outage, or that waits
+ * on a gateway decision (the charge worker then re-reads the intent); and a
+ * stored Stripe event whose enqueue failed when Stripe does not deliver it again.
  */
 export async function sweepOutbox(
-  deps: Pick<MaintenanceDeps, 'models' | 'chargesQueue' | 'logger' | 'staleAfterMs' | 'now'>,
+  deps: Pick<MaintenanceDeps, 'models' | 'chargesQueue' | 'stripeEventsQueue' | 'logger' | 'staleAfterMs' | 'now'>,
 ): Promise<SweepResult> {
   const cutoff = new Date((deps.now?.() ?? new Date()).getTime() - deps.staleAfterMs);
-  const stale = await deps.models.Payment.find(
-    { status: { $in: ['queued', 'processing'] }, updatedAt: { $lt: cutoff } },
-    { _id: 1, requestId: 1 },
-  )
-    .sort({ updatedAt: 1 })
-    .limit(SWEEP_BATCH)
-    .lean();
+  const [payments, events] = await Promise.all([
+    deps.models.Payment.find(
+      { status: { $in: ['queued', 'processing'] }, updatedAt: { $lt: cutoff } },
+      { requestId: 1 },
+    )
+      .sort({ updatedAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean(),
+    deps.models.WebhookEvent.find({ status: 'received', receivedAt: { $lt: cutoff } }, { _id: 1 })
+      .sort({ receivedAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean(),
+  ]);
 
   let requeued = 0;
-  for (const payment of stale) {
-    const job = await deps.chargesQueue.getJob(chargeJobId(payment._id));
-    const state = job ? await job.getState() : 'missing';
-    if (LIVE_JOB_STATES.has(state)) continue;
-    if (job && (state === 'completed' || state === 'failed')) {
-      await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
-    } else {
-      await enqueueCharge(deps.chargesQueue, { paymentId: payment._id, requestId: payment.requestId });
-    }
-    requeued += 1;
+  for (const payment of payments) {
+    const acted = await ensureJob(deps.chargesQueue, chargeJobId(payment._id), () =>
+      enqueueCharge(deps.chargesQueue, { paymentId: payment._id, requestId: payment.requestId }),
+    );
+    if (acted) requeued += 1;
   }
-  if (requeued > 0) deps.logger.info({ examined: stale.length, requeued }, 'outbox sweep re-enqueued stale payments');
-  return { examined: stale.length, requeued };
+  for (const event of events) {
+    const acted = await ensureJob(deps.stripeEventsQueue, stripeEventJobId(event._id), () =>
+      enqueueStripeEvent(deps.stripeEventsQueue, { eventId: event._id }),
+    );
+    if (acted) requeued += 1;
+  }
+  const examined = payments.length + events.length;
+  if (requeued > 0) deps.logger.info({ examined, requeued }, 'outbox sweep re-enqueued stale work');
+  return { examined, requeued };
 }
 
 /**

@@ -10,6 +10,7 @@ let system: InProcessSystem;
 let companyId: string;
 let token: string;
 let chargesQueue: Queue;
+let stripeEventsQueue: Queue;
 
 const valid = { amount: 1_500, currency: 'usd', customer: 'cus_Ingress01', paymentMethod: 'pm_card_visa' };
 
@@ -53,10 +54,15 @@ beforeAll(async () => {
     connection: system.ctx.redis,
     prefix: system.ctx.config.queuePrefix,
   });
+  stripeEventsQueue = new Queue(QUEUE_NAMES.stripeEvents, {
+    connection: system.ctx.redis,
+    prefix: system.ctx.config.queuePrefix,
+  });
 });
 
 afterAll(async () => {
   await chargesQueue.close();
+  await stripeEventsQueue.close();
   await system.close();
 });
 
@@ -188,6 +194,7 @@ describe('Redis down at request time', () => {
     const sweep = await sweepOutbox({
       models: system.ctx.db.models,
       chargesQueue,
+      stripeEventsQueue,
       logger: system.ctx.logger,
       staleAfterMs: 0,
     });
@@ -215,6 +222,7 @@ describe('Redis down at request time', () => {
     const again = await sweepOutbox({
       models: system.ctx.db.models,
       chargesQueue,
+      stripeEventsQueue,
       logger: system.ctx.logger,
       staleAfterMs: 0,
     });

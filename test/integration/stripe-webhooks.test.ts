@@ -5,6 +5,8 @@ import type { PaymentStatus } from '../../domain/payment-status';
 import { createCompany, shredCompany } from '../../models/companies';
 import { waitFor } from '../support/harness';
 import { startApi } from '../../api/main';
+import { closeQueues, createQueues } from '../../queues';
+import { sweepOutbox } from '../../workers/maintenance.worker';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
 
 let system: InProcessSystem;
@@ -423,6 +425,36 @@ describe('receiving Stripe webhooks', () => {
     expect(await inbox().findById(event.id).lean()).toMatchObject({ status: 'received' });
     // Stripe retries the delivery: the stored event is queued and applied then.
     expect((await deliver(event)).status).toBe(200);
+    expect((await finished(event.id)).status).toBe('applied');
+    expect((await system.ctx.db.models.Payment.findById(paymentId).lean())?.status).toBe('succeeded');
+  });
+
+  it('a stored event whose enqueue failed is picked up by the outbox sweep even if Stripe never redelivers', async () => {
+    const paymentId = await newPayment('processing');
+    const event = stripeEvent('payment_intent.succeeded', paymentId);
+    const isolatedApi = await startApi(
+      configWith(system.ctx, { REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' }),
+      system.ctx.logger,
+      system.ctx.db,
+    );
+    try {
+      expect((await deliver(event, { url: isolatedApi.url })).status).toBe(503);
+    } finally {
+      await isolatedApi.stop();
+    }
+    const queues = createQueues(system.ctx.redis, system.ctx.config.queuePrefix);
+    try {
+      const sweep = await sweepOutbox({
+        models: system.ctx.db.models,
+        chargesQueue: queues.charges,
+        stripeEventsQueue: queues['stripe-events'],
+        logger: system.ctx.logger,
+        staleAfterMs: 0,
+      });
+      expect(sweep.requeued).toBeGreaterThanOrEqual(1);
+    } finally {
+      await closeQueues(queues);
+    }
     expect((await finished(event.id)).status).toBe('applied');
     expect((await system.ctx.db.models.Payment.findById(paymentId).lean())?.status).toBe('succeeded');
   });
