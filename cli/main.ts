@@ -123,6 +123,8 @@ async function main(argv: string[]): Promise<void> {
 
   if (command === 'company create' || command === 'dev-setup') {
     const demo = command === 'dev-setup';
+    // Setup runs before api and workers (compose): it creates the development anchor key so they never race to.
+    if (demo) loadAnchorSigner(config.audit.anchorKeyFile, config.env !== 'production');
     if (!demo && !values.name) throw new Error('company create needs --name');
     const db = await openDatabase(config);
     try {
