@@ -20,12 +20,14 @@ export interface WebhookEventRecord {
   officeId?: string;
   type: string;
   livemode: boolean;
+  /** How many times ops replayed it (each replay is processed and audited once). */
+  replays: number;
   /** When Stripe created the event. */
   created: Date;
   receivedAt: Date;
   status: WebhookEventStatus;
-  /** Why it was applied, ignored or failed (a reason code), and the payment it concerned. */
-  outcome?: { reason: string; paymentId?: string };
+  /** Why it was applied, ignored or failed (a reason code), and the record it concerned. */
+  outcome?: { reason: string; paymentId?: string; resource?: { type: string; id: string } };
   /** A transition this event is about to apply (written first, so a crash in between is recognised on retry). */
   pending?: { paymentId: string; from: string; to: string };
   /** The event JSON as Stripe sent it: ciphertext in the database, a string once read back. */
@@ -43,8 +45,21 @@ const webhookEventSchema = new Schema<WebhookEventRecord>(
     created: { type: Date, required: true },
     receivedAt: { type: Date, required: true },
     status: { type: String, required: true, enum: WEBHOOK_EVENT_STATUSES },
+    replays: { type: Number, required: true, default: 0 },
     outcome: {
-      type: new Schema({ reason: { type: String, required: true }, paymentId: String }, { _id: false }),
+      type: new Schema(
+        {
+          reason: { type: String, required: true },
+          paymentId: String,
+          resource: {
+            type: new Schema(
+              { type: { type: String, required: true }, id: { type: String, required: true } },
+              { _id: false },
+            ),
+          },
+        },
+        { _id: false },
+      ),
     },
     pending: {
       type: new Schema(

@@ -3,7 +3,7 @@ import { transitionEventId, type AuditAction } from '../domain/audit-actions';
 import { paymentOutcomeEvent } from '../domain/payment-audit';
 import {
   decidePaymentTransition,
-  isPaymentIntentEventType,
+  PAYMENT_INTENT_EVENT_TARGETS,
   type PaymentIntentEventType,
 } from '../domain/payment-transitions';
 import type { PaymentStatus } from '../domain/payment-status';
@@ -29,7 +29,33 @@ export interface StripeEventResult {
   reason?: string;
 }
 
-type Outcome = { status: 'applied' | 'ignored'; reason: string; payment?: PaymentRecord };
+/**
+ * What one event did. `resource` is the record it concerned (audited as the
+ * event's resource); `officeId` scopes the audit event to that record's office.
+ */
+export interface EventOutcome {
+  status: 'applied' | 'ignored';
+  reason: string;
+  resource?: { type: string; id: string };
+  officeId?: string;
+  /** Set when the resource is a payment (kept on the inbox row for ops). */
+  paymentId?: string;
+}
+
+/**
+ * Applies one event type to our records. Must be idempotent: it may run again
+ * after a crash (or a replay), so it moves records with conditional updates and
+ * derives any audit event id from `auditKey`.
+ */
+export type StripeEventHandler = (context: {
+  row: WebhookEventRecord;
+  /** `data.object` of the event as Stripe sent it. */
+  object: Record<string, unknown>;
+  /** Unique per event and replay: the base of audit event ids. */
+  auditKey: string;
+  job: Job<StripeEventJob>;
+  deps: StripeEventDeps;
+}) => Promise<EventOutcome>;
 
 const PAYMENT_ID = /^pay_[0-9A-Z]{26}$/;
 const ACTOR = { type: 'system' as const, id: 'stripe-events-worker' };
@@ -84,7 +110,7 @@ export async function processStripeEvent(job: Job<StripeEventJob>, deps: StripeE
     return { eventId, status: row.status, ...(row.outcome ? { reason: row.outcome.reason } : {}) };
   }
 
-  let event: { type?: unknown; data?: { object?: IntentObject } };
+  let event: { type?: unknown; data?: { object?: unknown } };
   try {
     event = JSON.parse(String(row.payload)) as typeof event;
   } catch {
@@ -92,38 +118,55 @@ export async function processStripeEvent(job: Job<StripeEventJob>, deps: StripeE
     throw new UnrecoverableError(`stripe event ${eventId} payload cannot be parsed`);
   }
 
-  // Refunds, disputes, subscriptions…: acknowledged and recorded until their handlers exist.
-  const outcome: Outcome = isPaymentIntentEventType(row.type)
-    ? await applyPaymentIntentEvent(row, row.type, event.data?.object ?? {}, job, deps)
+  const object = event.data?.object;
+  const handler = Object.prototype.hasOwnProperty.call(HANDLERS, row.type) ? HANDLERS[row.type] : undefined;
+  const auditKey = row.replays > 0 ? `${row._id}-replay-${row.replays}` : row._id;
+  // Types without a handler are acknowledged and recorded.
+  const outcome: EventOutcome = handler
+    ? await handler({
+        row,
+        object: object && typeof object === 'object' ? (object as Record<string, unknown>) : {},
+        auditKey,
+        job,
+        deps,
+      })
     : { status: 'ignored', reason: 'unhandled_type' };
-  await auditOutcome(row, outcome, job, deps);
+  await auditOutcome(row, auditKey, outcome, job, deps);
   await finish(row, outcome, deps);
   log.info(
-    { status: outcome.status, reason: outcome.reason, paymentId: outcome.payment?._id },
+    { status: outcome.status, reason: outcome.reason, resource: outcome.resource },
     `stripe event ${outcome.status}`,
   );
   return { eventId, status: outcome.status, reason: outcome.reason };
 }
 
-async function applyPaymentIntentEvent(
-  row: WebhookEventRecord,
-  type: PaymentIntentEventType,
-  intent: IntentObject,
-  job: Job<StripeEventJob>,
-  deps: StripeEventDeps,
-): Promise<Outcome> {
+const paymentOutcome = (status: EventOutcome['status'], reason: string, payment?: PaymentRecord): EventOutcome => ({
+  status,
+  reason,
+  ...(payment
+    ? {
+        resource: { type: 'payment', id: payment._id },
+        paymentId: payment._id,
+        ...(payment.officeId ? { officeId: payment.officeId } : {}),
+      }
+    : {}),
+});
+
+const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, deps }) => {
+  const type = row.type as PaymentIntentEventType;
+  const intent = object as IntentObject;
   const { Payment, WebhookEvent } = deps.models;
   const paymentId = text(intent.metadata?.payment_id);
-  if (!paymentId || !PAYMENT_ID.test(paymentId)) return { status: 'ignored', reason: 'payment_not_found' };
+  if (!paymentId || !PAYMENT_ID.test(paymentId)) return paymentOutcome('ignored', 'payment_not_found');
 
   for (let round = 0; round < MAX_DECISIONS; round += 1) {
     const payment = await Payment.findById(paymentId).lean();
-    if (!payment) return { status: 'ignored', reason: 'payment_not_found' };
+    if (!payment) return paymentOutcome('ignored', 'payment_not_found');
     // The config that verified the event names the company; another company's payment is never touched.
-    if (payment.companyId !== row.companyId) return { status: 'ignored', reason: 'company_mismatch' };
+    if (payment.companyId !== row.companyId) return paymentOutcome('ignored', 'company_mismatch');
     const intentId = text(intent.id);
     if (payment.stripePaymentIntentId && intentId && payment.stripePaymentIntentId !== intentId) {
-      return { status: 'ignored', reason: 'intent_mismatch', payment };
+      return paymentOutcome('ignored', 'intent_mismatch', payment);
     }
 
     const decision = decidePaymentTransition(payment.status, type);
@@ -131,9 +174,9 @@ async function applyPaymentIntentEvent(
       // This event's own earlier attempt applied the transition, then stopped before marking the row.
       const pending = round === 0 ? row.pending : undefined;
       if (pending && pending.paymentId === paymentId && pending.to === payment.status) {
-        return { status: 'applied', reason: `${pending.from}_to_${pending.to}`, payment };
+        return paymentOutcome('applied', `${pending.from}_to_${pending.to}`, payment);
       }
-      return { status: 'ignored', reason: decision.reason, payment };
+      return paymentOutcome('ignored', decision.reason, payment);
     }
 
     await WebhookEvent.updateOne(
@@ -149,12 +192,17 @@ async function applyPaymentIntentEvent(
     if (applied) {
       const outcomeEvent = paymentOutcomeEvent(applied, job.id);
       if (outcomeEvent) await deps.enqueueAudit({ ...outcomeEvent, actor: ACTOR });
-      return { status: 'applied', reason: `${decision.from}_to_${decision.to}`, payment: applied };
+      return paymentOutcome('applied', `${decision.from}_to_${decision.to}`, applied);
     }
   }
   // Still contended after several rounds: let BullMQ retry later.
   throw new Error(`payment ${paymentId} kept changing while applying stripe event ${row._id}`);
-}
+};
+
+/** Event type → handler. Refunds, disputes and setup intents add theirs here. */
+const HANDLERS: Readonly<Record<string, StripeEventHandler>> = {
+  ...Object.fromEntries(Object.keys(PAYMENT_INTENT_EVENT_TARGETS).map((type) => [type, applyPaymentIntentEvent])),
+};
 
 async function transitionUpdate(
   payment: PaymentRecord,
@@ -194,21 +242,21 @@ async function transitionUpdate(
 
 async function auditOutcome(
   row: WebhookEventRecord,
-  outcome: Outcome,
+  auditKey: string,
+  outcome: EventOutcome,
   job: Job<StripeEventJob>,
   deps: StripeEventDeps,
 ): Promise<void> {
   const action: AuditAction = outcome.status === 'applied' ? 'webhook.applied' : 'webhook.ignored';
-  const payment = outcome.payment;
-  const officeId = payment ? payment.officeId : row.officeId;
+  const officeId = outcome.resource ? outcome.officeId : row.officeId;
   await deps.enqueueAudit({
-    eventId: transitionEventId(action, row._id),
+    eventId: transitionEventId(action, auditKey),
     companyId: row.companyId,
     ...(officeId ? { officeId } : {}),
     action,
     outcome: 'success',
     actor: ACTOR,
-    resource: payment ? { type: 'payment', id: payment._id } : { type: 'webhook_event', id: row._id },
+    resource: outcome.resource ?? { type: 'webhook_event', id: row._id },
     reason: outcome.reason,
     ...(job.id ? { jobId: job.id } : {}),
     occurredAt: new Date().toISOString(),
@@ -217,7 +265,7 @@ async function auditOutcome(
 
 async function finish(
   row: WebhookEventRecord,
-  outcome: { status: WebhookEventStatus; reason: string; payment?: PaymentRecord },
+  outcome: { status: WebhookEventStatus; reason: string; resource?: EventOutcome['resource']; paymentId?: string },
   deps: StripeEventDeps,
 ): Promise<void> {
   await deps.models.WebhookEvent.updateOne(
@@ -225,7 +273,11 @@ async function finish(
     {
       $set: {
         status: outcome.status,
-        outcome: { reason: outcome.reason, ...(outcome.payment ? { paymentId: outcome.payment._id } : {}) },
+        outcome: {
+          reason: outcome.reason,
+          ...(outcome.paymentId ? { paymentId: outcome.paymentId } : {}),
+          ...(outcome.resource ? { resource: outcome.resource } : {}),
+        },
         processedAt: new Date(),
       },
     },
