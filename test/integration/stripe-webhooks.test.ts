@@ -430,7 +430,9 @@ describe('receiving Stripe webhooks', () => {
   });
 
   it('a stored event whose enqueue failed is picked up by the outbox sweep even if Stripe never redelivers', async () => {
-    const paymentId = await newPayment('processing');
+    // Waiting on the payer, not on a worker: the sweep re-enqueues stale queued/processing payments, and a charge
+    // job finishing this payment first would make the event a no-op.
+    const paymentId = await newPayment('requires_action');
     const event = stripeEvent('payment_intent.succeeded', paymentId);
     const isolatedApi = await startApi(
       configWith(system.ctx, { REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' }),
