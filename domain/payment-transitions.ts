@@ -14,10 +14,6 @@ export const PAYMENT_INTENT_EVENT_TARGETS = {
 } as const satisfies Record<string, PaymentStatus>;
 export type PaymentIntentEventType = keyof typeof PAYMENT_INTENT_EVENT_TARGETS;
 
-export function isPaymentIntentEventType(type: string): type is PaymentIntentEventType {
-  return Object.prototype.hasOwnProperty.call(PAYMENT_INTENT_EVENT_TARGETS, type);
-}
-
 /**
  * May a payment in `from` move to `to` on a Stripe event? Stripe delivers out of
  * order, so an event can describe an older state than the one we hold.
