@@ -169,6 +169,11 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     authorizeList: guard.authorizeList,
     encryption: deps.database.encryption,
   });
-  await registerStripeWebhookRoutes(app, { db: deps.database, queues: deps.queues });
+  await registerStripeWebhookRoutes(app, {
+    db: deps.database,
+    queues: deps.queues,
+    redis: deps.redis,
+    keyPrefix: deps.config.queuePrefix,
+  });
   return app;
 }

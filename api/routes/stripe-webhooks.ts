@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
 import Stripe from 'stripe';
 import { ulid } from 'ulid';
 import { z } from 'zod';
@@ -20,6 +21,9 @@ import { ApiError } from '../errors';
 export interface StripeWebhookRouteDeps {
   db: Pick<Database, 'models' | 'encryption'>;
   queues: Pick<Queues, 'stripe-events' | 'audit'>;
+  /** Counts rejected deliveries, so a flood of forged ones cannot flood the audit trail. */
+  redis: Redis;
+  keyPrefix: string;
 }
 
 export const STRIPE_WEBHOOK_ROUTE = '/v1/webhooks/stripe/:configId';
@@ -28,6 +32,12 @@ export const SIGNATURE_TOLERANCE_SECONDS = 300;
 // Payment events are a few KB; some Stripe objects (invoices with many lines) are far larger.
 const WEBHOOK_BODY_LIMIT = 512 * 1024;
 const ENQUEUE_DEADLINE_MS = 3_000;
+/**
+ * Rejected deliveries audited per source address, endpoint and reason each minute;
+ * beyond that they are only logged. Stripe itself is never rejected, so this only
+ * ever bounds what a forger (or a misconfigured secret) can write into the trail.
+ */
+export const REJECTIONS_AUDITED_PER_MINUTE = 20;
 const CONFIG_ID = /^([A-Za-z0-9_-]{1,64})(?:\.([A-Za-z0-9_-]{1,64}))?$/;
 
 export type WebhookRejection =
@@ -118,6 +128,23 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
     trail: string,
     target?: PaymentTarget,
   ): Promise<never> {
+    const minute = Math.floor(Date.now() / 60_000);
+    const counter = `${deps.keyPrefix}:webhook-rejections:${minute}:${trail}:${reason}:${request.ip}`;
+    // If Redis cannot count, audit anyway: the bound protects the trail, it must not hide an attack.
+    const seen = await deps.redis
+      .multi()
+      .incr(counter)
+      .expire(counter, 120)
+      .exec()
+      .then((results) => Number(results?.[0]?.[1] ?? 0))
+      .catch(() => 0);
+    if (seen > REJECTIONS_AUDITED_PER_MINUTE) {
+      request.log.warn(
+        { reason, rejectionsThisMinute: seen },
+        'stripe webhook rejected (over the audit bound: not audited)',
+      );
+      throw new ApiError(400, reason, REJECTION_MESSAGES[reason]);
+    }
     try {
       await withDeadline(
         audit(request, {

@@ -5,6 +5,7 @@ import type { PaymentStatus } from '../../domain/payment-status';
 import { createCompany, shredCompany } from '../../models/companies';
 import { waitFor } from '../support/harness';
 import { startApi } from '../../api/main';
+import { REJECTIONS_AUDITED_PER_MINUTE } from '../../api/routes/stripe-webhooks';
 import { closeQueues, createQueues } from '../../queues';
 import { sweepOutbox } from '../../workers/maintenance.worker';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
@@ -279,6 +280,45 @@ describe('receiving Stripe webhooks', () => {
     );
   });
 
+  it('answers every forged delivery of a flood 400, but audits only a bounded number per source each minute', async () => {
+    const deliveries = 3 * REJECTIONS_AUDITED_PER_MINUTE;
+    const platformRejections = () =>
+      system.ctx.db.models.AuditEvent.countDocuments({
+        companyId: 'platform',
+        action: 'webhook.rejected',
+        reason: 'config_unknown',
+      });
+    const OVER_BOUND = 'over the audit bound: not audited';
+    const before = await platformRejections();
+    const loggedBefore = system.ctx.logs.lines.filter((line) => line.includes(OVER_BOUND)).length;
+    const statuses: number[] = [];
+    // A forger varies the endpoint id too; the bound is per source, not per made-up config id.
+    await inPool(
+      Array.from({ length: deliveries }, () => `co_${ulid()}`),
+      10,
+      async (configId) => {
+        statuses.push((await deliver(stripeEvent('payment_intent.succeeded', `pay_${ulid()}`), { configId })).status);
+      },
+    );
+    expect(statuses).toEqual(Array.from({ length: deliveries }, () => 400));
+    const queues = createQueues(system.ctx.redis, system.ctx.config.queuePrefix);
+    try {
+      await waitFor(
+        () => queues.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized'),
+        (counts) => Object.values(counts).every((count) => count === 0),
+        { what: 'the audit queue to drain' },
+      );
+    } finally {
+      await closeQueues(queues);
+    }
+    const audited = (await platformRejections()) - before;
+    const logged = system.ctx.logs.lines.filter((line) => line.includes(OVER_BOUND)).length - loggedBefore;
+    // Earlier tests' rejections share the window, and the flood may straddle a minute boundary (two windows).
+    expect(audited).toBeLessThanOrEqual(2 * REJECTIONS_AUDITED_PER_MINUTE);
+    // Every rejection is either in the audit trail or in the log, never neither.
+    expect(audited + logged).toBe(deliveries);
+  });
+
   it('refuses deliveries for a crypto-shredded company, without giving it a new data key', async () => {
     const shredded = await createCompany(system.ctx.db, {
       name: 'Closed Clinic',
@@ -475,10 +515,10 @@ describe('receiving Stripe webhooks', () => {
     await waitFor(
       () => inbox().countDocuments({ _id: { $in: ids }, status: 'applied' }),
       (count) => count === 200,
-      { what: 'all 200 events applied', timeoutMs: 40_000, intervalMs: 200 },
+      { what: 'all 200 events applied', timeoutMs: 120_000, intervalMs: 200 },
     );
     const payments = await system.ctx.db.models.Payment.find({ _id: { $in: paymentIds } }, { status: 1 }).lean();
     expect(payments.every((p) => p.status === 'succeeded')).toBe(true);
     for (const id of ids) expect(logCount('stripe event applied', id)).toBe(1);
-  }, 60_000);
+  }, 180_000);
 });
