@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a Debian machine with no Docker engine:
 # libmongocrypt (for the mongodb-client-encryption addon), poppler-utils,
-# redis-tools, a FerretDB server (MongoDB wire protocol) and stripe-mock.
+# redis-tools, a FerretDB server (MongoDB wire protocol), stripe-mock and local-kms
+# (an AWS KMS API server, for the master-key rotation tests).
 # Idempotent: a second run only checks.
 set -euo pipefail
 # Progress goes to stderr so callers can capture stdout.
@@ -9,6 +10,7 @@ exec 1>&2
 
 FERRETDB_VERSION=v1.24.2
 STRIPE_MOCK_VERSION=v0.197.0
+LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
 BIN_DIR="${SERVICES_BIN_DIR:-$HOME/.cache/hipaa-billing/bin}"
 mkdir -p "$BIN_DIR"
 
@@ -39,5 +41,11 @@ if [ ! -x "$BIN_DIR/ferretdb" ]; then
   echo "$FERRETDB_VERSION" > "$work/build/version/version.txt"
   (cd "$work" && go build -trimpath -o "$BIN_DIR/ferretdb" ./cmd/ferretdb)
   rm -rf "$work"
+fi
+# Stamped with its version: a new LOCAL_KMS_VERSION rebuilds it, the same one is skipped.
+if [ ! -x "$BIN_DIR/local-kms" ] || [ "$(cat "$BIN_DIR/local-kms.version" 2>/dev/null)" != "$LOCAL_KMS_VERSION" ]; then
+  echo "building local-kms $LOCAL_KMS_VERSION"
+  GOBIN="$BIN_DIR" go install "github.com/nsmithuk/local-kms@$LOCAL_KMS_VERSION"
+  echo "$LOCAL_KMS_VERSION" > "$BIN_DIR/local-kms.version"
 fi
 echo "services installed in $BIN_DIR"

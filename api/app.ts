@@ -18,7 +18,9 @@ import { registerAuditRoutes } from './routes/audit-events';
 import { registerHealthRoutes } from './routes/health';
 import { registerPaymentConfigRoutes } from './routes/payment-config';
 import { registerPaymentRoutes } from './routes/payments';
+import { registerRefundRoutes } from './routes/refunds';
 import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
+import { registerWebhookEventRoutes } from './routes/webhook-events';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -161,6 +163,13 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       allowTestKeysInProduction: deps.config.stripe.allowTestKeysInProduction,
     },
   });
+  registerRefundRoutes(app, {
+    models: deps.database.models,
+    queues: deps.queues,
+    maxAmount: deps.config.payments.maxAmount,
+    authorize: guard.authorize,
+    encryption: deps.database.encryption,
+  });
   registerPaymentRoutes(app, {
     models: deps.database.models,
     queues: deps.queues,
@@ -174,6 +183,12 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     queues: deps.queues,
     redis: deps.redis,
     keyPrefix: deps.config.queuePrefix,
+  });
+  registerWebhookEventRoutes(app, {
+    models: deps.database.models,
+    queues: deps.queues,
+    authorize: guard.authorize,
+    encryption: deps.database.encryption,
   });
   return app;
 }

@@ -9,10 +9,11 @@
 import { auditBench } from './audit.bench';
 import { chargesBench } from './charges.bench';
 import { requestsBench } from './requests.bench';
+import { webhooksBench } from './webhooks.bench';
 import { formatResult, type BenchEntry } from './report';
 import { assertServicesReachable, serviceAddresses } from './support';
 
-const ENTRIES: readonly BenchEntry[] = [chargesBench, requestsBench, auditBench];
+const ENTRIES: readonly BenchEntry[] = [chargesBench, requestsBench, webhooksBench, auditBench];
 
 function selectEntries(names: string[]): BenchEntry[] {
   if (names.length === 0) return [...ENTRIES];

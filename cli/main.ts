@@ -2,6 +2,7 @@
 import { createSecretKey } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { SignJWT } from 'jose';
+import { MongoClient } from 'mongodb';
 import { PERMISSIONS, ROLES, type Permission, type Role } from '../domain/access-policy';
 import { createInterface } from 'node:readline/promises';
 import { userInfo } from 'node:os';
@@ -11,6 +12,8 @@ import { createRedisConnection } from '../platform/redis';
 import { closeQueues, createQueues } from '../queues';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { openDatabase } from '../models';
+import { formatRotationReport, rotateMasterKey } from '../models/key-rotation';
+import { replayReasonSchema, replayWebhookEvent } from '../models/webhook-replay';
 import { loadAnchorSigner } from '../platform/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
 
@@ -27,10 +30,17 @@ commands:
       create the demo company (Stripe test key for stripe-mock) and print a token for it
   company shred ID [--confirm ID]
       destroy the company's data key (crypto-shredding); asks you to type the id again
+  keys rotate
+      re-wrap every data key under the configured KMS master key (KMS_PROVIDER), then prove each
+      unwraps with it alone; the previous provider's credentials must still be configured; exit 1
+      if any key does not verify
   audit verify [--company ID]
       recompute the audit hash chain(s) and check the signed anchors; exit 1 at the first broken link
   audit public-key
-      print the public key that verifies audit anchor signatures (PEM)`;
+      print the public key that verifies audit anchor signatures (PEM)
+  webhook-events replay --company ID --reason CODE EVENT_ID
+      process a stored Stripe event again (one applied, ignored or failed is reset to received;
+      one not processed yet is only queued); audited as webhook.replayed with the reason code`;
 
 /** Development tokens only: production verifies RS256/ES256 tokens from the identity provider. */
 export async function mintDevToken(
@@ -94,10 +104,12 @@ async function main(argv: string[]): Promise<void> {
       offices: { type: 'string' },
       'ttl-seconds': { type: 'string' },
       confirm: { type: 'string' },
+      reason: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
-  const command = positionals.slice(0, 2).join(' ') === 'company shred' ? 'company shred' : positionals.join(' ');
+  const leading = positionals.slice(0, 2).join(' ');
+  const command = ['company shred', 'webhook-events replay'].includes(leading) ? leading : positionals.join(' ');
   if (values.help || command === '') {
     process.stdout.write(`${USAGE}\n`);
     return;
@@ -185,6 +197,57 @@ async function main(argv: string[]): Promise<void> {
       await closeQueues(queues);
       redis.disconnect();
       await db.close();
+    }
+    return;
+  }
+
+  if (command === 'webhook-events replay') {
+    const eventId = positionals[2];
+    if (!values.company || !eventId) throw new Error('webhook-events replay needs --company ID and the event id');
+    const reason = replayReasonSchema.safeParse(values.reason);
+    if (!reason.success)
+      throw new Error('webhook-events replay needs --reason CODE (a-z, 0-9, _: why, for the audit trail)');
+    const db = await openDatabase(config);
+    const redis = createRedisConnection(config.redisUrl, 'worker');
+    const queues = createQueues(redis, config.queuePrefix);
+    try {
+      const result = await replayWebhookEvent(
+        { models: db.models, queues },
+        {
+          companyId: values.company,
+          eventId,
+          reason: reason.data,
+          actor: { type: 'user', id: `cli-${userInfo().username}` },
+        },
+      );
+      if (result.outcome === 'not_found') throw new Error(`no webhook event ${eventId} for company ${values.company}`);
+      if (result.outcome === 'shredded')
+        throw new Error(`${values.company} was crypto-shredded; its events cannot be replayed`);
+      process.stdout.write(`${JSON.stringify(result.event)}\n`);
+    } finally {
+      // Disconnect first: closing a queue whose Redis is gone would wait for it.
+      redis.disconnect();
+      await closeQueues(queues);
+      await db.close();
+    }
+    return;
+  }
+
+  if (command === 'keys rotate') {
+    const client = await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
+    const redis = createRedisConnection(config.redisUrl, 'worker');
+    const queues = createQueues(redis, config.queuePrefix);
+    try {
+      const report = await rotateMasterKey(
+        { client, kms: config.kms, keyVaultNamespace: config.keyVaultNamespace, queues },
+        { runId: `rot_${ulid()}`, actor: { type: 'user', id: `cli-${userInfo().username}` } },
+      );
+      process.stdout.write(formatRotationReport(report));
+      if (report.unverified.length > 0) process.exitCode = 1;
+    } finally {
+      redis.disconnect();
+      await closeQueues(queues);
+      await client.close();
     }
     return;
   }

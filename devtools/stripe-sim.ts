@@ -37,6 +37,7 @@ export interface StripeErrorBody {
 /** What a scripted rule does instead of the normal forward-and-overlay. */
 export type StripeSimFault =
   | { status: 500 | 502 | 503; body?: StripeErrorBody }
+  | { status: 400 | 402 | 404; body: StripeErrorBody } // Stripe refuses the request (e.g. a refund it will not make)
   | { status: 429 }
   | { delayMs: number } // held this long, then processed normally: the client may have given up
   | { destroySocket: true }; // connection dropped before anything reaches stripe-mock
@@ -66,6 +67,8 @@ export interface StripeSim {
   readonly requests: RecordedStripeRequest[];
   /** Distinct confirms (idempotent replays excluded) that made this PaymentIntent succeed. */
   succeededChargeCount(paymentIntentId: string): number;
+  /** The sum of the distinct refunds (idempotent replays excluded) made against this PaymentIntent. */
+  refundedAmount(paymentIntentId: string): number;
   close(): Promise<void>;
 }
 
@@ -116,6 +119,8 @@ const FIXTURE_EXAMPLE_FIELDS = [
 const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'host'];
 // /v1/payment_intents, /v1/payment_intents/:id, /v1/payment_intents/:id/<action>
 const PAYMENT_INTENT_PATH = /^\/v1\/payment_intents(?:\/([^/]+)(?:\/([a-z_]+))?)?$/;
+// Stripe test mode: a refund of a payment made with this PaymentMethod starts `pending` (and settles later).
+const PENDING_REFUND_PM = 'pm_card_pendingRefund';
 
 const newId = (prefix: string): string => `${prefix}_sim${randomBytes(9).toString('base64url').replace(/[-_]/g, 'x')}`;
 const isTrue = (value: unknown): boolean => value !== undefined && value !== '' && value !== 'false';
@@ -159,6 +164,7 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
   const idempotentResponses = new Map<string, { requestBody: string; response: SimResponse }>();
   const idempotentInFlight = new Set<string>();
   const succeededCharges = new Map<string, number>();
+  const refundedAmounts = new Map<string, number>();
   const rules: Array<StripeSimRule & { remaining: number }> = [];
   const delayTimers = new Set<NodeJS.Timeout>();
   const requests: RecordedStripeRequest[] = [];
@@ -299,6 +305,16 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     return json(200, paymentIntent);
   }
 
+  /** stripe-mock's refund with what Stripe would say: the metadata sent, and `pending` for PENDING_REFUND_PM. */
+  function createdRefund(fixture: JsonObject, form: JsonObject): JsonObject {
+    const metadata = form.metadata && typeof form.metadata === 'object' ? form.metadata : {};
+    const refund: JsonObject = { ...fixture, metadata };
+    const intentId = typeof form.payment_intent === 'string' ? form.payment_intent : undefined;
+    if (intentId && paymentIntents.get(intentId)?.payment_method === PENDING_REFUND_PM) refund.status = 'pending';
+    if (intentId) refundedAmounts.set(intentId, (refundedAmounts.get(intentId) ?? 0) + Number(refund.amount));
+    return refund;
+  }
+
   /** Forwards to stripe-mock, then overlays Stripe test-mode PaymentIntent behaviour on a 200. */
   async function respond(
     req: http.IncomingMessage,
@@ -315,6 +331,10 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
         type: 'api_error',
         message: `stripe-sim could not reach stripe-mock at ${upstream.origin}`,
       });
+    }
+    if (upstreamResponse.status === 200 && req.method === 'POST' && path === '/v1/refunds') {
+      const refund = createdRefund(JSON.parse(upstreamResponse.body) as JsonObject, form);
+      return { ...upstreamResponse, body: JSON.stringify(refund) };
     }
     const match = PAYMENT_INTENT_PATH.exec(path);
     if (upstreamResponse.status !== 200 || !match) return upstreamResponse;
@@ -445,6 +465,7 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     script: (rule) => void rules.push({ ...rule, remaining: rule.times ?? 1 }),
     clearScripts: () => void rules.splice(0),
     succeededChargeCount: (paymentIntentId) => succeededCharges.get(paymentIntentId) ?? 0,
+    refundedAmount: (paymentIntentId) => refundedAmounts.get(paymentIntentId) ?? 0,
     close: () =>
       new Promise<void>((resolve, reject) => {
         for (const timer of delayTimers) clearTimeout(timer);

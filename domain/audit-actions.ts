@@ -4,6 +4,14 @@ export const AUDIT_ACTIONS = [
   'payment.succeeded',
   'payment.failed',
   'payment.requires_action',
+  'payment.disputed',
+  'payment.dispute_closed',
+  'payment_method.saved',
+  'payment.refunded_amount_reported',
+  'refund.requested',
+  'refund.succeeded',
+  'refund.failed',
+  'refund.canceled',
   'auth.failed',
   'access.denied',
   'access.emergency',
@@ -11,6 +19,8 @@ export const AUDIT_ACTIONS = [
   'payment_config.updated',
   'payment_config.attested',
   'company.shredded',
+  'keys.rotation_started',
+  'keys.rotated',
   'audit.read',
   'audit.exported',
   'audit.verified',
@@ -19,6 +29,7 @@ export const AUDIT_ACTIONS = [
   'webhook.rejected',
   'webhook.applied',
   'webhook.ignored',
+  'webhook.replayed',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -1,3 +1,5 @@
+import type { GatewayRefundStatus, RefundReason } from './refund-status';
+
 /**
  * The narrow interface the charge worker needs from a payment processor.
  * Stripe implements it today; another processor can be added behind it.
@@ -34,6 +36,23 @@ export interface CreateIntentInput {
   idempotencyKey: string;
 }
 
+export interface GatewayRefund {
+  id: string;
+  status: GatewayRefundStatus;
+  amount: number;
+  /** Why a failed refund failed, as the gateway says (e.g. expired_or_canceled_card). */
+  failureReason?: string;
+}
+
+export interface CreateRefundInput {
+  paymentIntentId: string;
+  amount: number;
+  reason: RefundReason;
+  /** Opaque ids only (our refund and payment ids). */
+  metadata: { refund_id: string; payment_id: string };
+  idempotencyKey: string;
+}
+
 export interface PaymentGateway {
   createPaymentIntent(credentials: GatewayCredentials, input: CreateIntentInput): Promise<GatewayIntent>;
   confirmPaymentIntent(
@@ -41,6 +60,12 @@ export interface PaymentGateway {
     input: { intentId: string; paymentMethod: string; idempotencyKey: string },
   ): Promise<GatewayIntent>;
   retrievePaymentIntent(credentials: GatewayCredentials, intentId: string): Promise<GatewayIntent>;
+  createRefund(credentials: GatewayCredentials, input: CreateRefundInput): Promise<GatewayRefund>;
+  /** The refund an earlier attempt made for our refund id (by its metadata), if the gateway has one. */
+  findRefund(
+    credentials: GatewayCredentials,
+    input: { paymentIntentId: string; refundId: string },
+  ): Promise<GatewayRefund | undefined>;
 }
 
 /**

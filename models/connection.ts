@@ -1,4 +1,5 @@
 import mongoose, { type Connection } from 'mongoose';
+import type { CSFLEKMSTlsOptions } from 'mongodb';
 import type { KmsProviders } from './encryption';
 
 /**
@@ -10,9 +11,10 @@ export async function connectDatabase(
   uri: string,
   keyVaultNamespace: string,
   kmsProviders: KmsProviders,
+  tlsOptions: CSFLEKMSTlsOptions = {},
 ): Promise<Connection> {
   const connection = mongoose.createConnection(uri, {
-    autoEncryption: { keyVaultNamespace, kmsProviders, bypassAutoEncryption: true },
+    autoEncryption: { keyVaultNamespace, kmsProviders, tlsOptions, bypassAutoEncryption: true },
     serverSelectionTimeoutMS: 10_000,
     autoIndex: false,
   });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ClientEncryption, type Binary, type MongoClient } from 'mongodb';
+import { ClientEncryption, type Binary, type CSFLEKMSTlsOptions, type MongoClient } from 'mongodb';
 import type { KmsConfig } from '../platform/config';
 import { isDuplicateKeyError } from './errors';
 
@@ -18,7 +18,7 @@ const ALGORITHMS = {
 export type EncryptionAlgorithm = keyof typeof ALGORITHMS;
 
 export type KmsProviders = ConstructorParameters<typeof ClientEncryption>[1]['kmsProviders'];
-type MasterKey = Parameters<ClientEncryption['createDataKey']>[1] extends infer O
+export type MasterKey = Parameters<ClientEncryption['createDataKey']>[1] extends infer O
   ? O extends { masterKey?: infer M }
     ? M
     : never
@@ -48,7 +48,36 @@ export function loadLocalMasterKey(keyFile: string, createIfMissing: boolean): B
   return key;
 }
 
-export function kmsProvidersFor(kms: KmsConfig, localKey?: Buffer): KmsProviders {
+/**
+ * The local master key in use: KMS_PROVIDER=local's (created on first use outside production), or one kept
+ * only to unwrap data keys from before a move to a KMS (never created).
+ */
+export function localMasterKeyFor(kms: KmsConfig, createIfMissing: boolean): Buffer | undefined {
+  if (kms.provider === 'local') return loadLocalMasterKey(kms.keyFile, createIfMissing);
+  return kms.unwrapOnly.localKeyFile ? loadLocalMasterKey(kms.unwrapOnly.localKeyFile, false) : undefined;
+}
+
+/**
+ * Credentials for every provider that may have wrapped a data key: KMS_PROVIDER's, plus (scope `all`) the
+ * unwrap-only ones. Scope `target` is KMS_PROVIDER alone, to prove keys need nothing else.
+ */
+export function kmsProvidersFor(kms: KmsConfig, localKey?: Buffer, scope: 'all' | 'target' = 'all'): KmsProviders {
+  const { localKeyFile, ...others } = scope === 'all' ? kms.unwrapOnly : {};
+  return {
+    ...others,
+    ...(localKeyFile && localKey ? { local: { key: localKey } } : {}),
+    ...targetKmsProvider(kms, localKey),
+  };
+}
+
+/** Every remote provider trusts KMS_TLS_CA_FILE when set; KMIP also presents the client certificate. */
+export function kmsTlsOptionsFor(kms: KmsConfig): CSFLEKMSTlsOptions {
+  const ca = kms.tls.caFile ? { tlsCAFile: kms.tls.caFile } : {};
+  const kmipCert = kms.tls.kmipCertificateKeyFile ? { tlsCertificateKeyFile: kms.tls.kmipCertificateKeyFile } : {};
+  return { aws: ca, gcp: ca, azure: ca, kmip: { ...ca, ...kmipCert } };
+}
+
+function targetKmsProvider(kms: KmsConfig, localKey?: Buffer): KmsProviders {
   switch (kms.provider) {
     case 'local':
       if (!localKey) throw new Error('local KMS needs the master key');
@@ -74,7 +103,7 @@ export function masterKeyFor(kms: KmsConfig): MasterKey | undefined {
     case 'local':
       return undefined;
     case 'aws':
-      return { region: kms.region, key: kms.keyArn };
+      return { region: kms.region, key: kms.keyArn, ...(kms.endpoint ? { endpoint: kms.endpoint } : {}) };
     case 'gcp':
       return { projectId: kms.projectId, location: kms.location, keyRing: kms.keyRing, keyName: kms.keyName };
     case 'azure':
@@ -99,7 +128,11 @@ export class FieldEncryption {
     kmsProviders: KmsProviders,
     private readonly keyVaultNamespace: string = DEFAULT_KEY_VAULT_NAMESPACE,
   ) {
-    this.clientEncryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders });
+    this.clientEncryption = new ClientEncryption(client, {
+      keyVaultNamespace,
+      kmsProviders,
+      tlsOptions: kmsTlsOptionsFor(kms),
+    });
   }
 
   /** A unique index on key alt names makes concurrent creation of one company's key safe. */

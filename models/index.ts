@@ -5,17 +5,23 @@ import { createAuditEventModel, type AuditEventModel } from './audit-event.model
 import { AuditTrail } from './audit-trail';
 import { createCompanyModel, type CompanyModel } from './company.model';
 import { connectDatabase } from './connection';
-import { FieldEncryption, kmsProvidersFor, loadLocalMasterKey } from './encryption';
+import { FieldEncryption, kmsProvidersFor, kmsTlsOptionsFor, localMasterKeyFor } from './encryption';
 import { createOfficeModel, type OfficeModel } from './office.model';
 import { createPaymentModel, type PaymentModel } from './payment.model';
+import { createRefundLedgerModel, type RefundLedgerModel } from './refund-ledger.model';
+import { createRefundModel, type RefundModel } from './refund.model';
+import { createSavedPaymentMethodModel, type SavedPaymentMethodModel } from './saved-payment-method.model';
 import { createWebhookEventModel, type WebhookEventModel } from './webhook-event.model';
 
 export interface Models {
   Company: CompanyModel;
   Office: OfficeModel;
   Payment: PaymentModel;
+  Refund: RefundModel;
+  RefundLedger: RefundLedgerModel;
   AuditEvent: AuditEventModel;
   WebhookEvent: WebhookEventModel;
+  SavedPaymentMethod: SavedPaymentMethodModel;
 }
 
 export interface Database {
@@ -33,8 +39,11 @@ export function createModels(connection: Connection): Models {
     Company: createCompanyModel(connection),
     Office: createOfficeModel(connection),
     Payment: createPaymentModel(connection),
+    Refund: createRefundModel(connection),
+    RefundLedger: createRefundLedgerModel(connection),
     AuditEvent: createAuditEventModel(connection),
     WebhookEvent: createWebhookEventModel(connection),
+    SavedPaymentMethod: createSavedPaymentMethodModel(connection),
   };
 }
 
@@ -42,10 +51,14 @@ export function createModels(connection: Connection): Models {
 export async function openDatabase(
   config: Pick<AppConfig, 'mongodbUri' | 'keyVaultNamespace' | 'kms' | 'env'>,
 ): Promise<Database> {
-  const localKey =
-    config.kms.provider === 'local' ? loadLocalMasterKey(config.kms.keyFile, config.env !== 'production') : undefined;
+  const localKey = localMasterKeyFor(config.kms, config.env !== 'production');
   const kmsProviders = kmsProvidersFor(config.kms, localKey);
-  const connection = await connectDatabase(config.mongodbUri, config.keyVaultNamespace, kmsProviders);
+  const connection = await connectDatabase(
+    config.mongodbUri,
+    config.keyVaultNamespace,
+    kmsProviders,
+    kmsTlsOptionsFor(config.kms),
+  );
   const encryption = new FieldEncryption(connection.getClient(), config.kms, kmsProviders, config.keyVaultNamespace);
   const models = createModels(connection);
   const plainClient = await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });

@@ -1,4 +1,5 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import { DISPUTE_STATUSES, type DisputeOutcome, type DisputeStatus } from '../domain/dispute-transitions';
 import { PAYMENT_STATUSES, type PaymentStatus } from '../domain/payment-status';
 
 export interface PaymentFailure {
@@ -6,6 +7,25 @@ export interface PaymentFailure {
   code: string;
   declineCode?: string;
   message: string;
+}
+
+/** Stripe's opaque ids and codes only: no evidence, no cardholder details. */
+export interface PaymentDispute {
+  stripeDisputeId: string;
+  status: DisputeStatus;
+  /** Disputed amount in minor units, and its currency. */
+  amount: number;
+  currency: string;
+  /** Stripe's reason code (fraudulent, product_not_received, …). */
+  reason: string;
+  /** When Stripe opened the dispute. */
+  openedAt: Date;
+  /** When Stripe sent the event that closed it. */
+  closedAt?: Date;
+  outcome?: DisputeOutcome;
+  /** Audit keys of the events that opened and last changed it: a retry after a crash recognises its own write. */
+  openedBy: string;
+  changedBy: string;
 }
 
 export interface PaymentRecord {
@@ -26,6 +46,8 @@ export interface PaymentRecord {
   failure?: PaymentFailure;
   /** For requires_action: what the upstream app needs to let the payer finish. clientSecret is encrypted. */
   action?: { clientSecret: unknown; nextActionType: string };
+  /** The chargeback (or inquiry) on this payment, from Stripe's `charge.dispute.*` events. */
+  dispute?: PaymentDispute;
   requestedBy: { type: 'user' | 'service'; id: string };
   requestId: string;
   attempts: number;
@@ -34,6 +56,22 @@ export interface PaymentRecord {
   createdAt: Date;
   updatedAt: Date;
 }
+
+const disputeSchema = new Schema<PaymentDispute>(
+  {
+    stripeDisputeId: { type: String, required: true },
+    status: { type: String, required: true, enum: DISPUTE_STATUSES },
+    amount: { type: Number, required: true, min: 0 },
+    currency: { type: String, required: true },
+    reason: { type: String, required: true },
+    openedAt: { type: Date, required: true },
+    closedAt: { type: Date },
+    outcome: { type: String, enum: ['won', 'lost'] },
+    openedBy: { type: String, required: true },
+    changedBy: { type: String, required: true },
+  },
+  { _id: false },
+);
 
 const paymentSchema = new Schema<PaymentRecord>(
   {
@@ -64,6 +102,7 @@ const paymentSchema = new Schema<PaymentRecord>(
         { _id: false },
       ),
     },
+    dispute: { type: disputeSchema },
     requestedBy: {
       type: new Schema(
         { type: { type: String, required: true, enum: ['user', 'service'] }, id: { type: String, required: true } },
@@ -79,6 +118,8 @@ const paymentSchema = new Schema<PaymentRecord>(
   { timestamps: true, versionKey: false, collection: 'payments' },
 );
 paymentSchema.index({ companyId: 1, idempotencyKey: 1 }, { unique: true, name: 'company_idempotency_key' });
+// Dispute events name the PaymentIntent, not our payment.
+paymentSchema.index({ companyId: 1, stripePaymentIntentId: 1 }, { name: 'company_payment_intent' });
 // The outbox sweep looks for stale, unfinished payments.
 paymentSchema.index({ status: 1, updatedAt: 1 }, { name: 'status_updated' });
 

@@ -51,9 +51,17 @@ const envSchema = z.object({
     .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'must be database.collection')
     .default('encryption.__keyVault'),
   KMS_PROVIDER: z.enum(['local', 'aws', 'gcp', 'azure', 'kmip']).default('local'),
-  LOCAL_MASTER_KEY_FILE: z.string().default(DEV_MASTER_KEY_FILE),
+  // With another KMS_PROVIDER, a local master key set here only unwraps the data keys it wrapped (see `keys rotate`).
+  LOCAL_MASTER_KEY_FILE: optionalString,
   AWS_KMS_KEY_ARN: optionalString,
   AWS_KMS_REGION: optionalString,
+  // A KMS endpoint other than kms.<region>.amazonaws.com (a VPC or FIPS endpoint, a test server): host[:port], TLS always.
+  AWS_KMS_ENDPOINT: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'must be host or host:port, without a scheme')
+      .optional(),
+  ),
   AWS_ACCESS_KEY_ID: optionalString,
   AWS_SECRET_ACCESS_KEY: optionalString,
   GCP_KMS_PROJECT_ID: optionalString,
@@ -68,6 +76,10 @@ const envSchema = z.object({
   AZURE_CLIENT_ID: optionalString,
   AZURE_CLIENT_SECRET: optionalString,
   KMIP_ENDPOINT: optionalString,
+  // PEM bundle of the CA(s) trusted for TLS to the KMS instead of the public ones (a private KMS, a test server).
+  KMS_TLS_CA_FILE: optionalString,
+  // PEM client certificate and key presented to a KMIP server that requires mutual TLS.
+  KMIP_TLS_CERTIFICATE_KEY_FILE: optionalString,
 
   AUTH_JWT_SECRET: optionalString,
   AUTH_PUBLIC_KEY_FILE: optionalString,
@@ -95,6 +107,7 @@ const envSchema = z.object({
 
   PAYMENT_MAX_AMOUNT: positiveInt.default(10_000_000),
   CHARGE_CONCURRENCY: positiveInt.default(10),
+  REFUND_CONCURRENCY: positiveInt.default(5),
   AUDIT_CONCURRENCY: positiveInt.default(20),
   OUTBOX_SWEEP_EVERY_MS: positiveInt.default(30_000),
   OUTBOX_STALE_AFTER_MS: positiveInt.default(60_000),
@@ -103,9 +116,32 @@ const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
-export type KmsConfig =
+/**
+ * Credentials of providers other than KMS_PROVIDER, present in the environment: they only unwrap data keys
+ * those providers wrapped (until `keys rotate` re-wraps them); new data keys never use them.
+ */
+export type UnwrapOnlyKms = {
+  localKeyFile?: string;
+  aws?: { accessKeyId: string; secretAccessKey: string };
+  gcp?: { email: string; privateKey: string };
+  azure?: { tenantId: string; clientId: string; clientSecret: string };
+  kmip?: { endpoint: string };
+};
+
+/** TLS to the KMS: a private CA, and the client certificate a KMIP server asks for. */
+export type KmsTls = { caFile?: string; kmipCertificateKeyFile?: string };
+
+/** The provider and master key that wrap new data keys, and that `keys rotate` re-wraps every data key under. */
+export type KmsTarget =
   | { provider: 'local'; keyFile: string }
-  | { provider: 'aws'; region: string; keyArn: string; accessKeyId?: string; secretAccessKey?: string }
+  | {
+      provider: 'aws';
+      region: string;
+      keyArn: string;
+      endpoint?: string;
+      accessKeyId?: string;
+      secretAccessKey?: string;
+    }
   | {
       provider: 'gcp';
       projectId: string;
@@ -124,6 +160,8 @@ export type KmsConfig =
       clientSecret?: string;
     }
   | { provider: 'kmip'; endpoint: string };
+
+export type KmsConfig = KmsTarget & { tls: KmsTls; unwrapOnly: UnwrapOnlyKms };
 
 export type AuthConfig = {
   issuer: string;
@@ -157,7 +195,7 @@ export type AppConfig = {
   auth: AuthConfig;
   stripe: { endpoint?: StripeEndpoint; timeoutMs: number; allowTestKeysInProduction: boolean };
   payments: { maxAmount: number };
-  workers: { chargeConcurrency: number; auditConcurrency: number };
+  workers: { chargeConcurrency: number; auditConcurrency: number; refundConcurrency: number };
   outbox: { sweepEveryMs: number; staleAfterMs: number };
   audit: { anchorKeyFile: string; anchorEveryMs: number; retentionDays: number; retentionEveryMs: number };
   shutdownDeadlineMs: number;
@@ -176,16 +214,51 @@ function requireAll(problems: string[], provider: string, fields: Record<string,
   }
 }
 
-function kmsConfig(env: Env, problems: string[]): KmsConfig {
+function kmsConfig(env: Env, problems: string[], readFile: (path: string) => string): KmsConfig {
+  for (const name of ['KMS_TLS_CA_FILE', 'KMIP_TLS_CERTIFICATE_KEY_FILE'] as const) {
+    const file = env[name];
+    if (!file) continue;
+    try {
+      readFile(file);
+    } catch {
+      problems.push(`${name}: cannot read ${file}`);
+    }
+  }
+  return {
+    ...kmsTarget(env, problems),
+    tls: { caFile: env.KMS_TLS_CA_FILE, kmipCertificateKeyFile: env.KMIP_TLS_CERTIFICATE_KEY_FILE },
+    unwrapOnly: unwrapOnlyKms(env),
+  };
+}
+
+/** A provider other than KMS_PROVIDER whose credentials are set can still unwrap the data keys it wrapped. */
+function unwrapOnlyKms(env: Env): UnwrapOnlyKms {
+  const active = env.KMS_PROVIDER;
+  const { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey } = env;
+  const { GCP_SERVICE_ACCOUNT_EMAIL: email, GCP_PRIVATE_KEY: privateKey } = env;
+  const { AZURE_TENANT_ID: tenantId, AZURE_CLIENT_ID: clientId, AZURE_CLIENT_SECRET: clientSecret } = env;
+  return {
+    ...(active !== 'local' && env.LOCAL_MASTER_KEY_FILE ? { localKeyFile: env.LOCAL_MASTER_KEY_FILE } : {}),
+    ...(active !== 'aws' && accessKeyId && secretAccessKey ? { aws: { accessKeyId, secretAccessKey } } : {}),
+    ...(active !== 'gcp' && email && privateKey ? { gcp: { email, privateKey } } : {}),
+    ...(active !== 'azure' && tenantId && clientId && clientSecret
+      ? { azure: { tenantId, clientId, clientSecret } }
+      : {}),
+    ...(active !== 'kmip' && env.KMIP_ENDPOINT ? { kmip: { endpoint: env.KMIP_ENDPOINT } } : {}),
+  };
+}
+
+function kmsTarget(env: Env, problems: string[]): KmsTarget {
   switch (env.KMS_PROVIDER) {
     case 'local':
-      return { provider: 'local', keyFile: env.LOCAL_MASTER_KEY_FILE };
+      return { provider: 'local', keyFile: env.LOCAL_MASTER_KEY_FILE ?? DEV_MASTER_KEY_FILE };
     case 'aws':
       requireAll(problems, 'aws', { AWS_KMS_KEY_ARN: env.AWS_KMS_KEY_ARN, AWS_KMS_REGION: env.AWS_KMS_REGION });
       return {
         provider: 'aws',
         region: env.AWS_KMS_REGION ?? '',
         keyArn: env.AWS_KMS_KEY_ARN ?? '',
+        endpoint: env.AWS_KMS_ENDPOINT,
         accessKeyId: env.AWS_ACCESS_KEY_ID,
         secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
       };
@@ -313,7 +386,7 @@ export function loadConfig(
   }
   const env = parsed.data;
   const problems: string[] = [];
-  const kms = kmsConfig(env, problems);
+  const kms = kmsConfig(env, problems, readFile);
   const auth = authConfig(env, problems, readFile);
   refuseDevelopmentSettings(source, env, auth, problems);
   if (problems.length > 0) throw new ConfigError(problems);
@@ -342,7 +415,11 @@ export function loadConfig(
       allowTestKeysInProduction: env.ALLOW_TEST_KEYS_IN_PRODUCTION,
     },
     payments: { maxAmount: env.PAYMENT_MAX_AMOUNT },
-    workers: { chargeConcurrency: env.CHARGE_CONCURRENCY, auditConcurrency: env.AUDIT_CONCURRENCY },
+    workers: {
+      chargeConcurrency: env.CHARGE_CONCURRENCY,
+      auditConcurrency: env.AUDIT_CONCURRENCY,
+      refundConcurrency: env.REFUND_CONCURRENCY,
+    },
     outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
     audit: {
       anchorKeyFile: env.AUDIT_ANCHOR_KEY_FILE,

@@ -1,3 +1,6 @@
+/** How long a request waits for Redis to take a job before it answers 503 (the work stays recorded). */
+export const ENQUEUE_DEADLINE_MS = 3_000;
+
 export class DeadlineExceededError extends Error {
   constructor(what: string, ms: number) {
     super(`${what} did not finish within ${ms} ms`);

@@ -1,4 +1,4 @@
-import type { JobsOptions } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 
 const DAY_SECONDS = 24 * 60 * 60;
 
@@ -21,4 +21,22 @@ export function jobId(kind: string, businessKey: string): string {
   const id = `${kind}-${businessKey}`;
   if (id.includes(':')) throw new Error(`job id may not contain ':' (${id})`);
   return id;
+}
+
+const LIVE_JOB_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
+
+/**
+ * Makes sure a job exists for work that is not finished: leaves a live job
+ * alone, retries a finished one, adds a missing one. Returns whether it acted.
+ */
+export async function ensureJob(queue: Queue, jobId: string, add: () => Promise<void>): Promise<boolean> {
+  const job = await queue.getJob(jobId);
+  const state = job ? await job.getState() : 'missing';
+  if (LIVE_JOB_STATES.has(state)) return false;
+  if (job && (state === 'completed' || state === 'failed')) {
+    await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
+  } else {
+    await add();
+  }
+  return true;
 }

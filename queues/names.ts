@@ -4,6 +4,7 @@ export const QUEUE_NAMES = {
   audit: 'audit',
   maintenance: 'maintenance',
   stripeEvents: 'stripe-events',
+  refunds: 'refunds',
 } as const;
 
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];

@@ -14,11 +14,27 @@ export const STRIPE_EVENT_JOB_NAME = 'apply';
 // A MongoDB blip must not lose an event; Stripe itself also redelivers for three days.
 export const stripeEventJobOptions = defaultJobOptions({ attempts: 10, backoffDelayMs: 1_000 });
 
-export function stripeEventJobId(eventId: string): string {
-  return jobId('stripe-event', eventId);
+/**
+ * `replays` is the inbox row's replay count: each replay gets a job of its own (`…-replay-<n>`), because the
+ * job that processed the event before may still be kept as completed, and would swallow an add with its id.
+ */
+export function stripeEventJobId(eventId: string, replays = 0): string {
+  return jobId('stripe-event', replayKey(eventId, replays));
 }
 
-export async function enqueueStripeEvent(queue: Queue<StripeEventJob>, job: StripeEventJob): Promise<void> {
+/** One processing of a stored event: its id, or its id and replay number. Job and audit event ids derive from it. */
+export function replayKey(eventId: string, replays = 0): string {
+  return replays > 0 ? `${eventId}-replay-${replays}` : eventId;
+}
+
+export async function enqueueStripeEvent(
+  queue: Queue<StripeEventJob>,
+  job: StripeEventJob,
+  replays = 0,
+): Promise<void> {
   const data = stripeEventJobSchema.parse(job);
-  await queue.add(STRIPE_EVENT_JOB_NAME, data, { ...stripeEventJobOptions, jobId: stripeEventJobId(data.eventId) });
+  await queue.add(STRIPE_EVENT_JOB_NAME, data, {
+    ...stripeEventJobOptions,
+    jobId: stripeEventJobId(data.eventId, replays),
+  });
 }

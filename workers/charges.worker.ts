@@ -2,15 +2,14 @@ import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bu
 import { paymentOutcomeEvent, paymentRequestedEvent } from '../domain/payment-audit';
 import { GatewayError, type GatewayIntent, type PaymentGateway } from '../domain/payment-gateway';
 import { isSettled } from '../domain/payment-status';
-import { resolvePaymentConfig } from '../domain/payment-config';
-import { loadPaymentLevels } from '../models/payment-config';
-import { isShreddedDataError, type FieldEncryption } from '../models/encryption';
+import type { FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
 import type { PaymentFailure, PaymentRecord } from '../models/payment.model';
 import type { Logger } from '../platform/logger';
 import type { AuditEventInput } from '../queues/audit.queue';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
+import { resolveGatewayAccess } from './gateway/gateway-access';
 
 export interface ChargeDeps {
   models: Pick<Models, 'Company' | 'Office' | 'Payment'>;
@@ -77,26 +76,12 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
   const settle = (settlement: Settlement) => settlePayment(payment, settlement, job, deps, log);
 
   // Every charge uses the effective configuration: the company's, or the office's where the mode says so.
-  const levels = await loadPaymentLevels(deps.models, {
-    companyId: payment.companyId,
-    officeId: payment.officeId,
-  }).catch(async (error: unknown) => {
-    if (!isShreddedDataError(error)) throw error;
-    const message = "the company's payment configuration was crypto-shredded";
-    await settle({ status: 'failed', failure: { code: 'data_shredded', message } });
-    throw new PaymentFailedError(paymentId, 'data_shredded');
-  });
-  const resolved = resolvePaymentConfig(levels.company, levels.office);
-  if (!resolved.ok) {
-    await settle({ status: 'failed', failure: { code: resolved.code, message: resolved.message } });
-    throw new PaymentFailedError(paymentId, resolved.code);
+  const access = await resolveGatewayAccess(deps.models, { companyId: payment.companyId, officeId: payment.officeId });
+  if (!access.ok) {
+    await settle({ status: 'failed', failure: access.failure });
+    throw new PaymentFailedError(paymentId, access.failure.code);
   }
-  if (!resolved.settings.compliance) {
-    const message = 'the payment gateway has no BAA or section 1179 attestation; no payment is sent to it';
-    await settle({ status: 'failed', failure: { code: 'gateway_not_attested', message } });
-    throw new PaymentFailedError(paymentId, 'gateway_not_attested');
-  }
-  const credentials = { secretKey: resolved.settings.secretKey! };
+  const { credentials } = access;
 
   try {
     const intent = await chargeIntent(payment, credentials, deps);

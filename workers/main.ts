@@ -12,6 +12,7 @@ import { createAuditWorker } from './audit.worker';
 import { createChargesWorker } from './charges.worker';
 import { StripeGateway } from './gateway/stripe-gateway';
 import { createMaintenanceWorker } from './maintenance.worker';
+import { createRefundsWorker } from './refunds.worker';
 import { createStripeEventsWorker } from './stripe-events.worker';
 
 export interface RunningWorkers {
@@ -27,6 +28,8 @@ export async function startWorkers(config: AppConfig, logger: Logger, database?:
   const queues = createQueues(connection, config.queuePrefix);
   const enqueueAudit = (event: Parameters<typeof enqueueAuditEvent>[1]) => enqueueAuditEvent(queues.audit, event);
   const common = { connection, prefix: config.queuePrefix, logger };
+  // One gateway for charges and refunds: it keeps one SDK client per secret key.
+  const gateway = new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs });
 
   const workers: Worker[] = [
     createChargesWorker({
@@ -34,7 +37,14 @@ export async function startWorkers(config: AppConfig, logger: Logger, database?:
       concurrency: config.workers.chargeConcurrency,
       models: db.models,
       encryption: db.encryption,
-      gateway: new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs }),
+      gateway,
+      enqueueAudit,
+    }),
+    createRefundsWorker({
+      ...common,
+      concurrency: config.workers.refundConcurrency,
+      models: db.models,
+      gateway,
       enqueueAudit,
     }),
     createAuditWorker({ ...common, concurrency: config.workers.auditConcurrency, auditTrail: db.auditTrail }),
@@ -51,6 +61,7 @@ export async function startWorkers(config: AppConfig, logger: Logger, database?:
       models: db.models,
       chargesQueue: queues.charges,
       stripeEventsQueue: queues['stripe-events'],
+      refundsQueue: queues.refunds,
       auditQueue: queues.audit,
       auditTrail: db.auditTrail,
       anchorSigner: loadAnchorSigner(config.audit.anchorKeyFile, config.env !== 'production'),

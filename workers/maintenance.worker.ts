@@ -5,13 +5,17 @@ import { chargeJobId, enqueueCharge, type ChargeJob } from '../queues/charges.qu
 import { MAINTENANCE_JOBS, type MaintenanceJob } from '../queues/maintenance.queue';
 import type { AnchorSigner, AuditTrail } from '../models/audit-trail';
 import { enqueueAuditEvent, type AuditJob } from '../queues/audit.queue';
+import { ensureJob } from '../queues/job-options';
 import { QUEUE_NAMES } from '../queues/names';
 import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../queues/stripe-events.queue';
+import { enqueueRefund, refundJobId, type RefundJob } from '../queues/refunds.queue';
+import { releaseOrphanedHolds } from '../models/refund-ledger.model';
 
 export interface MaintenanceDeps {
-  models: Pick<Models, 'Payment' | 'WebhookEvent'>;
+  models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'>;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
+  refundsQueue: Queue<RefundJob>;
   auditQueue: Queue<AuditJob>;
   auditTrail: Pick<AuditTrail, 'anchorHeads' | 'purgeBefore'>;
   anchorSigner: AnchorSigner;
@@ -27,23 +31,6 @@ export interface SweepResult {
 }
 
 const SWEEP_BATCH = 500;
-const LIVE_JOB_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-children']);
-
-/**
- * Makes sure a job exists for work that is not finished: leaves a live job
- * alone, retries a finished one, adds a missing one. Returns whether it acted.
- */
-async function ensureJob(queue: Queue, jobId: string, add: () => Promise<void>): Promise<boolean> {
-  const job = await queue.getJob(jobId);
-  const state = job ? await job.getState() : 'missing';
-  if (LIVE_JOB_STATES.has(state)) return false;
-  if (job && (state === 'completed' || state === 'failed')) {
-    await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
-  } else {
-    await add();
-  }
-  return true;
-}
 
 /**
  * The outbox sweep: anything left unfinished for longer than `staleAfterMs`
@@ -51,9 +38,12 @@ async function ensureJob(queue: Queue, jobId: string, add: () => Promise<void>):
  * a Redis outage, whose retries ran out during a gateway outage, or that waits
  * on a gateway decision (the charge worker then re-reads the intent); and a
  * stored Stripe event whose enqueue failed when Stripe does not deliver it again.
+ * Refunds likewise (when given their queue), and a refund hold whose request
+ * stopped before writing the refund is released.
  */
 export async function sweepOutbox(
-  deps: Pick<MaintenanceDeps, 'models' | 'chargesQueue' | 'stripeEventsQueue' | 'logger' | 'staleAfterMs' | 'now'>,
+  deps: Pick<MaintenanceDeps, 'models' | 'chargesQueue' | 'stripeEventsQueue' | 'logger' | 'staleAfterMs' | 'now'> &
+    Partial<Pick<MaintenanceDeps, 'refundsQueue'>>,
 ): Promise<SweepResult> {
   const cutoff = new Date((deps.now?.() ?? new Date()).getTime() - deps.staleAfterMs);
   const [payments, events] = await Promise.all([
@@ -64,7 +54,7 @@ export async function sweepOutbox(
       .sort({ updatedAt: 1 })
       .limit(SWEEP_BATCH)
       .lean(),
-    deps.models.WebhookEvent.find({ status: 'received', receivedAt: { $lt: cutoff } }, { _id: 1 })
+    deps.models.WebhookEvent.find({ status: 'received', receivedAt: { $lt: cutoff } }, { _id: 1, replays: 1 })
       .sort({ receivedAt: 1 })
       .limit(SWEEP_BATCH)
       .lean(),
@@ -78,12 +68,34 @@ export async function sweepOutbox(
     if (acted) requeued += 1;
   }
   for (const event of events) {
-    const acted = await ensureJob(deps.stripeEventsQueue, stripeEventJobId(event._id), () =>
-      enqueueStripeEvent(deps.stripeEventsQueue, { eventId: event._id }),
+    // A replayed event (ops reset it to received) has a job of its own per replay: the same id the replay used.
+    const replays = event.replays ?? 0;
+    const acted = await ensureJob(deps.stripeEventsQueue, stripeEventJobId(event._id, replays), () =>
+      enqueueStripeEvent(deps.stripeEventsQueue, { eventId: event._id }, replays),
     );
     if (acted) requeued += 1;
   }
-  const examined = payments.length + events.length;
+  let refundsExamined = 0;
+  const { refundsQueue } = deps;
+  if (refundsQueue) {
+    const refunds = await deps.models.Refund.find(
+      { status: { $in: ['queued', 'processing'] }, updatedAt: { $lt: cutoff } },
+      { requestId: 1 },
+    )
+      .sort({ updatedAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean();
+    refundsExamined = refunds.length;
+    for (const refund of refunds) {
+      const acted = await ensureJob(refundsQueue, refundJobId(refund._id), () =>
+        enqueueRefund(refundsQueue, { refundId: refund._id, requestId: refund.requestId }),
+      );
+      if (acted) requeued += 1;
+    }
+  }
+  const holds = await releaseOrphanedHolds(deps.models, cutoff);
+  if (holds.released > 0) deps.logger.info({ released: holds.released }, 'outbox sweep released orphaned refund holds');
+  const examined = payments.length + events.length + refundsExamined + holds.examined;
   if (requeued > 0) deps.logger.info({ examined, requeued }, 'outbox sweep re-enqueued stale work');
   return { examined, requeued };
 }

@@ -7,60 +7,30 @@ import {
   type PaymentIntentEventType,
 } from '../domain/payment-transitions';
 import type { PaymentStatus } from '../domain/payment-status';
-import type { Models } from '../models';
-import { isShreddedDataError, type FieldEncryption } from '../models/encryption';
+import { DISPUTE_EVENT_TYPES } from '../domain/dispute-transitions';
+import { isShreddedDataError } from '../models/encryption';
 import type { PaymentRecord } from '../models/payment.model';
 import type { WebhookEventRecord, WebhookEventStatus } from '../models/webhook-event.model';
-import type { Logger } from '../platform/logger';
-import type { AuditEventInput } from '../queues/audit.queue';
 import { QUEUE_NAMES } from '../queues/names';
-import { stripeEventJobSchema, type StripeEventJob } from '../queues/stripe-events.queue';
-
-export interface StripeEventDeps {
-  models: Pick<Models, 'Payment' | 'WebhookEvent'>;
-  encryption: Pick<FieldEncryption, 'encrypt'>;
-  enqueueAudit: (event: AuditEventInput) => Promise<void>;
-  logger: Logger;
-}
+import { replayKey, stripeEventJobSchema, type StripeEventJob } from '../queues/stripe-events.queue';
+import { applyDisputeEvent } from './stripe-events/dispute-events';
+import { REFUND_EVENT_HANDLERS } from './stripe-events/refund-events';
+import {
+  MAX_DECISIONS,
+  PAYMENT_ID,
+  paymentOutcome,
+  STRIPE_EVENTS_ACTOR,
+  type EventOutcome,
+  type StripeEventDeps,
+  type StripeEventHandler,
+} from './stripe-events/handler';
+import { applySetupIntentSucceeded } from './stripe-events/setup-intent-events';
 
 export interface StripeEventResult {
   eventId: string;
   status: WebhookEventStatus;
   reason?: string;
 }
-
-/**
- * What one event did. `resource` is the record it concerned (audited as the
- * event's resource); `officeId` scopes the audit event to that record's office.
- */
-export interface EventOutcome {
-  status: 'applied' | 'ignored';
-  reason: string;
-  resource?: { type: string; id: string };
-  officeId?: string;
-  /** Set when the resource is a payment (kept on the inbox row for ops). */
-  paymentId?: string;
-}
-
-/**
- * Applies one event type to our records. Must be idempotent: it may run again
- * after a crash (or a replay), so it moves records with conditional updates and
- * derives any audit event id from `auditKey`.
- */
-export type StripeEventHandler = (context: {
-  row: WebhookEventRecord;
-  /** `data.object` of the event as Stripe sent it. */
-  object: Record<string, unknown>;
-  /** Unique per event and replay: the base of audit event ids. */
-  auditKey: string;
-  job: Job<StripeEventJob>;
-  deps: StripeEventDeps;
-}) => Promise<EventOutcome>;
-
-const PAYMENT_ID = /^pay_[0-9A-Z]{26}$/;
-const ACTOR = { type: 'system' as const, id: 'stripe-events-worker' };
-// Losing a race to another event for the same payment means deciding again on the new state.
-const MAX_DECISIONS = 5;
 
 /** The parts of a PaymentIntent (as Stripe sends it in `data.object`) that are read here. */
 interface IntentObject {
@@ -120,7 +90,7 @@ export async function processStripeEvent(job: Job<StripeEventJob>, deps: StripeE
 
   const object = event.data?.object;
   const handler = Object.prototype.hasOwnProperty.call(HANDLERS, row.type) ? HANDLERS[row.type] : undefined;
-  const auditKey = row.replays > 0 ? `${row._id}-replay-${row.replays}` : row._id;
+  const auditKey = replayKey(row._id, row.replays);
   // Types without a handler are acknowledged and recorded.
   const outcome: EventOutcome = handler
     ? await handler({
@@ -139,18 +109,6 @@ export async function processStripeEvent(job: Job<StripeEventJob>, deps: StripeE
   );
   return { eventId, status: outcome.status, reason: outcome.reason };
 }
-
-const paymentOutcome = (status: EventOutcome['status'], reason: string, payment?: PaymentRecord): EventOutcome => ({
-  status,
-  reason,
-  ...(payment
-    ? {
-        resource: { type: 'payment', id: payment._id },
-        paymentId: payment._id,
-        ...(payment.officeId ? { officeId: payment.officeId } : {}),
-      }
-    : {}),
-});
 
 const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, deps }) => {
   const type = row.type as PaymentIntentEventType;
@@ -174,6 +132,8 @@ const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, d
       // This event's own earlier attempt applied the transition, then stopped before marking the row.
       const pending = round === 0 ? row.pending : undefined;
       if (pending && pending.paymentId === paymentId && pending.to === payment.status) {
+        // Its outcome audit event may not have been sent; the id is deterministic, so sending it again is safe.
+        await auditPaymentOutcome(payment, job, deps);
         return paymentOutcome('applied', `${pending.from}_to_${pending.to}`, payment);
       }
       return paymentOutcome('ignored', decision.reason, payment);
@@ -190,8 +150,7 @@ const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, d
       { new: true },
     ).lean();
     if (applied) {
-      const outcomeEvent = paymentOutcomeEvent(applied, job.id);
-      if (outcomeEvent) await deps.enqueueAudit({ ...outcomeEvent, actor: ACTOR });
+      await auditPaymentOutcome(applied, job, deps);
       return paymentOutcome('applied', `${decision.from}_to_${decision.to}`, applied);
     }
   }
@@ -199,9 +158,17 @@ const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, d
   throw new Error(`payment ${paymentId} kept changing while applying stripe event ${row._id}`);
 };
 
+async function auditPaymentOutcome(payment: PaymentRecord, job: Job<StripeEventJob>, deps: StripeEventDeps) {
+  const outcomeEvent = paymentOutcomeEvent(payment, job.id);
+  if (outcomeEvent) await deps.enqueueAudit({ ...outcomeEvent, actor: STRIPE_EVENTS_ACTOR });
+}
+
 /** Event type → handler. Refunds, disputes and setup intents add theirs here. */
 const HANDLERS: Readonly<Record<string, StripeEventHandler>> = {
   ...Object.fromEntries(Object.keys(PAYMENT_INTENT_EVENT_TARGETS).map((type) => [type, applyPaymentIntentEvent])),
+  ...Object.fromEntries(DISPUTE_EVENT_TYPES.map((type) => [type, applyDisputeEvent])),
+  'setup_intent.succeeded': applySetupIntentSucceeded,
+  ...REFUND_EVENT_HANDLERS,
 };
 
 async function transitionUpdate(
@@ -255,7 +222,7 @@ async function auditOutcome(
     ...(officeId ? { officeId } : {}),
     action,
     outcome: 'success',
-    actor: ACTOR,
+    actor: STRIPE_EVENTS_ACTOR,
     resource: outcome.resource ?? { type: 'webhook_event', id: row._id },
     reason: outcome.reason,
     ...(job.id ? { jobId: job.id } : {}),

@@ -5,28 +5,25 @@ import { paymentRequestedEvent } from '../../domain/payment-audit';
 import { IDEMPOTENCY_KEY_PATTERN, paymentRequestHash, paymentRequestSchema } from '../../domain/payment-request';
 import type { Models } from '../../models';
 import type { PaymentRecord } from '../../models/payment.model';
+import { refundableAmount, refundTotals, type RefundTotals } from '../../models/refund-ledger.model';
 import { PAYMENT_STATUSES } from '../../domain/payment-status';
-import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueCharge } from '../../queues/charges.queue';
 import type { Queues } from '../../queues';
-import { withDeadline } from '../../platform/deadline';
 import type { FieldEncryption } from '../../models/encryption';
 import type { AccessGuard } from '../access-guard';
-import { sealRequestContext } from '../audit-context';
+import { enqueueRecordedIntent } from '../enqueue';
 import { ApiError } from '../errors';
 import { parse, scopeIdSchema } from '../validation';
 import { isDuplicateKeyError } from '../../models/errors';
 
 export interface PaymentRouteDeps {
-  models: Pick<Models, 'Company' | 'Payment'>;
+  models: Pick<Models, 'Company' | 'Payment' | 'RefundLedger'>;
   queues: Pick<Queues, 'charges' | 'audit'>;
   maxAmount: number;
   authorize: AccessGuard['authorize'];
   authorizeList: AccessGuard['authorizeList'];
   encryption: Pick<FieldEncryption, 'encrypt'>;
 }
-
-const ENQUEUE_DEADLINE_MS = 3_000;
 
 const companyParams = z.object({ companyId: scopeIdSchema }).strict();
 const listQuery = z
@@ -46,8 +43,8 @@ const listQuery = z
   .strict();
 const paymentParams = companyParams.extend({ paymentId: z.string().regex(/^pay_[0-9A-Z]{26}$/) }).strict();
 
-/** What the upstream app sees of a payment: status, amounts, the failure reason, and what 3-D Secure needs. */
-function presentPayment(payment: PaymentRecord) {
+/** What the upstream app sees of a payment: status, amounts, the failure reason, what 3-D Secure needs, any dispute. */
+function presentPayment(payment: PaymentRecord, refunds?: RefundTotals) {
   return {
     id: payment._id,
     status: payment.status,
@@ -67,37 +64,49 @@ function presentPayment(payment: PaymentRecord) {
     ...(payment.status === 'requires_action' && payment.action
       ? { nextAction: { type: payment.action.nextActionType, clientSecret: String(payment.action.clientSecret) } }
       : {}),
+    ...(payment.dispute
+      ? {
+          dispute: {
+            id: payment.dispute.stripeDisputeId,
+            status: payment.dispute.status,
+            amount: payment.dispute.amount,
+            currency: payment.dispute.currency,
+            reason: payment.dispute.reason,
+            openedAt: payment.dispute.openedAt.toISOString(),
+            ...(payment.dispute.closedAt ? { closedAt: payment.dispute.closedAt.toISOString() } : {}),
+            ...(payment.dispute.outcome ? { outcome: payment.dispute.outcome } : {}),
+          },
+        }
+      : {}),
+    ...(refunds ? presentRefunds(payment, refunds) : {}),
     createdAt: payment.createdAt.toISOString(),
     updatedAt: payment.updatedAt.toISOString(),
   };
 }
 
+/**
+ * Refund money of a succeeded payment (on GET of one payment): confirmed refunds, what refunds in flight or done
+ * hold, what is left, and (once Stripe reported it) Stripe's own total, which includes refunds made outside this API.
+ */
+function presentRefunds(payment: PaymentRecord, refunds: RefundTotals) {
+  return {
+    refundedAmount: refunds.refunded,
+    refundReservedAmount: refunds.reserved,
+    refundableAmount: refundableAmount(payment.amount, refunds),
+    ...(refunds.gatewayRefunded !== undefined ? { gatewayRefundedAmount: refunds.gatewayRefunded } : {}),
+  };
+}
+
 export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDeps): void {
-  const { Company, Payment } = deps.models;
+  const { Company, Payment, RefundLedger } = deps.models;
   const bodySchema = paymentRequestSchema(deps.maxAmount);
 
-  /** Both enqueues are idempotent (job ids from business keys), so a retry or the sweep may repeat them. */
-  async function enqueuePayment(payment: PaymentRecord, request: FastifyRequest): Promise<void> {
-    const sealed = await sealRequestContext(request, payment.companyId, deps.encryption);
-    try {
-      // BullMQ waits for a connection that may never come; the caller gets an answer instead.
-      await withDeadline(
-        Promise.all([
-          enqueueCharge(deps.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
-          enqueueAuditEvent(deps.queues.audit, { ...paymentRequestedEvent(payment), sealed }),
-        ]),
-        ENQUEUE_DEADLINE_MS,
-        'enqueue',
-      );
-    } catch {
-      // The intent is recorded as queued; the outbox sweep enqueues it once Redis is back.
-      throw new ApiError(
-        503,
-        'queue_unavailable',
-        'the payment was recorded but could not be queued; retry with the same Idempotency-Key',
-      );
-    }
-  }
+  const enqueuePayment = (payment: PaymentRecord, request: FastifyRequest) =>
+    enqueueRecordedIntent(request, deps, {
+      what: 'payment',
+      audit: paymentRequestedEvent(payment),
+      enqueueJob: () => enqueueCharge(deps.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
+    });
 
   app.post('/v1/companies/:companyId/payments', { bodyLimit: 16 * 1024 }, async (request, reply) => {
     const { companyId } = parse(companyParams, request.params);
@@ -161,7 +170,8 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
       resource: { type: 'payment', id: paymentId },
     });
     if (!payment) throw new ApiError(404, 'payment_not_found', 'no such payment');
-    return presentPayment(payment);
+    const refunds = payment.status === 'succeeded' ? await refundTotals(RefundLedger, payment._id) : undefined;
+    return presentPayment(payment, refunds);
   });
 
   app.get('/v1/companies/:companyId/payments', async (request) => {
@@ -176,7 +186,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
       .sort({ _id: -1 })
       .limit(query.limit + 1)
       .lean();
-    const items = page.slice(0, query.limit).map(presentPayment);
+    const items = page.slice(0, query.limit).map((payment) => presentPayment(payment));
     return { items, nextCursor: page.length > query.limit ? items[items.length - 1]?.id : null };
   });
 }

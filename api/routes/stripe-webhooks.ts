@@ -10,7 +10,7 @@ import { isShreddedDataError } from '../../models/encryption';
 import { isDuplicateKeyError } from '../../models/errors';
 import { loadPaymentLevels, type PaymentTarget } from '../../models/payment-config';
 import { isFinishedWebhookEvent } from '../../models/webhook-event.model';
-import { withDeadline } from '../../platform/deadline';
+import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
 import type { Queues } from '../../queues';
 import { enqueueAuditEvent, type AuditEventInput } from '../../queues/audit.queue';
 import { enqueueStripeEvent, STRIPE_EVENT_ID } from '../../queues/stripe-events.queue';
@@ -31,7 +31,6 @@ export const STRIPE_WEBHOOK_ROUTE = '/v1/webhooks/stripe/:configId';
 export const SIGNATURE_TOLERANCE_SECONDS = 300;
 // Payment events are a few KB; some Stripe objects (invoices with many lines) are far larger.
 const WEBHOOK_BODY_LIMIT = 512 * 1024;
-const ENQUEUE_DEADLINE_MS = 3_000;
 /**
  * Rejected deliveries audited per source address, endpoint and reason each minute;
  * beyond that they are only logged. Stripe itself is never rejected, so this only
@@ -206,6 +205,8 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
       const log = request.log.child({ stripeEventId: event.id, stripeEventType: event.type, companyId });
 
       let enqueue = true;
+      // A redelivery while a replay is pending must name the replay's job, not start a second one.
+      let replays = 0;
       try {
         await models.WebhookEvent.create({
           _id: event.id,
@@ -220,10 +221,11 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
         });
       } catch (error) {
         if (!isDuplicateKeyError(error)) throw error;
-        const stored = await models.WebhookEvent.findById(event.id, { status: 1, companyId: 1 }).lean();
+        const stored = await models.WebhookEvent.findById(event.id, { status: 1, companyId: 1, replays: 1 }).lean();
         if (!stored) throw error;
         // A finished event is only acknowledged; an unfinished one is enqueued again (same job id: no double work).
         enqueue = stored.companyId === companyId && !isFinishedWebhookEvent(stored.status);
+        replays = stored.replays ?? 0;
         if (stored.companyId !== companyId) log.warn('stripe event already stored for another company; not enqueued');
         log.info({ status: stored.status }, 'stripe event redelivered');
       }
@@ -231,7 +233,7 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
       try {
         await withDeadline(
           Promise.all([
-            enqueue ? enqueueStripeEvent(deps.queues['stripe-events'], { eventId: event.id }) : undefined,
+            enqueue ? enqueueStripeEvent(deps.queues['stripe-events'], { eventId: event.id }, replays) : undefined,
             // One receipt per event, whichever delivery records it.
             audit(request, {
               eventId: transitionEventId('webhook.received', event.id),

@@ -7,8 +7,10 @@ import { waitFor } from '../support/harness';
 import { startApi } from '../../api/main';
 import { REJECTIONS_AUDITED_PER_MINUTE } from '../../api/routes/stripe-webhooks';
 import { closeQueues, createQueues } from '../../queues';
+import { enqueueStripeEvent } from '../../queues/stripe-events.queue';
 import { sweepOutbox } from '../../workers/maintenance.worker';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { configureStripeWebhooks, stripeEventEnvelope } from '../support/stripe-events';
 
 let system: InProcessSystem;
 let companyId: string;
@@ -24,7 +26,7 @@ type EventType =
   | 'payment_intent.succeeded'
   | 'payment_intent.payment_failed'
   | 'payment_intent.canceled'
-  | 'charge.refunded';
+  | 'customer.created';
 
 const INTENT_STATUS: Record<string, string> = {
   'payment_intent.processing': 'processing',
@@ -50,17 +52,12 @@ function stripeEvent(type: EventType, paymentId: string, created = Math.floor(Da
         ? { code: 'card_declined', decline_code: 'insufficient_funds', message: 'Your card has insufficient funds.' }
         : null,
   };
-  return {
-    id: `evt_${ulid()}`,
-    object: 'event',
-    api_version: '2025-08-27.basil',
-    created,
-    livemode: false,
-    pending_webhooks: 1,
-    request: { id: null, idempotency_key: null },
+  return stripeEventEnvelope(
+    `evt_${ulid()}`,
     type,
-    data: { object: type === 'charge.refunded' ? { id: 'ch_1', object: 'charge' } : intent },
-  };
+    type === 'customer.created' ? { id: 'cus_1', object: 'customer' } : intent,
+    created,
+  );
 }
 
 async function deliver(
@@ -141,21 +138,9 @@ beforeAll(async () => {
   system = await startInProcessSystem('stripe_webhooks');
   companyId = await createCompany(system.ctx.db, { name: 'Harbor Clinic' });
   admin = await system.token(companyId, ['company_admin'], { subject: 'usr-admin' });
-  const configure = async (method: string, path: string, body: unknown) => {
-    const response = await fetch(`${system.url}/v1/companies/${companyId}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    expect(response.status).toBeLessThan(300);
-  };
-  await configure('PUT', '/payment-config', {
-    mode: 'company',
-    credentials: { secretKey: 'sk_test_51HarborSecretKey0001', webhookSigningSecrets: WEBHOOK_SECRETS },
-  });
-  await configure('POST', '/payment-config/attestation', {
-    status: 'exempt_1179',
-    rationale: 'Stripe processes payments only; it receives amounts and opaque ids, never PHI (HIPAA section 1179).',
+  await configureStripeWebhooks(system, companyId, admin, {
+    secretKey: 'sk_test_51HarborSecretKey0001',
+    webhookSigningSecrets: WEBHOOK_SECRETS,
   });
 });
 
@@ -422,11 +407,49 @@ describe('receiving Stripe webhooks', () => {
     expect(payment?.failure).toBeUndefined();
   });
 
+  it('finishes an event whose earlier attempt moved the payment but crashed before auditing it', async () => {
+    // The state a crash leaves: the transition written (and announced in `pending`), the row not yet finished.
+    const paymentId = await newPayment('succeeded');
+    const event = stripeEvent('payment_intent.succeeded', paymentId);
+    await inbox().create({
+      _id: event.id,
+      companyId,
+      type: event.type,
+      livemode: false,
+      created: new Date(event.created * 1000),
+      receivedAt: new Date(),
+      status: 'received',
+      pending: { paymentId, from: 'processing', to: 'succeeded' },
+      payload: await system.ctx.db.encryption.encrypt(companyId, JSON.stringify(event)),
+    });
+    const queues = createQueues(system.ctx.redis, system.ctx.config.queuePrefix);
+    try {
+      await enqueueStripeEvent(queues['stripe-events'], { eventId: event.id });
+    } finally {
+      await closeQueues(queues);
+    }
+    expect(await finished(event.id)).toMatchObject({
+      status: 'applied',
+      outcome: { reason: 'processing_to_succeeded' },
+    });
+    const succeeded = await waitFor(
+      () =>
+        system.ctx.db.models.AuditEvent.find({
+          companyId,
+          action: 'payment.succeeded',
+          'resource.id': paymentId,
+        }).lean(),
+      (events) => events.length === 1,
+      { what: 'the payment.succeeded audit event the crash lost' },
+    );
+    expect(succeeded[0]).toMatchObject({ outcome: 'success' });
+  });
+
   it('acknowledges and ignores unhandled types, unknown payments and other companies’ payments', async () => {
     const otherCompany = await createCompany(system.ctx.db, { name: 'Other Clinic' });
     const foreign = await newPayment('processing', otherCompany);
     const cases = [
-      [stripeEvent('charge.refunded', `pay_${ulid()}`), 'unhandled_type'],
+      [stripeEvent('customer.created', `pay_${ulid()}`), 'unhandled_type'],
       [stripeEvent('payment_intent.succeeded', `pay_${ulid()}`), 'payment_not_found'],
       [stripeEvent('payment_intent.succeeded', foreign), 'company_mismatch'],
     ] as const;

@@ -3,11 +3,14 @@ import Stripe from 'stripe';
 import {
   GatewayError,
   type CreateIntentInput,
+  type CreateRefundInput,
   type GatewayCredentials,
   type GatewayIntent,
   type GatewayIntentStatus,
+  type GatewayRefund,
   type PaymentGateway,
 } from '../../domain/payment-gateway';
+import { isGatewayRefundStatus } from '../../domain/refund-status';
 import type { StripeEndpoint } from '../../platform/config';
 
 export interface StripeGatewayOptions {
@@ -36,6 +39,9 @@ export function classifyStripeError(error: unknown): GatewayError {
     case 'StripePermissionError':
       return new GatewayError('permanent', 'payment_config_invalid', 'the gateway refused the configured credentials');
     case 'StripeIdempotencyError':
+      // 409: an earlier attempt with this key is still running at Stripe (we timed out first); ask again later.
+      if (error.statusCode === 409)
+        return new GatewayError('transient', 'idempotent_request_in_progress', error.message);
       return new GatewayError('permanent', 'idempotency_conflict', error.message);
     case 'StripeRateLimitError':
       return new GatewayError('transient', 'rate_limited', error.message);
@@ -62,6 +68,16 @@ function toGatewayIntent(intent: Stripe.PaymentIntent): GatewayIntent {
           message: lastError.message ?? 'the payment failed',
         }
       : undefined,
+  };
+}
+
+function toGatewayRefund(refund: Stripe.Refund): GatewayRefund {
+  return {
+    id: refund.id,
+    // A status Stripe adds later (or none) is treated as still pending: only a known final status settles a refund.
+    status: isGatewayRefundStatus(refund.status) ? refund.status : 'pending',
+    amount: refund.amount,
+    ...(refund.failure_reason ? { failureReason: refund.failure_reason } : {}),
   };
 }
 
@@ -134,5 +150,31 @@ export class StripeGateway implements PaymentGateway {
   async retrievePaymentIntent(credentials: GatewayCredentials, intentId: string): Promise<GatewayIntent> {
     const intent = await this.call(() => this.client(credentials).paymentIntents.retrieve(intentId));
     return toGatewayIntent(intent);
+  }
+
+  async createRefund(credentials: GatewayCredentials, input: CreateRefundInput): Promise<GatewayRefund> {
+    const refund = await this.call(() =>
+      this.client(credentials).refunds.create(
+        {
+          payment_intent: input.paymentIntentId,
+          amount: input.amount,
+          reason: input.reason,
+          metadata: input.metadata,
+        },
+        { idempotencyKey: input.idempotencyKey },
+      ),
+    );
+    return toGatewayRefund(refund);
+  }
+
+  async findRefund(
+    credentials: GatewayCredentials,
+    input: { paymentIntentId: string; refundId: string },
+  ): Promise<GatewayRefund | undefined> {
+    const page = await this.call(() =>
+      this.client(credentials).refunds.list({ payment_intent: input.paymentIntentId, limit: 100 }),
+    );
+    const found = page.data.find((refund) => refund.metadata?.refund_id === input.refundId);
+    return found ? toGatewayRefund(found) : undefined;
   }
 }

@@ -1,0 +1,163 @@
+import { ZodError, z } from 'zod';
+import { transitionEventId } from '../domain/audit-actions';
+import { ENQUEUE_DEADLINE_MS, withDeadline } from '../platform/deadline';
+import type { Queues } from '../queues';
+import { enqueueAuditEvent, type AuditEventInput } from '../queues/audit.queue';
+import { enqueueStripeEvent, replayKey, STRIPE_EVENT_ID, stripeEventJobId } from '../queues/stripe-events.queue';
+import { ensureJob } from '../queues/job-options';
+import type { Models } from './index';
+import { isFinishedWebhookEvent, type WebhookEventRecord } from './webhook-event.model';
+
+export interface WebhookReplayDeps {
+  models: Pick<Models, 'Company' | 'WebhookEvent'>;
+  queues: Pick<Queues, 'stripe-events' | 'audit'>;
+}
+
+/** Why ops replay an event: a reason code, since the audit trail takes no free text. */
+export const replayReasonSchema = z.string().regex(/^[a-z0-9_]{3,64}$/, 'a reason code (a-z, 0-9, _), not free text');
+
+export interface WebhookReplayRequest {
+  companyId: string;
+  eventId: string;
+  reason: string;
+  actor: AuditEventInput['actor'];
+  /** Where the request came from (api): called only once the company is known not to be shredded. */
+  origin?: {
+    requestId?: string;
+    route?: string;
+    seal?: () => Promise<AuditEventInput['sealed']>;
+  };
+}
+
+export type WebhookReplayResult =
+  | { outcome: 'not_found' }
+  | { outcome: 'shredded' }
+  | {
+      outcome: 'queued';
+      event: { id: string; status: 'received'; replays: number };
+      /** false: the event was not processed yet, so it was only given a job. */
+      reset: boolean;
+    };
+
+/** The row is `received` (reset, or never processed) but its job or audit event could not be queued (Redis down). */
+export class WebhookReplayNotQueuedError extends Error {
+  constructor(
+    readonly eventId: string,
+    options: { cause: unknown },
+  ) {
+    super(`webhook event ${eventId} is ready for replay but could not be queued`, options);
+    this.name = 'WebhookReplayNotQueuedError';
+  }
+}
+
+// Nothing here needs the payload; reading it would decrypt it (and fail for a shredded company).
+const WITHOUT_PAYLOAD = { payload: 0 } as const;
+// Losing the reset to a concurrent replay (or to the worker) means reading the row again.
+const MAX_ROUNDS = 3;
+
+type ReplayRow = Pick<WebhookEventRecord, '_id' | 'officeId' | 'status' | 'replays' | 'outcome'>;
+
+/**
+ * Replays a stored Stripe event of `companyId`. A finished one (applied, ignored,
+ * failed) is reset to `received` with `replays` incremented, in one update
+ * conditional on the state just read (so of concurrent replays one resets it),
+ * then a job of its own is queued (`stripe-event-<id>-replay-<n>`) and
+ * `webhook.replayed` audited (id from the event and replay number, so a retry
+ * records it once). One still `received` is not reset: it only gets a job if it
+ * has none. If the process dies after the reset, the outbox sweep queues the row
+ * under the same job id. Another company's event is `not_found`, like an unknown one.
+ */
+export async function replayWebhookEvent(
+  deps: WebhookReplayDeps,
+  request: WebhookReplayRequest,
+): Promise<WebhookReplayResult> {
+  const { companyId, eventId } = request;
+  // Checked before anything changes: a bad reason would otherwise fail the audit event after the reset.
+  if (!STRIPE_EVENT_ID.test(eventId)) throw new Error(`"${eventId}" is not a Stripe event id`);
+  replayReasonSchema.parse(request.reason);
+  const { Company, WebhookEvent } = deps.models;
+
+  const company = await Company.findById(companyId, { shreddedAt: 1 }).lean();
+  if (!company) return { outcome: 'not_found' };
+  // Its events could only fail again, and sealing the audit context would give it a new data key.
+  if (company.shreddedAt) return { outcome: 'shredded' };
+  const sealed = await request.origin?.seal?.();
+
+  for (let round = 0; round < MAX_ROUNDS; round += 1) {
+    const row: ReplayRow | null = await WebhookEvent.findOne({ _id: eventId, companyId }, WITHOUT_PAYLOAD).lean();
+    if (!row) return { outcome: 'not_found' };
+    if (row.status === 'failed' && row.outcome?.reason === 'data_shredded') return { outcome: 'shredded' };
+    const replays = row.replays ?? 0;
+    if (!isFinishedWebhookEvent(row.status)) {
+      await queueReplay(deps, request, sealed, { ...row, replays }, []);
+      return { outcome: 'queued', event: { id: eventId, status: 'received', replays }, reset: false };
+    }
+
+    // Rows stored before replays existed have no counter yet.
+    const reset = await WebhookEvent.updateOne(
+      { _id: eventId, companyId, status: row.status, replays: row.replays ?? { $exists: false } },
+      {
+        $set: { status: 'received' },
+        $inc: { replays: 1 },
+        $unset: { pending: 1, outcome: 1, processedAt: 1 },
+      },
+    );
+    if (reset.modifiedCount === 1) {
+      await queueReplay(deps, request, sealed, { ...row, replays: replays + 1 }, [
+        { field: 'status', before: row.status, after: 'received' },
+        { field: 'outcome.reason', before: row.outcome?.reason ?? null, after: null },
+        { field: 'replays', before: String(replays), after: String(replays + 1) },
+      ]);
+      return { outcome: 'queued', event: { id: eventId, status: 'received', replays: replays + 1 }, reset: true };
+    }
+  }
+  throw new Error(`webhook event ${eventId} kept changing while being replayed`);
+}
+
+/**
+ * Queues the row's job and the `webhook.replayed` event together. Both ids are
+ * deterministic, so a retry (or the sweep) adds nothing twice; for a row that
+ * was still `received`, this records a replay cut short before it was audited.
+ */
+async function queueReplay(
+  deps: WebhookReplayDeps,
+  request: WebhookReplayRequest,
+  sealed: AuditEventInput['sealed'],
+  row: ReplayRow & { replays: number },
+  changes: NonNullable<AuditEventInput['changes']>,
+): Promise<void> {
+  const queue = deps.queues['stripe-events'];
+  const { replays } = row;
+  const audit: AuditEventInput = {
+    eventId: transitionEventId('webhook.replayed', replayKey(row._id, replays)),
+    companyId: request.companyId,
+    ...(row.officeId ? { officeId: row.officeId } : {}),
+    action: 'webhook.replayed',
+    outcome: 'success',
+    actor: request.actor,
+    resource: { type: 'webhook_event', id: row._id },
+    reason: request.reason,
+    permission: 'webhook_events:replay',
+    ...(changes.length > 0 ? { changes } : {}),
+    ...(request.origin?.requestId ? { requestId: request.origin.requestId } : {}),
+    ...(request.origin?.route ? { route: request.origin.route } : {}),
+    ...(sealed ? { sealed } : {}),
+    occurredAt: new Date().toISOString(),
+  };
+  try {
+    await withDeadline(
+      Promise.all([
+        ensureJob(queue, stripeEventJobId(row._id, replays), () =>
+          enqueueStripeEvent(queue, { eventId: row._id }, replays),
+        ),
+        enqueueAuditEvent(deps.queues.audit, audit),
+      ]),
+      ENQUEUE_DEADLINE_MS,
+      'replay enqueue',
+    );
+  } catch (error) {
+    // An event that does not fit the audit schema is a bug, not an outage.
+    if (error instanceof ZodError) throw error;
+    throw new WebhookReplayNotQueuedError(row._id, { cause: error });
+  }
+}

@@ -1,0 +1,431 @@
+import { Binary } from 'mongodb';
+import Stripe from 'stripe';
+import { ulid } from 'ulid';
+import type { DisputeStatus } from '../../domain/dispute-transitions';
+import { createCompany } from '../../models/companies';
+import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
+import { waitFor } from '../support/harness';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { stripeEventEnvelope } from '../support/stripe-events';
+
+let system: InProcessSystem;
+let companyId: string;
+let admin: string;
+
+const stripe = new Stripe('sk_test_unused');
+const WEBHOOK_SECRET = 'whsec_DisputeWebhookSecret0001';
+const STRIPE_CUSTOMER = 'cus_DisputeTestCustomer01';
+const PAYMENT_METHOD = 'pm_1SavedCardForRenewals';
+
+type DisputeEventType = 'charge.dispute.created' | 'charge.dispute.updated' | 'charge.dispute.closed';
+
+const envelope = (type: string, object: Record<string, unknown>, created?: number) =>
+  stripeEventEnvelope(`evt_${ulid()}`, type, object, created);
+
+function disputeEvent(
+  type: DisputeEventType,
+  dispute: { id: string; intentId: string; created?: number },
+  status: DisputeStatus,
+  eventCreated?: number,
+) {
+  return envelope(
+    type,
+    {
+      id: dispute.id,
+      object: 'dispute',
+      amount: 1200,
+      currency: 'usd',
+      charge: `ch_${dispute.intentId.slice(3)}`,
+      payment_intent: dispute.intentId,
+      reason: 'product_not_received',
+      status,
+      created: dispute.created ?? Math.floor(Date.now() / 1000) - 3600,
+      evidence: { customer_name: null, uncategorized_text: null },
+      is_charge_refundable: false,
+      livemode: false,
+      metadata: {},
+    },
+    eventCreated,
+  );
+}
+
+function setupIntentEvent(metadata: Record<string, string>, intentId = `seti_${ulid()}`) {
+  return envelope('setup_intent.succeeded', {
+    id: intentId,
+    object: 'setup_intent',
+    customer: STRIPE_CUSTOMER,
+    payment_method: PAYMENT_METHOD,
+    status: 'succeeded',
+    usage: 'off_session',
+    livemode: false,
+    metadata,
+  });
+}
+
+async function deliver(event: object, configId = companyId) {
+  const payload = JSON.stringify(event);
+  const header = stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
+  const response = await fetch(`${system.url}/v1/webhooks/stripe/${configId}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': header },
+    body: payload,
+  });
+  return response.status;
+}
+
+/** A succeeded payment whose PaymentIntent Stripe knows, as the charges worker leaves it. */
+async function succeededPayment(company = companyId, officeId?: string) {
+  const intentId = `pi_${ulid()}`;
+  const payment = await system.ctx.db.models.Payment.create({
+    _id: `pay_${ulid()}`,
+    companyId: company,
+    ...(officeId ? { officeId } : {}),
+    idempotencyKey: `dp-${ulid()}`,
+    requestHash: 'b'.repeat(64),
+    amount: 1200,
+    currency: 'usd',
+    customer: STRIPE_CUSTOMER,
+    paymentMethod: 'pm_card_visa',
+    status: 'succeeded',
+    stripePaymentIntentId: intentId,
+    requestedBy: { type: 'service', id: 'svc-portal' },
+    requestId: `req_${ulid()}`,
+    attempts: 1,
+    completedAt: new Date(),
+  });
+  return { paymentId: payment._id, intentId };
+}
+
+async function finished(eventId: string) {
+  const row = await waitFor(
+    () => system.ctx.db.models.WebhookEvent.findById(eventId, { payload: 0 }).lean(),
+    (row) => Boolean(row && row.status !== 'received'),
+    { what: `stripe event ${eventId} to be processed` },
+  );
+  return row!;
+}
+
+async function deliverAndFinish(event: { id: string }) {
+  expect(await deliver(event)).toBe(200);
+  return finished(event.id);
+}
+
+async function viewPayment(paymentId: string) {
+  const response = await fetch(`${system.url}/v1/companies/${companyId}/payments/${paymentId}`, {
+    headers: { authorization: `Bearer ${admin}` },
+  });
+  expect(response.status).toBe(200);
+  return (await response.json()) as Record<string, any>;
+}
+
+const auditEvents = (filter: Record<string, unknown>) =>
+  system.ctx.db.models.AuditEvent.find({ companyId, ...filter }).lean();
+
+function shuffle<T>(items: T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
+}
+
+beforeAll(async () => {
+  system = await startInProcessSystem('stripe_disputes');
+  companyId = await createCompany(system.ctx.db, { name: 'Bayview Dental' });
+  admin = await system.token(companyId, ['company_admin'], { subject: 'usr-admin' });
+  const response = await fetch(`${system.url}/v1/companies/${companyId}/payment-config`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      mode: 'company',
+      credentials: { secretKey: 'sk_test_51BayviewSecretKey01', webhookSigningSecrets: [WEBHOOK_SECRET] },
+    }),
+  });
+  expect(response.status).toBeLessThan(300);
+});
+
+afterAll(async () => {
+  expect(system.ctx.logs.text).not.toContain(WEBHOOK_SECRET);
+  await system.close();
+});
+
+describe('charge disputes', () => {
+  it('records an opened dispute on the payment, shows it in the payment view and audits it', async () => {
+    const { paymentId, intentId } = await succeededPayment(companyId, 'off_east');
+    const dispute = { id: `dp_${ulid()}`, intentId };
+    const created = disputeEvent('charge.dispute.created', dispute, 'needs_response');
+    expect(await deliverAndFinish(created)).toMatchObject({
+      status: 'applied',
+      outcome: { reason: 'dispute_opened', paymentId },
+    });
+
+    const view = await viewPayment(paymentId);
+    expect(view.status).toBe('succeeded');
+    expect(view.dispute).toEqual({
+      id: dispute.id,
+      status: 'needs_response',
+      amount: 1200,
+      currency: 'usd',
+      reason: 'product_not_received',
+      openedAt: expect.any(String),
+    });
+
+    const updated = disputeEvent('charge.dispute.updated', dispute, 'under_review');
+    expect(await deliverAndFinish(updated)).toMatchObject({
+      status: 'applied',
+      outcome: { reason: 'dispute_under_review' },
+    });
+    expect((await viewPayment(paymentId)).dispute.status).toBe('under_review');
+
+    const audit = await waitFor(
+      () => auditEvents({ 'resource.id': paymentId }),
+      (events) =>
+        events.filter((e) => e.action === 'webhook.applied').length === 2 &&
+        events.some((e) => e.action === 'payment.disputed'),
+      { what: 'dispute audit events' },
+    );
+    const disputed = audit.filter((e) => e.action === 'payment.disputed');
+    expect(disputed).toHaveLength(1);
+    expect(disputed[0]).toMatchObject({
+      officeId: 'off_east',
+      outcome: 'success',
+      reason: 'product_not_received',
+      actor: { type: 'system', id: 'stripe-events-worker' },
+    });
+    expect(audit.some((e) => e.action === 'payment.dispute_closed')).toBe(false);
+  });
+
+  it.each([
+    ['won', 'won', 'success'],
+    ['lost', 'lost', 'failure'],
+  ] as const)(
+    'closes a dispute as %s for good: later events for it are recorded and ignored',
+    async (status, outcome, auditOutcome) => {
+      const { paymentId, intentId } = await succeededPayment();
+      const dispute = { id: `dp_${ulid()}`, intentId };
+      await deliverAndFinish(disputeEvent('charge.dispute.created', dispute, 'needs_response'));
+      const close = disputeEvent('charge.dispute.closed', dispute, status);
+      expect(await deliverAndFinish(close)).toMatchObject({
+        status: 'applied',
+        outcome: { reason: `dispute_${status}` },
+      });
+      const view = await viewPayment(paymentId);
+      expect(view.dispute).toMatchObject({ id: dispute.id, status, outcome, closedAt: expect.any(String) });
+
+      const late = [
+        [disputeEvent('charge.dispute.created', dispute, 'needs_response'), 'dispute_already_closed'],
+        [disputeEvent('charge.dispute.updated', dispute, 'under_review'), 'dispute_already_closed'],
+        [disputeEvent('charge.dispute.closed', dispute, status === 'won' ? 'lost' : 'won'), 'dispute_already_closed'],
+      ] as const;
+      for (const [event, reason] of late) {
+        expect(await deliverAndFinish(event)).toMatchObject({ status: 'ignored', outcome: { reason, paymentId } });
+      }
+      expect((await viewPayment(paymentId)).dispute).toEqual(view.dispute);
+
+      const audit = await waitFor(
+        () => auditEvents({ 'resource.id': paymentId }),
+        (events) =>
+          events.filter((e) => e.action === 'webhook.ignored').length === late.length &&
+          events.some((e) => e.action === 'payment.dispute_closed'),
+        { what: 'webhook.ignored audit events' },
+      );
+      const closedEvents = audit.filter((e) => e.action === 'payment.dispute_closed');
+      expect(closedEvents).toHaveLength(1);
+      expect(closedEvents[0]).toMatchObject({ outcome: auditOutcome, reason: status });
+      expect(audit.filter((e) => e.action === 'payment.disputed')).toHaveLength(1);
+    },
+  );
+
+  it('ends shuffled created/updated/closed deliveries closed, with the outcome of the closing event', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    for (const final of ['won', 'lost', 'won', 'lost'] as const) {
+      const { paymentId, intentId } = await succeededPayment();
+      const dispute = { id: `dp_${ulid()}`, intentId };
+      const events = shuffle([
+        disputeEvent('charge.dispute.created', dispute, 'needs_response', now - 40),
+        disputeEvent('charge.dispute.updated', dispute, 'needs_response', now - 30),
+        disputeEvent('charge.dispute.updated', dispute, 'under_review', now - 20),
+        disputeEvent('charge.dispute.closed', dispute, final, now - 10),
+      ]);
+      for (const event of events) await deliverAndFinish(event);
+      const view = await viewPayment(paymentId);
+      expect(view.dispute).toMatchObject({ id: dispute.id, status: final, outcome: final });
+      const rows = await system.ctx.db.models.WebhookEvent.find(
+        { _id: { $in: events.map((e) => e.id) } },
+        { payload: 0 },
+      ).lean();
+      const closeAt = events.findIndex((e) => e.type === 'charge.dispute.closed');
+      for (const event of events.slice(closeAt + 1)) {
+        expect(rows.find((r) => r._id === event.id)).toMatchObject({
+          status: 'ignored',
+          outcome: { reason: 'dispute_already_closed' },
+        });
+      }
+      // Whatever the order: one webhook audit event per delivery, the dispute opened once and closed once.
+      const audit = await waitFor(
+        () => auditEvents({ 'resource.id': paymentId }),
+        (found) =>
+          found.filter((e) => /^webhook\.(applied|ignored)$/.test(e.action)).length === events.length &&
+          found.some((e) => e.action === 'payment.dispute_closed'),
+        { what: 'the audit events of every delivery' },
+      );
+      expect(
+        audit
+          .filter((e) => e.action.startsWith('payment.dispute'))
+          .map((e) => e.action)
+          .sort(),
+      ).toEqual(['payment.dispute_closed', 'payment.disputed']);
+    }
+  });
+
+  it("ignores a dispute naming another company's PaymentIntent and leaves that payment alone", async () => {
+    const other = await createCompany(system.ctx.db, { name: 'Elsewhere Clinic' });
+    const foreign = await succeededPayment(other);
+    const event = disputeEvent('charge.dispute.created', { id: `dp_${ulid()}`, intentId: foreign.intentId }, 'lost');
+    expect(await deliverAndFinish(event)).toMatchObject({
+      status: 'ignored',
+      outcome: { reason: 'payment_not_found' },
+    });
+    const stored = await system.ctx.db.models.Payment.findById(foreign.paymentId).lean();
+    expect(stored?.dispute).toBeUndefined();
+    await waitFor(
+      () => auditEvents({ action: 'webhook.ignored', 'resource.id': event.id }),
+      (events) => events.length === 1 && events[0]!.reason === 'payment_not_found',
+      { what: 'webhook.ignored audit event in the receiving company' },
+    );
+    expect(await system.ctx.db.models.AuditEvent.countDocuments({ 'resource.id': foreign.paymentId })).toBe(0);
+  });
+
+  it('finishes an event whose earlier attempt wrote the dispute but stopped before auditing it', async () => {
+    const { paymentId, intentId } = await succeededPayment();
+    const dispute = { id: `dp_${ulid()}`, intentId, created: Math.floor(Date.now() / 1000) - 600 };
+    const event = disputeEvent('charge.dispute.created', dispute, 'warning_needs_response');
+    // What the crashed attempt left behind: the dispute written under this event's audit key, nothing audited.
+    await system.ctx.db.models.Payment.updateOne(
+      { _id: paymentId },
+      {
+        $set: {
+          dispute: {
+            stripeDisputeId: dispute.id,
+            status: 'warning_needs_response',
+            amount: 1200,
+            currency: 'usd',
+            reason: 'product_not_received',
+            openedAt: new Date(dispute.created * 1000),
+            openedBy: event.id,
+            changedBy: event.id,
+          },
+        },
+      },
+    );
+    expect(await deliverAndFinish(event)).toMatchObject({ status: 'applied', outcome: { reason: 'dispute_opened' } });
+    await waitFor(
+      () => auditEvents({ 'resource.id': paymentId }),
+      (events) =>
+        events.some((e) => e.action === 'payment.disputed') && events.some((e) => e.action === 'webhook.applied'),
+      { what: 'the audit events the crashed attempt never enqueued' },
+    );
+  });
+});
+
+describe('saved payment methods from setup_intent.succeeded', () => {
+  const savedMethods = () => system.ctx.rawMongo.db().collection('saved_payment_methods');
+
+  it('stores one saved method with the Stripe ids encrypted, however often the event is delivered', async () => {
+    const customerRef = `acct-${ulid()}`;
+    const intentId = `seti_${ulid()}`;
+    const event = setupIntentEvent({ customer_ref: customerRef, office_id: 'off_north' }, intentId);
+    const statuses = await Promise.all([deliver(event), deliver(event), deliver(event)]);
+    expect(statuses).toEqual([200, 200, 200]);
+    const row = await finished(event.id);
+    const id = savedPaymentMethodId(companyId, intentId);
+    expect(row).toMatchObject({
+      status: 'applied',
+      outcome: { reason: 'payment_method_saved', resource: { type: 'saved_payment_method', id } },
+    });
+
+    // Found the way a subscription will look for it: by company and customer ref.
+    const found = await system.ctx.db.models.SavedPaymentMethod.find({ companyId, customerRef }).lean();
+    expect(found).toHaveLength(1);
+    expect(found[0]).toMatchObject({
+      _id: id,
+      officeId: 'off_north',
+      stripeCustomerId: STRIPE_CUSTOMER,
+      stripePaymentMethodId: PAYMENT_METHOD,
+      usage: 'off_session',
+      status: 'active',
+    });
+
+    const raw = await savedMethods().findOne({ _id: id as never });
+    for (const field of ['stripeCustomerId', 'stripePaymentMethodId']) {
+      expect(raw?.[field]).toBeInstanceOf(Binary);
+      expect((raw?.[field] as Binary).sub_type).toBe(6);
+    }
+    expect(JSON.stringify(raw)).not.toContain(STRIPE_CUSTOMER);
+    expect(JSON.stringify(raw)).not.toContain(PAYMENT_METHOD);
+
+    const audit = await waitFor(
+      () => auditEvents({ 'resource.id': id }),
+      (events) => events.some((e) => e.action === 'webhook.applied'),
+      { what: 'payment_method.saved audit event' },
+    );
+    expect(audit.filter((e) => e.action === 'payment_method.saved')).toEqual([
+      expect.objectContaining({ officeId: 'off_north', outcome: 'success', reason: 'off_session' }),
+    ]);
+    expect(JSON.stringify(audit)).not.toContain(STRIPE_CUSTOMER);
+  });
+
+  it('a second event for the same SetupIntent adds nothing', async () => {
+    const customerRef = `acct-${ulid()}`;
+    const first = setupIntentEvent({ customer_ref: customerRef });
+    await deliverAndFinish(first);
+    const again = { ...first, id: `evt_${ulid()}` };
+    expect(await deliverAndFinish(again)).toMatchObject({ status: 'ignored', outcome: { reason: 'already_saved' } });
+    expect(await savedMethods().countDocuments({ companyId, customerRef })).toBe(1);
+  });
+
+  it.each([
+    ['no customer_ref', {}, 'customer_ref_missing'],
+    ['an empty customer_ref', { customer_ref: '' }, 'customer_ref_missing'],
+    ['a customer_ref that is an email address', { customer_ref: 'pat.doe@example.com' }, 'customer_ref_invalid'],
+    ['a customer_ref that is a card number', { customer_ref: '4242424242424242' }, 'customer_ref_invalid'],
+    ['a malformed office id', { customer_ref: 'acct-ok-1', office_id: 'north office' }, 'office_invalid'],
+  ])('records and ignores a SetupIntent with %s, storing nothing', async (_label, metadata, reason) => {
+    const before = await savedMethods().countDocuments({ companyId });
+    const event = setupIntentEvent(metadata);
+    expect(await deliverAndFinish(event)).toMatchObject({ status: 'ignored', outcome: { reason } });
+    expect(await savedMethods().countDocuments({ companyId })).toBe(before);
+    await waitFor(
+      () => auditEvents({ action: 'webhook.ignored', 'resource.id': event.id }),
+      (events) => events.length === 1 && events[0]!.reason === reason,
+      { what: 'webhook.ignored audit event' },
+    );
+  });
+
+  it('finishes an event whose earlier attempt stored the method but stopped before auditing it', async () => {
+    const customerRef = `acct-${ulid()}`;
+    const intentId = `seti_${ulid()}`;
+    const event = setupIntentEvent({ customer_ref: customerRef }, intentId);
+    const id = savedPaymentMethodId(companyId, intentId);
+    await system.ctx.db.models.SavedPaymentMethod.create({
+      _id: id,
+      companyId,
+      customerRef,
+      stripeCustomerId: await system.ctx.db.encryption.encrypt(companyId, STRIPE_CUSTOMER),
+      stripePaymentMethodId: await system.ctx.db.encryption.encrypt(companyId, PAYMENT_METHOD),
+      usage: 'off_session',
+      status: 'active',
+      savedBy: event.id,
+    });
+    expect(await deliverAndFinish(event)).toMatchObject({
+      status: 'applied',
+      outcome: { reason: 'payment_method_saved' },
+    });
+    await waitFor(
+      () => auditEvents({ 'resource.id': id, action: 'payment_method.saved' }),
+      (events) => events.length === 1,
+      { what: 'the payment_method.saved event the crashed attempt never enqueued' },
+    );
+  });
+});

@@ -1,0 +1,38 @@
+import { resolvePaymentConfig } from '../../domain/payment-config';
+import type { GatewayCredentials } from '../../domain/payment-gateway';
+import type { Models } from '../../models';
+import { isShreddedDataError } from '../../models/encryption';
+import { loadPaymentLevels, type PaymentTarget } from '../../models/payment-config';
+
+export type GatewayAccess =
+  { ok: true; credentials: GatewayCredentials } | { ok: false; failure: { code: string; message: string } };
+
+/**
+ * The gateway credentials for a company (or one of its offices), from the
+ * effective payment configuration, or why none may be used. Every charge,
+ * refund and renewal asks here first: a configuration without a BAA or
+ * section 1179 attestation fails with `gateway_not_attested` before any
+ * gateway call, and so does a crypto-shredded one (`data_shredded`).
+ */
+export async function resolveGatewayAccess(
+  models: Pick<Models, 'Company' | 'Office'>,
+  target: PaymentTarget,
+): Promise<GatewayAccess> {
+  let levels: Awaited<ReturnType<typeof loadPaymentLevels>>;
+  try {
+    levels = await loadPaymentLevels(models, target);
+  } catch (error) {
+    if (!isShreddedDataError(error)) throw error;
+    return {
+      ok: false,
+      failure: { code: 'data_shredded', message: "the company's payment configuration was crypto-shredded" },
+    };
+  }
+  const resolved = resolvePaymentConfig(levels.company, levels.office);
+  if (!resolved.ok) return { ok: false, failure: { code: resolved.code, message: resolved.message } };
+  if (!resolved.settings.compliance) {
+    const message = 'the payment gateway has no BAA or section 1179 attestation; nothing is sent to it';
+    return { ok: false, failure: { code: 'gateway_not_attested', message } };
+  }
+  return { ok: true, credentials: { secretKey: resolved.settings.secretKey! } };
+}

@@ -1,0 +1,66 @@
+import type { Job } from 'bullmq';
+import type { Models } from '../../models';
+import type { FieldEncryption } from '../../models/encryption';
+import type { PaymentRecord } from '../../models/payment.model';
+import type { WebhookEventRecord } from '../../models/webhook-event.model';
+import type { Logger } from '../../platform/logger';
+import type { AuditEventInput } from '../../queues/audit.queue';
+import type { StripeEventJob } from '../../queues/stripe-events.queue';
+
+/** What the stripe-events worker and its handlers work with. */
+export interface StripeEventDeps {
+  models: Pick<Models, 'Payment' | 'WebhookEvent' | 'SavedPaymentMethod' | 'Refund' | 'RefundLedger'>;
+  encryption: Pick<FieldEncryption, 'encrypt'>;
+  enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  logger: Logger;
+}
+
+/**
+ * What one event did. `resource` is the record it concerned (audited as the
+ * event's resource); `officeId` scopes the audit event to that record's office.
+ */
+export interface EventOutcome {
+  status: 'applied' | 'ignored';
+  reason: string;
+  resource?: { type: string; id: string };
+  officeId?: string;
+  /** Set when the record belongs to a payment (kept on the inbox row for ops). */
+  paymentId?: string;
+}
+
+/**
+ * Applies one event type to our records. Must be idempotent: it may run again
+ * after a crash (or a replay), so it moves records with conditional updates and
+ * derives any audit event id from `auditKey`.
+ */
+export type StripeEventHandler = (context: {
+  row: WebhookEventRecord;
+  /** `data.object` of the event as Stripe sent it. */
+  object: Record<string, unknown>;
+  /** Unique per event and replay: the base of audit event ids. */
+  auditKey: string;
+  job: Job<StripeEventJob>;
+  deps: StripeEventDeps;
+}) => Promise<EventOutcome>;
+
+export const STRIPE_EVENTS_ACTOR = { type: 'system' as const, id: 'stripe-events-worker' };
+/** Losing a race to another event for the same record means deciding again on its new state, a few times. */
+export const MAX_DECISIONS = 5;
+export const PAYMENT_ID = /^pay_[0-9A-Z]{26}$/;
+
+/** The outcome for an event about a payment (or about none, when it was not found). */
+export const paymentOutcome = (
+  status: EventOutcome['status'],
+  reason: string,
+  payment?: Pick<PaymentRecord, '_id' | 'officeId'>,
+): EventOutcome => ({
+  status,
+  reason,
+  ...(payment
+    ? {
+        resource: { type: 'payment', id: payment._id },
+        paymentId: payment._id,
+        ...(payment.officeId ? { officeId: payment.officeId } : {}),
+      }
+    : {}),
+});

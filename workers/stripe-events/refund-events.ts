@@ -1,0 +1,172 @@
+import { z } from 'zod';
+import { transitionEventId } from '../../domain/audit-actions';
+import { REFUND_ID } from '../../domain/refund-request';
+import { isGatewayRefundStatus } from '../../domain/refund-status';
+import type { PaymentRecord } from '../../models/payment.model';
+import { recordGatewayReport, refundTotals } from '../../models/refund-ledger.model';
+import type { RefundRecord } from '../../models/refund.model';
+import { followRefund, moveRefund } from '../refunds.worker';
+import { PAYMENT_ID, paymentOutcome, STRIPE_EVENTS_ACTOR, type EventOutcome, type StripeEventHandler } from './handler';
+
+type HandlerContext = Parameters<StripeEventHandler>[0];
+
+/** The parts of a Stripe Refund (`data.object`) read here: ids, amount, status and codes. */
+const refundObjectSchema = z.object({
+  id: z.string().regex(/^[a-z]{2,5}_[A-Za-z0-9]{1,255}$/),
+  status: z.string().nullish(),
+  failure_reason: z.string().nullish(),
+  metadata: z.object({ refund_id: z.string().optional() }).passthrough().nullish(),
+});
+type RefundObject = z.infer<typeof refundObjectSchema>;
+
+/** The parts of a Stripe Charge read here. `refunds` is only present on older API versions. */
+const chargeObjectSchema = z.object({
+  payment_intent: z
+    .string()
+    .regex(/^pi_[A-Za-z0-9]{1,255}$/)
+    .nullish(),
+  amount_refunded: z.number().int().nonnegative(),
+  metadata: z.object({ payment_id: z.string().optional() }).passthrough().nullish(),
+  refunds: z.object({ data: z.array(z.unknown()) }).nullish(),
+});
+
+const onRefund = (status: EventOutcome['status'], reason: string, refund?: RefundRecord): EventOutcome => ({
+  status,
+  reason,
+  ...(refund
+    ? {
+        resource: { type: 'refund', id: refund._id },
+        paymentId: refund.paymentId,
+        ...(refund.officeId ? { officeId: refund.officeId } : {}),
+      }
+    : {}),
+});
+
+/**
+ * Moves our refund to what Stripe reports (see `moveRefund`); then the
+ * payment's ledger and the audit trail follow the refund's stored status.
+ */
+async function applyReportedRefund(refundObject: RefundObject, context: HandlerContext): Promise<EventOutcome> {
+  const { row, auditKey, job, deps } = context;
+  const refundId = refundObject.metadata?.refund_id;
+  // Made outside this API (e.g. in the Stripe dashboard): charge.refunded records its amount on the payment.
+  if (!refundId || !REFUND_ID.test(refundId)) return onRefund('ignored', 'refund_not_ours');
+  const status = refundObject.status;
+  if (!isGatewayRefundStatus(status)) return onRefund('ignored', 'refund_status_unknown');
+
+  const moved = await moveRefund(
+    deps.models,
+    refundId,
+    {
+      status,
+      stripeRefundId: refundObject.id,
+      ...(refundObject.failure_reason ? { failureReason: refundObject.failure_reason } : {}),
+    },
+    {
+      changedBy: auditKey,
+      // The config that verified the event names the company; another company's refund is never touched.
+      ignore: (refund) =>
+        refund.companyId !== row.companyId
+          ? 'company_mismatch'
+          : refund.stripeRefundId && refund.stripeRefundId !== refundObject.id
+            ? 'refund_mismatch'
+            : undefined,
+    },
+  );
+  const { refund } = moved;
+  if (!refund) return onRefund('ignored', moved.applied ? 'refund_not_found' : moved.reason);
+  if (!moved.applied && (moved.reason === 'company_mismatch' || moved.reason === 'refund_mismatch')) {
+    return onRefund('ignored', moved.reason, moved.reason === 'company_mismatch' ? undefined : refund);
+  }
+  // Ledger and audit are idempotent: this also catches up after an earlier attempt stopped right after the move.
+  await followRefund(refund, deps, STRIPE_EVENTS_ACTOR, job.id);
+  if (moved.applied || refund.changedBy === auditKey) return onRefund('applied', `refund_${refund.status}`, refund);
+  return onRefund('ignored', moved.reason, refund);
+}
+
+/** `refund.created`, `refund.updated`, `refund.failed` and `charge.refund.updated`: a Refund object. */
+export const applyRefundEvent: StripeEventHandler = async (context) => {
+  const parsed = refundObjectSchema.safeParse(context.object);
+  if (!parsed.success) return onRefund('ignored', 'refund_invalid');
+  return applyReportedRefund(parsed.data, context);
+};
+
+/**
+ * `charge.refunded`: Stripe's total refunded on the payment's charge, refunds
+ * made outside this API (the dashboard) included. Recorded on the payment so
+ * its refund figures stay truthful and no refund of ours can take the total
+ * past the payment's amount, and audited. Refunds of ours listed on the charge
+ * (older API versions list them) are applied as by `refund.updated`.
+ */
+export const applyChargeRefunded: StripeEventHandler = async (context) => {
+  const { row, auditKey, job, deps } = context;
+  const parsed = chargeObjectSchema.safeParse(context.object);
+  if (!parsed.success) return paymentOutcome('ignored', 'charge_invalid');
+  const charge = parsed.data;
+  const { Payment } = deps.models;
+
+  const named = charge.metadata?.payment_id;
+  let payment: PaymentRecord | null = null;
+  if (named && PAYMENT_ID.test(named)) {
+    payment = await Payment.findById(named).lean();
+    if (payment && payment.companyId !== row.companyId) return paymentOutcome('ignored', 'company_mismatch');
+  } else if (charge.payment_intent) {
+    // Never another company's payment: the lookup is scoped to the verifying configuration's company.
+    payment = await Payment.findOne({ companyId: row.companyId, stripePaymentIntentId: charge.payment_intent }).lean();
+  }
+  if (!payment) return paymentOutcome('ignored', 'payment_not_found');
+  if (
+    charge.payment_intent &&
+    payment.stripePaymentIntentId &&
+    payment.stripePaymentIntentId !== charge.payment_intent
+  ) {
+    return paymentOutcome('ignored', 'intent_mismatch', payment);
+  }
+
+  for (const listed of charge.refunds?.data ?? []) {
+    const refund = refundObjectSchema.safeParse(listed);
+    if (refund.success) await applyReportedRefund(refund.data, context);
+  }
+
+  const refunded = charge.amount_refunded;
+  const recorded = await recordGatewayReport(
+    deps.models.RefundLedger,
+    { paymentId: payment._id, companyId: payment.companyId },
+    { refunded, reportedAt: row.created, eventKey: auditKey },
+  );
+  if (!recorded.written) return paymentOutcome('ignored', recorded.reason, payment);
+  if (recorded.previous !== refunded) {
+    const ours = (await refundTotals(deps.models.RefundLedger, payment._id)).reserved;
+    await deps.enqueueAudit({
+      eventId: transitionEventId('payment.refunded_amount_reported', auditKey),
+      companyId: payment.companyId,
+      ...(payment.officeId ? { officeId: payment.officeId } : {}),
+      action: 'payment.refunded_amount_reported',
+      outcome: 'success',
+      actor: STRIPE_EVENTS_ACTOR,
+      resource: { type: 'payment', id: payment._id },
+      // More refunded at Stripe than our refunds hold: someone refunded outside this API.
+      reason: refunded > ours ? 'exceeds_our_refunds' : 'matches_our_refunds',
+      changes: [
+        {
+          field: 'gatewayRefundedAmount',
+          before: recorded.previous === undefined ? null : String(recorded.previous),
+          after: String(refunded),
+        },
+      ],
+      requestId: payment.requestId,
+      ...(job.id ? { jobId: job.id } : {}),
+      occurredAt: row.created.toISOString(),
+    });
+  }
+  return paymentOutcome('applied', 'refunded_amount_recorded', payment);
+};
+
+/** Event type → handler, for the stripe-events worker's table. */
+export const REFUND_EVENT_HANDLERS: Readonly<Record<string, StripeEventHandler>> = {
+  'charge.refunded': applyChargeRefunded,
+  'refund.created': applyRefundEvent,
+  'refund.updated': applyRefundEvent,
+  'refund.failed': applyRefundEvent,
+  'charge.refund.updated': applyRefundEvent,
+};
