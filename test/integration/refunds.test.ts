@@ -5,9 +5,7 @@ import type { Role } from '../../domain/access-policy';
 import { refundIdFor, refundRequestHash } from '../../domain/refund-request';
 import { createCompany } from '../../models/companies';
 import { holdRefund, refundTotals } from '../../models/refund-ledger.model';
-import { closeQueues, createQueues } from '../../queues';
 import { QUEUE_NAMES } from '../../queues/names';
-import { sweepOutbox } from '../../workers/maintenance.worker';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { configureStripeWebhooks, stripeEventEnvelope } from '../support/stripe-events';
@@ -633,19 +631,7 @@ describe('crashes lose no reservation', () => {
     });
     expect(await payment(paid.paymentId)).toMatchObject({ refundReservedAmount: 1_200, refundableAmount: 800 });
 
-    const queues = createQueues(system.ctx.redis, system.ctx.config.queuePrefix);
-    try {
-      await sweepOutbox({
-        models: system.ctx.db.models,
-        chargesQueue: queues.charges,
-        stripeEventsQueue: queues['stripe-events'],
-        refundsQueue: queues.refunds,
-        logger: system.ctx.logger,
-        staleAfterMs: 0,
-      });
-    } finally {
-      await closeQueues(queues);
-    }
+    await system.sweepNow();
     expect((await refundSettled(paid.paymentId, lost)).status).toBe('succeeded');
     expect(await payment(paid.paymentId)).toMatchObject({
       refundedAmount: 500,

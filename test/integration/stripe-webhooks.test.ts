@@ -4,12 +4,10 @@ import { ulid } from 'ulid';
 import type { PaymentStatus } from '../../domain/payment-status';
 import { createCompany, shredCompany } from '../../models/companies';
 import { waitFor } from '../support/harness';
-import { startApi } from '../../api/main';
 import { REJECTIONS_AUDITED_PER_MINUTE } from '../../api/routes/stripe-webhooks';
 import { closeQueues, createQueues } from '../../queues';
 import { enqueueStripeEvent } from '../../queues/stripe-events.queue';
-import { sweepOutbox } from '../../workers/maintenance.worker';
-import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { configureStripeWebhooks, stripeEventEnvelope } from '../support/stripe-events';
 
 let system: InProcessSystem;
@@ -473,18 +471,11 @@ describe('receiving Stripe webhooks', () => {
   it('answers 503 when the event cannot be queued (Redis down), keeps it, and queues it on the next delivery', async () => {
     const paymentId = await newPayment('processing');
     const event = stripeEvent('payment_intent.succeeded', paymentId);
-    const isolatedApi = await startApi(
-      configWith(system.ctx, { REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' }),
-      system.ctx.logger,
-      system.ctx.db,
-    );
-    try {
-      const response = await deliver(event, { url: isolatedApi.url });
+    await system.withRedisDownApi(async (url) => {
+      const response = await deliver(event, { url });
       expect(response.status).toBe(503);
       expect(response.body.error.code).toBe('queue_unavailable');
-    } finally {
-      await isolatedApi.stop();
-    }
+    });
     expect(await inbox().findById(event.id).lean()).toMatchObject({ status: 'received' });
     // Stripe retries the delivery: the stored event is queued and applied then.
     expect((await deliver(event)).status).toBe(200);
@@ -497,29 +488,11 @@ describe('receiving Stripe webhooks', () => {
     // job finishing this payment first would make the event a no-op.
     const paymentId = await newPayment('requires_action');
     const event = stripeEvent('payment_intent.succeeded', paymentId);
-    const isolatedApi = await startApi(
-      configWith(system.ctx, { REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' }),
-      system.ctx.logger,
-      system.ctx.db,
-    );
-    try {
-      expect((await deliver(event, { url: isolatedApi.url })).status).toBe(503);
-    } finally {
-      await isolatedApi.stop();
-    }
-    const queues = createQueues(system.ctx.redis, system.ctx.config.queuePrefix);
-    try {
-      const sweep = await sweepOutbox({
-        models: system.ctx.db.models,
-        chargesQueue: queues.charges,
-        stripeEventsQueue: queues['stripe-events'],
-        logger: system.ctx.logger,
-        staleAfterMs: 0,
-      });
-      expect(sweep.requeued).toBeGreaterThanOrEqual(1);
-    } finally {
-      await closeQueues(queues);
-    }
+    await system.withRedisDownApi(async (url) => {
+      expect((await deliver(event, { url })).status).toBe(503);
+    });
+    const sweep = await system.sweepNow();
+    expect(sweep.requeued).toBeGreaterThanOrEqual(1);
     expect((await finished(event.id)).status).toBe('applied');
     expect((await system.ctx.db.models.Payment.findById(paymentId).lean())?.status).toBe('succeeded');
   });

@@ -4,15 +4,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Stripe from 'stripe';
 import { ulid } from 'ulid';
-import { startApi } from '../../api/main';
 import type { PaymentStatus } from '../../domain/payment-status';
 import { createCompany, shredCompany } from '../../models/companies';
 import { companyKeyAltName } from '../../models/encryption';
 import type { WebhookEventStatus } from '../../models/webhook-event.model';
 import { closeQueues, createQueues } from '../../queues';
-import { sweepOutbox } from '../../workers/maintenance.worker';
 import { waitFor } from '../support/harness';
-import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { configureStripeWebhooks } from '../support/stripe-events';
 import { assertBuildIsCurrent } from '../support/processes';
 
@@ -367,18 +365,11 @@ describe('replaying a stored Stripe webhook event', () => {
     await processed(event.id, 0);
     await createPayment(paymentId, 'processing');
 
-    const isolatedApi = await startApi(
-      configWith(system.ctx, { REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' }),
-      system.ctx.logger,
-      system.ctx.db,
-    );
-    try {
-      const response = await replay(event.id, { url: isolatedApi.url });
+    await system.withRedisDownApi(async (url) => {
+      const response = await replay(event.id, { url });
       expect(response.status).toBe(503);
       expect(response.body.error.code).toBe('queue_unavailable');
-    } finally {
-      await isolatedApi.stop();
-    }
+    });
     expect(await newRow(event.id)).toMatchObject({ status: 'received', replays: 1 });
 
     expect(await replay(event.id)).toEqual({
@@ -402,28 +393,15 @@ describe('replaying a stored Stripe webhook event', () => {
     // Not `processing`: the sweep would also re-run the charge of a payment stale in that state.
     await createPayment(paymentId, 'requires_action');
 
-    const isolatedApi = await startApi(
-      configWith(system.ctx, { REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' }),
-      system.ctx.logger,
-      system.ctx.db,
-    );
-    try {
-      expect((await replay(event.id, { url: isolatedApi.url })).status).toBe(503);
-    } finally {
-      await isolatedApi.stop();
-    }
+    await system.withRedisDownApi(async (url) => {
+      expect((await replay(event.id, { url })).status).toBe(503);
+    });
     // The event's first job is still kept as completed: the sweep queues the replay's own job instead.
+    const sweep = await system.sweepNow();
+    expect(sweep.requeued).toBeGreaterThanOrEqual(1);
+    // Under the replay's own job id (what ops see on the dashboard, and what a late enqueue dedupes against).
     const queues = createQueues(system.ctx.redis, system.ctx.config.queuePrefix);
     try {
-      const sweep = await sweepOutbox({
-        models: system.ctx.db.models,
-        chargesQueue: queues.charges,
-        stripeEventsQueue: queues['stripe-events'],
-        logger: system.ctx.logger,
-        staleAfterMs: 0,
-      });
-      expect(sweep.requeued).toBeGreaterThanOrEqual(1);
-      // Under the replay's own job id (what ops see on the dashboard, and what a late enqueue dedupes against).
       expect(await queues['stripe-events'].getJob(`stripe-event-${event.id}-replay-1`)).toBeDefined();
     } finally {
       await closeQueues(queues);

@@ -2,7 +2,9 @@ import { startApi, type RunningApi } from '../../api/main';
 import { mintDevToken } from '../../cli/main';
 import type { Role } from '../../domain/access-policy';
 import { loadConfig } from '../../platform/config';
+import { closeQueues, createQueues } from '../../queues';
 import { startWorkers, type RunningWorkers } from '../../workers/main';
+import { sweepOutbox, type SweepResult } from '../../workers/maintenance.worker';
 import { startStripeSim, type StripeSim } from '../../devtools/stripe-sim';
 import { createTestContext, type TestContext } from './harness';
 
@@ -13,6 +15,10 @@ export interface InProcessSystem {
   workers: RunningWorkers;
   url: string;
   token(companyId: string, roles?: Role[], extra?: { officeIds?: string[]; subject?: string }): Promise<string>;
+  /** Runs `run` against a second api on the same database whose Redis is unreachable (anything it must queue: 503). */
+  withRedisDownApi<T>(run: (url: string) => Promise<T>): Promise<T>;
+  /** One outbox sweep, as the maintenance scheduler runs it, with all unfinished work counted as stale. */
+  sweepNow(): Promise<SweepResult>;
   close(): Promise<void>;
 }
 
@@ -36,6 +42,33 @@ export async function startInProcessSystem(
     url: api.url,
     token: (companyId, roles = ['service'], extra = {}) =>
       mintDevToken(ctx.config, { companyId, roles, officeIds: extra.officeIds, subject: extra.subject }),
+    async withRedisDownApi(run) {
+      const isolated = await startApi(
+        configWith(ctx, { REDIS_URL: 'redis://127.0.0.1:1', PORT: '0' }),
+        ctx.logger,
+        ctx.db,
+      );
+      try {
+        return await run(isolated.url);
+      } finally {
+        await isolated.stop();
+      }
+    },
+    async sweepNow() {
+      const queues = createQueues(ctx.redis, ctx.config.queuePrefix);
+      try {
+        return await sweepOutbox({
+          models: ctx.db.models,
+          chargesQueue: queues.charges,
+          stripeEventsQueue: queues['stripe-events'],
+          refundsQueue: queues.refunds,
+          logger: ctx.logger,
+          staleAfterMs: 0,
+        });
+      } finally {
+        await closeQueues(queues);
+      }
+    },
     async close() {
       await api.stop();
       await workers.stop();
