@@ -73,6 +73,12 @@ const disputeSchema = new Schema<PaymentDispute>(
   { _id: false },
 );
 
+/** Who asked for a money movement (a payment or a refund): a user or an upstream service. */
+export const requestedBySchema = new Schema(
+  { type: { type: String, required: true, enum: ['user', 'service'] }, id: { type: String, required: true } },
+  { _id: false },
+);
+
 const paymentSchema = new Schema<PaymentRecord>(
   {
     _id: { type: String, required: true },
@@ -103,13 +109,7 @@ const paymentSchema = new Schema<PaymentRecord>(
       ),
     },
     dispute: { type: disputeSchema },
-    requestedBy: {
-      type: new Schema(
-        { type: { type: String, required: true, enum: ['user', 'service'] }, id: { type: String, required: true } },
-        { _id: false },
-      ),
-      required: true,
-    },
+    requestedBy: { type: requestedBySchema, required: true },
     requestId: { type: String, required: true },
     attempts: { type: Number, required: true, default: 0 },
     lastError: { type: String },

@@ -1,5 +1,6 @@
 import { Schema, type Connection, type Model } from 'mongoose';
 import { REFUND_REASONS, REFUND_STATUSES, type RefundReason, type RefundStatus } from '../domain/refund-status';
+import { requestedBySchema } from './payment.model';
 
 export interface RefundFailure {
   /** Our reason code: Stripe's error code or failure_reason, or ours (gateway_not_attested, refund_exceeds_captured…). */
@@ -51,13 +52,7 @@ const refundSchema = new Schema<RefundRecord>(
         { _id: false },
       ),
     },
-    requestedBy: {
-      type: new Schema(
-        { type: { type: String, required: true, enum: ['user', 'service'] }, id: { type: String, required: true } },
-        { _id: false },
-      ),
-      required: true,
-    },
+    requestedBy: { type: requestedBySchema, required: true },
     requestId: { type: String, required: true },
     idempotencyKey: { type: String, required: true },
     requestHash: { type: String, required: true },

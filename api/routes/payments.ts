@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ulid } from 'ulid';
 import { z } from 'zod';
 import { paymentRequestedEvent } from '../../domain/payment-audit';
-import { IDEMPOTENCY_KEY_PATTERN, paymentRequestHash, paymentRequestSchema } from '../../domain/payment-request';
+import { paymentRequestHash, paymentRequestSchema } from '../../domain/payment-request';
 import type { Models } from '../../models';
 import type { PaymentRecord } from '../../models/payment.model';
 import { refundableAmount, refundTotals, type RefundTotals } from '../../models/refund-ledger.model';
@@ -13,7 +13,7 @@ import type { FieldEncryption } from '../../models/encryption';
 import type { AccessGuard } from '../access-guard';
 import { enqueueRecordedIntent } from '../enqueue';
 import { ApiError } from '../errors';
-import { parse, scopeIdSchema } from '../validation';
+import { parse, requireIdempotencyKey, scopeIdSchema } from '../validation';
 import { isDuplicateKeyError } from '../../models/errors';
 
 export interface PaymentRouteDeps {
@@ -110,14 +110,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
 
   app.post('/v1/companies/:companyId/payments', { bodyLimit: 16 * 1024 }, async (request, reply) => {
     const { companyId } = parse(companyParams, request.params);
-    const idempotencyKey = request.headers['idempotency-key'];
-    if (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY_PATTERN.test(idempotencyKey)) {
-      throw new ApiError(
-        400,
-        'idempotency_key_required',
-        'an Idempotency-Key header of 8 to 255 printable characters is required',
-      );
-    }
+    const idempotencyKey = requireIdempotencyKey(request);
     const body = parse(bodySchema, request.body);
     await deps.authorize(request, 'payments:create', { companyId, officeId: body.officeId });
     const company = await Company.findById(companyId, { shreddedAt: 1 }).lean();

@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { IDEMPOTENCY_KEY_PATTERN } from '../../domain/payment-request';
 import { refundRequestedEvent } from '../../domain/refund-audit';
 import { REFUND_ID, refundIdFor, refundRequestHash, refundRequestSchema } from '../../domain/refund-request';
 import type { Models } from '../../models';
@@ -20,7 +19,7 @@ import { enqueueRefund } from '../../queues/refunds.queue';
 import type { AccessGuard } from '../access-guard';
 import { enqueueRecordedIntent } from '../enqueue';
 import { ApiError } from '../errors';
-import { parse, scopeIdSchema } from '../validation';
+import { parse, requireIdempotencyKey, scopeIdSchema } from '../validation';
 
 export interface RefundRouteDeps {
   models: Pick<Models, 'Company' | 'Payment' | 'Refund' | 'RefundLedger'>;
@@ -105,14 +104,7 @@ export function registerRefundRoutes(app: FastifyInstance, deps: RefundRouteDeps
   app.post('/v1/companies/:companyId/payments/:paymentId/refunds', { bodyLimit: 4 * 1024 }, async (request, reply) => {
     const params = parse(paymentParams, request.params);
     const { companyId, paymentId } = params;
-    const idempotencyKey = request.headers['idempotency-key'];
-    if (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY_PATTERN.test(idempotencyKey)) {
-      throw new ApiError(
-        400,
-        'idempotency_key_required',
-        'an Idempotency-Key header of 8 to 255 printable characters is required',
-      );
-    }
+    const idempotencyKey = requireIdempotencyKey(request);
     const body = parse(bodySchema, request.body);
     const payment = await authorizedPayment(request, params, 'refunds:create');
     const company = await Company.findById(companyId, { shreddedAt: 1 }).lean();
