@@ -8,6 +8,7 @@ import { holdRefund, refundTotals } from '../../models/refund-ledger.model';
 import { QUEUE_NAMES } from '../../queues/names';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { insertPayment } from '../support/records';
 import { configureStripeWebhooks, stripeEventEnvelope } from '../support/stripe-events';
 
 let system: InProcessSystem;
@@ -274,20 +275,7 @@ describe('refunding a payment', () => {
     expect(declined.status).toBe('failed');
     const threeDs = await charge(1_200, { paymentMethod: 'pm_card_threeDSecure2Required' });
     expect(threeDs.status).toBe('requires_action');
-    const queued = await system.ctx.db.models.Payment.create({
-      _id: `pay_${ulid()}`,
-      companyId,
-      idempotencyKey: newKey(),
-      requestHash: 'a'.repeat(64),
-      amount: 1_200,
-      currency: 'usd',
-      customer: CUSTOMER,
-      paymentMethod: 'pm_card_visa',
-      status: 'queued',
-      requestedBy: { type: 'service', id: 'svc-portal' },
-      requestId: `req_${ulid()}`,
-      attempts: 0,
-    });
+    const queued = await insertPayment(system.ctx.db.models, { companyId, status: 'queued', attempts: 0 });
     const posts = refundPosts().length;
     for (const paymentId of [declined.paymentId, threeDs.paymentId, queued._id]) {
       const response = await requestRefund(paymentId, { amount: 100, reason: 'requested_by_customer' });

@@ -6,6 +6,7 @@ import { createCompany } from '../../models/companies';
 import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { insertPayment, shuffle } from '../support/records';
 import { stripeEventEnvelope } from '../support/stripe-events';
 
 let system: InProcessSystem;
@@ -76,21 +77,12 @@ async function deliver(event: object, configId = companyId) {
 /** A succeeded payment whose PaymentIntent Stripe knows, as the charges worker leaves it. */
 async function succeededPayment(company = companyId, officeId?: string) {
   const intentId = `pi_${ulid()}`;
-  const payment = await system.ctx.db.models.Payment.create({
-    _id: `pay_${ulid()}`,
+  const payment = await insertPayment(system.ctx.db.models, {
     companyId: company,
     ...(officeId ? { officeId } : {}),
-    idempotencyKey: `dp-${ulid()}`,
-    requestHash: 'b'.repeat(64),
-    amount: 1200,
-    currency: 'usd',
     customer: STRIPE_CUSTOMER,
-    paymentMethod: 'pm_card_visa',
     status: 'succeeded',
     stripePaymentIntentId: intentId,
-    requestedBy: { type: 'service', id: 'svc-portal' },
-    requestId: `req_${ulid()}`,
-    attempts: 1,
     completedAt: new Date(),
   });
   return { paymentId: payment._id, intentId };
@@ -120,15 +112,6 @@ async function viewPayment(paymentId: string) {
 
 const auditEvents = (filter: Record<string, unknown>) =>
   system.ctx.db.models.AuditEvent.find({ companyId, ...filter }).lean();
-
-function shuffle<T>(items: T[]): T[] {
-  const copy = [...items];
-  for (let i = copy.length - 1; i > 0; i -= 1) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
-  }
-  return copy;
-}
 
 beforeAll(async () => {
   system = await startInProcessSystem('stripe_disputes');

@@ -8,6 +8,7 @@ import { REJECTIONS_AUDITED_PER_MINUTE } from '../../api/routes/stripe-webhooks'
 import { closeQueues, createQueues } from '../../queues';
 import { enqueueStripeEvent } from '../../queues/stripe-events.queue';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { insertPayment, shuffle } from '../support/records';
 import { configureStripeWebhooks, stripeEventEnvelope } from '../support/stripe-events';
 
 let system: InProcessSystem;
@@ -80,21 +81,7 @@ async function deliver(
 }
 
 async function newPayment(status: PaymentStatus, company = companyId) {
-  const payment = await system.ctx.db.models.Payment.create({
-    _id: `pay_${ulid()}`,
-    companyId: company,
-    idempotencyKey: `wh-${ulid()}`,
-    requestHash: 'a'.repeat(64),
-    amount: 1200,
-    currency: 'usd',
-    customer: CUSTOMER,
-    paymentMethod: 'pm_card_visa',
-    status,
-    requestedBy: { type: 'service', id: 'svc-portal' },
-    requestId: `req_${ulid()}`,
-    attempts: 1,
-  });
-  return payment._id;
+  return (await insertPayment(system.ctx.db.models, { companyId: company, status, customer: CUSTOMER }))._id;
 }
 
 const inbox = () => system.ctx.db.models.WebhookEvent;
@@ -112,15 +99,6 @@ function logCount(message: string, eventId: string): number {
   return system.ctx.logs.lines
     .map((line) => JSON.parse(line) as { msg?: string; eventId?: string })
     .filter((line) => line.msg === message && line.eventId === eventId).length;
-}
-
-function shuffle<T>(items: T[]): T[] {
-  const copy = [...items];
-  for (let i = copy.length - 1; i > 0; i -= 1) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
-  }
-  return copy;
 }
 
 async function inPool<T>(items: T[], concurrency: number, run: (item: T) => Promise<void>): Promise<void> {

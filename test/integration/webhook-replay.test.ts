@@ -11,6 +11,7 @@ import type { WebhookEventStatus } from '../../models/webhook-event.model';
 import { closeQueues, createQueues } from '../../queues';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { insertPayment } from '../support/records';
 import { configureStripeWebhooks } from '../support/stripe-events';
 import { assertBuildIsCurrent } from '../support/processes';
 
@@ -74,20 +75,7 @@ async function storeEvent(company: string, event: { id: string; type: string }, 
 }
 
 async function createPayment(paymentId: string, status: PaymentStatus) {
-  await system.ctx.db.models.Payment.create({
-    _id: paymentId,
-    companyId,
-    idempotencyKey: `replay-${ulid()}`,
-    requestHash: 'a'.repeat(64),
-    amount: 1200,
-    currency: 'usd',
-    customer: CUSTOMER,
-    paymentMethod: 'pm_card_visa',
-    status,
-    requestedBy: { type: 'service', id: 'svc-portal' },
-    requestId: `req_${ulid()}`,
-    attempts: 1,
-  });
+  await insertPayment(system.ctx.db.models, { _id: paymentId, companyId, status, customer: CUSTOMER });
 }
 
 async function replay(

@@ -1,0 +1,37 @@
+import { ulid } from 'ulid';
+import type { Models } from '../../models';
+import type { PaymentRecord } from '../../models/payment.model';
+
+/**
+ * A payment written straight to the database, in the state a test needs (as if
+ * the api and the charges worker had brought it there). Opaque test values only.
+ */
+export async function insertPayment(
+  models: Pick<Models, 'Payment'>,
+  fields: Pick<PaymentRecord, 'companyId' | 'status'> & Partial<PaymentRecord>,
+): Promise<PaymentRecord> {
+  const payment = await models.Payment.create({
+    _id: `pay_${ulid()}`,
+    idempotencyKey: `test-${ulid()}`,
+    requestHash: 'a'.repeat(64),
+    amount: 1200,
+    currency: 'usd',
+    customer: 'cus_TestPatientRef01',
+    paymentMethod: 'pm_card_visa',
+    requestedBy: { type: 'service', id: 'svc-portal' },
+    requestId: `req_${ulid()}`,
+    attempts: 1,
+    ...fields,
+  });
+  return payment.toObject();
+}
+
+/** The items in a random order (Fisher–Yates). */
+export function shuffle<T>(items: T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
+}
