@@ -4,6 +4,10 @@ import { isIsoCurrency } from './money';
 import { SERVICE_CATEGORIES } from './service-categories';
 
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{8,255}$/;
+/** Our payment id: `pay_` and a ULID. */
+export const PAYMENT_ID = /^pay_[0-9A-Z]{26}$/;
+/** An office id, as companies name their offices (also a part of webhook config ids). */
+export const OFFICE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Validation of a charge request. `.strict()`: an unknown field is an error, not ignored. */
 export function paymentRequestSchema(maxAmount: number) {
@@ -22,7 +26,7 @@ export function paymentRequestSchema(maxAmount: number) {
       paymentMethod: z.string().regex(/^pm_[A-Za-z0-9_]{1,64}$/, 'must be a Stripe PaymentMethod id (pm_…)'),
       officeId: z
         .string()
-        .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be an office id')
+        .regex(OFFICE_ID, 'must be an office id')
         .optional(),
       serviceCategory: z.enum(SERVICE_CATEGORIES).optional(),
     })
