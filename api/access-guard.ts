@@ -15,8 +15,9 @@ import { PLATFORM_AUDIT_SCOPE, type AuditAction } from '../domain/audit-actions'
 import type { FieldEncryption } from '../models/encryption';
 import { withDeadline } from '../platform/deadline';
 import { enqueueAuditEvent, type AuditEventInput, type AuditJob } from '../queues/audit.queue';
-import { sealRequestContext } from './audit-context';
+import { sealRequestContext, sealValue } from './audit-context';
 import { ApiError } from './errors';
+import { scopeIdSchema } from './validation';
 
 export interface AccessGuardDeps {
   auditQueue: Queue<AuditJob>;
@@ -31,7 +32,6 @@ export interface AccessTarget {
 }
 
 const AUDIT_ENQUEUE_DEADLINE_MS = 2_000;
-const SCOPE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** The route pattern, never the concrete URL: ids in paths are fine, but query strings could carry anything. */
 export function routeOf(request: FastifyRequest): string {
@@ -39,8 +39,8 @@ export function routeOf(request: FastifyRequest): string {
 }
 
 function companyInPath(request: FastifyRequest): string | undefined {
-  const companyId = (request.params as { companyId?: unknown } | undefined)?.companyId;
-  return typeof companyId === 'string' && SCOPE_ID.test(companyId) ? companyId : undefined;
+  const companyId = scopeIdSchema.safeParse((request.params as { companyId?: unknown } | undefined)?.companyId);
+  return companyId.success ? companyId.data : undefined;
 }
 
 export interface AccessGuard {
@@ -136,7 +136,7 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
       throw new ApiError(403, decision.reason, `not allowed: ${decision.reason.replace(/_/g, ' ')}`);
     }
     if (decision.emergency) {
-      const ciphertext = await deps.encryption.encrypt(target.companyId, String(accessReason));
+      const sealedReason = await sealValue(deps.encryption, target.companyId, String(accessReason));
       const audited = await audit(
         request,
         securityEvent(request, 'access.emergency', {
@@ -145,7 +145,7 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
           severity: 'high',
           resource,
           permission,
-          sealed: { accessReason: Buffer.from(ciphertext.buffer).toString('base64') },
+          sealed: { accessReason: sealedReason },
         }),
       );
       // Break-glass access that cannot be recorded is not granted.

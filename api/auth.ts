@@ -3,6 +3,8 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, t
 import { z } from 'zod';
 import { PERMISSIONS, ROLES, type Principal } from '../domain/access-policy';
 import type { AuthConfig } from '../platform/config';
+import { opaqueId } from '../queues/audit.queue';
+import { scopeIdSchema } from './validation';
 
 export class AuthenticationError extends Error {
   constructor(public readonly reason: string) {
@@ -11,16 +13,13 @@ export class AuthenticationError extends Error {
   }
 }
 
-const subjectId = z.string().regex(/^[A-Za-z0-9_.@|+-]{1,120}$/);
-const scopeId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
-
 const claimsSchema = z.object({
-  sub: subjectId,
+  sub: opaqueId,
   iat: z.number(),
   sub_type: z.enum(['user', 'service']).default('user'),
-  company_id: scopeId,
+  company_id: scopeIdSchema,
   roles: z.array(z.enum(ROLES)).min(1),
-  office_ids: z.array(scopeId).default([]),
+  office_ids: z.array(scopeIdSchema).default([]),
   permissions: z.array(z.enum(PERMISSIONS)).default([]),
 });
 

@@ -19,14 +19,20 @@ export class ApiError extends Error {
     this.name = 'ApiError';
   }
 
-  static validation(error: ZodError): ApiError {
-    const details = error.issues.map((issue) => {
-      if (issue.code === 'unrecognized_keys') {
-        return { field: issue.keys.join(', '), message: 'is not an accepted field' };
-      }
-      return { field: issue.path.join('.') || '(body)', message: issue.message };
-    });
+  /** A 400 listing each field's problem. */
+  static invalid(details: ProblemDetail[]): ApiError {
     return new ApiError(400, 'invalid_request', 'the request is not valid; see details', details);
+  }
+
+  static validation(error: ZodError): ApiError {
+    return ApiError.invalid(
+      error.issues.map((issue) => {
+        if (issue.code === 'unrecognized_keys') {
+          return { field: issue.keys.join(', '), message: 'is not an accepted field' };
+        }
+        return { field: issue.path.join('.') || '(body)', message: issue.message };
+      }),
+    );
   }
 }
 

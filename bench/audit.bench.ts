@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ulid } from 'ulid';
+import { sealValue } from '../api/audit-context';
 import { openDatabase } from '../models';
 import { loadAnchorSigner } from '../platform/anchor-key';
 import { auditJobSchema, type AuditJob } from '../queues/audit.queue';
@@ -27,8 +28,7 @@ export const auditBench: BenchEntry = {
       const companyId = `co_bench_${world.suffix}`;
       await db.encryption.ensureCompanyKey(companyId);
 
-      const seal = async (value: string) =>
-        Buffer.from((await db.encryption.encrypt(companyId, value)).buffer).toString('base64');
+      const seal = (value: string) => sealValue(db.encryption, companyId, value);
       const event = async (i: number): Promise<AuditJob> =>
         auditJobSchema.parse({
           eventId: `evt_${ulid()}`,

@@ -9,7 +9,7 @@ import { userInfo } from 'node:os';
 import { ulid } from 'ulid';
 import { createCompany, devAttestation, shredCompany } from '../models/companies';
 import { createRedisConnection } from '../platform/redis';
-import { closeQueues, createQueues } from '../queues';
+import { closeQueues, createQueues, type Queues } from '../queues';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { openDatabase } from '../models';
 import { formatRotationReport, rotateMasterKey } from '../models/key-rotation';
@@ -82,6 +82,19 @@ async function ask(question: string): Promise<string> {
     return await prompt.question(question);
   } finally {
     prompt.close();
+  }
+}
+
+/** Runs `fn` with the queues on a Redis connection of their own, then closes both. */
+async function withQueues<T>(config: AppConfig, fn: (queues: Queues) => Promise<T>): Promise<T> {
+  const redis = createRedisConnection(config.redisUrl, 'worker');
+  const queues = createQueues(redis, config.queuePrefix);
+  try {
+    return await fn(queues);
+  } finally {
+    // Disconnect first: closing a queue whose Redis is gone would wait for it.
+    redis.disconnect();
+    await closeQueues(queues);
   }
 }
 
@@ -174,28 +187,26 @@ async function main(argv: string[]): Promise<void> {
       (await ask(`This destroys every encrypted value of ${companyId} for good. Type the company id to confirm: `));
     if (typed.trim() !== companyId) throw new Error('confirmation did not match; nothing was changed');
     const db = await openDatabase(config);
-    const redis = createRedisConnection(config.redisUrl, 'worker');
-    const queues = createQueues(redis, config.queuePrefix);
     try {
-      if (!(await db.models.Company.exists({ _id: companyId }))) throw new Error(`no company ${companyId}`);
-      const deleted = await shredCompany(db, companyId);
-      await enqueueAuditEvent(queues.audit, {
-        eventId: `evt_${ulid()}`,
-        companyId,
-        action: 'company.shredded',
-        outcome: 'success',
-        severity: 'high',
-        actor: { type: 'user', id: `cli-${userInfo().username}` },
-        resource: { type: 'company', id: companyId },
-        changes: [{ field: 'dataKey', before: deleted ? 'present' : 'absent', after: 'destroyed' }],
-        occurredAt: new Date().toISOString(),
+      await withQueues(config, async (queues) => {
+        if (!(await db.models.Company.exists({ _id: companyId }))) throw new Error(`no company ${companyId}`);
+        const deleted = await shredCompany(db, companyId);
+        await enqueueAuditEvent(queues.audit, {
+          eventId: `evt_${ulid()}`,
+          companyId,
+          action: 'company.shredded',
+          outcome: 'success',
+          severity: 'high',
+          actor: { type: 'user', id: `cli-${userInfo().username}` },
+          resource: { type: 'company', id: companyId },
+          changes: [{ field: 'dataKey', before: deleted ? 'present' : 'absent', after: 'destroyed' }],
+          occurredAt: new Date().toISOString(),
+        });
+        process.stdout.write(
+          `${companyId}: data key ${deleted ? 'destroyed' : 'was already gone'}; encrypted fields are unreadable from now on\n`,
+        );
       });
-      process.stdout.write(
-        `${companyId}: data key ${deleted ? 'destroyed' : 'was already gone'}; encrypted fields are unreadable from now on\n`,
-      );
     } finally {
-      await closeQueues(queues);
-      redis.disconnect();
       await db.close();
     }
     return;
@@ -207,27 +218,25 @@ async function main(argv: string[]): Promise<void> {
     const reason = replayReasonSchema.safeParse(values.reason);
     if (!reason.success)
       throw new Error('webhook-events replay needs --reason CODE (a-z, 0-9, _: why, for the audit trail)');
+    const companyId = values.company;
     const db = await openDatabase(config);
-    const redis = createRedisConnection(config.redisUrl, 'worker');
-    const queues = createQueues(redis, config.queuePrefix);
     try {
-      const result = await replayWebhookEvent(
-        { models: db.models, queues },
-        {
-          companyId: values.company,
-          eventId,
-          reason: reason.data,
-          actor: { type: 'user', id: `cli-${userInfo().username}` },
-        },
+      const result = await withQueues(config, (queues) =>
+        replayWebhookEvent(
+          { models: db.models, queues },
+          {
+            companyId,
+            eventId,
+            reason: reason.data,
+            actor: { type: 'user', id: `cli-${userInfo().username}` },
+          },
+        ),
       );
-      if (result.outcome === 'not_found') throw new Error(`no webhook event ${eventId} for company ${values.company}`);
+      if (result.outcome === 'not_found') throw new Error(`no webhook event ${eventId} for company ${companyId}`);
       if (result.outcome === 'shredded')
-        throw new Error(`${values.company} was crypto-shredded; its events cannot be replayed`);
+        throw new Error(`${companyId} was crypto-shredded; its events cannot be replayed`);
       process.stdout.write(`${JSON.stringify(result.event)}\n`);
     } finally {
-      // Disconnect first: closing a queue whose Redis is gone would wait for it.
-      redis.disconnect();
-      await closeQueues(queues);
       await db.close();
     }
     return;
@@ -235,18 +244,16 @@ async function main(argv: string[]): Promise<void> {
 
   if (command === 'keys rotate') {
     const client = await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
-    const redis = createRedisConnection(config.redisUrl, 'worker');
-    const queues = createQueues(redis, config.queuePrefix);
     try {
-      const report = await rotateMasterKey(
-        { client, kms: config.kms, keyVaultNamespace: config.keyVaultNamespace, queues },
-        { runId: `rot_${ulid()}`, actor: { type: 'user', id: `cli-${userInfo().username}` } },
+      const report = await withQueues(config, (queues) =>
+        rotateMasterKey(
+          { client, kms: config.kms, keyVaultNamespace: config.keyVaultNamespace, queues },
+          { runId: `rot_${ulid()}`, actor: { type: 'user', id: `cli-${userInfo().username}` } },
+        ),
       );
       process.stdout.write(formatRotationReport(report));
       if (report.unverified.length > 0) process.exitCode = 1;
     } finally {
-      redis.disconnect();
-      await closeQueues(queues);
       await client.close();
     }
     return;

@@ -41,15 +41,21 @@ export function settingsFromStored(info: StoredPaymentInfo | undefined): Payment
 export async function loadPaymentLevels(
   models: Pick<Models, 'Company' | 'Office'>,
   target: PaymentTarget,
-): Promise<{ company?: CompanyPaymentLevel; office?: OfficePaymentLevel; companyExists: boolean }> {
+): Promise<{
+  company?: CompanyPaymentLevel;
+  office?: OfficePaymentLevel;
+  companyExists: boolean;
+  companyShredded: boolean;
+}> {
   const [company, office] = await Promise.all([
-    models.Company.findById(target.companyId, { payment_info: 1 }).lean(),
+    models.Company.findById(target.companyId, { payment_info: 1, shreddedAt: 1 }).lean(),
     target.officeId
       ? models.Office.findById(officeRecordId(target.companyId, target.officeId), { payment_info: 1 }).lean()
       : null,
   ]);
   return {
     companyExists: Boolean(company),
+    companyShredded: Boolean(company?.shreddedAt),
     company: company?.payment_info
       ? {
           companyId: target.companyId,

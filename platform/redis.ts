@@ -7,12 +7,11 @@ import { Redis, type RedisOptions } from 'ioredis';
  */
 export type RedisRole = 'worker' | 'api';
 
-export function createRedisConnection(url: string, role: RedisRole, extra: RedisOptions = {}): Redis {
+export function createRedisConnection(url: string, role: RedisRole): Redis {
   const common: RedisOptions = {
     connectionName: `hipaa-billing-${role}`,
     // Reconnect with capped exponential backoff, forever: Redis coming back must heal the process.
     retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 10), 5_000),
-    ...extra,
   };
   const roleOptions: RedisOptions =
     role === 'worker'

@@ -4,7 +4,7 @@ import { AUDIT_ACTIONS, AUDIT_OUTCOMES, AUDIT_SEVERITIES } from '../domain/audit
 import { PERMISSIONS, ROLES } from '../domain/access-policy';
 import { defaultJobOptions, jobId } from './job-options';
 
-const opaqueId = z
+export const opaqueId = z
   .string()
   .min(1)
   .max(120)

@@ -6,6 +6,7 @@ import { AUDIT_ACTIONS, AUDIT_OUTCOMES } from '../../domain/audit-actions';
 import type { Models } from '../../models';
 import type { AuditEventRecord } from '../../models/audit-event.model';
 import type { AuditTrail } from '../../models/audit-trail';
+import { opaqueId } from '../../queues/audit.queue';
 import type { AccessGuard } from '../access-guard';
 import { parse, scopeIdSchema } from '../validation';
 
@@ -17,18 +18,17 @@ export interface AuditRouteDeps {
 }
 
 const params = z.object({ companyId: scopeIdSchema }).strict();
-const opaque = z.string().regex(/^[A-Za-z0-9_.@|+-]{1,120}$/);
 const query = z
   .object({
     from: z.string().datetime({ offset: true }).optional(),
     to: z.string().datetime({ offset: true }).optional(),
-    actorId: opaque.optional(),
+    actorId: opaqueId.optional(),
     action: z.enum(AUDIT_ACTIONS).optional(),
     resourceType: z
       .string()
       .regex(/^[a-z_]{1,40}$/)
       .optional(),
-    resourceId: opaque.optional(),
+    resourceId: opaqueId.optional(),
     outcome: z.enum(AUDIT_OUTCOMES).optional(),
     limit: z.coerce.number().int().min(1).max(500).default(100),
     /** The sequence number of the last event of the previous page. */

@@ -78,8 +78,27 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
       .map((field) => ({ field, message: keyEnvironmentProblem(update[field], deps.runtime) }))
       .filter((p): p is { field: 'secretKey' | 'publishableKey'; message: string } => Boolean(p.message))
       .map((p) => ({ field: `credentials.${p.field}`, message: p.message }));
-    if (problems.length > 0)
-      throw new ApiError(400, 'invalid_request', 'the request is not valid; see details', problems);
+    if (problems.length > 0) throw ApiError.invalid(problems);
+  }
+
+  /**
+   * Checks an update of one level (company or office) against what it holds now, writes it, and answers what the
+   * level holds afterwards; `secretKeyRequired` says why the level must keep a secret key, when it must.
+   */
+  async function writeSettings(
+    request: FastifyRequest,
+    target: PaymentTarget,
+    update: PaymentSettingsUpdate,
+    before: PaymentSettings,
+    secretKeyRequired: string | undefined,
+  ) {
+    checkKeyEnvironments(update);
+    const after = applied(before, update);
+    if (secretKeyRequired && !after.secretKey) {
+      throw ApiError.invalid([{ field: 'credentials.secretKey', message: secretKeyRequired }]);
+    }
+    await updatePaymentSettings(db, target, update, request.principal!.subject);
+    return { after, changes: settingsChanges(before, after) };
   }
 
   async function audit(
@@ -109,17 +128,13 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
     const target = parse(companyParams, request.params);
     const input = parse(companyPaymentConfigSchema, request.body);
     const levels = await authorize(request, 'payment_config:write', target);
-    const update: PaymentSettingsUpdate = { mode: input.mode, ...toUpdate(input) };
-    checkKeyEnvironments(update);
-    const before = levels.company?.settings ?? {};
-    const after = applied(before, update);
-    if (input.mode !== 'office' && !after.secretKey) {
-      throw new ApiError(400, 'invalid_request', 'the request is not valid; see details', [
-        { field: 'credentials.secretKey', message: `is required in ${input.mode} mode` },
-      ]);
-    }
-    await updatePaymentSettings(db, target, update, request.principal!.subject);
-    const changes = settingsChanges(before, after);
+    const { after, changes } = await writeSettings(
+      request,
+      target,
+      { mode: input.mode, ...toUpdate(input) },
+      levels.company?.settings ?? {},
+      input.mode !== 'office' ? `is required in ${input.mode} mode` : undefined,
+    );
     if (levels.company?.mode !== input.mode)
       changes.unshift({ field: 'mode', before: levels.company?.mode ?? null, after: input.mode });
     await audit(request, target, 'payment_config.updated', changes);
@@ -145,17 +160,14 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
         'the company takes payments at company level; offices may not override (set mode to office or hybrid first)',
       );
     }
-    const update = toUpdate(input);
-    checkKeyEnvironments(update);
-    const before = levels.office?.settings ?? {};
-    const after = applied(before, update);
-    if (mode === 'office' && !after.secretKey) {
-      throw new ApiError(400, 'invalid_request', 'the request is not valid; see details', [
-        { field: 'credentials.secretKey', message: 'is required: the company takes payments per office' },
-      ]);
-    }
-    await updatePaymentSettings(db, target, update, request.principal!.subject);
-    await audit(request, target, 'payment_config.updated', settingsChanges(before, after));
+    const { after, changes } = await writeSettings(
+      request,
+      target,
+      toUpdate(input),
+      levels.office?.settings ?? {},
+      mode === 'office' ? 'is required: the company takes payments per office' : undefined,
+    );
+    await audit(request, target, 'payment_config.updated', changes);
     return view(target, undefined, after);
   });
 

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ulid } from 'ulid';
 import { z } from 'zod';
 import { paymentRequestedEvent } from '../../domain/payment-audit';
-import { paymentRequestHash, paymentRequestSchema } from '../../domain/payment-request';
+import { PAYMENT_ID, paymentRequestHash, paymentRequestSchema } from '../../domain/payment-request';
 import type { Models } from '../../models';
 import type { PaymentRecord } from '../../models/payment.model';
 import { refundableAmount, refundTotals, type RefundTotals } from '../../models/refund-ledger.model';
@@ -13,6 +13,7 @@ import type { FieldEncryption } from '../../models/encryption';
 import type { AccessGuard } from '../access-guard';
 import { enqueueRecordedIntent } from '../enqueue';
 import { ApiError } from '../errors';
+import { authorizedPayment, paymentParams, rejectIfShredded } from '../payment-access';
 import { parse, requireIdempotencyKey, scopeIdSchema } from '../validation';
 import { isDuplicateKeyError } from '../../models/errors';
 
@@ -28,20 +29,13 @@ export interface PaymentRouteDeps {
 const companyParams = z.object({ companyId: scopeIdSchema }).strict();
 const listQuery = z
   .object({
-    officeId: z
-      .string()
-      .regex(/^[A-Za-z0-9_-]{1,64}$/)
-      .optional(),
+    officeId: scopeIdSchema.optional(),
     status: z.enum(PAYMENT_STATUSES).optional(),
     limit: z.coerce.number().int().min(1).max(100).default(25),
     /** The last id of the previous page; ids are ULIDs, so they sort by creation time. */
-    after: z
-      .string()
-      .regex(/^pay_[0-9A-Z]{26}$/)
-      .optional(),
+    after: z.string().regex(PAYMENT_ID).optional(),
   })
   .strict();
-const paymentParams = companyParams.extend({ paymentId: z.string().regex(/^pay_[0-9A-Z]{26}$/) }).strict();
 
 /** What the upstream app sees of a payment: status, amounts, the failure reason, what 3-D Secure needs, any dispute. */
 function presentPayment(payment: PaymentRecord, refunds?: RefundTotals) {
@@ -98,7 +92,7 @@ function presentRefunds(payment: PaymentRecord, refunds: RefundTotals) {
 }
 
 export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDeps): void {
-  const { Company, Payment, RefundLedger } = deps.models;
+  const { Payment, RefundLedger } = deps.models;
   const bodySchema = paymentRequestSchema(deps.maxAmount);
 
   const enqueuePayment = (payment: PaymentRecord, request: FastifyRequest) =>
@@ -113,9 +107,8 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
     const idempotencyKey = requireIdempotencyKey(request);
     const body = parse(bodySchema, request.body);
     await deps.authorize(request, 'payments:create', { companyId, officeId: body.officeId });
-    const company = await Company.findById(companyId, { shreddedAt: 1 }).lean();
-    if (!company) throw new ApiError(404, 'company_not_found', 'no such company');
-    if (company.shreddedAt) throw new ApiError(410, 'company_shredded', "the company's data was crypto-shredded");
+    if (!(await rejectIfShredded(deps.models, companyId)))
+      throw new ApiError(404, 'company_not_found', 'no such company');
 
     const principal = request.principal!;
     const requestHash = paymentRequestHash(body);
@@ -155,14 +148,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
   });
 
   app.get('/v1/companies/:companyId/payments/:paymentId', async (request) => {
-    const { companyId, paymentId } = parse(paymentParams, request.params);
-    const payment = await Payment.findOne({ _id: paymentId, companyId }).lean();
-    await deps.authorize(request, 'payments:read', {
-      companyId,
-      officeId: payment?.officeId,
-      resource: { type: 'payment', id: paymentId },
-    });
-    if (!payment) throw new ApiError(404, 'payment_not_found', 'no such payment');
+    const payment = await authorizedPayment(deps, request, parse(paymentParams, request.params), 'payments:read');
     const refunds = payment.status === 'succeeded' ? await refundTotals(RefundLedger, payment._id) : undefined;
     return presentPayment(payment, refunds);
   });

@@ -5,7 +5,6 @@ import { REFUND_ID, refundIdFor, refundRequestHash, refundRequestSchema } from '
 import type { Models } from '../../models';
 import type { FieldEncryption } from '../../models/encryption';
 import { isDuplicateKeyError } from '../../models/errors';
-import type { PaymentRecord } from '../../models/payment.model';
 import {
   holdRefund,
   LedgerBusyError,
@@ -19,7 +18,8 @@ import { enqueueRefund } from '../../queues/refunds.queue';
 import type { AccessGuard } from '../access-guard';
 import { enqueueRecordedIntent } from '../enqueue';
 import { ApiError } from '../errors';
-import { parse, requireIdempotencyKey, scopeIdSchema } from '../validation';
+import { authorizedPayment, paymentParams, rejectIfShredded } from '../payment-access';
+import { parse, requireIdempotencyKey } from '../validation';
 
 export interface RefundRouteDeps {
   models: Pick<Models, 'Company' | 'Payment' | 'Refund' | 'RefundLedger'>;
@@ -29,9 +29,6 @@ export interface RefundRouteDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
 }
 
-const paymentParams = z
-  .object({ companyId: scopeIdSchema, paymentId: z.string().regex(/^pay_[0-9A-Z]{26}$/) })
-  .strict();
 const refundParams = paymentParams.extend({ refundId: z.string().regex(REFUND_ID) }).strict();
 
 /** What the upstream app sees of a refund. */
@@ -75,7 +72,7 @@ const keyConflict = () =>
  * enqueues it and answers 202. Stripe is called by the refunds worker only.
  */
 export function registerRefundRoutes(app: FastifyInstance, deps: RefundRouteDeps): void {
-  const { Company, Payment, Refund, RefundLedger } = deps.models;
+  const { Refund, RefundLedger } = deps.models;
   const bodySchema = refundRequestSchema(deps.maxAmount);
 
   const enqueue = (refund: RefundRecord, request: FastifyRequest) =>
@@ -85,30 +82,13 @@ export function registerRefundRoutes(app: FastifyInstance, deps: RefundRouteDeps
       enqueueJob: () => enqueueRefund(deps.queues.refunds, { refundId: refund._id, requestId: refund.requestId }),
     });
 
-  /** The payment, after the caller was authorized for its office; 404 for none of this company's. */
-  async function authorizedPayment(
-    request: FastifyRequest,
-    params: { companyId: string; paymentId: string },
-    permission: 'refunds:create' | 'payments:read',
-  ): Promise<PaymentRecord> {
-    const payment = await Payment.findOne({ _id: params.paymentId, companyId: params.companyId }).lean();
-    await deps.authorize(request, permission, {
-      companyId: params.companyId,
-      officeId: payment?.officeId,
-      resource: { type: 'payment', id: params.paymentId },
-    });
-    if (!payment) throw new ApiError(404, 'payment_not_found', 'no such payment');
-    return payment;
-  }
-
   app.post('/v1/companies/:companyId/payments/:paymentId/refunds', { bodyLimit: 4 * 1024 }, async (request, reply) => {
     const params = parse(paymentParams, request.params);
     const { companyId, paymentId } = params;
     const idempotencyKey = requireIdempotencyKey(request);
     const body = parse(bodySchema, request.body);
-    const payment = await authorizedPayment(request, params, 'refunds:create');
-    const company = await Company.findById(companyId, { shreddedAt: 1 }).lean();
-    if (company?.shreddedAt) throw new ApiError(410, 'company_shredded', "the company's data was crypto-shredded");
+    const payment = await authorizedPayment(deps, request, params, 'refunds:create');
+    await rejectIfShredded(deps.models, companyId);
 
     const requestHash = refundRequestHash(paymentId, body);
     const answer = async (refund: RefundRecord, replayed: boolean) => {
@@ -191,7 +171,7 @@ export function registerRefundRoutes(app: FastifyInstance, deps: RefundRouteDeps
 
   app.get('/v1/companies/:companyId/payments/:paymentId/refunds', async (request) => {
     const params = parse(paymentParams, request.params);
-    await authorizedPayment(request, params, 'payments:read');
+    await authorizedPayment(deps, request, params, 'payments:read');
     // A payment has few refunds (each takes part of its amount): one page, oldest first.
     const refunds = await Refund.find({ companyId: params.companyId, paymentId: params.paymentId })
       .sort({ createdAt: 1, _id: 1 })
@@ -202,7 +182,7 @@ export function registerRefundRoutes(app: FastifyInstance, deps: RefundRouteDeps
 
   app.get('/v1/companies/:companyId/payments/:paymentId/refunds/:refundId', async (request) => {
     const params = parse(refundParams, request.params);
-    await authorizedPayment(request, params, 'payments:read');
+    await authorizedPayment(deps, request, params, 'payments:read');
     const refund = await Refund.findOne({
       _id: params.refundId,
       companyId: params.companyId,

@@ -180,16 +180,15 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
       const target = parseConfigId(configId);
       if (!target) return reject(request, 'config_unknown', undefined, PLATFORM_AUDIT_SCOPE);
       const { companyId, officeId } = target;
-      const [company, levels] = await Promise.all([
-        models.Company.findById(companyId, { shreddedAt: 1 }).lean(),
-        loadPaymentLevels(models, target).catch((error: unknown) => {
-          if (isShreddedDataError(error)) return undefined;
-          throw error;
-        }),
-      ]);
+      const levels = await loadPaymentLevels(models, target).catch((error: unknown) => {
+        if (isShreddedDataError(error)) return undefined;
+        throw error;
+      });
+      // Unreadable (data key gone): only then is the company asked for on its own, to tell missing from shredded.
+      const companyExists = levels ? levels.companyExists : Boolean(await models.Company.exists({ _id: companyId }));
       // A company that does not exist gets no trail (and no data key) of its own; neither does a shredded one.
-      if (!company) return reject(request, 'config_unknown', configId, PLATFORM_AUDIT_SCOPE, target);
-      if (company.shreddedAt || !levels)
+      if (!companyExists) return reject(request, 'config_unknown', configId, PLATFORM_AUDIT_SCOPE, target);
+      if (!levels || levels.companyShredded)
         return reject(request, 'company_shredded', configId, PLATFORM_AUDIT_SCOPE, target);
 
       const resolved = resolvePaymentConfig(levels.company, levels.office);
@@ -225,7 +224,7 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
         if (!stored) throw error;
         // A finished event is only acknowledged; an unfinished one is enqueued again (same job id: no double work).
         enqueue = stored.companyId === companyId && !isFinishedWebhookEvent(stored.status);
-        replays = stored.replays ?? 0;
+        replays = stored.replays;
         if (stored.companyId !== companyId) log.warn('stripe event already stored for another company; not enqueued');
         log.info({ status: stored.status }, 'stripe event redelivered');
       }
