@@ -36,7 +36,11 @@ export function paymentRequestedEvent(payment: AuditablePayment): AuditEventInpu
 }
 
 /** The event for a settled payment, or undefined while it is still in flight. */
-export function paymentOutcomeEvent(payment: AuditablePayment, jobId?: string): AuditEventInput | undefined {
+export function paymentOutcomeEvent(
+  payment: AuditablePayment,
+  actor: AuditEventInput['actor'],
+  jobId?: string,
+): AuditEventInput | undefined {
   const event = OUTCOME_EVENTS[payment.status];
   if (!event) return undefined;
   return {
@@ -45,7 +49,7 @@ export function paymentOutcomeEvent(payment: AuditablePayment, jobId?: string): 
     ...(payment.officeId ? { officeId: payment.officeId } : {}),
     action: event.action,
     outcome: event.outcome,
-    actor: { type: 'system', id: 'charge-worker' },
+    actor,
     resource: { type: 'payment', id: payment._id },
     ...(payment.failure ? { reason: payment.failure.code } : {}),
     requestId: payment.requestId,

@@ -64,7 +64,6 @@ export const companyPaymentConfigSchema = z
 export const officePaymentConfigSchema = z
   .object({ gateway: z.literal('stripe').default('stripe'), ...settingsShape })
   .strict();
-export type CompanyPaymentConfigInput = z.infer<typeof companyPaymentConfigSchema>;
 export type OfficePaymentConfigInput = z.infer<typeof officePaymentConfigSchema>;
 
 export const attestationSchema = z.discriminatedUnion('status', [

@@ -17,4 +17,3 @@ export const SERVICE_CATEGORIES = [
   'products',
   'other_services',
 ] as const;
-export type ServiceCategory = (typeof SERVICE_CATEGORIES)[number];

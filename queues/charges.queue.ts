@@ -1,11 +1,12 @@
 import type { Queue } from 'bullmq';
 import { z } from 'zod';
+import { PAYMENT_ID } from '../domain/payment-request';
 import { defaultJobOptions, jobId } from './job-options';
 
 /** Ids only: the worker re-reads everything else from MongoDB, so no PHI or secret enters Redis. */
 export const chargeJobSchema = z
   .object({
-    paymentId: z.string().regex(/^pay_[0-9A-Z]{26}$/),
+    paymentId: z.string().regex(PAYMENT_ID),
     requestId: z.string().min(1).max(100),
   })
   .strict();

@@ -1,9 +1,7 @@
 import type { Queue } from 'bullmq';
-import { z } from 'zod';
 
 /** Scheduled housekeeping. The payload is empty: each run reads what is due from MongoDB. */
-export const maintenanceJobSchema = z.object({}).strict();
-export type MaintenanceJob = z.infer<typeof maintenanceJobSchema>;
+export type MaintenanceJob = Record<string, never>;
 
 export const MAINTENANCE_JOBS = {
   outboxSweep: 'outbox-sweep',

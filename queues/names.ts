@@ -6,5 +6,3 @@ export const QUEUE_NAMES = {
   stripeEvents: 'stripe-events',
   refunds: 'refunds',
 } as const;
-
-export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];

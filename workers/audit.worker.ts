@@ -1,8 +1,9 @@
-import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import type { AppendResult, AuditTrail } from '../models/audit-trail';
 import type { Logger } from '../platform/logger';
 import { auditJobSchema, type AuditJob } from '../queues/audit.queue';
 import { QUEUE_NAMES } from '../queues/names';
+import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
 
 export interface AuditDeps {
   auditTrail: Pick<AuditTrail, 'append'>;
@@ -17,29 +18,10 @@ export interface AuditDeps {
 export async function processAuditEvent(job: Job<AuditJob>, deps: AuditDeps): Promise<AppendResult> {
   const parsed = auditJobSchema.safeParse(job.data);
   if (!parsed.success) throw new UnrecoverableError('invalid audit job payload');
-  try {
-    return await deps.auditTrail.append(parsed.data);
-  } catch (error) {
-    deps.logger.warn(
-      {
-        queue: QUEUE_NAMES.audit,
-        jobId: job.id,
-        eventId: parsed.data.eventId,
-        attempt: job.attemptsMade + 1,
-        err: error,
-      },
-      'audit append failed; will retry',
-    );
-    throw error;
-  }
+  // A failed append is logged by the worker's `failed` listener (workers/main.ts), with the job id naming the event.
+  return deps.auditTrail.append(parsed.data);
 }
 
-export function createAuditWorker(
-  deps: AuditDeps & { connection: ConnectionOptions; prefix: string; concurrency: number },
-): Worker<AuditJob, AppendResult> {
-  return new Worker<AuditJob, AppendResult>(QUEUE_NAMES.audit, (job) => processAuditEvent(job, deps), {
-    connection: deps.connection,
-    prefix: deps.prefix,
-    concurrency: deps.concurrency,
-  });
+export function createAuditWorker(deps: AuditDeps & QueueWorkerOptions): Worker<AuditJob, AppendResult> {
+  return createQueueWorker(QUEUE_NAMES.audit, processAuditEvent, deps);
 }

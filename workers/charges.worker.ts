@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import { paymentOutcomeEvent, paymentRequestedEvent } from '../domain/payment-audit';
 import { GatewayError, type GatewayIntent, type PaymentGateway } from '../domain/payment-gateway';
 import { isSettled } from '../domain/payment-status';
@@ -10,6 +10,7 @@ import type { AuditEventInput } from '../queues/audit.queue';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from './gateway/gateway-access';
+import { createQueueWorker, storedStatus, type QueueWorkerOptions } from './queue-worker';
 
 export interface ChargeDeps {
   models: Pick<Models, 'Company' | 'Office' | 'Payment'>;
@@ -23,6 +24,8 @@ export interface ChargeResult {
   paymentId: string;
   status: PaymentRecord['status'];
 }
+
+const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'charge-worker' };
 
 type Settlement =
   | { status: 'succeeded' }
@@ -61,7 +64,7 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
   await deps.enqueueAudit(paymentRequestedEvent(stored));
 
   if (isSettled(stored.status)) {
-    await auditOutcome(stored, job, deps);
+    await auditPaymentOutcome(stored, ACTOR, job.id, deps);
     log.info({ status: stored.status }, 'payment already settled; nothing to do');
     return { paymentId, status: stored.status };
   }
@@ -71,7 +74,9 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
     { $set: { status: 'processing' }, $inc: { attempts: 1 } },
     { new: true },
   ).lean();
-  if (!payment) return reread(paymentId, deps);
+  if (!payment) {
+    return { paymentId, status: await storedStatus('payment', paymentId, (id) => Payment.findById(id).lean()) };
+  }
 
   const settle = (settlement: Settlement) => settlePayment(payment, settlement, job, deps, log);
 
@@ -135,11 +140,15 @@ async function chargeIntent(
       idempotencyKey: payment._id,
     });
     // Saved before confirming: after Stripe's 24-hour idempotency window only this record prevents a second intent.
-    await deps.models.Payment.updateOne(
+    const recorded = await deps.models.Payment.updateOne(
       { _id: payment._id, stripePaymentIntentId: { $exists: false } },
       { $set: { stripePaymentIntentId: created.id } },
     );
-    const saved = await deps.models.Payment.findById(payment._id, { stripePaymentIntentId: 1 }).lean();
+    // Not recorded: an earlier attempt saved an intent id first, and that one is charged.
+    const saved =
+      recorded.matchedCount > 0
+        ? undefined
+        : await deps.models.Payment.findById(payment._id, { stripePaymentIntentId: 1 }).lean();
     intentId = saved?.stripePaymentIntentId ?? created.id;
   }
   try {
@@ -211,28 +220,25 @@ async function settlePayment(
   ).lean();
   const current = settled ?? (await deps.models.Payment.findById(payment._id).lean());
   if (!current) throw new UnrecoverableError(`payment ${payment._id} disappeared`);
-  await auditOutcome(current, job, deps);
+  await auditPaymentOutcome(current, ACTOR, job.id, deps);
   log.info({ status: current.status, reason: current.failure?.code }, 'payment settled');
   return { paymentId: payment._id, status: current.status };
 }
 
-async function auditOutcome(payment: PaymentRecord, job: Job<ChargeJob>, deps: ChargeDeps): Promise<void> {
-  const event = paymentOutcomeEvent(payment, job.id);
+/**
+ * Audits a settled payment's outcome (nothing while it is in flight), as `actor`. The event id is deterministic,
+ * so the charge worker, a webhook and a retry of either may all send it.
+ */
+export async function auditPaymentOutcome(
+  payment: PaymentRecord,
+  actor: AuditEventInput['actor'],
+  jobId: string | undefined,
+  deps: Pick<ChargeDeps, 'enqueueAudit'>,
+): Promise<void> {
+  const event = paymentOutcomeEvent(payment, actor, jobId);
   if (event) await deps.enqueueAudit(event);
 }
 
-async function reread(paymentId: string, deps: ChargeDeps): Promise<ChargeResult> {
-  const current = await deps.models.Payment.findById(paymentId).lean();
-  if (!current) throw new UnrecoverableError(`payment ${paymentId} not found`);
-  return { paymentId, status: current.status };
-}
-
-export function createChargesWorker(
-  deps: ChargeDeps & { connection: ConnectionOptions; prefix: string; concurrency: number },
-): Worker<ChargeJob, ChargeResult> {
-  return new Worker<ChargeJob, ChargeResult>(QUEUE_NAMES.charges, (job) => processCharge(job, deps), {
-    connection: deps.connection,
-    prefix: deps.prefix,
-    concurrency: deps.concurrency,
-  });
+export function createChargesWorker(deps: ChargeDeps & QueueWorkerOptions): Worker<ChargeJob, ChargeResult> {
+  return createQueueWorker(QUEUE_NAMES.charges, processCharge, deps);
 }

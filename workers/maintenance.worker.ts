@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type ConnectionOptions, type Job, type Queue } from 'bullmq';
+import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
 import type { Models } from '../models';
 import type { Logger } from '../platform/logger';
 import { chargeJobId, enqueueCharge, type ChargeJob } from '../queues/charges.queue';
@@ -10,6 +10,8 @@ import { QUEUE_NAMES } from '../queues/names';
 import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../queues/stripe-events.queue';
 import { enqueueRefund, refundJobId, type RefundJob } from '../queues/refunds.queue';
 import { releaseOrphanedHolds } from '../models/refund-ledger.model';
+import { transitionEventId } from '../domain/audit-actions';
+import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
 
 export interface MaintenanceDeps {
   models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'>;
@@ -69,9 +71,8 @@ export async function sweepOutbox(
   }
   for (const event of events) {
     // A replayed event (ops reset it to received) has a job of its own per replay: the same id the replay used.
-    const replays = event.replays ?? 0;
-    const acted = await ensureJob(deps.stripeEventsQueue, stripeEventJobId(event._id, replays), () =>
-      enqueueStripeEvent(deps.stripeEventsQueue, { eventId: event._id }, replays),
+    const acted = await ensureJob(deps.stripeEventsQueue, stripeEventJobId(event._id, event.replays), () =>
+      enqueueStripeEvent(deps.stripeEventsQueue, { eventId: event._id }, event.replays),
     );
     if (acted) requeued += 1;
   }
@@ -116,7 +117,7 @@ export async function purgeExpiredAuditEvents(
     ({ companyId, removed, throughSequence }) =>
       // Deterministic id: a purge retried after a crash records itself once.
       enqueueAuditEvent(deps.auditQueue, {
-        eventId: `evt-audit-purged-${companyId}-${throughSequence}`,
+        eventId: transitionEventId('audit.purged', `${companyId}-${throughSequence}`),
         companyId,
         action: 'audit.purged',
         outcome: 'success',
@@ -150,15 +151,7 @@ export async function processMaintenance(job: Job<MaintenanceJob>, deps: Mainten
 }
 
 export function createMaintenanceWorker(
-  deps: MaintenanceDeps & { connection: ConnectionOptions; prefix: string },
+  deps: MaintenanceDeps & Omit<QueueWorkerOptions, 'concurrency'>,
 ): Worker<MaintenanceJob, MaintenanceResult> {
-  return new Worker<MaintenanceJob, MaintenanceResult>(
-    QUEUE_NAMES.maintenance,
-    (job) => processMaintenance(job, deps),
-    {
-      connection: deps.connection,
-      prefix: deps.prefix,
-      concurrency: 1,
-    },
-  );
+  return createQueueWorker(QUEUE_NAMES.maintenance, processMaintenance, { ...deps, concurrency: 1 });
 }

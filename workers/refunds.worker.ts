@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import { GatewayError, type GatewayRefund, type PaymentGateway } from '../domain/payment-gateway';
 import { refundOutcomeEvent, refundRequestedEvent, toReasonCode } from '../domain/refund-audit';
 import { isRefundHandedOver, type GatewayRefundStatus, type RefundStatus } from '../domain/refund-status';
@@ -11,6 +11,8 @@ import type { AuditEventInput } from '../queues/audit.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { refundJobSchema, type RefundJob } from '../queues/refunds.queue';
 import { resolveGatewayAccess } from './gateway/gateway-access';
+import { createQueueWorker, storedStatus, type QueueWorkerOptions } from './queue-worker';
+import { MAX_DECISIONS } from './stripe-events/handler';
 
 export interface RefundDeps {
   models: Pick<Models, 'Company' | 'Office' | 'Payment' | 'Refund' | 'RefundLedger'>;
@@ -68,9 +70,6 @@ export interface ReportedRefund {
 export type RefundMove =
   | { applied: true; from: RefundStatus; refund: RefundRecord }
   | { applied: false; reason: string; refund?: RefundRecord };
-
-// Losing a race (worker against webhook, or two events) means deciding again on the new state.
-const MAX_DECISIONS = 5;
 
 /**
  * Moves a refund to what Stripe reports, if `domain/refund-transitions.ts`
@@ -157,7 +156,9 @@ export async function processRefund(job: Job<RefundJob>, deps: RefundDeps): Prom
     { $set: { status: 'processing' }, $inc: { attempts: 1 } },
     { new: true },
   ).lean();
-  if (!refund) return reread(Refund, refundId);
+  if (!refund) {
+    return { refundId, status: await storedStatus('refund', refundId, (id) => Refund.findById(id).lean()) };
+  }
 
   const fail = async (failure: RefundFailure): Promise<never> => {
     // Nothing reached Stripe: the hold goes back first, then the refund is recorded failed.
@@ -243,18 +244,6 @@ async function settled(
   return current;
 }
 
-async function reread(Refund: RefundModel, refundId: string): Promise<RefundResult> {
-  const current = await Refund.findById(refundId).lean();
-  if (!current) throw new UnrecoverableError(`refund ${refundId} not found`);
-  return { refundId, status: current.status };
-}
-
-export function createRefundsWorker(
-  deps: RefundDeps & { connection: ConnectionOptions; prefix: string; concurrency: number },
-): Worker<RefundJob, RefundResult> {
-  return new Worker<RefundJob, RefundResult>(QUEUE_NAMES.refunds, (job) => processRefund(job, deps), {
-    connection: deps.connection,
-    prefix: deps.prefix,
-    concurrency: deps.concurrency,
-  });
+export function createRefundsWorker(deps: RefundDeps & QueueWorkerOptions): Worker<RefundJob, RefundResult> {
+  return createQueueWorker(QUEUE_NAMES.refunds, processRefund, deps);
 }

@@ -1,6 +1,6 @@
-import { UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import { transitionEventId, type AuditAction } from '../domain/audit-actions';
-import { paymentOutcomeEvent } from '../domain/payment-audit';
+import { PAYMENT_ID } from '../domain/payment-request';
 import {
   decidePaymentTransition,
   PAYMENT_INTENT_EVENT_TARGETS,
@@ -13,11 +13,12 @@ import type { PaymentRecord } from '../models/payment.model';
 import type { WebhookEventRecord, WebhookEventStatus } from '../models/webhook-event.model';
 import { QUEUE_NAMES } from '../queues/names';
 import { replayKey, stripeEventJobSchema, type StripeEventJob } from '../queues/stripe-events.queue';
+import { auditPaymentOutcome } from './charges.worker';
+import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
 import { applyDisputeEvent } from './stripe-events/dispute-events';
 import { REFUND_EVENT_HANDLERS } from './stripe-events/refund-events';
 import {
   MAX_DECISIONS,
-  PAYMENT_ID,
   paymentOutcome,
   STRIPE_EVENTS_ACTOR,
   type EventOutcome,
@@ -35,11 +36,9 @@ export interface StripeEventResult {
 /** The parts of a PaymentIntent (as Stripe sends it in `data.object`) that are read here. */
 interface IntentObject {
   id?: unknown;
-  object?: unknown;
   metadata?: { payment_id?: unknown } | null;
   client_secret?: unknown;
   next_action?: { type?: unknown } | null;
-  cancellation_reason?: unknown;
   last_payment_error?: { code?: unknown; decline_code?: unknown; message?: unknown } | null;
 }
 
@@ -133,7 +132,7 @@ const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, d
       const pending = round === 0 ? row.pending : undefined;
       if (pending && pending.paymentId === paymentId && pending.to === payment.status) {
         // Its outcome audit event may not have been sent; the id is deterministic, so sending it again is safe.
-        await auditPaymentOutcome(payment, job, deps);
+        await auditPaymentOutcome(payment, STRIPE_EVENTS_ACTOR, job.id, deps);
         return paymentOutcome('applied', `${pending.from}_to_${pending.to}`, payment);
       }
       return paymentOutcome('ignored', decision.reason, payment);
@@ -150,18 +149,13 @@ const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, d
       { new: true },
     ).lean();
     if (applied) {
-      await auditPaymentOutcome(applied, job, deps);
+      await auditPaymentOutcome(applied, STRIPE_EVENTS_ACTOR, job.id, deps);
       return paymentOutcome('applied', `${decision.from}_to_${decision.to}`, applied);
     }
   }
   // Still contended after several rounds: let BullMQ retry later.
   throw new Error(`payment ${paymentId} kept changing while applying stripe event ${row._id}`);
 };
-
-async function auditPaymentOutcome(payment: PaymentRecord, job: Job<StripeEventJob>, deps: StripeEventDeps) {
-  const outcomeEvent = paymentOutcomeEvent(payment, job.id);
-  if (outcomeEvent) await deps.enqueueAudit({ ...outcomeEvent, actor: STRIPE_EVENTS_ACTOR });
-}
 
 /** Event type → handler. Refunds, disputes and setup intents add theirs here. */
 const HANDLERS: Readonly<Record<string, StripeEventHandler>> = {
@@ -252,11 +246,7 @@ async function finish(
 }
 
 export function createStripeEventsWorker(
-  deps: StripeEventDeps & { connection: ConnectionOptions; prefix: string; concurrency: number },
+  deps: StripeEventDeps & QueueWorkerOptions,
 ): Worker<StripeEventJob, StripeEventResult> {
-  return new Worker<StripeEventJob, StripeEventResult>(
-    QUEUE_NAMES.stripeEvents,
-    (job) => processStripeEvent(job, deps),
-    { connection: deps.connection, prefix: deps.prefix, concurrency: deps.concurrency },
-  );
+  return createQueueWorker(QUEUE_NAMES.stripeEvents, processStripeEvent, deps);
 }

@@ -12,6 +12,7 @@ import type { PaymentDispute, PaymentRecord } from '../../models/payment.model';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
 import {
   MAX_DECISIONS,
+  PAYMENT_INTENT_ID,
   paymentOutcome,
   STRIPE_EVENTS_ACTOR,
   type StripeEventDeps,
@@ -22,10 +23,7 @@ import {
 const disputeObjectSchema = z.object({
   id: z.string().regex(/^(dp|du)_[A-Za-z0-9]{1,255}$/),
   // null for a charge made without a PaymentIntent: none of ours.
-  payment_intent: z
-    .string()
-    .regex(/^pi_[A-Za-z0-9]{1,255}$/)
-    .nullish(),
+  payment_intent: z.string().regex(PAYMENT_INTENT_ID).nullish(),
   amount: z.number().int().nonnegative(),
   currency: z.string().regex(/^[a-z]{3}$/),
   reason: z.string().regex(/^[a-z0-9_]{1,64}$/),

@@ -44,9 +44,13 @@ export type StripeEventHandler = (context: {
 }) => Promise<EventOutcome>;
 
 export const STRIPE_EVENTS_ACTOR = { type: 'system' as const, id: 'stripe-events-worker' };
-/** Losing a race to another event for the same record means deciding again on its new state, a few times. */
+/**
+ * Losing a race for a record (to another event, or between the refund worker and a webhook) means deciding again
+ * on its new state, a few times.
+ */
 export const MAX_DECISIONS = 5;
-export const PAYMENT_ID = /^pay_[0-9A-Z]{26}$/;
+/** A Stripe PaymentIntent id, as events name the intent a charge, refund or dispute belongs to. */
+export const PAYMENT_INTENT_ID = /^pi_[A-Za-z0-9]{1,255}$/;
 
 /** The outcome for an event about a payment (or about none, when it was not found). */
 export const paymentOutcome = (

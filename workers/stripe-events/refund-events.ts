@@ -1,12 +1,19 @@
 import { z } from 'zod';
 import { transitionEventId } from '../../domain/audit-actions';
+import { PAYMENT_ID } from '../../domain/payment-request';
 import { REFUND_ID } from '../../domain/refund-request';
 import { isGatewayRefundStatus } from '../../domain/refund-status';
 import type { PaymentRecord } from '../../models/payment.model';
 import { recordGatewayReport, refundTotals } from '../../models/refund-ledger.model';
 import type { RefundRecord } from '../../models/refund.model';
 import { followRefund, moveRefund } from '../refunds.worker';
-import { PAYMENT_ID, paymentOutcome, STRIPE_EVENTS_ACTOR, type EventOutcome, type StripeEventHandler } from './handler';
+import {
+  PAYMENT_INTENT_ID,
+  paymentOutcome,
+  STRIPE_EVENTS_ACTOR,
+  type EventOutcome,
+  type StripeEventHandler,
+} from './handler';
 
 type HandlerContext = Parameters<StripeEventHandler>[0];
 
@@ -21,10 +28,7 @@ type RefundObject = z.infer<typeof refundObjectSchema>;
 
 /** The parts of a Stripe Charge read here. `refunds` is only present on older API versions. */
 const chargeObjectSchema = z.object({
-  payment_intent: z
-    .string()
-    .regex(/^pi_[A-Za-z0-9]{1,255}$/)
-    .nullish(),
+  payment_intent: z.string().regex(PAYMENT_INTENT_ID).nullish(),
   amount_refunded: z.number().int().nonnegative(),
   metadata: z.object({ payment_id: z.string().optional() }).passthrough().nullish(),
   refunds: z.object({ data: z.array(z.unknown()) }).nullish(),

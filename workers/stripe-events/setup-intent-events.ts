@@ -1,5 +1,6 @@
 import type { Job } from 'bullmq';
 import { transitionEventId } from '../../domain/audit-actions';
+import { OFFICE_ID } from '../../domain/payment-request';
 import { isDuplicateKeyError } from '../../models/errors';
 import {
   isCustomerRef,
@@ -15,8 +16,6 @@ import { STRIPE_EVENTS_ACTOR, type EventOutcome, type StripeEventDeps, type Stri
 const SETUP_INTENT_ID = /^seti_[A-Za-z0-9]{1,255}$/;
 const STRIPE_CUSTOMER_ID = /^cus_[A-Za-z0-9]{1,255}$/;
 const PAYMENT_METHOD_ID = /^pm_[A-Za-z0-9_]{1,255}$/;
-// The shape payments take for an office id (domain/payment-request.ts).
-const OFFICE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 // Reading these would decrypt them; nothing here needs them once stored.
 const WITHOUT_STRIPE_IDS = { stripeCustomerId: 0, stripePaymentMethodId: 0 } as const;
 
