@@ -11,15 +11,14 @@ import { measureNoopBaseline } from './noop-baseline';
 import type { BenchEntry, BenchResult } from './report';
 import {
   createBenchWorld,
-  percentile,
   pollUntil,
   positiveIntFromEnv,
-  runBounded,
   serviceAddresses,
   withTeardown,
   type BenchWorld,
   type Teardown,
 } from './support';
+import { timeRequests, type TimedRequests } from './timed-requests';
 
 /**
  * Charges per second through the whole path — POST /v1/companies/:id/payments →
@@ -86,8 +85,8 @@ async function refuseUnsuccessful(payments: Collection, counts: StatusCounts): P
 
 interface WholePath {
   seconds: number;
-  postsSeconds: number;
-  latenciesMs: number[];
+  /** The timed POSTs: how long until all were answered, and their latencies. */
+  posts: TimedRequests;
   stripeRequestsPerPayment: number;
   /** Audit jobs not yet done when every payment had succeeded: work the whole-path time does not include. */
   auditBacklog: number;
@@ -141,9 +140,8 @@ async function measureWholePath(
 
   // fetch (undici) keeps connections alive by default; at most clientConcurrency of them.
   const endpoint = `${api.url}/v1/companies/${companyId}/payments`;
-  const post = async (idempotencyKey: string, amount: number): Promise<number> => {
-    const started = performance.now();
-    const response = await fetch(endpoint, {
+  const post = (idempotencyKey: string, amount: number): Promise<Response> =>
+    fetch(endpoint, {
       method: 'POST',
       headers: {
         authorization: `Bearer ${token}`,
@@ -152,11 +150,6 @@ async function measureWholePath(
       },
       body: JSON.stringify({ amount, currency: 'usd', customer: 'cus_BenchPatient', paymentMethod: 'pm_card_visa' }),
     });
-    const text = await response.text();
-    const elapsedMs = performance.now() - started;
-    if (response.status !== 202) throw new Error(`POST ${endpoint} answered ${response.status}: ${text}`);
-    return elapsedMs;
-  };
 
   const payments = world.rawMongo.db(world.dbName).collection('payments');
   // Counting by status is a collection scan on a MongoDB-wire server without that index (FerretDB: 40+ ms
@@ -172,20 +165,17 @@ async function measureWholePath(
       { timeoutMs: settings.deadlineMs, intervalMs, what },
     );
 
-  const send = async (count: number, tag: string, latencies: number[]) => {
-    await runBounded(count, settings.clientConcurrency, async (i) => {
-      latencies.push(await post(`bench-${world.suffix}-${tag}-${i}`, 1_000 + (i % 9_000)));
-    });
-  };
+  const send = (count: number, tag: string) =>
+    timeRequests(count, settings.clientConcurrency, 202, (i) =>
+      post(`bench-${world.suffix}-${tag}-${i}`, 1_000 + (i % 9_000)),
+    );
 
   // Warm-up (not timed): connections, JIT, the company's data key and Stripe client get made here.
-  await send(settings.warmup, 'warmup', []);
+  await send(settings.warmup, 'warmup');
   await waitForSucceeded(settings.warmup, `${settings.warmup} warm-up payments to succeed`, 200);
 
-  const latenciesMs: number[] = [];
   const startedAt = Date.now();
-  await send(settings.charges, 'timed', latenciesMs);
-  const postsSeconds = (Date.now() - startedAt) / 1000;
+  const posts = await send(settings.charges, 'timed');
   try {
     await waitForSucceeded(settings.warmup + settings.charges, `${settings.charges} payments to succeed`, 2_000);
   } catch (error) {
@@ -209,8 +199,7 @@ async function measureWholePath(
 
   return {
     seconds: (completedAt - startedAt) / 1000,
-    postsSeconds,
-    latenciesMs: latenciesMs.sort((a, b) => a - b),
+    posts,
     stripeRequestsPerPayment: sim.requests.length / (settings.warmup + settings.charges),
     auditBacklog,
   };
@@ -256,9 +245,9 @@ export const chargesBench: BenchEntry = {
           },
           {
             label: 'POST latency p50 / p99',
-            value: `${ms(percentile(whole.latenciesMs, 50))} / ${ms(percentile(whole.latenciesMs, 99))}`,
+            value: `${ms(whole.posts.p50Ms)} / ${ms(whole.posts.p99Ms)}`,
           },
-          { label: 'all POSTs answered (202) after', value: `${whole.postsSeconds.toFixed(2)} s` },
+          { label: 'all POSTs answered (202) after', value: `${whole.posts.seconds.toFixed(2)} s` },
           { label: 'Stripe requests per payment', value: whole.stripeRequestsPerPayment.toFixed(2) },
           { label: 'audit jobs still pending at the end', value: String(whole.auditBacklog) },
         ],

@@ -1,17 +1,10 @@
 /** The floor any queue-driven entry can be compared with: what BullMQ costs when the work costs nothing. */
 import { Queue, Worker } from 'bullmq';
 import { ulid } from 'ulid';
+import { withDeadline } from '../platform/deadline';
 import { createRedisConnection } from '../platform/redis';
 import { chargeJobOptions, type ChargeJob } from '../queues/charges.queue';
 import { runBounded, withTeardown, type BenchWorld } from './support';
-
-function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 export interface NoopBaselineOptions {
   jobs: number;

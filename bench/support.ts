@@ -8,9 +8,6 @@ import { unreachableServices, withDatabaseName, type ServiceAddresses } from '..
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
 
-export type { ServiceAddresses } from '../devtools/services';
-export { withDatabaseName } from '../devtools/services';
-
 export function serviceAddresses(env: NodeJS.ProcessEnv = process.env): ServiceAddresses {
   return {
     redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',

@@ -19,10 +19,12 @@ export async function timeRequests(
   await runBounded(count, concurrency, async (i) => {
     const t0 = process.hrtime.bigint();
     const response = await send(i);
-    await response.arrayBuffer();
+    const body = await response.arrayBuffer();
     latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    if (response.status !== expectStatus)
-      throw new Error(`request ${i} answered ${response.status}, not ${expectStatus}`);
+    if (response.status !== expectStatus) {
+      const answer = Buffer.from(body).toString('utf8').slice(0, 500);
+      throw new Error(`request ${i} answered ${response.status}, not ${expectStatus}: ${answer}`);
+    }
   });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   latencies.sort((a, b) => a - b);

@@ -60,7 +60,7 @@ const auditEventSchema = new Schema<AuditEventRecord>(
   },
   { versionKey: false, collection: AUDIT_EVENTS_COLLECTION },
 );
-auditEventSchema.index({ companyId: 1, sequence: 1 }, { unique: true, name: 'company_sequence' });
+// The unique company_sequence index belongs to the AuditTrail (ensureIndexes): the chain's integrity rests on it.
 auditEventSchema.index({ companyId: 1, occurredAt: 1 }, { name: 'company_time' });
 
 // Append-only: through this model an event can be read, never changed or removed.
@@ -79,15 +79,14 @@ for (const operation of MUTATIONS) {
     throw new Error(`audit events are append-only: ${operation} is not allowed`);
   });
 }
-auditEventSchema.pre('save', function refuse() {
+// Appended by the audit trail only (a plain driver client), never through this model. One hook per call:
+// save is document middleware, insertMany and bulkWrite are model middleware (mongoose types them apart).
+function refuseAppend(): never {
   throw new Error('audit events are appended by the audit trail only');
-});
-auditEventSchema.pre('insertMany', function refuse() {
-  throw new Error('audit events are appended by the audit trail only');
-});
-auditEventSchema.pre('bulkWrite', function refuse() {
-  throw new Error('audit events are appended by the audit trail only');
-});
+}
+auditEventSchema.pre('save', refuseAppend);
+auditEventSchema.pre('insertMany', refuseAppend);
+auditEventSchema.pre('bulkWrite', refuseAppend);
 
 export type AuditEventModel = Model<AuditEventRecord>;
 

@@ -1,17 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ClientEncryption, type Binary, type CSFLEKMSTlsOptions, type MongoClient } from 'mongodb';
+import {
+  ClientEncryption,
+  type Binary,
+  type CSFLEKMSTlsOptions,
+  type Collection,
+  type Document,
+  type MongoClient,
+} from 'mongodb';
 import type { KmsConfig } from '../platform/config';
 import { isDuplicateKeyError } from './errors';
-
-/** Where data keys live by default: one per company, found by its key alt name. */
-export const DEFAULT_KEY_VAULT_NAMESPACE = 'encryption.__keyVault';
 
 const LOCAL_MASTER_KEY_BYTES = 96;
 
 // Random for everything by default; deterministic only where a field must be found by equality.
-const ALGORITHMS = {
+export const ALGORITHMS = {
   random: 'AEAD_AES_256_CBC_HMAC_SHA_512-Random',
   deterministic: 'AEAD_AES_256_CBC_HMAC_SHA_512-Deterministic',
 } as const;
@@ -23,6 +27,15 @@ export type MasterKey = Parameters<ClientEncryption['createDataKey']>[1] extends
     ? M
     : never
   : never;
+
+/** The key vault collection of a `database.collection` namespace (KEY_VAULT_NAMESPACE). */
+export function keyVaultCollection<T extends Document = Document>(
+  client: MongoClient,
+  namespace: string,
+): Collection<T> {
+  const [db = '', collection = ''] = namespace.split('.');
+  return client.db(db).collection<T>(collection);
+}
 
 export function companyKeyAltName(companyId: string): string {
   return `company-${companyId}`;
@@ -126,7 +139,7 @@ export class FieldEncryption {
     private readonly client: MongoClient,
     private readonly kms: KmsConfig,
     kmsProviders: KmsProviders,
-    private readonly keyVaultNamespace: string = DEFAULT_KEY_VAULT_NAMESPACE,
+    private readonly keyVaultNamespace: string,
   ) {
     this.clientEncryption = new ClientEncryption(client, {
       keyVaultNamespace,
@@ -137,8 +150,7 @@ export class FieldEncryption {
 
   /** A unique index on key alt names makes concurrent creation of one company's key safe. */
   async ensureKeyVaultIndex(): Promise<void> {
-    const [db = '', collection = ''] = this.keyVaultNamespace.split('.');
-    await this.client.db(db).collection(collection).createIndex({ keyAltNames: 1 }, { unique: true });
+    await keyVaultCollection(this.client, this.keyVaultNamespace).createIndex({ keyAltNames: 1 }, { unique: true });
   }
 
   async ensureCompanyKey(companyId: string): Promise<void> {

@@ -5,7 +5,15 @@ import type { KmsConfig } from '../platform/config';
 import { withDeadline } from '../platform/deadline';
 import type { Queues } from '../queues';
 import { enqueueAuditEvent, type AuditEventInput } from '../queues/audit.queue';
-import { kmsProvidersFor, kmsTlsOptionsFor, localMasterKeyFor, masterKeyFor, type MasterKey } from './encryption';
+import {
+  ALGORITHMS,
+  keyVaultCollection,
+  kmsProvidersFor,
+  kmsTlsOptionsFor,
+  localMasterKeyFor,
+  masterKeyFor,
+  type MasterKey,
+} from './encryption';
 
 /**
  * Master-key rotation: every data key in the key vault is re-wrapped
@@ -61,7 +69,6 @@ const REWRAP_BATCH = 100;
 const VERIFY_CONCURRENCY = 8;
 const AUDIT_DEADLINE_MS = 5_000;
 const PROBE = 'key-rotation-probe';
-const PROBE_ALGORITHM = 'AEAD_AES_256_CBC_HMAC_SHA_512-Random';
 const AUDIT_VALUE_MAX = 200;
 
 type KeyDocument = { _id: Binary; keyAltNames?: string[]; masterKey?: Document };
@@ -167,8 +174,7 @@ function summarize(counts: Record<string, number>): string | null {
 export async function rotateMasterKey(deps: KeyRotationDeps, request: KeyRotationRequest): Promise<KeyRotationReport> {
   const { kms, keyVaultNamespace } = deps;
   refuseLocalTarget(kms);
-  const [dbName = '', collectionName = ''] = keyVaultNamespace.split('.');
-  const vault = deps.client.db(dbName).collection<KeyDocument>(collectionName);
+  const vault = keyVaultCollection<KeyDocument>(deps.client, keyVaultNamespace);
   const localKey = localMasterKeyFor(kms, false);
   const tlsOptions = kmsTlsOptionsFor(kms);
   const masterKey: MasterKey | undefined = masterKeyFor(kms);
@@ -253,7 +259,7 @@ export async function rotateMasterKey(deps: KeyRotationDeps, request: KeyRotatio
     }
     if (!problem) {
       try {
-        const probe = await verifying.encrypt(PROBE, { keyId: key._id, algorithm: PROBE_ALGORITHM });
+        const probe = await verifying.encrypt(PROBE, { keyId: key._id, algorithm: ALGORITHMS.random });
         if ((await verifying.decrypt(probe)) !== PROBE) problem = 'the probe did not decrypt to itself';
       } catch (error) {
         problem = `does not unwrap: ${problemOf(error)}`;

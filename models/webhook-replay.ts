@@ -87,15 +87,14 @@ export async function replayWebhookEvent(
     const row: ReplayRow | null = await WebhookEvent.findOne({ _id: eventId, companyId }, WITHOUT_PAYLOAD).lean();
     if (!row) return { outcome: 'not_found' };
     if (row.status === 'failed' && row.outcome?.reason === 'data_shredded') return { outcome: 'shredded' };
-    const replays = row.replays ?? 0;
+    const { replays } = row;
     if (!isFinishedWebhookEvent(row.status)) {
-      await queueReplay(deps, request, sealed, { ...row, replays }, []);
+      await queueReplay(deps, request, sealed, row, []);
       return { outcome: 'queued', event: { id: eventId, status: 'received', replays }, reset: false };
     }
 
-    // Rows stored before replays existed have no counter yet.
     const reset = await WebhookEvent.updateOne(
-      { _id: eventId, companyId, status: row.status, replays: row.replays ?? { $exists: false } },
+      { _id: eventId, companyId, status: row.status, replays: row.replays },
       {
         $set: { status: 'received' },
         $inc: { replays: 1 },
@@ -123,7 +122,7 @@ async function queueReplay(
   deps: WebhookReplayDeps,
   request: WebhookReplayRequest,
   sealed: AuditEventInput['sealed'],
-  row: ReplayRow & { replays: number },
+  row: ReplayRow,
   changes: NonNullable<AuditEventInput['changes']>,
 ): Promise<void> {
   const queue = deps.queues['stripe-events'];

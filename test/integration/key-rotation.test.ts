@@ -4,6 +4,7 @@ import { promisify } from 'node:util';
 import type { Document } from 'mongodb';
 import { ulid } from 'ulid';
 import { startApi, type RunningApi } from '../../api/main';
+import { deleteKeysByPrefix } from '../../bench/support';
 import { mintDevToken } from '../../cli/main';
 import { PLATFORM_AUDIT_SCOPE } from '../../domain/audit-actions';
 import { openDatabase, type Database } from '../../models';
@@ -128,8 +129,7 @@ describeWithKms('master-key rotation (keys rotate) against a real AWS KMS API (l
       await api?.stop();
       await workers?.stop();
       await db.close();
-      const keys = queuePrefix ? await system.ctx.redis.keys(`${queuePrefix}:*`) : [];
-      if (keys.length > 0) await system.ctx.redis.del(...keys);
+      if (queuePrefix) await deleteKeysByPrefix(system.ctx.redis, queuePrefix);
     }
     await system?.close();
     await kms?.close();

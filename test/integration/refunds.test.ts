@@ -1,5 +1,4 @@
 import { Queue } from 'bullmq';
-import Stripe from 'stripe';
 import { ulid } from 'ulid';
 import type { Role } from '../../domain/access-policy';
 import { refundIdFor, refundRequestHash } from '../../domain/refund-request';
@@ -9,14 +8,13 @@ import { QUEUE_NAMES } from '../../queues/names';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { insertPayment } from '../support/records';
-import { configureStripeWebhooks, stripeEventEnvelope } from '../support/stripe-events';
+import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 
 let system: InProcessSystem;
 let companyId: string;
 let admin: string;
 let refundsQueue: Queue;
 
-const stripe = new Stripe('sk_test_unused');
 const WEBHOOK_SECRET = 'whsec_RefundsWebhookSecret0001';
 const CUSTOMER = 'cus_RefundPatientRef01';
 const visa = { currency: 'usd', customer: CUSTOMER, paymentMethod: 'pm_card_visa' };
@@ -91,13 +89,7 @@ async function auditEvents(resourceId: string, until: (actions: string[]) => boo
 
 async function deliver(type: string, object: Json, created = Math.floor(Date.now() / 1000)) {
   const event = stripeEventEnvelope(`evt_${ulid()}`, type, object, created);
-  const payload = JSON.stringify(event);
-  const header = stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
-  const response = await fetch(`${system.url}/v1/webhooks/stripe/${companyId}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'stripe-signature': header },
-    body: payload,
-  });
+  const response = await deliverSigned(system.url, companyId, event, { secret: WEBHOOK_SECRET });
   expect(response.status).toBe(200);
   const row = await waitFor(
     () => system.ctx.db.models.WebhookEvent.findById(event.id).lean(),

@@ -1,5 +1,4 @@
 import { Binary } from 'mongodb';
-import Stripe from 'stripe';
 import { ulid } from 'ulid';
 import type { DisputeStatus } from '../../domain/dispute-transitions';
 import { createCompany } from '../../models/companies';
@@ -7,13 +6,12 @@ import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { insertPayment, shuffle } from '../support/records';
-import { stripeEventEnvelope } from '../support/stripe-events';
+import { deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 
 let system: InProcessSystem;
 let companyId: string;
 let admin: string;
 
-const stripe = new Stripe('sk_test_unused');
 const WEBHOOK_SECRET = 'whsec_DisputeWebhookSecret0001';
 const STRIPE_CUSTOMER = 'cus_DisputeTestCustomer01';
 const PAYMENT_METHOD = 'pm_1SavedCardForRenewals';
@@ -64,13 +62,7 @@ function setupIntentEvent(metadata: Record<string, string>, intentId = `seti_${u
 }
 
 async function deliver(event: object, configId = companyId) {
-  const payload = JSON.stringify(event);
-  const header = stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
-  const response = await fetch(`${system.url}/v1/webhooks/stripe/${configId}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': header },
-    body: payload,
-  });
+  const response = await deliverSigned(system.url, configId, event, { secret: WEBHOOK_SECRET });
   return response.status;
 }
 

@@ -9,7 +9,7 @@ import { closeQueues, createQueues } from '../../queues';
 import { enqueueStripeEvent } from '../../queues/stripe-events.queue';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { insertPayment, shuffle } from '../support/records';
-import { configureStripeWebhooks, stripeEventEnvelope } from '../support/stripe-events';
+import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 
 let system: InProcessSystem;
 let companyId: string;
@@ -63,19 +63,10 @@ async function deliver(
   event: object | string,
   options: { secret?: string; timestamp?: number; configId?: string; header?: string | null; url?: string } = {},
 ) {
-  const payload = typeof event === 'string' ? event : JSON.stringify(event);
-  const header =
-    options.header === undefined
-      ? stripe.webhooks.generateTestHeaderString({
-          payload,
-          secret: options.secret ?? WEBHOOK_SECRETS[0]!,
-          ...(options.timestamp ? { timestamp: options.timestamp } : {}),
-        })
-      : options.header;
-  const response = await fetch(`${options.url ?? system.url}/v1/webhooks/stripe/${options.configId ?? companyId}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json; charset=utf-8', ...(header ? { 'stripe-signature': header } : {}) },
-    body: payload,
+  const response = await deliverSigned(options.url ?? system.url, options.configId ?? companyId, event, {
+    secret: options.secret ?? WEBHOOK_SECRETS[0]!,
+    ...(options.timestamp ? { timestamp: options.timestamp } : {}),
+    ...(options.header === undefined ? {} : { header: options.header }),
   });
   return { status: response.status, body: (await response.json()) as any };
 }

@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import Stripe from 'stripe';
 import { ulid } from 'ulid';
 import type { PaymentStatus } from '../../domain/payment-status';
 import { createCompany, shredCompany } from '../../models/companies';
@@ -12,11 +11,10 @@ import { closeQueues, createQueues } from '../../queues';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { insertPayment } from '../support/records';
-import { configureStripeWebhooks } from '../support/stripe-events';
+import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 import { assertBuildIsCurrent } from '../support/processes';
 
 const run = promisify(execFile);
-const stripe = new Stripe('sk_test_unused');
 const WEBHOOK_SECRET = 'whsec_ReplayWebhookSecret0001';
 const CUSTOMER = 'cus_ReplayPatientRef01';
 
@@ -25,37 +23,19 @@ let companyId: string;
 let admin: string;
 
 function succeededEvent(paymentId: string) {
-  return {
-    id: `evt_${ulid()}`,
-    object: 'event',
-    api_version: '2025-08-27.basil',
-    created: Math.floor(Date.now() / 1000),
-    livemode: false,
-    type: 'payment_intent.succeeded',
-    data: {
-      object: {
-        id: `pi_${paymentId.slice(4)}`,
-        object: 'payment_intent',
-        amount: 1200,
-        currency: 'usd',
-        customer: CUSTOMER,
-        status: 'succeeded',
-        metadata: { payment_id: paymentId },
-      },
-    },
-  };
+  return stripeEventEnvelope(`evt_${ulid()}`, 'payment_intent.succeeded', {
+    id: `pi_${paymentId.slice(4)}`,
+    object: 'payment_intent',
+    amount: 1200,
+    currency: 'usd',
+    customer: CUSTOMER,
+    status: 'succeeded',
+    metadata: { payment_id: paymentId },
+  });
 }
 
 async function deliver(event: object) {
-  const payload = JSON.stringify(event);
-  const response = await fetch(`${system.url}/v1/webhooks/stripe/${companyId}`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      'stripe-signature': stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }),
-    },
-    body: payload,
-  });
+  const response = await deliverSigned(system.url, companyId, event, { secret: WEBHOOK_SECRET });
   expect(response.status).toBe(200);
 }
 

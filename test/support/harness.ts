@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
-import { MongoClient } from 'mongodb';
+import type { MongoClient } from 'mongodb';
+import { deleteKeysByPrefix, pollUntil } from '../../bench/support';
 import { withDatabaseName } from '../../devtools/services';
 import { openDatabase, type Database } from '../../models';
 import { loadConfig, type AppConfig } from '../../platform/config';
@@ -68,7 +69,7 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
   const logger = createLogger({ level: 'debug', name: `test-${name}` }, logs);
   const db = await openDatabase(config);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-  const rawMongo = await MongoClient.connect(mongodbUri);
+  const rawMongo = db.plainClient;
   return {
     config,
     env,
@@ -80,9 +81,8 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
     async close() {
       await rawMongo.db(dbName).dropDatabase();
       await rawMongo.db(config.keyVaultNamespace.split('.')[0]).dropDatabase();
-      const keys = await redis.keys(`${config.queuePrefix}:*`);
-      if (keys.length > 0) await redis.del(...keys);
-      await Promise.all([rawMongo.close(), db.close(), redis.quit()]);
+      await deleteKeysByPrefix(redis, config.queuePrefix);
+      await Promise.all([db.close(), redis.quit()]);
       rmSync(keyDir, { recursive: true, force: true });
     },
   };
@@ -94,12 +94,5 @@ export async function waitFor<T>(
   done: (value: T) => boolean,
   { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {},
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await probe();
-    if (done(last)) return last;
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
+  return pollUntil(probe, done, { timeoutMs, intervalMs, what });
 }

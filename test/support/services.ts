@@ -1,5 +1,4 @@
 import { unreachableServices, type ServiceAddresses } from '../../devtools/services';
-export type { ServiceAddresses } from '../../devtools/services';
 
 /**
  * Where the tests find Redis, a MongoDB-wire server and stripe-mock:

@@ -1,3 +1,4 @@
+import Stripe from 'stripe';
 import type { InProcessSystem } from './in-process';
 
 /** A Stripe event as Stripe sends it to a webhook endpoint, around `object` (its `data.object`). */
@@ -18,6 +19,33 @@ export function stripeEventEnvelope(
     type,
     data: { object },
   };
+}
+
+/**
+ * POSTs `event` (an object, or a payload string sent as is) to the Stripe webhook endpoint of `configId` at
+ * `url`, signed with `secret` (at `timestamp`, when given) as Stripe signs it. `header` replaces that
+ * signature header; null sends none.
+ */
+export async function deliverSigned(
+  url: string,
+  configId: string,
+  event: object | string,
+  options: { secret: string; timestamp?: number; header?: string | null },
+): Promise<Response> {
+  const payload = typeof event === 'string' ? event : JSON.stringify(event);
+  const header =
+    options.header === undefined
+      ? Stripe.webhooks.generateTestHeaderString({
+          payload,
+          secret: options.secret,
+          ...(options.timestamp ? { timestamp: options.timestamp } : {}),
+        })
+      : options.header;
+  return fetch(`${url}/v1/webhooks/stripe/${configId}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json; charset=utf-8', ...(header ? { 'stripe-signature': header } : {}) },
+    body: payload,
+  });
 }
 
 /**
