@@ -24,10 +24,7 @@ export function paymentRequestSchema(maxAmount: number) {
         .transform((c) => c.toLowerCase()),
       customer: z.string().regex(/^cus_[A-Za-z0-9]{1,64}$/, 'must be a Stripe customer id (cus_…)'),
       paymentMethod: z.string().regex(/^pm_[A-Za-z0-9_]{1,64}$/, 'must be a Stripe PaymentMethod id (pm_…)'),
-      officeId: z
-        .string()
-        .regex(OFFICE_ID, 'must be an office id')
-        .optional(),
+      officeId: z.string().regex(OFFICE_ID, 'must be an office id').optional(),
       serviceCategory: z.enum(SERVICE_CATEGORIES).optional(),
     })
     .strict();
