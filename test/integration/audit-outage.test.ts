@@ -150,7 +150,7 @@ beforeAll(async () => {
   } catch {
     throw new Error(
       `The MongoDB outage test needs a FerretDB binary it can stop and start, and found none at ${FERRETDB_BIN}.\n` +
-        'Run .ci/install-services.sh (or set FERRETDB_BIN to a FerretDB executable).',
+        'Run the tests with `npm test`, which builds it (or set FERRETDB_BIN to a FerretDB executable).',
     );
   }
   dir = mkdtempSync(join(tmpdir(), 'hb-ferretdb-outage-'));

@@ -1,6 +1,6 @@
 /**
  * stripe-sim against the real stripe SDK and a running stripe-mock
- * (start it with `.ci/start-services.sh`).
+ * (`npm test` starts it).
  */
 import Stripe from 'stripe';
 import { startStripeSim, type StripeSim } from '../../devtools/stripe-sim';
@@ -47,7 +47,7 @@ beforeAll(async () => {
     });
   } catch (error) {
     throw new Error(
-      `stripe-mock is not reachable at ${upstreamUrl} (${String(error)}); run .ci/start-services.sh first`,
+      `stripe-mock is not reachable at ${upstreamUrl} (${String(error)}); run the tests with npm test, which starts it`,
     );
   }
   sim = await startStripeSim({ upstreamUrl, port: 0 });

@@ -9,7 +9,7 @@ import { selfSignedCertificate } from './tls';
 
 /**
  * local-kms (github.com/nsmithuk/local-kms): a real AWS KMS API server that
- * `.ci/install-services.sh` builds into the services bin dir. libmongocrypt
+ * `npm test` (scripts/lib.sh) builds into the services bin dir. libmongocrypt
  * only talks TLS to a KMS and local-kms only plain HTTP, so a TLS proxy with a
  * throwaway certificate sits in front of it; clients trust that certificate
  * through KMS_TLS_CA_FILE.
@@ -30,7 +30,7 @@ export function localKmsBinaryPath(): string {
 export function findLocalKms(): string | undefined {
   const binary = localKmsBinaryPath();
   if (existsSync(binary)) return binary;
-  const hint = `${binary} is missing; run \`bash .ci/install-services.sh\``;
+  const hint = `${binary} is missing; run the tests with \`npm test\`, which builds it`;
   if (process.env.CI === 'true') throw new Error(`local-kms is required in CI: ${hint}`);
   console.warn(`SKIPPING the KMS key-rotation tests: ${hint}`);
   return undefined;

@@ -8,11 +8,9 @@ import { unreachableServices, type ServiceAddresses } from '../../devtools/servi
  */
 
 const HOW_TO_START = [
-  'Start the services the tests use, then run the tests again:',
-  '  npm run test:local          # installs and starts FerretDB + stripe-mock, then runs the tests',
-  'or start them yourself and export their addresses:',
-  '  eval "$(.ci/start-services.sh)" && npm test',
-  'or run a Docker engine, and testcontainers will start MongoDB 7, Redis 7 and stripe-mock.',
+  'Run the tests with `npm test`: with none of REDIS_URL, MONGODB_URI and STRIPE_API_BASE set it installs and starts',
+  'Redis, FerretDB on PostgreSQL and stripe-mock itself (or testcontainers does, where a Docker engine runs).',
+  'To start them yourself and keep them running: eval "$(npm run -s services:start)"',
 ].join('\n');
 
 export async function assertReachable(services: ServiceAddresses): Promise<void> {

@@ -1,0 +1,95 @@
+/**
+ * `npm run dev`, once scripts/dev.sh has installed, built and started the services: stripe-sim in this process,
+ * the demo company (`cli dev-setup`), then api + workers as one child (`dist/platform/main.js`, what `npm start`
+ * runs) whose JSON log lines are shown through pino-pretty. Once the api is ready it prints what to try.
+ * SIGINT/SIGTERM stop the child (it finishes in-flight work), then stripe-sim.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pretty from 'pino-pretty';
+import { loadConfig } from '../platform/config';
+import { pollUntil } from './polling';
+import { startStripeSim } from './stripe-sim';
+
+const DIST = join(__dirname, '..');
+
+async function demoCredentials(env: NodeJS.ProcessEnv): Promise<{ company: string; token: string }> {
+  const { stdout } = await promisify(execFile)(process.execPath, [join(DIST, 'cli', 'main.js'), 'dev-setup'], { env });
+  const value = (name: string) => new RegExp(`^export ${name}=(\\S+)$`, 'm').exec(stdout)?.[1];
+  const company = value('COMPANY');
+  const token = value('TOKEN');
+  if (!company || !token) throw new Error(`dev-setup printed no COMPANY/TOKEN:\n${stdout}`);
+  return { company, token };
+}
+
+function nextSteps(apiUrl: string, company: string, token: string, env: NodeJS.ProcessEnv): string {
+  const newToken = `${env.MONGODB_URI === loadConfig({}).mongodbUri ? '' : `MONGODB_URI=${env.MONGODB_URI} `}npm run -s cli -- dev-setup`;
+  const payments = `${apiUrl}/v1/companies/${company}/payments`;
+  return [
+    '',
+    `hipaa-billing is up: api and workers on ${apiUrl}, Stripe simulated by stripe-sim on ${env.STRIPE_API_BASE}.`,
+    'In another terminal, charge a test payment (the token is good for 15 minutes; a new one: eval "$(' +
+      newToken +
+      ')"):',
+    '',
+    `  export COMPANY=${company} TOKEN=${token}`,
+    `  curl -s -X POST "${apiUrl}/v1/companies/$COMPANY/payments" -H "Authorization: Bearer $TOKEN" \\`,
+    `    -H 'Content-Type: application/json' -H "Idempotency-Key: demo-$(date +%s)" \\`,
+    `    -d '{"amount": 2500, "currency": "usd", "customer": "cus_demo123", "paymentMethod": "pm_card_visa", "serviceCategory": "copay"}'`,
+    `  curl -s "${payments}/PAY_ID" -H "Authorization: Bearer $TOKEN"     # PAY_ID: the id the POST answered`,
+    '',
+    'pm_card_chargeDeclined declines, pm_card_threeDSecure2Required asks for 3-D Secure. Ctrl-C stops what npm run dev started.',
+    '',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const stripeSimUrl = new URL(process.env.STRIPE_API_BASE ?? 'http://127.0.0.1:12113');
+  const sim = await startStripeSim({
+    upstreamUrl: process.env.STRIPE_MOCK_URL ?? 'http://127.0.0.1:12111',
+    host: stripeSimUrl.hostname,
+    port: Number(stripeSimUrl.port),
+    logger: { info: (message) => console.log(message), warn: (message) => console.warn(message) },
+  });
+  const env = { ...process.env, STRIPE_API_BASE: sim.url };
+  const { company, token } = await demoCredentials(env);
+
+  const child = spawn(process.execPath, [join(DIST, 'platform', 'main.js')], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  child.stdout.pipe(pretty({ colorize: process.stdout.isTTY, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid' }));
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`api + workers exited (${signal ?? `code ${code}`}); stopping`);
+    stopping = true;
+    if (code !== 0 && signal === null) process.exitCode = code ?? 1;
+    void sim.close();
+  });
+  // Ctrl-C reaches the child too (same process group); SIGTERM from elsewhere is passed on. It finishes in-flight work.
+  const stop = () => {
+    stopping = true;
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+
+  const apiUrl = `http://${config.http.host}:${config.http.port}`;
+  await pollUntil(
+    () =>
+      fetch(`${apiUrl}/readyz`).then(
+        (response) => response.ok,
+        () => false,
+      ),
+    (ready) => ready || stopping,
+    { timeoutMs: 60_000, intervalMs: 200, what: `the api to answer ${apiUrl}/readyz` },
+  );
+  if (!stopping) console.log(nextSteps(apiUrl, company, token, env));
+}
+
+main().catch((error: unknown) => {
+  console.error(`npm run dev: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});
