@@ -1,36 +1,55 @@
-import { randomBytes } from 'node:crypto';
+import { Queue } from 'bullmq';
 import { ulid } from 'ulid';
 import { sealValue } from '../api/audit-context';
 import { openDatabase } from '../models';
 import { loadAnchorSigner } from '../platform/anchor-key';
-import { auditJobSchema, type AuditJob } from '../queues/audit.queue';
-import type { BenchEntry, BenchResult } from './report';
+import { enqueueAuditEvent, type AuditEventInput } from '../queues/audit.queue';
+import { QUEUE_NAMES } from '../queues/names';
+import { BASELINE_QUEUES } from './baseline-process';
+import { entryResult, type BenchEntry, type EntryResult } from './report';
 import { createBenchWorld, positiveIntFromEnv, runBounded, serviceAddresses, withTeardown } from './support';
+import {
+  clientSettings,
+  completionCounter,
+  perOp,
+  readStats,
+  resetCounters,
+  startBaselines,
+  startProduct,
+} from './system';
 
 /**
- * Audit events appended per second to one company's hash chain, with the
- * sealed fields (source ip, user agent) encrypted as the ingress does, next to
- * plain unchained inserts of the same documents into another collection.
+ * Audit events appended per second by the real audit worker (workers process) to
+ * one company's hash chain, source ip and user agent sealed as the ingress seals
+ * them. Jobs are added by the bench (`enqueueAuditEvent`, 32 at a time) and
+ * timed from the first add to the last completion. Baselines on the same jobs:
+ * a worker that inserts each event as it is (data-bound: the one insert an
+ * append issues, plain driver), and a worker that does nothing (limit); both at
+ * the audit worker's concurrency. The chain is verified at the end.
  *
- * BENCH_AUDIT_EVENTS (1000), BENCH_AUDIT_CONCURRENCY (20, like the audit worker).
+ * BENCH_AUDIT_EVENTS (1000), BENCH_WARMUP (50), AUDIT_CONCURRENCY (app default).
  */
 export const auditBench: BenchEntry = {
   name: 'audit',
-  unit: 'events',
   run: () =>
-    withTeardown(async (teardown): Promise<BenchResult> => {
-      const count = positiveIntFromEnv('BENCH_AUDIT_EVENTS', 1_000);
-      const concurrency = positiveIntFromEnv('BENCH_AUDIT_CONCURRENCY', 20);
-      const world = await createBenchWorld('audit', serviceAddresses(), {});
+    withTeardown(async (teardown): Promise<EntryResult> => {
+      const ops = positiveIntFromEnv('BENCH_AUDIT_EVENTS', 1_000);
+      const deadlineMs = positiveIntFromEnv('BENCH_DEADLINE_MS', 180_000);
+      const settings = clientSettings();
+      const audit: Record<string, string> = {};
+      if (process.env.AUDIT_CONCURRENCY) audit.AUDIT_CONCURRENCY = process.env.AUDIT_CONCURRENCY;
+      const world = await createBenchWorld('audit', serviceAddresses(), audit);
       teardown.defer('close the bench world', () => world.close());
       const db = await openDatabase(world.config);
       teardown.defer('close the database', () => db.close());
       const companyId = `co_bench_${world.suffix}`;
       await db.encryption.ensureCompanyKey(companyId);
 
-      const seal = (value: string) => sealValue(db.encryption, companyId, value);
-      const event = async (i: number): Promise<AuditJob> =>
-        auditJobSchema.parse({
+      // Sealed before the clock starts: that is the ingress's cost, not the worker's.
+      const events: AuditEventInput[] = [];
+      for (let i = 0; i < ops + settings.warmup; i++) {
+        const seal = (value: string) => sealValue(db.encryption, companyId, value);
+        events.push({
           eventId: `evt_${ulid()}`,
           companyId,
           action: 'payment.requested',
@@ -41,35 +60,72 @@ export const auditBench: BenchEntry = {
           sealed: { sourceIp: await seal(`10.0.${i % 250}.${i % 7}`), userAgent: await seal('bench-agent/1.0') },
           occurredAt: new Date().toISOString(),
         });
+      }
 
-      const time = async (task: (i: number) => Promise<void>) => {
-        const started = process.hrtime.bigint();
-        await runBounded(count, concurrency, task);
-        return Number(process.hrtime.bigint() - started) / 1e9;
+      const [workers, baselines] = await Promise.all([
+        startProduct(world, teardown, 'workers'),
+        startBaselines(world, teardown, 'workers'),
+      ]);
+      const queues = {
+        product: QUEUE_NAMES.audit,
+        data: BASELINE_QUEUES.audit,
+        limit: BASELINE_QUEUES.noopAudit,
+      } as const;
+      const counters = {
+        product: await completionCounter(world, teardown, queues.product),
+        data: await completionCounter(world, teardown, queues.data),
+        limit: await completionCounter(world, teardown, queues.limit),
       };
-      const plain = db.plainClient.db(world.dbName).collection(`audit_plain_${randomBytes(3).toString('hex')}`);
-      // Baseline first: the same documents (already sealed), inserted as they are, no chain.
-      const plainSeconds = await time(async (i) => {
-        const job = await event(i);
-        await plain.insertOne({ ...job, _id: job.eventId } as never);
-      });
-      const chainedSeconds = await time(async (i) => {
-        await db.auditTrail.append(await event(i));
-      });
+      const drive = async (which: keyof typeof queues, part: AuditEventInput[]) => {
+        const queue = new Queue(queues[which], { connection: world.redis, prefix: world.config.queuePrefix });
+        try {
+          const before = counters[which].completed;
+          const startedAt = Date.now();
+          await runBounded(part.length, settings.connections, (i) => enqueueAuditEvent(queue, part[i]!));
+          return ((await counters[which].until(before + part.length, deadlineMs)) - startedAt) / 1000;
+        } finally {
+          await queue.close();
+        }
+      };
+      const warm = events.slice(ops);
+      const measured = events.slice(0, ops);
+      for (const which of ['product', 'data', 'limit'] as const) await drive(which, warm);
+
+      const limitSeconds = await drive('limit', measured);
+      await resetCounters([baselines]);
+      const dataSeconds = await drive('data', measured);
+      const dataPerOp = perOp(await readStats({ 'data workers': baselines }), ops);
+      await resetCounters([workers]);
+      const seconds = await drive('product', measured);
+      const productPerOp = perOp(await readStats({ workers }), ops);
+
       const signer = loadAnchorSigner(world.config.audit.anchorKeyFile, true);
       const report = await db.auditTrail.verify(companyId, signer.publicKey);
-      if (!report.ok || report.checked !== count) throw new Error(`chain did not verify: ${JSON.stringify(report)}`);
-
-      return {
-        summary: `${count} events for one company, ${concurrency} in flight, ip and user agent encrypted per event`,
-        throughput: [
-          { label: 'hash-chained append (+ encryption)', count, seconds: chainedSeconds },
-          { label: 'baseline: plain inserts (+ encryption)', count, seconds: plainSeconds },
-        ],
-        metrics: [
-          { label: 'ratio chained / plain', value: (plainSeconds / chainedSeconds).toFixed(3) },
-          { label: 'chain verified', value: `${report.checked} events, head ${report.head.sequence}` },
-        ],
-      };
+      if (!report.ok || report.checked !== ops + settings.warmup) {
+        throw new Error(`chain did not verify: ${JSON.stringify(report)}`);
+      }
+      return entryResult({
+        name: 'audit',
+        summary:
+          `${ops} events for one company through the audit worker (concurrency ${world.config.workers.auditConcurrency}), ` +
+          `ip and user agent sealed; chain verified (${report.checked} events)`,
+        unit: 'events',
+        ops,
+        seconds,
+        p50Ms: null,
+        p99Ms: null,
+        baselines: {
+          limit: { what: 'no-op worker, same jobs', perSecond: ops / limitSeconds },
+          dataBound: {
+            what: 'plain insert of each event, same jobs',
+            perSecond: ops / dataSeconds,
+            mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
+            redisCommandsPerOp: dataPerOp.redisCommandsPerOp,
+            cpuMsPerOp: dataPerOp.cpuMsPerOp,
+            processes: dataPerOp.processes,
+          },
+        },
+        perOp: productPerOp,
+      });
     }),
 };

@@ -1,19 +1,22 @@
 /**
- * `npm run bench [-- NAME ...]`: runs the named bench entries (all when none are
- * named), one after another, and prints each result. Benchmarks report numbers;
- * nothing here asserts on timing. Exit 0 when every entry ran, 1 with the reason
- * otherwise. Services come from REDIS_URL, MONGODB_URI and STRIPE_API_BASE.
+ * `npm run bench [-- [--json] NAME ...]`: runs the named bench entries (all when
+ * none are named), one after another. By default it prints each entry's detail
+ * as it finishes and one table at the end; with `--json` it prints one JSON
+ * object, `{"entries":[…]}`, and nothing else on stdout (progress goes to
+ * stderr). Benchmarks report numbers; nothing here asserts on timing. Exit 0
+ * when every entry ran, 1 with the reason otherwise. Services come from
+ * REDIS_URL, MONGODB_URI and STRIPE_API_BASE.
  *
  * Adding an entry: a `bench/<name>.bench.ts` exporting a `BenchEntry`, and one line in ENTRIES.
  */
 import { auditBench } from './audit.bench';
-import { chargesBench } from './charges.bench';
+import { chargesBench, chargesTwoWorkersBench } from './charges.bench';
 import { requestsBench } from './requests.bench';
 import { webhooksBench } from './webhooks.bench';
-import { formatResult, type BenchEntry } from './report';
+import { formatResult, formatSummary, type BenchEntry, type EntryResult } from './report';
 import { assertServicesReachable, serviceAddresses } from './support';
 
-const ENTRIES: readonly BenchEntry[] = [chargesBench, requestsBench, webhooksBench, auditBench];
+const ENTRIES: readonly BenchEntry[] = [requestsBench, webhooksBench, chargesBench, chargesTwoWorkersBench, auditBench];
 
 function selectEntries(names: string[]): BenchEntry[] {
   if (names.length === 0) return [...ENTRIES];
@@ -25,20 +28,27 @@ function selectEntries(names: string[]): BenchEntry[] {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const entries = selectEntries(argv);
+  const json = argv.includes('--json');
+  const entries = selectEntries(argv.filter((arg) => arg !== '--json'));
   await assertServicesReachable(serviceAddresses());
+  const results: EntryResult[] = [];
   for (const entry of entries) {
     const started = Date.now();
-    let output: string;
+    let result: EntryResult;
     try {
-      output = formatResult(entry, await entry.run());
+      result = await entry.run();
     } catch (error) {
       throw new Error(`bench entry "${entry.name}" failed: ${error instanceof Error ? error.message : String(error)}`, {
         cause: error,
       });
     }
-    process.stdout.write(`${output}\n  (entry took ${((Date.now() - started) / 1000).toFixed(1)} s in all)\n\n`);
+    results.push(result);
+    const took = `  (entry took ${((Date.now() - started) / 1000).toFixed(1)} s in all)`;
+    if (json) process.stderr.write(`bench: ${entry.name} done${took}\n`);
+    else process.stdout.write(`${formatResult(result)}\n${took}\n\n`);
   }
+  if (json) process.stdout.write(`${JSON.stringify({ entries: results }, null, 2)}\n`);
+  else if (results.length > 1) process.stdout.write(`${formatSummary(results)}\n`);
 }
 
 /** Normally the process ends by itself once everything is closed; if something still holds it open, say so and go. */

@@ -1,53 +1,158 @@
-/** What every bench entry returns, and the one formatter that prints it. Benchmarks report; they never assert. */
+/**
+ * What every bench entry returns, the human table (the default output) and the
+ * JSON document (`--json`). Benchmarks report; they never assert.
+ */
+import type { PerOp } from './system';
 
-export interface Throughput {
-  /** What was measured, e.g. "whole path" or "baseline: no-op BullMQ jobs". */
-  label: string;
-  /** How many units were done in `seconds`. */
-  count: number;
-  seconds: number;
+export interface Baseline {
+  /** What ran, e.g. "bare Fastify route" or "same MongoDB/Redis commands, plain clients". */
+  what: string;
+  perSecond: number;
+  p99Ms?: number | null;
+  /** For the data-bound baseline: what the replay itself cost, to compare with the product's. */
+  mongoCommandsPerOp?: number;
+  redisCommandsPerOp?: number;
+  cpuMsPerOp?: number;
+  processes?: PerOp['processes'];
 }
 
-export interface BenchResult {
-  /** One line saying what ran and with which parameters. */
+export interface EntryResult extends Omit<PerOp, 'processes' | 'commands'> {
+  name: string;
+  /** One line: what was measured and with which parameters. */
   summary: string;
-  throughput: Throughput[];
-  /** Derived numbers (ratios, latency percentiles), already formatted. */
-  metrics: Array<{ label: string; value: string }>;
+  /** What one operation is ("requests", "charges", "events"). */
+  unit: string;
+  ops: number;
+  seconds: number;
+  perSecond: number;
+  /** Request latency seen by the load generator; null where no request is timed (audit). */
+  p50Ms: number | null;
+  p99Ms: number | null;
+  baselines: { limit: Baseline; dataBound: Baseline };
+  /** perSecond over the baseline's: 1 means as fast as it. */
+  ratioToLimit: number;
+  ratioToDataBound: number;
+  processes: PerOp['processes'];
+  commands: PerOp['commands'];
 }
 
 export interface BenchEntry {
   /** Short, stable, used to select entries on the command line. */
   name: string;
-  /** What the entry counts, for the table header ("jobs", "requests", "events"). */
-  unit: string;
-  run(): Promise<BenchResult>;
+  run(): Promise<EntryResult>;
 }
 
-export function perSecond(count: number, seconds: number): number {
-  return seconds > 0 ? count / seconds : Number.POSITIVE_INFINITY;
+const round = (value: number, digits: number) => Number(value.toFixed(digits));
+
+export function entryResult(
+  fields: Omit<EntryResult, 'perSecond' | 'ratioToLimit' | 'ratioToDataBound' | keyof PerOp> & { perOp: PerOp },
+): EntryResult {
+  const { perOp, ...rest } = fields;
+  const perSecond = fields.ops / fields.seconds;
+  return {
+    ...rest,
+    seconds: round(fields.seconds, 2),
+    perSecond: round(perSecond, 1),
+    p50Ms: fields.p50Ms === null ? null : round(fields.p50Ms, 1),
+    p99Ms: fields.p99Ms === null ? null : round(fields.p99Ms, 1),
+    baselines: {
+      limit: { ...fields.baselines.limit, perSecond: round(fields.baselines.limit.perSecond, 1) },
+      dataBound: { ...fields.baselines.dataBound, perSecond: round(fields.baselines.dataBound.perSecond, 1) },
+    },
+    ratioToLimit: round(perSecond / fields.baselines.limit.perSecond, 3),
+    ratioToDataBound: round(perSecond / fields.baselines.dataBound.perSecond, 3),
+    ...perOp,
+  };
 }
 
-function fixed(value: number, digits: number): string {
-  return Number.isFinite(value) ? value.toFixed(digits) : '∞';
+function fixed(value: number | null | undefined, digits: number): string {
+  return value === null || value === undefined || !Number.isFinite(value) ? '-' : value.toFixed(digits);
 }
 
-export function formatResult(entry: Pick<BenchEntry, 'name' | 'unit'>, result: BenchResult): string {
-  const header = ['', entry.unit, 'seconds', `${entry.unit}/s`];
-  const rows = result.throughput.map((t) => [
-    t.label,
-    String(t.count),
-    fixed(t.seconds, 2),
-    fixed(perSecond(t.count, t.seconds), 1),
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => (row[column] ?? '').length)));
+  return rows.map((row) =>
+    row.map((cell, column) => (column === 0 ? cell.padEnd(widths[0]!) : cell.padStart(widths[column]!))).join('  '),
+  );
+}
+
+/** One entry, in detail: the three rates, then what one operation cost and where. */
+export function formatResult(result: EntryResult): string {
+  const { limit, dataBound } = result.baselines;
+  const rates = table([
+    ['', `${result.unit}/s`, 'p50 ms', 'p99 ms', 'ratio'],
+    ['product', fixed(result.perSecond, 1), fixed(result.p50Ms, 1), fixed(result.p99Ms, 1), ''],
+    [
+      `data-bound: ${dataBound.what}`,
+      fixed(dataBound.perSecond, 1),
+      '',
+      fixed(dataBound.p99Ms, 1),
+      fixed(result.ratioToDataBound, 3),
+    ],
+    [`limit: ${limit.what}`, fixed(limit.perSecond, 1), '', fixed(limit.p99Ms, 1), fixed(result.ratioToLimit, 3)],
   ]);
-  const table = [header, ...rows];
-  const widths = header.map((_, column) => Math.max(...table.map((row) => (row[column] ?? '').length)));
-  const line = (row: string[]) =>
-    row.map((cell, column) => (column === 0 ? cell.padEnd(widths[0]!) : cell.padStart(widths[column]!))).join('   ');
-  const metricWidth = Math.max(0, ...result.metrics.map((m) => m.label.length));
+  const processes = table([
+    ['per operation', 'CPU ms', 'MongoDB', 'Redis', 'RSS MB'],
+    ...Object.entries(result.processes).map(([label, p]) => [
+      label,
+      fixed(p.cpuMsPerOp, 2),
+      fixed(p.mongoCommandsPerOp, 2),
+      fixed(p.redisCommandsPerOp, 2),
+      fixed(p.rssMb, 0),
+    ]),
+    ...Object.entries(dataBound.processes ?? {}).map(([label, p]) => [
+      `${label} (replay)`,
+      fixed(p.cpuMsPerOp, 2),
+      fixed(p.mongoCommandsPerOp, 2),
+      fixed(p.redisCommandsPerOp, 2),
+      fixed(p.rssMb, 0),
+    ]),
+  ]);
+  const named = (counts: Record<string, number>) =>
+    Object.entries(counts)
+      .map(([name, n]) => `${name} ${n}`)
+      .join(', ');
   return [
-    `== ${entry.name}: ${result.summary}`,
-    ...table.map((row) => `  ${line(row)}`),
-    ...result.metrics.map((m) => `  ${m.label.padEnd(metricWidth)}   ${m.value}`),
+    `== ${result.name}: ${result.summary}`,
+    ...rates.map((line) => `  ${line}`),
+    ...processes.map((line) => `  ${line}`),
+    `  MongoDB commands per op: ${named(result.commands.mongo) || '-'}`,
+    `  Redis commands per op:   ${named(result.commands.redis) || '-'}`,
   ].join('\n');
+}
+
+/** Every entry in one table: the README's. */
+export function formatSummary(results: EntryResult[]): string {
+  return table([
+    [
+      'entry',
+      'ops',
+      '/s',
+      'p50 ms',
+      'p99 ms',
+      'data-bound /s',
+      'limit /s',
+      '× data',
+      '× limit',
+      'Mongo/op',
+      'Redis/op',
+      'CPU ms/op',
+      'RSS MB',
+    ],
+    ...results.map((r) => [
+      r.name,
+      String(r.ops),
+      fixed(r.perSecond, 1),
+      fixed(r.p50Ms, 1),
+      fixed(r.p99Ms, 1),
+      fixed(r.baselines.dataBound.perSecond, 1),
+      fixed(r.baselines.limit.perSecond, 1),
+      fixed(r.ratioToDataBound, 2),
+      fixed(r.ratioToLimit, 3),
+      fixed(r.mongoCommandsPerOp, 2),
+      fixed(r.redisCommandsPerOp, 2),
+      fixed(r.cpuMsPerOp, 2),
+      fixed(r.rssMb, 0),
+    ]),
+  ]).join('\n');
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { unreachableServices, withDatabaseName, type ServiceAddresses } from '../devtools/services';
+import { loadAnchorSigner } from '../platform/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
 
@@ -114,6 +115,8 @@ export interface BenchWorld {
   rawMongo: MongoClient;
   /** A plain client for the bench's own Redis work (baseline, cleanup). */
   redis: Redis;
+  /** The environment the config was loaded from: what bench child processes get. */
+  env: Record<string, string>;
   close(): Promise<void>;
 }
 
@@ -133,7 +136,7 @@ export async function createBenchWorld(
   const teardown = new Teardown();
   teardown.defer('remove the temporary keys', () => rmSync(keyDir, { recursive: true, force: true }));
   try {
-    const config = loadConfig({
+    const worldEnv: Record<string, string> = {
       NODE_ENV: 'development',
       LOG_LEVEL: 'warn',
       HOST: '127.0.0.1',
@@ -150,7 +153,10 @@ export async function createBenchWorld(
       // The limiter stays in the path (one Redis round trip per request) but must not be what is measured.
       RATE_LIMIT_PER_MINUTE: '1000000',
       ...env,
-    });
+    };
+    const config = loadConfig(worldEnv);
+    // Made once here, so the api and worker processes read it and never race to create it.
+    loadAnchorSigner(config.audit.anchorKeyFile, true);
     // Warnings and errors of the system under test go to stderr, away from the results on stdout.
     const logger = createLogger({ level: config.logLevel, name: `bench-${name}` }, process.stderr);
     const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, lazyConnect: true });
@@ -166,7 +172,7 @@ export async function createBenchWorld(
       await rawMongo.db(dbName).dropDatabase();
       await rawMongo.db(keyVaultDb).dropDatabase();
     });
-    return { suffix, config, logger, dbName, rawMongo, redis, close: () => teardown.run() };
+    return { suffix, config, logger, dbName, rawMongo, redis, env: worldEnv, close: () => teardown.run() };
   } catch (error) {
     await teardown.run().catch(() => undefined);
     throw error;

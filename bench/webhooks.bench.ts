@@ -1,16 +1,14 @@
-import Fastify from 'fastify';
 import Stripe from 'stripe';
 import { ulid } from 'ulid';
-import { startApi } from '../api/main';
 import { openDatabase } from '../models';
 import { createCompany, devAttestation } from '../models/companies';
 import { updatePaymentSettings } from '../models/payment-config';
-import type { BenchEntry, BenchResult } from './report';
+import { measureHttp } from './http-entry';
+import { entryResult, type BenchEntry, type EntryResult } from './report';
 import { createBenchWorld, positiveIntFromEnv, serviceAddresses, withTeardown } from './support';
-import { timeRequests, type TimedRequests } from './timed-requests';
+import { clientSettings, startBaselines, startLoadGenerator, startProduct } from './system';
 
 const WEBHOOK_SECRET = 'whsec_BenchWebhookSigningSecret01';
-const WARMUP = 50;
 
 /** A `payment_intent.succeeded` event as Stripe sends it (about 1.5 KB), each with its own id. */
 function signedDelivery(stripe: Stripe, companyId: string): { payload: string; signature: string } {
@@ -52,76 +50,89 @@ function signedDelivery(stripe: Stripe, companyId: string): { payload: string; s
 
 /**
  * Webhook ingress cost: verified Stripe deliveries accepted per second and p99,
- * through the real receiver route (signature check with the SDK on the raw
- * bytes, config and secrets read and decrypted, payload encrypted and inserted
- * into the inbox, the event and its audit receipt enqueued), next to the same
- * framework answering a bare route with the same bodies in the same run. No
- * workers run: only accepting is measured. Every delivery is a distinct event,
- * signed before the clock starts (signing is Stripe's cost, not ours).
+ * through the real receiver route in the api process (signature check with the
+ * SDK on the raw bytes, config and secrets read and decrypted, payload encrypted
+ * and inserted into the inbox, the event and its audit receipt enqueued); no
+ * workers run. Every delivery is a distinct event, signed before the clock starts
+ * (signing is Stripe's cost, not ours). Baselines, with the same bodies: the
+ * same MongoDB commands (read the company, insert the event) and job adds from
+ * plain clients, and a bare Fastify route.
  *
- * BENCH_WEBHOOKS (1000), BENCH_CLIENT_CONCURRENCY (32).
+ * BENCH_WEBHOOKS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_WARMUP (50), BENCH_LIMIT_SECONDS (3).
  */
 export const webhooksBench: BenchEntry = {
   name: 'webhooks',
-  unit: 'webhooks',
   run: () =>
-    withTeardown(async (teardown): Promise<BenchResult> => {
-      const count = positiveIntFromEnv('BENCH_WEBHOOKS', 1_000);
-      const concurrency = positiveIntFromEnv('BENCH_CLIENT_CONCURRENCY', 32);
+    withTeardown(async (teardown): Promise<EntryResult> => {
+      const ops = positiveIntFromEnv('BENCH_WEBHOOKS', 2_000);
+      const settings = clientSettings();
       const world = await createBenchWorld('webhooks', serviceAddresses(), {});
       teardown.defer('close the bench world', () => world.close());
 
-      const bare = Fastify();
-      bare.post('/bare', async () => ({ received: true }));
-      const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
-      teardown.defer('stop the bare server', () => bare.close());
-
       const db = await openDatabase(world.config);
-      teardown.defer('close the database', () => db.close());
-      const companyId = await createCompany(db, {
-        name: 'Bench Webhook Clinic',
-        stripeSecretKey: 'sk_test_benchStripeMock',
-        compliance: devAttestation('bench'),
-      });
-      await updatePaymentSettings(db, { companyId }, { webhookSigningSecrets: [WEBHOOK_SECRET] }, 'bench');
-      const api = await startApi(world.config, world.logger, db);
-      teardown.defer('stop the api', () => api.stop());
+      let companyId: string;
+      try {
+        companyId = await createCompany(db, {
+          name: 'Bench Webhook Clinic',
+          stripeSecretKey: 'sk_test_benchStripeMock',
+          compliance: devAttestation('bench'),
+        });
+        await updatePaymentSettings(db, { companyId }, { webhookSigningSecrets: [WEBHOOK_SECRET] }, 'bench');
+      } finally {
+        await db.close();
+      }
+      const [api, baselines, load] = await Promise.all([
+        startProduct(world, teardown, 'api'),
+        startBaselines(world, teardown, 'server'),
+        startLoadGenerator(teardown),
+      ]);
 
       const stripe = new Stripe('sk_test_unused');
       // Signed now: the 300 s tolerance is far longer than the run.
-      const deliveries = Array.from({ length: count + WARMUP }, () => signedDelivery(stripe, companyId));
-      const deliver = (url: string, i: number) => {
-        const { payload, signature } = deliveries[i]!;
-        return fetch(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': signature },
-          body: payload,
-        });
-      };
-      const webhookUrl = `${api.url}/v1/webhooks/stripe/${companyId}`;
-      const post = (i: number) => deliver(webhookUrl, i);
-      const postBare = (i: number) => deliver(`${bareUrl}/bare`, i);
-
-      // Warm both up (JIT, connection pools, the data key cache), untimed.
-      await timeRequests(WARMUP, concurrency, 200, (i) => post(count + i));
-      await timeRequests(WARMUP, concurrency, 200, (i) => postBare(count + i));
-      const bareRun = await timeRequests(count, concurrency, 200, postBare);
-      const apiRun = await timeRequests(count, concurrency, 200, post);
+      const variants = Array.from({ length: ops + settings.warmup }, () => {
+        const { payload, signature } = signedDelivery(stripe, companyId);
+        return { body: payload, headers: { 'stripe-signature': signature } };
+      });
+      const headers = { 'content-type': 'application/json; charset=utf-8' };
+      const m = await measureHttp({
+        load,
+        settings,
+        ops,
+        variants,
+        product: {
+          label: 'api',
+          process: api,
+          url: `${api.info.url}/v1/webhooks/stripe/${companyId}`,
+          headers,
+          expectStatus: 200,
+        },
+        dataBound: {
+          what: 'same MongoDB + Redis commands, plain clients',
+          process: baselines,
+          url: `${baselines.info.url}/data/webhooks/${companyId}`,
+          headers,
+          expectStatus: 200,
+        },
+        limit: {
+          what: 'bare Fastify route, same bodies',
+          url: `${baselines.info.url}/bare`,
+          headers,
+          expectStatus: 200,
+        },
+      });
       const stored = await world.rawMongo.db(world.dbName).collection('webhook_events').countDocuments();
-
-      const ms = (run: TimedRequests) => `${run.p50Ms.toFixed(1)} ms / ${run.p99Ms.toFixed(1)} ms`;
-      return {
-        summary: `${count} distinct signed events each, client concurrency ${concurrency}`,
-        throughput: [
-          { label: 'POST webhook (verify, encrypt, insert, enqueue)', count, seconds: apiRun.seconds },
-          { label: 'baseline: same framework, bare route, same bodies', count, seconds: bareRun.seconds },
-        ],
-        metrics: [
-          { label: 'webhook p50 / p99', value: ms(apiRun) },
-          { label: 'bare p50 / p99', value: ms(bareRun) },
-          { label: 'ratio webhook / bare', value: (bareRun.seconds / apiRun.seconds).toFixed(3) },
-          { label: 'events in the inbox', value: `${stored} of ${count + WARMUP} delivered` },
-        ],
-      };
+      if (stored !== ops + settings.warmup)
+        throw new Error(`${stored} events in the inbox, ${ops + settings.warmup} delivered`);
+      return entryResult({
+        name: 'webhooks',
+        summary: `verified Stripe webhook, ${ops} distinct signed events, ${settings.connections} connections, api process alone`,
+        unit: 'webhooks',
+        ops,
+        seconds: m.product.seconds,
+        p50Ms: m.product.p50Ms,
+        p99Ms: m.product.p99Ms,
+        baselines: { limit: m.limit, dataBound: m.dataBound },
+        perOp: m.product.perOp,
+      });
     }),
 };

@@ -1,0 +1,335 @@
+/**
+ * A bench child serving the baselines each entry is compared with, on the same
+ * services and queue prefix as the product, with plain clients (the `mongodb`
+ * driver, ioredis, BullMQ, fetch) and no product code on the path:
+ *
+ * - server (argv[2] "server"): Fastify with
+ *   - `/bare`: the component limit, a route that does nothing;
+ *   - `POST /noop/payments/:companyId`: one no-op job added, the limit of a queue-driven path;
+ *   - `POST /data/payments/:companyId`, `POST /data/webhooks/:companyId`: the data-bound
+ *     baselines, the same MongoDB and Redis commands the product's route issues
+ *     (read the company, insert the record, the rate limiter's script, the two job adds).
+ * - workers (argv[2] "workers"): BullMQ workers for the no-op jobs and data-bound
+ *   charge and audit workers that replay the product's commands (and a charge's two
+ *   Stripe requests) with plain clients.
+ *
+ * Like the product's processes it counts its own commands, so a run shows the
+ * replay issues what the product does.
+ */
+import { createHash } from 'node:crypto';
+import Fastify from 'fastify';
+import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
+import { MongoClient, type Collection, type Document } from 'mongodb';
+import { ulid } from 'ulid';
+import { loadConfig, type AppConfig } from '../platform/config';
+import { auditJobOptions } from '../queues/audit.queue';
+import { chargeJobOptions } from '../queues/charges.queue';
+import { stripeEventJobOptions } from '../queues/stripe-events.queue';
+import { announceFailure, announceReady, serveParent } from './child';
+import { installCommandCounters } from './instrument';
+
+export interface BaselineInfo {
+  url?: string;
+  pid: number;
+}
+
+/** Queues of the baselines, apart from the product's so their completions are counted apart. */
+export const BASELINE_QUEUES = {
+  noop: 'bench-noop',
+  /** No-op jobs taken at the audit worker's concurrency. */
+  noopAudit: 'bench-noop-audit',
+  charges: 'bench-data-charges',
+  audit: 'bench-data-audit',
+  stripeEvents: 'bench-data-stripe-events',
+} as const;
+
+/** The collections the data-bound baselines write (in the bench world's database, dropped with it). */
+export const BASELINE_COLLECTIONS = {
+  payments: 'data_payments',
+  webhookEvents: 'data_webhook_events',
+  auditEvents: 'data_audit_events',
+} as const;
+
+// The same work as @fastify/rate-limit's Redis store: INCR, PEXPIRE on the first hit, else PTTL.
+const RATE_LIMIT_LUA = `
+local current = redis.call('INCR', KEYS[1])
+if current == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) return {current, tonumber(ARGV[1])} end
+return {current, redis.call('PTTL', KEYS[1])}`;
+
+interface PaymentBody {
+  amount: number;
+  currency: string;
+  customer: string;
+  paymentMethod: string;
+  officeId?: string;
+}
+
+async function connectData(config: AppConfig) {
+  const client = await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
+  const db = client.db();
+  return {
+    client,
+    companies: db.collection<Document>('companies'),
+    offices: db.collection<Document>('offices'),
+    payments: db.collection<Document>(BASELINE_COLLECTIONS.payments),
+    webhookEvents: db.collection<Document>(BASELINE_COLLECTIONS.webhookEvents),
+    auditEvents: db.collection<Document>(BASELINE_COLLECTIONS.auditEvents),
+  };
+}
+
+const jobOptions = (options: JobsOptions, jobId: string): JobsOptions => ({ ...options, jobId });
+
+function auditJob(companyId: string, action: string, resourceId: string) {
+  return {
+    eventId: `${action}-${resourceId}`,
+    companyId,
+    action,
+    outcome: 'success',
+    actor: { type: 'service', id: 'svc-bench' },
+    resource: { type: 'payment', id: resourceId },
+    requestId: `req_${ulid()}`,
+    occurredAt: new Date().toISOString(),
+  };
+}
+
+async function startServer(config: AppConfig): Promise<{ url: string; stop(): Promise<void> }> {
+  const data = await connectData(config);
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  redis.defineCommand('benchRateLimit', { numberOfKeys: 1, lua: RATE_LIMIT_LUA });
+  const rateLimit = (key: string) =>
+    (redis as unknown as { benchRateLimit(key: string, ms: number): Promise<unknown> }).benchRateLimit(key, 60_000);
+  const queue = (name: string) => new Queue(name, { connection: redis, prefix: config.queuePrefix });
+  const queues = {
+    noop: queue(BASELINE_QUEUES.noop),
+    charges: queue(BASELINE_QUEUES.charges),
+    audit: queue(BASELINE_QUEUES.audit),
+    stripeEvents: queue(BASELINE_QUEUES.stripeEvents),
+  };
+
+  const app = Fastify();
+  app.get('/bare', async () => ({ ok: true }));
+  app.post('/bare', async () => ({ ok: true }));
+
+  app.post('/noop/payments/:companyId', async (request, reply) => {
+    const paymentId = `pay_${ulid()}`;
+    await queues.noop.add('noop', { paymentId }, jobOptions(chargeJobOptions, `noop-${paymentId}`));
+    return reply.status(202).send({ id: paymentId, status: 'queued' });
+  });
+
+  app.post('/data/payments/:companyId', async (request, reply) => {
+    const { companyId } = request.params as { companyId: string };
+    const body = request.body as PaymentBody;
+    const idempotencyKey = String(request.headers['idempotency-key']);
+    await rateLimit(`${config.queuePrefix}:data-rate-limit:${companyId}`);
+    const company = await data.companies.findOne({ _id: companyId as never }, { projection: { shreddedAt: 1 } });
+    if (!company) return reply.status(404).send({ error: 'company_not_found' });
+    const paymentId = `pay_${ulid()}`;
+    const now = new Date();
+    await data.payments.insertOne({
+      _id: paymentId as never,
+      companyId,
+      idempotencyKey,
+      requestHash: createHash('sha256').update(JSON.stringify(body)).digest('hex'),
+      ...body,
+      status: 'queued',
+      requestedBy: { type: 'user', id: 'usr-dev' },
+      requestId: request.id,
+      attempts: 0,
+      createdAt: now,
+      updatedAt: now,
+    });
+    await Promise.all([
+      queues.charges.add('charge', { paymentId }, jobOptions(chargeJobOptions, `charge-${paymentId}`)),
+      queues.audit.add(
+        'append',
+        auditJob(companyId, 'payment.requested', paymentId),
+        jobOptions(auditJobOptions, `audit-payment.requested-${paymentId}`),
+      ),
+    ]);
+    return reply.status(202).send({ id: paymentId, status: 'queued' });
+  });
+
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    scope.post('/data/webhooks/:companyId', async (request) => {
+      const { companyId } = request.params as { companyId: string };
+      const raw = request.body as Buffer;
+      const company = await data.companies.findOne({ _id: companyId as never });
+      if (!company) throw new Error('no such company');
+      const event = JSON.parse(raw.toString('utf8')) as {
+        id: string;
+        type: string;
+        created: number;
+        livemode: boolean;
+      };
+      await data.webhookEvents.insertOne({
+        _id: event.id as never,
+        companyId,
+        type: event.type,
+        livemode: event.livemode,
+        created: new Date(event.created * 1000),
+        receivedAt: new Date(),
+        status: 'received',
+        payload: raw.toString('utf8'),
+      });
+      await Promise.all([
+        queues.stripeEvents.add(
+          'apply',
+          { eventId: event.id },
+          jobOptions(stripeEventJobOptions, `stripe-event-${event.id}`),
+        ),
+        queues.audit.add(
+          'append',
+          auditJob(companyId, 'webhook.received', event.id),
+          jobOptions(auditJobOptions, `audit-webhook.received-${event.id}`),
+        ),
+      ]);
+      return { received: true };
+    });
+  });
+
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    url,
+    async stop() {
+      await app.close();
+      await Promise.all(Object.values(queues).map((q) => q.close()));
+      redis.disconnect();
+      await data.client.close();
+    },
+  };
+}
+
+/** The product's charge, as data: the same reads and writes, the same two Stripe requests, the same audit adds. */
+async function chargeAsData(
+  job: Job<{ paymentId: string }>,
+  data: Awaited<ReturnType<typeof connectData>>,
+  audit: Queue,
+  stripeBase: string,
+): Promise<void> {
+  const { paymentId } = job.data;
+  const payments = data.payments as Collection<Document>;
+  const stored = await payments.findOne({ _id: paymentId as never });
+  if (!stored) throw new Error(`no payment ${paymentId}`);
+  const companyId = String(stored.companyId);
+  await audit.add(
+    'append',
+    auditJob(companyId, 'payment.requested', paymentId),
+    jobOptions(auditJobOptions, `audit-payment.requested-${paymentId}`),
+  );
+  await payments.findOneAndUpdate(
+    { _id: paymentId as never, status: 'queued' },
+    { $set: { status: 'processing', updatedAt: new Date() }, $inc: { attempts: 1 } },
+    { returnDocument: 'after' },
+  );
+  await data.companies.findOne({ _id: companyId as never });
+  await data.offices.findOne({ companyId, _id: String(stored.officeId ?? 'off_none') as never });
+  const stripe = async (path: string, form: Record<string, string>, key: string) => {
+    const response = await fetch(`${stripeBase}${path}`, {
+      method: 'POST',
+      headers: {
+        authorization: 'Bearer sk_test_benchStripeMock',
+        'content-type': 'application/x-www-form-urlencoded',
+        'idempotency-key': key,
+      },
+      body: new URLSearchParams(form).toString(),
+    });
+    const body = (await response.json()) as { id: string; status: string };
+    if (!response.ok) throw new Error(`stripe ${path} answered ${response.status}`);
+    return body;
+  };
+  const intent = await stripe(
+    '/v1/payment_intents',
+    {
+      amount: String(stored.amount),
+      currency: String(stored.currency),
+      customer: String(stored.customer),
+      payment_method: String(stored.paymentMethod),
+      'payment_method_types[]': 'card',
+      'metadata[payment_id]': paymentId,
+      'metadata[company_id]': companyId,
+    },
+    `${paymentId}-create`,
+  );
+  await payments.updateOne({ _id: paymentId as never }, { $set: { stripePaymentIntentId: intent.id } });
+  const confirmed = await stripe(
+    `/v1/payment_intents/${intent.id}/confirm`,
+    { payment_method: String(stored.paymentMethod) },
+    `${paymentId}-confirm`,
+  );
+  await payments.findOneAndUpdate(
+    { _id: paymentId as never, status: 'processing' },
+    { $set: { status: confirmed.status, completedAt: new Date(), updatedAt: new Date() }, $unset: { lastError: 1 } },
+    { returnDocument: 'after' },
+  );
+  await audit.add(
+    'append',
+    auditJob(companyId, 'payment.succeeded', paymentId),
+    jobOptions(auditJobOptions, `audit-payment.succeeded-${paymentId}`),
+  );
+}
+
+async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> }> {
+  const data = await connectData(config);
+  await data.auditEvents.createIndex({ companyId: 1, sequence: 1 }, { unique: true });
+  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const producer = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const audit = new Queue(BASELINE_QUEUES.audit, { connection: producer, prefix: config.queuePrefix });
+  const options = (concurrency: number) => ({ connection, prefix: config.queuePrefix, concurrency });
+  // One head per company in memory, like the product's chain; the unique index still refuses a second writer.
+  const sequences = new Map<string, number>();
+  const workers = [
+    new Worker(BASELINE_QUEUES.noop, async () => undefined, options(config.workers.chargeConcurrency)),
+    new Worker(BASELINE_QUEUES.noopAudit, async () => undefined, options(config.workers.auditConcurrency)),
+    new Worker<{ paymentId: string }>(
+      BASELINE_QUEUES.charges,
+      (job) => chargeAsData(job, data, audit, (process.env.STRIPE_API_BASE ?? '').replace(/\/$/, '')),
+      options(config.workers.chargeConcurrency),
+    ),
+    new Worker<{ companyId: string; eventId: string }>(
+      BASELINE_QUEUES.audit,
+      async (job) => {
+        const sequence = (sequences.get(job.data.companyId) ?? 0) + 1;
+        sequences.set(job.data.companyId, sequence);
+        try {
+          await data.auditEvents.insertOne({
+            _id: job.data.eventId as never,
+            ...job.data,
+            sequence,
+            recordedAt: new Date(),
+          });
+        } catch (error) {
+          // A repeated event (the api and the charge worker both add "requested"): stored once, like the product.
+          if ((error as { code?: number }).code !== 11000) throw error;
+        }
+      },
+      options(config.workers.auditConcurrency),
+    ),
+    new Worker(BASELINE_QUEUES.stripeEvents, async () => undefined, options(config.workers.chargeConcurrency)),
+  ];
+  await Promise.all(workers.map((worker) => worker.waitUntilReady()));
+  return {
+    async stop() {
+      await Promise.all(workers.map((worker) => worker.close()));
+      await audit.close();
+      connection.disconnect();
+      producer.disconnect();
+      await data.client.close();
+    },
+  };
+}
+
+async function main(role: string | undefined): Promise<void> {
+  const counters = installCommandCounters();
+  const config = loadConfig(process.env);
+  let running: { url?: string; stop(): Promise<void> };
+  if (role === 'server') running = await startServer(config);
+  else if (role === 'workers') running = await startWorkers(config);
+  else throw new Error(`role must be "server" or "workers", got ${role}`);
+  serveParent({ reset: () => counters.reset(), stats: () => counters.stats() }, () => running.stop());
+  announceReady({ url: running.url, pid: process.pid } satisfies BaselineInfo);
+}
+
+if (require.main === module) main(process.argv[2]).catch(announceFailure);

@@ -1,0 +1,78 @@
+/**
+ * The shape shared by the request entries (payments POST, webhooks): the same
+ * load generator, at the same concurrency, drives the product's api process, the
+ * data-bound route and the bare route, one after another in one run.
+ */
+import type { Child } from './child';
+import type { LoadSpec, LoadVariant } from './load-process';
+import type { Baseline } from './report';
+import { perOp, readStats, resetCounters, type ClientSettings, type LoadGenerator, type PerOp } from './system';
+
+export interface HttpTarget {
+  url: string;
+  headers: Record<string, string>;
+  expectStatus: number;
+}
+
+export interface HttpMeasurement {
+  product: { seconds: number; p50Ms: number; p99Ms: number; perOp: PerOp };
+  dataBound: Baseline;
+  limit: Baseline;
+}
+
+/**
+ * Variants `[0, ops)` are the measured requests, `[ops, ops + warmup)` warm each
+ * target up (JIT, pools, data keys) untimed. The limit runs for a fixed time
+ * with the same requests, cycled.
+ */
+export async function measureHttp(options: {
+  load: LoadGenerator;
+  settings: ClientSettings;
+  ops: number;
+  variants: LoadVariant[];
+  product: HttpTarget & { process: Child<{ pid: number }>; label: string };
+  dataBound: HttpTarget & { process: Child<{ pid: number }>; what: string };
+  limit: HttpTarget & { what: string };
+}): Promise<HttpMeasurement> {
+  const { load, settings, ops, variants } = options;
+  const spec = (target: HttpTarget, part: LoadVariant[]): LoadSpec => ({
+    url: target.url,
+    method: 'POST',
+    connections: settings.connections,
+    amount: part.length,
+    headers: target.headers,
+    variants: part,
+    expectStatus: target.expectStatus,
+  });
+  const warm = variants.slice(ops);
+  const measured = variants.slice(0, ops);
+  for (const target of [options.product, options.dataBound, options.limit]) await load.run(spec(target, warm));
+
+  const limit = await load.run({
+    ...spec(options.limit, variants),
+    amount: undefined,
+    durationSeconds: settings.limitSeconds,
+  });
+
+  await resetCounters([options.dataBound.process]);
+  const data = await load.run(spec(options.dataBound, measured));
+  const dataPerOp = perOp(await readStats({ 'data api': options.dataBound.process }), ops);
+
+  await resetCounters([options.product.process]);
+  const product = await load.run(spec(options.product, measured));
+  const productPerOp = perOp(await readStats({ [options.product.label]: options.product.process }), ops);
+
+  return {
+    product: { seconds: product.seconds, p50Ms: product.p50Ms, p99Ms: product.p99Ms, perOp: productPerOp },
+    dataBound: {
+      what: options.dataBound.what,
+      perSecond: data.perSecond,
+      p99Ms: data.p99Ms,
+      mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
+      redisCommandsPerOp: dataPerOp.redisCommandsPerOp,
+      cpuMsPerOp: dataPerOp.cpuMsPerOp,
+      processes: dataPerOp.processes,
+    },
+    limit: { what: options.limit.what, perSecond: limit.perSecond, p99Ms: limit.p99Ms },
+  };
+}
