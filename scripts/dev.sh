@@ -21,8 +21,6 @@ node dist/devtools/dev.js &
 dev_pid=$!
 # Ctrl-C reaches every process of the terminal's group; a plain `kill -INT` of this script reaches only this shell.
 trap 'kill -INT "$dev_pid" 2>/dev/null || true' INT TERM
-status=0
-wait "$dev_pid" || status=$?
-# A trapped signal interrupts `wait`; wait again until the dev process has stopped what it started.
-while kill -0 "$dev_pid" 2>/dev/null; do wait "$dev_pid" || status=$?; done
-exit "$status"
+# A trapped signal interrupts `wait`: wait again until the dev process has stopped what it started, then take its status.
+while kill -0 "$dev_pid" 2>/dev/null; do wait "$dev_pid" || true; done
+wait "$dev_pid"

@@ -21,7 +21,6 @@ FERRETDB_PORT="${FERRETDB_PORT:-27017}"
 STRIPE_MOCK_PORT="${STRIPE_MOCK_PORT:-12111}"
 OWN_POSTGRESQL_PORT="${OWN_POSTGRESQL_PORT:-54329}"
 FERRETDB_PG_DATABASE="${FERRETDB_PG_DATABASE:-hipaa_billing_ferretdb}"
-export PATH="$PATH:/usr/local/go/bin:$HOME/go/bin"
 
 # Everything this run started, stopped again by stop_started_services (last started, first stopped).
 STARTED=()
@@ -90,7 +89,7 @@ ensure_go_services() {
   local missing=()
   for name in "$@"; do [ -x "$BIN_DIR/$name" ] && [ "$(cat "$BIN_DIR/$name.version" 2>/dev/null)" = "$(go_service_version "$name")" ] || missing+=("$name"); done
   [ ${#missing[@]} -eq 0 ] && return 0
-  command -v go >/dev/null || die "Go 1.24 or newer is needed once, to build ${missing[*]} into $BIN_DIR, and none is on PATH (https://go.dev/dl, or apt-get install golang)"
+  command -v go >/dev/null || die "Go 1.24 or newer is needed once, to build ${missing[*]} into $BIN_DIR, and none is on PATH (install it from https://go.dev/dl; Debian 12's golang-go is 1.19, too old)"
   go_version_at_least 1.24 || die "Go 1.24 or newer is needed to build ${missing[*]}; found $(go env GOVERSION)"
   mkdir -p "$BIN_DIR"
   for name in "${missing[@]}"; do
