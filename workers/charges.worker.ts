@@ -10,7 +10,7 @@ import type { AuditEventInput } from '../queues/audit.queue';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from './gateway/gateway-access';
-import { createQueueWorker, storedStatus, type QueueWorkerOptions } from './queue-worker';
+import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
 
 export interface ChargeDeps {
   models: Pick<Models, 'Company' | 'Office' | 'Payment'>;
@@ -58,25 +58,24 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
     requestId,
   });
 
-  const stored = await Payment.findById(paymentId).lean();
-  if (!stored) throw new UnrecoverableError(`payment ${paymentId} not found`);
-  // The ingress enqueues this too; repeating it here means a lost enqueue there cannot lose the event.
-  await deps.enqueueAudit(paymentRequestedEvent(stored));
-
-  if (isSettled(stored.status)) {
-    await auditPaymentOutcome(stored, ACTOR, job.id, deps);
-    log.info({ status: stored.status }, 'payment already settled; nothing to do');
-    return { paymentId, status: stored.status };
-  }
-
+  // Claim first: the usual case needs no separate read. The requested event is enqueued again here, so a lost
+  // enqueue at the ingress cannot lose it.
   const payment = await Payment.findOneAndUpdate(
     { _id: paymentId, status: { $in: ['queued', 'processing'] } },
     { $set: { status: 'processing' }, $inc: { attempts: 1 } },
     { new: true },
   ).lean();
   if (!payment) {
-    return { paymentId, status: await storedStatus('payment', paymentId, (id) => Payment.findById(id).lean()) };
+    const stored = await Payment.findById(paymentId).lean();
+    if (!stored) throw new UnrecoverableError(`payment ${paymentId} not found`);
+    await deps.enqueueAudit(paymentRequestedEvent(stored));
+    if (isSettled(stored.status)) {
+      await auditPaymentOutcome(stored, ACTOR, job.id, deps);
+      log.info({ status: stored.status }, 'payment already settled; nothing to do');
+    }
+    return { paymentId, status: stored.status };
   }
+  await deps.enqueueAudit(paymentRequestedEvent(payment));
 
   const settle = (settlement: Settlement) => settlePayment(payment, settlement, job, deps, log);
 
