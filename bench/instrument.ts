@@ -10,6 +10,9 @@ export interface ProcessStats {
   /** User + system CPU of the whole process (all threads) since the reset. */
   cpuMs: number;
   rssMb: number;
+  /** RSS when the counters were reset: what the measured operations added is the difference. */
+  rssAtResetMb: number;
+  heapUsedMb: number;
 }
 
 export function total(counts: Record<string, number>): number {
@@ -29,6 +32,8 @@ export function installCommandCounters(): { reset(): void; stats(): ProcessStats
   let mongo: Record<string, number> = {};
   let redis: Record<string, number> = {};
   let cpuMark = process.cpuUsage();
+  const mb = (bytes: number) => bytes / (1024 * 1024);
+  let rssAtReset = mb(process.memoryUsage.rss());
   const countMongo = (event: CommandStartedEvent) => {
     const target = event.command[event.commandName];
     const key = typeof target === 'string' ? `${event.commandName} ${target}` : event.commandName;
@@ -57,14 +62,18 @@ export function installCommandCounters(): { reset(): void; stats(): ProcessStats
       mongo = {};
       redis = {};
       cpuMark = process.cpuUsage();
+      rssAtReset = mb(process.memoryUsage.rss());
     },
     stats() {
       const cpu = process.cpuUsage(cpuMark);
+      const memory = process.memoryUsage();
       return {
         mongo: { ...mongo },
         redis: { ...redis },
         cpuMs: (cpu.user + cpu.system) / 1000,
-        rssMb: process.memoryUsage().rss / (1024 * 1024),
+        rssMb: mb(memory.rss),
+        rssAtResetMb: rssAtReset,
+        heapUsedMb: mb(memory.heapUsed),
       };
     },
   };

@@ -92,13 +92,15 @@ export function formatResult(result: EntryResult): string {
     [`limit: ${limit.what}`, fixed(limit.perSecond, 1), '', fixed(limit.p99Ms, 1), fixed(result.ratioToLimit, 3)],
   ]);
   const processes = table([
-    ['per operation', 'CPU ms', 'MongoDB', 'Redis', 'RSS MB'],
+    ['per operation', 'CPU ms', 'MongoDB', 'Redis', 'RSS MB', '(+run)', 'heap MB'],
     ...Object.entries(result.processes).map(([label, p]) => [
       label,
       fixed(p.cpuMsPerOp, 2),
       fixed(p.mongoCommandsPerOp, 2),
       fixed(p.redisCommandsPerOp, 2),
       fixed(p.rssMb, 0),
+      `+${fixed(p.rssGrowthMb, 0)}`,
+      fixed(p.heapUsedMb, 0),
     ]),
     ...Object.entries(dataBound.processes ?? {}).map(([label, p]) => [
       `${label} (replay)`,
@@ -106,6 +108,8 @@ export function formatResult(result: EntryResult): string {
       fixed(p.mongoCommandsPerOp, 2),
       fixed(p.redisCommandsPerOp, 2),
       fixed(p.rssMb, 0),
+      `+${fixed(p.rssGrowthMb, 0)}`,
+      fixed(p.heapUsedMb, 0),
     ]),
   ]);
   const named = (counts: Record<string, number>) =>

@@ -102,7 +102,15 @@ export interface PerOp {
   rssMb: number;
   processes: Record<
     string,
-    { cpuMsPerOp: number; rssMb: number; mongoCommandsPerOp: number; redisCommandsPerOp: number }
+    {
+      cpuMsPerOp: number;
+      rssMb: number;
+      /** How much RSS grew over the measured operations, and the JS heap in use at the end. */
+      rssGrowthMb: number;
+      heapUsedMb: number;
+      mongoCommandsPerOp: number;
+      redisCommandsPerOp: number;
+    }
   >;
   /** Commands per operation by name, summed over the processes ("insert payments": 1). */
   commands: { mongo: Record<string, number>; redis: Record<string, number> };
@@ -132,6 +140,8 @@ export function perOp(stats: Record<string, ProcessStats>, ops: number): PerOp {
         {
           cpuMsPerOp: round(s.cpuMs / ops),
           rssMb: round(s.rssMb, 1),
+          rssGrowthMb: round(s.rssMb - s.rssAtResetMb, 1),
+          heapUsedMb: round(s.heapUsedMb, 1),
           mongoCommandsPerOp: round(total(s.mongo) / ops),
           redisCommandsPerOp: round(total(s.redis) / ops),
         },
