@@ -5,7 +5,8 @@
 #
 # Settings (all optional): SERVICES_BIN_DIR (~/.cache/hipaa-billing/bin), SERVICES_RUN_DIR (/tmp/hipaa-billing-services),
 # REDIS_PORT (6379), FERRETDB_PORT (27017), STRIPE_MOCK_PORT (12111), FERRETDB_POSTGRESQL_URL (the PostgreSQL FerretDB
-# stores into; default: the one on 127.0.0.1:5432, else a cluster of our own on OWN_POSTGRESQL_PORT, 54329),
+# stores into; default: the machine's on 127.0.0.1:POSTGRESQL_PORT (5432), else a cluster of our own on
+# OWN_POSTGRESQL_PORT (54329) with its data in SERVICES_RUN_DIR),
 # FERRETDB_PG_DATABASE (hipaa_billing_ferretdb).
 
 FERRETDB_VERSION=v1.24.2
@@ -19,6 +20,7 @@ RUN_DIR="${SERVICES_RUN_DIR:-/tmp/hipaa-billing-services}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 FERRETDB_PORT="${FERRETDB_PORT:-27017}"
 STRIPE_MOCK_PORT="${STRIPE_MOCK_PORT:-12111}"
+POSTGRESQL_PORT="${POSTGRESQL_PORT:-5432}"
 OWN_POSTGRESQL_PORT="${OWN_POSTGRESQL_PORT:-54329}"
 FERRETDB_PG_DATABASE="${FERRETDB_PG_DATABASE:-hipaa_billing_ferretdb}"
 
@@ -154,28 +156,31 @@ ensure_build() {
 # ---- services ----
 
 system_postgresql_answers() {
-  command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null
+  command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p "$POSTGRESQL_PORT" 2>/dev/null
 }
 
-# Sets POSTGRESQL_URL (server, no database): the configured one, the machine's on 5432, or a cluster of our own.
+# Sets POSTGRESQL_URL (server, no database): the configured one, the machine's, or a cluster of our own.
 start_postgresql() {
   if [ -n "${FERRETDB_POSTGRESQL_URL:-}" ]; then
     POSTGRESQL_URL=${FERRETDB_POSTGRESQL_URL%/*}
     return 0
   fi
   if system_postgresql_answers; then
-    psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1 ||
-      die "the PostgreSQL on 127.0.0.1:5432 does not let user postgres in without a password; set FERRETDB_POSTGRESQL_URL=postgres://USER:PASSWORD@127.0.0.1:5432/$FERRETDB_PG_DATABASE"
-    POSTGRESQL_URL=postgres://postgres@127.0.0.1:5432
+    psql -h 127.0.0.1 -p "$POSTGRESQL_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1 ||
+      die "the PostgreSQL on 127.0.0.1:$POSTGRESQL_PORT does not let user postgres in without a password; set FERRETDB_POSTGRESQL_URL=postgres://USER:PASSWORD@127.0.0.1:$POSTGRESQL_PORT/$FERRETDB_PG_DATABASE"
+    POSTGRESQL_URL=postgres://postgres@127.0.0.1:$POSTGRESQL_PORT
     return 0
   fi
   local bin data="$RUN_DIR/postgresql" run_as=()
   bin=$(dirname "$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n1)")
-  [ -x "$bin/initdb" ] || die "no PostgreSQL answers on 127.0.0.1:5432 and Debian's postgresql package is not installed"
+  [ -x "$bin/initdb" ] || die "no PostgreSQL answers on 127.0.0.1:$POSTGRESQL_PORT and Debian's postgresql package is not installed"
   # PostgreSQL refuses to run as root: root runs it as the postgres user the package created.
   [ "$(id -u)" -eq 0 ] && run_as=(runuser -u postgres --)
   mkdir -p "$data"
-  [ "$(id -u)" -eq 0 ] && chown postgres: "$data"
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres: "$data"
+    chmod a+x "$RUN_DIR" # the postgres user must reach its data directory inside the run directory
+  fi
   if [ ! -f "$data/PG_VERSION" ]; then
     "${run_as[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust >"$RUN_DIR/postgresql-init.log" 2>&1 ||
       die "initdb failed; see $RUN_DIR/postgresql-init.log"
@@ -183,7 +188,7 @@ start_postgresql() {
   if ! port_open "$OWN_POSTGRESQL_PORT"; then
     "${run_as[@]}" "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -o "-p $OWN_POSTGRESQL_PORT -k $data -c listen_addresses=127.0.0.1" start >/dev/null ||
       die "PostgreSQL did not start; see $data/server.log"
-    STARTED+=("postgresql:$bin/pg_ctl -D $data -m fast stop")
+    STARTED+=("postgresql:${run_as[*]} $bin/pg_ctl -D $data -m fast -w stop")
   fi
   POSTGRESQL_URL=postgres://postgres@127.0.0.1:$OWN_POSTGRESQL_PORT
 }

@@ -42,7 +42,7 @@ function lib(snippet: string, env: Record<string, string> = {}) {
     env: { ...process.env, ...env },
     encoding: 'utf8',
   });
-  return { status: result.status, stderr: result.stderr.trim() };
+  return { status: result.status, stdout: result.stdout.trim(), stderr: result.stderr.trim() };
 }
 
 describe('npm run dev', () => {
@@ -136,6 +136,36 @@ describe('npm run dev', () => {
   }, 180_000);
 });
 
+describe('FerretDB storage', () => {
+  it('without a PostgreSQL on the machine, runs on a cluster of its own and stops it with FerretDB', async () => {
+    const runDir = mkdtempSync(join(tmpdir(), 'hb-own-pg-'));
+    const [machinePg, ownPg, ferretdb] = [await freePort(), await freePort(), await freePort()];
+    const result = lib(
+      `start_ferretdb
+       node scripts/probe.cjs mongodb mongodb://127.0.0.1:${ferretdb} && echo "ferretdb answers"
+       pg_isready -q -h 127.0.0.1 -p ${ownPg} && echo "own postgresql answers"
+       stop_started_services
+       sleep 1
+       port_open ${ferretdb} || echo "ferretdb stopped"
+       port_open ${ownPg} || echo "own postgresql stopped"`,
+      {
+        SERVICES_RUN_DIR: runDir,
+        POSTGRESQL_PORT: String(machinePg),
+        OWN_POSTGRESQL_PORT: String(ownPg),
+        FERRETDB_PORT: String(ferretdb),
+      },
+    );
+    rmSync(runDir, { recursive: true, force: true });
+    expect(result).toMatchObject({ status: 0 });
+    expect(result.stdout.split('\n')).toEqual([
+      'ferretdb answers',
+      'own postgresql answers',
+      'ferretdb stopped',
+      'own postgresql stopped',
+    ]);
+  }, 60_000);
+});
+
 describe('a bad environment gets one clear line', () => {
   let squatter: Server;
   let squatted: number;
@@ -168,7 +198,7 @@ describe('a bad environment gets one clear line', () => {
     chmodSync(join(bin, 'node'), 0o755);
     const result = lib('check_node', { PATH: `${bin}:${process.env.PATH}` });
     rmSync(bin, { recursive: true, force: true });
-    expect(result).toEqual({
+    expect(result).toMatchObject({
       status: 1,
       stderr: 'hipaa-billing: Node.js 18.20.4 is too old: 20.19 or newer 20.x is needed',
     });
