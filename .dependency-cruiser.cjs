@@ -1,0 +1,90 @@
+/**
+ * The dependency rule (README, "Architecture"): imports only run downward.
+ *   transports  api/ workers/ cli/
+ *   application application/
+ *   storage     models/ queues/ gateway/
+ *   domain      domain/
+ *   platform    platform/ (below everything, importing none of it)
+ * Workers never import each other; tests and benchmarks take development helpers from devtools/.
+ * `npm run depcheck` checks it; CI runs it with zero exceptions.
+ */
+const TRANSPORTS = '^(api|workers|cli)/';
+const APPLICATION = '^application/';
+const STORAGE = '^(models|queues|gateway)/';
+const DOMAIN = '^domain/';
+const PLATFORM = '^platform/';
+const OURS = '^(api|workers|cli|application|models|queues|gateway|domain|platform|devtools|bench|test)/';
+
+module.exports = {
+  forbidden: [
+    {
+      name: 'platform-imports-nothing-of-ours',
+      comment: 'platform (config, logging, redis, shutdown) sits below everything and imports none of it',
+      severity: 'error',
+      from: { path: PLATFORM },
+      to: { path: OURS, pathNot: PLATFORM },
+    },
+    {
+      name: 'domain-is-pure',
+      comment: 'domain holds pure rules: it imports other domain modules and platform only',
+      severity: 'error',
+      from: { path: DOMAIN },
+      to: { path: OURS, pathNot: `${DOMAIN}|${PLATFORM}` },
+    },
+    {
+      name: 'storage-does-not-reach-up',
+      comment: 'models, queues and gateway import domain and platform, not each other, use cases or transports',
+      severity: 'error',
+      from: { path: STORAGE },
+      to: { path: OURS, pathNot: `${DOMAIN}|${PLATFORM}|^$1/` },
+    },
+    {
+      name: 'application-does-not-reach-up',
+      comment: 'use cases are entered by transports; they never import one',
+      severity: 'error',
+      from: { path: APPLICATION },
+      to: { path: `${TRANSPORTS}|^(devtools|bench|test)/` },
+    },
+    {
+      name: 'transports-do-not-import-each-other',
+      comment: 'api, workers and cli share code through the application layer, never directly',
+      severity: 'error',
+      from: { path: '^(api|workers|cli)/' },
+      to: { path: TRANSPORTS, pathNot: '^$1/' },
+    },
+    {
+      name: 'workers-do-not-import-each-other',
+      comment: 'one processor per queue; what two of them share is a use case',
+      severity: 'error',
+      from: { path: '^workers/([^/.]+)', pathNot: '^workers/(main|registry)[.]ts$' },
+      to: { path: '^workers/', pathNot: '^workers/($1[./]|queue-worker[.]ts$)' },
+    },
+    {
+      name: 'product-does-not-import-dev-tools',
+      comment: 'devtools, bench and test serve development; nothing that ships imports them',
+      severity: 'error',
+      from: { path: `${TRANSPORTS}|${APPLICATION}|${STORAGE}|${DOMAIN}|${PLATFORM}`, pathNot: '^cli/' },
+      to: { path: '^(devtools|bench|test)/' },
+    },
+    {
+      name: 'dev-helpers-come-from-devtools',
+      comment: 'tests and benchmarks take development helpers from devtools/, never from cli or bench',
+      severity: 'error',
+      from: { path: '^(test|bench)/' },
+      to: { path: '^(cli|bench)/', pathNot: '^bench/' },
+    },
+    {
+      name: 'tests-do-not-import-bench',
+      severity: 'error',
+      from: { path: '^test/' },
+      to: { path: '^bench/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: '^(dist|node_modules)/' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { extensions: ['.ts', '.js', '.cjs', '.json'] },
+  },
+};
