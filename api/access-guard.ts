@@ -14,13 +14,14 @@ import {
 import { PLATFORM_AUDIT_SCOPE, type AuditAction } from '../domain/audit-actions';
 import type { FieldEncryption } from '../models/encryption';
 import { withDeadline } from '../platform/deadline';
-import { enqueueAuditEvent, type AuditEventInput, type AuditJob } from '../queues/audit.queue';
+import { type AuditEventInput, type AuditEvent } from '../domain/audit-event';
+import { enqueueAuditEvent } from '../queues/audit.queue';
 import { sealRequestContext, sealValue } from './audit-context';
 import { ApiError } from './errors';
 import { scopeIdSchema } from './validation';
 
 export interface AccessGuardDeps {
-  auditQueue: Queue<AuditJob>;
+  auditQueue: Queue<AuditEvent>;
   encryption: Pick<FieldEncryption, 'encrypt'>;
   emergencyWindowSeconds: number;
 }

@@ -3,7 +3,7 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, t
 import { z } from 'zod';
 import { PERMISSIONS, ROLES, type Principal } from '../domain/access-policy';
 import type { AuthConfig } from '../platform/config';
-import { opaqueId } from '../queues/audit.queue';
+import { opaqueId } from '../domain/audit-event';
 import { scopeIdSchema } from './validation';
 
 export class AuthenticationError extends Error {

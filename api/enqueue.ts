@@ -2,7 +2,8 @@ import type { FastifyRequest } from 'fastify';
 import type { FieldEncryption } from '../models/encryption';
 import { ENQUEUE_DEADLINE_MS, withDeadline } from '../platform/deadline';
 import type { Queues } from '../queues';
-import { enqueueAuditEvent, type AuditEventInput } from '../queues/audit.queue';
+import { type AuditEventInput } from '../domain/audit-event';
+import { enqueueAuditEvent } from '../queues/audit.queue';
 import { sealRequestContext } from './audit-context';
 import { ApiError } from './errors';
 

@@ -1,4 +1,4 @@
-import type { AuditEventInput } from '../queues/audit.queue';
+import type { AuditEventInput } from './audit-event';
 import { transitionEventId, type AuditAction, type AuditOutcome } from './audit-actions';
 import type { RefundStatus } from './refund-status';
 

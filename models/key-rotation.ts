@@ -4,7 +4,8 @@ import { PLATFORM_AUDIT_SCOPE, transitionEventId } from '../domain/audit-actions
 import type { KmsConfig } from '../platform/config';
 import { withDeadline } from '../platform/deadline';
 import type { Queues } from '../queues';
-import { enqueueAuditEvent, type AuditEventInput } from '../queues/audit.queue';
+import { type AuditEventInput } from '../domain/audit-event';
+import { enqueueAuditEvent } from '../queues/audit.queue';
 import {
   ALGORITHMS,
   keyVaultCollection,

@@ -6,7 +6,7 @@ import type { FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
 import type { PaymentFailure, PaymentRecord } from '../models/payment.model';
 import type { Logger } from '../platform/logger';
-import type { AuditEventInput } from '../queues/audit.queue';
+import type { AuditEventInput } from '../domain/audit-event';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from './gateway/gateway-access';

@@ -7,7 +7,7 @@ import type { Models } from '../models';
 import { applyRefundToLedger, holdRefund } from '../models/refund-ledger.model';
 import type { RefundFailure, RefundModel, RefundRecord } from '../models/refund.model';
 import type { Logger } from '../platform/logger';
-import type { AuditEventInput } from '../queues/audit.queue';
+import type { AuditEventInput } from '../domain/audit-event';
 import { QUEUE_NAMES } from '../queues/names';
 import { refundJobSchema, type RefundJob } from '../queues/refunds.queue';
 import { resolveGatewayAccess } from './gateway/gateway-access';

@@ -6,7 +6,7 @@ import { AUDIT_ACTIONS, AUDIT_OUTCOMES } from '../../domain/audit-actions';
 import type { Models } from '../../models';
 import type { AuditEventRecord } from '../../models/audit-event.model';
 import type { AuditTrail } from '../../models/audit-trail';
-import { opaqueId } from '../../queues/audit.queue';
+import { opaqueId } from '../../domain/audit-event';
 import type { AccessGuard } from '../access-guard';
 import { parse, scopeIdSchema } from '../validation';
 

@@ -12,7 +12,8 @@ import { loadPaymentLevels, type PaymentTarget } from '../../models/payment-conf
 import { isFinishedWebhookEvent } from '../../models/webhook-event.model';
 import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
 import type { Queues } from '../../queues';
-import { enqueueAuditEvent, type AuditEventInput } from '../../queues/audit.queue';
+import { type AuditEventInput } from '../../domain/audit-event';
+import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueStripeEvent, STRIPE_EVENT_ID } from '../../queues/stripe-events.queue';
 import { routeOf } from '../access-guard';
 import { sealRequestContext } from '../audit-context';

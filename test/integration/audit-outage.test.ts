@@ -9,7 +9,8 @@ import { AUDIT_EVENTS_COLLECTION } from '../../models/audit-event.model';
 import type { AppendResult } from '../../models/audit-trail';
 import { loadAnchorSigner } from '../../platform/anchor-key';
 import { createRedisConnection } from '../../platform/redis';
-import { enqueueAuditEvent, type AuditEventInput, type AuditJob } from '../../queues/audit.queue';
+import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event';
+import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { QUEUE_NAMES } from '../../queues/names';
 import { createAuditWorker } from '../../workers/audit.worker';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
@@ -140,8 +141,8 @@ let dir: string;
 let server: PrivateFerretDb;
 let ctx: TestContext | undefined;
 let workerRedis: Redis | undefined;
-let worker: Worker<AuditJob, AppendResult> | undefined;
-let auditQueue: Queue<AuditJob> | undefined;
+let worker: Worker<AuditEvent, AppendResult> | undefined;
+let auditQueue: Queue<AuditEvent> | undefined;
 const failedAttempts: string[] = [];
 
 beforeAll(async () => {
@@ -168,7 +169,7 @@ beforeAll(async () => {
   expect(ctx.config.mongodbUri).toContain(`127.0.0.1:${server.port}/`);
 
   workerRedis = createRedisConnection(ctx.config.redisUrl, 'worker');
-  auditQueue = new Queue<AuditJob>(QUEUE_NAMES.audit, { connection: ctx.redis, prefix: ctx.config.queuePrefix });
+  auditQueue = new Queue<AuditEvent>(QUEUE_NAMES.audit, { connection: ctx.redis, prefix: ctx.config.queuePrefix });
   worker = createAuditWorker({
     connection: workerRedis,
     prefix: ctx.config.queuePrefix,

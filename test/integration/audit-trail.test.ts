@@ -15,7 +15,8 @@ import {
   type AppendResult,
 } from '../../models/audit-trail';
 import { loadAnchorSigner } from '../../platform/anchor-key';
-import { auditJobSchema, type AuditEventInput, type AuditJob } from '../../queues/audit.queue';
+import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event';
+import { auditJobSchema } from '../../queues/audit.queue';
 import { QUEUE_NAMES } from '../../queues/names';
 import { createAuditWorker } from '../../workers/audit.worker';
 import { purgeExpiredAuditEvents } from '../../workers/maintenance.worker';
@@ -40,7 +41,7 @@ beforeAll(async () => {
 });
 afterAll(async () => ctx?.close());
 
-function auditJob(companyId: string, n: number, extra: Partial<AuditEventInput> = {}): AuditJob {
+function auditJob(companyId: string, n: number, extra: Partial<AuditEventInput> = {}): AuditEvent {
   return auditJobSchema.parse({
     eventId: `evt-${companyId}-${n}`,
     companyId,
@@ -297,7 +298,7 @@ describe('concurrent appends', () => {
   it('stores 300 events once each, contiguous, from 3 writers with every event delivered twice', async () => {
     const busy = 'co_concurrent_busy';
     const quiet = 'co_concurrent_quiet';
-    const deliveries: AuditJob[] = [];
+    const deliveries: AuditEvent[] = [];
     for (let n = 1; n <= 300; n += 1) deliveries.push(auditJob(busy, n), auditJob(busy, n));
     for (let n = 1; n <= 40; n += 1) deliveries.push(auditJob(quiet, n), auditJob(quiet, n));
     // Fisher-Yates: duplicates and both companies interleave in any order.
@@ -352,12 +353,12 @@ describe('concurrent appends', () => {
 });
 
 describe('retention', () => {
-  let auditQueue: Queue<AuditJob>;
-  let worker: Worker<AuditJob, AppendResult>;
+  let auditQueue: Queue<AuditEvent>;
+  let worker: Worker<AuditEvent, AppendResult>;
   const yearsAgo = (years: number) => new Date(Date.now() - years * 365 * DAY_MS);
 
   beforeAll(async () => {
-    auditQueue = new Queue<AuditJob>(QUEUE_NAMES.audit, { connection: ctx.redis, prefix: ctx.config.queuePrefix });
+    auditQueue = new Queue<AuditEvent>(QUEUE_NAMES.audit, { connection: ctx.redis, prefix: ctx.config.queuePrefix });
     worker = createAuditWorker({
       connection: ctx.redis,
       prefix: ctx.config.queuePrefix,

@@ -4,7 +4,7 @@ import type { FieldEncryption } from '../../models/encryption';
 import type { PaymentRecord } from '../../models/payment.model';
 import type { WebhookEventRecord } from '../../models/webhook-event.model';
 import type { Logger } from '../../platform/logger';
-import type { AuditEventInput } from '../../queues/audit.queue';
+import type { AuditEventInput } from '../../domain/audit-event';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
 
 /** What the stripe-events worker and its handlers work with. */
