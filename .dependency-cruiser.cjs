@@ -1,5 +1,6 @@
 /**
  * The dependency rule (README, "Architecture"): imports only run downward.
+ *   entry       server/ (api and workers in one process: `npm start`)
  *   transports  api/ workers/ cli/
  *   application application/
  *   storage     models/ queues/ gateway/
@@ -13,7 +14,7 @@ const APPLICATION = '^application/';
 const STORAGE = '^(models|queues|gateway)/';
 const DOMAIN = '^domain/';
 const PLATFORM = '^platform/';
-const OURS = '^(api|workers|cli|application|models|queues|gateway|domain|platform|devtools|bench|test)/';
+const OURS = '^(server|api|workers|cli|application|models|queues|gateway|domain|platform|devtools|bench|test)/';
 
 module.exports = {
   forbidden: [
@@ -43,7 +44,7 @@ module.exports = {
       comment: 'use cases are entered by transports; they never import one',
       severity: 'error',
       from: { path: APPLICATION },
-      to: { path: `${TRANSPORTS}|^(devtools|bench|test)/` },
+      to: { path: `^server/|${TRANSPORTS}|^(devtools|bench|test)/` },
     },
     {
       name: 'transports-do-not-import-each-other',
@@ -63,7 +64,7 @@ module.exports = {
       name: 'product-does-not-import-dev-tools',
       comment: 'devtools, bench and test serve development; nothing that ships imports them',
       severity: 'error',
-      from: { path: `${TRANSPORTS}|${APPLICATION}|${STORAGE}|${DOMAIN}|${PLATFORM}`, pathNot: '^cli/' },
+      from: { path: `^server/|${TRANSPORTS}|${APPLICATION}|${STORAGE}|${DOMAIN}|${PLATFORM}`, pathNot: '^cli/' },
       to: { path: '^(devtools|bench|test)/' },
     },
     {

@@ -37,4 +37,4 @@ RUN mkdir -p /app/.secrets && chown node:node /app/.secrets && chmod 700 /app/.s
 # NODE_ENV is deliberately not set: production must opt in (and then refuses development defaults).
 USER node
 EXPOSE 3000
-CMD ["node", "dist/platform/main.js"]
+CMD ["node", "dist/server/main.js"]

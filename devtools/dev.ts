@@ -1,6 +1,6 @@
 /**
  * `npm run dev`, once scripts/dev.sh has installed, built and started the services: stripe-sim in this process,
- * the demo company (`cli dev-setup`), then api + workers as one child (`dist/platform/main.js`, what `npm start`
+ * the demo company (`cli dev-setup`), then api + workers as one child (`dist/server/main.js`, what `npm start`
  * runs) whose JSON log lines are shown through pino-pretty. Once the api is ready it prints what to try.
  * SIGINT/SIGTERM stop the child (it finishes in-flight work), then stripe-sim.
  */
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   const env = { ...process.env, STRIPE_API_BASE: sim.url };
   const { company, token } = await demoCredentials(env);
 
-  const child = spawn(process.execPath, [join(DIST, 'platform', 'main.js')], {
+  const child = spawn(process.execPath, [join(DIST, 'server', 'main.js')], {
     env,
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -1,9 +1,9 @@
 import { startApi } from '../api/main';
 import { openDatabase } from '../models';
 import { startWorkers } from '../workers/main';
-import { loadConfig } from './config';
-import { createLogger, type Logger } from './logger';
-import { exitOnStartupFailure, onShutdownSignal } from './shutdown';
+import { loadConfig } from '../platform/config';
+import { createLogger, type Logger } from '../platform/logger';
+import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
 
 /** The single-machine way to run it: api and workers in one process, sharing one database connection. */
 async function main(): Promise<Logger> {
