@@ -211,18 +211,18 @@ async function chargeAsData(
 ): Promise<void> {
   const { paymentId } = job.data;
   const payments = data.payments as Collection<Document>;
-  const stored = await payments.findOne({ _id: paymentId as never });
-  if (!stored) throw new Error(`no payment ${paymentId}`);
+  // Claim first, as the charge worker does: no separate read in the usual case.
+  const stored = await payments.findOneAndUpdate(
+    { _id: paymentId as never, status: { $in: ['queued', 'processing'] } },
+    { $set: { status: 'processing', updatedAt: new Date() }, $inc: { attempts: 1 } },
+    { returnDocument: 'after' },
+  );
+  if (!stored) throw new Error(`no payment ${paymentId} to claim`);
   const companyId = String(stored.companyId);
   await audit.add(
     'append',
     auditJob(companyId, 'payment.requested', paymentId),
     jobOptions(auditJobOptions, `audit-payment.requested-${paymentId}`),
-  );
-  await payments.findOneAndUpdate(
-    { _id: paymentId as never, status: 'queued' },
-    { $set: { status: 'processing', updatedAt: new Date() }, $inc: { attempts: 1 } },
-    { returnDocument: 'after' },
   );
   await data.companies.findOne({ _id: companyId as never });
   await data.offices.findOne({ companyId, _id: String(stored.officeId ?? 'off_none') as never });

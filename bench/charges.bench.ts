@@ -16,6 +16,7 @@ import {
 } from './support';
 import {
   clientSettings,
+  combineRounds,
   completionCounter,
   perOp,
   readStats,
@@ -23,6 +24,7 @@ import {
   startBaselines,
   startLoadGenerator,
   startProduct,
+  splitIntoRounds,
   type Counted,
 } from './system';
 
@@ -80,7 +82,7 @@ async function refuseUnsuccessful(payments: Collection, expected: number, what: 
  * number of worker processes) and the limit (a route that adds one no-op job,
  * a worker that does nothing).
  *
- * BENCH_CHARGES (500), BENCH_CLIENT_CONCURRENCY (32), BENCH_WARMUP (50), BENCH_DEADLINE_MS (180000);
+ * BENCH_CHARGES (500), BENCH_CLIENT_CONCURRENCY (32), BENCH_WARMUP (50), BENCH_ROUNDS (2), BENCH_DEADLINE_MS (180000);
  * CHARGE_CONCURRENCY and AUDIT_CONCURRENCY are passed to the app config.
  */
 function chargesEntry(name: string, workerProcesses: number): BenchEntry {
@@ -152,17 +154,21 @@ function chargesEntry(name: string, workerProcesses: number): BenchEntry {
         const limit = await drive('limit', measured);
         const dataProcesses: Record<string, Counted> = { 'data api': server };
         baselineWorkers.forEach((child, i) => (dataProcesses[`data workers ${i + 1}`] = child));
-        await resetCounters(Object.values(dataProcesses));
-        const data = await drive('data', measured);
-        const dataPerOp = perOp(await readStats(dataProcesses), ops);
-
         const productProcesses: Record<string, Counted> = { api };
         workers.forEach(
           (child, i) => (productProcesses[workerProcesses === 1 ? 'workers' : `workers ${i + 1}`] = child),
         );
-        await resetCounters(Object.values(productProcesses));
-        const product = await drive('product', measured);
+        await resetCounters([...Object.values(dataProcesses), ...Object.values(productProcesses)]);
+        const dataRuns = [];
+        const productRuns = [];
+        for (const part of splitIntoRounds(measured, settings.rounds)) {
+          dataRuns.push(await drive('data', part));
+          productRuns.push(await drive('product', part));
+        }
+        const dataPerOp = perOp(await readStats(dataProcesses), ops);
         const productPerOp = perOp(await readStats(productProcesses), ops);
+        const data = combineRounds(dataRuns);
+        const product = combineRounds(productRuns);
 
         const db = world.rawMongo.db(world.dbName);
         await refuseUnsuccessful(db.collection('payments'), ops + settings.warmup, 'product');

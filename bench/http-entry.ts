@@ -6,7 +6,16 @@
 import type { Child } from './child';
 import type { LoadSpec, LoadVariant } from './load-process';
 import type { Baseline } from './report';
-import { perOp, readStats, resetCounters, type ClientSettings, type LoadGenerator, type PerOp } from './system';
+import {
+  combineRounds,
+  perOp,
+  readStats,
+  resetCounters,
+  splitIntoRounds,
+  type ClientSettings,
+  type LoadGenerator,
+  type PerOp,
+} from './system';
 
 export interface HttpTarget {
   url: string;
@@ -54,19 +63,23 @@ export async function measureHttp(options: {
     durationSeconds: settings.limitSeconds,
   });
 
-  await resetCounters([options.dataBound.process]);
-  const data = await load.run(spec(options.dataBound, measured));
+  await resetCounters([options.dataBound.process, options.product.process]);
+  const dataRuns = [];
+  const productRuns = [];
+  for (const part of splitIntoRounds(measured, settings.rounds)) {
+    dataRuns.push(await load.run(spec(options.dataBound, part)));
+    productRuns.push(await load.run(spec(options.product, part)));
+  }
   const dataPerOp = perOp(await readStats({ 'data api': options.dataBound.process }), ops);
-
-  await resetCounters([options.product.process]);
-  const product = await load.run(spec(options.product, measured));
   const productPerOp = perOp(await readStats({ [options.product.label]: options.product.process }), ops);
+  const data = combineRounds(dataRuns);
+  const product = combineRounds(productRuns);
 
   return {
     product: { seconds: product.seconds, p50Ms: product.p50Ms, p99Ms: product.p99Ms, perOp: productPerOp },
     dataBound: {
       what: options.dataBound.what,
-      perSecond: data.perSecond,
+      perSecond: ops / data.seconds,
       p99Ms: data.p99Ms,
       mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
       redisCommandsPerOp: dataPerOp.redisCommandsPerOp,

@@ -1,4 +1,4 @@
-import { mintDevToken } from '../cli/main';
+import { mintDevToken } from '../devtools/tokens';
 import { openDatabase } from '../models';
 import { createCompany, devAttestation } from '../models/companies';
 import { measureHttp } from './http-entry';
@@ -37,7 +37,7 @@ export const PAYMENT_BODY = JSON.stringify({
  * same two MongoDB commands and three Redis scripts from plain clients behind a
  * Fastify route, and a bare Fastify route.
  *
- * BENCH_REQUESTS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_WARMUP (50), BENCH_LIMIT_SECONDS (3).
+ * BENCH_REQUESTS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_WARMUP (50), BENCH_LIMIT_SECONDS (3), BENCH_ROUNDS (2).
  */
 export const requestsBench: BenchEntry = {
   name: 'requests',

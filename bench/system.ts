@@ -70,6 +70,11 @@ export interface ClientSettings {
   warmup: number;
   /** How long the bare-route limit runs (it answers thousands per second: a count would be over at once). */
   limitSeconds: number;
+  /**
+   * The measured operations are split into this many rounds, data-bound then product in turn, so a
+   * neighbour's load that comes and goes on a shared machine falls on both alike.
+   */
+  rounds: number;
 }
 
 export function clientSettings(): ClientSettings {
@@ -77,6 +82,24 @@ export function clientSettings(): ClientSettings {
     connections: positiveIntFromEnv('BENCH_CLIENT_CONCURRENCY', 32),
     warmup: positiveIntFromEnv('BENCH_WARMUP', 50),
     limitSeconds: positiveIntFromEnv('BENCH_LIMIT_SECONDS', 3),
+    rounds: positiveIntFromEnv('BENCH_ROUNDS', 2),
+  };
+}
+
+/** `items` in `rounds` consecutive parts of (nearly) equal size. */
+export function splitIntoRounds<T>(items: T[], rounds: number): T[][] {
+  const size = Math.ceil(items.length / rounds);
+  const parts: T[][] = [];
+  for (let start = 0; start < items.length; start += size) parts.push(items.slice(start, start + size));
+  return parts;
+}
+
+/** Seconds and latency of rounds run one after another: seconds add up; p50 is the mean, p99 the worst round's. */
+export function combineRounds(runs: Array<{ seconds: number; p50Ms: number; p99Ms: number }>) {
+  return {
+    seconds: runs.reduce((sum, run) => sum + run.seconds, 0),
+    p50Ms: runs.reduce((sum, run) => sum + run.p50Ms, 0) / runs.length,
+    p99Ms: Math.max(...runs.map((run) => run.p99Ms)),
   };
 }
 

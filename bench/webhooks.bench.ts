@@ -58,7 +58,7 @@ function signedDelivery(stripe: Stripe, companyId: string): { payload: string; s
  * same MongoDB commands (read the company, insert the event) and job adds from
  * plain clients, and a bare Fastify route.
  *
- * BENCH_WEBHOOKS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_WARMUP (50), BENCH_LIMIT_SECONDS (3).
+ * BENCH_WEBHOOKS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_WARMUP (50), BENCH_LIMIT_SECONDS (3), BENCH_ROUNDS (2).
  */
 export const webhooksBench: BenchEntry = {
   name: 'webhooks',
