@@ -1,4 +1,4 @@
-import { mintDevToken } from '../devtools/tokens';
+import { mintDevToken } from '../cli/main';
 import { openDatabase } from '../models';
 import { createCompany, devAttestation } from '../models/companies';
 import { measureHttp } from './http-entry';
