@@ -14,6 +14,7 @@ import {
 import type { AuditJob } from '../queues/audit.queue';
 import { AUDIT_EVENTS_COLLECTION } from './audit-event.model';
 import { isDuplicateKeyError } from './errors';
+import { SequencedAppender } from './sequenced-append';
 
 export const AUDIT_ANCHORS_COLLECTION = 'audit_anchors';
 
@@ -138,9 +139,14 @@ export class AuditTrail {
   readonly events: Collection<StoredAuditEvent>;
   readonly anchors: Collection<AuditAnchor>;
 
-  /** The last head this process wrote, per company (a stale one only costs a retry). */
-  private readonly heads = new Map<string, ChainStart>();
-  private readonly appending = new Map<string, Promise<void>>();
+  /** Appends at the head of a company's chain; caches the last head this process wrote, per company. */
+  private readonly appender = new SequencedAppender<ChainStart>({
+    readHead: (companyId) => this.head(companyId),
+    maxAttempts: MAX_APPEND_ATTEMPTS,
+    jitterMs: 5,
+    cacheHeads: true,
+    busy: (companyId) => new Error(`audit chain of ${companyId} too contended; will retry`),
+  });
 
   constructor(db: Db) {
     this.events = db.collection<StoredAuditEvent>(AUDIT_EVENTS_COLLECTION);
@@ -170,40 +176,23 @@ export class AuditTrail {
    * head, so concurrent audit jobs do not race each other for the same sequence.
    */
   append(job: AuditJob, recordedAt = new Date()): Promise<AppendResult> {
-    const previous = this.appending.get(job.companyId) ?? Promise.resolve();
-    const run = previous.then(() => this.appendAtHead(job, recordedAt));
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.appending.set(job.companyId, settled);
-    void settled.then(() => {
-      if (this.appending.get(job.companyId) === settled) this.appending.delete(job.companyId);
+    return this.appender.append<StoredAuditEvent, AppendResult>(job.companyId, {
+      decide: (head, sequence) => {
+        const body = storedBody(job, sequence, head.hash, recordedAt);
+        const hash = eventHash(head.hash, hashBody(body));
+        return {
+          insert: { ...(body as StoredAuditEvent), hash },
+          result: { eventId: job.eventId, sequence, duplicate: false },
+          head: { sequence, hash },
+        };
+      },
+      insert: (event) => this.events.insertOne(event),
+      // A duplicate: either this very event is stored already (a redelivery), or another process took the place.
+      alreadyStored: async () =>
+        (await this.events.findOne({ _id: job.eventId }, { projection: { _id: 1 } }))
+          ? { done: { eventId: job.eventId, duplicate: true } }
+          : undefined,
     });
-    return run;
-  }
-
-  private async appendAtHead(job: AuditJob, recordedAt: Date): Promise<AppendResult> {
-    let head = this.heads.get(job.companyId) ?? (await this.head(job.companyId));
-    for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt += 1) {
-      const body = storedBody(job, head.sequence + 1, head.hash, recordedAt);
-      const hash = eventHash(head.hash, hashBody(body));
-      try {
-        await this.events.insertOne({ ...(body as StoredAuditEvent), hash });
-        this.heads.set(job.companyId, { sequence: head.sequence + 1, hash });
-        return { eventId: job.eventId, sequence: head.sequence + 1, duplicate: false };
-      } catch (error) {
-        if (!isDuplicateKeyError(error)) throw error;
-        // Either this very event is already stored (a redelivery), or another process took the sequence.
-        if (await this.events.findOne({ _id: job.eventId }, { projection: { _id: 1 } })) {
-          return { eventId: job.eventId, duplicate: true };
-        }
-        this.heads.delete(job.companyId);
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * (attempt + 1)));
-        head = await this.head(job.companyId);
-      }
-    }
-    throw new Error(`audit chain of ${job.companyId} too contended; will retry`);
   }
 
   async companies(): Promise<string[]> {

@@ -1,7 +1,7 @@
 import { Schema, type Connection, type Model } from 'mongoose';
 import { refundLedgerEffect, type RefundStatus } from '../domain/refund-status';
-import { isDuplicateKeyError } from './errors';
 import type { RefundModel } from './refund.model';
+import { SequencedAppender } from './sequenced-append';
 
 /**
  * The refund money of each payment, as an append-only chain of entries
@@ -93,7 +93,7 @@ export class LedgerBusyError extends Error {
   }
 }
 
-type Head = { seq: number; totals: RefundTotals };
+type Head = { sequence: number; totals: RefundTotals };
 type Target = { paymentId: string; companyId: string };
 type NewEntry = Pick<RefundLedgerEntry, 'kind' | 'n' | 'amount'> &
   Partial<Pick<RefundLedgerEntry, 'previous' | 'unrecorded'>> & { totals: RefundTotals };
@@ -104,9 +104,9 @@ const MAX_ROUNDS = 50;
 const entryId = (paymentId: string, seq: number): string => `${paymentId}.${String(seq).padStart(9, '0')}`;
 
 function headOf(entry: RefundLedgerEntry | null): Head {
-  if (!entry) return { seq: 0, totals: { reserved: 0, refunded: 0 } };
+  if (!entry) return { sequence: 0, totals: { reserved: 0, refunded: 0 } };
   return {
-    seq: entry.seq,
+    sequence: entry.seq,
     totals: {
       reserved: entry.reserved,
       refunded: entry.refunded,
@@ -117,11 +117,16 @@ function headOf(entry: RefundLedgerEntry | null): Head {
   };
 }
 
+const readHead = async (Ledger: RefundLedgerModel, paymentId: string): Promise<Head> =>
+  headOf(await Ledger.findOne({ paymentId }).sort({ seq: -1 }).lean());
+
 /**
  * Decides on the current head (and the subject's own entries) and appends at
  * `head.seq + 1`; when another writer took that place first, decides again.
  * The head is read before the subject's entries, so anything appended after
  * the head was read takes the place this insert wants, and makes it retry.
+ * No cached head: every decision (over-refund protection above all) is taken
+ * on the head as stored, whichever process wrote it.
  */
 async function append<T>(
   Ledger: RefundLedgerModel,
@@ -129,29 +134,32 @@ async function append<T>(
   subject: string,
   plan: (totals: RefundTotals, own: RefundLedgerEntry[]) => Plan<T>,
 ): Promise<T> {
-  for (let round = 0; round < MAX_ROUNDS; round += 1) {
-    const head = headOf(await Ledger.findOne({ paymentId: target.paymentId }).sort({ seq: -1 }).lean());
-    const own = await Ledger.find({ paymentId: target.paymentId, subject }).lean();
-    const decided = plan(head.totals, own);
-    if ('done' in decided) return decided.done;
-    const { totals, ...entry } = decided.append;
-    const seq = head.seq + 1;
-    try {
-      await Ledger.create({
-        _id: entryId(target.paymentId, seq),
-        paymentId: target.paymentId,
-        companyId: target.companyId,
-        seq,
-        subject,
-        ...entry,
-        ...totals,
-      });
-      return decided.result;
-    } catch (error) {
-      if (!isDuplicateKeyError(error)) throw error;
-    }
-  }
-  throw new LedgerBusyError(target.paymentId);
+  const appender = new SequencedAppender<Head>({
+    readHead: (paymentId) => readHead(Ledger, paymentId),
+    maxAttempts: MAX_ROUNDS,
+    busy: (paymentId) => new LedgerBusyError(paymentId),
+  });
+  return appender.append(target.paymentId, {
+    decide: async (head, seq) => {
+      const own = await Ledger.find({ paymentId: target.paymentId, subject }).lean();
+      const decided = plan(head.totals, own);
+      if ('done' in decided) return decided;
+      const { totals, ...entry } = decided.append;
+      return {
+        insert: {
+          _id: entryId(target.paymentId, seq),
+          paymentId: target.paymentId,
+          companyId: target.companyId,
+          seq,
+          subject,
+          ...entry,
+          ...totals,
+        },
+        result: decided.result,
+      };
+    },
+    insert: (entry) => Ledger.create(entry),
+  });
 }
 
 /** Where a refund stands in the ledger. */
@@ -170,7 +178,7 @@ function refundState(own: RefundLedgerEntry[]) {
 
 /** The payment's refund totals now. */
 export async function refundTotals(Ledger: RefundLedgerModel, paymentId: string): Promise<RefundTotals> {
-  return headOf(await Ledger.findOne({ paymentId }).sort({ seq: -1 }).lean()).totals;
+  return (await readHead(Ledger, paymentId)).totals;
 }
 
 /** What is left to refund: the amount less what our refunds hold or Stripe reports refunded, whichever is more. */
