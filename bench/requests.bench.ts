@@ -1,4 +1,4 @@
-import { mintDevToken } from '../cli/main';
+import { mintDevToken } from '../devtools/tokens';
 import { openDatabase } from '../models';
 import { createCompany, devAttestation } from '../models/companies';
 import { measureHttp } from './http-entry';

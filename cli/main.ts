@@ -1,9 +1,7 @@
 #!/usr/bin/env node
-import { createSecretKey } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { SignJWT } from 'jose';
 import { MongoClient } from 'mongodb';
-import { PERMISSIONS, ROLES, type Permission, type Role } from '../domain/access-policy';
+import { PERMISSIONS, ROLES } from '../domain/access-policy';
 import { createInterface } from 'node:readline/promises';
 import { userInfo } from 'node:os';
 import { ulid } from 'ulid';
@@ -16,6 +14,7 @@ import { formatRotationReport, rotateMasterKey } from '../models/key-rotation';
 import { replayReasonSchema, replayWebhookEvent } from '../models/webhook-replay';
 import { loadAnchorSigner } from '../platform/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
+import { mintDevToken } from '../devtools/tokens';
 
 const USAGE = `usage: hipaa-billing <command> [options]
 
@@ -41,31 +40,6 @@ commands:
   webhook-events replay --company ID --reason CODE EVENT_ID
       process a stored Stripe event again (one applied, ignored or failed is reset to received;
       one not processed yet is only queued); audited as webhook.replayed with the reason code`;
-
-/** Development tokens only: production verifies RS256/ES256 tokens from the identity provider. */
-export async function mintDevToken(
-  config: AppConfig,
-  claims: { companyId: string; roles: Role[]; permissions?: Permission[]; subject?: string; officeIds?: string[] },
-  ttlSeconds = 900,
-): Promise<string> {
-  if (!config.auth.hs256Secret)
-    throw new Error('tokens are verified by public key here; mint them with your identity provider');
-  const isService = claims.roles.includes('service');
-  return new SignJWT({
-    company_id: claims.companyId,
-    roles: claims.roles,
-    sub_type: isService ? 'service' : 'user',
-    office_ids: claims.officeIds ?? [],
-    permissions: claims.permissions ?? (isService ? ['payments:create', 'payments:read'] : []),
-  })
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(claims.subject ?? (isService ? 'svc-dev-app' : 'usr-dev'))
-    .setIssuer(config.auth.issuer)
-    .setAudience(config.auth.audience)
-    .setIssuedAt()
-    .setExpirationTime(`${ttlSeconds}s`)
-    .sign(createSecretKey(Buffer.from(config.auth.hs256Secret)));
-}
 
 function list<T extends string>(value: string | undefined, allowed: readonly T[], what: string): T[] | undefined {
   if (value === undefined) return undefined;

@@ -7,7 +7,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { mintDevToken } from '../../cli/main';
+import { mintDevToken } from '../../devtools/tokens';
 import { startStripeSim, type RecordedStripeRequest, type StripeSim } from '../../devtools/stripe-sim';
 import { createCompany, devAttestation } from '../../models/companies';
 import { QUEUE_NAMES } from '../../queues/names';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { deleteKeysByPrefix } from '../../bench/support';
+import { deleteKeysByPrefix } from '../../devtools/redis-keys';
 import { waitFor } from '../support/harness';
 
 /**

@@ -2,7 +2,7 @@ import { Binary } from 'mongodb';
 import { ulid } from 'ulid';
 import { createCompany, devAttestation } from '../../models/companies';
 import type { Role } from '../../domain/access-policy';
-import { mintDevToken } from '../../cli/main';
+import { mintDevToken } from '../../devtools/tokens';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 

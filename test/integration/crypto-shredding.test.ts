@@ -1,9 +1,6 @@
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { ulid } from 'ulid';
 import { startApi, type RunningApi } from '../../api/main';
-import { mintDevToken } from '../../cli/main';
+import { mintDevToken } from '../../devtools/tokens';
 import { openDatabase, type Database } from '../../models';
 import { createCompany, devAttestation } from '../../models/companies';
 import { companyKeyAltName, isShreddedDataError } from '../../models/encryption';
@@ -12,25 +9,13 @@ import { loadAnchorSigner } from '../../platform/anchor-key';
 import { waitFor } from '../support/harness';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { assertBuildIsCurrent } from '../support/processes';
+import { cli } from '../support/cli';
 
-const run = promisify(execFile);
 let system: InProcessSystem;
 let shredded: string;
 let kept: string;
 // A fresh database connection, api and workers: libmongocrypt caches keys for a minute per client.
 let fresh: { db: Database; api: RunningApi; workers: RunningWorkers };
-
-async function cli(args: string[]) {
-  try {
-    const { stdout } = await run(process.execPath, [join(__dirname, '../../dist/cli/main.js'), ...args], {
-      env: { PATH: process.env.PATH ?? '', ...system.ctx.env },
-    });
-    return { code: 0, out: stdout };
-  } catch (error) {
-    const failed = error as { code: number; stderr: string };
-    return { code: failed.code, out: failed.stderr };
-  }
-}
 
 async function keyExists(companyId: string) {
   const [dbName, collection] = system.ctx.config.keyVaultNamespace.split('.') as [string, string];
@@ -81,14 +66,14 @@ afterAll(async () => {
 });
 
 it('refuses to shred without the typed confirmation, and changes nothing', async () => {
-  const result = await cli(['company', 'shred', shredded, '--confirm', 'co_something_else']);
+  const result = await cli(['company', 'shred', shredded, '--confirm', 'co_something_else'], system.ctx.env);
   expect(result.code).toBe(1);
   expect(result.out).toContain('confirmation did not match; nothing was changed');
   expect(await keyExists(shredded)).toBe(true);
 });
 
 it('destroys exactly that company’s data key, and audits it', async () => {
-  const result = await cli(['company', 'shred', shredded, '--confirm', shredded]);
+  const result = await cli(['company', 'shred', shredded, '--confirm', shredded], system.ctx.env);
   expect(result).toMatchObject({ code: 0 });
   expect(result.out).toContain('data key destroyed');
   expect(await keyExists(shredded)).toBe(false);

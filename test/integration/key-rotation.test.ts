@@ -1,11 +1,8 @@
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Document } from 'mongodb';
 import { ulid } from 'ulid';
 import { startApi, type RunningApi } from '../../api/main';
-import { deleteKeysByPrefix } from '../../bench/support';
-import { mintDevToken } from '../../cli/main';
+import { deleteKeysByPrefix } from '../../devtools/redis-keys';
+import { mintDevToken } from '../../devtools/tokens';
 import { PLATFORM_AUDIT_SCOPE } from '../../domain/audit-actions';
 import { openDatabase, type Database } from '../../models';
 import { createCompany, devAttestation } from '../../models/companies';
@@ -17,8 +14,7 @@ import { waitFor } from '../support/harness';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { findLocalKms, startLocalKms, type LocalKms } from '../support/local-kms';
 import { assertBuildIsCurrent } from '../support/processes';
-
-const run = promisify(execFile);
+import { cli } from '../support/cli';
 
 describe('configuration of a KMS endpoint', () => {
   const aws = { KMS_PROVIDER: 'aws', AWS_KMS_KEY_ARN: 'arn:aws:kms:us-east-1:1:key/x', AWS_KMS_REGION: 'us-east-1' };
@@ -72,18 +68,6 @@ describeWithKms('master-key rotation (keys rotate) against a real AWS KMS API (l
     AWS_SECRET_ACCESS_KEY: 'local-kms-does-not-check-signatures',
     ...overrides,
   });
-
-  async function cli(args: string[], env: Record<string, string>) {
-    try {
-      const { stdout } = await run(process.execPath, [join(__dirname, '../../dist/cli/main.js'), ...args], {
-        env: { PATH: process.env.PATH ?? '', ...system.ctx.env, ...env },
-      });
-      return { code: 0, out: stdout };
-    } catch (error) {
-      const failed = error as { code: number; stdout: string; stderr: string };
-      return { code: failed.code, out: `${failed.stdout}${failed.stderr}` };
-    }
-  }
 
   async function vaultKeys(): Promise<Document[]> {
     const [dbName, collection] = system.ctx.config.keyVaultNamespace.split('.') as [string, string];
@@ -140,7 +124,7 @@ describeWithKms('master-key rotation (keys rotate) against a real AWS KMS API (l
     expect(before.length).toBeGreaterThanOrEqual(companies.length);
     expect(before.every((key) => key.masterKey.provider === 'local')).toBe(true);
 
-    const result = await cli(['keys', 'rotate'], {});
+    const result = await cli(['keys', 'rotate'], system.ctx.env);
 
     expect(result.code).toBe(1);
     expect(result.out).toContain('KMS_PROVIDER=local cannot be the target of a rotation, so nothing was changed');
@@ -175,7 +159,7 @@ describeWithKms('master-key rotation (keys rotate) against a real AWS KMS API (l
     beforeAll(async () => {
       before = await vaultKeys();
       // LOCAL_MASTER_KEY_FILE stays set (the harness sets it): it unwraps the keys being moved.
-      const result = await cli(['keys', 'rotate'], awsEnv(cmkA));
+      const result = await cli(['keys', 'rotate'], { ...system.ctx.env, ...awsEnv(cmkA) });
       expect(result).toMatchObject({ code: 0 });
       output = result.out;
     });
@@ -279,7 +263,7 @@ describeWithKms('master-key rotation (keys rotate) against a real AWS KMS API (l
 
     it('is harmless to run again: nothing re-wrapped, every key verified', async () => {
       const keys = await vaultKeys();
-      const result = await cli(['keys', 'rotate'], awsEnv(cmkA));
+      const result = await cli(['keys', 'rotate'], { ...system.ctx.env, ...awsEnv(cmkA) });
       expect(result.code).toBe(0);
       expect(result.out).toContain(`rewrapped: 0; already under the master key: ${keys.length}`);
       expect(result.out).toContain(`verified: ${keys.length}/${keys.length}`);
@@ -289,7 +273,7 @@ describeWithKms('master-key rotation (keys rotate) against a real AWS KMS API (l
 
   it('refuses a KMS whose certificate is not trusted: exit 1, each key named, nothing re-wrapped', async () => {
     const before = await vaultKeys();
-    const result = await cli(['keys', 'rotate'], awsEnv(cmkB, { KMS_TLS_CA_FILE: '' }));
+    const result = await cli(['keys', 'rotate'], { ...system.ctx.env, ...awsEnv(cmkB, { KMS_TLS_CA_FILE: '' }) });
     expect(result.code).toBe(1);
     expect(result.out).toContain('rewrapped: 0; already under the master key: 0');
     expect(result.out).toContain(`verified: 0/${before.length}`);

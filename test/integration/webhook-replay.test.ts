@@ -1,7 +1,4 @@
-import { execFile } from 'node:child_process';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { ulid } from 'ulid';
 import type { PaymentStatus } from '../../domain/payment-status';
 import { createCompany, shredCompany } from '../../models/companies';
@@ -13,8 +10,8 @@ import { startInProcessSystem, type InProcessSystem } from '../support/in-proces
 import { insertPayment } from '../support/records';
 import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 import { assertBuildIsCurrent } from '../support/processes';
+import { cli } from '../support/cli';
 
-const run = promisify(execFile);
 const WEBHOOK_SECRET = 'whsec_ReplayWebhookSecret0001';
 const CUSTOMER = 'cus_ReplayPatientRef01';
 
@@ -71,18 +68,6 @@ async function replay(
     },
   );
   return { status: response.status, body: (await response.json()) as any };
-}
-
-async function cli(args: string[]) {
-  try {
-    const { stdout } = await run(process.execPath, [join(__dirname, '../../dist/cli/main.js'), ...args], {
-      env: { PATH: process.env.PATH ?? '', ...system.ctx.env },
-    });
-    return { code: 0, out: stdout };
-  } catch (error) {
-    const failed = error as { code: number; stderr: string };
-    return { code: failed.code, out: failed.stderr };
-  }
 }
 
 const inbox = () => system.ctx.db.models.WebhookEvent;
@@ -390,7 +375,10 @@ describe('replaying a stored Stripe webhook event', () => {
     await processed(event.id, 0);
     await createPayment(paymentId, 'processing');
 
-    const done = await cli(['webhook-events', 'replay', '--company', companyId, '--reason', 'ops_fix', event.id]);
+    const done = await cli(
+      ['webhook-events', 'replay', '--company', companyId, '--reason', 'ops_fix', event.id],
+      system.ctx.env,
+    );
     expect(done).toEqual({ code: 0, out: `${JSON.stringify({ id: event.id, status: 'received', replays: 1 })}\n` });
     expect(await processed(event.id, 1)).toMatchObject({ status: 'applied' });
     const audit = await waitFor(
@@ -403,9 +391,12 @@ describe('replaying a stored Stripe webhook event', () => {
       reason: 'ops_fix',
     });
 
-    const unknown = await cli(['webhook-events', 'replay', '--company', companyId, '--reason', 'ops_fix', 'evt_Nope1']);
+    const unknown = await cli(
+      ['webhook-events', 'replay', '--company', companyId, '--reason', 'ops_fix', 'evt_Nope1'],
+      system.ctx.env,
+    );
     expect(unknown).toEqual({ code: 1, out: `no webhook event evt_Nope1 for company ${companyId}\n` });
-    const noReason = await cli(['webhook-events', 'replay', '--company', companyId, event.id]);
+    const noReason = await cli(['webhook-events', 'replay', '--company', companyId, event.id], system.ctx.env);
     expect(noReason.code).toBe(1);
     expect(noReason.out).toContain('needs --reason');
     expect(await newRow(event.id)).toMatchObject({ replays: 1 });

@@ -1,5 +1,5 @@
 import { startApi, type RunningApi } from '../../api/main';
-import { mintDevToken } from '../../cli/main';
+import { mintDevToken } from '../../devtools/tokens';
 import type { Role } from '../../domain/access-policy';
 import { loadConfig } from '../../platform/config';
 import { closeQueues, createQueues } from '../../queues';

@@ -5,7 +5,7 @@ import { waitFor } from './harness';
 
 const REPO_ROOT = resolve(__dirname, '..', '..');
 // The folders the api and worker processes are compiled from.
-const RUNTIME_SOURCE_DIRS = ['api', 'workers', 'queues', 'models', 'domain', 'platform'];
+const RUNTIME_SOURCE_DIRS = ['api', 'workers', 'queues', 'models', 'domain', 'platform', 'server', 'cli', 'devtools'];
 
 export interface ExitStatus {
   code: number | null;
@@ -38,10 +38,13 @@ export interface NodeProcess {
 }
 
 /**
- * Fails when a runtime source file is newer than its compiled output, so a test
+ * Fails when a runtime source file is newer than its compiled output (or the last build), so a test
  * never silently drives yesterday's build. `npm test` builds first.
  */
 export function assertBuildIsCurrent(): void {
+  // The build is incremental: a source whose output did not change is not rewritten, but the build info is.
+  const buildInfo = join(REPO_ROOT, 'dist', '.tsbuildinfo');
+  const builtAt = existsSync(buildInfo) ? statSync(buildInfo).mtimeMs : 0;
   const stale: string[] = [];
   const visit = (dir: string): void => {
     for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -49,7 +52,7 @@ export function assertBuildIsCurrent(): void {
       if (entry.isDirectory()) visit(path);
       else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) {
         const compiled = join(REPO_ROOT, 'dist', relative(REPO_ROOT, path)).replace(/\.ts$/, '.js');
-        if (!existsSync(compiled) || statSync(compiled).mtimeMs < statSync(path).mtimeMs) {
+        if (!existsSync(compiled) || Math.max(statSync(compiled).mtimeMs, builtAt) < statSync(path).mtimeMs) {
           stale.push(relative(REPO_ROOT, path));
         }
       }
