@@ -9,7 +9,7 @@ import type { Logger } from '../platform/logger';
 import type { AuditEventInput } from '../domain/audit-event';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
-import { resolveGatewayAccess } from './gateway/gateway-access';
+import { resolveGatewayAccess } from '../application/gateway-access';
 import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
 
 export interface ChargeDeps {

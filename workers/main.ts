@@ -10,7 +10,7 @@ import { scheduleMaintenance } from '../queues/maintenance.queue';
 import { loadAnchorSigner } from '../platform/anchor-key';
 import { createAuditWorker } from './audit.worker';
 import { createChargesWorker } from './charges.worker';
-import { StripeGateway } from './gateway/stripe-gateway';
+import { StripeGateway } from '../gateway/stripe-gateway';
 import { createMaintenanceWorker } from './maintenance.worker';
 import { createRefundsWorker } from './refunds.worker';
 import { createStripeEventsWorker } from './stripe-events.worker';

@@ -10,7 +10,7 @@ import type { Logger } from '../platform/logger';
 import type { AuditEventInput } from '../domain/audit-event';
 import { QUEUE_NAMES } from '../queues/names';
 import { refundJobSchema, type RefundJob } from '../queues/refunds.queue';
-import { resolveGatewayAccess } from './gateway/gateway-access';
+import { resolveGatewayAccess } from '../application/gateway-access';
 import { createQueueWorker, storedStatus, type QueueWorkerOptions } from './queue-worker';
 import { MAX_DECISIONS } from './stripe-events/handler';
 

@@ -5,7 +5,19 @@ import { waitFor } from './harness';
 
 const REPO_ROOT = resolve(__dirname, '..', '..');
 // The folders the api and worker processes are compiled from.
-const RUNTIME_SOURCE_DIRS = ['api', 'workers', 'queues', 'models', 'domain', 'platform', 'server', 'cli', 'devtools'];
+const RUNTIME_SOURCE_DIRS = [
+  'api',
+  'application',
+  'gateway',
+  'workers',
+  'queues',
+  'models',
+  'domain',
+  'platform',
+  'server',
+  'cli',
+  'devtools',
+];
 
 export interface ExitStatus {
   code: number | null;

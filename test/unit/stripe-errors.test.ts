@@ -1,5 +1,5 @@
 import Stripe from 'stripe';
-import { classifyStripeError } from '../../workers/gateway/stripe-gateway';
+import { classifyStripeError } from '../../gateway/stripe-gateway';
 
 type RawError = ConstructorParameters<typeof Stripe.errors.StripeError>[0];
 const raw = (type: string, extra: Record<string, unknown> = {}): RawError =>

@@ -1,8 +1,8 @@
-import { resolvePaymentConfig } from '../../domain/payment-config';
-import type { GatewayCredentials } from '../../domain/payment-gateway';
-import type { Models } from '../../models';
-import { isShreddedDataError } from '../../models/encryption';
-import { loadPaymentLevels, type PaymentTarget } from '../../models/payment-config';
+import { resolvePaymentConfig } from '../domain/payment-config';
+import type { GatewayCredentials } from '../domain/payment-gateway';
+import type { Models } from '../models';
+import { isShreddedDataError } from '../models/encryption';
+import { loadPaymentLevels, type PaymentTarget } from '../models/payment-config';
 
 export type GatewayAccess =
   { ok: true; credentials: GatewayCredentials } | { ok: false; failure: { code: string; message: string } };

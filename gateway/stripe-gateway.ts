@@ -9,9 +9,9 @@ import {
   type GatewayIntentStatus,
   type GatewayRefund,
   type PaymentGateway,
-} from '../../domain/payment-gateway';
-import { isGatewayRefundStatus } from '../../domain/refund-status';
-import type { StripeEndpoint } from '../../platform/config';
+} from '../domain/payment-gateway';
+import { isGatewayRefundStatus } from '../domain/refund-status';
+import type { StripeEndpoint } from '../platform/config';
 
 export interface StripeGatewayOptions {
   /** stripe-mock or the dev simulator; unset means api.stripe.com over TLS. */
