@@ -99,7 +99,7 @@ export function formatResult(result: EntryResult): string {
       fixed(p.mongoCommandsPerOp, 2),
       fixed(p.redisCommandsPerOp, 2),
       fixed(p.rssMb, 0),
-      `+${fixed(p.rssGrowthMb, 0)}`,
+      `${p.rssGrowthMb >= 0 ? '+' : ''}${fixed(p.rssGrowthMb, 0)}`,
       fixed(p.heapUsedMb, 0),
     ]),
     ...Object.entries(dataBound.processes ?? {}).map(([label, p]) => [
@@ -108,7 +108,7 @@ export function formatResult(result: EntryResult): string {
       fixed(p.mongoCommandsPerOp, 2),
       fixed(p.redisCommandsPerOp, 2),
       fixed(p.rssMb, 0),
-      `+${fixed(p.rssGrowthMb, 0)}`,
+      `${p.rssGrowthMb >= 0 ? '+' : ''}${fixed(p.rssGrowthMb, 0)}`,
       fixed(p.heapUsedMb, 0),
     ]),
   ]);
