@@ -1,15 +1,16 @@
 import { UnrecoverableError, type Job, type Worker } from 'bullmq';
-import { paymentOutcomeEvent, paymentRequestedEvent } from '../domain/payment-audit';
+import { paymentRequestedEvent } from '../domain/payment-audit';
 import { GatewayError, type GatewayIntent, type PaymentGateway } from '../domain/payment-gateway';
 import { isSettled } from '../domain/payment-status';
 import type { FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
-import type { PaymentFailure, PaymentRecord } from '../models/payment.model';
+import type { PaymentRecord } from '../models/payment.model';
 import type { Logger } from '../platform/logger';
 import type { AuditEventInput } from '../domain/audit-event';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from '../application/gateway-access';
+import { auditPaymentOutcome, recordPaymentOutcome, type PaymentOutcome } from '../application/payments/record-outcome';
 import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
 
 export interface ChargeDeps {
@@ -26,11 +27,6 @@ export interface ChargeResult {
 }
 
 const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'charge-worker' };
-
-type Settlement =
-  | { status: 'succeeded' }
-  | { status: 'failed'; failure: PaymentFailure }
-  | { status: 'requires_action'; clientSecret: string; nextActionType: string };
 
 class PaymentFailedError extends UnrecoverableError {
   constructor(paymentId: string, code: string) {
@@ -70,14 +66,14 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
     if (!stored) throw new UnrecoverableError(`payment ${paymentId} not found`);
     await deps.enqueueAudit(paymentRequestedEvent(stored));
     if (isSettled(stored.status)) {
-      await auditPaymentOutcome(stored, ACTOR, job.id, deps);
+      await auditPaymentOutcome(deps, stored, { actor: ACTOR, jobId: job.id });
       log.info({ status: stored.status }, 'payment already settled; nothing to do');
     }
     return { paymentId, status: stored.status };
   }
   await deps.enqueueAudit(paymentRequestedEvent(payment));
 
-  const settle = (settlement: Settlement) => settlePayment(payment, settlement, job, deps, log);
+  const settle = (outcome: SettledOutcome) => settlePayment(payment, outcome, job, deps, log);
 
   // Every charge uses the effective configuration: the company's, or the office's where the mode says so.
   const access = await resolveGatewayAccess(deps.models, { companyId: payment.companyId, officeId: payment.officeId });
@@ -167,7 +163,7 @@ async function chargeIntent(
 
 async function applyIntent(
   intent: GatewayIntent,
-  settle: (settlement: Settlement) => Promise<ChargeResult>,
+  settle: (outcome: SettledOutcome) => Promise<ChargeResult>,
   paymentId: string,
 ): Promise<ChargeResult> {
   switch (intent.status) {
@@ -176,7 +172,7 @@ async function applyIntent(
     case 'requires_action':
       return settle({
         status: 'requires_action',
-        clientSecret: intent.clientSecret ?? '',
+        ...(intent.clientSecret ? { clientSecret: intent.clientSecret } : {}),
         nextActionType: intent.nextActionType ?? 'use_stripe_sdk',
       });
     case 'requires_payment_method':
@@ -197,45 +193,24 @@ async function applyIntent(
   }
 }
 
+/** The charge worker records only outcomes that end its attempt. */
+type SettledOutcome = Exclude<PaymentOutcome, { status: 'processing' }>;
+
 async function settlePayment(
   payment: PaymentRecord,
-  settlement: Settlement,
+  outcome: SettledOutcome,
   job: Job<ChargeJob>,
   deps: ChargeDeps,
   log: Logger,
 ): Promise<ChargeResult> {
-  const update: Record<string, unknown> = { status: settlement.status, completedAt: new Date() };
-  if (settlement.status === 'failed') update.failure = settlement.failure;
-  if (settlement.status === 'requires_action') {
-    update.action = {
-      clientSecret: await deps.encryption.encrypt(payment.companyId, settlement.clientSecret),
-      nextActionType: settlement.nextActionType,
-    };
-  }
-  const settled = await deps.models.Payment.findOneAndUpdate(
-    { _id: payment._id, status: 'processing' },
-    { $set: update, $unset: { lastError: 1 } },
-    { new: true },
-  ).lean();
+  const source = { actor: ACTOR, jobId: job.id };
+  const settled = await recordPaymentOutcome(deps, payment, 'processing', outcome, source);
+  // Not settled here: a webhook got there first. Its outcome stands, and is audited (again: same event id).
   const current = settled ?? (await deps.models.Payment.findById(payment._id).lean());
   if (!current) throw new UnrecoverableError(`payment ${payment._id} disappeared`);
-  await auditPaymentOutcome(current, ACTOR, job.id, deps);
+  if (!settled) await auditPaymentOutcome(deps, current, source);
   log.info({ status: current.status, reason: current.failure?.code }, 'payment settled');
   return { paymentId: payment._id, status: current.status };
-}
-
-/**
- * Audits a settled payment's outcome (nothing while it is in flight), as `actor`. The event id is deterministic,
- * so the charge worker, a webhook and a retry of either may all send it.
- */
-export async function auditPaymentOutcome(
-  payment: PaymentRecord,
-  actor: AuditEventInput['actor'],
-  jobId: string | undefined,
-  deps: Pick<ChargeDeps, 'enqueueAudit'>,
-): Promise<void> {
-  const event = paymentOutcomeEvent(payment, actor, jobId);
-  if (event) await deps.enqueueAudit(event);
 }
 
 export function createChargesWorker(deps: ChargeDeps & QueueWorkerOptions): Worker<ChargeJob, ChargeResult> {

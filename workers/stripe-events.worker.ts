@@ -6,14 +6,12 @@ import {
   PAYMENT_INTENT_EVENT_TARGETS,
   type PaymentIntentEventType,
 } from '../domain/payment-transitions';
-import type { PaymentStatus } from '../domain/payment-status';
 import { DISPUTE_EVENT_TYPES } from '../domain/dispute-transitions';
+import { auditPaymentOutcome, recordPaymentOutcome, type PaymentOutcome } from '../application/payments/record-outcome';
 import { isShreddedDataError } from '../models/encryption';
-import type { PaymentRecord } from '../models/payment.model';
 import type { WebhookEventRecord, WebhookEventStatus } from '../models/webhook-event.model';
 import { QUEUE_NAMES } from '../queues/names';
 import { replayKey, stripeEventJobSchema, type StripeEventJob } from '../queues/stripe-events.queue';
-import { auditPaymentOutcome } from './charges.worker';
 import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
 import { applyDisputeEvent } from './stripe-events/dispute-events';
 import { REFUND_EVENT_HANDLERS } from './stripe-events/refund-events';
@@ -132,7 +130,7 @@ const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, d
       const pending = round === 0 ? row.pending : undefined;
       if (pending && pending.paymentId === paymentId && pending.to === payment.status) {
         // Its outcome audit event may not have been sent; the id is deterministic, so sending it again is safe.
-        await auditPaymentOutcome(payment, STRIPE_EVENTS_ACTOR, job.id, deps);
+        await auditPaymentOutcome(deps, payment, { actor: STRIPE_EVENTS_ACTOR, jobId: job.id });
         return paymentOutcome('applied', `${pending.from}_to_${pending.to}`, payment);
       }
       return paymentOutcome('ignored', decision.reason, payment);
@@ -142,16 +140,11 @@ const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, d
       { _id: row._id, status: 'received' },
       { $set: { pending: { paymentId, from: decision.from, to: decision.to } } },
     );
-    const { set, unset } = await transitionUpdate(payment, decision.to, type, intent, deps);
-    const applied = await Payment.findOneAndUpdate(
-      { _id: paymentId, status: decision.from },
-      { $set: set, ...(unset.length > 0 ? { $unset: Object.fromEntries(unset.map((f) => [f, 1])) } : {}) },
-      { new: true },
-    ).lean();
-    if (applied) {
-      await auditPaymentOutcome(applied, STRIPE_EVENTS_ACTOR, job.id, deps);
-      return paymentOutcome('applied', `${decision.from}_to_${decision.to}`, applied);
-    }
+    const applied = await recordPaymentOutcome(deps, payment, decision.from, outcomeOf(type, intent), {
+      actor: STRIPE_EVENTS_ACTOR,
+      jobId: job.id,
+    });
+    if (applied) return paymentOutcome('applied', `${decision.from}_to_${decision.to}`, applied);
   }
   // Still contended after several rounds: let BullMQ retry later.
   throw new Error(`payment ${paymentId} kept changing while applying stripe event ${row._id}`);
@@ -165,40 +158,32 @@ const HANDLERS: Readonly<Record<string, StripeEventHandler>> = {
   ...REFUND_EVENT_HANDLERS,
 };
 
-async function transitionUpdate(
-  payment: PaymentRecord,
-  to: PaymentStatus,
-  type: PaymentIntentEventType,
-  intent: IntentObject,
-  deps: StripeEventDeps,
-): Promise<{ set: Record<string, unknown>; unset: string[] }> {
-  const set: Record<string, unknown> = { status: to };
-  const unset: string[] = ['lastError'];
-  if (to === 'succeeded') {
-    set.completedAt = new Date();
-    unset.push('failure', 'action');
-  } else if (to === 'failed') {
-    set.completedAt = new Date();
-    unset.push('action');
+/** What a PaymentIntent event says about the payment, in the terms the outcome is recorded in. */
+function outcomeOf(type: PaymentIntentEventType, intent: IntentObject): PaymentOutcome {
+  const to = PAYMENT_INTENT_EVENT_TARGETS[type];
+  if (to === 'failed') {
     const error = intent.last_payment_error;
-    set.failure =
-      type === 'payment_intent.canceled'
-        ? { code: 'payment_canceled', message: 'the payment was canceled' }
-        : {
-            code: text(error?.code) ?? 'payment_failed',
-            message: text(error?.message) ?? 'the payment failed',
-            ...(text(error?.decline_code) ? { declineCode: text(error?.decline_code) } : {}),
-          };
-  } else if (to === 'requires_action') {
-    const clientSecret = text(intent.client_secret);
-    if (clientSecret) {
-      set.action = {
-        clientSecret: await deps.encryption.encrypt(payment.companyId, clientSecret),
-        nextActionType: text(intent.next_action?.type) ?? 'use_stripe_sdk',
-      };
-    }
+    return {
+      status: 'failed',
+      failure:
+        type === 'payment_intent.canceled'
+          ? { code: 'payment_canceled', message: 'the payment was canceled' }
+          : {
+              code: text(error?.code) ?? 'payment_failed',
+              message: text(error?.message) ?? 'the payment failed',
+              ...(text(error?.decline_code) ? { declineCode: text(error?.decline_code) } : {}),
+            },
+    };
   }
-  return { set, unset };
+  if (to === 'requires_action') {
+    const clientSecret = text(intent.client_secret);
+    return {
+      status: 'requires_action',
+      ...(clientSecret ? { clientSecret } : {}),
+      nextActionType: text(intent.next_action?.type) ?? 'use_stripe_sdk',
+    };
+  }
+  return { status: to };
 }
 
 async function auditOutcome(

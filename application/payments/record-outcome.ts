@@ -1,0 +1,75 @@
+import type { AuditEventInput } from '../../domain/audit-event';
+import { paymentOutcomeEvent } from '../../domain/payment-audit';
+import type { PaymentStatus } from '../../domain/payment-status';
+import type { Models } from '../../models';
+import type { FieldEncryption } from '../../models/encryption';
+import type { PaymentFailure, PaymentRecord } from '../../models/payment.model';
+
+/** What the gateway said about a payment, whoever heard it: the charge worker's call or a Stripe event. */
+export type PaymentOutcome =
+  | { status: 'processing' }
+  | { status: 'succeeded' }
+  | { status: 'failed'; failure: PaymentFailure }
+  | { status: 'requires_action'; clientSecret?: string; nextActionType: string };
+
+export interface RecordOutcomeDeps {
+  models: Pick<Models, 'Payment'>;
+  encryption: Pick<FieldEncryption, 'encrypt'>;
+  enqueueAudit: (event: AuditEventInput) => Promise<void>;
+}
+
+/** Who recorded it, for the audit event. */
+export interface OutcomeSource {
+  actor: AuditEventInput['actor'];
+  jobId?: string;
+}
+
+/**
+ * Records an outcome on a payment that is still in `from`: one conditional single-document update (so of two
+ * writers racing from the same state exactly one wins, also on servers that lose concurrent updates), then the
+ * outcome's audit event. Returns the updated payment, or null when the payment had already left `from`.
+ * A 3-D Secure client secret is stored encrypted; a final outcome clears what no longer applies.
+ */
+export async function recordPaymentOutcome(
+  deps: RecordOutcomeDeps,
+  payment: Pick<PaymentRecord, '_id' | 'companyId'>,
+  from: PaymentStatus,
+  outcome: PaymentOutcome,
+  source: OutcomeSource,
+): Promise<PaymentRecord | null> {
+  const set: Record<string, unknown> = { status: outcome.status };
+  const unset = ['lastError'];
+  if (outcome.status === 'succeeded') {
+    set.completedAt = new Date();
+    unset.push('failure', 'action');
+  } else if (outcome.status === 'failed') {
+    set.completedAt = new Date();
+    set.failure = outcome.failure;
+    unset.push('action');
+  } else if (outcome.status === 'requires_action' && outcome.clientSecret) {
+    set.action = {
+      clientSecret: await deps.encryption.encrypt(payment.companyId, outcome.clientSecret),
+      nextActionType: outcome.nextActionType,
+    };
+  }
+  const applied = await deps.models.Payment.findOneAndUpdate(
+    { _id: payment._id, status: from },
+    { $set: set, $unset: Object.fromEntries(unset.map((field) => [field, 1])) },
+    { new: true },
+  ).lean();
+  if (applied) await auditPaymentOutcome(deps, applied, source);
+  return applied;
+}
+
+/**
+ * Audits a settled payment's outcome (nothing while it is in flight). The event id is deterministic, so the charge
+ * worker, a webhook and a retry of either may all send it.
+ */
+export async function auditPaymentOutcome(
+  deps: Pick<RecordOutcomeDeps, 'enqueueAudit'>,
+  payment: PaymentRecord,
+  source: OutcomeSource,
+): Promise<void> {
+  const event = paymentOutcomeEvent(payment, source.actor, source.jobId);
+  if (event) await deps.enqueueAudit(event);
+}
