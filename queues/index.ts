@@ -2,11 +2,11 @@ import { Queue, type ConnectionOptions } from 'bullmq';
 import type { AuditJob } from './audit.queue';
 import type { ChargeJob } from './charges.queue';
 import type { MaintenanceJob } from './maintenance.queue';
-import { QUEUE_NAMES } from './names';
+import { ALL_QUEUE_NAMES, QUEUE_NAMES, type QueueName } from './names';
 import type { RefundJob } from './refunds.queue';
 import type { StripeEventJob } from './stripe-events.queue';
 
-/** Queue name → payload: a wrong payload for a queue does not compile. */
+/** Queue name → payload: a wrong payload for a queue does not compile, nor does a queue name without its payload. */
 export interface QueuePayloads {
   [QUEUE_NAMES.charges]: ChargeJob;
   [QUEUE_NAMES.audit]: AuditJob;
@@ -15,20 +15,17 @@ export interface QueuePayloads {
   [QUEUE_NAMES.refunds]: RefundJob;
 }
 
-export type Queues = { [N in keyof QueuePayloads]: Queue<QueuePayloads[N]> };
+export type Queues = { [N in QueueName]: Queue<QueuePayloads[N]> };
 
+/** One queue per name in QUEUE_NAMES: a new name gets its queue here without another line. */
 export function createQueues(connection: ConnectionOptions, prefix: string): Queues {
-  return {
-    charges: new Queue<ChargeJob>(QUEUE_NAMES.charges, { connection, prefix }),
-    audit: new Queue<AuditJob>(QUEUE_NAMES.audit, { connection, prefix }),
-    maintenance: new Queue<MaintenanceJob>(QUEUE_NAMES.maintenance, { connection, prefix }),
-    'stripe-events': new Queue<StripeEventJob>(QUEUE_NAMES.stripeEvents, { connection, prefix }),
-    refunds: new Queue<RefundJob>(QUEUE_NAMES.refunds, { connection, prefix }),
-  };
+  const queues: Partial<Record<QueueName, Queue>> = {};
+  for (const name of ALL_QUEUE_NAMES) queues[name] = new Queue(name, { connection, prefix });
+  return queues as Queues;
 }
 
 export async function closeQueues(queues: Queues): Promise<void> {
-  await Promise.all(Object.values(queues).map((queue: Queues[keyof Queues]) => queue.close()));
+  await Promise.all(Object.values(queues).map((queue: Queues[QueueName]) => queue.close()));
 }
 
-export { QUEUE_NAMES } from './names';
+export { ALL_QUEUE_NAMES, QUEUE_NAMES, isQueueName, type QueueName } from './names';

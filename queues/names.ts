@@ -6,3 +6,12 @@ export const QUEUE_NAMES = {
   stripeEvents: 'stripe-events',
   refunds: 'refunds',
 } as const;
+
+export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];
+
+/** Every queue, in the order above. */
+export const ALL_QUEUE_NAMES: readonly QueueName[] = Object.values(QUEUE_NAMES);
+
+export function isQueueName(value: string): value is QueueName {
+  return (ALL_QUEUE_NAMES as readonly string[]).includes(value);
+}

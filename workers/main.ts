@@ -1,4 +1,5 @@
 import type { Worker } from 'bullmq';
+import { StripeGateway } from '../gateway/stripe-gateway';
 import { openDatabase, type Database } from '../models';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
@@ -7,82 +8,59 @@ import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { closeQueues, createQueues } from '../queues';
 import { scheduleMaintenance } from '../queues/maintenance.queue';
-import { loadAnchorSigner } from '../platform/anchor-key';
-import { createAuditWorker } from './audit.worker';
-import { createChargesWorker } from './charges.worker';
-import { StripeGateway } from '../gateway/stripe-gateway';
-import { createMaintenanceWorker } from './maintenance.worker';
-import { createRefundsWorker } from './refunds.worker';
-import { createStripeEventsWorker } from './stripe-events.worker';
+import { QUEUE_NAMES } from '../queues/names';
+import { parseWorkerArgs, selectQueues, WORKERS, type WorkerContext } from './registry';
 
 export interface RunningWorkers {
   workers: Worker[];
   stop(): Promise<void>;
 }
 
-/** Composition root of the worker process: builds every dependency once and starts one worker per queue. */
-export async function startWorkers(config: AppConfig, logger: Logger, database?: Database): Promise<RunningWorkers> {
+export interface StartWorkersOptions {
+  /** The queues this process serves (default: all). An unknown name refuses to start. */
+  queues?: readonly string[];
+}
+
+/**
+ * Composition root of the worker process: builds every dependency once and starts one worker per selected
+ * queue from the registry (workers/registry.ts).
+ */
+export async function startWorkers(
+  config: AppConfig,
+  logger: Logger,
+  database?: Database,
+  options: StartWorkersOptions = {},
+): Promise<RunningWorkers> {
+  // Before anything connects: a typo in --queues must not start a process that serves nothing.
+  const names = selectQueues(options.queues);
   const db = database ?? (await openDatabase(config));
   const connection = createRedisConnection(config.redisUrl, 'worker');
   connection.on('error', (error: Error) => logger.warn({ reason: error.message }, 'redis unavailable'));
+  // Every queue exists, served here or not: processors enqueue onto others (audit, the outbox sweep's requeues).
   const queues = createQueues(connection, config.queuePrefix);
-  const enqueueAudit = (event: Parameters<typeof enqueueAuditEvent>[1]) => enqueueAuditEvent(queues.audit, event);
-  const common = { connection, prefix: config.queuePrefix, logger };
-  // One gateway for charges and refunds: it keeps one SDK client per secret key.
-  const gateway = new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs });
+  const context: WorkerContext = {
+    config,
+    logger,
+    db,
+    connection,
+    queues,
+    // One gateway for charges and refunds: it keeps one SDK client per secret key.
+    gateway: new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs }),
+    enqueueAudit: (event) => enqueueAuditEvent(queues.audit, event),
+  };
 
-  const workers: Worker[] = [
-    createChargesWorker({
-      ...common,
-      concurrency: config.workers.chargeConcurrency,
-      models: db.models,
-      encryption: db.encryption,
-      gateway,
-      enqueueAudit,
-    }),
-    createRefundsWorker({
-      ...common,
-      concurrency: config.workers.refundConcurrency,
-      models: db.models,
-      gateway,
-      enqueueAudit,
-    }),
-    createAuditWorker({ ...common, concurrency: config.workers.auditConcurrency, auditTrail: db.auditTrail }),
-    // Same order of work as a charge outcome (a few single-document reads and writes), so the same concurrency.
-    createStripeEventsWorker({
-      ...common,
-      concurrency: config.workers.chargeConcurrency,
-      models: db.models,
-      encryption: db.encryption,
-      enqueueAudit,
-    }),
-    createMaintenanceWorker({
-      ...common,
-      models: db.models,
-      chargesQueue: queues.charges,
-      stripeEventsQueue: queues['stripe-events'],
-      refundsQueue: queues.refunds,
-      auditQueue: queues.audit,
-      auditTrail: db.auditTrail,
-      anchorSigner: loadAnchorSigner(config.audit.anchorKeyFile, config.env !== 'production'),
-      staleAfterMs: config.outbox.staleAfterMs,
-      retentionDays: config.audit.retentionDays,
-    }),
-  ];
+  const workers: Worker[] = names.map((name) => WORKERS[name].start(context));
   for (const worker of workers) {
-    worker.on('failed', (job, error) => {
-      logger.warn(
-        { queue: worker.name, jobId: job?.id, attempt: job?.attemptsMade, reason: error.message },
-        'job attempt failed',
-      );
-    });
+    // Job lifecycle lines (active, completed, failed with its reason code, stalled) come from workers/queue-worker.ts.
     worker.on('error', (error) => logger.error({ queue: worker.name, err: error }, 'worker error'));
   }
-  await scheduleMaintenance(queues.maintenance, {
-    'outbox-sweep': config.outbox.sweepEveryMs,
-    'audit-anchor': config.audit.anchorEveryMs,
-    'audit-retention': config.audit.retentionEveryMs,
-  });
+  if (names.includes(QUEUE_NAMES.maintenance)) {
+    await scheduleMaintenance(queues.maintenance, {
+      'outbox-sweep': config.outbox.sweepEveryMs,
+      'audit-anchor': config.audit.anchorEveryMs,
+      'audit-retention': config.audit.retentionEveryMs,
+    });
+  }
   logger.info({ queues: workers.map((w) => w.name) }, 'workers started');
 
   return {
@@ -100,9 +78,11 @@ export async function startWorkers(config: AppConfig, logger: Logger, database?:
 if (require.main === module) {
   let logger: Logger | undefined;
   (async () => {
+    // `npm run start:workers -- --queues charges,audit` serves a subset (renewals and rendering scale apart).
+    const { queues } = parseWorkerArgs(process.argv.slice(2));
     const config = loadConfig();
     logger = createLogger({ level: config.logLevel, name: 'hipaa-billing-workers' });
-    const running = await startWorkers(config, logger);
+    const running = await startWorkers(config, logger, undefined, { queues });
     onShutdownSignal(logger, config.shutdownDeadlineMs, running.stop);
   })().catch((error: unknown) => exitOnStartupFailure(logger, error));
 }

@@ -1,0 +1,178 @@
+import { UnrecoverableError, type ConnectionOptions, type Job, type Worker } from 'bullmq';
+import { z } from 'zod';
+import type { PaymentGateway } from '../domain/payment-gateway';
+import type { Database } from '../models';
+import { loadAnchorSigner } from '../platform/anchor-key';
+import type { AppConfig } from '../platform/config';
+import type { Logger } from '../platform/logger';
+import type { QueuePayloads, Queues } from '../queues';
+import { auditJobSchema, type enqueueAuditEvent } from '../queues/audit.queue';
+import { chargeJobSchema } from '../queues/charges.queue';
+import { ALL_QUEUE_NAMES, isQueueName, QUEUE_NAMES, type QueueName } from '../queues/names';
+import { refundJobSchema } from '../queues/refunds.queue';
+import { stripeEventJobSchema } from '../queues/stripe-events.queue';
+import { processAuditEvent } from './audit.worker';
+import { processCharge } from './charges.worker';
+import { processMaintenance } from './maintenance.worker';
+import { createQueueWorker, type JobContext, type JobProcessor, type QueueWorkerOptions } from './queue-worker';
+import { processRefund } from './refunds.worker';
+import { processStripeEvent } from './stripe-events.worker';
+
+/** What the worker process builds once (workers/main.ts) and every worker takes its dependencies from. */
+export interface WorkerContext {
+  config: AppConfig;
+  logger: Logger;
+  db: Database;
+  connection: ConnectionOptions;
+  queues: Queues;
+  gateway: PaymentGateway;
+  enqueueAudit: (event: Parameters<typeof enqueueAuditEvent>[1]) => Promise<void>;
+}
+
+/** A queue's entry: its payload schema, its processor, and how to start a worker for it. */
+export interface WorkerDefinition<N extends QueueName> {
+  queue: N;
+  schema: z.ZodType<QueuePayloads[N], z.ZodTypeDef, unknown>;
+  /** Any processor of this queue's jobs (its own dependencies are `start`'s business, hence `never` here). */
+  process: (job: Job<QueuePayloads[N]>, deps: never, context: JobContext) => Promise<unknown>;
+  start(context: WorkerContext): Worker<QueuePayloads[N]>;
+}
+
+export const INVALID_PAYLOAD = 'invalid_payload';
+
+/**
+ * Binds a queue to its schema and processor, and the processor to the
+ * dependencies it needs. A job whose payload does not match the schema fails
+ * at once (no retry can fix it) with the reason `invalid_payload`.
+ */
+function defineWorker<N extends QueueName, Deps, Result>(
+  queue: N,
+  definition: {
+    schema: z.ZodType<QueuePayloads[N], z.ZodTypeDef, unknown>;
+    process: JobProcessor<QueuePayloads[N], Result, Deps>;
+    deps(context: WorkerContext): Deps & QueueWorkerOptions;
+  },
+): WorkerDefinition<N> {
+  const { schema, process } = definition;
+  const checked: JobProcessor<QueuePayloads[N], Result, Deps> = (job, deps, context) => {
+    if (!schema.safeParse(job.data).success) {
+      return Promise.reject(
+        Object.assign(new UnrecoverableError(`invalid ${queue} job payload`), { code: INVALID_PAYLOAD }),
+      );
+    }
+    return process(job, deps, context);
+  };
+  return { queue, schema, process, start: (context) => createQueueWorker(queue, checked, definition.deps(context)) };
+}
+
+const common = ({ connection, config, logger }: WorkerContext) => ({ connection, prefix: config.queuePrefix, logger });
+
+/** Scheduled housekeeping carries no data. */
+const maintenanceJobSchema = z.record(z.never());
+
+/**
+ * Every queue with its payload schema and processor. Typed so that a queue name
+ * (queues/names.ts) without an entry here, or an entry whose processor takes
+ * another queue's payload, does not compile.
+ */
+export const WORKERS = {
+  [QUEUE_NAMES.charges]: defineWorker(QUEUE_NAMES.charges, {
+    schema: chargeJobSchema,
+    process: processCharge,
+    deps: (context) => ({
+      ...common(context),
+      concurrency: context.config.workers.chargeConcurrency,
+      models: context.db.models,
+      encryption: context.db.encryption,
+      gateway: context.gateway,
+      enqueueAudit: context.enqueueAudit,
+    }),
+  }),
+  [QUEUE_NAMES.refunds]: defineWorker(QUEUE_NAMES.refunds, {
+    schema: refundJobSchema,
+    process: processRefund,
+    deps: (context) => ({
+      ...common(context),
+      concurrency: context.config.workers.refundConcurrency,
+      models: context.db.models,
+      gateway: context.gateway,
+      enqueueAudit: context.enqueueAudit,
+    }),
+  }),
+  [QUEUE_NAMES.audit]: defineWorker(QUEUE_NAMES.audit, {
+    schema: auditJobSchema,
+    process: processAuditEvent,
+    deps: (context) => ({
+      ...common(context),
+      concurrency: context.config.workers.auditConcurrency,
+      auditTrail: context.db.auditTrail,
+    }),
+  }),
+  [QUEUE_NAMES.stripeEvents]: defineWorker(QUEUE_NAMES.stripeEvents, {
+    schema: stripeEventJobSchema,
+    process: processStripeEvent,
+    deps: (context) => ({
+      ...common(context),
+      // Same order of work as a charge outcome (a few single-document reads and writes), so the same concurrency.
+      concurrency: context.config.workers.chargeConcurrency,
+      models: context.db.models,
+      encryption: context.db.encryption,
+      enqueueAudit: context.enqueueAudit,
+    }),
+  }),
+  [QUEUE_NAMES.maintenance]: defineWorker(QUEUE_NAMES.maintenance, {
+    schema: maintenanceJobSchema,
+    process: processMaintenance,
+    deps: (context) => ({
+      ...common(context),
+      // One sweep or anchor run at a time per process.
+      concurrency: 1,
+      models: context.db.models,
+      chargesQueue: context.queues.charges,
+      stripeEventsQueue: context.queues['stripe-events'],
+      refundsQueue: context.queues.refunds,
+      auditQueue: context.queues.audit,
+      auditTrail: context.db.auditTrail,
+      anchorSigner: loadAnchorSigner(context.config.audit.anchorKeyFile, context.config.env !== 'production'),
+      staleAfterMs: context.config.outbox.staleAfterMs,
+      retentionDays: context.config.audit.retentionDays,
+    }),
+  }),
+} satisfies { [N in QueueName]: WorkerDefinition<N> };
+
+export class UnknownQueueError extends Error {
+  constructor(problem: string) {
+    super(`${problem}; the queues are: ${ALL_QUEUE_NAMES.join(', ')}`);
+    this.name = 'UnknownQueueError';
+  }
+}
+
+/**
+ * The queues a worker process runs: all of them by default, or the ones asked
+ * for (in registry order, once each). Refuses a name it does not know, before
+ * anything connects, so a typo cannot start a process that serves nothing.
+ */
+export function selectQueues(requested?: readonly string[]): QueueName[] {
+  if (requested === undefined) return [...ALL_QUEUE_NAMES];
+  const names = requested.map((name) => name.trim());
+  const unknown = names.filter((name) => !isQueueName(name));
+  if (unknown.length > 0) {
+    throw new UnknownQueueError(`unknown queue ${unknown.map((name) => JSON.stringify(name)).join(', ')}`);
+  }
+  if (names.length === 0) throw new UnknownQueueError('no queue selected');
+  return ALL_QUEUE_NAMES.filter((name) => names.includes(name));
+}
+
+/** `--queues charges,audit` (or `--queues=charges,audit`); anything else on the command line is refused. */
+export function parseWorkerArgs(argv: readonly string[]): { queues?: string[] } {
+  let queues: string[] | undefined;
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i]!;
+    const inline = arg.startsWith('--queues=') ? arg.slice('--queues='.length) : undefined;
+    if (arg !== '--queues' && inline === undefined) throw new Error(`unknown argument ${JSON.stringify(arg)}`);
+    const value = inline ?? argv[(i += 1)];
+    if (value === undefined || value.startsWith('--')) throw new Error('--queues needs a comma-separated list');
+    queues = [...(queues ?? []), ...value.split(',')];
+  }
+  return queues ? { queues } : {};
+}
