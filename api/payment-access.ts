@@ -27,9 +27,11 @@ export async function authorizedPayment(
   return payment;
 }
 
+export const companyShredded = () => new ApiError(410, 'company_shredded', "the company's data was crypto-shredded");
+
 /** 410 for a crypto-shredded company; otherwise whether the company exists. */
 export async function rejectIfShredded(models: Pick<Models, 'Company'>, companyId: string): Promise<boolean> {
   const company = await models.Company.findById(companyId, { shreddedAt: 1 }).lean();
-  if (company?.shreddedAt) throw new ApiError(410, 'company_shredded', "the company's data was crypto-shredded");
+  if (company?.shreddedAt) throw companyShredded();
   return Boolean(company);
 }

@@ -1,8 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ulid } from 'ulid';
 import { z } from 'zod';
 import { paymentRequestedEvent } from '../../domain/payment-audit';
-import { PAYMENT_ID, paymentRequestHash, paymentRequestSchema } from '../../domain/payment-request';
+import { PAYMENT_ID, paymentRequestSchema } from '../../domain/payment-request';
 import type { Models } from '../../models';
 import type { PaymentRecord } from '../../models/payment.model';
 import { refundableAmount, refundTotals, type RefundTotals } from '../../models/refund-ledger.model';
@@ -13,9 +12,9 @@ import type { FieldEncryption } from '../../models/encryption';
 import type { AccessGuard } from '../access-guard';
 import { enqueueRecordedIntent } from '../enqueue';
 import { ApiError } from '../errors';
-import { authorizedPayment, paymentParams, rejectIfShredded } from '../payment-access';
+import { authorizedPayment, companyShredded, paymentParams } from '../payment-access';
+import { requestPayment } from '../../application/payments/request-payment';
 import { parse, requireIdempotencyKey, scopeIdSchema } from '../validation';
-import { isDuplicateKeyError } from '../../models/errors';
 
 export interface PaymentRouteDeps {
   models: Pick<Models, 'Company' | 'Payment' | 'RefundLedger'>;
@@ -107,44 +106,32 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
     const idempotencyKey = requireIdempotencyKey(request);
     const body = parse(bodySchema, request.body);
     await deps.authorize(request, 'payments:create', { companyId, officeId: body.officeId });
-    if (!(await rejectIfShredded(deps.models, companyId)))
-      throw new ApiError(404, 'company_not_found', 'no such company');
 
     const principal = request.principal!;
-    const requestHash = paymentRequestHash(body);
-    let payment: PaymentRecord;
-    let replayed = false;
-    try {
-      payment = (
-        await Payment.create({
-          _id: `pay_${ulid()}`,
-          companyId,
-          idempotencyKey,
-          requestHash,
-          ...body,
-          status: 'queued',
-          requestedBy: { type: principal.subjectType, id: principal.subject },
-          requestId: request.id,
-          attempts: 0,
-        })
-      ).toObject();
-    } catch (error) {
-      if (!isDuplicateKeyError(error)) throw error;
-      const existing = await Payment.findOne({ companyId, idempotencyKey }).lean();
-      if (!existing) throw error;
-      if (existing.requestHash !== requestHash) {
+    const result = await requestPayment(
+      { models: deps.models, enqueuePayment: (payment) => enqueuePayment(payment, request) },
+      {
+        companyId,
+        idempotencyKey,
+        request: body,
+        requestedBy: { type: principal.subjectType, id: principal.subject },
+        requestId: request.id,
+      },
+    );
+    switch (result.outcome) {
+      case 'company_not_found':
+        throw new ApiError(404, 'company_not_found', 'no such company');
+      case 'company_shredded':
+        throw companyShredded();
+      case 'key_conflict':
         throw new ApiError(
           422,
           'idempotency_key_conflict',
           'this Idempotency-Key was already used with a different request body; use a new key for a new payment',
         );
-      }
-      payment = existing;
-      replayed = true;
     }
-    if (payment.status === 'queued') await enqueuePayment(payment, request);
-    if (replayed) void reply.header('idempotent-replayed', 'true');
-    return reply.status(202).send({ id: payment._id, status: payment.status });
+    if (result.replayed) void reply.header('idempotent-replayed', 'true');
+    return reply.status(202).send({ id: result.payment._id, status: result.payment.status });
   });
 
   app.get('/v1/companies/:companyId/payments/:paymentId', async (request) => {
