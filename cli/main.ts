@@ -11,7 +11,7 @@ import { closeQueues, createQueues, type Queues } from '../queues';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { openDatabase } from '../models';
 import { formatRotationReport, rotateMasterKey } from '../models/key-rotation';
-import { replayReasonSchema, replayWebhookEvent } from '../models/webhook-replay';
+import { replayReasonSchema, replayWebhookEvent } from '../application/webhooks/replay-event';
 import { loadAnchorSigner } from '../platform/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { mintDevToken } from '../devtools/tokens';

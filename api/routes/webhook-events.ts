@@ -7,7 +7,7 @@ import {
   replayWebhookEvent,
   WebhookReplayNotQueuedError,
   type WebhookReplayResult,
-} from '../../models/webhook-replay';
+} from '../../application/webhooks/replay-event';
 import type { Queues } from '../../queues';
 import { STRIPE_EVENT_ID } from '../../queues/stripe-events.queue';
 import { routeOf, type AccessGuard } from '../access-guard';

@@ -1,13 +1,13 @@
 import { ZodError, z } from 'zod';
-import { transitionEventId } from '../domain/audit-actions';
-import { ENQUEUE_DEADLINE_MS, withDeadline } from '../platform/deadline';
-import type { Queues } from '../queues';
-import { type AuditEventInput } from '../domain/audit-event';
-import { enqueueAuditEvent } from '../queues/audit.queue';
-import { enqueueStripeEvent, replayKey, STRIPE_EVENT_ID, stripeEventJobId } from '../queues/stripe-events.queue';
-import { ensureJob } from '../queues/job-options';
-import type { Models } from './index';
-import { isFinishedWebhookEvent, type WebhookEventRecord } from './webhook-event.model';
+import { transitionEventId } from '../../domain/audit-actions';
+import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
+import type { Queues } from '../../queues';
+import { type AuditEventInput } from '../../domain/audit-event';
+import { enqueueAuditEvent } from '../../queues/audit.queue';
+import { enqueueStripeEvent, replayKey, STRIPE_EVENT_ID, stripeEventJobId } from '../../queues/stripe-events.queue';
+import { ensureJob } from '../../queues/job-options';
+import type { Models } from '../../models';
+import { isFinishedWebhookEvent, type WebhookEventRecord } from '../../models/webhook-event.model';
 
 export interface WebhookReplayDeps {
   models: Pick<Models, 'Company' | 'WebhookEvent'>;
