@@ -44,11 +44,8 @@ export type StripeEventHandler = (context: {
 }) => Promise<EventOutcome>;
 
 export const STRIPE_EVENTS_ACTOR = { type: 'system' as const, id: 'stripe-events-worker' };
-/**
- * Losing a race for a record (to another event, or between the refund worker and a webhook) means deciding again
- * on its new state, a few times.
- */
-export const MAX_DECISIONS = 5;
+// How often a handler decides again after losing a race for a record (a domain rule the refund use cases share).
+export { MAX_DECISIONS } from '../../domain/decision-rounds';
 /** A Stripe PaymentIntent id, as events name the intent a charge, refund or dispute belongs to. */
 export const PAYMENT_INTENT_ID = /^pi_[A-Za-z0-9]{1,255}$/;
 

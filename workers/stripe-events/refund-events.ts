@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { followRefund, moveRefund } from '../../application/refunds/move-refund';
 import { transitionEventId } from '../../domain/audit-actions';
 import { PAYMENT_ID } from '../../domain/payment-request';
 import { REFUND_ID } from '../../domain/refund-request';
@@ -6,7 +7,6 @@ import { isGatewayRefundStatus } from '../../domain/refund-status';
 import type { PaymentRecord } from '../../models/payment.model';
 import { recordGatewayReport, refundTotals } from '../../models/refund-ledger.model';
 import type { RefundRecord } from '../../models/refund.model';
-import { followRefund, moveRefund } from '../refunds.worker';
 import {
   PAYMENT_INTENT_ID,
   paymentOutcome,
@@ -47,8 +47,9 @@ const onRefund = (status: EventOutcome['status'], reason: string, refund?: Refun
 });
 
 /**
- * Moves our refund to what Stripe reports (see `moveRefund`); then the
- * payment's ledger and the audit trail follow the refund's stored status.
+ * Moves our refund to what Stripe reports (the `moveRefund` use case, which the
+ * refunds worker also enters with the gateway's answer); then the payment's
+ * ledger and the audit trail follow the refund's stored status (`followRefund`).
  */
 async function applyReportedRefund(refundObject: RefundObject, context: HandlerContext): Promise<EventOutcome> {
   const { row, auditKey, job, deps } = context;
