@@ -1,17 +1,9 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { refundRequestedEvent } from '../../domain/refund-audit';
-import { REFUND_ID, refundIdFor, refundRequestHash, refundRequestSchema } from '../../domain/refund-request';
+import { requestRefund } from '../../application/refunds/request-refund';
+import { REFUND_ID, refundRequestSchema } from '../../domain/refund-request';
 import type { Models } from '../../models';
 import type { FieldEncryption } from '../../models/encryption';
-import { isDuplicateKeyError } from '../../models/errors';
-import {
-  holdRefund,
-  LedgerBusyError,
-  markHoldRecorded,
-  refundableAmount,
-  releaseHold,
-} from '../../models/refund-ledger.model';
 import type { RefundRecord } from '../../models/refund.model';
 import type { Queues } from '../../queues';
 import { enqueueRefund } from '../../queues/refunds.queue';
@@ -66,107 +58,68 @@ const keyConflict = () =>
   );
 
 /**
- * Refunds of a payment. The request reserves the amount on the payment with one
- * conditional update before anything is written (so an over-refund, however
- * many requests race, is a 422 that leaves no trace), then records the refund,
- * enqueues it and answers 202. Stripe is called by the refunds worker only.
+ * Refunds of a payment. A request is parsed and authorized here; the
+ * `requestRefund` use case reserves the amount, records the refund and queues
+ * it; the answer is a 202 (or the reason it was refused). Stripe is called by
+ * the refunds worker only.
  */
 export function registerRefundRoutes(app: FastifyInstance, deps: RefundRouteDeps): void {
-  const { Refund, RefundLedger } = deps.models;
+  const { Refund } = deps.models;
   const bodySchema = refundRequestSchema(deps.maxAmount);
-
-  const enqueue = (refund: RefundRecord, request: FastifyRequest) =>
-    enqueueRecordedIntent(request, deps, {
-      what: 'refund',
-      audit: refundRequestedEvent(refund),
-      enqueueJob: () => enqueueRefund(deps.queues.refunds, { refundId: refund._id, requestId: refund.requestId }),
-    });
 
   app.post('/v1/companies/:companyId/payments/:paymentId/refunds', { bodyLimit: 4 * 1024 }, async (request, reply) => {
     const params = parse(paymentParams, request.params);
-    const { companyId, paymentId } = params;
     const idempotencyKey = requireIdempotencyKey(request);
     const body = parse(bodySchema, request.body);
     const payment = await authorizedPayment(deps, request, params, 'refunds:create');
-    await rejectIfShredded(deps.models, companyId);
+    await rejectIfShredded(deps.models, params.companyId);
+    const principal = request.principal!;
 
-    const requestHash = refundRequestHash(paymentId, body);
-    const answer = async (refund: RefundRecord, replayed: boolean) => {
-      if (refund.status === 'queued') await enqueue(refund, request);
-      if (replayed) void reply.header('idempotent-replayed', 'true');
-      return reply
-        .status(202)
-        .header('location', refundLocation(refund))
-        .send({ id: refund._id, status: refund.status });
-    };
-
-    const earlier = await Refund.findOne({ companyId, idempotencyKey }).lean();
-    if (earlier) {
-      if (earlier.requestHash !== requestHash) throw keyConflict();
-      return answer(earlier, true);
-    }
-
-    if (payment.status !== 'succeeded') throw notRefundable();
-    // Reserve first: a refund that does not fit leaves no trace. The id is derived from key and request, so a
-    // retry after a crash between this hold and the record below finds its own hold ('already_held').
-    const refundId = refundIdFor(companyId, idempotencyKey, requestHash);
-    const target = { paymentId, companyId };
-    const hold = await holdRefund(RefundLedger, payment, { refundId, amount: body.amount, unrecorded: true }).catch(
-      (error: unknown) => {
-        if (!(error instanceof LedgerBusyError)) throw error;
+    const result = await requestRefund(
+      {
+        models: deps.models,
+        // The caller's context is sealed into the audit event; a queue that cannot take them is a 503.
+        enqueueRefund: (job, audit) =>
+          enqueueRecordedIntent(request, deps, {
+            what: 'refund',
+            audit,
+            enqueueJob: () => enqueueRefund(deps.queues.refunds, job),
+          }),
+      },
+      {
+        payment,
+        idempotencyKey,
+        request: body,
+        requestedBy: { type: principal.subjectType, id: principal.subject },
+        requestId: request.id,
+      },
+    );
+    switch (result.outcome) {
+      case 'key_conflict':
+        throw keyConflict();
+      case 'not_refundable':
+        throw notRefundable();
+      case 'busy':
         throw new ApiError(
           503,
           'refunds_busy',
           'too many refunds of this payment at once; retry with the same Idempotency-Key',
         );
-      },
-    );
-    if (hold.result === 'exceeds') {
-      const left = refundableAmount(payment.amount, hold.totals);
-      throw new ApiError(
-        422,
-        'refund_exceeds_captured',
-        `the refund exceeds what is left to refund on this payment (${left} of ${payment.amount}); nothing was sent to the gateway`,
-      );
-    }
-    // A refund with this id already ran its course, and its record is gone: the key cannot be used again.
-    if (hold.result === 'finished') throw keyConflict();
-
-    const principal = request.principal!;
-    let refund: RefundRecord;
-    let replayed = false;
-    try {
-      refund = (
-        await Refund.create({
-          _id: refundId,
-          companyId,
-          ...(payment.officeId ? { officeId: payment.officeId } : {}),
-          paymentId,
-          amount: body.amount,
-          currency: payment.currency,
-          reason: body.reason,
-          status: 'queued',
-          requestedBy: { type: principal.subjectType, id: principal.subject },
-          requestId: request.id,
-          idempotencyKey,
-          requestHash,
-          attempts: 0,
-        })
-      ).toObject();
-    } catch (error) {
-      if (!isDuplicateKeyError(error)) throw error;
-      const existing = await Refund.findOne({ companyId, idempotencyKey }).lean();
-      if (!existing) throw error;
-      if (existing.requestHash !== requestHash) {
-        // A concurrent request with this key and another body won: this request's hold will never have a refund.
-        await releaseHold(RefundLedger, target, refundId);
-        throw keyConflict();
+      case 'exceeds':
+        throw new ApiError(
+          422,
+          'refund_exceeds_captured',
+          `the refund exceeds what is left to refund on this payment (${result.refundable} of ${payment.amount}); nothing was sent to the gateway`,
+        );
+      case 'accepted': {
+        const { refund } = result;
+        if (result.replayed) void reply.header('idempotent-replayed', 'true');
+        return reply
+          .status(202)
+          .header('location', refundLocation(refund))
+          .send({ id: refund._id, status: refund.status });
       }
-      refund = existing;
-      replayed = true;
     }
-    await markHoldRecorded(RefundLedger, refundId);
-    return answer(refund, replayed);
   });
 
   app.get('/v1/companies/:companyId/payments/:paymentId/refunds', async (request) => {
