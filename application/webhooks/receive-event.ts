@@ -1,0 +1,203 @@
+import Stripe from 'stripe';
+import { z } from 'zod';
+import { PLATFORM_AUDIT_SCOPE, transitionEventId } from '../../domain/audit-actions';
+import type { AuditEventInput } from '../../domain/audit-event';
+import { resolvePaymentConfig } from '../../domain/payment-config';
+import type { Models } from '../../models';
+import { isShreddedDataError, type FieldEncryption } from '../../models/encryption';
+import { isDuplicateKeyError } from '../../models/errors';
+import { loadPaymentLevels, type PaymentTarget } from '../../models/payment-config';
+import { isFinishedWebhookEvent } from '../../models/webhook-event.model';
+import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
+import { STRIPE_EVENT_ID, type StripeEventJob } from '../../queues/stripe-events.queue';
+
+/** Stripe's own default: a signed delivery older than this is refused as a possible replay. */
+export const SIGNATURE_TOLERANCE_SECONDS = 300;
+
+export type WebhookRejection =
+  | 'config_unknown'
+  | 'webhook_secret_missing'
+  | 'company_shredded'
+  | 'signature_missing'
+  | 'signature_malformed'
+  | 'signature_invalid'
+  | 'timestamp_outside_tolerance'
+  | 'payload_invalid';
+
+/** Only what the ingress needs to store the event; the worker reads the rest from the stored payload. */
+const eventEnvelopeSchema = z.object({
+  id: z.string().regex(STRIPE_EVENT_ID),
+  type: z.string().regex(/^[a-z0-9_.]{1,100}$/),
+  livemode: z.boolean(),
+  created: z.number().int().positive(),
+});
+export type EventEnvelope = z.infer<typeof eventEnvelopeSchema>;
+
+/**
+ * Verifies a delivery on its raw bytes against each signing secret in turn (two
+ * during a rotation). The most telling failure wins: a matching signature with a
+ * stale timestamp says more than a mismatch under the other secret.
+ */
+export function verifyStripeEvent(
+  raw: Buffer,
+  header: string | undefined,
+  secrets: readonly string[],
+): { ok: true; event: EventEnvelope } | { ok: false; reason: WebhookRejection } {
+  if (!header) return { ok: false, reason: 'signature_missing' };
+  if (raw.length === 0) return { ok: false, reason: 'payload_invalid' };
+  let reason: WebhookRejection = 'signature_invalid';
+  for (const secret of secrets) {
+    let parsed: unknown;
+    try {
+      parsed = Stripe.webhooks.constructEvent(raw, header, secret, SIGNATURE_TOLERANCE_SECONDS);
+    } catch (error) {
+      if (error instanceof SyntaxError) return { ok: false, reason: 'payload_invalid' };
+      if (!(error instanceof Stripe.errors.StripeSignatureVerificationError)) throw error;
+      if (/tolerance/i.test(error.message)) reason = 'timestamp_outside_tolerance';
+      else if (/Unable to extract|expected scheme/i.test(error.message))
+        return { ok: false, reason: 'signature_malformed' };
+      continue;
+    }
+    const envelope = eventEnvelopeSchema.safeParse(parsed);
+    return envelope.success ? { ok: true, event: envelope.data } : { ok: false, reason: 'payload_invalid' };
+  }
+  return { ok: false, reason };
+}
+
+/** The log lines written here: pino's logger and Fastify's request logger both fit. */
+export interface ReceiveEventLog {
+  child(bindings: Record<string, unknown>): ReceiveEventLog;
+  info(details: object, message: string): void;
+  warn(message: string): void;
+  error(details: object, message: string): void;
+}
+
+export interface ReceiveEventDeps {
+  models: Pick<Models, 'Company' | 'Office' | 'WebhookEvent'>;
+  encryption: Pick<FieldEncryption, 'encrypt'>;
+  /** Queues the stored event's job (job id from the event id and its replay number). */
+  enqueueEvent: (job: StripeEventJob, replays: number) => Promise<void>;
+  /** Queues an audit event (the api seals the request's context into it). */
+  enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  logger: ReceiveEventLog;
+}
+
+/** One delivery to the endpoint of a payment configuration (a company's, or one of its offices'). */
+export interface WebhookDelivery {
+  target: PaymentTarget;
+  /** The exact bytes Stripe sent: the signature covers them. */
+  raw: Buffer;
+  signature: string | undefined;
+}
+
+/**
+ * - `received`: the event is stored in the inbox (or was already), queued unless it is finished or another
+ *   company's, and its `webhook.received` audited.
+ * - `rejected`: nothing was stored; `trail` is the audit trail the rejection belongs to (the company's, or the
+ *   platform's when the company is unknown or shredded, so neither gets a trail or a data key from it).
+ */
+export type ReceiveEventResult =
+  { outcome: 'received'; event: EventEnvelope } | { outcome: 'rejected'; reason: WebhookRejection; trail: string };
+
+/** The event is stored but its job or audit event could not be queued (Redis down): Stripe should retry. */
+export class WebhookNotQueuedError extends Error {
+  constructor(
+    readonly eventId: string,
+    options: { cause: unknown },
+  ) {
+    super(`stripe event ${eventId} is stored but could not be queued`, options);
+    this.name = 'WebhookNotQueuedError';
+  }
+}
+
+/**
+ * Receives a Stripe delivery: the signing secrets come from the target's
+ * effective payment configuration; the event, once verified, is stored
+ * (encrypted) in the inbox, its id queued for the stripe-events worker and its
+ * receipt audited. A redelivery stores nothing new: an unfinished event is
+ * queued again under the same job id, a finished one is only acknowledged.
+ */
+export async function receiveWebhookEvent(
+  deps: ReceiveEventDeps,
+  delivery: WebhookDelivery,
+): Promise<ReceiveEventResult> {
+  const { models, encryption } = deps;
+  const { target, raw } = delivery;
+  const { companyId, officeId } = target;
+  const rejected = (reason: WebhookRejection, trail: string): ReceiveEventResult => ({
+    outcome: 'rejected',
+    reason,
+    trail,
+  });
+
+  const levels = await loadPaymentLevels(models, target).catch((error: unknown) => {
+    if (isShreddedDataError(error)) return undefined;
+    throw error;
+  });
+  // Unreadable (data key gone): only then is the company asked for on its own, to tell missing from shredded.
+  const companyExists = levels ? levels.companyExists : Boolean(await models.Company.exists({ _id: companyId }));
+  // A company that does not exist gets no trail (and no data key) of its own; neither does a shredded one.
+  if (!companyExists) return rejected('config_unknown', PLATFORM_AUDIT_SCOPE);
+  if (!levels || levels.companyShredded) return rejected('company_shredded', PLATFORM_AUDIT_SCOPE);
+
+  const resolved = resolvePaymentConfig(levels.company, levels.office);
+  if (!resolved.ok) return rejected('config_unknown', companyId);
+  const secrets = resolved.settings.webhookSigningSecrets ?? [];
+  if (secrets.length === 0) return rejected('webhook_secret_missing', companyId);
+
+  const verified = verifyStripeEvent(raw, delivery.signature, secrets);
+  if (!verified.ok) return rejected(verified.reason, companyId);
+  const { event } = verified;
+  const log = deps.logger.child({ stripeEventId: event.id, stripeEventType: event.type, companyId });
+
+  let enqueue = true;
+  // A redelivery while a replay is pending must name the replay's job, not start a second one.
+  let replays = 0;
+  try {
+    await models.WebhookEvent.create({
+      _id: event.id,
+      companyId,
+      ...(officeId ? { officeId } : {}),
+      type: event.type,
+      livemode: event.livemode,
+      created: new Date(event.created * 1000),
+      receivedAt: new Date(),
+      status: 'received',
+      payload: await encryption.encrypt(companyId, raw.toString('utf8')),
+    });
+  } catch (error) {
+    if (!isDuplicateKeyError(error)) throw error;
+    const stored = await models.WebhookEvent.findById(event.id, { status: 1, companyId: 1, replays: 1 }).lean();
+    if (!stored) throw error;
+    // A finished event is only acknowledged; an unfinished one is enqueued again (same job id: no double work).
+    enqueue = stored.companyId === companyId && !isFinishedWebhookEvent(stored.status);
+    replays = stored.replays;
+    if (stored.companyId !== companyId) log.warn('stripe event already stored for another company; not enqueued');
+    log.info({ status: stored.status }, 'stripe event redelivered');
+  }
+
+  try {
+    await withDeadline(
+      Promise.all([
+        enqueue ? deps.enqueueEvent({ eventId: event.id }, replays) : undefined,
+        // One receipt per event, whichever delivery records it.
+        deps.enqueueAudit({
+          eventId: transitionEventId('webhook.received', event.id),
+          companyId,
+          ...(officeId ? { officeId } : {}),
+          action: 'webhook.received',
+          outcome: 'success',
+          actor: { type: 'service', id: 'stripe' },
+          resource: { type: 'webhook_event', id: event.id },
+          occurredAt: new Date().toISOString(),
+        }),
+      ]),
+      ENQUEUE_DEADLINE_MS,
+      'enqueue',
+    );
+  } catch (error) {
+    log.error({ err: error }, 'stripe event stored but not queued');
+    throw new WebhookNotQueuedError(event.id, { cause: error });
+  }
+  return { outcome: 'received', event };
+}
