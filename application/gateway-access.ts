@@ -20,7 +20,7 @@ export async function resolveGatewayAccess(
 ): Promise<GatewayAccess> {
   let levels: Awaited<ReturnType<typeof loadPaymentLevels>>;
   try {
-    levels = await loadPaymentLevels(models, target);
+    levels = await loadPaymentLevels(models, target, { officeOnlyWhenUsed: true });
   } catch (error) {
     if (!isShreddedDataError(error)) throw error;
     return {

@@ -41,18 +41,28 @@ export function settingsFromStored(info: StoredPaymentInfo | undefined): Payment
 export async function loadPaymentLevels(
   models: Pick<Models, 'Company' | 'Office'>,
   target: PaymentTarget,
+  /** Read the office only when the company's mode uses office settings (one round trip fewer per charge). */
+  options: { officeOnlyWhenUsed?: boolean } = {},
 ): Promise<{
   company?: CompanyPaymentLevel;
   office?: OfficePaymentLevel;
   companyExists: boolean;
   companyShredded: boolean;
 }> {
-  const [company, office] = await Promise.all([
-    models.Company.findById(target.companyId, { payment_info: 1, shreddedAt: 1 }).lean(),
+  const findCompany = () => models.Company.findById(target.companyId, { payment_info: 1, shreddedAt: 1 }).lean();
+  const findOffice = () =>
     target.officeId
       ? models.Office.findById(officeRecordId(target.companyId, target.officeId), { payment_info: 1 }).lean()
-      : null,
-  ]);
+      : null;
+  let company: Awaited<ReturnType<typeof findCompany>>;
+  let office: Awaited<ReturnType<typeof findOffice>>;
+  if (options.officeOnlyWhenUsed) {
+    company = await findCompany();
+    const mode = company?.payment_info?.mode ?? 'company';
+    office = mode === 'company' ? null : await findOffice();
+  } else {
+    [company, office] = await Promise.all([findCompany(), findOffice()]);
+  }
   return {
     companyExists: Boolean(company),
     companyShredded: Boolean(company?.shreddedAt),
