@@ -1,4 +1,4 @@
-import { Job, RATE_LIMIT_ERROR, UnrecoverableError, Worker, type ConnectionOptions, type MinimalQueue } from 'bullmq';
+import { Job, RATE_LIMIT_ERROR, UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
 import type { Logger } from '../platform/logger';
 
 /** Where a worker takes its jobs from, how many at once, and the process logger each job's logger derives from. */
@@ -141,7 +141,7 @@ function durations(job: Job, now = Date.now()): { queuedMs?: number; executionMs
 export function logJobLifecycle(
   worker: Worker,
   logger: Logger,
-  findJob: (jobId: string) => Promise<Job | undefined> = (jobId) => Job.fromId(worker as MinimalQueue, jobId),
+  findJob: (jobId: string) => Promise<Job | undefined> = (jobId) => Job.fromId(worker, jobId),
 ): void {
   const queue = worker.name;
   worker.on('active', (job) => {
