@@ -50,19 +50,22 @@ export async function requestPayment(
   let payment: PaymentRecord;
   let replayed = false;
   try {
-    payment = (
-      await Payment.create({
-        _id: `pay_${ulid()}`,
-        companyId: input.companyId,
-        idempotencyKey: input.idempotencyKey,
-        requestHash,
-        ...input.request,
-        status: 'queued',
-        requestedBy: input.requestedBy,
-        requestId: input.requestId,
-        attempts: 0,
-      })
-    ).toObject();
+    const now = new Date();
+    payment = {
+      _id: `pay_${ulid()}`,
+      companyId: input.companyId,
+      idempotencyKey: input.idempotencyKey,
+      requestHash,
+      ...input.request,
+      status: 'queued',
+      requestedBy: input.requestedBy,
+      requestId: input.requestId,
+      attempts: 0,
+      createdAt: now,
+      updatedAt: now,
+    };
+    // The request was validated in full (domain/payment-request.ts): a plain insert, no document machinery.
+    await Payment.insertMany([payment], { lean: true });
   } catch (error) {
     if (!isDuplicateKeyError(error)) throw error;
     const existing = await Payment.findOne({ companyId: input.companyId, idempotencyKey: input.idempotencyKey }).lean();
