@@ -14,7 +14,11 @@ export function paymentRequestSchema(maxAmount: number) {
   return z
     .object({
       amount: z
-        .number({ invalid_type_error: 'must be an integer number of minor units (cents)' })
+        // A missing amount keeps the generic "Required"; a value of the wrong type gets this sentence.
+        .number({
+          error: (issue) =>
+            issue.input === undefined ? undefined : 'must be an integer number of minor units (cents)',
+        })
         .int('must be an integer number of minor units (cents)')
         .positive('must be greater than 0')
         .max(maxAmount, `must be at most ${maxAmount}`),

@@ -14,15 +14,15 @@ export function refundRequestSchema(maxAmount: number) {
     .object({
       amount: z
         .number({
-          required_error: 'is required (minor units, e.g. cents)',
-          invalid_type_error: 'must be an integer number of minor units (cents)',
+          error: (issue) =>
+            issue.input === undefined
+              ? 'is required (minor units, e.g. cents)'
+              : 'must be an integer number of minor units (cents)',
         })
         .int('must be an integer number of minor units (cents)')
         .positive('must be greater than 0')
         .max(maxAmount, `must be at most ${maxAmount}`),
-      reason: z.enum(REFUND_REASONS, {
-        errorMap: () => ({ message: `must be one of ${REFUND_REASONS.join(', ')}` }),
-      }),
+      reason: z.enum(REFUND_REASONS, { error: `must be one of ${REFUND_REASONS.join(', ')}` }),
     })
     .strict();
 }

@@ -21,13 +21,33 @@ export interface StripeGatewayOptions {
 
 const MAX_CACHED_CLIENTS = 500;
 
+/**
+ * The Stripe API version every request is made with, pinned rather than left to
+ * the SDK's default: upgrading the SDK then cannot change the API our requests
+ * and webhooks speak without this line changing too (the SDK's types accept only
+ * its own version, so a new SDK fails to compile here until the pin is reviewed).
+ */
+export const STRIPE_API_VERSION = '2026-10-28.endive' satisfies Stripe.LatestApiVersion;
+
 /** Turns the SDK's errors into the retry decision the worker acts on. */
 export function classifyStripeError(error: unknown): GatewayError {
   if (!(error instanceof Stripe.errors.StripeError)) {
     return new GatewayError('transient', 'gateway_unreachable', error instanceof Error ? error.message : String(error));
   }
   const code = error.code ?? 'gateway_error';
-  switch (error.type) {
+  // Before stripe-node 23 the SDK's class followed Stripe's error type; now it follows
+  // the HTTP status, and every 409 (a key or an object another request holds) arrives
+  // as a StripeAPIError. Stripe's error type keeps these decisions what they were.
+  if (error.rawType === 'idempotency_error') {
+    // 409: an earlier attempt with this key is still running at Stripe (we timed out first); ask again later.
+    if (error.statusCode === 409) return new GatewayError('transient', 'idempotent_request_in_progress', error.message);
+    return new GatewayError('permanent', 'idempotency_conflict', error.message);
+  }
+  const type =
+    error.type === 'StripeAPIError' && error.rawType === 'invalid_request_error'
+      ? 'StripeInvalidRequestError'
+      : error.type;
+  switch (type) {
     case 'StripeCardError':
       return new GatewayError('declined', error.code ?? 'card_declined', error.message, error.decline_code);
     case 'StripeInvalidRequestError':
@@ -38,11 +58,6 @@ export function classifyStripeError(error: unknown): GatewayError {
     case 'StripeAuthenticationError':
     case 'StripePermissionError':
       return new GatewayError('permanent', 'payment_config_invalid', 'the gateway refused the configured credentials');
-    case 'StripeIdempotencyError':
-      // 409: an earlier attempt with this key is still running at Stripe (we timed out first); ask again later.
-      if (error.statusCode === 409)
-        return new GatewayError('transient', 'idempotent_request_in_progress', error.message);
-      return new GatewayError('permanent', 'idempotency_conflict', error.message);
     case 'StripeRateLimitError':
       return new GatewayError('transient', 'rate_limited', error.message);
     case 'StripeConnectionError':
@@ -96,6 +111,7 @@ export class StripeGateway implements PaymentGateway {
         if (oldest !== undefined) this.clients.delete(oldest);
       }
       client = new Stripe(credentials.secretKey, {
+        apiVersion: STRIPE_API_VERSION,
         // BullMQ owns retries (with backoff and a record of attempts); the SDK does not retry on its own.
         maxNetworkRetries: 0,
         timeout: this.options.timeoutMs,
@@ -124,7 +140,8 @@ export class StripeGateway implements PaymentGateway {
           currency: input.currency,
           customer: input.customer,
           payment_method: input.paymentMethod,
-          payment_method_types: ['card'],
+          // Cards only (API 2026-09-30.endive renamed `payment_method_types` to this).
+          allowed_payment_method_types: ['card'],
           metadata: input.metadata,
         },
         { idempotencyKey: input.idempotencyKey },

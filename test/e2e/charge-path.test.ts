@@ -304,7 +304,7 @@ describe('charge path, api and workers as separate processes', () => {
       currency: 'usd',
       customer: 'cus_E2eVisa',
       payment_method: 'pm_card_visa',
-      payment_method_types: ['card'],
+      allowed_payment_method_types: ['card'],
       metadata: { payment_id: paymentId, company_id: companyId },
     });
 

@@ -99,7 +99,7 @@ describe('charging a payer', () => {
     // Stripe sees amounts, currency and opaque ids only.
     expect(creates[0]!.form.metadata).toEqual({ payment_id: response.body.id, company_id: companyId });
     expect(Object.keys(creates[0]!.form).sort()).toEqual(
-      ['amount', 'currency', 'customer', 'metadata', 'payment_method', 'payment_method_types'].sort(),
+      ['allowed_payment_method_types', 'amount', 'currency', 'customer', 'metadata', 'payment_method'].sort(),
     );
   });
 

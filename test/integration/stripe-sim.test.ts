@@ -4,6 +4,7 @@
  */
 import Stripe from 'stripe';
 import { startStripeSim, type StripeSim } from '../../devtools/stripe-sim';
+import { classifyStripeError, STRIPE_API_VERSION } from '../../gateway/stripe-gateway';
 
 const upstreamUrl = process.env.STRIPE_API_BASE ?? 'http://127.0.0.1:12111';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -13,6 +14,7 @@ let stripe: Stripe;
 
 function clientFor(target: StripeSim, extra: Partial<Stripe.StripeConfig> = {}): Stripe {
   return new Stripe('sk_test_sim', {
+    apiVersion: STRIPE_API_VERSION,
     host: target.host,
     port: target.port,
     protocol: 'http',
@@ -276,10 +278,16 @@ describe('scripted faults', () => {
     );
     expect(error).toBeInstanceOf(Stripe.errors.StripeConnectionError);
 
-    // While the first attempt is still being processed, Stripe refuses a second one with the same key.
+    // While the first attempt is still being processed, Stripe refuses a second one with the same key:
+    // a 409 idempotency_error (stripe-node 23 wraps every 409 in a StripeAPIError, whatever its type).
     const concurrent = await rejectionOf(stripe.paymentIntents.create(visaIntent(), { idempotencyKey: 'idem-slow' }));
-    expect(concurrent).toBeInstanceOf(Stripe.errors.StripeIdempotencyError);
+    expect(concurrent).toBeInstanceOf(Stripe.errors.StripeAPIError);
+    expect(concurrent.rawType).toBe('idempotency_error');
     expect(concurrent.statusCode).toBe(409);
+    expect(classifyStripeError(concurrent)).toMatchObject({
+      kind: 'transient',
+      code: 'idempotent_request_in_progress',
+    });
 
     await sleep(800);
     // Like Stripe after a client timeout: retrying with the same key replays what was done.

@@ -50,7 +50,7 @@ export async function startContainers(): Promise<StartedServices> {
       .withWaitStrategy(Wait.forLogMessage(/Waiting for connections/))
       .start(),
     new GenericContainer('redis:7').withExposedPorts(6379).start(),
-    new GenericContainer('stripe/stripe-mock:v0.197.0').withExposedPorts(12111).start(),
+    new GenericContainer('stripe/stripe-mock:v0.203.0').withExposedPorts(12111).start(),
   ]);
   await mongo.exec([
     'mongosh',

@@ -1,7 +1,7 @@
 import Stripe from 'stripe';
 import { classifyStripeError } from '../../gateway/stripe-gateway';
 
-type RawError = ConstructorParameters<typeof Stripe.errors.StripeError>[0];
+type RawError = NonNullable<ConstructorParameters<typeof Stripe.errors.StripeError>[0]>;
 const raw = (type: string, extra: Record<string, unknown> = {}): RawError =>
   ({ type, message: `${type} happened`, ...extra }) as RawError;
 
@@ -47,6 +47,25 @@ describe('which gateway failures are retried', () => {
       ),
       'unexpected_state',
       'payment_intent_unexpected_state',
+    ],
+    [
+      // Built by the SDK's own factory, as a response turns into an error (stripe-node 23 makes a 409 a StripeAPIError).
+      'a key still in use by an earlier attempt is retried later',
+      Stripe.errors.StripeError.generate(raw('idempotency_error', { statusCode: 409 })),
+      'transient',
+      'idempotent_request_in_progress',
+    ],
+    [
+      'a key reused for another request stops at once',
+      Stripe.errors.StripeError.generate(raw('idempotency_error', { statusCode: 400 })),
+      'permanent',
+      'idempotency_conflict',
+    ],
+    [
+      'an invalid request answered with a 409 stops at once, as before stripe-node 23',
+      Stripe.errors.StripeError.generate(raw('invalid_request_error', { statusCode: 409, code: 'lock_timeout' })),
+      'permanent',
+      'lock_timeout',
     ],
     ['an unknown error is retried', new Error('socket hang up'), 'transient', 'gateway_unreachable'],
   ])('%s', (_label, error, kind, code) => {
