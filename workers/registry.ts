@@ -32,7 +32,7 @@ export interface WorkerContext {
 /** A queue's entry: its payload schema, its processor, and how to start a worker for it. */
 export interface WorkerDefinition<N extends QueueName> {
   queue: N;
-  schema: z.ZodType<QueuePayloads[N], z.ZodTypeDef, unknown>;
+  schema: z.ZodType<QueuePayloads[N], unknown>;
   /** Any processor of this queue's jobs (its own dependencies are `start`'s business, hence `never` here). */
   process: (job: Job<QueuePayloads[N]>, deps: never, context: JobContext) => Promise<unknown>;
   start(context: WorkerContext): Worker<QueuePayloads[N]>;
@@ -48,7 +48,7 @@ export const INVALID_PAYLOAD = 'invalid_payload';
 function defineWorker<N extends QueueName, Deps, Result>(
   queue: N,
   definition: {
-    schema: z.ZodType<QueuePayloads[N], z.ZodTypeDef, unknown>;
+    schema: z.ZodType<QueuePayloads[N], unknown>;
     process: JobProcessor<QueuePayloads[N], Result, Deps>;
     deps(context: WorkerContext): Deps & QueueWorkerOptions;
   },
@@ -68,7 +68,7 @@ function defineWorker<N extends QueueName, Deps, Result>(
 const common = ({ connection, config, logger }: WorkerContext) => ({ connection, prefix: config.queuePrefix, logger });
 
 /** Scheduled housekeeping carries no data. */
-const maintenanceJobSchema = z.record(z.never());
+const maintenanceJobSchema = z.record(z.string(), z.never());
 
 /**
  * Every queue with its payload schema and processor. Typed so that a queue name
