@@ -11,7 +11,12 @@ import { createPaymentModel, type PaymentModel } from './payment.model';
 import { createRefundLedgerModel, type RefundLedgerModel } from './refund-ledger.model';
 import { createRefundModel, type RefundModel } from './refund.model';
 import { createSavedPaymentMethodModel, type SavedPaymentMethodModel } from './saved-payment-method.model';
-import { createWebhookEventModel, type WebhookEventModel } from './webhook-event.model';
+import {
+  createWebhookEventModel,
+  createWebhookReplayClaimModel,
+  type WebhookEventModel,
+  type WebhookReplayClaimModel,
+} from './webhook-event.model';
 
 export interface Models {
   Company: CompanyModel;
@@ -21,6 +26,7 @@ export interface Models {
   RefundLedger: RefundLedgerModel;
   AuditEvent: AuditEventModel;
   WebhookEvent: WebhookEventModel;
+  WebhookReplayClaim: WebhookReplayClaimModel;
   SavedPaymentMethod: SavedPaymentMethodModel;
 }
 
@@ -43,6 +49,7 @@ export function createModels(connection: Connection): Models {
     RefundLedger: createRefundLedgerModel(connection),
     AuditEvent: createAuditEventModel(connection),
     WebhookEvent: createWebhookEventModel(connection),
+    WebhookReplayClaim: createWebhookReplayClaimModel(connection),
     SavedPaymentMethod: createSavedPaymentMethodModel(connection),
   };
 }

@@ -84,3 +84,29 @@ export type WebhookEventModel = Model<WebhookEventRecord>;
 export function createWebhookEventModel(connection: Connection): WebhookEventModel {
   return connection.model<WebhookEventRecord>('WebhookEvent', webhookEventSchema);
 }
+
+/**
+ * One document per replay of an event, `<event id>-replay-<n>`: inserting it under its unique id is how a replay
+ * claims its number. Two replays racing on one row cannot both reset it, even on a server that loses one of two
+ * concurrent updates of one document (FerretDB), where the row's conditional update alone would let both through.
+ */
+export interface WebhookReplayClaim {
+  _id: string;
+  eventId: string;
+  claimedAt: Date;
+}
+
+const webhookReplayClaimSchema = new Schema<WebhookReplayClaim>(
+  {
+    _id: { type: String, required: true },
+    eventId: { type: String, required: true },
+    claimedAt: { type: Date, required: true },
+  },
+  { versionKey: false, collection: 'webhook_event_replays' },
+);
+
+export type WebhookReplayClaimModel = Model<WebhookReplayClaim>;
+
+export function createWebhookReplayClaimModel(connection: Connection): WebhookReplayClaimModel {
+  return connection.model<WebhookReplayClaim>('WebhookReplayClaim', webhookReplayClaimSchema);
+}

@@ -16,7 +16,7 @@ import { ApiError } from '../errors';
 import { parse, scopeIdSchema } from '../validation';
 
 export interface WebhookEventRouteDeps {
-  models: Pick<Models, 'Company' | 'WebhookEvent'>;
+  models: Pick<Models, 'Company' | 'WebhookEvent' | 'WebhookReplayClaim'>;
   queues: Pick<Queues, 'stripe-events' | 'audit'>;
   authorize: AccessGuard['authorize'];
   encryption: Pick<FieldEncryption, 'encrypt'>;

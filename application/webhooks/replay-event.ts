@@ -7,10 +7,11 @@ import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueStripeEvent, replayKey, STRIPE_EVENT_ID, stripeEventJobId } from '../../queues/stripe-events.queue';
 import { ensureJob } from '../../queues/job-options';
 import type { Models } from '../../models';
+import { isDuplicateKeyError } from '../../models/errors';
 import { isFinishedWebhookEvent, type WebhookEventRecord } from '../../models/webhook-event.model';
 
 export interface WebhookReplayDeps {
-  models: Pick<Models, 'Company' | 'WebhookEvent'>;
+  models: Pick<Models, 'Company' | 'WebhookEvent' | 'WebhookReplayClaim'>;
   queues: Pick<Queues, 'stripe-events' | 'audit'>;
 }
 
@@ -54,14 +55,15 @@ export class WebhookReplayNotQueuedError extends Error {
 // Nothing here needs the payload; reading it would decrypt it (and fail for a shredded company).
 const WITHOUT_PAYLOAD = { payload: 0 } as const;
 // Losing the reset to a concurrent replay (or to the worker) means reading the row again.
-const MAX_ROUNDS = 3;
+const MAX_ROUNDS = 5;
 
 type ReplayRow = Pick<WebhookEventRecord, '_id' | 'officeId' | 'status' | 'replays' | 'outcome'>;
 
 /**
  * Replays a stored Stripe event of `companyId`. A finished one (applied, ignored,
- * failed) is reset to `received` with `replays` incremented, in one update
- * conditional on the state just read (so of concurrent replays one resets it),
+ * failed) is reset to `received` with `replays` incremented by the replay that
+ * claimed that replay number (an insert under a unique id, so of concurrent
+ * replays exactly one resets it, even where concurrent updates can be lost),
  * then a job of its own is queued (`stripe-event-<id>-replay-<n>`) and
  * `webhook.replayed` audited (id from the event and replay number, so a retry
  * records it once). One still `received` is not reset: it only gets a job if it
@@ -94,11 +96,15 @@ export async function replayWebhookEvent(
       return { outcome: 'queued', event: { id: eventId, status: 'received', replays }, reset: false };
     }
 
+    if (!(await claimReplay(deps.models.WebhookReplayClaim, eventId, replays + 1))) {
+      // Another replay holds this number and is resetting the row: look again once it had time to.
+      await new Promise((resolve) => setTimeout(resolve, 50 * (round + 1)));
+      continue;
+    }
     const reset = await WebhookEvent.updateOne(
       { _id: eventId, companyId, status: row.status, replays: row.replays },
       {
-        $set: { status: 'received' },
-        $inc: { replays: 1 },
+        $set: { status: 'received', replays: replays + 1 },
         $unset: { pending: 1, outcome: 1, processedAt: 1 },
       },
     );
@@ -112,6 +118,22 @@ export async function replayWebhookEvent(
     }
   }
   throw new Error(`webhook event ${eventId} kept changing while being replayed`);
+}
+
+/** A claim older than this belongs to a replay that died before resetting the row; a new replay may take it over. */
+const ABANDONED_CLAIM_MS = 60_000;
+
+/** Claims replay number `n` of an event: the insert under its unique id succeeds for exactly one replay. */
+async function claimReplay(Claim: WebhookReplayDeps['models']['WebhookReplayClaim'], eventId: string, n: number) {
+  const _id = `${eventId}-replay-${n}`;
+  try {
+    await Claim.insertMany([{ _id, eventId, claimedAt: new Date() }], { lean: true });
+    return true;
+  } catch (error) {
+    if (!isDuplicateKeyError(error)) throw error;
+    const held = await Claim.findById(_id).lean();
+    return !held || Date.now() - held.claimedAt.getTime() > ABANDONED_CLAIM_MS;
+  }
 }
 
 /**
