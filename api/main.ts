@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { openDatabase, type Database } from '../models';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
-import { loadAnchorSigner } from '../platform/anchor-key';
+import { loadAnchorSigner } from '../models/anchor-key';
 import { createRedisConnection, waitForRedis } from '../platform/redis';
 import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
 import { closeQueues, createQueues } from '../queues';

@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import { ulid } from 'ulid';
 import { sealValue } from '../api/audit-context';
 import { openDatabase } from '../models';
-import { loadAnchorSigner } from '../platform/anchor-key';
+import { loadAnchorSigner } from '../models/anchor-key';
 import { type AuditEventInput } from '../domain/audit-event';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { QUEUE_NAMES } from '../queues/names';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import { unreachableServices, withDatabaseName, type ServiceAddresses } from '../devtools/services';
-import { loadAnchorSigner } from '../platform/anchor-key';
+import { loadAnchorSigner } from '../models/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
 

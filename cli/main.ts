@@ -10,9 +10,9 @@ import { createRedisConnection } from '../platform/redis';
 import { closeQueues, createQueues, type Queues } from '../queues';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { openDatabase } from '../models';
-import { formatRotationReport, rotateMasterKey } from '../models/key-rotation';
+import { formatRotationReport, rotateMasterKey } from '../application/keys/rotate-master-key';
 import { replayReasonSchema, replayWebhookEvent } from '../application/webhooks/replay-event';
-import { loadAnchorSigner } from '../platform/anchor-key';
+import { loadAnchorSigner } from '../models/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { mintDevToken } from '../devtools/tokens';
 

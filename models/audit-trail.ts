@@ -11,7 +11,7 @@ import {
   type JsonValue,
   type NormalizedEvent,
 } from '../domain/audit-chain';
-import type { AuditJob } from '../queues/audit.queue';
+import type { AuditEvent } from '../domain/audit-event';
 import { AUDIT_EVENTS_COLLECTION } from './audit-event.model';
 import { isDuplicateKeyError } from './errors';
 import { SequencedAppender } from './sequenced-append';
@@ -102,7 +102,7 @@ function withoutUndefined<T extends Record<string, unknown>>(value: T): T {
 }
 
 /** Builds the stored document (without its hash) from an audit job. */
-function storedBody(job: AuditJob, sequence: number, prevHash: string, recordedAt: Date): Record<string, unknown> {
+function storedBody(job: AuditEvent, sequence: number, prevHash: string, recordedAt: Date): Record<string, unknown> {
   const request = withoutUndefined({
     requestId: job.requestId,
     sourceIp: sealed(job.sealed?.sourceIp),
@@ -175,7 +175,7 @@ export class AuditTrail {
    * Within a process, appends to one company run one at a time from a cached
    * head, so concurrent audit jobs do not race each other for the same sequence.
    */
-  append(job: AuditJob, recordedAt = new Date()): Promise<AppendResult> {
+  append(job: AuditEvent, recordedAt = new Date()): Promise<AppendResult> {
     return this.appender.append<StoredAuditEvent, AppendResult>(job.companyId, {
       decide: (head, sequence) => {
         const body = storedBody(job, sequence, head.hash, recordedAt);

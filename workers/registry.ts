@@ -2,7 +2,7 @@ import { UnrecoverableError, type ConnectionOptions, type Job, type Worker } fro
 import { z } from 'zod';
 import type { PaymentGateway } from '../domain/payment-gateway';
 import type { Database } from '../models';
-import { loadAnchorSigner } from '../platform/anchor-key';
+import { loadAnchorSigner } from '../models/anchor-key';
 import type { AppConfig } from '../platform/config';
 import type { Logger } from '../platform/logger';
 import type { QueuePayloads, Queues } from '../queues';

@@ -7,7 +7,7 @@ import { Queue, type Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { AUDIT_EVENTS_COLLECTION } from '../../models/audit-event.model';
 import type { AppendResult } from '../../models/audit-trail';
-import { loadAnchorSigner } from '../../platform/anchor-key';
+import { loadAnchorSigner } from '../../models/anchor-key';
 import { createRedisConnection } from '../../platform/redis';
 import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event';
 import { enqueueAuditEvent } from '../../queues/audit.queue';

@@ -14,7 +14,7 @@ import {
   type AnchorSigner,
   type AppendResult,
 } from '../../models/audit-trail';
-import { loadAnchorSigner } from '../../platform/anchor-key';
+import { loadAnchorSigner } from '../../models/anchor-key';
 import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event';
 import { auditJobSchema } from '../../queues/audit.queue';
 import { QUEUE_NAMES } from '../../queues/names';

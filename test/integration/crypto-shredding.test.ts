@@ -5,7 +5,7 @@ import { openDatabase, type Database } from '../../models';
 import { createCompany, devAttestation } from '../../models/companies';
 import { companyKeyAltName, isShreddedDataError } from '../../models/encryption';
 import { startWorkers, type RunningWorkers } from '../../workers/main';
-import { loadAnchorSigner } from '../../platform/anchor-key';
+import { loadAnchorSigner } from '../../models/anchor-key';
 import { waitFor } from '../support/harness';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { assertBuildIsCurrent } from '../support/processes';

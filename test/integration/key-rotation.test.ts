@@ -6,7 +6,7 @@ import { mintDevToken } from '../../devtools/tokens';
 import { PLATFORM_AUDIT_SCOPE } from '../../domain/audit-actions';
 import { openDatabase, type Database } from '../../models';
 import { createCompany, devAttestation } from '../../models/companies';
-import { rotateMasterKey } from '../../models/key-rotation';
+import { rotateMasterKey } from '../../application/keys/rotate-master-key';
 import { ConfigError, loadConfig } from '../../platform/config';
 import { closeQueues, createQueues } from '../../queues';
 import { startWorkers, type RunningWorkers } from '../../workers/main';

@@ -1,11 +1,11 @@
 import { ClientEncryption, type Binary, type Document, type MongoClient } from 'mongodb';
 import { ZodError } from 'zod';
-import { PLATFORM_AUDIT_SCOPE, transitionEventId } from '../domain/audit-actions';
-import type { KmsConfig } from '../platform/config';
-import { withDeadline } from '../platform/deadline';
-import type { Queues } from '../queues';
-import { type AuditEventInput } from '../domain/audit-event';
-import { enqueueAuditEvent } from '../queues/audit.queue';
+import { PLATFORM_AUDIT_SCOPE, transitionEventId } from '../../domain/audit-actions';
+import type { KmsConfig } from '../../platform/config';
+import { withDeadline } from '../../platform/deadline';
+import type { Queues } from '../../queues';
+import { type AuditEventInput } from '../../domain/audit-event';
+import { enqueueAuditEvent } from '../../queues/audit.queue';
 import {
   ALGORITHMS,
   keyVaultCollection,
@@ -14,7 +14,7 @@ import {
   localMasterKeyFor,
   masterKeyFor,
   type MasterKey,
-} from './encryption';
+} from '../../models/encryption';
 
 /**
  * Master-key rotation: every data key in the key vault is re-wrapped

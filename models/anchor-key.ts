@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { anchorKeyId, type AnchorSigner } from '../models/audit-trail';
+import { anchorKeyId, type AnchorSigner } from './audit-trail';
 
 /**
  * The Ed25519 key that signs audit chain anchors. In development it is created
