@@ -1,9 +1,9 @@
-import { UnrecoverableError, type Job, type Worker } from 'bullmq';
+import { type Job, type Worker } from 'bullmq';
 import type { AppendResult, AuditTrail } from '../models/audit-trail';
 import type { Logger } from '../platform/logger';
 import { auditJobSchema, type AuditJob } from '../queues/audit.queue';
 import { QUEUE_NAMES } from '../queues/names';
-import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
+import { createQueueWorker, JobFailedError, type QueueWorkerOptions } from './queue-worker';
 
 export interface AuditDeps {
   auditTrail: Pick<AuditTrail, 'append'>;
@@ -17,7 +17,7 @@ export interface AuditDeps {
  */
 export async function processAuditEvent(job: Job<AuditJob>, deps: AuditDeps): Promise<AppendResult> {
   const parsed = auditJobSchema.safeParse(job.data);
-  if (!parsed.success) throw new UnrecoverableError('invalid audit job payload');
+  if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid audit job payload');
   // A failed append is logged by the worker's `failed` listener (workers/main.ts), with the job id naming the event.
   return deps.auditTrail.append(parsed.data);
 }

@@ -1,4 +1,4 @@
-import { UnrecoverableError, type Job, type Worker } from 'bullmq';
+import { type Job, type Worker } from 'bullmq';
 import { paymentRequestedEvent } from '../domain/payment-audit';
 import { GatewayError, type GatewayIntent, type PaymentGateway } from '../domain/payment-gateway';
 import { isSettled } from '../domain/payment-status';
@@ -11,7 +11,7 @@ import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from '../application/gateway-access';
 import { auditPaymentOutcome, recordPaymentOutcome, type PaymentOutcome } from '../application/payments/record-outcome';
-import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
+import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOptions } from './queue-worker';
 
 export interface ChargeDeps {
   models: Pick<Models, 'Company' | 'Office' | 'Payment'>;
@@ -28,9 +28,10 @@ export interface ChargeResult {
 
 const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'charge-worker' };
 
-class PaymentFailedError extends UnrecoverableError {
+/** A payment recorded failed: retrying cannot change that. `code` is its failure code. */
+class PaymentFailedError extends JobFailedError {
   constructor(paymentId: string, code: string) {
-    super(`payment ${paymentId} failed: ${code}`);
+    super(code, `payment ${paymentId} failed: ${code}`);
   }
 }
 
@@ -41,18 +42,12 @@ class PaymentFailedError extends UnrecoverableError {
  * succeed only once. Declines and bad configuration stop at once; network
  * errors, 5xx and 429 are thrown for BullMQ to retry with backoff.
  */
-export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Promise<ChargeResult> {
+export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, context: JobContext): Promise<ChargeResult> {
   const parsed = chargeJobSchema.safeParse(job.data);
-  if (!parsed.success) throw new UnrecoverableError('invalid charge job payload');
-  const { paymentId, requestId } = parsed.data;
+  if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid charge job payload');
+  const { paymentId } = parsed.data;
   const { Payment } = deps.models;
-  const log = deps.logger.child({
-    queue: QUEUE_NAMES.charges,
-    jobId: job.id,
-    attempt: job.attemptsMade + 1,
-    paymentId,
-    requestId,
-  });
+  const log = context.logger.child({ paymentId });
 
   // Claim first: the usual case needs no separate read. The requested event is enqueued again here, so a lost
   // enqueue at the ingress cannot lose it.
@@ -63,7 +58,7 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps): Prom
   ).lean();
   if (!payment) {
     const stored = await Payment.findById(paymentId).lean();
-    if (!stored) throw new UnrecoverableError(`payment ${paymentId} not found`);
+    if (!stored) throw new JobFailedError('payment_not_found', `payment ${paymentId} not found`);
     await deps.enqueueAudit(paymentRequestedEvent(stored));
     if (isSettled(stored.status)) {
       await auditPaymentOutcome(deps, stored, { actor: ACTOR, jobId: job.id });
@@ -207,7 +202,7 @@ async function settlePayment(
   const settled = await recordPaymentOutcome(deps, payment, 'processing', outcome, source);
   // Not settled here: a webhook got there first. Its outcome stands, and is audited (again: same event id).
   const current = settled ?? (await deps.models.Payment.findById(payment._id).lean());
-  if (!current) throw new UnrecoverableError(`payment ${payment._id} disappeared`);
+  if (!current) throw new JobFailedError('payment_not_found', `payment ${payment._id} disappeared`);
   if (!settled) await auditPaymentOutcome(deps, current, source);
   log.info({ status: current.status, reason: current.failure?.code }, 'payment settled');
   return { paymentId: payment._id, status: current.status };

@@ -1,4 +1,4 @@
-import { UnrecoverableError, type Job, type Queue, type Worker } from 'bullmq';
+import { type Job, type Queue, type Worker } from 'bullmq';
 import type { Models } from '../models';
 import type { Logger } from '../platform/logger';
 import { chargeJobId, enqueueCharge, type ChargeJob } from '../queues/charges.queue';
@@ -11,7 +11,7 @@ import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../qu
 import { enqueueRefund, refundJobId, type RefundJob } from '../queues/refunds.queue';
 import { releaseOrphanedHolds } from '../models/refund-ledger.model';
 import { transitionEventId } from '../domain/audit-actions';
-import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
+import { createQueueWorker, JobFailedError, type QueueWorkerOptions } from './queue-worker';
 
 export interface MaintenanceDeps {
   models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'>;
@@ -146,7 +146,7 @@ export async function processMaintenance(job: Job<MaintenanceJob>, deps: Mainten
     case MAINTENANCE_JOBS.auditRetention:
       return purgeExpiredAuditEvents(deps);
     default:
-      throw new UnrecoverableError(`unknown maintenance job ${job.name}`);
+      throw new JobFailedError('unknown_maintenance_job', `unknown maintenance job ${job.name}`);
   }
 }
 

@@ -92,6 +92,19 @@ export function reasonCodeOf(error: unknown): string {
   return typeof code === 'string' && code.length <= 64 && REASON_CODE.test(code) ? code : INTERNAL_ERROR;
 }
 
+/**
+ * A job that no retry can complete: BullMQ fails it at once and records `code` as its reason. The message (ids,
+ * never data) goes to the log only, like every processor error's.
+ */
+export class JobFailedError extends UnrecoverableError {
+  constructor(
+    readonly code: string,
+    message: string = code,
+  ) {
+    super(message);
+  }
+}
+
 /** BullMQ's control-flow errors (move to delayed/waiting, rate limited) are not failures: they pass untouched. */
 function isBullMqSignal(error: unknown): boolean {
   if (!(error instanceof Error)) return false;

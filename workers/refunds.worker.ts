@@ -1,9 +1,9 @@
-import { UnrecoverableError, type Job, type Worker } from 'bullmq';
+import { type Job, type Worker } from 'bullmq';
 import type { RefundStatus } from '../domain/refund-status';
 import { sendRefund, type SendRefundDeps } from '../application/refunds/send-refund';
 import { QUEUE_NAMES } from '../queues/names';
 import { refundJobSchema, type RefundJob } from '../queues/refunds.queue';
-import { createQueueWorker, type JobContext, type QueueWorkerOptions } from './queue-worker';
+import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOptions } from './queue-worker';
 
 export type RefundDeps = SendRefundDeps;
 
@@ -13,12 +13,9 @@ export interface RefundResult {
 }
 
 /** A refund recorded failed (or canceled): retrying cannot change that. `code` is the refund's failure code. */
-export class RefundFailedError extends UnrecoverableError {
-  constructor(
-    refundId: string,
-    readonly code: string,
-  ) {
-    super(`refund ${refundId} failed: ${code}`);
+export class RefundFailedError extends JobFailedError {
+  constructor(refundId: string, code: string) {
+    super(code, `refund ${refundId} failed: ${code}`);
   }
 }
 
@@ -30,7 +27,7 @@ export class RefundFailedError extends UnrecoverableError {
  */
 export async function processRefund(job: Job<RefundJob>, deps: RefundDeps, context: JobContext): Promise<RefundResult> {
   const parsed = refundJobSchema.safeParse(job.data);
-  if (!parsed.success) throw new UnrecoverableError('invalid refund job payload');
+  if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid refund job payload');
   const { refundId } = parsed.data;
   // The wrapper's job logger already names the queue, job, attempt and request.
   const logger = context.logger.child({ refundId });
@@ -42,9 +39,9 @@ export async function processRefund(job: Job<RefundJob>, deps: RefundDeps, conte
     case 'failed':
       throw new RefundFailedError(refundId, sent.code);
     case 'not_found':
-      throw new UnrecoverableError(`refund ${refundId} not found`);
+      throw new JobFailedError('refund_not_found', `refund ${refundId} not found`);
     case 'disappeared':
-      throw new UnrecoverableError(`refund ${refundId} disappeared`);
+      throw new JobFailedError('refund_not_found', `refund ${refundId} disappeared`);
   }
 }
 

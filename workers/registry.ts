@@ -1,4 +1,4 @@
-import { UnrecoverableError, type ConnectionOptions, type Job, type Worker } from 'bullmq';
+import { type ConnectionOptions, type Job, type Worker } from 'bullmq';
 import { z } from 'zod';
 import type { PaymentGateway } from '../domain/payment-gateway';
 import type { Database } from '../models';
@@ -14,7 +14,13 @@ import { stripeEventJobSchema } from '../queues/stripe-events.queue';
 import { processAuditEvent } from './audit.worker';
 import { processCharge } from './charges.worker';
 import { processMaintenance } from './maintenance.worker';
-import { createQueueWorker, type JobContext, type JobProcessor, type QueueWorkerOptions } from './queue-worker';
+import {
+  createQueueWorker,
+  JobFailedError,
+  type JobContext,
+  type JobProcessor,
+  type QueueWorkerOptions,
+} from './queue-worker';
 import { processRefund } from './refunds.worker';
 import { processStripeEvent } from './stripe-events.worker';
 
@@ -56,9 +62,7 @@ function defineWorker<N extends QueueName, Deps, Result>(
   const { schema, process } = definition;
   const checked: JobProcessor<QueuePayloads[N], Result, Deps> = (job, deps, context) => {
     if (!schema.safeParse(job.data).success) {
-      return Promise.reject(
-        Object.assign(new UnrecoverableError(`invalid ${queue} job payload`), { code: INVALID_PAYLOAD }),
-      );
+      return Promise.reject(new JobFailedError(INVALID_PAYLOAD, `invalid ${queue} job payload`));
     }
     return process(job, deps, context);
   };

@@ -1,4 +1,4 @@
-import { UnrecoverableError, type Job, type Worker } from 'bullmq';
+import { type Job, type Worker } from 'bullmq';
 import { transitionEventId, type AuditAction } from '../domain/audit-actions';
 import { PAYMENT_ID } from '../domain/payment-request';
 import {
@@ -12,7 +12,7 @@ import { isShreddedDataError } from '../models/encryption';
 import type { WebhookEventRecord, WebhookEventStatus } from '../models/webhook-event.model';
 import { QUEUE_NAMES } from '../queues/names';
 import { replayKey, stripeEventJobSchema, type StripeEventJob } from '../queues/stripe-events.queue';
-import { createQueueWorker, type QueueWorkerOptions } from './queue-worker';
+import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOptions } from './queue-worker';
 import { applyDisputeEvent } from './stripe-events/dispute-events';
 import { REFUND_EVENT_HANDLERS } from './stripe-events/refund-events';
 import {
@@ -48,17 +48,16 @@ const text = (value: unknown): string | undefined => (typeof value === 'string' 
  * single-document updates (`{_id, status: from}`), audit event ids derive from
  * the Stripe event id, and the row is marked finished last.
  */
-export async function processStripeEvent(job: Job<StripeEventJob>, deps: StripeEventDeps): Promise<StripeEventResult> {
+export async function processStripeEvent(
+  job: Job<StripeEventJob>,
+  deps: StripeEventDeps,
+  context: JobContext,
+): Promise<StripeEventResult> {
   const parsed = stripeEventJobSchema.safeParse(job.data);
-  if (!parsed.success) throw new UnrecoverableError('invalid stripe-events job payload');
+  if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid stripe-events job payload');
   const { eventId } = parsed.data;
   const { WebhookEvent } = deps.models;
-  const log = deps.logger.child({
-    queue: QUEUE_NAMES.stripeEvents,
-    jobId: job.id,
-    attempt: job.attemptsMade + 1,
-    eventId,
-  });
+  const log = context.logger.child({ eventId });
 
   const row = await WebhookEvent.findById(eventId)
     .lean()
@@ -69,9 +68,9 @@ export async function processStripeEvent(job: Job<StripeEventJob>, deps: StripeE
         { _id: eventId, status: 'received' },
         { $set: { status: 'failed', outcome: { reason: 'data_shredded' }, processedAt: new Date() } },
       );
-      throw new UnrecoverableError(`stripe event ${eventId} belongs to a crypto-shredded company`);
+      throw new JobFailedError('data_shredded', `stripe event ${eventId} belongs to a crypto-shredded company`);
     });
-  if (!row) throw new UnrecoverableError(`stripe event ${eventId} is not in the inbox`);
+  if (!row) throw new JobFailedError('event_not_found', `stripe event ${eventId} is not in the inbox`);
   if (row.status !== 'received') {
     log.info({ status: row.status }, 'stripe event already processed; nothing to do');
     return { eventId, status: row.status, ...(row.outcome ? { reason: row.outcome.reason } : {}) };
@@ -82,7 +81,7 @@ export async function processStripeEvent(job: Job<StripeEventJob>, deps: StripeE
     event = JSON.parse(String(row.payload)) as typeof event;
   } catch {
     await finish(row, { status: 'failed', reason: 'payload_unreadable' }, deps);
-    throw new UnrecoverableError(`stripe event ${eventId} payload cannot be parsed`);
+    throw new JobFailedError('payload_unreadable', `stripe event ${eventId} payload cannot be parsed`);
   }
 
   const object = event.data?.object;
