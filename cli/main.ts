@@ -5,7 +5,8 @@ import { PERMISSIONS, ROLES } from '../domain/access-policy';
 import { createInterface } from 'node:readline/promises';
 import { userInfo } from 'node:os';
 import { ulid } from 'ulid';
-import { createCompany, devAttestation, shredCompany } from '../models/companies';
+import { devAttestation } from '../models/companies';
+import { createCompanyAudited, shredCompanyAudited } from '../application/companies/company-lifecycle';
 import { createRedisConnection } from '../platform/redis';
 import { closeQueues, createQueues, type Queues } from '../queues';
 import { enqueueAuditEvent } from '../queues/audit.queue';
@@ -127,7 +128,8 @@ async function main(argv: string[]): Promise<void> {
     if (!demo && !values.name) throw new Error('company create needs --name');
     const db = await openDatabase(config);
     try {
-      const id = await createCompany(db, {
+      const actor = { type: 'user' as const, id: `cli-${userInfo().username}` };
+      const input = {
         id: demo ? DEMO_COMPANY_ID : values.id,
         name: demo ? 'Demo Family Practice' : (values.name ?? ''),
         stripeSecretKey: demo ? DEMO_STRIPE_KEY : values['stripe-secret-key'],
@@ -135,13 +137,16 @@ async function main(argv: string[]): Promise<void> {
           ? devAttestation('dev-setup')
           : values['attest-exempt-1179']
             ? {
-                status: 'exempt_1179',
+                status: 'exempt_1179' as const,
                 rationale: values['attest-exempt-1179'],
-                attestedBy: 'cli',
+                attestedBy: actor.id,
                 attestedAt: new Date().toISOString(),
               }
             : undefined,
-      });
+      };
+      const id = await withQueues(config, (queues) =>
+        createCompanyAudited({ db, enqueueAudit: (event) => enqueueAuditEvent(queues.audit, event) }, input, actor),
+      );
       if (demo) {
         const token = await mintDevToken(config, { companyId: id, roles: ['service'] });
         process.stdout.write(`export COMPANY=${id}\nexport TOKEN=${token}\n`);
@@ -162,24 +167,16 @@ async function main(argv: string[]): Promise<void> {
     if (typed.trim() !== companyId) throw new Error('confirmation did not match; nothing was changed');
     const db = await openDatabase(config);
     try {
-      await withQueues(config, async (queues) => {
-        if (!(await db.models.Company.exists({ _id: companyId }))) throw new Error(`no company ${companyId}`);
-        const deleted = await shredCompany(db, companyId);
-        await enqueueAuditEvent(queues.audit, {
-          eventId: `evt_${ulid()}`,
-          companyId,
-          action: 'company.shredded',
-          outcome: 'success',
-          severity: 'high',
-          actor: { type: 'user', id: `cli-${userInfo().username}` },
-          resource: { type: 'company', id: companyId },
-          changes: [{ field: 'dataKey', before: deleted ? 'present' : 'absent', after: 'destroyed' }],
-          occurredAt: new Date().toISOString(),
-        });
-        process.stdout.write(
-          `${companyId}: data key ${deleted ? 'destroyed' : 'was already gone'}; encrypted fields are unreadable from now on\n`,
-        );
-      });
+      const result = await withQueues(config, (queues) =>
+        shredCompanyAudited({ db, enqueueAudit: (event) => enqueueAuditEvent(queues.audit, event) }, companyId, {
+          type: 'user',
+          id: `cli-${userInfo().username}`,
+        }),
+      );
+      if (result.outcome === 'not_found') throw new Error(`no company ${companyId}`);
+      process.stdout.write(
+        `${companyId}: data key ${result.keyWasPresent ? 'destroyed' : 'was already gone'}; encrypted fields are unreadable from now on\n`,
+      );
     } finally {
       await db.close();
     }

@@ -18,6 +18,7 @@ export const AUDIT_ACTIONS = [
   'payment_config.read',
   'payment_config.updated',
   'payment_config.attested',
+  'company.created',
   'company.shredded',
   'keys.rotation_started',
   'keys.rotated',

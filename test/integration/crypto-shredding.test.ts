@@ -92,6 +92,28 @@ it('destroys exactly that company’s data key, and audits it', async () => {
   expect((await system.ctx.db.auditTrail.verify(shredded, signer.publicKey)).ok).toBe(true);
 });
 
+it('company create is audited with what was set, the secret key masked; the same setup again records nothing new', async () => {
+  const args = ['company', 'create', '--name', 'Audited Clinic', '--id', 'co_audited_create'];
+  const secret = ['--stripe-secret-key', 'sk_test_auditedCreate9876', '--attest-exempt-1179', 'payments only'];
+  expect(await cli([...args, ...secret], system.ctx.env)).toMatchObject({ code: 0, out: 'co_audited_create\n' });
+  expect(await cli([...args, ...secret], system.ctx.env)).toMatchObject({ code: 0 });
+  const events = await waitFor(
+    () => system.ctx.db.models.AuditEvent.find({ companyId: 'co_audited_create', action: 'company.created' }).lean(),
+    (found) => found.length > 0,
+    { what: 'company.created event' },
+  );
+  expect(events).toHaveLength(1);
+  expect(events[0]).toMatchObject({
+    actor: { type: 'user' },
+    resource: { type: 'company', id: 'co_audited_create' },
+    changes: expect.arrayContaining([
+      { field: 'secretKey', before: null, after: 'sk_test_…9876' },
+      { field: 'compliance.status', before: null, after: 'exempt_1179' },
+    ]),
+  });
+  expect(JSON.stringify(events)).not.toContain('sk_test_auditedCreate9876');
+});
+
 describe('after shredding (a new process, no cached keys)', () => {
   beforeAll(async () => {
     const config = configWith(system.ctx, { PORT: '0' });
