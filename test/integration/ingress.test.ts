@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import { startApi, type RunningApi } from '../../api/main';
 import { createCompany, devAttestation } from '../../models/companies';
 import { QUEUE_NAMES } from '../../queues/names';
-import { sweepOutbox } from '../../workers/maintenance.worker';
+import { sweepOutbox } from '../../application/outbox/sweep-outbox';
 import { waitFor } from '../support/harness';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
 

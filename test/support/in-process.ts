@@ -4,7 +4,7 @@ import type { Role } from '../../domain/access-policy';
 import { loadConfig } from '../../platform/config';
 import { closeQueues, createQueues } from '../../queues';
 import { startWorkers, type RunningWorkers } from '../../workers/main';
-import { sweepOutbox, type SweepResult } from '../../workers/maintenance.worker';
+import { sweepOutbox, type SweepResult } from '../../application/outbox/sweep-outbox';
 import { startStripeSim, type StripeSim } from '../../devtools/stripe-sim';
 import { createTestContext, type TestContext } from './harness';
 

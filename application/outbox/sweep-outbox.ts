@@ -1,0 +1,150 @@
+import type { Queue } from 'bullmq';
+import type { Models } from '../../models';
+import { releaseOrphanedHolds } from '../../models/refund-ledger.model';
+import type { Logger } from '../../platform/logger';
+import { chargeJobId, enqueueCharge, type ChargeJob } from '../../queues/charges.queue';
+import { ensureJob } from '../../queues/job-options';
+import { enqueueRefund, refundJobId, type RefundJob } from '../../queues/refunds.queue';
+import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../../queues/stripe-events.queue';
+
+export interface OutboxDeps {
+  models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'>;
+  chargesQueue: Queue<ChargeJob>;
+  stripeEventsQueue: Queue<StripeEventJob>;
+  /** Refunds are swept when their queue is given. */
+  refundsQueue?: Queue<RefundJob>;
+  logger: Logger;
+  staleAfterMs: number;
+  now?: () => Date;
+}
+
+export interface SweepResult {
+  examined: number;
+  requeued: number;
+  /** Records whose job could not be ensured this round (logged; the next sweep tries again). */
+  failed: number;
+}
+
+const SWEEP_BATCH = 500;
+
+/** One kind of record that can be left unfinished without a live job, and how to give it one. */
+interface OutboxSource {
+  name: string;
+  sweep(deps: OutboxDeps, cutoff: Date): Promise<SweepResult>;
+}
+
+/**
+ * Ensures a job for each record; one record that fails (a Redis blip, a bad row) is logged by id and skipped, so it
+ * cannot stop the rest of the batch.
+ */
+async function ensureJobs<T extends { _id: string }>(
+  deps: OutboxDeps,
+  source: string,
+  records: T[],
+  ensure: (record: T) => Promise<boolean>,
+): Promise<SweepResult> {
+  const result: SweepResult = { examined: records.length, requeued: 0, failed: 0 };
+  for (const record of records) {
+    try {
+      if (await ensure(record)) result.requeued += 1;
+    } catch (error) {
+      result.failed += 1;
+      deps.logger.warn({ source, id: record._id, err: error }, 'outbox sweep could not queue a record');
+    }
+  }
+  return result;
+}
+
+/** A payment whose enqueue was lost to a Redis outage, whose retries ran out, or that waits on a gateway decision. */
+const payments: OutboxSource = {
+  name: 'payments',
+  async sweep(deps, cutoff) {
+    const stale = await deps.models.Payment.find(
+      { status: { $in: ['queued', 'processing'] }, updatedAt: { $lt: cutoff } },
+      { requestId: 1 },
+    )
+      .sort({ updatedAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean();
+    return ensureJobs(deps, this.name, stale, (payment) =>
+      ensureJob(deps.chargesQueue, chargeJobId(payment._id), () =>
+        enqueueCharge(deps.chargesQueue, { paymentId: payment._id, requestId: payment.requestId }),
+      ),
+    );
+  },
+};
+
+/** A stored Stripe event whose enqueue failed (Stripe may never deliver it again), or a replay cut short. */
+const stripeEvents: OutboxSource = {
+  name: 'stripe-events',
+  async sweep(deps, cutoff) {
+    const stale = await deps.models.WebhookEvent.find(
+      { status: 'received', receivedAt: { $lt: cutoff } },
+      { _id: 1, replays: 1 },
+    )
+      .sort({ receivedAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean();
+    // A replayed event (ops reset it to received) has a job of its own per replay: the same id the replay used.
+    return ensureJobs(deps, this.name, stale, (event) =>
+      ensureJob(deps.stripeEventsQueue, stripeEventJobId(event._id, event.replays), () =>
+        enqueueStripeEvent(deps.stripeEventsQueue, { eventId: event._id }, event.replays),
+      ),
+    );
+  },
+};
+
+const refunds: OutboxSource = {
+  name: 'refunds',
+  async sweep(deps, cutoff) {
+    const queue = deps.refundsQueue;
+    if (!queue) return { examined: 0, requeued: 0, failed: 0 };
+    const stale = await deps.models.Refund.find(
+      { status: { $in: ['queued', 'processing'] }, updatedAt: { $lt: cutoff } },
+      { requestId: 1 },
+    )
+      .sort({ updatedAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean();
+    return ensureJobs(deps, this.name, stale, (refund) =>
+      ensureJob(queue, refundJobId(refund._id), () =>
+        enqueueRefund(queue, { refundId: refund._id, requestId: refund.requestId }),
+      ),
+    );
+  },
+};
+
+/** A refund hold whose request stopped before writing the refund: the amount is released for refunding again. */
+const refundHolds: OutboxSource = {
+  name: 'refund-holds',
+  async sweep(deps, cutoff) {
+    const holds = await releaseOrphanedHolds(deps.models, cutoff);
+    if (holds.released > 0)
+      deps.logger.info({ released: holds.released }, 'outbox sweep released orphaned refund holds');
+    return { examined: holds.examined, requeued: 0, failed: 0 };
+  },
+};
+
+export const OUTBOX_SOURCES: readonly OutboxSource[] = [payments, stripeEvents, refunds, refundHolds];
+
+/**
+ * The outbox sweep: anything left unfinished for longer than `staleAfterMs` with no live job gets one, source by
+ * source. A source that fails as a whole (its query) is logged and counted; the others still run.
+ */
+export async function sweepOutbox(deps: OutboxDeps): Promise<SweepResult> {
+  const cutoff = new Date((deps.now?.() ?? new Date()).getTime() - deps.staleAfterMs);
+  const total: SweepResult = { examined: 0, requeued: 0, failed: 0 };
+  for (const source of OUTBOX_SOURCES) {
+    try {
+      const result = await source.sweep(deps, cutoff);
+      total.examined += result.examined;
+      total.requeued += result.requeued;
+      total.failed += result.failed;
+    } catch (error) {
+      total.failed += 1;
+      deps.logger.warn({ source: source.name, err: error }, 'outbox sweep source failed');
+    }
+  }
+  if (total.requeued > 0 || total.failed > 0) deps.logger.info(total, 'outbox sweep re-enqueued stale work');
+  return total;
+}
