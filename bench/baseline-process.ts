@@ -71,7 +71,6 @@ async function connectData(config: AppConfig) {
   return {
     client,
     companies: db.collection<Document>('companies'),
-    offices: db.collection<Document>('offices'),
     payments: db.collection<Document>(BASELINE_COLLECTIONS.payments),
     webhookEvents: db.collection<Document>(BASELINE_COLLECTIONS.webhookEvents),
     auditEvents: db.collection<Document>(BASELINE_COLLECTIONS.auditEvents),
@@ -224,8 +223,8 @@ async function chargeAsData(
     auditJob(companyId, 'payment.requested', paymentId),
     jobOptions(auditJobOptions, `audit-payment.requested-${paymentId}`),
   );
+  // The gateway configuration: the company's (its mode is `company`, so the office's is not read).
   await data.companies.findOne({ _id: companyId as never });
-  await data.offices.findOne({ companyId, _id: String(stored.officeId ?? 'off_none') as never });
   const stripe = async (path: string, form: Record<string, string>, key: string) => {
     const response = await fetch(`${stripeBase}${path}`, {
       method: 'POST',
@@ -247,7 +246,7 @@ async function chargeAsData(
       currency: String(stored.currency),
       customer: String(stored.customer),
       payment_method: String(stored.paymentMethod),
-      'payment_method_types[]': 'card',
+      'allowed_payment_method_types[]': 'card',
       'metadata[payment_id]': paymentId,
       'metadata[company_id]': companyId,
     },
