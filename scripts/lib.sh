@@ -234,7 +234,8 @@ start_stripe_mock() {
       die "port $STRIPE_MOCK_PORT is taken by $(port_owner "$STRIPE_MOCK_PORT"), which is not stripe-mock; stop it or set STRIPE_MOCK_PORT"
     return 0
   fi
-  nohup "$BIN_DIR/stripe-mock" -http-addr "127.0.0.1:$STRIPE_MOCK_PORT" -https-addr "127.0.0.1:$((STRIPE_MOCK_PORT + 1))" \
+  # Its HTTPS listener (unused here) on a port the kernel picks: a fixed one could be any client socket's.
+  nohup "$BIN_DIR/stripe-mock" -http-addr "127.0.0.1:$STRIPE_MOCK_PORT" -https-addr 127.0.0.1:0 \
     >"$RUN_DIR/stripe-mock.log" 2>&1 &
   STARTED+=("stripe-mock:kill $!")
   wait_port "$STRIPE_MOCK_PORT" stripe-mock
