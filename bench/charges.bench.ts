@@ -1,19 +1,13 @@
 import { Queue } from 'bullmq';
 import type { Collection } from 'mongodb';
 import { startStripeSim } from '../devtools/stripe-sim';
+import { pollUntil } from '../devtools/polling';
 import { QUEUE_NAMES } from '../queues/names';
 import { BASELINE_COLLECTIONS, BASELINE_QUEUES } from './baseline-process';
 import type { LoadVariant } from './load-process';
 import { entryResult, type BenchEntry, type EntryResult } from './report';
 import { PAYMENT_BODY, seedPayingCompany } from './requests.bench';
-import {
-  createBenchWorld,
-  pollUntil,
-  positiveIntFromEnv,
-  serviceAddresses,
-  withTeardown,
-  type BenchWorld,
-} from './support';
+import { createBenchWorld, positiveIntFromEnv, serviceAddresses, withTeardown, type BenchWorld } from './support';
 import {
   clientSettings,
   combineRounds,

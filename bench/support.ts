@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
+import { deleteKeysByPrefix } from '../devtools/redis-keys';
 import { unreachableServices, withDatabaseName, type ServiceAddresses } from '../devtools/services';
 import { loadAnchorSigner } from '../models/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
@@ -84,22 +85,6 @@ export async function withTeardown<T>(body: (teardown: Teardown) => Promise<T>):
   }
   await teardown.run();
   return result;
-}
-
-/** Deletes every key under a queue prefix with SCAN (never KEYS: Redis may be shared). Returns how many. */
-export async function deleteKeysByPrefix(redis: Redis, prefix: string): Promise<number> {
-  let deleted = 0;
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${escapeGlob(prefix)}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.unlink(...keys);
-  } while (cursor !== '0');
-  return deleted;
-}
-
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
 /**
@@ -195,23 +180,6 @@ export async function runBounded(count: number, limit: number, task: (i: number)
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, count) }, lane));
-}
-
-/** Polls until `probe` answers something `done` accepts; fails after the deadline. No fixed sleeps elsewhere. */
-export async function pollUntil<T>(
-  probe: () => Promise<T>,
-  done: (value: T) => boolean,
-  { timeoutMs, intervalMs = 100, what }: { timeoutMs: number; intervalMs?: number; what: string },
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return value;
-    if (Date.now() >= deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(value)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
 }
 
 /** Nearest-rank percentile of already sorted values. */

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { deleteKeysByPrefix } from '../../devtools/redis-keys';
 import { waitFor } from '../support/harness';
+import { freePort } from '../support/ports';
 
 /**
  * `npm run dev` as a newcomer uses it: run scripts/dev.sh, follow what it prints to charge a test payment, press
@@ -14,19 +15,6 @@ import { waitFor } from '../support/harness';
  * while Redis, already running, must be used and left alone.
  */
 const ROOT = join(__dirname, '..', '..');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 function portAnswers(port: number): Promise<boolean> {
   return fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1_000) }).then(

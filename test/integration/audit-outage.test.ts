@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue, type Worker } from 'bullmq';
@@ -14,6 +14,7 @@ import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { QUEUE_NAMES } from '../../queues/names';
 import { createAuditWorker } from '../../workers/audit.worker';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
+import { freePort } from '../support/ports';
 
 const FERRETDB_BIN = process.env.FERRETDB_BIN ?? join(homedir(), '.cache', 'hipaa-billing', 'bin', 'ferretdb');
 const COMPANY = 'co_outage';
@@ -24,19 +25,6 @@ const BATCH = 30;
  * AUDIT_OUTAGE_MS above 10 000 to make appends fail and BullMQ retry them instead.
  */
 const OUTAGE_MS = Number(process.env.AUDIT_OUTAGE_MS ?? 3_000);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 function portAnswers(port: number): Promise<boolean> {
   return new Promise((resolve) => {
