@@ -60,6 +60,8 @@ export function chartSpec(entries: ChartEntry[]): object {
             title: 'operations per second (log)',
             axis: { values: [1, 10, 100, 1000, 10000, 100000], format: ',' },
           },
+          // Bars from 1, the scale's floor: a log scale has no 0 for them to start at (they would not be drawn).
+          y2: { datum: 1 },
           color: {
             field: 'series',
             type: 'nominal',
