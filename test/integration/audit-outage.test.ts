@@ -16,7 +16,9 @@ import { createAuditWorker } from '../../workers/audit.worker';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
 import { freePort } from '../support/ports';
 
-const FERRETDB_BIN = process.env.FERRETDB_BIN ?? join(homedir(), '.cache', 'hipaa-billing', 'bin', 'ferretdb');
+const FERRETDB_BIN =
+  process.env.FERRETDB_BIN ??
+  join(process.env.SERVICES_BIN_DIR || join(homedir(), '.cache', 'hipaa-billing', 'bin'), 'ferretdb');
 const COMPANY = 'co_outage';
 const BATCH = 30;
 /**
