@@ -10,7 +10,8 @@ import type { AuditEventInput } from '../domain/audit-event';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from '../application/gateway-access';
-import { auditPaymentOutcome, recordPaymentOutcome, type PaymentOutcome } from '../application/payments/record-outcome';
+import { auditPaymentOutcome, recordPaymentOutcome } from '../application/payments/record-outcome';
+import { decideCharge, type SettledOutcome } from '../domain/payment-outcome';
 import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOptions } from './queue-worker';
 
 export interface ChargeDeps {
@@ -161,35 +162,19 @@ async function applyIntent(
   settle: (outcome: SettledOutcome) => Promise<ChargeResult>,
   paymentId: string,
 ): Promise<ChargeResult> {
-  switch (intent.status) {
-    case 'succeeded':
-      return settle({ status: 'succeeded' });
-    case 'requires_action':
-      return settle({
-        status: 'requires_action',
-        ...(intent.clientSecret ? { clientSecret: intent.clientSecret } : {}),
-        nextActionType: intent.nextActionType ?? 'use_stripe_sdk',
-      });
-    case 'requires_payment_method':
-    case 'canceled': {
-      const failure = intent.lastError ?? {
-        code: intent.status === 'canceled' ? 'payment_canceled' : 'payment_method_required',
-        message: intent.status === 'canceled' ? 'the payment was canceled' : 'the payment method was not accepted',
-      };
-      await settle({ status: 'failed', failure });
-      throw new PaymentFailedError(paymentId, failure.code);
+  const decision = decideCharge(intent);
+  switch (decision.action) {
+    case 'record': {
+      const result = await settle(decision.outcome);
+      if (decision.outcome.status === 'failed') throw new PaymentFailedError(paymentId, decision.outcome.failure.code);
+      return result;
     }
-    case 'processing':
-    case 'requires_capture':
-      // The gateway has not decided yet; its webhook (or the next sweep) settles the payment.
+    case 'wait':
       return { paymentId, status: 'processing' };
-    case 'requires_confirmation':
-      throw new GatewayError('transient', 'confirmation_pending', 'the payment intent is still awaiting confirmation');
+    case 'retry':
+      throw new GatewayError('transient', decision.code, 'the payment intent is still awaiting confirmation');
   }
 }
-
-/** The charge worker records only outcomes that end its attempt. */
-type SettledOutcome = Exclude<PaymentOutcome, { status: 'processing' }>;
 
 async function settlePayment(
   payment: PaymentRecord,

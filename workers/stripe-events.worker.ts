@@ -1,4 +1,5 @@
 import { type Job, type Worker } from 'bullmq';
+import { MAX_DECISIONS } from '../domain/decision-rounds';
 import { transitionEventId, type AuditAction } from '../domain/audit-actions';
 import { PAYMENT_ID } from '../domain/payment-request';
 import {
@@ -7,7 +8,8 @@ import {
   type PaymentIntentEventType,
 } from '../domain/payment-transitions';
 import { DISPUTE_EVENT_TYPES } from '../domain/dispute-transitions';
-import { auditPaymentOutcome, recordPaymentOutcome, type PaymentOutcome } from '../application/payments/record-outcome';
+import { auditPaymentOutcome, recordPaymentOutcome } from '../application/payments/record-outcome';
+import type { PaymentOutcome } from '../domain/payment-outcome';
 import { isShreddedDataError } from '../models/encryption';
 import type { WebhookEventRecord, WebhookEventStatus } from '../models/webhook-event.model';
 import { QUEUE_NAMES } from '../queues/names';
@@ -16,7 +18,6 @@ import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOpt
 import { applyDisputeEvent } from './stripe-events/dispute-events';
 import { REFUND_EVENT_HANDLERS } from './stripe-events/refund-events';
 import {
-  MAX_DECISIONS,
   paymentOutcome,
   STRIPE_EVENTS_ACTOR,
   type EventOutcome,

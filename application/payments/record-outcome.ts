@@ -3,14 +3,8 @@ import { paymentOutcomeEvent } from '../../domain/payment-audit';
 import type { PaymentStatus } from '../../domain/payment-status';
 import type { Models } from '../../models';
 import type { FieldEncryption } from '../../models/encryption';
-import type { PaymentFailure, PaymentRecord } from '../../models/payment.model';
-
-/** What the gateway said about a payment, whoever heard it: the charge worker's call or a Stripe event. */
-export type PaymentOutcome =
-  | { status: 'processing' }
-  | { status: 'succeeded' }
-  | { status: 'failed'; failure: PaymentFailure }
-  | { status: 'requires_action'; clientSecret?: string; nextActionType: string };
+import type { PaymentOutcome } from '../../domain/payment-outcome';
+import type { PaymentRecord } from '../../models/payment.model';
 
 export interface RecordOutcomeDeps {
   models: Pick<Models, 'Payment'>;
