@@ -1,9 +1,7 @@
 import type { Queue } from 'bullmq';
 import { z } from 'zod';
+import { STRIPE_EVENT_ID } from '../domain/stripe-ids';
 import { defaultJobOptions, jobId } from './job-options';
-
-/** A Stripe event id. */
-export const STRIPE_EVENT_ID = /^evt_[A-Za-z0-9]{1,100}$/;
 
 /** The id of a stored, verified event only: the worker reads the (encrypted) payload from the inbox in MongoDB. */
 export const stripeEventJobSchema = z.object({ eventId: z.string().regex(STRIPE_EVENT_ID) }).strict();

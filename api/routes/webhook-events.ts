@@ -9,7 +9,7 @@ import {
   type WebhookReplayResult,
 } from '../../application/webhooks/replay-event';
 import type { Queues } from '../../queues';
-import { STRIPE_EVENT_ID } from '../../queues/stripe-events.queue';
+import { STRIPE_EVENT_ID } from '../../domain/stripe-ids';
 import { routeOf, type AccessGuard } from '../access-guard';
 import { sealRequestContext } from '../audit-context';
 import { ApiError } from '../errors';

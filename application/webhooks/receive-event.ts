@@ -9,7 +9,8 @@ import { isDuplicateKeyError } from '../../models/errors';
 import { loadPaymentLevels, type PaymentTarget } from '../../models/payment-config';
 import { isFinishedWebhookEvent } from '../../models/webhook-event.model';
 import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
-import { STRIPE_EVENT_ID, type StripeEventJob } from '../../queues/stripe-events.queue';
+import { STRIPE_EVENT_ID } from '../../domain/stripe-ids';
+import type { StripeEventJob } from '../../queues/stripe-events.queue';
 
 /** Stripe's own default: a signed delivery older than this is refused as a possible replay. */
 export const SIGNATURE_TOLERANCE_SECONDS = 300;

@@ -1,4 +1,6 @@
 import type { Job } from 'bullmq';
+import { MAX_DECISIONS } from '../../domain/decision-rounds';
+import { PAYMENT_INTENT_ID } from '../../domain/stripe-ids';
 import { z } from 'zod';
 import { transitionEventId } from '../../domain/audit-actions';
 import {
@@ -10,14 +12,7 @@ import {
 } from '../../domain/dispute-transitions';
 import type { PaymentDispute, PaymentRecord } from '../../models/payment.model';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
-import {
-  MAX_DECISIONS,
-  PAYMENT_INTENT_ID,
-  paymentOutcome,
-  STRIPE_EVENTS_ACTOR,
-  type StripeEventDeps,
-  type StripeEventHandler,
-} from './handler';
+import { paymentOutcome, STRIPE_EVENTS_ACTOR, type StripeEventDeps, type StripeEventHandler } from './handler';
 
 /** The parts of a Stripe Dispute (`data.object`) that are read here: opaque ids, amounts and codes. */
 const disputeObjectSchema = z.object({

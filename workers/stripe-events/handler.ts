@@ -45,9 +45,6 @@ export type StripeEventHandler = (context: {
 
 export const STRIPE_EVENTS_ACTOR = { type: 'system' as const, id: 'stripe-events-worker' };
 // How often a handler decides again after losing a race for a record (a domain rule the refund use cases share).
-export { MAX_DECISIONS } from '../../domain/decision-rounds';
-/** A Stripe PaymentIntent id, as events name the intent a charge, refund or dispute belongs to. */
-export const PAYMENT_INTENT_ID = /^pi_[A-Za-z0-9]{1,255}$/;
 
 /** The outcome for an event about a payment (or about none, when it was not found). */
 export const paymentOutcome = (

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PAYMENT_INTENT_ID } from '../../domain/stripe-ids';
 import { followRefund, moveRefund } from '../../application/refunds/move-refund';
 import { transitionEventId } from '../../domain/audit-actions';
 import { PAYMENT_ID } from '../../domain/payment-request';
@@ -7,13 +8,7 @@ import { isGatewayRefundStatus } from '../../domain/refund-status';
 import type { PaymentRecord } from '../../models/payment.model';
 import { recordGatewayReport, refundTotals } from '../../models/refund-ledger.model';
 import type { RefundRecord } from '../../models/refund.model';
-import {
-  PAYMENT_INTENT_ID,
-  paymentOutcome,
-  STRIPE_EVENTS_ACTOR,
-  type EventOutcome,
-  type StripeEventHandler,
-} from './handler';
+import { paymentOutcome, STRIPE_EVENTS_ACTOR, type EventOutcome, type StripeEventHandler } from './handler';
 
 type HandlerContext = Parameters<StripeEventHandler>[0];
 
