@@ -6,13 +6,14 @@
  * Run with `npm test` (builds first) or `npm run build && npx jest test/e2e`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { mintDevToken } from '../../devtools/tokens';
 import { startStripeSim, type RecordedStripeRequest, type StripeSim } from '../../devtools/stripe-sim';
 import { createCompany, devAttestation } from '../../models/companies';
 import { QUEUE_NAMES } from '../../queues/names';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
 import { assertBuildIsCurrent, startNodeProcess, type NodeProcess } from '../support/processes';
+import { chargeJobId } from '../../queues/charges.queue';
 
 const SHUTDOWN_DEADLINE_MS = 10_000;
 const suffix = randomBytes(6).toString('hex');
@@ -233,10 +234,7 @@ beforeAll(async () => {
     compliance: devAttestation('test'),
   });
   token = await mintDevToken(ctx.config, { companyId, roles: ['service'] });
-  const connection = { connection: ctx.redis, prefix: ctx.config.queuePrefix };
-  chargesQueue = new Queue(QUEUE_NAMES.charges, connection);
-  auditQueue = new Queue(QUEUE_NAMES.audit, connection);
-  maintenanceQueue = new Queue(QUEUE_NAMES.maintenance, connection);
+  ({ charges: chargesQueue, audit: auditQueue, maintenance: maintenanceQueue } = ctx.queues);
 
   // PORT 0: the OS picks a free port, and the api logs the address it listens on.
   api = startNodeProcess('api', 'api/main.js', { ...ctx.env, PORT: '0' });
@@ -256,7 +254,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([api?.kill(), workers?.kill()]);
-  await Promise.all([chargesQueue?.close(), auditQueue?.close(), maintenanceQueue?.close()]);
   await sim?.close();
   await ctx?.close();
 });
@@ -341,7 +338,7 @@ describe('charge path, api and workers as separate processes', () => {
     expect(confirmations(intentId)).toHaveLength(1);
     expect(stripeSim().succeededChargeCount(intentId)).toBe(0);
     // Failed for good after one attempt: no retry is scheduled.
-    const job = await chargesQueue!.getJob(`charge-${paymentId}`);
+    const job = await chargesQueue!.getJob(chargeJobId(paymentId));
     expect(await job?.getState()).toBe('failed');
     expect(job?.attemptsMade).toBe(1);
 
@@ -477,7 +474,7 @@ describe('charge path, api and workers as separate processes', () => {
     for (const type of ['hash', 'zset', 'stream']) expect(types.get(type) ?? 0).toBeGreaterThan(0);
     // ...including each charge job, whose payload is the payment id and request id and nothing else...
     for (const { paymentId, requestId } of [visa, declined, threeDSecure]) {
-      const job = keys.get(`${context().config.queuePrefix}:${QUEUE_NAMES.charges}:charge-${paymentId}`);
+      const job = keys.get(`${context().config.queuePrefix}:${QUEUE_NAMES.charges}:${chargeJobId(paymentId)}`);
       expect(job).toBeDefined();
       const data = /^data=(.*)$/m.exec(job ?? '')?.[1];
       expect(JSON.parse(data ?? 'null')).toEqual({ paymentId, requestId });

@@ -11,7 +11,6 @@ import { loadAnchorSigner } from '../../models/anchor-key';
 import { createRedisConnection } from '../../platform/redis';
 import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
-import { QUEUE_NAMES } from '../../queues/names';
 import { createAuditWorker } from '../../workers/audit.worker';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
 import { freePort } from '../support/ports';
@@ -159,7 +158,7 @@ beforeAll(async () => {
   expect(ctx.config.mongodbUri).toContain(`127.0.0.1:${server.port}/`);
 
   workerRedis = createRedisConnection(ctx.config.redisUrl, 'worker');
-  auditQueue = new Queue<AuditEvent>(QUEUE_NAMES.audit, { connection: ctx.redis, prefix: ctx.config.queuePrefix });
+  auditQueue = ctx.queues.audit;
   worker = createAuditWorker({
     connection: workerRedis,
     prefix: ctx.config.queuePrefix,
@@ -174,7 +173,6 @@ beforeAll(async () => {
 afterAll(async () => {
   try {
     await worker?.close();
-    await auditQueue?.close();
     await workerRedis?.quit();
     // Dropping the test database needs the server up, whatever state a failed test left it in.
     if (ctx && !server.running) await server.start();

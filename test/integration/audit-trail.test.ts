@@ -17,7 +17,6 @@ import {
 import { loadAnchorSigner } from '../../models/anchor-key';
 import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event';
 import { auditJobSchema } from '../../queues/audit.queue';
-import { QUEUE_NAMES } from '../../queues/names';
 import { createAuditWorker } from '../../workers/audit.worker';
 import { purgeExpiredAuditEvents } from '../../workers/maintenance.worker';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
@@ -358,7 +357,7 @@ describe('retention', () => {
   const yearsAgo = (years: number) => new Date(Date.now() - years * 365 * DAY_MS);
 
   beforeAll(async () => {
-    auditQueue = new Queue<AuditEvent>(QUEUE_NAMES.audit, { connection: ctx.redis, prefix: ctx.config.queuePrefix });
+    auditQueue = ctx.queues.audit;
     worker = createAuditWorker({
       connection: ctx.redis,
       prefix: ctx.config.queuePrefix,
@@ -370,7 +369,6 @@ describe('retention', () => {
   });
   afterAll(async () => {
     await worker?.close();
-    await auditQueue?.close();
   });
 
   const purge = () =>

@@ -1,8 +1,8 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { createCompany, devAttestation } from '../../models/companies';
-import { QUEUE_NAMES } from '../../queues/names';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { chargeJobId } from '../../queues/charges.queue';
 
 let system: InProcessSystem;
 let companyId: string;
@@ -50,11 +50,11 @@ async function settled(paymentId: string, timeoutMs = 20_000) {
 /** The payment is recorded before the worker hands the job back to BullMQ as failed. */
 async function failedJob(paymentId: string) {
   await waitFor(
-    async () => (await chargesQueue.getJob(`charge-${paymentId}`))?.getState(),
+    async () => (await chargesQueue.getJob(chargeJobId(paymentId)))?.getState(),
     (state) => state === 'failed',
     { what: `charge job of ${paymentId} to fail` },
   );
-  return chargesQueue.getJob(`charge-${paymentId}`);
+  return chargesQueue.getJob(chargeJobId(paymentId));
 }
 
 function gatewayCalls(path: RegExp) {
@@ -69,14 +69,10 @@ beforeAll(async () => {
     compliance: devAttestation('test'),
   });
   token = await system.token(companyId);
-  chargesQueue = new Queue(QUEUE_NAMES.charges, {
-    connection: system.ctx.redis,
-    prefix: system.ctx.config.queuePrefix,
-  });
+  chargesQueue = system.ctx.queues.charges;
 });
 
 afterAll(async () => {
-  await chargesQueue.close();
   await system.close();
 });
 

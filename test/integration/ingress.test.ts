@@ -1,10 +1,10 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { startApi, type RunningApi } from '../../api/main';
 import { createCompany, devAttestation } from '../../models/companies';
-import { QUEUE_NAMES } from '../../queues/names';
 import { sweepOutbox } from '../../application/outbox/sweep-outbox';
 import { waitFor } from '../support/harness';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { chargeJobId } from '../../queues/charges.queue';
 
 let system: InProcessSystem;
 let companyId: string;
@@ -50,19 +50,11 @@ beforeAll(async () => {
     compliance: devAttestation('test'),
   });
   token = await system.token(companyId);
-  chargesQueue = new Queue(QUEUE_NAMES.charges, {
-    connection: system.ctx.redis,
-    prefix: system.ctx.config.queuePrefix,
-  });
-  stripeEventsQueue = new Queue(QUEUE_NAMES.stripeEvents, {
-    connection: system.ctx.redis,
-    prefix: system.ctx.config.queuePrefix,
-  });
+  chargesQueue = system.ctx.queues.charges;
+  stripeEventsQueue = system.ctx.queues['stripe-events'];
 });
 
 afterAll(async () => {
-  await chargesQueue.close();
-  await stripeEventsQueue.close();
   await system.close();
 });
 
@@ -188,7 +180,7 @@ describe('Redis down at request time', () => {
 
     const recorded = await system.ctx.db.models.Payment.findOne({ idempotencyKey: key }).lean();
     expect(recorded?.status).toBe('queued');
-    expect(await chargesQueue.getJob(`charge-${recorded!._id}`)).toBeUndefined();
+    expect(await chargesQueue.getJob(chargeJobId(recorded!._id))).toBeUndefined();
 
     // The sweep that the maintenance scheduler runs every OUTBOX_SWEEP_EVERY_MS.
     const sweep = await sweepOutbox({

@@ -1,6 +1,4 @@
-import { Queue } from 'bullmq';
 import { createCompany, devAttestation } from '../../models/companies';
-import { QUEUE_NAMES } from '../../queues/names';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 
 let system: InProcessSystem;
@@ -137,12 +135,8 @@ it('answers hundreds of malformed requests with 4xx, never 5xx, and writes nothi
   expect(total).toBeGreaterThanOrEqual(200);
   expect(serverErrors).toEqual([]);
   expect(await system.ctx.db.models.Payment.countDocuments({})).toBe(0);
-  const charges = new Queue(QUEUE_NAMES.charges, {
-    connection: system.ctx.redis,
-    prefix: system.ctx.config.queuePrefix,
-  });
+  const charges = system.ctx.queues.charges;
   const counts = await charges.getJobCounts();
-  await charges.close();
   expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(0);
   // And the service is still fine afterwards.
   const ok = await fetch(`${system.url}/v1/companies/${companyId}/payments`, {

@@ -1,8 +1,7 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { sweepOutbox } from '../../application/outbox/sweep-outbox';
 import type { ChargeJob } from '../../queues/charges.queue';
 import { chargeJobId } from '../../queues/charges.queue';
-import { QUEUE_NAMES } from '../../queues/names';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
 import { createTestContext, type TestContext } from '../support/harness';
 import { insertPayment } from '../support/records';
@@ -14,15 +13,11 @@ let stripeEventsQueue: Queue<StripeEventJob>;
 
 beforeAll(async () => {
   ctx = await createTestContext('outbox_sweep');
-  chargesQueue = new Queue<ChargeJob>(QUEUE_NAMES.charges, { connection: ctx.redis, prefix: ctx.config.queuePrefix });
-  stripeEventsQueue = new Queue<StripeEventJob>(QUEUE_NAMES.stripeEvents, {
-    connection: ctx.redis,
-    prefix: ctx.config.queuePrefix,
-  });
+  chargesQueue = ctx.queues.charges;
+  stripeEventsQueue = ctx.queues['stripe-events'];
 });
 
 afterAll(async () => {
-  await Promise.all([chargesQueue.close(), stripeEventsQueue.close()]);
   await ctx.close();
 });
 

@@ -1,14 +1,14 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { ulid } from 'ulid';
 import type { Role } from '../../domain/access-policy';
 import { refundIdFor, refundRequestHash } from '../../domain/refund-request';
 import { createCompany } from '../../models/companies';
 import { holdRefund, refundTotals } from '../../models/refund-ledger.model';
-import { QUEUE_NAMES } from '../../queues/names';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { insertPayment } from '../support/records';
 import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
+import { refundJobId } from '../../queues/refunds.queue';
 
 let system: InProcessSystem;
 let companyId: string;
@@ -120,15 +120,11 @@ beforeAll(async () => {
     secretKey: 'sk_test_51LakesideSecretKey01',
     webhookSigningSecrets: [WEBHOOK_SECRET],
   });
-  refundsQueue = new Queue(QUEUE_NAMES.refunds, {
-    connection: system.ctx.redis,
-    prefix: system.ctx.config.queuePrefix,
-  });
+  refundsQueue = system.ctx.queues.refunds;
 });
 
 afterAll(async () => {
   expect(system.ctx.logs.text).not.toContain(WEBHOOK_SECRET);
-  await refundsQueue.close();
   await system.close();
 });
 
@@ -411,7 +407,7 @@ describe('when Stripe says no, or is away', () => {
     expect(refund).toMatchObject({ status: 'failed', failure: { code: 'charge_disputed' } });
     expect(await payment(paid.paymentId)).toMatchObject({ refundedAmount: 0, refundReservedAmount: 0 });
     const job = await waitFor(
-      () => refundsQueue.getJob(`refund-${response.body.id}`),
+      () => refundsQueue.getJob(refundJobId(response.body.id)),
       (j) => Boolean(j?.finishedOn),
       { what: 'refund job to finish' },
     );

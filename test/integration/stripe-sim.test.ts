@@ -4,10 +4,10 @@
  */
 import Stripe from 'stripe';
 import { startStripeSim, type StripeSim } from '../../devtools/stripe-sim';
+import { pollUntil } from '../../devtools/polling';
 import { classifyStripeError, STRIPE_API_VERSION } from '../../gateway/stripe-gateway';
 
 const upstreamUrl = process.env.STRIPE_API_BASE ?? 'http://127.0.0.1:12111';
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 let sim: StripeSim;
 let stripe: Stripe;
@@ -289,12 +289,14 @@ describe('scripted faults', () => {
       code: 'idempotent_request_in_progress',
     });
 
-    await sleep(800);
-    // Like Stripe after a client timeout: retrying with the same key replays what was done.
-    const retried = await stripe.paymentIntents.create(visaIntent(), {
-      idempotencyKey: 'idem-slow',
-    });
-    expect(retried.lastResponse.headers['idempotent-replayed']).toBe('true');
+    // Like Stripe after a client timeout: once the first attempt has finished, retrying with the same key replays it.
+    const retried = await pollUntil(
+      () =>
+        stripe.paymentIntents.create(visaIntent(), { idempotencyKey: 'idem-slow' }).catch((error: unknown) => error),
+      (result) => !(result instanceof Stripe.errors.StripeAPIError && result.statusCode === 409),
+      { timeoutMs: 10_000, intervalMs: 100, what: 'the first attempt to finish' },
+    );
+    expect((retried as Stripe.Response<Stripe.PaymentIntent>).lastResponse.headers['idempotent-replayed']).toBe('true');
   });
 
   it('a dropped connection is a StripeConnectionError (the SDK silently retries the first drop)', async () => {

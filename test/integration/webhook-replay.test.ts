@@ -11,6 +11,7 @@ import { insertPayment } from '../support/records';
 import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 import { assertBuildIsCurrent } from '../support/processes';
 import { cli } from '../support/cli';
+import { stripeEventJobId } from '../../queues/stripe-events.queue';
 
 const WEBHOOK_SECRET = 'whsec_ReplayWebhookSecret0001';
 const CUSTOMER = 'cus_ReplayPatientRef01';
@@ -355,7 +356,7 @@ describe('replaying a stored Stripe webhook event', () => {
     // Under the replay's own job id (what ops see on the dashboard, and what a late enqueue dedupes against).
     const queues = createQueues(system.ctx.redis, system.ctx.config.queuePrefix);
     try {
-      expect(await queues['stripe-events'].getJob(`stripe-event-${event.id}-replay-1`)).toBeDefined();
+      expect(await queues['stripe-events'].getJob(stripeEventJobId(event.id, 1))).toBeDefined();
     } finally {
       await closeQueues(queues);
     }

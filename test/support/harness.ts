@@ -11,6 +11,7 @@ import { withDatabaseName } from '../../devtools/services';
 import { openDatabase, type Database } from '../../models';
 import { loadConfig, type AppConfig } from '../../platform/config';
 import { createLogger, type Logger } from '../../platform/logger';
+import { closeQueues, createQueues, type Queues } from '../../queues';
 
 /** Lines a test logger wrote, parsed, so tests can assert what was (and was not) logged. */
 export class CapturedLogs extends Writable {
@@ -34,6 +35,8 @@ export interface TestContext {
   redis: Redis;
   /** A driver client without decryption: sees exactly what is stored. */
   rawMongo: MongoClient;
+  /** Every queue of the registry under this context's prefix (for tests that look at or add jobs). */
+  queues: Queues;
   close(): Promise<void>;
 }
 
@@ -71,6 +74,7 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
   const db = await openDatabase(config);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const rawMongo = db.plainClient;
+  const queues = createQueues(redis, config.queuePrefix);
   return {
     config,
     env,
@@ -79,7 +83,9 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
     db,
     redis,
     rawMongo,
+    queues,
     async close() {
+      await closeQueues(queues);
       await rawMongo.db(dbName).dropDatabase();
       await rawMongo.db(config.keyVaultNamespace.split('.')[0]).dropDatabase();
       await deleteKeysByPrefix(redis, config.queuePrefix);
