@@ -256,10 +256,16 @@ start_services() {
 }
 
 stop_started_services() {
-  local i entry
+  local i entry command pid
   for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
     entry=${STARTED[i]}
-    eval "${entry#*:}" >/dev/null 2>&1 || true
+    command=${entry#*:}
+    eval "$command" >/dev/null 2>&1 || true
+    # A signalled process: wait (up to 10 s) until it is gone, so its port is free when we return.
+    if [[ $command == kill\ * ]]; then
+      pid=${command#kill }
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
   done
   STARTED=()
 }
