@@ -26,8 +26,8 @@ export async function assertServicesReachable(services: ServiceAddresses): Promi
       [
         'services unreachable:',
         ...missing.map((line) => `  ${line}`),
-        'Start them with `npm run services:start`, export the addresses it prints',
-        '(or run `eval "$(.ci/start-services.sh)"`), then run `npm run bench` again.',
+        'Unset REDIS_URL, MONGODB_URI and STRIPE_API_BASE and `npm run bench` starts them itself,',
+        'or start them and keep them running: eval "$(npm run -s services:start)"',
       ].join('\n'),
     );
   }
