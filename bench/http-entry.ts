@@ -5,7 +5,7 @@
  */
 import type { Child } from './child';
 import type { LoadSpec, LoadVariant } from './load-process';
-import type { Baseline } from './report';
+import { entryResult, type Baseline, type EntryResult } from './report';
 import {
   combineRounds,
   perOp,
@@ -88,4 +88,19 @@ export async function measureHttp(options: {
     },
     limit: { what: options.limit.what, perSecond: limit.perSecond, p99Ms: limit.p99Ms },
   };
+}
+
+/** The entry's result from one HTTP measurement: the product's numbers next to both baselines. */
+export function httpEntryResult(
+  entry: { name: string; summary: string; unit: string; ops: number },
+  m: HttpMeasurement,
+): EntryResult {
+  return entryResult({
+    ...entry,
+    seconds: m.product.seconds,
+    p50Ms: m.product.p50Ms,
+    p99Ms: m.product.p99Ms,
+    baselines: { limit: m.limit, dataBound: m.dataBound },
+    perOp: m.product.perOp,
+  });
 }

@@ -91,26 +91,19 @@ export function formatResult(result: EntryResult): string {
     ],
     [`limit: ${limit.what}`, fixed(limit.perSecond, 1), '', fixed(limit.p99Ms, 1), fixed(result.ratioToLimit, 3)],
   ]);
+  const row = (label: string, p: (typeof result.processes)[string]) => [
+    label,
+    fixed(p.cpuMsPerOp, 2),
+    fixed(p.mongoCommandsPerOp, 2),
+    fixed(p.redisCommandsPerOp, 2),
+    fixed(p.rssMb, 0),
+    `${p.rssGrowthMb >= 0 ? '+' : ''}${fixed(p.rssGrowthMb, 0)}`,
+    fixed(p.heapUsedMb, 0),
+  ];
   const processes = table([
     ['per operation', 'CPU ms', 'MongoDB', 'Redis', 'RSS MB', '(+run)', 'heap MB'],
-    ...Object.entries(result.processes).map(([label, p]) => [
-      label,
-      fixed(p.cpuMsPerOp, 2),
-      fixed(p.mongoCommandsPerOp, 2),
-      fixed(p.redisCommandsPerOp, 2),
-      fixed(p.rssMb, 0),
-      `${p.rssGrowthMb >= 0 ? '+' : ''}${fixed(p.rssGrowthMb, 0)}`,
-      fixed(p.heapUsedMb, 0),
-    ]),
-    ...Object.entries(dataBound.processes ?? {}).map(([label, p]) => [
-      `${label} (replay)`,
-      fixed(p.cpuMsPerOp, 2),
-      fixed(p.mongoCommandsPerOp, 2),
-      fixed(p.redisCommandsPerOp, 2),
-      fixed(p.rssMb, 0),
-      `${p.rssGrowthMb >= 0 ? '+' : ''}${fixed(p.rssGrowthMb, 0)}`,
-      fixed(p.heapUsedMb, 0),
-    ]),
+    ...Object.entries(result.processes).map(([label, p]) => row(label, p)),
+    ...Object.entries(dataBound.processes ?? {}).map(([label, p]) => row(`${label} (replay)`, p)),
   ]);
   const named = (counts: Record<string, number>) =>
     Object.entries(counts)

@@ -1,8 +1,8 @@
 import { mintDevToken } from '../devtools/tokens';
 import { openDatabase } from '../models';
 import { createCompany, devAttestation } from '../models/companies';
-import { measureHttp } from './http-entry';
-import { entryResult, type BenchEntry, type EntryResult } from './report';
+import { httpEntryResult, measureHttp } from './http-entry';
+import type { BenchEntry, EntryResult } from './report';
 import { createBenchWorld, positiveIntFromEnv, serviceAddresses, withTeardown, type BenchWorld } from './support';
 import { clientSettings, startBaselines, startLoadGenerator, startProduct } from './system';
 
@@ -79,16 +79,14 @@ export const requestsBench: BenchEntry = {
         },
         limit: { what: 'bare Fastify route', url: `${baselines.info.url}/bare`, headers: json, expectStatus: 200 },
       });
-      return entryResult({
-        name: 'requests',
-        summary: `POST payment, ${ops} requests, ${settings.connections} connections, api process alone`,
-        unit: 'requests',
-        ops,
-        seconds: m.product.seconds,
-        p50Ms: m.product.p50Ms,
-        p99Ms: m.product.p99Ms,
-        baselines: { limit: m.limit, dataBound: m.dataBound },
-        perOp: m.product.perOp,
-      });
+      return httpEntryResult(
+        {
+          name: 'requests',
+          summary: `POST payment, ${ops} requests, ${settings.connections} connections, api process alone`,
+          unit: 'requests',
+          ops,
+        },
+        m,
+      );
     }),
 };

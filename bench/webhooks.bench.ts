@@ -3,8 +3,8 @@ import { ulid } from 'ulid';
 import { openDatabase } from '../models';
 import { createCompany, devAttestation } from '../models/companies';
 import { updatePaymentSettings } from '../models/payment-config';
-import { measureHttp } from './http-entry';
-import { entryResult, type BenchEntry, type EntryResult } from './report';
+import { httpEntryResult, measureHttp } from './http-entry';
+import type { BenchEntry, EntryResult } from './report';
 import { createBenchWorld, positiveIntFromEnv, serviceAddresses, withTeardown } from './support';
 import { clientSettings, startBaselines, startLoadGenerator, startProduct } from './system';
 
@@ -123,16 +123,14 @@ export const webhooksBench: BenchEntry = {
       const stored = await world.rawMongo.db(world.dbName).collection('webhook_events').countDocuments();
       if (stored !== ops + settings.warmup)
         throw new Error(`${stored} events in the inbox, ${ops + settings.warmup} delivered`);
-      return entryResult({
-        name: 'webhooks',
-        summary: `verified Stripe webhook, ${ops} distinct signed events, ${settings.connections} connections, api process alone`,
-        unit: 'webhooks',
-        ops,
-        seconds: m.product.seconds,
-        p50Ms: m.product.p50Ms,
-        p99Ms: m.product.p99Ms,
-        baselines: { limit: m.limit, dataBound: m.dataBound },
-        perOp: m.product.perOp,
-      });
+      return httpEntryResult(
+        {
+          name: 'webhooks',
+          summary: `verified Stripe webhook, ${ops} distinct signed events, ${settings.connections} connections, api process alone`,
+          unit: 'webhooks',
+          ops,
+        },
+        m,
+      );
     }),
 };
