@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { openDatabase, type Database } from '../models';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
-import { loadAnchorSigner } from '../models/anchor-key';
+import { loadAnchorPublicKey } from '../models/anchor-key';
 import { createRedisConnection, waitForRedis } from '../platform/redis';
 import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
 import { closeQueues, createQueues } from '../queues';
@@ -33,7 +33,7 @@ export async function startApi(config: AppConfig, logger: Logger, database?: Dat
     queues,
     redis,
     authenticate: createAuthenticator(config.auth),
-    anchorPublicKey: loadAnchorSigner(config.audit.anchorKeyFile, config.env !== 'production').publicKey,
+    anchorPublicKey: loadAnchorPublicKey(config.audit, config.env === 'production'),
   });
   const url = await app.listen({ host: config.http.host, port: config.http.port });
   logger.info({ url }, 'api listening');

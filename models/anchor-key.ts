@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { anchorKeyId, type AnchorSigner } from './audit-trail';
@@ -23,4 +23,28 @@ export function loadAnchorSigner(keyFile: string, createIfMissing: boolean): Anc
   if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`${keyFile} must hold an Ed25519 private key`);
   const publicKey = createPublicKey(privateKey);
   return { privateKey, publicKey, keyId: anchorKeyId(publicKey) };
+}
+
+/**
+ * The key that verifies anchors, for a process that must not be able to sign them (the api): the public key file
+ * when configured (`hipaa-billing audit public-key` prints it), else the one derived from the signing key, which
+ * production refuses for the api.
+ */
+export function loadAnchorPublicKey(
+  audit: { anchorKeyFile: string; anchorPublicKeyFile?: string },
+  production: boolean,
+): KeyObject {
+  if (audit.anchorPublicKeyFile) {
+    const publicKey = createPublicKey(readFileSync(audit.anchorPublicKeyFile));
+    if (publicKey.asymmetricKeyType !== 'ed25519') {
+      throw new Error(`${audit.anchorPublicKeyFile} must hold an Ed25519 public key`);
+    }
+    return publicKey;
+  }
+  if (production) {
+    throw new Error(
+      'the api verifies audit anchors with AUDIT_ANCHOR_PUBLIC_KEY_FILE in production, never the signing key',
+    );
+  }
+  return loadAnchorSigner(audit.anchorKeyFile, true).publicKey;
 }

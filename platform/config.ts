@@ -102,6 +102,8 @@ const envSchema = z.object({
 
   // Ed25519 private key (PEM) that signs audit chain anchors; created on first use in development.
   AUDIT_ANCHOR_KEY_FILE: z.string().default(DEV_ANCHOR_KEY_FILE),
+  // Ed25519 public key (PEM) that verifies anchors: set it for the api, which then never reads the private key.
+  AUDIT_ANCHOR_PUBLIC_KEY_FILE: optionalString,
   AUDIT_ANCHOR_EVERY_MS: positiveInt.default(300_000),
   AUDIT_RETENTION_DAYS: positiveInt.default(6 * 365),
   AUDIT_RETENTION_EVERY_MS: positiveInt.default(24 * 60 * 60 * 1000),
@@ -198,7 +200,14 @@ export type AppConfig = {
   payments: { maxAmount: number };
   workers: { chargeConcurrency: number; auditConcurrency: number; refundConcurrency: number };
   outbox: { sweepEveryMs: number; staleAfterMs: number };
-  audit: { anchorKeyFile: string; anchorEveryMs: number; retentionDays: number; retentionEveryMs: number };
+  audit: {
+    anchorKeyFile: string;
+    /** When set, what the api verifies anchors with: it never loads the signing key. */
+    anchorPublicKeyFile?: string;
+    anchorEveryMs: number;
+    retentionDays: number;
+    retentionEveryMs: number;
+  };
   shutdownDeadlineMs: number;
 };
 
@@ -349,8 +358,10 @@ function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: Au
     problems.push('LOCAL_MASTER_KEY_FILE: the development master key is refused in production; set a KMS provider');
   }
   if (env.STRIPE_API_BASE) problems.push('STRIPE_API_BASE: Stripe API overrides are for development and tests only');
-  if (!source.AUDIT_ANCHOR_KEY_FILE) {
-    problems.push('AUDIT_ANCHOR_KEY_FILE: the development anchor signing key is refused in production');
+  if (!source.AUDIT_ANCHOR_KEY_FILE && !env.AUDIT_ANCHOR_PUBLIC_KEY_FILE) {
+    problems.push(
+      'AUDIT_ANCHOR_KEY_FILE: the development anchor signing key is refused in production (an api process needs only AUDIT_ANCHOR_PUBLIC_KEY_FILE)',
+    );
   }
   if (!(env.TLS_CERT_FILE && env.TLS_KEY_FILE) && !env.TRUST_PROXY) {
     problems.push(
@@ -424,6 +435,7 @@ export function loadConfig(
     outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
     audit: {
       anchorKeyFile: env.AUDIT_ANCHOR_KEY_FILE,
+      anchorPublicKeyFile: env.AUDIT_ANCHOR_PUBLIC_KEY_FILE,
       anchorEveryMs: env.AUDIT_ANCHOR_EVERY_MS,
       retentionDays: env.AUDIT_RETENTION_DAYS,
       retentionEveryMs: env.AUDIT_RETENTION_EVERY_MS,
