@@ -4,7 +4,9 @@
  *
  * - `company` mode: the company's configuration applies to every office; offices may not override.
  * - `office` mode: each office has its own gateway account; its credentials and attestation are required.
- * - `hybrid` mode: an office may override any field; what it does not set comes from the company.
+ * - `hybrid` mode: an office may override any field; what it does not set comes from the company — except the
+ *   gateway account (ACCOUNT_FIELDS), which is whole: an office with its own key has its own account id, signing
+ *   secrets and attestation, else it uses the company's whole account.
  */
 export const PAYMENT_MODES = ['company', 'office', 'hybrid'] as const;
 export type PaymentMode = (typeof PAYMENT_MODES)[number];
@@ -62,7 +64,7 @@ export type ResolvedPaymentConfig =
   | { ok: true; mode: PaymentMode; settings: PaymentSettings; sources: Partial<Record<SettingField, FieldSource>> }
   | {
       ok: false;
-      code: 'payment_config_missing' | 'office_payment_config_missing';
+      code: 'payment_config_missing' | 'office_payment_config_missing' | 'office_account_incomplete';
       message: string;
       missing: SettingField[];
     };
@@ -119,11 +121,25 @@ export function resolvePaymentConfig(
     for (const field of SETTING_FIELDS) {
       take(field, ACCOUNT_FIELDS.includes(field) || has(office.settings, field) ? 'office' : 'company');
     }
-  } else {
-    for (const field of SETTING_FIELDS) {
-      if (company.mode === 'hybrid' && office && has(office.settings, field)) take(field, 'office');
-      else take(field, 'company');
+  } else if (company.mode === 'hybrid' && office) {
+    const ownAccount = has(office.settings, 'secretKey');
+    // Never the company's attestation or signing secrets for the office's account (data written before the api
+    // refused that still exists), and never a stray office attestation for the company's account.
+    const missing = ownAccount ? ACCOUNT_FIELDS.filter((field) => !has(office.settings, field)) : [];
+    if (missing.length > 0) {
+      return {
+        ok: false,
+        code: 'office_account_incomplete',
+        message: `office ${office.officeId} has a gateway key of its own but not its own ${missing.join(', ')}`,
+        missing,
+      };
     }
+    for (const field of SETTING_FIELDS) {
+      const fromOffice = ACCOUNT_FIELDS.includes(field) ? ownAccount : has(office.settings, field);
+      take(field, fromOffice ? 'office' : 'company');
+    }
+  } else {
+    for (const field of SETTING_FIELDS) take(field, 'company');
   }
   if (!settings.secretKey) {
     return {

@@ -22,6 +22,7 @@ const companySettings: PaymentSettings = {
 const officeFull: PaymentSettings = {
   secretKey: 'sk_test_office',
   accountId: 'acct_office',
+  webhookSigningSecrets: ['whsec_office'],
   statementDescriptor: 'LAKESIDE NORTH',
   compliance: { ...attested, attestedBy: 'usr-office-admin' },
 };
@@ -140,5 +141,63 @@ describe('maskSecret', () => {
     expect(maskSecret('whsec_abcdefghijklmnop')).toBe('whsec_…mnop');
     expect(maskSecret('acct_1ABCDEFGH')).toBe('acct_…EFGH');
     expect(maskSecret(undefined)).toBeUndefined();
+  });
+});
+
+describe('hybrid mode does not lend the company’s gateway account to an office', () => {
+  const officeAccount: PaymentSettings = {
+    secretKey: 'sk_test_office',
+    accountId: 'acct_office',
+    webhookSigningSecrets: ['whsec_office'],
+    compliance: { ...attested, attestedBy: 'usr-office-admin' },
+  };
+
+  it.each([
+    ['only its own secret key', { secretKey: 'sk_test_office' }, ['accountId', 'webhookSigningSecrets', 'compliance']],
+    [
+      'its own key and account id, no signing secrets or attestation',
+      { secretKey: 'sk_test_office', accountId: 'acct_office' },
+      ['webhookSigningSecrets', 'compliance'],
+    ],
+    [
+      'its own key, account id and signing secrets, no attestation',
+      { secretKey: 'sk_test_office', accountId: 'acct_office', webhookSigningSecrets: ['whsec_office'] },
+      ['compliance'],
+    ],
+  ] satisfies Array<[string, PaymentSettings, string[]]>)(
+    'hybrid office with %s (data written before the check): refused at charge time',
+    (_l, own, missing) => {
+      const resolved = resolvePaymentConfig(
+        company('hybrid'),
+        office({ ...own, statementDescriptor: 'LAKESIDE NORTH' }),
+      );
+      expect(resolved).toMatchObject({ ok: false, code: 'office_account_incomplete', missing });
+      expect(!resolved.ok && resolved.message).toContain('off_1');
+    },
+  );
+
+  it('hybrid office with its whole own account: every account field is the office’s', () => {
+    const resolved = resolvePaymentConfig(company('hybrid'), office(officeAccount));
+    expect(resolved.ok && resolved.sources).toMatchObject({
+      secretKey: 'office',
+      accountId: 'office',
+      webhookSigningSecrets: 'office',
+      compliance: 'office',
+      statementDescriptor: 'company',
+    });
+  });
+
+  it('hybrid office without a key of its own uses the company’s whole account, never a stray office field', () => {
+    const resolved = resolvePaymentConfig(
+      company('hybrid'),
+      office({ webhookSigningSecrets: ['whsec_office'], compliance: officeAccount.compliance }),
+    );
+    expect(resolved.ok && resolved.settings).toMatchObject({
+      secretKey: 'sk_test_company',
+      accountId: 'acct_company',
+      compliance: attested,
+    });
+    expect(resolved.ok && resolved.settings.webhookSigningSecrets).toBeUndefined();
+    expect(resolved.ok && resolved.sources).toMatchObject({ secretKey: 'company', compliance: 'company' });
   });
 });
