@@ -24,6 +24,26 @@ const webhookSecret = z
   .string()
   .regex(/^whsec_[A-Za-z0-9]{8,128}$/, 'must be a Stripe webhook signing secret (whsec_…)');
 
+export const attestationSchema = z.discriminatedUnion('status', [
+  z
+    .object({
+      status: z.literal('baa_signed'),
+      reference: z.string().min(1).max(200),
+      signedOn: z.string().date('must be a date (YYYY-MM-DD)'),
+    })
+    .strict(),
+  z
+    .object({
+      status: z.literal('exempt_1179'),
+      rationale: z
+        .string()
+        .trim()
+        .min(40, 'must explain, in at least 40 characters, why section 1179 applies')
+        .max(2_000),
+    })
+    .strict(),
+]);
+
 const settingsShape = {
   credentials: z
     .object({
@@ -56,6 +76,8 @@ const settingsShape = {
     .regex(/^[a-z0-9_-]{1,64}$/, 'must be a dunning policy id')
     .nullable()
     .optional(),
+  // The attestation for the account these credentials name, in the same write (a new office account needs both).
+  attestation: attestationSchema.optional(),
 };
 
 export const companyPaymentConfigSchema = z
@@ -65,26 +87,7 @@ export const officePaymentConfigSchema = z
   .object({ gateway: z.literal('stripe').default('stripe'), ...settingsShape })
   .strict();
 export type OfficePaymentConfigInput = z.infer<typeof officePaymentConfigSchema>;
-
-export const attestationSchema = z.discriminatedUnion('status', [
-  z
-    .object({
-      status: z.literal('baa_signed'),
-      reference: z.string().min(1).max(200),
-      signedOn: z.string().date('must be a date (YYYY-MM-DD)'),
-    })
-    .strict(),
-  z
-    .object({
-      status: z.literal('exempt_1179'),
-      rationale: z
-        .string()
-        .trim()
-        .min(40, 'must explain, in at least 40 characters, why section 1179 applies')
-        .max(2_000),
-    })
-    .strict(),
-]);
+export type AttestationInput = z.infer<typeof attestationSchema>;
 
 /** A Stripe key's environment: live keys belong to production, test keys to everything else. */
 export function keyEnvironmentProblem(

@@ -16,7 +16,7 @@ export interface PaymentTarget {
 
 /** null removes a setting; an absent field leaves it as it is (secrets are write-only, so they are never echoed back). */
 export type PaymentSettingsUpdate = {
-  [K in Exclude<keyof PaymentSettings, 'compliance'>]?: PaymentSettings[K] | null;
+  [K in keyof PaymentSettings]?: PaymentSettings[K] | null;
 } & { mode?: PaymentMode };
 
 const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
@@ -132,6 +132,9 @@ export async function updatePaymentSettings(
     if (value === null) unset[path(suffix)] = 1;
     else set[path(suffix)] = value;
   }
+  // In the same write as the credentials it attests (or that clear it): never a key without its attestation's fate.
+  if (update.compliance === null) unset[path('compliance')] = 1;
+  else if (update.compliance) set[path('compliance')] = update.compliance;
   await writeLevel(db, target, { $set: set, ...(Object.keys(unset).length > 0 ? { $unset: unset } : {}) });
 }
 

@@ -1,7 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Permission } from '../../domain/access-policy';
-import { resolvePaymentConfig, type Compliance, type PaymentSettings } from '../../domain/payment-config';
+import { attestationKept, officeAccountProblem } from '../../domain/payment-account';
+import {
+  resolvePaymentConfig,
+  type Compliance,
+  type PaymentMode,
+  type PaymentSettings,
+  type SettingField,
+} from '../../domain/payment-config';
 import {
   attestationSchema,
   companyPaymentConfigSchema,
@@ -9,6 +16,7 @@ import {
   maskedSettings,
   officePaymentConfigSchema,
   settingsChanges,
+  type AttestationInput,
   type OfficePaymentConfigInput,
 } from '../../domain/payment-config-input';
 import type { Database } from '../../models';
@@ -55,6 +63,28 @@ function applied(current: PaymentSettings, update: PaymentSettingsUpdate): Payme
   return next as PaymentSettings;
 }
 
+/** Where each account field is given in a request, to name what an incomplete office account lacks. */
+const REQUEST_FIELD: Partial<Record<SettingField, string>> = {
+  secretKey: 'credentials.secretKey',
+  accountId: 'credentials.accountId',
+  webhookSigningSecrets: 'credentials.webhookSigningSecrets',
+  compliance: 'attestation',
+};
+
+/** Refuses an office level that would hold part of a gateway account of its own (see officeAccountProblem). */
+function checkOfficeAccount(mode: PaymentMode, after: PaymentSettings): void {
+  const problem = officeAccountProblem(mode, after);
+  if (!problem) return;
+  throw new ApiError(
+    409,
+    'office_account_incomplete',
+    mode === 'hybrid'
+      ? "an office with a gateway account of its own sets its key, account id, signing secrets and attestation together (one PUT may carry all four); otherwise it uses the company's account"
+      : "the company takes payments per office; an office attestation needs the office's own gateway key first",
+    problem.missing.map((field) => ({ field: REQUEST_FIELD[field] ?? field, message: 'is required' })),
+  );
+}
+
 /** The audited resource: a company's configuration, or one office's (`co_….off_…`). */
 function configResource(target: PaymentTarget) {
   return { type: 'payment_config', id: target.officeId ? `${target.companyId}.${target.officeId}` : target.companyId };
@@ -81,22 +111,31 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
     if (problems.length > 0) throw ApiError.invalid(problems);
   }
 
+  function complianceFrom(request: FastifyRequest, input: AttestationInput): Compliance {
+    return { ...input, attestedBy: request.principal!.subject, attestedAt: new Date().toISOString() };
+  }
+
   /**
    * Checks an update of one level (company or office) against what it holds now, writes it, and answers what the
-   * level holds afterwards; `secretKeyRequired` says why the level must keep a secret key, when it must.
+   * level holds afterwards. An attestation in the request is written with it; without one, the level's attestation
+   * goes when the update moves it to another (or an unknown) gateway account (attestationKept).
    */
   async function writeSettings(
     request: FastifyRequest,
     target: PaymentTarget,
-    update: PaymentSettingsUpdate,
+    settingsUpdate: PaymentSettingsUpdate,
     before: PaymentSettings,
-    secretKeyRequired: string | undefined,
+    rules: { secretKeyRequired?: string; officeMode?: PaymentMode; attestation?: AttestationInput },
   ) {
-    checkKeyEnvironments(update);
+    checkKeyEnvironments(settingsUpdate);
+    const update: PaymentSettingsUpdate = { ...settingsUpdate };
+    if (rules.attestation) update.compliance = complianceFrom(request, rules.attestation);
+    else if (before.compliance && !attestationKept(before, applied(before, update))) update.compliance = null;
     const after = applied(before, update);
-    if (secretKeyRequired && !after.secretKey) {
-      throw ApiError.invalid([{ field: 'credentials.secretKey', message: secretKeyRequired }]);
+    if (rules.secretKeyRequired && !after.secretKey) {
+      throw ApiError.invalid([{ field: 'credentials.secretKey', message: rules.secretKeyRequired }]);
     }
+    if (rules.officeMode) checkOfficeAccount(rules.officeMode, after);
     await updatePaymentSettings(db, target, update, request.principal!.subject);
     return { after, changes: settingsChanges(before, after) };
   }
@@ -113,6 +152,20 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
       resource: configResource(target),
       ...(changes ? { changes } : {}),
     });
+  }
+
+  /** A write is audited as a change; one that carries an attestation is audited as an attestation too. */
+  async function auditWrite(
+    request: FastifyRequest,
+    target: PaymentTarget,
+    changes: ReturnType<typeof settingsChanges>,
+    attested: boolean,
+  ) {
+    await audit(request, target, 'payment_config.updated', changes);
+    if (attested) {
+      const attestation = changes.filter((change) => change.field === 'compliance');
+      await audit(request, target, 'payment_config.attested', attestation);
+    }
   }
 
   function view(target: PaymentTarget, mode: string | undefined, settings: PaymentSettings) {
@@ -133,11 +186,14 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
       target,
       { mode: input.mode, ...toUpdate(input) },
       levels.company?.settings ?? {},
-      input.mode !== 'office' ? `is required in ${input.mode} mode` : undefined,
+      {
+        secretKeyRequired: input.mode !== 'office' ? `is required in ${input.mode} mode` : undefined,
+        attestation: input.attestation,
+      },
     );
     if (levels.company?.mode !== input.mode)
       changes.unshift({ field: 'mode', before: levels.company?.mode ?? null, after: input.mode });
-    await audit(request, target, 'payment_config.updated', changes);
+    await auditWrite(request, target, changes, Boolean(input.attestation));
     return view(target, input.mode, after);
   });
 
@@ -160,14 +216,12 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
         'the company takes payments at company level; offices may not override (set mode to office or hybrid first)',
       );
     }
-    const { after, changes } = await writeSettings(
-      request,
-      target,
-      toUpdate(input),
-      levels.office?.settings ?? {},
-      mode === 'office' ? 'is required: the company takes payments per office' : undefined,
-    );
-    await audit(request, target, 'payment_config.updated', changes);
+    const { after, changes } = await writeSettings(request, target, toUpdate(input), levels.office?.settings ?? {}, {
+      secretKeyRequired: mode === 'office' ? 'is required: the company takes payments per office' : undefined,
+      officeMode: mode,
+      attestation: input.attestation,
+    });
+    await auditWrite(request, target, changes, Boolean(input.attestation));
     return view(target, undefined, after);
   });
 
@@ -208,12 +262,19 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
   async function attest(request: FastifyRequest, target: PaymentTarget) {
     const input = parse(attestationSchema, request.body);
     const levels = await authorize(request, 'payment_config:write', target);
-    const compliance: Compliance = {
-      ...input,
-      attestedBy: request.principal!.subject,
-      attestedAt: new Date().toISOString(),
-    };
+    const compliance = complianceFrom(request, input);
     const before = (target.officeId ? levels.office?.settings : levels.company?.settings) ?? {};
+    if (target.officeId) {
+      const mode = levels.company?.mode ?? 'company';
+      if (mode === 'company') {
+        throw new ApiError(
+          409,
+          'office_override_not_allowed',
+          'the company takes payments at company level; attest its configuration, not an office',
+        );
+      }
+      checkOfficeAccount(mode, { ...before, compliance });
+    }
     await recordAttestation(db, target, compliance);
     await audit(request, target, 'payment_config.attested', settingsChanges(before, { ...before, compliance }));
     return { companyId: target.companyId, ...(target.officeId ? { officeId: target.officeId } : {}), compliance };

@@ -1,6 +1,8 @@
 import { Binary } from 'mongodb';
 import { ulid } from 'ulid';
 import { createCompany } from '../../models/companies';
+import { officeRecordId } from '../../models/office.model';
+import { updatePaymentSettings } from '../../models/payment-config';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 
@@ -12,7 +14,28 @@ const SECRET = 'sk_test_51LakesideSecretKey0001';
 const OFFICE_SECRET = 'sk_test_51NorthOfficeSecret0002';
 const WEBHOOK_SECRETS = ['whsec_OldSigningSecret0001', 'whsec_NewSigningSecret0002'];
 const ACCOUNT = 'acct_1LakesideAcct01';
-const SECRETS = [SECRET, OFFICE_SECRET, ...WEBHOOK_SECRETS, ACCOUNT];
+const RIVER_SECRET = 'sk_test_51RiversideSecret0003';
+const RIVER_ROLLED = 'sk_test_51RiversideRolled0004';
+const RIVER_OTHER = 'sk_test_51RiversideOther00005';
+const RIVER_ACCOUNT = 'acct_1RiversideAcct1';
+const EAST_SECRET = 'sk_test_51EastOfficeSecret0006';
+const EAST_ROLLED = 'sk_test_51EastOfficeRolled0007';
+const EAST_ACCOUNT = 'acct_1EastOfficeAcct';
+const EAST_WEBHOOK = 'whsec_EastOfficeSigning0008';
+const SECRETS = [
+  SECRET,
+  OFFICE_SECRET,
+  ...WEBHOOK_SECRETS,
+  ACCOUNT,
+  RIVER_SECRET,
+  RIVER_ROLLED,
+  RIVER_OTHER,
+  RIVER_ACCOUNT,
+  EAST_SECRET,
+  EAST_ROLLED,
+  EAST_ACCOUNT,
+  EAST_WEBHOOK,
+];
 const responses: string[] = [];
 
 async function call(method: string, path: string, body?: unknown, token = admin) {
@@ -262,5 +285,166 @@ describe('offices', () => {
     const response = await call('PUT', '/offices/off_south/payment-config', { statementDescriptor: 'LAKESIDE SOUTH' });
     expect(response.status).toBe(409);
     expect(response.body.error.code).toBe('office_override_not_allowed');
+    const attestation = await call('POST', '/offices/off_south/payment-config/attestation', {
+      status: 'baa_signed',
+      reference: 'BAA-2026-115',
+      signedOn: '2026-10-01',
+    });
+    expect(attestation.status).toBe(409);
+    expect(attestation.body.error.code).toBe('office_override_not_allowed');
+  });
+});
+
+describe('hybrid mode does not lend the company’s attestation to an office’s own account', () => {
+  const BAA = { status: 'baa_signed', reference: 'BAA-2026-200', signedOn: '2026-10-02' };
+  const rawOffice = (officeId: string) =>
+    system.ctx.rawMongo
+      .db()
+      .collection('offices')
+      .findOne({ _id: officeRecordId(companyId, officeId) as never });
+  const officeEvents = (officeId: string) =>
+    system.ctx.db.models.AuditEvent.find({ companyId, 'resource.id': `${companyId}.${officeId}` }).lean();
+
+  beforeAll(async () => {
+    // A company of its own (the tests above leave theirs in company mode); `call` and `charge` follow these.
+    companyId = await createCompany(system.ctx.db, { name: 'Riverside Health' });
+    admin = await system.token(companyId, ['company_admin'], { subject: 'usr-river-admin' });
+    const put = await call('PUT', '/payment-config', {
+      mode: 'hybrid',
+      credentials: { secretKey: RIVER_SECRET, accountId: RIVER_ACCOUNT, webhookSigningSecrets: WEBHOOK_SECRETS },
+    });
+    expect(put.status).toBe(200);
+    expect((await call('POST', '/payment-config/attestation', BAA)).status).toBe(201);
+  });
+
+  it('refuses an office that sets only its own secret key (409 office_account_incomplete), writing and auditing no change', async () => {
+    const response = await call('PUT', '/offices/off_x/payment-config', { credentials: { secretKey: EAST_SECRET } });
+    expect(response.status).toBe(409);
+    expect(response.body.error.code).toBe('office_account_incomplete');
+    expect(response.body.error.details.map((d: { field: string }) => d.field)).toEqual([
+      'credentials.accountId',
+      'credentials.webhookSigningSecrets',
+      'attestation',
+    ]);
+    expect(await rawOffice('off_x')).toBeNull();
+    // The read after it is audited; by then a change event would have been too.
+    await call('GET', '/offices/off_x/payment-config');
+    const events = await waitFor(
+      () => officeEvents('off_x'),
+      (found) => found.some((e) => e.action === 'payment_config.read'),
+      { what: 'the office read event' },
+    );
+    expect(events.map((e) => e.action)).toEqual(['payment_config.read']);
+    expect((await charge('off_x'))?.status).toBe('succeeded');
+  });
+
+  it.each([
+    ['its key and account id only', { credentials: { secretKey: EAST_SECRET, accountId: EAST_ACCOUNT } }],
+    [
+      'its key, account id and signing secrets without an attestation',
+      { credentials: { secretKey: EAST_SECRET, accountId: EAST_ACCOUNT, webhookSigningSecrets: [EAST_WEBHOOK] } },
+    ],
+    ['signing secrets only', { credentials: { webhookSigningSecrets: [EAST_WEBHOOK] } }],
+    ['an attestation only', { attestation: BAA }],
+  ])('refuses an office that sets %s, and changes nothing', async (_label, body) => {
+    const response = await call('PUT', '/offices/off_x/payment-config', body);
+    expect(response.status).toBe(409);
+    expect(response.body.error.code).toBe('office_account_incomplete');
+    expect(await rawOffice('off_x')).toBeNull();
+  });
+
+  it('refuses an office attestation while the office uses the company’s account', async () => {
+    const response = await call('POST', '/offices/off_x/payment-config/attestation', BAA);
+    expect(response.status).toBe(409);
+    expect(response.body.error.code).toBe('office_account_incomplete');
+    expect(await rawOffice('off_x')).toBeNull();
+  });
+
+  it('takes key, account id, signing secrets and attestation in one PUT, and charges on the office’s own account', async () => {
+    const put = await call('PUT', '/offices/off_east/payment-config', {
+      credentials: { secretKey: EAST_SECRET, accountId: EAST_ACCOUNT, webhookSigningSecrets: [EAST_WEBHOOK] },
+      attestation: { status: 'baa_signed', reference: 'BAA-EAST-1', signedOn: '2026-10-03' },
+    });
+    expect(put.status).toBe(200);
+    expect(put.body.compliance).toMatchObject({ reference: 'BAA-EAST-1', attestedBy: 'usr-river-admin' });
+    const effective = await call('GET', '/offices/off_east/payment-config/effective');
+    expect(effective.body).toMatchObject({
+      usable: true,
+      compliance: { reference: 'BAA-EAST-1' },
+      credentials: { secretKey: 'sk_test_…0006', webhookSigningSecrets: ['whsec_…0008'] },
+      sources: { secretKey: 'office', accountId: 'office', webhookSigningSecrets: 'office', compliance: 'office' },
+    });
+    expect((await charge('off_east'))?.status).toBe('succeeded');
+    const events = await waitFor(
+      () => officeEvents('off_east'),
+      (found) => found.some((e) => e.action === 'payment_config.attested'),
+      { what: 'the office attestation event' },
+    );
+    expect(events.find((e) => e.action === 'payment_config.updated')?.changes).toContainEqual({
+      field: 'compliance',
+      before: null,
+      after: 'baa_signed',
+    });
+  });
+
+  it('refuses at charge time a hybrid office holding its own key without its own account (data written before the check)', async () => {
+    await updatePaymentSettings(
+      system.ctx.db,
+      { companyId, officeId: 'off_legacy' },
+      { secretKey: EAST_SECRET },
+      'old',
+    );
+    const effective = await call('GET', '/offices/off_legacy/payment-config/effective');
+    expect(effective.body).toMatchObject({ usable: false, problem: { code: 'office_account_incomplete' } });
+    const calls = system.sim.requests.length;
+    const payment = await charge('off_legacy');
+    expect(payment).toMatchObject({ status: 'failed', failure: { code: 'office_account_incomplete' } });
+    expect(system.sim.requests.length).toBe(calls);
+  });
+
+  it('keeps the office attestation for a new key of the same account, and refuses a new account without one', async () => {
+    const rolled = await call('PUT', '/offices/off_east/payment-config', { credentials: { secretKey: EAST_ROLLED } });
+    expect(rolled.status).toBe(200);
+    expect(rolled.body.compliance).toMatchObject({ reference: 'BAA-EAST-1' });
+    const moved = await call('PUT', '/offices/off_east/payment-config', {
+      credentials: { secretKey: EAST_SECRET, accountId: 'acct_1AnotherAccount' },
+    });
+    expect(moved.status).toBe(409);
+    expect(moved.body.error.details.map((d: { field: string }) => d.field)).toEqual(['attestation']);
+    expect((await call('GET', '/offices/off_east/payment-config')).body.credentials.secretKey).toBe('sk_test_…0007');
+  });
+
+  it('clears the company attestation when its key moves to another account, and keeps it for a new key of the same one', async () => {
+    const rolled = await call('PUT', '/payment-config', { mode: 'hybrid', credentials: { secretKey: RIVER_ROLLED } });
+    expect(rolled.body.compliance).toMatchObject({ reference: 'BAA-2026-200' });
+    const moved = await call('PUT', '/payment-config', {
+      mode: 'hybrid',
+      credentials: { secretKey: RIVER_OTHER, accountId: 'acct_1RiversideOther' },
+    });
+    expect(moved.status).toBe(200);
+    expect(moved.body.compliance).toBeNull();
+    expect((await charge())?.failure?.code).toBe('gateway_not_attested');
+    const events = await waitFor(
+      () => system.ctx.db.models.AuditEvent.find({ companyId, action: 'payment_config.updated' }).lean(),
+      (found) => found.some((e) => e.changes?.some((c) => c.field === 'compliance' && c.after === null)),
+      { what: 'the cleared attestation in the audit trail' },
+    );
+    expect(events.flatMap((e) => e.changes ?? [])).toContainEqual({
+      field: 'compliance',
+      before: 'baa_signed',
+      after: null,
+    });
+  });
+
+  it('office mode: an office key of an unknown account clears the office attestation', async () => {
+    expect((await call('PUT', '/payment-config', { mode: 'office' })).status).toBe(200);
+    expect(
+      (await call('PUT', '/offices/off_west/payment-config', { credentials: { secretKey: EAST_SECRET } })).status,
+    ).toBe(200);
+    expect((await call('POST', '/offices/off_west/payment-config/attestation', BAA)).status).toBe(201);
+    const changed = await call('PUT', '/offices/off_west/payment-config', { credentials: { secretKey: EAST_ROLLED } });
+    expect(changed.status).toBe(200);
+    expect(changed.body.compliance).toBeNull();
+    expect((await charge('off_west'))?.failure?.code).toBe('gateway_not_attested');
   });
 });
