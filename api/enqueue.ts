@@ -5,35 +5,38 @@ import type { Queues } from '../queues';
 import { type AuditEventInput } from '../domain/audit-event';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { sealRequestContext } from './audit-context';
-import { ApiError } from './errors';
 
 /**
  * Queues the job for a recorded intent together with its audit event. Both are
  * idempotent (job ids from business keys), so a retry or the outbox sweep may
- * repeat them. BullMQ waits for a connection that may never come; the caller
- * gets a 503 instead, and the intent stays recorded for the sweep.
+ * repeat them. Called only once the intent is recorded, so it never fails the
+ * request: a 5xx would tell the client "not done", and a client that then retries
+ * with a new Idempotency-Key would pay (or refund) twice. When Redis does not take
+ * them in time (BullMQ waits for a connection that may never come), the failure is
+ * logged and the request is still accepted: the outbox sweep queues the recorded
+ * intent, and its worker emits the same `*.requested` audit event (same event id).
  */
 export async function enqueueRecordedIntent(
   request: FastifyRequest,
   deps: { encryption: Pick<FieldEncryption, 'encrypt'>; queues: Pick<Queues, 'audit'> },
   intent: {
     what: 'payment' | 'refund';
+    id: string;
     audit: Omit<AuditEventInput, 'sealed'> & { companyId: string };
     enqueueJob: () => Promise<void>;
   },
 ): Promise<void> {
-  const sealed = await sealRequestContext(request, intent.audit.companyId, deps.encryption);
   try {
+    const sealed = await sealRequestContext(request, intent.audit.companyId, deps.encryption);
     await withDeadline(
       Promise.all([intent.enqueueJob(), enqueueAuditEvent(deps.queues.audit, { ...intent.audit, sealed })]),
       ENQUEUE_DEADLINE_MS,
       'enqueue',
     );
-  } catch {
-    throw new ApiError(
-      503,
-      'queue_unavailable',
-      `the ${intent.what} was recorded but could not be queued; retry with the same Idempotency-Key`,
+  } catch (error) {
+    request.log.error(
+      { err: error, [`${intent.what}Id`]: intent.id },
+      `${intent.what} recorded but not queued; the outbox sweep will queue it`,
     );
   }
 }

@@ -97,6 +97,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
   const enqueuePayment = (payment: PaymentRecord, request: FastifyRequest) =>
     enqueueRecordedIntent(request, deps, {
       what: 'payment',
+      id: payment._id,
       audit: paymentRequestedEvent(payment),
       enqueueJob: () => enqueueCharge(deps.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
     });

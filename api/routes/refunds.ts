@@ -78,10 +78,12 @@ export function registerRefundRoutes(app: FastifyInstance, deps: RefundRouteDeps
     const result = await requestRefund(
       {
         models: deps.models,
-        // The caller's context is sealed into the audit event; a queue that cannot take them is a 503.
+        // The caller's context is sealed into the audit event. The refund is recorded by now: a queue that cannot
+        // take them is logged, not a 503 (the outbox sweep queues it, and the worker emits refund.requested).
         enqueueRefund: (job, audit) =>
           enqueueRecordedIntent(request, deps, {
             what: 'refund',
+            id: job.refundId,
             audit,
             enqueueJob: () => enqueueRefund(deps.queues.refunds, job),
           }),

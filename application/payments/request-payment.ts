@@ -8,8 +8,8 @@ export interface RequestPaymentDeps {
   models: Pick<Models, 'Company' | 'Payment'>;
   /**
    * Queues the payment's charge job together with its `payment.requested` audit event. Both are idempotent (ids from
-   * the payment), so a retry or the outbox sweep may repeat them; throws when they cannot be queued (the payment
-   * stays recorded, and the sweep queues it).
+   * the payment), so a retry or the outbox sweep may repeat them. The payment is recorded by then, so the request is
+   * accepted even when they cannot be queued: the sweep queues it, and the charge worker emits `payment.requested`.
    */
   enqueuePayment: (payment: PaymentRecord) => Promise<void>;
 }

@@ -19,7 +19,9 @@ export interface RequestRefundDeps {
   /**
    * Queues the refund's job together with its `refund.requested` audit event.
    * Both are idempotent (ids from the refund), so a retry or the outbox sweep
-   * may repeat them; throws when they cannot be queued (the refund stays recorded).
+   * may repeat them. The refund is recorded by then, so the request is accepted
+   * even when they cannot be queued: the sweep queues it, and the refunds worker
+   * (`sendRefund`) emits `refund.requested`.
    */
   enqueueRefund: (job: RefundJob, audit: AuditEventInput) => Promise<void>;
 }

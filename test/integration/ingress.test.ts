@@ -169,16 +169,18 @@ describe('Redis down at request time', () => {
   });
   afterAll(async () => isolatedApi.stop());
 
-  it('answers 503 and reports not ready; the outbox sweep finishes the recorded payment once Redis is reachable', async () => {
+  it('an accepted intent is accepted: a payment recorded while Redis is down answers 202 (not 503), and the outbox sweep charges it once', async () => {
     const key = 'redis-down-idempotency-key';
     const response = await post(valid, { 'idempotency-key': key }, { url: isolatedApi.url });
-    expect(response.status).toBe(503);
-    expect(response.body.error.code).toBe('queue_unavailable');
+    // Recorded: a 5xx would tell the client "not done", and a retry with a new key would pay twice.
+    expect(response.status).toBe(202);
+    expect(response.body).toEqual({ id: expect.stringMatching(/^pay_/), status: 'queued' });
     const notReady = await fetch(`${isolatedApi.url}/readyz`);
     expect(notReady.status).toBe(503);
     expect(await notReady.json()).toMatchObject({ redis: 'unavailable', mongodb: 'ok' });
 
     const recorded = await system.ctx.db.models.Payment.findOne({ idempotencyKey: key }).lean();
+    expect(recorded?._id).toBe(response.body.id);
     expect(recorded?.status).toBe('queued');
     expect(await chargesQueue.getJob(chargeJobId(recorded!._id))).toBeUndefined();
 

@@ -21,11 +21,15 @@ const visa = { currency: 'usd', customer: CUSTOMER, paymentMethod: 'pm_card_visa
 
 type Json = Record<string, any>;
 
-async function api(method: string, path: string, options: { token?: string; body?: unknown; key?: string } = {}) {
+async function api(
+  method: string,
+  path: string,
+  options: { token?: string; body?: unknown; key?: string; url?: string } = {},
+) {
   const headers: Record<string, string> = { authorization: `Bearer ${options.token ?? admin}` };
   if (options.body !== undefined) headers['content-type'] = 'application/json';
   if (options.key) headers['idempotency-key'] = options.key;
-  const response = await fetch(`${system.url}${path}`, {
+  const response = await fetch(`${options.url ?? system.url}${path}`, {
     method,
     headers,
     ...(options.body !== undefined
@@ -56,8 +60,13 @@ async function charge(amount: number, extra: Json = {}, company = companyId, tok
   return { paymentId, status: settled.body.status as string, intentId: stored?.stripePaymentIntentId ?? '' };
 }
 
-function requestRefund(paymentId: string, body: unknown, options: { key?: string; token?: string } = {}) {
-  return api('POST', `${paymentPath(paymentId)}/refunds`, { key: options.key ?? newKey(), body, token: options.token });
+function requestRefund(paymentId: string, body: unknown, options: { key?: string; token?: string; url?: string } = {}) {
+  return api('POST', `${paymentPath(paymentId)}/refunds`, {
+    key: options.key ?? newKey(),
+    body,
+    token: options.token,
+    url: options.url,
+  });
 }
 
 async function refundSettled(
@@ -552,6 +561,37 @@ describe('refunds and Stripe webhooks', () => {
     });
     expect(foreign).toMatchObject({ status: 'ignored', outcome: { reason: 'company_mismatch' } });
     expect((await system.ctx.db.models.Refund.findById(foreignRefund._id).lean())?.status).toBe('pending');
+  });
+});
+
+describe('an accepted intent is accepted', () => {
+  it('a refund recorded while Redis is down answers 202 (not 503); the sweep sends it once and refund.requested is audited', async () => {
+    const paid = await charge(3_100);
+    expect(paid.status).toBe('succeeded');
+    const key = newKey();
+    const body = { amount: 3_100, reason: 'requested_by_customer' };
+    const response = await system.withRedisDownApi((url) => requestRefund(paid.paymentId, body, { key, url }));
+    // Recorded: a 5xx would tell the client "not done", and a retry with a new key would refund twice.
+    expect(response.status).toBe(202);
+    expect(response.body).toEqual({ id: expect.stringMatching(/^ref_/), status: 'queued' });
+    const refundId = response.body.id as string;
+    expect(response.headers.get('location')).toBe(`${paymentPath(paid.paymentId)}/refunds/${refundId}`);
+    expect(await refundsQueue.getJob(refundJobId(refundId))).toBeUndefined();
+
+    const sweep = await system.sweepNow();
+    expect(sweep.requeued).toBeGreaterThanOrEqual(1);
+    expect(await refundSettled(paid.paymentId, refundId)).toMatchObject({ id: refundId, status: 'succeeded' });
+    expect(refundPosts().filter((r) => (r.form.metadata as Json | undefined)?.refund_id === refundId)).toHaveLength(1);
+
+    // The same key and body is the same refund, and nothing more can be refunded.
+    const retry = await requestRefund(paid.paymentId, body, { key });
+    expect(retry.body).toEqual({ id: refundId, status: 'succeeded' });
+    expect((await requestRefund(paid.paymentId, { amount: 1, reason: 'duplicate' })).status).toBe(422);
+
+    // The worker emitted the request event the ingress could not queue.
+    const audit = await auditEvents(refundId, (a) => a.includes('refund.requested') && a.includes('refund.succeeded'));
+    expect(audit.filter((e) => e.action === 'refund.requested')).toHaveLength(1);
+    expect(audit.find((e) => e.action === 'refund.requested')).toMatchObject({ actor: { id: 'usr-admin' } });
   });
 });
 

@@ -15,7 +15,10 @@ export interface InProcessSystem {
   workers: RunningWorkers;
   url: string;
   token(companyId: string, roles?: Role[], extra?: { officeIds?: string[]; subject?: string }): Promise<string>;
-  /** Runs `run` against a second api on the same database whose Redis is unreachable (anything it must queue: 503). */
+  /**
+   * Runs `run` against a second api on the same database whose Redis is unreachable: a payment or refund it records is
+   * still accepted (the sweep queues it); a webhook delivery or replay it cannot queue is a 503.
+   */
   withRedisDownApi<T>(run: (url: string) => Promise<T>): Promise<T>;
   /** One outbox sweep, as the maintenance scheduler runs it, with all unfinished work counted as stale. */
   sweepNow(): Promise<SweepResult>;
