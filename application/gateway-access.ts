@@ -1,11 +1,12 @@
 import { resolvePaymentConfig } from '../domain/payment-config';
-import type { GatewayCredentials } from '../domain/payment-gateway';
+import type { GatewayChargeSettings, GatewayCredentials } from '../domain/payment-gateway';
 import type { Models } from '../models';
 import { isShreddedDataError } from '../models/encryption';
 import { loadPaymentLevels, type PaymentTarget } from '../models/payment-config';
 
 export type GatewayAccess =
-  { ok: true; credentials: GatewayCredentials } | { ok: false; failure: { code: string; message: string } };
+  | { ok: true; credentials: GatewayCredentials; charge: GatewayChargeSettings }
+  | { ok: false; failure: { code: string; message: string } };
 
 /**
  * The gateway credentials for a company (or one of its offices), from the
@@ -34,5 +35,10 @@ export async function resolveGatewayAccess(
     const message = 'the payment gateway has no BAA or section 1179 attestation; nothing is sent to it';
     return { ok: false, failure: { code: 'gateway_not_attested', message } };
   }
-  return { ok: true, credentials: { secretKey: resolved.settings.secretKey! } };
+  const { statementDescriptor } = resolved.settings;
+  return {
+    ok: true,
+    credentials: { secretKey: resolved.settings.secretKey! },
+    charge: statementDescriptor ? { statementDescriptor } : {},
+  };
 }

@@ -26,13 +26,23 @@ export interface GatewayCredentials {
   secretKey: string;
 }
 
+/** What the effective payment configuration gives a charge: the credentials, and what the payer's statement shows. */
+export interface GatewayChargeSettings {
+  statementDescriptor?: string;
+}
+
 export interface CreateIntentInput {
   amount: number;
   currency: string;
   customer: string;
   paymentMethod: string;
-  /** Opaque ids only (our payment, company, office ids). */
-  metadata: Record<string, string>;
+  /**
+   * Opaque ids only: our payment and company ids. Never the office id: offices are named by the practice (an office
+   * called `behavioral-health` would tell the gateway the kind of care); our payment record knows the office.
+   */
+  metadata: { payment_id: string; company_id: string };
+  /** The practice's neutral text for the payer's card statement (Stripe: `statement_descriptor_suffix`). */
+  statementDescriptor?: string;
   idempotencyKey: string;
 }
 

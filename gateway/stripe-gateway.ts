@@ -143,6 +143,9 @@ export class StripeGateway implements PaymentGateway {
           // Cards only (API 2026-09-30.endive renamed `payment_method_types` to this).
           allowed_payment_method_types: ['card'],
           metadata: input.metadata,
+          // Card payments take only the suffix (Stripe refuses `statement_descriptor` for them); Stripe appends it to
+          // the account's prefix.
+          ...(input.statementDescriptor ? { statement_descriptor_suffix: input.statementDescriptor } : {}),
         },
         { idempotencyKey: input.idempotencyKey },
       ),

@@ -1,6 +1,12 @@
 import { type Job, type Worker } from 'bullmq';
 import { paymentRequestedEvent } from '../domain/payment-audit';
-import { GatewayError, type GatewayIntent, type PaymentGateway } from '../domain/payment-gateway';
+import {
+  GatewayError,
+  type GatewayChargeSettings,
+  type GatewayCredentials,
+  type GatewayIntent,
+  type PaymentGateway,
+} from '../domain/payment-gateway';
 import { isSettled } from '../domain/payment-status';
 import type { FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
@@ -77,10 +83,10 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
     await settle({ status: 'failed', failure: access.failure });
     throw new PaymentFailedError(paymentId, access.failure.code);
   }
-  const { credentials } = access;
+  const { credentials, charge } = access;
 
   try {
-    const intent = await chargeIntent(payment, credentials, deps);
+    const intent = await chargeIntent(payment, credentials, charge, deps);
     return await applyIntent(intent, settle, paymentId);
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error;
@@ -103,7 +109,8 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
 
 async function chargeIntent(
   payment: PaymentRecord,
-  credentials: { secretKey: string },
+  credentials: GatewayCredentials,
+  charge: GatewayChargeSettings,
   deps: ChargeDeps,
 ): Promise<GatewayIntent> {
   const { gateway } = deps;
@@ -123,11 +130,9 @@ async function chargeIntent(
       currency: payment.currency,
       customer: payment.customer,
       paymentMethod: payment.paymentMethod,
-      metadata: {
-        payment_id: payment._id,
-        company_id: payment.companyId,
-        ...(payment.officeId ? { office_id: payment.officeId } : {}),
-      },
+      // No office id: the office may be named for the kind of care; the payment record keeps it.
+      metadata: { payment_id: payment._id, company_id: payment.companyId },
+      ...(charge.statementDescriptor ? { statementDescriptor: charge.statementDescriptor } : {}),
       idempotencyKey: payment._id,
     });
     // Saved before confirming: after Stripe's 24-hour idempotency window only this record prevents a second intent.

@@ -1,5 +1,6 @@
 import type { Queue } from 'bullmq';
 import { createCompany, devAttestation } from '../../models/companies';
+import { updatePaymentSettings } from '../../models/payment-config';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { chargeJobId } from '../../queues/charges.queue';
@@ -164,6 +165,54 @@ describe('charging a payer', () => {
     expect(system.sim.requests.length).toBe(before);
     const job = await failedJob(response.body.id);
     expect(job?.attemptsMade).toBe(1);
+  });
+});
+
+describe('what Stripe is told about a payment', () => {
+  it("sends the company's configured statement descriptor to Stripe as statement_descriptor_suffix", async () => {
+    const described = await createCompany(system.ctx.db, {
+      name: 'Lakeside Family Care',
+      stripeSecretKey: 'sk_test_LakesideDescriptor01',
+      compliance: devAttestation('test'),
+    });
+    await updatePaymentSettings(
+      system.ctx.db,
+      { companyId: described },
+      { statementDescriptor: 'LAKESIDE CARE' },
+      'test',
+    );
+    const response = await post(visa, { company: described, token: await system.token(described) });
+    expect(response.status).toBe(202);
+    // stripe-mock (under stripe-sim) accepted it, and the charge went through.
+    const payment = await waitFor(
+      () => system.ctx.db.models.Payment.findById(response.body.id).lean(),
+      (p) => p?.status !== 'queued' && p?.status !== 'processing',
+      { what: 'the described payment to settle' },
+    );
+    expect({ status: payment?.status, failure: payment?.failure }).toEqual({ status: 'succeeded', failure: undefined });
+    const creates = gatewayCalls(/^\/v1\/payment_intents$/).filter((r) => r.idempotencyKey === response.body.id);
+    expect(creates).toHaveLength(1);
+    // Card payments take the suffix form: Stripe refuses `statement_descriptor` for them.
+    expect(creates[0]!.form.statement_descriptor_suffix).toBe('LAKESIDE CARE');
+    expect(creates[0]!.form.statement_descriptor).toBeUndefined();
+  });
+
+  it('keeps office ids out of Stripe metadata: a payment for office behavioral-health reaches Stripe without it', async () => {
+    const before = system.sim.requests.length;
+    const response = await post({ ...visa, officeId: 'behavioral-health' });
+    expect(response.status).toBe(202);
+    // Our own record still knows the office.
+    const payment = await waitFor(
+      () => system.ctx.db.models.Payment.findById(response.body.id).lean(),
+      (p) => p?.status !== 'queued' && p?.status !== 'processing',
+      { what: 'the office payment to settle' },
+    );
+    expect(payment).toMatchObject({ status: 'succeeded', officeId: 'behavioral-health' });
+    const creates = gatewayCalls(/^\/v1\/payment_intents$/).filter((r) => r.idempotencyKey === response.body.id);
+    expect(creates).toHaveLength(1);
+    expect(creates[0]!.form.metadata).toEqual({ payment_id: response.body.id, company_id: companyId });
+    // Nothing sent to Stripe for it (create, confirm) names the office.
+    expect(JSON.stringify(system.sim.requests.slice(before))).not.toContain('behavioral-health');
   });
 });
 

@@ -66,7 +66,7 @@ beforeEach(() => {
     ReturnType<typeof holdRefund>
   >);
   ledger.mockResolvedValue(undefined);
-  access.mockResolvedValue({ ok: true, credentials: { secretKey: 'sk_test_unit' } });
+  access.mockResolvedValue({ ok: true, credentials: { secretKey: 'sk_test_unit' }, charge: {} });
 });
 
 describe('a refund the gateway refuses fails for good', () => {
