@@ -15,6 +15,7 @@ import type { WebhookEventRecord, WebhookEventStatus } from '../models/webhook-e
 import { QUEUE_NAMES } from '../queues/names';
 import { replayKey, stripeEventJobSchema, type StripeEventJob } from '../queues/stripe-events.queue';
 import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOptions } from './queue-worker';
+import { bindEventToRecord } from './stripe-events/binding';
 import { applyDisputeEvent } from './stripe-events/dispute-events';
 import { REFUND_EVENT_HANDLERS } from './stripe-events/refund-events';
 import {
@@ -119,10 +120,14 @@ const applyPaymentIntentEvent: StripeEventHandler = async ({ row, object, job, d
     if (!payment) return paymentOutcome('ignored', 'payment_not_found');
     // The config that verified the event names the company; another company's payment is never touched.
     if (payment.companyId !== row.companyId) return paymentOutcome('ignored', 'company_mismatch');
-    const intentId = text(intent.id);
-    if (payment.stripePaymentIntentId && intentId && payment.stripePaymentIntentId !== intentId) {
-      return paymentOutcome('ignored', 'intent_mismatch', payment);
-    }
+    // Only the PaymentIntent we created (its id is saved before confirming), from the configuration serving the
+    // payment, in its key's mode: metadata is whatever the sender wrote.
+    const binding = await bindEventToRecord(deps, row, payment, {
+      kind: 'intent',
+      eventObjectId: text(intent.id),
+      recordedObjectId: payment.stripePaymentIntentId,
+    });
+    if (!binding.bound) return paymentOutcome('ignored', binding.reason, payment);
 
     const decision = decidePaymentTransition(payment.status, type);
     if (!decision.apply) {

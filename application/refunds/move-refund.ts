@@ -52,19 +52,19 @@ export function gatewayRefundUpdate(
  * The ledger moves first, so a refund never shows succeeded while its payment
  * does not count it yet; the ledger's own rules (a confirmation needs a hold, a
  * release takes a confirmation back) keep it right if the write then loses a race.
- * `ignore` may refuse a refund (another company's, another Stripe refund) with a reason.
+ * `ignore` may refuse a refund (another company's, a Stripe refund not ours, another configuration's) with a reason.
  * Entered by the refunds worker (the gateway's answer) and by the stripe-events worker (webhooks).
  */
 export async function moveRefund(
   models: Pick<Models, 'Refund' | 'RefundLedger'>,
   refundId: string,
   reported: ReportedRefund,
-  options: { changedBy?: string; ignore?: (refund: RefundRecord) => string | undefined } = {},
+  options: { changedBy?: string; ignore?: (refund: RefundRecord) => Promise<string | undefined> } = {},
 ): Promise<RefundMove> {
   for (let round = 0; round < MAX_DECISIONS; round += 1) {
     const refund = await models.Refund.findById(refundId).lean();
     if (!refund) return { applied: false, reason: 'refund_not_found' };
-    const ignored = options.ignore?.(refund);
+    const ignored = await options.ignore?.(refund);
     if (ignored) return { applied: false, reason: ignored, refund };
     const decision = decideRefundTransition(refund.status, reported.status);
     if (!decision.apply) return { applied: false, reason: decision.reason, refund };

@@ -71,8 +71,17 @@ async function deliver(
   return { status: response.status, body: (await response.json()) as any };
 }
 
+/** A payment whose PaymentIntent the charges worker created (its id recorded): the one `stripeEvent` names. */
 async function newPayment(status: PaymentStatus, company = companyId) {
-  return (await insertPayment(system.ctx.db.models, { companyId: company, status, customer: CUSTOMER }))._id;
+  const paymentId = `pay_${ulid()}`;
+  await insertPayment(system.ctx.db.models, {
+    _id: paymentId,
+    companyId: company,
+    status,
+    customer: CUSTOMER,
+    stripePaymentIntentId: `pi_${paymentId.slice(4)}`,
+  });
+  return paymentId;
 }
 
 const inbox = () => system.ctx.db.models.WebhookEvent;

@@ -52,8 +52,15 @@ async function storeEvent(company: string, event: { id: string; type: string }, 
   });
 }
 
+/** A payment whose PaymentIntent the charges worker created (its id recorded): the one the events name. */
 async function createPayment(paymentId: string, status: PaymentStatus) {
-  await insertPayment(system.ctx.db.models, { _id: paymentId, companyId, status, customer: CUSTOMER });
+  await insertPayment(system.ctx.db.models, {
+    _id: paymentId,
+    companyId,
+    status,
+    customer: CUSTOMER,
+    stripePaymentIntentId: `pi_${paymentId.slice(4)}`,
+  });
 }
 
 async function replay(

@@ -21,15 +21,25 @@ const AUDIT_KEY = 'evt_unit1';
 function setup(refund: Partial<RefundRecord>) {
   const refunds = new FakeCollection<RefundRecord>([aRefund(refund)]);
   const audit: AuditEventInput[] = [];
+  // The company's configuration serves the refund (company mode, a test key): its events are bound to it.
+  const companies = new FakeCollection([
+    {
+      _id: COMPANY_ID,
+      payment_info: {
+        mode: 'company',
+        credentials: { secretKey: 'sk_test_unit', webhookSigningSecrets: ['whsec_unit'] },
+      },
+    },
+  ]);
   const deps = {
-    models: { Refund: refunds, RefundLedger: {} },
+    models: { Refund: refunds, RefundLedger: {}, Company: companies, Office: new FakeCollection() },
     enqueueAudit: (event: AuditEventInput) => {
       audit.push(event);
       return Promise.resolve();
     },
     logger: createLogger({ level: 'silent', name: 'refund-events-test' }),
   } as unknown as StripeEventDeps;
-  const row = { _id: AUDIT_KEY, companyId: COMPANY_ID, created: new Date() } as WebhookEventRecord;
+  const row = { _id: AUDIT_KEY, companyId: COMPANY_ID, livemode: false, created: new Date() } as WebhookEventRecord;
   /** Hands the handler one Stripe Refund object, as the stripe-events worker does for `refund.updated`. */
   const deliver = (object: Record<string, unknown>, options: { companyId?: string; auditKey?: string } = {}) =>
     applyRefundEvent({
@@ -58,7 +68,7 @@ beforeEach(() => {
 
 describe('Stripe refund events move our refund through the moveRefund use case', () => {
   it('refund.updated succeeded moves a refund in flight: ledger first, then the record, then the audit event', async () => {
-    const { deliver, stored, audit, actions } = setup({ status: 'processing' });
+    const { deliver, stored, audit, actions } = setup({ status: 'pending', stripeRefundId: 're_unit' });
 
     await expect(deliver(stripeRefund('succeeded'))).resolves.toMatchObject({
       status: 'applied',
@@ -97,7 +107,7 @@ describe('Stripe refund events move our refund through the moveRefund use case',
   });
 
   it('a redelivery of the event that moved the refund is applied again (idempotent), not ignored', async () => {
-    const { deliver, stored, actions } = setup({ status: 'processing' });
+    const { deliver, stored, actions } = setup({ status: 'pending', stripeRefundId: 're_unit' });
     await deliver(stripeRefund('succeeded'));
 
     await expect(deliver(stripeRefund('succeeded'))).resolves.toMatchObject({
@@ -130,6 +140,19 @@ describe('Stripe refund events move our refund through the moveRefund use case',
     expect(stored().status).toBe('pending');
   });
 
+  it('an event for a refund whose Stripe refund id we never recorded is ignored (refund_unknown), and changes nothing', async () => {
+    const { deliver, stored } = setup({ status: 'processing' });
+
+    await expect(deliver(stripeRefund('succeeded'))).resolves.toMatchObject({
+      status: 'ignored',
+      reason: 'refund_unknown',
+      resource: { type: 'refund', id: REFUND_ID },
+    });
+    expect(stored().status).toBe('processing');
+    expect(stored().stripeRefundId).toBeUndefined();
+    expect(ledger).not.toHaveBeenCalled();
+  });
+
   it('a refund made outside this API (no refund id of ours) is left to charge.refunded', async () => {
     const { deliver, audit } = setup({ status: 'processing' });
     await expect(deliver(stripeRefund('succeeded', { metadata: {} }))).resolves.toEqual({
@@ -140,7 +163,7 @@ describe('Stripe refund events move our refund through the moveRefund use case',
   });
 
   it('losing the conditional write to a racing writer decides again on the new state', async () => {
-    const { deliver, stored, refunds } = setup({ status: 'processing' });
+    const { deliver, stored, refunds } = setup({ status: 'processing', stripeRefundId: 're_unit' });
     let raced = false;
     refunds.beforeUpdate = (collection) => {
       if (raced) return;

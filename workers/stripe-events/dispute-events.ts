@@ -12,6 +12,7 @@ import {
 } from '../../domain/dispute-transitions';
 import type { PaymentDispute, PaymentRecord } from '../../models/payment.model';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
+import { bindEventToRecord } from './binding';
 import { paymentOutcome, STRIPE_EVENTS_ACTOR, type StripeEventDeps, type StripeEventHandler } from './handler';
 
 /** The parts of a Stripe Dispute (`data.object`) that are read here: opaque ids, amounts and codes. */
@@ -50,6 +51,13 @@ export const applyDisputeEvent: StripeEventHandler = async ({ row, object, audit
       stripePaymentIntentId: dispute.payment_intent,
     }).lean();
     if (!payment) return paymentOutcome('ignored', 'payment_not_found');
+    // Our PaymentIntent, but the event must also come from the configuration serving the payment, in its key's mode.
+    const binding = await bindEventToRecord(deps, row, payment, {
+      kind: 'intent',
+      eventObjectId: dispute.payment_intent,
+      recordedObjectId: payment.stripePaymentIntentId,
+    });
+    if (!binding.bound) return paymentOutcome('ignored', binding.reason, payment);
     const recorded = payment.dispute;
 
     const decision = decideDisputeTransition(recorded, type, incoming);

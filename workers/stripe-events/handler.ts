@@ -9,7 +9,10 @@ import type { StripeEventJob } from '../../queues/stripe-events.queue';
 
 /** What the stripe-events worker and its handlers work with. */
 export interface StripeEventDeps {
-  models: Pick<Models, 'Payment' | 'WebhookEvent' | 'SavedPaymentMethod' | 'Refund' | 'RefundLedger'>;
+  models: Pick<
+    Models,
+    'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'SavedPaymentMethod' | 'Refund' | 'RefundLedger'
+  >;
   encryption: Pick<FieldEncryption, 'encrypt'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   logger: Logger;

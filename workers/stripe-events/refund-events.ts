@@ -8,6 +8,8 @@ import { isGatewayRefundStatus } from '../../domain/refund-status';
 import type { PaymentRecord } from '../../models/payment.model';
 import { recordGatewayReport, refundTotals } from '../../models/refund-ledger.model';
 import type { RefundRecord } from '../../models/refund.model';
+import type { BindingRefusal } from '../../domain/webhook-binding';
+import { bindEventToRecord } from './binding';
 import { paymentOutcome, STRIPE_EVENTS_ACTOR, type EventOutcome, type StripeEventHandler } from './handler';
 
 type HandlerContext = Parameters<StripeEventHandler>[0];
@@ -49,6 +51,7 @@ const onRefund = (status: EventOutcome['status'], reason: string, refund?: Refun
 async function applyReportedRefund(refundObject: RefundObject, context: HandlerContext): Promise<EventOutcome> {
   const { row, auditKey, job, deps } = context;
   const refundId = refundObject.metadata?.refund_id;
+  let refused: BindingRefusal | undefined;
   // Made outside this API (e.g. in the Stripe dashboard): charge.refunded records its amount on the payment.
   if (!refundId || !REFUND_ID.test(refundId)) return onRefund('ignored', 'refund_not_ours');
   const status = refundObject.status;
@@ -64,20 +67,25 @@ async function applyReportedRefund(refundObject: RefundObject, context: HandlerC
     },
     {
       changedBy: auditKey,
-      // The config that verified the event names the company; another company's refund is never touched.
-      ignore: (refund) =>
-        refund.companyId !== row.companyId
-          ? 'company_mismatch'
-          : refund.stripeRefundId && refund.stripeRefundId !== refundObject.id
-            ? 'refund_mismatch'
-            : undefined,
+      ignore: async (refund) => {
+        // The config that verified the event names the company; another company's refund is never touched.
+        if (refund.companyId !== row.companyId) return 'company_mismatch';
+        // Only the Stripe refund we created (its id recorded from Stripe's answer), from the configuration serving
+        // the refund's payment, in its key's mode: metadata is whatever the sender wrote.
+        const binding = await bindEventToRecord(deps, row, refund, {
+          kind: 'refund',
+          eventObjectId: refundObject.id,
+          recordedObjectId: refund.stripeRefundId,
+        });
+        refused = binding.bound ? undefined : binding.reason;
+        return refused;
+      },
     },
   );
   const { refund } = moved;
   if (!refund) return onRefund('ignored', moved.applied ? 'refund_not_found' : moved.reason);
-  if (!moved.applied && (moved.reason === 'company_mismatch' || moved.reason === 'refund_mismatch')) {
-    return onRefund('ignored', moved.reason, moved.reason === 'company_mismatch' ? undefined : refund);
-  }
+  if (!moved.applied && moved.reason === 'company_mismatch') return onRefund('ignored', moved.reason);
+  if (!moved.applied && moved.reason === refused) return onRefund('ignored', moved.reason, refund);
   // Ledger and audit are idempotent: this also catches up after an earlier attempt stopped right after the move.
   await followRefund(refund, deps, STRIPE_EVENTS_ACTOR, job.id);
   if (moved.applied || refund.changedBy === auditKey) return onRefund('applied', `refund_${refund.status}`, refund);
@@ -115,13 +123,13 @@ export const applyChargeRefunded: StripeEventHandler = async (context) => {
     payment = await Payment.findOne({ companyId: row.companyId, stripePaymentIntentId: charge.payment_intent }).lean();
   }
   if (!payment) return paymentOutcome('ignored', 'payment_not_found');
-  if (
-    charge.payment_intent &&
-    payment.stripePaymentIntentId &&
-    payment.stripePaymentIntentId !== charge.payment_intent
-  ) {
-    return paymentOutcome('ignored', 'intent_mismatch', payment);
-  }
+  // Only the charge of the PaymentIntent we created, from the configuration serving the payment, in its key's mode.
+  const binding = await bindEventToRecord(deps, row, payment, {
+    kind: 'intent',
+    eventObjectId: charge.payment_intent ?? undefined,
+    recordedObjectId: payment.stripePaymentIntentId,
+  });
+  if (!binding.bound) return paymentOutcome('ignored', binding.reason, payment);
 
   for (const listed of charge.refunds?.data ?? []) {
     const refund = refundObjectSchema.safeParse(listed);
