@@ -19,11 +19,14 @@ import { enqueueAuditEvent } from '../queues/audit.queue';
 import { sealRequestContext, sealValue } from './audit-context';
 import { ApiError } from './errors';
 import { scopeIdSchema } from './validation';
+import type { AuditBudget } from './audit-budget';
 
 export interface AccessGuardDeps {
   auditQueue: Queue<AuditEvent>;
   encryption: Pick<FieldEncryption, 'encrypt'>;
   emergencyWindowSeconds: number;
+  /** Bounds the auth.failed events unauthenticated traffic can write (see audit-budget.ts). */
+  withinAuditBudget: AuditBudget;
 }
 
 export interface AccessTarget {
@@ -161,6 +164,13 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
     },
 
     async auditAuthenticationFailure(request, reason) {
+      // A flood of bad tokens is refused as usual but audited only within the budget: each event costs encryption
+      // and an append, and must not let anyone fill the trail (or the api's time).
+      const budget = await deps.withinAuditBudget('auth-failed', PLATFORM_AUDIT_SCOPE, reason, request.ip);
+      if (!budget.audit) {
+        request.log.warn({ reason, failuresThisMinute: budget.counts }, 'authentication failed (over the audit bound)');
+        return;
+      }
       // Recorded in the platform trail: an unauthenticated caller's claimed company is not trusted
       // (and must not make us create data keys for made-up companies).
       const claimed = companyInPath(request);

@@ -21,6 +21,7 @@ import { registerPaymentRoutes } from './routes/payments';
 import { registerRefundRoutes } from './routes/refunds';
 import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
 import { registerWebhookEventRoutes } from './routes/webhook-events';
+import { createAuditBudget } from './audit-budget';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -77,10 +78,13 @@ function httpsOptions(config: AppConfig['http']) {
 /** The HTTP ingress: authenticate, authorize, validate, record an intent, enqueue, answer. No gateway calls here. */
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   const { http } = deps.config;
+  const trustedHops = typeof http.trustProxy === 'number' ? http.trustProxy : 0;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     https: httpsOptions(http) ?? null,
-    trustProxy: http.trustProxy,
+    // A hop count trusts that many proxies nearest to us; further X-Forwarded-For entries are the client's own claims.
+    trustProxy:
+      typeof http.trustProxy === 'number' ? (_address: string, hop: number) => hop < trustedHops : http.trustProxy,
     bodyLimit: 64 * 1024,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -94,6 +98,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     auditQueue: deps.queues.audit,
     encryption: deps.database.encryption,
     emergencyWindowSeconds: deps.config.auth.emergencyWindowSeconds,
+    withinAuditBudget: createAuditBudget(deps.redis, deps.config.queuePrefix),
   });
 
   await app.register(helmet, {
@@ -112,8 +117,26 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     if (http.trustProxy && request.protocol !== 'https' && !UNAUTHENTICATED_ROUTES.has(request.url)) {
       throw new ApiError(403, 'https_required', 'this API is served over https only');
     }
-    if (UNAUTHENTICATED_ROUTES.has(request.url) || isSignedWebhook(request)) return;
-    // No request reaches a handler without a valid token.
+  });
+
+  // Per source address, before authentication (a route-level onRequest hook: it runs before the preParsing hook
+  // below), so invalid tokens cost a counter increment, not a signature check and an audit append each.
+  await app.register(rateLimit, {
+    hook: 'onRequest',
+    max: http.rateLimitPerSourcePerMinute,
+    timeWindow: '1 minute',
+    redis: deps.redis,
+    nameSpace: `${deps.config.queuePrefix}:rate-limit-source:`,
+    keyGenerator: (request) => `ip:${request.ip}`,
+    skipOnError: true,
+    allowList: (request) => UNAUTHENTICATED_ROUTES.has(request.url),
+    errorResponseBuilder: (_request, context) =>
+      new ApiError(429, 'rate_limited', `too many requests; retry after ${context.after}`),
+  });
+
+  // Authentication before the body is read: no request reaches a handler (or the body parser) without a valid token.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    if (UNAUTHENTICATED_ROUTES.has(request.url) || isSignedWebhook(request)) return payload;
     try {
       request.principal = await deps.authenticate(request.headers.authorization);
     } catch (error) {
@@ -122,15 +145,17 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       throw new ApiError(401, error.reason, 'a valid bearer token is required');
     }
     request.log = request.log.child({ actor: request.principal.subject, companyId: request.principal.companyId });
+    return payload;
   });
 
+  // Per token holder, after authentication.
   await app.register(rateLimit, {
     hook: 'preHandler',
     max: http.rateLimitPerMinute,
     timeWindow: '1 minute',
     redis: deps.redis,
     nameSpace: `${deps.config.queuePrefix}:rate-limit:`,
-    // Per token holder; an outage of the limiter's store must not take the API down with it.
+    // An outage of the limiter's store must not take the API down with it.
     keyGenerator: (request) =>
       request.principal ? `${request.principal.companyId}:${request.principal.subject}` : `ip:${request.ip}`,
     skipOnError: true,

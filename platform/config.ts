@@ -28,13 +28,25 @@ const envSchema = z.object({
 
   TLS_CERT_FILE: optionalString,
   TLS_KEY_FILE: optionalString,
-  // Behind a TLS-terminating proxy: trust its X-Forwarded-* headers and refuse requests it did not receive over https.
+  // Behind TLS-terminating proxies: trust X-Forwarded-* from that many hops (`true` = 1) or from those addresses
+  // (comma-separated IPs/CIDRs), never from anyone; refuse what they did not receive over https.
   TRUST_PROXY: z
-    .enum(['true', 'false', ''])
+    .string()
+    .trim()
     .default('false')
-    .transform((v) => v === 'true'),
+    .transform((v, context): TrustedProxies => {
+      if (v === '' || v === 'false' || v === '0') return false;
+      if (v === 'true') return 1;
+      if (/^[1-9]\d{0,1}$/.test(v)) return Number(v);
+      const addresses = v.split(',').map((a) => a.trim());
+      if (addresses.every((a) => /^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(a))) return addresses;
+      context.addIssue({ code: 'custom', message: 'must be false, true, a hop count (1-99) or IP addresses/CIDRs' });
+      return z.NEVER;
+    }),
   HSTS_MAX_AGE_SECONDS: z.coerce.number().int().min(0).default(31_536_000),
   RATE_LIMIT_PER_MINUTE: positiveInt.default(600),
+  // Per source address, before authentication: bounds what invalid tokens (and anything else) can cost.
+  RATE_LIMIT_PER_SOURCE_PER_MINUTE: positiveInt.default(3000),
 
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   // Hash-tagged so every key of one deployment lands in one Redis Cluster slot (BullMQ needs that).
@@ -177,6 +189,9 @@ export type AuthConfig = {
   jwksUrl?: string;
 };
 
+/** Which proxies' X-Forwarded-* headers are believed: none, the nearest N hops, or these addresses. */
+export type TrustedProxies = false | number | string[];
+
 export type StripeEndpoint = { host: string; port: number; protocol: 'http' | 'https' };
 
 export type AppConfig = {
@@ -186,9 +201,10 @@ export type AppConfig = {
     host: string;
     port: number;
     tls?: { certFile: string; keyFile: string };
-    trustProxy: boolean;
+    trustProxy: TrustedProxies;
     hstsMaxAgeSeconds: number;
     rateLimitPerMinute: number;
+    rateLimitPerSourcePerMinute: number;
   };
   redisUrl: string;
   queuePrefix: string;
@@ -414,6 +430,7 @@ export function loadConfig(
       trustProxy: env.TRUST_PROXY,
       hstsMaxAgeSeconds: env.HSTS_MAX_AGE_SECONDS,
       rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+      rateLimitPerSourcePerMinute: env.RATE_LIMIT_PER_SOURCE_PER_MINUTE,
     },
     redisUrl: env.REDIS_URL,
     queuePrefix: env.QUEUE_PREFIX,

@@ -18,6 +18,7 @@ import { enqueueStripeEvent } from '../../queues/stripe-events.queue';
 import { routeOf } from '../access-guard';
 import { sealRequestContext } from '../audit-context';
 import { ApiError } from '../errors';
+import { AUDITED_PER_SOURCE_PER_MINUTE, createAuditBudget } from '../audit-budget';
 
 export interface StripeWebhookRouteDeps {
   db: Pick<Database, 'models' | 'encryption'>;
@@ -31,11 +32,11 @@ export const STRIPE_WEBHOOK_ROUTE = '/v1/webhooks/stripe/:configId';
 // Payment events are a few KB; some Stripe objects (invoices with many lines) are far larger.
 const WEBHOOK_BODY_LIMIT = 512 * 1024;
 /**
- * Rejected deliveries audited per source address, endpoint and reason each minute;
- * beyond that they are only logged. Stripe itself is never rejected, so this only
+ * Rejected deliveries audited per source address, trail and reason each minute (and per trail and reason, whatever
+ * the source; see audit-budget.ts); beyond that they are only logged. Stripe itself is never rejected, so this only
  * ever bounds what a forger (or a misconfigured secret) can write into the trail.
  */
-export const REJECTIONS_AUDITED_PER_MINUTE = 20;
+export const REJECTIONS_AUDITED_PER_MINUTE = AUDITED_PER_SOURCE_PER_MINUTE;
 const CONFIG_ID = /^([A-Za-z0-9_-]{1,64})(?:\.([A-Za-z0-9_-]{1,64}))?$/;
 
 const REJECTION_MESSAGES: Record<WebhookRejection, string> = {
@@ -66,6 +67,7 @@ export function parseConfigId(configId: unknown): PaymentTarget | undefined {
  */
 export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: StripeWebhookRouteDeps): Promise<void> {
   const { models, encryption } = deps.db;
+  const withinAuditBudget = createAuditBudget(deps.redis, deps.keyPrefix);
 
   async function audit(request: FastifyRequest, event: Omit<AuditEventInput, 'requestId' | 'route' | 'sealed'>) {
     const sealed = await sealRequestContext(request, event.companyId, encryption);
@@ -79,19 +81,10 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
     trail: string,
     target?: PaymentTarget,
   ): Promise<never> {
-    const minute = Math.floor(Date.now() / 60_000);
-    const counter = `${deps.keyPrefix}:webhook-rejections:${minute}:${trail}:${reason}:${request.ip}`;
-    // If Redis cannot count, audit anyway: the bound protects the trail, it must not hide an attack.
-    const seen = await deps.redis
-      .multi()
-      .incr(counter)
-      .expire(counter, 120)
-      .exec()
-      .then((results) => Number(results?.[0]?.[1] ?? 0))
-      .catch(() => 0);
-    if (seen > REJECTIONS_AUDITED_PER_MINUTE) {
+    const budget = await withinAuditBudget('webhook-rejected', trail, reason, request.ip);
+    if (!budget.audit) {
       request.log.warn(
-        { reason, rejectionsThisMinute: seen },
+        { reason, rejectionsThisMinute: budget.counts },
         'stripe webhook rejected (over the audit bound: not audited)',
       );
       throw new ApiError(400, reason, REJECTION_MESSAGES[reason]);

@@ -2,7 +2,6 @@ import { startApi, type RunningApi } from '../../api/main';
 import { mintDevToken } from '../../devtools/tokens';
 import type { Role } from '../../domain/access-policy';
 import { loadConfig } from '../../platform/config';
-import { closeQueues, createQueues } from '../../queues';
 import { startWorkers, type RunningWorkers } from '../../workers/main';
 import { sweepOutbox, type SweepResult } from '../../application/outbox/sweep-outbox';
 import { startStripeSim, type StripeSim } from '../../devtools/stripe-sim';
@@ -57,21 +56,15 @@ export async function startInProcessSystem(
         await isolated.stop();
       }
     },
-    async sweepNow() {
-      const queues = createQueues(ctx.redis, ctx.config.queuePrefix);
-      try {
-        return await sweepOutbox({
-          models: ctx.db.models,
-          chargesQueue: queues.charges,
-          stripeEventsQueue: queues['stripe-events'],
-          refundsQueue: queues.refunds,
-          logger: ctx.logger,
-          staleAfterMs: 0,
-        });
-      } finally {
-        await closeQueues(queues);
-      }
-    },
+    sweepNow: () =>
+      sweepOutbox({
+        models: ctx.db.models,
+        chargesQueue: ctx.queues.charges,
+        stripeEventsQueue: ctx.queues['stripe-events'],
+        refundsQueue: ctx.queues.refunds,
+        logger: ctx.logger,
+        staleAfterMs: 0,
+      }),
     async close() {
       await api.stop();
       await workers.stop();
