@@ -1,4 +1,4 @@
-/** How long a request waits for Redis to take a job before it answers 503 (the work stays recorded). */
+/** How long a request waits for Redis to take a job; past it the request answers anyway (the sweep queues the recorded work). */
 export const ENQUEUE_DEADLINE_MS = 3_000;
 
 export class DeadlineExceededError extends Error {
