@@ -6,7 +6,7 @@ import { createCompany } from '../../models/companies';
 import { holdRefund, refundTotals } from '../../models/refund-ledger.model';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
-import { insertPayment } from '../support/records';
+import { insertPayment, insertRefund } from '../support/records';
 import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 import { refundJobId } from '../../queues/refunds.queue';
 
@@ -539,18 +539,14 @@ describe('refunds and Stripe webhooks', () => {
     expect(dashboard).toMatchObject({ status: 'ignored', outcome: { reason: 'refund_not_ours' } });
 
     const other = await createCompany(system.ctx.db, { name: 'Elsewhere Clinic' });
-    const foreignRefund = await system.ctx.db.models.Refund.create({
+    const foreignRefund = await insertRefund(system.ctx.db.models, {
       _id: refundIdFor(other, newKey(), 'b'.repeat(64)),
       companyId: other,
       paymentId: `pay_${ulid()}`,
       amount: 100,
-      currency: 'usd',
       reason: 'duplicate',
       status: 'pending',
       requestedBy: { type: 'service', id: 'svc-other' },
-      requestId: `req_${ulid()}`,
-      idempotencyKey: newKey(),
-      requestHash: 'b'.repeat(64),
       attempts: 1,
     });
     const foreign = await deliver('refund.updated', {
@@ -631,19 +627,14 @@ describe('crashes lose no reservation', () => {
     // A refund recorded (with its hold) whose job never reached Redis.
     const lost = refundIdFor(companyId, newKey(), 'd'.repeat(64));
     await holdRefund(system.ctx.db.models.RefundLedger, stored!, { refundId: lost, amount: 500, unrecorded: false });
-    await system.ctx.db.models.Refund.create({
+    await insertRefund(system.ctx.db.models, {
       _id: lost,
       companyId,
       paymentId: paid.paymentId,
-      amount: 500,
-      currency: 'usd',
       reason: 'duplicate',
       status: 'queued',
       requestedBy: { type: 'user', id: 'usr-admin' },
-      requestId: `req_${ulid()}`,
-      idempotencyKey: newKey(),
       requestHash: 'd'.repeat(64),
-      attempts: 0,
     });
     expect(await payment(paid.paymentId)).toMatchObject({ refundReservedAmount: 1_200, refundableAmount: 800 });
 

@@ -4,7 +4,7 @@ import { recordAttestation, updatePaymentSettings } from '../../models/payment-c
 import type { PaymentRecord } from '../../models/payment.model';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
-import { insertPayment } from '../support/records';
+import { insertPayment, insertRefund } from '../support/records';
 import { deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 
 /**
@@ -253,20 +253,12 @@ describe('binding Stripe events to what we created', () => {
   it('ignores a refund event for a refund whose Stripe refund we never recorded (refund_unknown), or from another office', async () => {
     const { paymentId, intentId } = await paymentWithIntent(perOffice, { officeId: 'off_north', status: 'succeeded' });
     const refundId = `ref_${ulid()}`;
-    await system.ctx.db.models.Refund.create({
+    await insertRefund(system.ctx.db.models, {
       _id: refundId,
       companyId: perOffice,
       officeId: 'off_north',
       paymentId,
-      amount: 500,
-      currency: 'usd',
-      reason: 'requested_by_customer',
       status: 'queued',
-      requestedBy: { type: 'service', id: 'svc-portal' },
-      requestId: `req_${ulid()}`,
-      idempotencyKey: `test-${ulid()}`,
-      requestHash: 'b'.repeat(64),
-      attempts: 0,
     });
     const refundEvent = (stripeRefundId: string) =>
       stripeEventEnvelope(`evt_${ulid()}`, 'refund.updated', {

@@ -1,6 +1,7 @@
 import { ulid } from 'ulid';
 import type { Models } from '../../models';
 import type { PaymentRecord } from '../../models/payment.model';
+import type { RefundRecord } from '../../models/refund.model';
 
 /**
  * A payment written straight to the database, in the state a test needs (as if
@@ -24,6 +25,25 @@ export async function insertPayment(
     ...fields,
   });
   return payment.toObject();
+}
+
+/** A refund written straight to the database, in the state a test needs. Opaque test values only. */
+export async function insertRefund(
+  models: Pick<Models, 'Refund'>,
+  fields: Pick<RefundRecord, '_id' | 'companyId' | 'paymentId' | 'status'> & Partial<RefundRecord>,
+): Promise<RefundRecord> {
+  const refund = await models.Refund.create({
+    amount: 500,
+    currency: 'usd',
+    reason: 'requested_by_customer',
+    requestedBy: { type: 'service', id: 'svc-portal' },
+    requestId: `req_${ulid()}`,
+    idempotencyKey: `test-${ulid()}`,
+    requestHash: 'b'.repeat(64),
+    attempts: 0,
+    ...fields,
+  });
+  return refund.toObject();
 }
 
 /** The items in a random order (Fisher–Yates). */
