@@ -4,6 +4,7 @@ import { startStripeSim } from '../devtools/stripe-sim';
 import { pollUntil } from '../devtools/polling';
 import { QUEUE_NAMES } from '../queues/names';
 import { BASELINE_COLLECTIONS, BASELINE_QUEUES } from './baseline-process';
+import { postSpec } from './http-entry';
 import type { LoadVariant } from './load-process';
 import { entryResult, type BenchEntry, type EntryResult } from './report';
 import { PAYMENT_BODY, seedPayingCompany } from './requests.bench';
@@ -127,15 +128,7 @@ function chargesEntry(name: string, workerProcesses: number): BenchEntry {
         const drive = async (which: keyof typeof targets, part: LoadVariant[]) => {
           const target = targets[which];
           const before = counters[which].completed;
-          const posted = await load.run({
-            url: target.url,
-            method: 'POST',
-            connections: settings.connections,
-            amount: part.length,
-            headers: target.headers,
-            variants: part,
-            expectStatus: 202,
-          });
+          const posted = await load.run(postSpec({ ...target, expectStatus: 202 }, part, settings.connections));
           const doneAt = await counters[which].until(before + part.length, deadlineMs);
           if (target.audit) await waitForDrained(world, target.audit, deadlineMs);
           return { ...posted, seconds: (doneAt - posted.startedAt) / 1000 };

@@ -29,6 +29,19 @@ export interface HttpMeasurement {
   limit: Baseline;
 }
 
+/** Each variant POSTed once to `target` over `connections` connections. */
+export function postSpec(target: HttpTarget, part: LoadVariant[], connections: number): LoadSpec {
+  return {
+    url: target.url,
+    method: 'POST',
+    connections,
+    amount: part.length,
+    headers: target.headers,
+    variants: part,
+    expectStatus: target.expectStatus,
+  };
+}
+
 /**
  * Variants `[0, ops)` are the measured requests, `[ops, ops + warmup)` warm each
  * target up (JIT, pools, data keys) untimed. The limit runs for a fixed time
@@ -44,15 +57,7 @@ export async function measureHttp(options: {
   limit: HttpTarget & { what: string };
 }): Promise<HttpMeasurement> {
   const { load, settings, ops, variants } = options;
-  const spec = (target: HttpTarget, part: LoadVariant[]): LoadSpec => ({
-    url: target.url,
-    method: 'POST',
-    connections: settings.connections,
-    amount: part.length,
-    headers: target.headers,
-    variants: part,
-    expectStatus: target.expectStatus,
-  });
+  const spec = (target: HttpTarget, part: LoadVariant[]) => postSpec(target, part, settings.connections);
   const warm = variants.slice(ops);
   const measured = variants.slice(0, ops);
   for (const target of [options.product, options.dataBound, options.limit]) await load.run(spec(target, warm));

@@ -10,17 +10,23 @@ import { loadPaymentLevels, type PaymentTarget } from '../../models/payment-conf
 import type { WebhookEventRecord } from '../../models/webhook-event.model';
 import type { StripeEventDeps } from './handler';
 
-/** The configuration serving `target` now, named as its endpoint is, with its secret key; undefined if none. */
-async function servingConfiguration(
-  deps: StripeEventDeps,
-  target: PaymentTarget,
-  by: 'secretKey' | 'webhookSigningSecrets',
-): Promise<{ id: string; secretKey: string } | undefined> {
-  const levels = await loadPaymentLevels(deps.models, target).catch((error: unknown) => {
+type ResolvedConfig = ReturnType<typeof resolvePaymentConfig>;
+
+/** The effective configuration for `target` now (the office's read only where the company's mode uses it). */
+async function resolveTarget(deps: StripeEventDeps, target: PaymentTarget): Promise<ResolvedConfig | undefined> {
+  const levels = await loadPaymentLevels(deps.models, target, { officeOnlyWhenUsed: true }).catch((error: unknown) => {
     if (isShreddedDataError(error)) return undefined;
     throw error;
   });
-  const resolved = levels?.company ? resolvePaymentConfig(levels.company, levels.office) : undefined;
+  return levels?.company ? resolvePaymentConfig(levels.company, levels.office) : undefined;
+}
+
+/** The configuration whose `by` serves `target`, named as its endpoint is, with its secret key; undefined if none. */
+function servingConfiguration(
+  resolved: ResolvedConfig | undefined,
+  target: PaymentTarget,
+  by: 'secretKey' | 'webhookSigningSecrets',
+): { id: string; secretKey: string } | undefined {
   if (!resolved?.ok || !resolved.settings.secretKey) return undefined;
   const level = resolved.sources[by] ?? 'company';
   return { id: configurationId(target.companyId, target.officeId, level), secretKey: resolved.settings.secretKey };
@@ -46,10 +52,16 @@ export async function bindEventToRecord(
       secretKey: undefined,
     });
   }
-  const [served, verified] = await Promise.all([
-    servingConfiguration(deps, { companyId: record.companyId, officeId: record.officeId }, 'secretKey'),
-    servingConfiguration(deps, { companyId: row.companyId, officeId: row.officeId }, 'webhookSigningSecrets'),
+  const recordTarget = { companyId: record.companyId, officeId: record.officeId };
+  const rowTarget = { companyId: row.companyId, officeId: row.officeId };
+  // Usually one configuration serves both (the record's office verified its own event): read it once.
+  const sameTarget = recordTarget.companyId === rowTarget.companyId && recordTarget.officeId === rowTarget.officeId;
+  const [forRecord, forRow] = await Promise.all([
+    resolveTarget(deps, recordTarget),
+    sameTarget ? undefined : resolveTarget(deps, rowTarget),
   ]);
+  const served = servingConfiguration(forRecord, recordTarget, 'secretKey');
+  const verified = servingConfiguration(sameTarget ? forRecord : forRow, rowTarget, 'webhookSigningSecrets');
   return decideEventBinding({
     ...object,
     verifiedBy: verified?.id,
