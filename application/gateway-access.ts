@@ -1,11 +1,13 @@
+import { ACCOUNT_CHANGED, isSameGatewayAccount, type GatewayAccountRef } from '../domain/gateway-account';
 import { resolvePaymentConfig } from '../domain/payment-config';
+import { configurationId, isLiveModeKey } from '../domain/webhook-binding';
 import type { GatewayChargeSettings, GatewayCredentials } from '../domain/payment-gateway';
 import type { Models } from '../models';
 import { isShreddedDataError } from '../models/encryption';
 import { loadPaymentLevels, type PaymentTarget } from '../models/payment-config';
 
 export type GatewayAccess =
-  | { ok: true; credentials: GatewayCredentials; charge: GatewayChargeSettings }
+  | { ok: true; credentials: GatewayCredentials; charge: GatewayChargeSettings; account: GatewayAccountRef }
   | { ok: false; failure: { code: string; message: string } };
 
 /**
@@ -13,11 +15,13 @@ export type GatewayAccess =
  * effective payment configuration, or why none may be used. Every charge,
  * refund and renewal asks here first: a configuration without a BAA or
  * section 1179 attestation fails with `gateway_not_attested` before any
- * gateway call, and so does a crypto-shredded one (`data_shredded`).
+ * gateway call, and so does a crypto-shredded one (`data_shredded`). Given the account that served a payment
+ * (`servedBy`), it answers only with that account (`gateway_account_changed` otherwise).
  */
 export async function resolveGatewayAccess(
   models: Pick<Models, 'Company' | 'Office'>,
   target: PaymentTarget,
+  servedBy?: GatewayAccountRef,
 ): Promise<GatewayAccess> {
   let levels: Awaited<ReturnType<typeof loadPaymentLevels>>;
   try {
@@ -35,10 +39,18 @@ export async function resolveGatewayAccess(
     const message = 'the payment gateway has no BAA or section 1179 attestation; nothing is sent to it';
     return { ok: false, failure: { code: 'gateway_not_attested', message } };
   }
-  const { statementDescriptor } = resolved.settings;
+  const { statementDescriptor, accountId } = resolved.settings;
+  const secretKey = resolved.settings.secretKey!;
+  const account: GatewayAccountRef = {
+    configurationId: configurationId(target.companyId, target.officeId, resolved.sources.secretKey ?? 'company'),
+    ...(accountId ? { accountId } : {}),
+    livemode: isLiveModeKey(secretKey),
+  };
+  if (servedBy && !isSameGatewayAccount(servedBy, account)) return { ok: false, failure: { ...ACCOUNT_CHANGED } };
   return {
     ok: true,
-    credentials: { secretKey: resolved.settings.secretKey! },
+    credentials: { secretKey },
     charge: statementDescriptor ? { statementDescriptor } : {},
+    account,
   };
 }

@@ -69,6 +69,12 @@ export interface StripeSim {
   succeededChargeCount(paymentIntentId: string): number;
   /** The sum of the distinct refunds (idempotent replays excluded) made against this PaymentIntent. */
   refundedAmount(paymentIntentId: string): number;
+  /**
+   * What happens at Stripe with no request of ours, and whose webhook may never come: the payer finishes (or fails)
+   * 3-D Secure on a PaymentIntent in requires_action, or the bank settles a pending refund.
+   */
+  finishAction(paymentIntentId: string, outcome: 'succeeded' | 'failed'): void;
+  settleRefund(refundId: string, status: 'succeeded' | 'failed'): void;
   close(): Promise<void>;
 }
 
@@ -165,6 +171,8 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
   const idempotentInFlight = new Set<string>();
   const succeededCharges = new Map<string, number>();
   const refundedAmounts = new Map<string, number>();
+  /** The refunds made through the sim, newest last: `GET /v1/refunds?payment_intent=` lists them as Stripe would. */
+  const refunds: JsonObject[] = [];
   const rules: Array<StripeSimRule & { remaining: number }> = [];
   const delayTimers = new Set<NodeJS.Timeout>();
   const requests: RecordedStripeRequest[] = [];
@@ -312,6 +320,8 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     const intentId = typeof form.payment_intent === 'string' ? form.payment_intent : undefined;
     if (intentId && paymentIntents.get(intentId)?.payment_method === PENDING_REFUND_PM) refund.status = 'pending';
     if (intentId) refundedAmounts.set(intentId, (refundedAmounts.get(intentId) ?? 0) + Number(refund.amount));
+    refund.payment_intent = intentId ?? refund.payment_intent;
+    refunds.push(refund);
     return refund;
   }
 
@@ -331,6 +341,16 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
         type: 'api_error',
         message: `stripe-sim could not reach stripe-mock at ${upstream.origin}`,
       });
+    }
+    const listedIntent =
+      req.method === 'GET' && path === '/v1/refunds' ? new URL(req.url ?? '/', 'http://sim') : undefined;
+    const listFor = listedIntent?.searchParams.get('payment_intent');
+    if (upstreamResponse.status === 200 && listFor) {
+      const data = refunds.filter((refund) => refund.payment_intent === listFor).reverse();
+      return {
+        ...upstreamResponse,
+        body: JSON.stringify({ object: 'list', url: '/v1/refunds', has_more: false, data }),
+      };
     }
     if (upstreamResponse.status === 200 && req.method === 'POST' && path === '/v1/refunds') {
       const refund = createdRefund(JSON.parse(upstreamResponse.body) as JsonObject, form);
@@ -466,6 +486,32 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     clearScripts: () => void rules.splice(0),
     succeededChargeCount: (paymentIntentId) => succeededCharges.get(paymentIntentId) ?? 0,
     refundedAmount: (paymentIntentId) => refundedAmounts.get(paymentIntentId) ?? 0,
+    finishAction(paymentIntentId, outcome) {
+      const paymentIntent = paymentIntents.get(paymentIntentId);
+      if (paymentIntent?.status !== 'requires_action') throw new Error(`${paymentIntentId} does not require action`);
+      paymentIntent.next_action = null;
+      if (outcome === 'failed') {
+        paymentIntent.status = 'requires_payment_method';
+        paymentIntent.last_payment_error = {
+          type: 'card_error',
+          code: 'payment_intent_authentication_failure',
+          message: 'The provided PaymentMethod has failed authentication.',
+        };
+        return;
+      }
+      Object.assign(paymentIntent, {
+        status: 'succeeded',
+        amount_received: paymentIntent.amount,
+        latest_charge: newId('ch'),
+      });
+      succeededCharges.set(paymentIntentId, (succeededCharges.get(paymentIntentId) ?? 0) + 1);
+    },
+    settleRefund(refundId, status) {
+      const refund = refunds.find((candidate) => candidate.id === refundId);
+      if (!refund) throw new Error(`no refund ${refundId} was made through the sim`);
+      refund.status = status;
+      if (status === 'failed') refund.failure_reason = 'expired_or_canceled_card';
+    },
     close: () =>
       new Promise<void>((resolve, reject) => {
         for (const timer of delayTimers) clearTimeout(timer);

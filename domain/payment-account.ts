@@ -25,6 +25,11 @@ export function officeAccountProblem(
   return undefined;
 }
 
+/** Two account ids name the same account unless both are known and differ. */
+export function accountIdsAgree(a: string | undefined, b: string | undefined): boolean {
+  return a === undefined || b === undefined || a === b;
+}
+
 /**
  * Whether a level's attestation still applies after an update: it attests one gateway account, and the account id
  * is how we know which. A new (or first, or removed) key keeps it only when the same account id is known before and
@@ -34,5 +39,5 @@ export function attestationKept(before: PaymentSettings, after: PaymentSettings)
   if (before.secretKey !== after.secretKey) {
     return before.accountId !== undefined && before.accountId === after.accountId;
   }
-  return before.accountId === undefined || after.accountId === undefined || before.accountId === after.accountId;
+  return accountIdsAgree(before.accountId, after.accountId);
 }

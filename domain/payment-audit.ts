@@ -11,6 +11,7 @@ export interface AuditablePayment {
   requestedBy: { type: 'user' | 'service'; id: string };
   requestId: string;
   failure?: { code: string };
+  attention?: { code: string; since: Date };
   createdAt: Date;
   completedAt?: Date;
 }
@@ -19,6 +20,7 @@ const OUTCOME_EVENTS: Partial<Record<PaymentStatus, { action: AuditAction; outco
   succeeded: { action: 'payment.succeeded', outcome: 'success' },
   failed: { action: 'payment.failed', outcome: 'failure' },
   requires_action: { action: 'payment.requires_action', outcome: 'success' },
+  needs_attention: { action: 'payment.needs_attention', outcome: 'failure' },
 };
 
 export function paymentRequestedEvent(payment: AuditablePayment): AuditEventInput {
@@ -43,17 +45,20 @@ export function paymentOutcomeEvent(
 ): AuditEventInput | undefined {
   const event = OUTCOME_EVENTS[payment.status];
   if (!event) return undefined;
+  const attention = payment.status === 'needs_attention' ? payment.attention : undefined;
+  const reason = attention?.code ?? payment.failure?.code;
   return {
-    eventId: transitionEventId(event.action, payment._id),
+    // A payment may need attention more than once (each time it is settled again and a retry is stuck again).
+    eventId: transitionEventId(event.action, attention ? `${payment._id}-${attention.since.getTime()}` : payment._id),
     companyId: payment.companyId,
     ...(payment.officeId ? { officeId: payment.officeId } : {}),
     action: event.action,
     outcome: event.outcome,
     actor,
     resource: { type: 'payment', id: payment._id },
-    ...(payment.failure ? { reason: payment.failure.code } : {}),
+    ...(reason ? { reason } : {}),
     requestId: payment.requestId,
     ...(jobId ? { jobId } : {}),
-    occurredAt: (payment.completedAt ?? new Date()).toISOString(),
+    occurredAt: (attention?.since ?? payment.completedAt ?? new Date()).toISOString(),
   };
 }

@@ -14,8 +14,14 @@ export type PaymentOutcome =
   | { status: 'failed'; failure: PaymentFailureReason }
   | { status: 'requires_action'; clientSecret?: string; nextActionType: string };
 
+/** A retry could not reach the gateway account that may already have charged: not failed, not final. */
+export interface AttentionOutcome {
+  status: 'needs_attention';
+  attention: { code: string; message: string };
+}
+
 /** An outcome that ends a charge attempt. */
-export type SettledOutcome = Exclude<PaymentOutcome, { status: 'processing' }>;
+export type SettledOutcome = Exclude<PaymentOutcome, { status: 'processing' }> | AttentionOutcome;
 
 /**
  * What the charge worker does with a PaymentIntent after confirming it (or finding it confirmed):

@@ -32,6 +32,8 @@ export const PAYMENT_TRANSITIONS: Readonly<Record<PaymentStatus, readonly Paymen
   queued: ['processing', 'requires_action', 'succeeded', 'failed'],
   processing: ['requires_action', 'succeeded', 'failed'],
   requires_action: ['processing', 'succeeded', 'failed'],
+  // Only the gateway's answer (a webhook, or the reconciliation sweep asking) settles it.
+  needs_attention: ['processing', 'requires_action', 'succeeded', 'failed'],
   failed: ['succeeded'],
   succeeded: [],
 };

@@ -15,6 +15,7 @@ export interface AuditableRefund {
   requestedBy: { type: 'user' | 'service'; id: string };
   requestId: string;
   failure?: { code: string };
+  attention?: { code: string; since: Date };
   createdAt: Date;
   completedAt?: Date;
 }
@@ -25,6 +26,7 @@ const OUTCOME_EVENTS: Partial<Record<RefundStatus, { action: AuditAction; outcom
   succeeded: { action: 'refund.succeeded', outcome: 'success' },
   failed: { action: 'refund.failed', outcome: 'failure' },
   canceled: { action: 'refund.canceled', outcome: 'failure' },
+  needs_attention: { action: 'refund.needs_attention', outcome: 'failure' },
 };
 
 const scope = (refund: AuditableRefund) => ({
@@ -60,15 +62,17 @@ export function refundRequestedEvent(refund: AuditableRefund): AuditEventInput {
 export function refundOutcomeEvent(refund: AuditableRefund, actor: Actor, jobId?: string): AuditEventInput | undefined {
   const event = OUTCOME_EVENTS[refund.status];
   if (!event) return undefined;
+  const attention = refund.status === 'needs_attention' ? refund.attention : undefined;
+  const reason = attention?.code ?? refund.failure?.code;
   return {
-    eventId: transitionEventId(event.action, refund._id),
+    eventId: transitionEventId(event.action, attention ? `${refund._id}-${attention.since.getTime()}` : refund._id),
     ...scope(refund),
     action: event.action,
     outcome: event.outcome,
     actor,
-    ...(refund.failure ? { reason: refund.failure.code } : {}),
+    ...(reason ? { reason } : {}),
     ...(jobId ? { jobId } : {}),
-    occurredAt: (refund.completedAt ?? new Date()).toISOString(),
+    occurredAt: (attention?.since ?? refund.completedAt ?? new Date()).toISOString(),
   };
 }
 

@@ -3,12 +3,16 @@
  * enqueued) → processing (a worker owns it) → whatever Stripe says: pending,
  * requires_action, succeeded, failed or canceled. pending and requires_action
  * wait on Stripe (or the payer's bank); their outcome arrives as a webhook.
+ * needs_attention: a retry could not reach the gateway account an earlier attempt may already have refunded through
+ * (configuration changed, attestation gone, key refused). The money stays held; only the gateway's answer (a
+ * webhook, or the reconciliation sweep asking) settles it.
  */
 export const REFUND_STATUSES = [
   'queued',
   'processing',
   'pending',
   'requires_action',
+  'needs_attention',
   'succeeded',
   'failed',
   'canceled',

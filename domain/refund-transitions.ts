@@ -12,6 +12,7 @@ import type { GatewayRefundStatus, RefundStatus } from './refund-status';
  *   could not return (closed account, expired card) as failed after it succeeded. The money
  *   comes back to the merchant, so the payment's refunded amount goes down again. A late
  *   `pending` or `requires_action` never undoes a success.
+ * - `needs_attention` (an earlier attempt may have reached Stripe, a retry could not) takes whatever Stripe reports.
  * - `failed` and `canceled` are final.
  */
 export const REFUND_TRANSITIONS: Readonly<Record<RefundStatus, readonly GatewayRefundStatus[]>> = {
@@ -19,6 +20,7 @@ export const REFUND_TRANSITIONS: Readonly<Record<RefundStatus, readonly GatewayR
   processing: ['pending', 'requires_action', 'succeeded', 'failed', 'canceled'],
   pending: ['requires_action', 'succeeded', 'failed', 'canceled'],
   requires_action: ['pending', 'succeeded', 'failed', 'canceled'],
+  needs_attention: ['pending', 'requires_action', 'succeeded', 'failed', 'canceled'],
   succeeded: ['failed'],
   failed: [],
   canceled: [],

@@ -1,5 +1,6 @@
 import { Schema, type Connection, type Model } from 'mongoose';
 import { DISPUTE_STATUSES, type DisputeOutcome, type DisputeStatus } from '../domain/dispute-transitions';
+import type { Attention, GatewayAccountRef } from '../domain/gateway-account';
 import { PAYMENT_STATUSES, type PaymentStatus } from '../domain/payment-status';
 
 export interface PaymentFailure {
@@ -43,7 +44,13 @@ export interface PaymentRecord {
   serviceCategory?: string;
   status: PaymentStatus;
   stripePaymentIntentId?: string;
+  /** The gateway account of the first gateway call; retries, refunds and reconciliation use it or none. */
+  gatewayAccount?: GatewayAccountRef;
   failure?: PaymentFailure;
+  /** Why it is `needs_attention`. */
+  attention?: Attention;
+  /** When the reconciliation sweep last asked the gateway about it. */
+  reconciledAt?: Date;
   /** For requires_action: what the upstream app needs to let the payer finish. clientSecret is encrypted. */
   action?: { clientSecret: unknown; nextActionType: string };
   /** The chargeback (or inquiry) on this payment, from Stripe's `charge.dispute.*` events. */
@@ -73,6 +80,24 @@ const disputeSchema = new Schema<PaymentDispute>(
   { _id: false },
 );
 
+const gatewayAccountSchema = new Schema<GatewayAccountRef>(
+  {
+    configurationId: { type: String, required: true },
+    accountId: { type: String },
+    livemode: { type: Boolean, required: true },
+  },
+  { _id: false },
+);
+
+export const attentionSchema = new Schema<Attention>(
+  {
+    code: { type: String, required: true },
+    message: { type: String, required: true },
+    since: { type: Date, required: true },
+  },
+  { _id: false },
+);
+
 /** Who asked for a money movement (a payment or a refund): a user or an upstream service. */
 export const requestedBySchema = new Schema(
   { type: { type: String, required: true, enum: ['user', 'service'] }, id: { type: String, required: true } },
@@ -93,6 +118,7 @@ const paymentSchema = new Schema<PaymentRecord>(
     serviceCategory: { type: String },
     status: { type: String, required: true, enum: PAYMENT_STATUSES },
     stripePaymentIntentId: { type: String },
+    gatewayAccount: { type: gatewayAccountSchema },
     failure: {
       type: new Schema<PaymentFailure>(
         { code: { type: String, required: true }, declineCode: String, message: { type: String, required: true } },
@@ -108,6 +134,8 @@ const paymentSchema = new Schema<PaymentRecord>(
         { _id: false },
       ),
     },
+    attention: { type: attentionSchema },
+    reconciledAt: { type: Date },
     dispute: { type: disputeSchema },
     requestedBy: { type: requestedBySchema, required: true },
     requestId: { type: String, required: true },

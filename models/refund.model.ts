@@ -1,6 +1,7 @@
 import { Schema, type Connection, type Model } from 'mongoose';
 import { REFUND_REASONS, REFUND_STATUSES, type RefundReason, type RefundStatus } from '../domain/refund-status';
-import { requestedBySchema } from './payment.model';
+import type { Attention } from '../domain/gateway-account';
+import { attentionSchema, requestedBySchema } from './payment.model';
 
 export interface RefundFailure {
   /** Our reason code: Stripe's error code or failure_reason, or ours (gateway_not_attested, refund_exceeds_captured…). */
@@ -21,6 +22,10 @@ export interface RefundRecord {
   status: RefundStatus;
   stripeRefundId?: string;
   failure?: RefundFailure;
+  /** Why it is `needs_attention`. */
+  attention?: Attention;
+  /** When the reconciliation sweep last asked the gateway about it. */
+  reconciledAt?: Date;
   requestedBy: { type: 'user' | 'service'; id: string };
   requestId: string;
   /** Unique per company: a retried request finds the refund it already made. */
@@ -52,6 +57,8 @@ const refundSchema = new Schema<RefundRecord>(
         { _id: false },
       ),
     },
+    attention: { type: attentionSchema },
+    reconciledAt: { type: Date },
     requestedBy: { type: requestedBySchema, required: true },
     requestId: { type: String, required: true },
     idempotencyKey: { type: String, required: true },

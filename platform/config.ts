@@ -126,6 +126,9 @@ const envSchema = z.object({
   AUDIT_CONCURRENCY: positiveInt.default(20),
   OUTBOX_SWEEP_EVERY_MS: positiveInt.default(30_000),
   OUTBOX_STALE_AFTER_MS: positiveInt.default(60_000),
+  /** Payments and refunds waiting on a gateway decision (or needing attention) this long are asked about at Stripe. */
+  RECONCILE_AFTER_MS: positiveInt.default(15 * 60_000),
+  RECONCILE_EVERY_MS: positiveInt.default(60_000),
   SHUTDOWN_DEADLINE_MS: positiveInt.default(25_000),
 });
 
@@ -216,6 +219,7 @@ export type AppConfig = {
   payments: { maxAmount: number };
   workers: { chargeConcurrency: number; auditConcurrency: number; refundConcurrency: number };
   outbox: { sweepEveryMs: number; staleAfterMs: number };
+  reconcile: { everyMs: number; afterMs: number };
   audit: {
     anchorKeyFile: string;
     /** When set, what the api verifies anchors with: it never loads the signing key. */
@@ -450,6 +454,7 @@ export function loadConfig(
       refundConcurrency: env.REFUND_CONCURRENCY,
     },
     outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
+    reconcile: { everyMs: env.RECONCILE_EVERY_MS, afterMs: env.RECONCILE_AFTER_MS },
     audit: {
       anchorKeyFile: env.AUDIT_ANCHOR_KEY_FILE,
       anchorPublicKeyFile: env.AUDIT_ANCHOR_PUBLIC_KEY_FILE,

@@ -7,6 +7,7 @@ export const MAINTENANCE_JOBS = {
   outboxSweep: 'outbox-sweep',
   auditAnchor: 'audit-anchor',
   auditRetention: 'audit-retention',
+  gatewayReconcile: 'gateway-reconcile',
 } as const;
 export type MaintenanceJobName = (typeof MAINTENANCE_JOBS)[keyof typeof MAINTENANCE_JOBS];
 

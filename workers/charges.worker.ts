@@ -18,6 +18,7 @@ import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from '../application/gateway-access';
 import { auditPaymentOutcome, recordPaymentOutcome } from '../application/payments/record-outcome';
 import { decideCharge, type SettledOutcome } from '../domain/payment-outcome';
+import { ACCOUNT_CHANGED, isSameGatewayAccount } from '../domain/gateway-account';
 import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOptions } from './queue-worker';
 
 export interface ChargeDeps {
@@ -77,13 +78,40 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
 
   const settle = (outcome: SettledOutcome) => settlePayment(payment, outcome, job, deps, log);
 
-  // Every charge uses the effective configuration: the company's, or the office's where the mode says so.
-  const access = await resolveGatewayAccess(deps.models, { companyId: payment.companyId, officeId: payment.officeId });
-  if (!access.ok) {
-    await settle({ status: 'failed', failure: access.failure });
-    throw new PaymentFailedError(paymentId, access.failure.code);
-  }
+  // A payment whose PaymentIntent is saved may have been charged (we confirm only a saved intent): then a problem
+  // on our side, or a refusal that is not the card's, cannot make it failed, only `needs_attention`.
+  const giveUp = async (failure: { code: string; message: string; declineCode?: string }, declined = false) => {
+    const saved = await Payment.findById(paymentId, { stripePaymentIntentId: 1 }).lean();
+    if (saved?.stripePaymentIntentId && !declined) {
+      const { code, message } = failure;
+      await settle({ status: 'needs_attention', attention: { code, message } });
+      log.warn({ reason: code }, 'payment needs attention: the gateway may have charged it, and cannot be asked now');
+      // Failed in the queue (ops see it there, with the code); the reconciliation sweep asks the gateway later.
+      throw new JobFailedError(code, `payment ${paymentId} needs attention: ${code}`);
+    }
+    await settle({ status: 'failed', failure });
+    throw new PaymentFailedError(paymentId, failure.code);
+  };
+
+  // Every charge uses the effective configuration (the company's, or the office's where the mode says so), and a
+  // retry only the gateway account its first call used.
+  const target = { companyId: payment.companyId, officeId: payment.officeId };
+  const access = await resolveGatewayAccess(deps.models, target, payment.gatewayAccount);
+  if (!access.ok) return giveUp(access.failure);
   const { credentials, charge } = access;
+  if (!payment.gatewayAccount) {
+    const recorded = await Payment.updateOne(
+      { _id: paymentId, gatewayAccount: { $exists: false } },
+      { $set: { gatewayAccount: access.account } },
+    );
+    // Another attempt recorded one first (after a stall): charge only through that one.
+    if (recorded.matchedCount === 0) {
+      const stored = await Payment.findById(paymentId, { gatewayAccount: 1 }).lean();
+      if (stored?.gatewayAccount && !isSameGatewayAccount(stored.gatewayAccount, access.account)) {
+        return giveUp({ ...ACCOUNT_CHANGED });
+      }
+    }
+  }
 
   try {
     const intent = await chargeIntent(payment, credentials, charge, deps);
@@ -91,15 +119,8 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error;
     if (error.kind === 'declined' || error.kind === 'permanent') {
-      await settle({
-        status: 'failed',
-        failure: {
-          code: error.code,
-          message: error.message,
-          ...(error.declineCode ? { declineCode: error.declineCode } : {}),
-        },
-      });
-      throw new PaymentFailedError(paymentId, error.code);
+      const { code, message, declineCode } = error;
+      return giveUp({ code, message, ...(declineCode ? { declineCode } : {}) }, error.kind === 'declined');
     }
     await Payment.updateOne({ _id: paymentId }, { $set: { lastError: error.code } });
     log.warn({ code: error.code }, 'transient gateway error; will retry');

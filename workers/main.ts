@@ -59,6 +59,7 @@ export async function startWorkers(
       'outbox-sweep': config.outbox.sweepEveryMs,
       'audit-anchor': config.audit.anchorEveryMs,
       'audit-retention': config.audit.retentionEveryMs,
+      'gateway-reconcile': config.reconcile.everyMs,
     });
   }
   logger.info({ queues: workers.map((w) => w.name) }, 'workers started');

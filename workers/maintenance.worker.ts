@@ -9,11 +9,16 @@ import { QUEUE_NAMES } from '../queues/names';
 import type { StripeEventJob } from '../queues/stripe-events.queue';
 import type { RefundJob } from '../queues/refunds.queue';
 import { sweepOutbox, type SweepResult } from '../application/outbox/sweep-outbox';
+import {
+  reconcileWithGateway,
+  type ReconcileDeps,
+  type ReconcileResult,
+} from '../application/reconcile/reconcile-gateway';
 import { transitionEventId } from '../domain/audit-actions';
 import { createQueueWorker, JobFailedError, type QueueWorkerOptions } from './queue-worker';
 
-export interface MaintenanceDeps {
-  models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'>;
+export interface MaintenanceDeps extends Omit<ReconcileDeps, 'models' | 'afterMs'> {
+  models: Pick<Models, 'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'>;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
   refundsQueue: Queue<RefundJob>;
@@ -22,6 +27,7 @@ export interface MaintenanceDeps {
   anchorSigner: AnchorSigner;
   logger: Logger;
   staleAfterMs: number;
+  reconcileAfterMs: number;
   retentionDays: number;
   now?: () => Date;
 }
@@ -60,7 +66,8 @@ export async function purgeExpiredAuditEvents(
   return { companies: purged.length, removed: purged.reduce((sum, p) => sum + p.removed, 0) };
 }
 
-export type MaintenanceResult = SweepResult | { anchored: number } | { companies: number; removed: number };
+export type MaintenanceResult =
+  SweepResult | ReconcileResult | { anchored: number } | { companies: number; removed: number };
 
 export async function processMaintenance(job: Job<MaintenanceJob>, deps: MaintenanceDeps): Promise<MaintenanceResult> {
   switch (job.name) {
@@ -70,6 +77,8 @@ export async function processMaintenance(job: Job<MaintenanceJob>, deps: Mainten
       return { anchored: await deps.auditTrail.anchorHeads(deps.anchorSigner, deps.now?.()) };
     case MAINTENANCE_JOBS.auditRetention:
       return purgeExpiredAuditEvents(deps);
+    case MAINTENANCE_JOBS.gatewayReconcile:
+      return reconcileWithGateway({ ...deps, afterMs: deps.reconcileAfterMs });
     default:
       throw new JobFailedError('unknown_maintenance_job', `unknown maintenance job ${job.name}`);
   }

@@ -38,6 +38,9 @@ export async function processRefund(job: Job<RefundJob>, deps: RefundDeps, conte
       return { refundId, status: sent.status };
     case 'failed':
       throw new RefundFailedError(refundId, sent.code);
+    case 'needs_attention':
+      // Failed in the queue (ops see it there, with the code); the reconciliation sweep asks the gateway later.
+      throw new JobFailedError(sent.code, `refund ${refundId} needs attention: ${sent.code}`);
     case 'not_found':
       throw new JobFailedError('refund_not_found', `refund ${refundId} not found`);
     case 'disappeared':

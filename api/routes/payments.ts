@@ -1,3 +1,4 @@
+import type { Attention } from '../../domain/gateway-account';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { paymentRequestedEvent } from '../../domain/payment-audit';
@@ -36,6 +37,11 @@ const listQuery = z
   })
   .strict();
 
+/** Why a payment or refund is `needs_attention`: the reason code, a sentence, and since when. */
+export function presentAttention(attention: Attention) {
+  return { code: attention.code, message: attention.message, since: attention.since.toISOString() };
+}
+
 /** What the upstream app sees of a payment: status, amounts, the failure reason, what 3-D Secure needs, any dispute. */
 function presentPayment(payment: PaymentRecord, refunds?: RefundTotals) {
   return {
@@ -54,6 +60,7 @@ function presentPayment(payment: PaymentRecord, refunds?: RefundTotals) {
           },
         }
       : {}),
+    ...(payment.attention ? { attention: presentAttention(payment.attention) } : {}),
     ...(payment.status === 'requires_action' && payment.action
       ? { nextAction: { type: payment.action.nextActionType, clientSecret: String(payment.action.clientSecret) } }
       : {}),

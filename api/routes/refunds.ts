@@ -11,6 +11,7 @@ import type { AccessGuard } from '../access-guard';
 import { enqueueRecordedIntent } from '../enqueue';
 import { ApiError } from '../errors';
 import { authorizedPayment, paymentParams, rejectIfShredded } from '../payment-access';
+import { presentAttention } from './payments';
 import { parse, requireIdempotencyKey } from '../validation';
 
 export interface RefundRouteDeps {
@@ -34,6 +35,7 @@ function presentRefund(refund: RefundRecord) {
     reason: refund.reason,
     ...(refund.officeId ? { officeId: refund.officeId } : {}),
     ...(refund.failure ? { failure: { code: refund.failure.code, message: refund.failure.message } } : {}),
+    ...(refund.attention ? { attention: presentAttention(refund.attention) } : {}),
     createdAt: refund.createdAt.toISOString(),
     updatedAt: refund.updatedAt.toISOString(),
     ...(refund.completedAt ? { completedAt: refund.completedAt.toISOString() } : {}),

@@ -3,7 +3,7 @@ import { paymentOutcomeEvent } from '../../domain/payment-audit';
 import type { PaymentStatus } from '../../domain/payment-status';
 import type { Models } from '../../models';
 import type { FieldEncryption } from '../../models/encryption';
-import type { PaymentOutcome } from '../../domain/payment-outcome';
+import type { PaymentOutcome, SettledOutcome } from '../../domain/payment-outcome';
 import type { PaymentRecord } from '../../models/payment.model';
 
 export interface RecordOutcomeDeps {
@@ -22,18 +22,21 @@ export interface OutcomeSource {
  * Records an outcome on a payment that is still in `from`: one conditional single-document update (so of two
  * writers racing from the same state exactly one wins, also on servers that lose concurrent updates), then the
  * outcome's audit event. Returns the updated payment, or null when the payment had already left `from`.
- * A 3-D Secure client secret is stored encrypted; a final outcome clears what no longer applies.
+ * A 3-D Secure client secret is stored encrypted; a final outcome clears what no longer applies, and any outcome
+ * clears the reason a payment needed attention (but `needs_attention` itself, which records it).
  */
 export async function recordPaymentOutcome(
   deps: RecordOutcomeDeps,
   payment: Pick<PaymentRecord, '_id' | 'companyId'>,
   from: PaymentStatus,
-  outcome: PaymentOutcome,
+  outcome: PaymentOutcome | SettledOutcome,
   source: OutcomeSource,
 ): Promise<PaymentRecord | null> {
   const set: Record<string, unknown> = { status: outcome.status };
-  const unset = ['lastError'];
-  if (outcome.status === 'succeeded') {
+  const unset = outcome.status === 'needs_attention' ? ['lastError'] : ['lastError', 'attention'];
+  if (outcome.status === 'needs_attention') {
+    set.attention = { ...outcome.attention, since: new Date() };
+  } else if (outcome.status === 'succeeded') {
     set.completedAt = new Date();
     unset.push('failure', 'action');
   } else if (outcome.status === 'failed') {

@@ -26,7 +26,7 @@ export function gatewayRefundUpdate(
   reported: Omit<ReportedRefund, 'status'>,
 ): { $set: Record<string, unknown>; $unset: Record<string, 1> } {
   const set: Record<string, unknown> = { status: to };
-  const unset: Record<string, 1> = { lastError: 1 };
+  const unset: Record<string, 1> = { lastError: 1, attention: 1 };
   if (reported.stripeRefundId) set.stripeRefundId = reported.stripeRefundId;
   if (to === 'succeeded' || to === 'failed' || to === 'canceled') set.completedAt = new Date();
   if (to === 'failed') {

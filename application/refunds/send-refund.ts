@@ -22,12 +22,14 @@ export const REFUND_WORKER_ACTOR: RefundActor = { type: 'system', id: 'refund-wo
  * What sending one refund came to:
  * - `recorded`: the refund's stored status (what the gateway answered, or what someone else recorded first);
  * - `failed`: this attempt recorded the refund failed or canceled (the code is on the record), never to be retried;
+ * - `needs_attention`: an earlier attempt may have made the refund and this one could not ask (the money stays held);
  * - `not_found`: there is no such refund (`disappeared`: it went away while being sent).
  * Transient gateway errors (network, 5xx, 429) are thrown, after the code is kept as the refund's `lastError`.
  */
 export type SendRefundOutcome =
   | { outcome: 'recorded'; status: RefundStatus }
   | { outcome: 'failed'; code: string }
+  | { outcome: 'needs_attention'; code: string }
   | { outcome: 'not_found' | 'disappeared' };
 
 /**
@@ -101,14 +103,35 @@ export async function sendRefund(
     return fail({ code: 'refund_exceeds_captured', message: 'the payment has not that much left to refund' });
   }
 
-  // The same effective configuration (and attestation) as the charge: the company's, or the office's.
-  const access = await resolveGatewayAccess(deps.models, { companyId: refund.companyId, officeId: payment.officeId });
-  if (!access.ok) return fail(access.failure);
+  // An earlier attempt may have made the refund at Stripe: then a problem on our side, or a refusal of anything but
+  // the refund itself, cannot make it failed (and free the money for a second refund), only `needs_attention`.
+  const mayHaveRefunded = refund.attempts > 1;
+  const stuck = async (attention: { code: string; message: string }): Promise<SendRefundOutcome> => {
+    const since = new Date();
+    await Refund.updateOne(
+      { _id: refundId, status: 'processing' },
+      { $set: { status: 'needs_attention', attention: { ...attention, since } }, $unset: { lastError: 1 } },
+    );
+    const current = await settled();
+    if (!current) return { outcome: 'disappeared' };
+    log.warn(
+      { reason: attention.code },
+      'refund needs attention: the gateway may have made it, and cannot be asked now',
+    );
+    return { outcome: 'needs_attention', code: attention.code };
+  };
+
+  // The gateway account that served the charge, and its configuration's attestation: the company's, or the office's.
+  const target = { companyId: refund.companyId, officeId: payment.officeId };
+  const access = await resolveGatewayAccess(deps.models, target, payment.gatewayAccount);
+  if (!access.ok) return mayHaveRefunded ? stuck(access.failure) : fail(access.failure);
 
   let answer: GatewayRefund;
+  let creating = false;
   try {
-    const target = { paymentIntentId: payment.stripePaymentIntentId, refundId };
-    const earlier = refund.attempts > 1 ? await deps.gateway.findRefund(access.credentials, target) : undefined;
+    const found = { paymentIntentId: payment.stripePaymentIntentId, refundId };
+    const earlier = mayHaveRefunded ? await deps.gateway.findRefund(access.credentials, found) : undefined;
+    creating = !earlier;
     answer =
       earlier ??
       (await deps.gateway.createRefund(access.credentials, {
@@ -120,7 +143,11 @@ export async function sendRefund(
       }));
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error;
-    if (error.kind !== 'transient') return fail({ code: toReasonCode(error.code), message: error.message });
+    if (error.kind !== 'transient') {
+      const failure = { code: toReasonCode(error.code), message: error.message };
+      // Stripe refusing this refund (same idempotency key) is its answer; failing to look for an earlier one is not.
+      return creating ? fail(failure) : stuck(failure);
+    }
     await Refund.updateOne({ _id: refundId }, { $set: { lastError: error.code } });
     log.warn({ code: error.code }, 'transient gateway error; will retry');
     throw error;

@@ -4,6 +4,9 @@ import type { Role } from '../../domain/access-policy';
 import { loadConfig } from '../../platform/config';
 import { startWorkers, type RunningWorkers } from '../../workers/main';
 import { sweepOutbox, type SweepResult } from '../../application/outbox/sweep-outbox';
+import { reconcileWithGateway, type ReconcileResult } from '../../application/reconcile/reconcile-gateway';
+import { StripeGateway } from '../../gateway/stripe-gateway';
+import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { startStripeSim, type StripeSim } from '../../devtools/stripe-sim';
 import { createTestContext, type TestContext } from './harness';
 
@@ -21,6 +24,8 @@ export interface InProcessSystem {
   withRedisDownApi<T>(run: (url: string) => Promise<T>): Promise<T>;
   /** One outbox sweep, as the maintenance scheduler runs it, with all unfinished work counted as stale. */
   sweepNow(): Promise<SweepResult>;
+  /** One gateway reconciliation, as the maintenance scheduler runs it, asking about records older than `afterMs`. */
+  reconcileNow(afterMs?: number): Promise<ReconcileResult>;
   close(): Promise<void>;
 }
 
@@ -64,6 +69,17 @@ export async function startInProcessSystem(
         refundsQueue: ctx.queues.refunds,
         logger: ctx.logger,
         staleAfterMs: 0,
+      }),
+    reconcileNow: (afterMs = 0) =>
+      reconcileWithGateway({
+        models: ctx.db.models,
+        gateway: new StripeGateway({ endpoint: ctx.config.stripe.endpoint, timeoutMs: ctx.config.stripe.timeoutMs }),
+        encryption: ctx.db.encryption,
+        enqueueAudit: (event) => enqueueAuditEvent(ctx.queues.audit, event),
+        chargesQueue: ctx.queues.charges,
+        refundsQueue: ctx.queues.refunds,
+        logger: ctx.logger,
+        afterMs,
       }),
     async close() {
       await api.stop();

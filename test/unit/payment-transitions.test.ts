@@ -20,6 +20,7 @@ const TABLE: Record<PaymentStatus, Array<'apply' | 'same' | 'stale'>> = {
   queued: /*    */ ['apply', 'apply', 'apply', 'apply', 'apply'],
   processing: /**/ ['same', 'apply', 'apply', 'apply', 'apply'],
   requires_action: ['apply', 'same', 'apply', 'apply', 'apply'],
+  needs_attention: ['apply', 'apply', 'apply', 'apply', 'apply'],
   succeeded: /* */ ['stale', 'stale', 'same', 'stale', 'stale'],
   failed: /*    */ ['stale', 'stale', 'apply', 'same', 'same'],
 };

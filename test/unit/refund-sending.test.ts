@@ -66,7 +66,52 @@ beforeEach(() => {
     ReturnType<typeof holdRefund>
   >);
   ledger.mockResolvedValue(undefined);
-  access.mockResolvedValue({ ok: true, credentials: { secretKey: 'sk_test_unit' }, charge: {} });
+  access.mockResolvedValue({
+    ok: true,
+    credentials: { secretKey: 'sk_test_unit' },
+    charge: {},
+    account: { configurationId: 'co_unit', livemode: false },
+  });
+});
+
+describe('a retry that cannot ask the gateway never records failed (issue 12 §1)', () => {
+  // attempts: 1 stored, so this run is attempt 2: attempt 1 may have made the refund at Stripe.
+  const retried = { refund: { attempts: 1 } };
+
+  it('a configuration that lost its attestation leaves the refund needing attention, the money held', async () => {
+    const { deps, gateway, stored, actions, audit } = setup(retried);
+    access.mockResolvedValue({ ok: false, failure: { code: 'gateway_not_attested', message: 'no BAA' } });
+
+    const error = await failureOf(run(deps, 1));
+
+    expect(error).toBeInstanceOf(UnrecoverableError);
+    expect(error).not.toBeInstanceOf(RefundFailedError);
+    expect(gateway.findRefund).not.toHaveBeenCalled();
+    expect(stored()).toMatchObject({ status: 'needs_attention', attention: { code: 'gateway_not_attested' } });
+    expect(stored().completedAt).toBeUndefined();
+    expect(ledger).not.toHaveBeenCalledWith(deps.models.RefundLedger, expect.objectContaining({ status: 'failed' }));
+    expect(actions()).toEqual(['refund.requested', 'refund.needs_attention']);
+    expect(audit[1]).toMatchObject({ outcome: 'failure', reason: 'gateway_not_attested' });
+  });
+
+  it('a key the gateway refuses while looking for the earlier refund leaves it needing attention', async () => {
+    const { deps, gateway, stored } = setup(retried);
+    gateway.findRefund.mockRejectedValue(new GatewayError('permanent', 'authentication_error', 'invalid key'));
+
+    await failureOf(run(deps, 1));
+
+    expect(gateway.createRefund).not.toHaveBeenCalled();
+    expect(stored()).toMatchObject({ status: 'needs_attention', attention: { code: 'authentication_error' } });
+  });
+
+  it('Stripe refusing the refund itself (same idempotency key) is its answer: failed', async () => {
+    const { deps, gateway, stored } = setup(retried);
+    gateway.findRefund.mockResolvedValue(undefined);
+    gateway.createRefund.mockRejectedValue(new GatewayError('permanent', 'charge_disputed', 'disputed'));
+
+    await expect(run(deps, 1)).rejects.toBeInstanceOf(RefundFailedError);
+    expect(stored()).toMatchObject({ status: 'failed', failure: { code: 'charge_disputed' } });
+  });
 });
 
 describe('a refund the gateway refuses fails for good', () => {

@@ -9,6 +9,7 @@ const TABLE: Record<RefundStatus, Array<'apply' | 'same' | 'stale'>> = {
   processing: /* */ ['apply', 'apply', 'apply', 'apply', 'apply'],
   pending: /*    */ ['same', 'apply', 'apply', 'apply', 'apply'],
   requires_action: ['apply', 'same', 'apply', 'apply', 'apply'],
+  needs_attention: ['apply', 'apply', 'apply', 'apply', 'apply'],
   succeeded: /*  */ ['stale', 'stale', 'same', 'apply', 'stale'],
   failed: /*     */ ['stale', 'stale', 'stale', 'same', 'stale'],
   canceled: /*   */ ['stale', 'stale', 'stale', 'stale', 'same'],
