@@ -46,6 +46,14 @@ export interface CreateIntentInput {
   idempotencyKey: string;
 }
 
+export interface ConfirmIntentInput {
+  intentId: string;
+  paymentMethod: string;
+  /** The payer is not there (a renewal): the card's issuer may still ask for authentication, which then waits. */
+  offSession?: boolean;
+  idempotencyKey: string;
+}
+
 export interface GatewayRefund {
   id: string;
   status: GatewayRefundStatus;
@@ -65,10 +73,7 @@ export interface CreateRefundInput {
 
 export interface PaymentGateway {
   createPaymentIntent(credentials: GatewayCredentials, input: CreateIntentInput): Promise<GatewayIntent>;
-  confirmPaymentIntent(
-    credentials: GatewayCredentials,
-    input: { intentId: string; paymentMethod: string; idempotencyKey: string },
-  ): Promise<GatewayIntent>;
+  confirmPaymentIntent(credentials: GatewayCredentials, input: ConfirmIntentInput): Promise<GatewayIntent>;
   retrievePaymentIntent(credentials: GatewayCredentials, intentId: string): Promise<GatewayIntent>;
   createRefund(credentials: GatewayCredentials, input: CreateRefundInput): Promise<GatewayRefund>;
   /** The refund an earlier attempt made for our refund id (by its metadata), if the gateway has one. */

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import Stripe from 'stripe';
 import {
   GatewayError,
+  type ConfirmIntentInput,
   type CreateIntentInput,
   type CreateRefundInput,
   type GatewayCredentials,
@@ -153,14 +154,11 @@ export class StripeGateway implements PaymentGateway {
     return toGatewayIntent(intent);
   }
 
-  async confirmPaymentIntent(
-    credentials: GatewayCredentials,
-    input: { intentId: string; paymentMethod: string; idempotencyKey: string },
-  ): Promise<GatewayIntent> {
+  async confirmPaymentIntent(credentials: GatewayCredentials, input: ConfirmIntentInput): Promise<GatewayIntent> {
     const intent = await this.call(() =>
       this.client(credentials).paymentIntents.confirm(
         input.intentId,
-        { payment_method: input.paymentMethod },
+        { payment_method: input.paymentMethod, ...(input.offSession ? { off_session: true } : {}) },
         { idempotencyKey: input.idempotencyKey },
       ),
     );

@@ -53,6 +53,8 @@ export interface PaymentRecord {
   reconciledAt?: Date;
   /** For requires_action: what the upstream app needs to let the payer finish. clientSecret is encrypted. */
   action?: { clientSecret: unknown; nextActionType: string };
+  /** A subscription period's charge (off-session: the payer is not there): which subscription and period. */
+  subscription?: { subscriptionId: string; periodId: string };
   /** The chargeback (or inquiry) on this payment, from Stripe's `charge.dispute.*` events. */
   dispute?: PaymentDispute;
   requestedBy: { type: 'user' | 'service'; id: string };
@@ -136,6 +138,12 @@ const paymentSchema = new Schema<PaymentRecord>(
     },
     attention: { type: attentionSchema },
     reconciledAt: { type: Date },
+    subscription: {
+      type: new Schema(
+        { subscriptionId: { type: String, required: true }, periodId: { type: String, required: true } },
+        { _id: false },
+      ),
+    },
     dispute: { type: disputeSchema },
     requestedBy: { type: requestedBySchema, required: true },
     requestId: { type: String, required: true },

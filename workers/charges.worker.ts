@@ -173,6 +173,7 @@ async function chargeIntent(
     return await gateway.confirmPaymentIntent(credentials, {
       intentId,
       paymentMethod: payment.paymentMethod,
+      ...(payment.subscription ? { offSession: true } : {}),
       idempotencyKey: `${payment._id}-confirm-${payment.attempts}`,
     });
   } catch (error) {
