@@ -1,0 +1,90 @@
+import { z } from 'zod';
+
+/** When to retry a failed renewal, and what the subscription becomes when the retries run out. */
+export interface DunningPolicy {
+  /** Days after the period's first failure, one per retry. */
+  retryDelaysDays: readonly number[];
+  finalState: 'unpaid' | 'canceled';
+}
+
+/** Four retries over a week, then unpaid: the open period stays collectable when a new card arrives. */
+export const DEFAULT_DUNNING_POLICY: DunningPolicy = Object.freeze({
+  retryDelaysDays: Object.freeze([1, 3, 5, 7]),
+  finalState: 'unpaid',
+});
+
+export const dunningPolicySchema = z
+  .object({
+    retryDelaysDays: z
+      .array(z.number().int().positive().max(60))
+      .min(1)
+      .max(10)
+      .refine((delays) => delays.every((d, i) => i === 0 || d > delays[i - 1]!), 'must be strictly increasing'),
+    finalState: z.enum(['unpaid', 'canceled']),
+  })
+  .strict() satisfies z.ZodType<DunningPolicy>;
+
+/**
+ * Stripe's non-retryable codes: incorrect_number, lost_card, pickup_card, stolen_card,
+ * revocation_of_authorization, revocation_of_all_authorizations, authentication_required,
+ * highest_risk_level, and expired cards (code or decline_code 'expired_card'). Retrying them
+ * cannot succeed and card networks penalise merchants who keep trying.
+ */
+export const HARD_DECLINE_CODES: readonly string[] = Object.freeze([
+  'incorrect_number',
+  'lost_card',
+  'pickup_card',
+  'stolen_card',
+  'revocation_of_authorization',
+  'revocation_of_all_authorizations',
+  'authentication_required',
+  'highest_risk_level',
+  'expired_card',
+]);
+const HARD_DECLINES: ReadonlySet<string> = new Set(HARD_DECLINE_CODES);
+
+/** Checks both: Stripe puts the reason in `code` (expired_card) or in `decline_code` under card_declined. */
+export function isHardDecline(failure: { code: string; declineCode?: string }): boolean {
+  return (
+    HARD_DECLINES.has(failure.code) || (failure.declineCode !== undefined && HARD_DECLINES.has(failure.declineCode))
+  );
+}
+
+export type DunningStep =
+  /** attempt: the number of the attempt to make, counting the first (the first retry is attempt 2). */
+  | { action: 'retry'; at: Date; attempt: number }
+  | { action: 'wait_for_payment_method' }
+  | { action: 'give_up'; endState: 'unpaid' | 'canceled' };
+
+const DAY_MS = 86_400_000;
+
+/**
+ * After the `failedAttempts`-th failed attempt (1 = the first failure) of a period, whose first
+ * failure was at firstFailureAt: retries at firstFailureAt + delays[i] days; a hard decline waits
+ * for a new payment method; when delays are exhausted, give up with the policy's end state. The
+ * policy is read at the moment of asking (the caller passes the current one).
+ *
+ * Delays count from the first failure, not the previous attempt, so a late retry does not push the
+ * rest back. Days are 24 hours: retries are not billing boundaries, no local calendar is needed.
+ * Exhausted delays give up even after a hard decline, so waiting for a card is never open-ended
+ * past the policy: the attempt with a new card counts as one more failed attempt if it fails.
+ */
+export function nextDunningStep(
+  policy: DunningPolicy,
+  input: { failedAttempts: number; firstFailureAt: Date; failure: { code: string; declineCode?: string } },
+): DunningStep {
+  const parsed = dunningPolicySchema.safeParse(policy);
+  if (!parsed.success) throw new RangeError(`invalid dunning policy: ${parsed.error.issues[0]?.message ?? ''}`);
+  const { failedAttempts, firstFailureAt, failure } = input;
+  if (!Number.isSafeInteger(failedAttempts) || failedAttempts < 1) {
+    throw new RangeError(`failedAttempts must be an integer ≥ 1, got ${failedAttempts}`);
+  }
+  if (!(firstFailureAt instanceof Date) || Number.isNaN(firstFailureAt.getTime())) {
+    throw new RangeError('firstFailureAt is not a valid date');
+  }
+
+  const delay = policy.retryDelaysDays[failedAttempts - 1];
+  if (delay === undefined) return { action: 'give_up', endState: policy.finalState };
+  if (isHardDecline(failure)) return { action: 'wait_for_payment_method' };
+  return { action: 'retry', at: new Date(firstFailureAt.getTime() + delay * DAY_MS), attempt: failedAttempts + 1 };
+}
