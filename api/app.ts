@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import { ulid } from 'ulid';
 import type { Principal } from '../domain/access-policy';
 import { bodyContainsCardNumber } from '../domain/card-number';
+import type { PaymentGateway } from '../domain/payment-gateway';
 import type { Database } from '../models';
 import type { AppConfig } from '../platform/config';
 import type { Logger } from '../platform/logger';
@@ -17,6 +18,7 @@ import { ApiError, registerErrorHandler } from './errors';
 import { registerAuditRoutes } from './routes/audit-events';
 import { registerHealthRoutes } from './routes/health';
 import { registerPaymentConfigRoutes } from './routes/payment-config';
+import { registerPaymentMethodRoutes } from './routes/payment-methods';
 import { registerPaymentRoutes } from './routes/payments';
 import { registerRefundRoutes } from './routes/refunds';
 import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
@@ -38,6 +40,8 @@ export interface ApiDeps {
   queues: Queues;
   redis: Redis;
   authenticate: Authenticator;
+  /** Only for SetupIntents (a payer's browser needs the client secret now); charges and refunds go through workers. */
+  gateway: Pick<PaymentGateway, 'createCustomer' | 'createSetupIntent'>;
 }
 
 /**
@@ -75,7 +79,10 @@ function httpsOptions(config: AppConfig['http']) {
   };
 }
 
-/** The HTTP ingress: authenticate, authorize, validate, record an intent, enqueue, answer. No gateway calls here. */
+/**
+ * The HTTP ingress: authenticate, authorize, validate, record an intent, enqueue, answer. No gateway calls here,
+ * except making a SetupIntent (and its payer's Customer), whose client secret the payer's browser needs at once.
+ */
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   const { http } = deps.config;
   const trustedHops = typeof http.trustProxy === 'number' ? http.trustProxy : 0;
@@ -199,6 +206,14 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     models: deps.database.models,
     queues: deps.queues,
     maxAmount: deps.config.payments.maxAmount,
+    authorize: guard.authorize,
+    authorizeList: guard.authorizeList,
+    encryption: deps.database.encryption,
+  });
+  registerPaymentMethodRoutes(app, {
+    models: deps.database.models,
+    queues: deps.queues,
+    gateway: deps.gateway,
     authorize: guard.authorize,
     authorizeList: guard.authorizeList,
     encryption: deps.database.encryption,

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { StripeGateway } from '../gateway/stripe-gateway';
 import { openDatabase, type Database } from '../models';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
@@ -33,6 +34,7 @@ export async function startApi(config: AppConfig, logger: Logger, database?: Dat
     queues,
     redis,
     authenticate: createAuthenticator(config.auth),
+    gateway: new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs }),
     anchorPublicKey: loadAnchorPublicKey(config.audit, config.env === 'production'),
   });
   const url = await app.listen({ host: config.http.host, port: config.http.port });

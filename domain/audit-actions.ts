@@ -8,6 +8,7 @@ export const AUDIT_ACTIONS = [
   'payment.disputed',
   'payment.dispute_closed',
   'payment_method.saved',
+  'payment_method.setup_started',
   'payment.refunded_amount_reported',
   'refund.requested',
   'refund.succeeded',

@@ -71,6 +71,38 @@ export interface CreateRefundInput {
   idempotencyKey: string;
 }
 
+export interface CreateCustomerInput {
+  /**
+   * Our opaque payer reference, the Customer's only metadata. No name, email, phone or description: the Customer
+   * exists so Stripe can charge a saved method again, and needs nothing that identifies a patient.
+   */
+  customerRef: string;
+  idempotencyKey: string;
+}
+
+export interface CreateSetupIntentInput {
+  /** The Stripe Customer (cus_…) the saved method is attached to. */
+  customer: string;
+  /** Opaque ids only: our payer reference and company id. Never the office id (see CreateIntentInput). */
+  metadata: { customer_ref: string; company_id: string };
+  idempotencyKey: string;
+}
+
+/** A SetupIntent made for the payer's browser to confirm: its client secret goes to the payer's browser only. */
+export interface GatewaySetupIntent {
+  id: string;
+  clientSecret: string;
+  status: string;
+}
+
+/** What may be shown of a saved card: never its number, only brand, last four digits and expiry. */
+export interface GatewayCardDetails {
+  brand: string;
+  last4: string;
+  expMonth: number;
+  expYear: number;
+}
+
 export interface PaymentGateway {
   createPaymentIntent(credentials: GatewayCredentials, input: CreateIntentInput): Promise<GatewayIntent>;
   confirmPaymentIntent(credentials: GatewayCredentials, input: ConfirmIntentInput): Promise<GatewayIntent>;
@@ -81,6 +113,15 @@ export interface PaymentGateway {
     credentials: GatewayCredentials,
     input: { paymentIntentId: string; refundId: string },
   ): Promise<GatewayRefund | undefined>;
+  /** A Customer carrying only our payer reference. */
+  createCustomer(credentials: GatewayCredentials, input: CreateCustomerInput): Promise<{ id: string }>;
+  /** A card-only SetupIntent for later off-session charges. */
+  createSetupIntent(credentials: GatewayCredentials, input: CreateSetupIntentInput): Promise<GatewaySetupIntent>;
+  /** The masked card details of a saved PaymentMethod; undefined when it is not a card. */
+  retrievePaymentMethod(
+    credentials: GatewayCredentials,
+    paymentMethodId: string,
+  ): Promise<GatewayCardDetails | undefined>;
 }
 
 /**

@@ -6,8 +6,11 @@
  * and in the mode (live or test) of that configuration's key. Pure: the stripe-events worker gathers the facts.
  */
 
-/** The Stripe objects we create and record: a PaymentIntent on a payment, a Refund on a refund. */
-export type BoundObjectKind = 'intent' | 'refund';
+/**
+ * The Stripe objects we create and record: a PaymentIntent on a payment, a Refund on a refund, a SetupIntent on
+ * its own record (models/setup-intent.model.ts).
+ */
+export type BoundObjectKind = 'intent' | 'refund' | 'setup_intent';
 
 export type BindingRefusal =
   | `${BoundObjectKind}_unknown`
@@ -18,7 +21,7 @@ export type BindingRefusal =
 
 export interface EventBindingFacts {
   kind: BoundObjectKind;
-  /** The Stripe object id the event is about (`pi_…`, `re_…`). */
+  /** The Stripe object id the event is about (`pi_…`, `re_…`, `seti_…`). */
   eventObjectId: string | undefined;
   /** The id we recorded when we created that object; absent when we never did. */
   recordedObjectId: string | undefined;

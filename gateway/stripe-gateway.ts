@@ -4,8 +4,12 @@ import {
   GatewayError,
   type ConfirmIntentInput,
   type CreateIntentInput,
+  type CreateCustomerInput,
   type CreateRefundInput,
+  type CreateSetupIntentInput,
+  type GatewayCardDetails,
   type GatewayCredentials,
+  type GatewaySetupIntent,
   type GatewayIntent,
   type GatewayIntentStatus,
   type GatewayRefund,
@@ -194,5 +198,50 @@ export class StripeGateway implements PaymentGateway {
     );
     const found = page.data.find((refund) => refund.metadata?.refund_id === input.refundId);
     return found ? toGatewayRefund(found) : undefined;
+  }
+
+  async createCustomer(credentials: GatewayCredentials, input: CreateCustomerInput): Promise<{ id: string }> {
+    // Deliberately no name, email, phone, address or description: only our opaque reference.
+    const customer = await this.call(() =>
+      this.client(credentials).customers.create(
+        { metadata: { customer_ref: input.customerRef } },
+        { idempotencyKey: input.idempotencyKey },
+      ),
+    );
+    return { id: customer.id };
+  }
+
+  async createSetupIntent(credentials: GatewayCredentials, input: CreateSetupIntentInput): Promise<GatewaySetupIntent> {
+    const intent = await this.call(() =>
+      this.client(credentials).setupIntents.create(
+        {
+          customer: input.customer,
+          // Saved for renewals charged while the payer is not there.
+          usage: 'off_session',
+          allowed_payment_method_types: ['card'],
+          metadata: input.metadata,
+        },
+        { idempotencyKey: input.idempotencyKey },
+      ),
+    );
+    if (!intent.client_secret) {
+      throw new GatewayError(
+        'permanent',
+        'client_secret_missing',
+        'the gateway answered a SetupIntent without a client secret',
+      );
+    }
+    return { id: intent.id, clientSecret: intent.client_secret, status: intent.status };
+  }
+
+  async retrievePaymentMethod(
+    credentials: GatewayCredentials,
+    paymentMethodId: string,
+  ): Promise<GatewayCardDetails | undefined> {
+    const method = await this.call(() => this.client(credentials).paymentMethods.retrieve(paymentMethodId));
+    const card = method.card;
+    if (!card) return undefined;
+    // Picked field by field: nothing else of the card (fingerprint, checks, wallet, billing details) is kept.
+    return { brand: card.brand, last4: card.last4, expMonth: card.exp_month, expYear: card.exp_year };
   }
 }

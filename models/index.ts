@@ -11,6 +11,8 @@ import { createPaymentModel, type PaymentModel } from './payment.model';
 import { createRefundLedgerModel, type RefundLedgerModel } from './refund-ledger.model';
 import { createRefundModel, type RefundModel } from './refund.model';
 import { createSavedPaymentMethodModel, type SavedPaymentMethodModel } from './saved-payment-method.model';
+import { createSetupIntentModel, type SetupIntentModel } from './setup-intent.model';
+import { createStripeCustomerModel, type StripeCustomerModel } from './stripe-customer.model';
 import {
   createWebhookEventModel,
   createWebhookReplayClaimModel,
@@ -28,6 +30,8 @@ export interface Models {
   WebhookEvent: WebhookEventModel;
   WebhookReplayClaim: WebhookReplayClaimModel;
   SavedPaymentMethod: SavedPaymentMethodModel;
+  StripeCustomer: StripeCustomerModel;
+  SetupIntent: SetupIntentModel;
 }
 
 export interface Database {
@@ -51,6 +55,8 @@ export function createModels(connection: Connection): Models {
     WebhookEvent: createWebhookEventModel(connection),
     WebhookReplayClaim: createWebhookReplayClaimModel(connection),
     SavedPaymentMethod: createSavedPaymentMethodModel(connection),
+    StripeCustomer: createStripeCustomerModel(connection),
+    SetupIntent: createSetupIntentModel(connection),
   };
 }
 

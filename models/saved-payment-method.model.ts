@@ -20,6 +20,35 @@ export const SAVED_PAYMENT_METHOD_STATUSES = ['active'] as const;
 export type SavedPaymentMethodStatus = (typeof SAVED_PAYMENT_METHOD_STATUSES)[number];
 
 /**
+ * What may be shown of a saved card (to the upstream app, and so to staff): never its number. Not PHI and not
+ * cardholder data on their own (PCI DSS allows the last four digits to be shown), so stored as plain values.
+ */
+export interface SavedCardDetails {
+  /** Stripe's brand code: visa, mastercard, amex, … */
+  brand: string;
+  last4: string;
+  expMonth: number;
+  expYear: number;
+}
+
+export const CARD_BRAND_PATTERN = /^[a-z_]{1,32}$/;
+export const CARD_LAST4_PATTERN = /^[0-9]{4}$/;
+
+/** Whether gateway card details have the shape we show: anything else (a longer number above all) is not stored. */
+export function isSavedCardDetails(value: SavedCardDetails): boolean {
+  return (
+    CARD_BRAND_PATTERN.test(value.brand) &&
+    CARD_LAST4_PATTERN.test(value.last4) &&
+    Number.isInteger(value.expMonth) &&
+    value.expMonth >= 1 &&
+    value.expMonth <= 12 &&
+    Number.isInteger(value.expYear) &&
+    value.expYear >= 2000 &&
+    value.expYear <= 2199
+  );
+}
+
+/**
  * A payment method the payer saved through a Stripe SetupIntent, for
  * subscriptions to charge later (off-session). Found by (company, customer ref).
  */
@@ -37,6 +66,10 @@ export interface SavedPaymentMethodRecord {
    */
   stripeCustomerId: unknown;
   stripePaymentMethodId: unknown;
+  /** The SetupIntent (seti_…) that saved it, which we created and recorded (models/setup-intent.model.ts). */
+  setupIntentId?: string;
+  /** Masked card details, from Stripe's PaymentMethod (methods saved before these were kept have none). */
+  card?: SavedCardDetails;
   usage: SavedPaymentMethodUsage;
   status: SavedPaymentMethodStatus;
   /** Audit key of the event that saved it: a retry after a crash recognises its own insert. */
@@ -50,6 +83,16 @@ export function savedPaymentMethodId(companyId: string, setupIntentId: string): 
   return `spm_${digest.slice(0, 32)}`;
 }
 
+const savedCardSchema = new Schema<SavedCardDetails>(
+  {
+    brand: { type: String, required: true, match: CARD_BRAND_PATTERN },
+    last4: { type: String, required: true, match: CARD_LAST4_PATTERN },
+    expMonth: { type: Number, required: true, min: 1, max: 12 },
+    expYear: { type: Number, required: true, min: 2000, max: 2199 },
+  },
+  { _id: false },
+);
+
 const savedPaymentMethodSchema = new Schema<SavedPaymentMethodRecord>(
   {
     _id: { type: String, required: true },
@@ -58,6 +101,8 @@ const savedPaymentMethodSchema = new Schema<SavedPaymentMethodRecord>(
     customerRef: { type: String, required: true, match: CUSTOMER_REF_PATTERN },
     stripeCustomerId: { type: Schema.Types.Mixed, required: true },
     stripePaymentMethodId: { type: Schema.Types.Mixed, required: true },
+    setupIntentId: { type: String },
+    card: { type: savedCardSchema },
     usage: { type: String, required: true, enum: SAVED_PAYMENT_METHOD_USAGES },
     status: { type: String, required: true, enum: SAVED_PAYMENT_METHOD_STATUSES },
     savedBy: { type: String, required: true },

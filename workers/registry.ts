@@ -121,6 +121,7 @@ export const WORKERS = {
       concurrency: context.config.workers.chargeConcurrency,
       models: context.db.models,
       encryption: context.db.encryption,
+      gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
     }),
   }),

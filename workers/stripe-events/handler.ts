@@ -5,15 +5,18 @@ import type { PaymentRecord } from '../../models/payment.model';
 import type { WebhookEventRecord } from '../../models/webhook-event.model';
 import type { Logger } from '../../platform/logger';
 import type { AuditEventInput } from '../../domain/audit-event';
+import type { PaymentGateway } from '../../domain/payment-gateway';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
 
 /** What the stripe-events worker and its handlers work with. */
 export interface StripeEventDeps {
   models: Pick<
     Models,
-    'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'SavedPaymentMethod' | 'Refund' | 'RefundLedger'
+    'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'SavedPaymentMethod' | 'SetupIntent' | 'Refund' | 'RefundLedger'
   >;
   encryption: Pick<FieldEncryption, 'encrypt'>;
+  /** Reads a saved card's masked details (setup_intent.succeeded). */
+  gateway: Pick<PaymentGateway, 'retrievePaymentMethod'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   logger: Logger;
 }
