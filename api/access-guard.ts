@@ -29,6 +29,10 @@ export interface AccessGuardDeps {
   withinAuditBudget: AuditBudget;
 }
 
+/** What a route says about its caller's action; the guard adds who, from where and when. */
+export type CallerEvent = Pick<AuditEventInput, 'companyId' | 'action' | 'resource'> &
+  Partial<Pick<AuditEventInput, 'changes' | 'permission'>>;
+
 export interface AccessTarget {
   companyId: string;
   officeId?: string;
@@ -56,31 +60,42 @@ export interface AccessGuard {
     permission: Permission,
     target: AccessTarget,
   ): Promise<{ officeIds?: string[] }>;
-  /** Records a successful action of the authenticated caller (with the request's sealed context). */
-  record(
-    request: FastifyRequest,
-    event: Pick<AuditEventInput, 'companyId' | 'action' | 'resource'> &
-      Partial<Pick<AuditEventInput, 'changes' | 'permission'>>,
-  ): Promise<boolean>;
+  /**
+   * Records a read of the authenticated caller before its data goes out: 503 `audit_unavailable` when the event
+   * cannot be queued, so nothing is shown unaudited.
+   */
+  record(request: FastifyRequest, event: CallerEvent): Promise<void>;
+  /**
+   * The audit event of a change the authenticated caller makes (with the request's sealed context), under `eventId`,
+   * without sending it: stored with the change (models/pending-audit.ts), then sent with `send`.
+   */
+  prepare(request: FastifyRequest, event: CallerEvent, eventId: string): Promise<AuditEventInput>;
+  /** Queues prepared events within the enqueue deadline; false (logged) when Redis does not take them. */
+  send(request: FastifyRequest, events: AuditEventInput[]): Promise<boolean>;
   /** Audits a failed authentication before the 401 goes out. */
   auditAuthenticationFailure(request: FastifyRequest, reason: string): Promise<void>;
 }
 
 export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
-  async function audit(
+  async function withContext(
     request: FastifyRequest,
     event: Omit<AuditEventInput, 'eventId' | 'occurredAt' | 'requestId'>,
-  ): Promise<boolean> {
+    eventId: string,
+  ): Promise<AuditEventInput> {
+    const context = await sealRequestContext(request, event.companyId, deps.encryption);
+    return {
+      ...event,
+      eventId,
+      requestId: request.id,
+      occurredAt: new Date().toISOString(),
+      sealed: { ...context, ...event.sealed },
+    };
+  }
+
+  async function send(request: FastifyRequest, events: AuditEventInput[]): Promise<boolean> {
     try {
-      const context = await sealRequestContext(request, event.companyId, deps.encryption);
       await withDeadline(
-        enqueueAuditEvent(deps.auditQueue, {
-          ...event,
-          eventId: `evt_${ulid()}`,
-          requestId: request.id,
-          occurredAt: new Date().toISOString(),
-          sealed: { ...context, ...event.sealed },
-        }),
+        Promise.all(events.map((event) => enqueueAuditEvent(deps.auditQueue, event))),
         AUDIT_ENQUEUE_DEADLINE_MS,
         'audit enqueue',
       );
@@ -88,8 +103,27 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
     } catch (error) {
       // An event that does not fit the audit schema is a bug: fail loudly instead of losing it quietly.
       if (error instanceof ZodError) throw error;
-      // Redis unavailable: a 401/403 still goes out; the log line is the record of last resort.
-      request.log.error({ err: error, action: event.action, reason: event.reason }, 'could not enqueue audit event');
+      request.log.error(
+        { err: error, actions: events.map((event) => event.action), reasons: events.map((event) => event.reason) },
+        'could not enqueue audit event',
+      );
+      return false;
+    }
+  }
+
+  /**
+   * An event of its own (random id: it is sent now or never stored). False when it cannot be queued: a 401/403 still
+   * goes out, the log line being the record of last resort; a read or break-glass access is refused instead.
+   */
+  async function audit(
+    request: FastifyRequest,
+    event: Omit<AuditEventInput, 'eventId' | 'occurredAt' | 'requestId'>,
+  ): Promise<boolean> {
+    try {
+      return await send(request, [await withContext(request, event, `evt_${ulid()}`)]);
+    } catch (error) {
+      if (error instanceof ZodError) throw error;
+      request.log.error({ err: error, action: event.action, reason: event.reason }, 'could not seal audit event');
       return false;
     }
   }
@@ -158,10 +192,22 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
     return decision as Extract<D, { allowed: true }>;
   }
 
+  function callerEvent(request: FastifyRequest, event: CallerEvent) {
+    return { ...securityEvent(request, event.action, event), outcome: 'success' as const };
+  }
+
   return {
-    record(request, event) {
-      return audit(request, { ...securityEvent(request, event.action, event), outcome: 'success' });
+    async record(request, event) {
+      if (!(await audit(request, callerEvent(request, event)))) {
+        throw new ApiError(503, 'audit_unavailable', 'this read cannot be recorded in the audit trail right now');
+      }
     },
+
+    prepare(request, event, eventId) {
+      return withContext(request, callerEvent(request, event), eventId);
+    },
+
+    send,
 
     async auditAuthenticationFailure(request, reason) {
       // A flood of bad tokens is refused as usual but audited only within the budget: each event costs encryption

@@ -2,6 +2,7 @@ import { ulid } from 'ulid';
 import type { Compliance, PaymentMode } from '../domain/payment-config';
 import type { Database } from './index';
 import { recordAttestation, updatePaymentSettings } from './payment-config';
+import { pendingAuditSet, type PendingAudit } from './pending-audit';
 
 export interface NewCompany {
   id?: string;
@@ -27,20 +28,40 @@ export function devAttestation(attestedBy: string): Compliance {
   };
 }
 
-/** Creates a company (its data key first, so no secret is ever written in clear). Idempotent per id. */
-export async function createCompany(db: Pick<Database, 'encryption' | 'models'>, input: NewCompany): Promise<string> {
+/**
+ * Creates a company (its data key first, so no secret is ever written in clear). Idempotent per id. What it stores
+ * beyond the name (key, mode, attestation) is one write, which also stores `pending` (the audit events of the setup,
+ * models/pending-audit.ts); without any of those, the name's write stores them.
+ */
+export async function createCompany(
+  db: Pick<Database, 'encryption' | 'models'>,
+  input: NewCompany,
+  pending?: PendingAudit,
+): Promise<string> {
   const id = input.id ?? newCompanyId();
   await db.encryption.ensureCompanyKey(id);
-  await db.models.Company.updateOne({ _id: id }, { $setOnInsert: { name: input.name } }, { upsert: true });
-  if (input.stripeSecretKey || input.mode) {
+  const settings = Boolean(input.stripeSecretKey || input.mode);
+  const withName = !settings && !input.compliance ? pendingAuditSet(pending) : {};
+  await db.models.Company.updateOne(
+    { _id: id },
+    { $setOnInsert: { name: input.name }, ...(Object.keys(withName).length > 0 ? { $set: withName } : {}) },
+    { upsert: true },
+  );
+  if (settings) {
     await updatePaymentSettings(
       db,
       { companyId: id },
-      { mode: input.mode ?? 'company', ...(input.stripeSecretKey ? { secretKey: input.stripeSecretKey } : {}) },
+      {
+        mode: input.mode ?? 'company',
+        ...(input.stripeSecretKey ? { secretKey: input.stripeSecretKey } : {}),
+        ...(input.compliance ? { compliance: input.compliance } : {}),
+      },
       'setup',
+      pending,
     );
+  } else if (input.compliance) {
+    await recordAttestation(db, { companyId: id }, input.compliance, pending);
   }
-  if (input.compliance) await recordAttestation(db, { companyId: id }, input.compliance);
   return id;
 }
 

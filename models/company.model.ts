@@ -1,4 +1,5 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import type { AuditEventInput } from '../domain/audit-event';
 import { PAYMENT_MODES, type Compliance, type PaymentMode } from '../domain/payment-config';
 
 /**
@@ -40,6 +41,8 @@ export interface CompanyRecord {
   payment_info?: StoredPaymentInfo;
   /** Set when the company's data key was destroyed (crypto-shredding). */
   shreddedAt?: Date;
+  /** Audit events of a change to this document not yet queued (models/pending-audit.ts). */
+  pendingAudit?: Record<string, AuditEventInput[]>;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -67,6 +70,7 @@ const companySchema = new Schema<CompanyRecord>(
     name: { type: String, required: true, trim: true, maxlength: 200 },
     payment_info: { type: paymentInfoSchema },
     shreddedAt: { type: Date },
+    pendingAudit: { type: Schema.Types.Mixed },
   },
   { timestamps: true, versionKey: false, collection: 'companies' },
 );

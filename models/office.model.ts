@@ -1,4 +1,5 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import type { AuditEventInput } from '../domain/audit-event';
 import { paymentInfoSchema, type StoredPaymentInfo } from './company.model';
 
 /** An office of a company. Its `payment_info` overrides the company's where the company's mode allows. */
@@ -7,6 +8,8 @@ export interface OfficeRecord {
   companyId: string;
   officeId: string;
   payment_info?: StoredPaymentInfo;
+  /** Audit events of a change to this document not yet queued (models/pending-audit.ts). */
+  pendingAudit?: Record<string, AuditEventInput[]>;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -17,6 +20,7 @@ const officeSchema = new Schema<OfficeRecord>(
     companyId: { type: String, required: true },
     officeId: { type: String, required: true },
     payment_info: { type: paymentInfoSchema },
+    pendingAudit: { type: Schema.Types.Mixed },
   },
   { timestamps: true, versionKey: false, collection: 'offices' },
 );

@@ -8,6 +8,7 @@ import type {
 import type { Database, Models } from './index';
 import { PAYMENT_INFO_VERSION, type StoredPaymentInfo } from './company.model';
 import { officeRecordId } from './office.model';
+import { pendingAuditPath, pendingAuditSet, type PendingAudit } from './pending-audit';
 
 export interface PaymentTarget {
   companyId: string;
@@ -94,16 +95,19 @@ const PLAIN_PATHS = {
 /**
  * Applies an update to one level (company, or an office — created on first
  * write) in a single-document write; secrets are encrypted here, before they
- * leave the process.
+ * leave the process. `pending`: the audit events of this change, stored in the
+ * same write (models/pending-audit.ts).
  */
 export async function updatePaymentSettings(
   db: Pick<Database, 'encryption' | 'models'>,
   target: PaymentTarget,
   update: PaymentSettingsUpdate,
   actor: string,
+  pending?: PendingAudit,
 ): Promise<void> {
   const { companyId } = target;
   const set: Record<string, unknown> = {
+    ...pendingAuditSet(pending),
     'payment_info.version': PAYMENT_INFO_VERSION,
     'payment_info.gateway': 'stripe',
     'payment_info.updatedAt': new Date(),
@@ -142,14 +146,30 @@ export async function recordAttestation(
   db: Pick<Database, 'models'>,
   target: PaymentTarget,
   compliance: Compliance,
+  pending?: PendingAudit,
 ): Promise<void> {
   await writeLevel(db, target, {
     $set: {
+      ...pendingAuditSet(pending),
       'payment_info.compliance': compliance,
       'payment_info.version': PAYMENT_INFO_VERSION,
       'payment_info.gateway': 'stripe',
     },
   });
+}
+
+/** Once a change's audit events are queued, they are no longer pending. */
+export async function clearPendingAudit(
+  db: Pick<Database, 'models'>,
+  target: PaymentTarget,
+  key: string,
+): Promise<void> {
+  const update = { $unset: { [pendingAuditPath(key)]: 1 } };
+  if (target.officeId) {
+    await db.models.Office.updateOne({ _id: officeRecordId(target.companyId, target.officeId) }, update);
+  } else {
+    await db.models.Company.updateOne({ _id: target.companyId }, update);
+  }
 }
 
 async function writeLevel(

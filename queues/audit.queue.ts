@@ -12,7 +12,12 @@ export const AUDIT_JOB_NAME = 'append';
 // Audit writes must survive a MongoDB outage: exponential retries for days, then ops see the failed job.
 export const auditJobOptions = defaultJobOptions({ attempts: 20, backoffDelayMs: 1_000 });
 
+/** One job per event: a second enqueue of an event (a retry, the outbox sweep) adds nothing while its job is kept. */
+export function auditJobId(eventId: string): string {
+  return jobId('audit', eventId);
+}
+
 export async function enqueueAuditEvent(queue: Queue<AuditJob>, event: AuditEventInput): Promise<void> {
   const data = auditJobSchema.parse(event);
-  await queue.add(AUDIT_JOB_NAME, data, { ...auditJobOptions, jobId: jobId('audit', data.eventId) });
+  await queue.add(AUDIT_JOB_NAME, data, { ...auditJobOptions, jobId: auditJobId(data.eventId) });
 }

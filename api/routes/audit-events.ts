@@ -87,7 +87,7 @@ export function registerAuditRoutes(app: FastifyInstance, deps: AuditRouteDeps):
     if (q.outcome) filter.outcome = q.outcome;
     if (q.after !== undefined) filter.sequence = { $gt: q.after };
 
-    // Reading the audit trail is itself audited.
+    // Reading the audit trail is itself audited, before any event is read: a 503 when it cannot be.
     await deps.guard.record(request, {
       companyId,
       action: wantsNdjson ? 'audit.exported' : 'audit.read',
@@ -115,6 +115,7 @@ export function registerAuditRoutes(app: FastifyInstance, deps: AuditRouteDeps):
     const { companyId } = parse(params, request.params);
     await deps.guard.authorize(request, 'audit:read', { companyId, resource: { type: 'audit_trail', id: companyId } });
     const report = await deps.auditTrail.verify(companyId, deps.anchorPublicKey);
+    // The report goes out only once its audit event is queued (503 otherwise).
     await deps.guard.record(request, {
       companyId,
       action: 'audit.verified',

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ulid } from 'ulid';
 import { z } from 'zod';
 import type { Permission } from '../../domain/access-policy';
+import { transitionEventId } from '../../domain/audit-actions';
 import { attestationKept, officeAccountProblem } from '../../domain/payment-account';
 import {
   resolvePaymentConfig,
@@ -21,19 +23,21 @@ import {
 } from '../../domain/payment-config-input';
 import type { Database } from '../../models';
 import {
+  clearPendingAudit,
   loadPaymentLevels,
   recordAttestation,
   updatePaymentSettings,
   type PaymentSettingsUpdate,
   type PaymentTarget,
 } from '../../models/payment-config';
+import type { PendingAudit } from '../../models/pending-audit';
 import type { AccessGuard } from '../access-guard';
 import { ApiError } from '../errors';
 import { parse, scopeIdSchema } from '../validation';
 
 export interface PaymentConfigRouteDeps {
   db: Pick<Database, 'models' | 'encryption'>;
-  guard: Pick<AccessGuard, 'authorize' | 'record'>;
+  guard: Pick<AccessGuard, 'authorize' | 'record' | 'prepare' | 'send'>;
   runtime: { production: boolean; allowTestKeysInProduction: boolean };
 }
 
@@ -85,6 +89,8 @@ function checkOfficeAccount(mode: PaymentMode, after: PaymentSettings): void {
   );
 }
 
+type ConfigChanges = ReturnType<typeof settingsChanges>;
+
 /** The audited resource: a company's configuration, or one office's (`co_….off_…`). */
 function configResource(target: PaymentTarget) {
   return { type: 'payment_config', id: target.officeId ? `${target.companyId}.${target.officeId}` : target.companyId };
@@ -116,16 +122,22 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
   }
 
   /**
-   * Checks an update of one level (company or office) against what it holds now, writes it, and answers what the
-   * level holds afterwards. An attestation in the request is written with it; without one, the level's attestation
-   * goes when the update moves it to another (or an unknown) gateway account (attestationKept).
+   * Checks an update of one level (company or office) against what it holds now, writes it with its audit events,
+   * sends them, and answers what the level holds afterwards. An attestation in the request is written with it;
+   * without one, the level's attestation goes when the update moves it to another (or an unknown) gateway account
+   * (attestationKept).
    */
   async function writeSettings(
     request: FastifyRequest,
     target: PaymentTarget,
     settingsUpdate: PaymentSettingsUpdate,
     before: PaymentSettings,
-    rules: { secretKeyRequired?: string; officeMode?: PaymentMode; attestation?: AttestationInput },
+    rules: {
+      secretKeyRequired?: string;
+      officeMode?: PaymentMode;
+      attestation?: AttestationInput;
+      modeChange?: ConfigChanges[number];
+    },
   ) {
     checkKeyEnvironments(settingsUpdate);
     const update: PaymentSettingsUpdate = { ...settingsUpdate };
@@ -136,35 +148,75 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
       throw ApiError.invalid([{ field: 'credentials.secretKey', message: rules.secretKeyRequired }]);
     }
     if (rules.officeMode) checkOfficeAccount(rules.officeMode, after);
-    await updatePaymentSettings(db, target, update, request.principal!.subject);
-    return { after, changes: settingsChanges(before, after) };
+    const changes = settingsChanges(before, after);
+    if (rules.modeChange) changes.unshift(rules.modeChange);
+    // A write is audited as a change; one that carries an attestation is audited as an attestation too.
+    const pending = await auditOfChange(request, target, [
+      { action: 'payment_config.updated', changes },
+      ...(rules.attestation
+        ? [
+            {
+              action: 'payment_config.attested' as const,
+              changes: changes.filter((change) => change.field === 'compliance'),
+            },
+          ]
+        : []),
+    ]);
+    await updatePaymentSettings(db, target, update, request.principal!.subject, pending);
+    await sendAudit(request, target, pending);
+    return after;
   }
 
-  async function audit(
-    request: FastifyRequest,
-    target: PaymentTarget,
-    action: 'payment_config.read' | 'payment_config.updated' | 'payment_config.attested',
-    changes?: ReturnType<typeof settingsChanges>,
-  ) {
+  /** A read is audited before anything is shown (503 `audit_unavailable` when it cannot be). */
+  async function auditRead(request: FastifyRequest, target: PaymentTarget) {
     await guard.record(request, {
       companyId: target.companyId,
-      action,
+      action: 'payment_config.read',
       resource: configResource(target),
-      ...(changes ? { changes } : {}),
     });
   }
 
-  /** A write is audited as a change; one that carries an attestation is audited as an attestation too. */
-  async function auditWrite(
+  /**
+   * The audit events of one change, to be stored with it: their ids derive from the change's own id, fixed here, so
+   * the route and the outbox sweep (should this process die, or Redis not take them) record each once.
+   */
+  async function auditOfChange(
     request: FastifyRequest,
     target: PaymentTarget,
-    changes: ReturnType<typeof settingsChanges>,
-    attested: boolean,
-  ) {
-    await audit(request, target, 'payment_config.updated', changes);
-    if (attested) {
-      const attestation = changes.filter((change) => change.field === 'compliance');
-      await audit(request, target, 'payment_config.attested', attestation);
+    events: Array<{ action: 'payment_config.updated' | 'payment_config.attested'; changes: ConfigChanges }>,
+  ): Promise<PendingAudit> {
+    const key = `cfg_${ulid()}`;
+    return {
+      key,
+      events: await Promise.all(
+        events.map(({ action, changes }) =>
+          guard.prepare(
+            request,
+            { companyId: target.companyId, action, resource: configResource(target), changes },
+            transitionEventId(action, key),
+          ),
+        ),
+      ),
+    };
+  }
+
+  /**
+   * Sends a stored change's audit events. When Redis does not take them the change stands (it is written) and the
+   * outbox sweep sends them; the caller gets a 503 saying so, not a success that nothing has audited yet.
+   */
+  async function sendAudit(request: FastifyRequest, target: PaymentTarget, pending: PendingAudit) {
+    if (!(await guard.send(request, pending.events))) {
+      throw new ApiError(
+        503,
+        'audit_unavailable',
+        'the change is saved, but its audit events could not be queued; they are kept with it and the outbox sweep records them once the queue is back (no retry is needed)',
+      );
+    }
+    try {
+      await clearPendingAudit(db, target, pending.key);
+    } catch (error) {
+      // Queued already: should the events stay marked pending, the sweep sends them again under the same ids.
+      request.log.warn({ err: error, key: pending.key }, 'audit events queued but still marked pending');
     }
   }
 
@@ -181,7 +233,7 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
     const target = parse(companyParams, request.params);
     const input = parse(companyPaymentConfigSchema, request.body);
     const levels = await authorize(request, 'payment_config:write', target);
-    const { after, changes } = await writeSettings(
+    const after = await writeSettings(
       request,
       target,
       { mode: input.mode, ...toUpdate(input) },
@@ -189,18 +241,19 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
       {
         secretKeyRequired: input.mode !== 'office' ? `is required in ${input.mode} mode` : undefined,
         attestation: input.attestation,
+        modeChange:
+          levels.company?.mode !== input.mode
+            ? { field: 'mode', before: levels.company?.mode ?? null, after: input.mode }
+            : undefined,
       },
     );
-    if (levels.company?.mode !== input.mode)
-      changes.unshift({ field: 'mode', before: levels.company?.mode ?? null, after: input.mode });
-    await auditWrite(request, target, changes, Boolean(input.attestation));
     return view(target, input.mode, after);
   });
 
   app.get('/v1/companies/:companyId/payment-config', async (request) => {
     const target = parse(companyParams, request.params);
     const levels = await authorize(request, 'payment_config:read', target);
-    await audit(request, target, 'payment_config.read');
+    await auditRead(request, target);
     return view(target, levels.company?.mode, levels.company?.settings ?? {});
   });
 
@@ -216,26 +269,25 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
         'the company takes payments at company level; offices may not override (set mode to office or hybrid first)',
       );
     }
-    const { after, changes } = await writeSettings(request, target, toUpdate(input), levels.office?.settings ?? {}, {
+    const after = await writeSettings(request, target, toUpdate(input), levels.office?.settings ?? {}, {
       secretKeyRequired: mode === 'office' ? 'is required: the company takes payments per office' : undefined,
       officeMode: mode,
       attestation: input.attestation,
     });
-    await auditWrite(request, target, changes, Boolean(input.attestation));
     return view(target, undefined, after);
   });
 
   app.get('/v1/companies/:companyId/offices/:officeId/payment-config', async (request) => {
     const target = parse(officeParams, request.params);
     const levels = await authorize(request, 'payment_config:read', target);
-    await audit(request, target, 'payment_config.read');
+    await auditRead(request, target);
     return view(target, undefined, levels.office?.settings ?? {});
   });
 
   app.get('/v1/companies/:companyId/offices/:officeId/payment-config/effective', async (request) => {
     const target = parse(officeParams, request.params);
     const levels = await authorize(request, 'payment_config:read', target);
-    await audit(request, target, 'payment_config.read');
+    await auditRead(request, target);
     const resolved = resolvePaymentConfig(levels.company, levels.office);
     if (!resolved.ok) {
       return {
@@ -275,8 +327,11 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
       }
       checkOfficeAccount(mode, { ...before, compliance });
     }
-    await recordAttestation(db, target, compliance);
-    await audit(request, target, 'payment_config.attested', settingsChanges(before, { ...before, compliance }));
+    const pending = await auditOfChange(request, target, [
+      { action: 'payment_config.attested', changes: settingsChanges(before, { ...before, compliance }) },
+    ]);
+    await recordAttestation(db, target, compliance, pending);
+    await sendAudit(request, target, pending);
     return { companyId: target.companyId, ...(target.officeId ? { officeId: target.officeId } : {}), compliance };
   }
 

@@ -1,18 +1,24 @@
 import type { Queue } from 'bullmq';
 import type { Models } from '../../models';
+import { pendingAuditPath } from '../../models/pending-audit';
 import { releaseOrphanedHolds } from '../../models/refund-ledger.model';
 import type { Logger } from '../../platform/logger';
+import { auditJobId, enqueueAuditEvent, type AuditJob } from '../../queues/audit.queue';
 import { chargeJobId, enqueueCharge, type ChargeJob } from '../../queues/charges.queue';
 import { ensureJob } from '../../queues/job-options';
 import { enqueueRefund, refundJobId, type RefundJob } from '../../queues/refunds.queue';
 import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../../queues/stripe-events.queue';
 
 export interface OutboxDeps {
-  models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'>;
+  /** Company and Office hold the audit events of their changes until they are queued (swept with the audit queue). */
+  models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'> &
+    Partial<Pick<Models, 'Company' | 'Office'>>;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
   /** Refunds are swept when their queue is given. */
   refundsQueue?: Queue<RefundJob>;
+  /** Pending audit events (models/pending-audit.ts) are swept when this queue and the Company and Office models are given. */
+  auditQueue?: Queue<AuditJob>;
   logger: Logger;
   staleAfterMs: number;
   now?: () => Date;
@@ -125,7 +131,53 @@ const refundHolds: OutboxSource = {
   },
 };
 
-export const OUTBOX_SOURCES: readonly OutboxSource[] = [payments, stripeEvents, refunds, refundHolds];
+/**
+ * Audit events stored with a configuration change, an attestation or a company's setup (models/pending-audit.ts)
+ * that were never queued: Redis did not take them, or the process died between the write and the enqueue. Each is
+ * queued under its own id (recorded once, whoever sends it), then no longer pending.
+ */
+const pendingAudits: OutboxSource = {
+  name: 'pending-audits',
+  async sweep(deps, cutoff) {
+    const { auditQueue } = deps;
+    const { Company, Office } = deps.models;
+    if (!auditQueue || !Company || !Office) return { examined: 0, requeued: 0, failed: 0 };
+    const filter = { pendingAudit: { $exists: true, $ne: {} } };
+    const [companies, offices] = await Promise.all([
+      Company.find(filter, { pendingAudit: 1 }).limit(SWEEP_BATCH).lean(),
+      Office.find(filter, { pendingAudit: 1 }).limit(SWEEP_BATCH).lean(),
+    ]);
+    const holders = [
+      ...companies.map((doc) => ({
+        doc,
+        unset: (path: string) => Company.updateOne({ _id: doc._id }, { $unset: { [path]: 1 } }),
+      })),
+      ...offices.map((doc) => ({
+        doc,
+        unset: (path: string) => Office.updateOne({ _id: doc._id }, { $unset: { [path]: 1 } }),
+      })),
+    ];
+    const stale = holders.flatMap(({ doc, unset }) =>
+      Object.entries(doc.pendingAudit ?? {})
+        // A change whose writer may still be sending its events is left to it.
+        .filter(([, events]) => events.every((event) => Date.parse(event.occurredAt) < cutoff.getTime()))
+        .map(([key, events]) => ({ _id: `${doc._id}/${key}`, key, events, unset })),
+    );
+    return ensureJobs(deps, this.name, stale, async (entry) => {
+      let queued = false;
+      for (const event of entry.events) {
+        const added = await ensureJob(auditQueue, auditJobId(event.eventId), () =>
+          enqueueAuditEvent(auditQueue, event),
+        );
+        queued ||= added;
+      }
+      await entry.unset(pendingAuditPath(entry.key));
+      return queued;
+    });
+  },
+};
+
+export const OUTBOX_SOURCES: readonly OutboxSource[] = [payments, stripeEvents, refunds, refundHolds, pendingAudits];
 
 /**
  * The outbox sweep: anything left unfinished for longer than `staleAfterMs` with no live job gets one, source by
