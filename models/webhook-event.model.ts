@@ -1,4 +1,5 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import type { AuditEventInput } from '../domain/audit-event';
 
 export const WEBHOOK_EVENT_STATUSES = ['received', 'applied', 'ignored', 'failed'] as const;
 export type WebhookEventStatus = (typeof WEBHOOK_EVENT_STATUSES)[number];
@@ -30,6 +31,12 @@ export interface WebhookEventRecord {
   outcome?: { reason: string; paymentId?: string; resource?: { type: string; id: string } };
   /** A transition this event is about to apply (written first, so a crash in between is recognised on retry). */
   pending?: { paymentId: string; from: string; to: string };
+  /**
+   * The `webhook.replayed` event of the replay that reset this row, written with the reset: the worker that
+   * processes the replay sends it (same id as the replay's own enqueue), so a replay cut short after the reset is
+   * still recorded. Removed when the row is finished.
+   */
+  replayAudit?: AuditEventInput;
   /** The event JSON as Stripe sent it: ciphertext in the database, a string once read back. */
   payload: unknown;
   processedAt?: Date;
@@ -71,6 +78,7 @@ const webhookEventSchema = new Schema<WebhookEventRecord>(
         { _id: false },
       ),
     },
+    replayAudit: { type: Schema.Types.Mixed },
     payload: { type: Schema.Types.Mixed, required: true },
     processedAt: { type: Date },
   },

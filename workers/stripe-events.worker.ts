@@ -77,6 +77,9 @@ export async function processStripeEvent(
     log.info({ status: row.status }, 'stripe event already processed; nothing to do');
     return { eventId, status: row.status, ...(row.outcome ? { reason: row.outcome.reason } : {}) };
   }
+  // The replay that reset the row may have stopped (or lost Redis) before queuing its `webhook.replayed`: sent here
+  // too, under the same id, so it is recorded once either way.
+  if (row.replayAudit) await deps.enqueueAudit(row.replayAudit);
 
   let event: { type?: unknown; data?: { object?: unknown } };
   try {
@@ -231,6 +234,7 @@ async function finish(
         },
         processedAt: new Date(),
       },
+      $unset: { replayAudit: 1 },
     },
   );
 }

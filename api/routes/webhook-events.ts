@@ -55,11 +55,12 @@ export function registerWebhookEventRoutes(app: FastifyInstance, deps: WebhookEv
     } catch (error) {
       if (!(error instanceof WebhookReplayNotQueuedError)) throw error;
       request.log.error({ err: error.cause, eventId }, 'webhook event ready for replay but not queued');
-      // The row is `received`, so the outbox sweep queues it; a retry now also records the replay.
+      // The row is `received` with its webhook.replayed event: the outbox sweep queues it, and its worker records the
+      // replay; a retry now does both at once.
       throw new ApiError(
         503,
         'queue_unavailable',
-        'the event is ready for replay but could not be queued; the outbox sweep queues it once the queue is back',
+        'the event is ready for replay but could not be queued; the outbox sweep queues it (and the replay is audited) once the queue is back',
       );
     }
     if (result.outcome === 'not_found') {

@@ -2,7 +2,7 @@ import { ZodError, z } from 'zod';
 import { transitionEventId } from '../../domain/audit-actions';
 import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
 import type { Queues } from '../../queues';
-import { type AuditEventInput } from '../../domain/audit-event';
+import { auditEventSchema, type AuditEventInput } from '../../domain/audit-event';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { STRIPE_EVENT_ID } from '../../domain/stripe-ids';
 import { enqueueStripeEvent, replayKey, stripeEventJobId } from '../../queues/stripe-events.queue';
@@ -58,7 +58,7 @@ const WITHOUT_PAYLOAD = { payload: 0 } as const;
 // Losing the reset to a concurrent replay (or to the worker) means reading the row again.
 const MAX_ROUNDS = 5;
 
-type ReplayRow = Pick<WebhookEventRecord, '_id' | 'officeId' | 'status' | 'replays' | 'outcome'>;
+type ReplayRow = Pick<WebhookEventRecord, '_id' | 'officeId' | 'status' | 'replays' | 'outcome' | 'replayAudit'>;
 
 /**
  * Replays a stored Stripe event of `companyId`. A finished one (applied, ignored,
@@ -67,9 +67,13 @@ type ReplayRow = Pick<WebhookEventRecord, '_id' | 'officeId' | 'status' | 'repla
  * replays exactly one resets it, even where concurrent updates can be lost),
  * then a job of its own is queued (`stripe-event-<id>-replay-<n>`) and
  * `webhook.replayed` audited (id from the event and replay number, so a retry
- * records it once). One still `received` is not reset: it only gets a job if it
- * has none. If the process dies after the reset, the outbox sweep queues the row
- * under the same job id. Another company's event is `not_found`, like an unknown one.
+ * records it once). The event is written with the reset (`replayAudit`), and the
+ * worker that processes the replay sends it too: if the process dies after the
+ * reset (or Redis does not take the enqueue), the outbox sweep queues the row
+ * under the same job id and the replay is still recorded, once. One still
+ * `received` is not reset: it only gets a job if it has none (and its stored
+ * replay event, if any, is sent again). Another company's event is `not_found`,
+ * like an unknown one.
  */
 export async function replayWebhookEvent(
   deps: WebhookReplayDeps,
@@ -93,7 +97,7 @@ export async function replayWebhookEvent(
     if (row.status === 'failed' && row.outcome?.reason === 'data_shredded') return { outcome: 'shredded' };
     const { replays } = row;
     if (!isFinishedWebhookEvent(row.status)) {
-      await queueReplay(deps, request, sealed, row, []);
+      await queueReplay(deps, row, row.replayAudit ?? replayedEvent(request, sealed, row, []));
       return { outcome: 'queued', event: { id: eventId, status: 'received', replays }, reset: false };
     }
 
@@ -102,19 +106,21 @@ export async function replayWebhookEvent(
       await new Promise((resolve) => setTimeout(resolve, 50 * (round + 1)));
       continue;
     }
+    const replayed = { ...row, replays: replays + 1 };
+    const audit = replayedEvent(request, sealed, replayed, [
+      { field: 'status', before: row.status, after: 'received' },
+      { field: 'outcome.reason', before: row.outcome?.reason ?? null, after: null },
+      { field: 'replays', before: String(replays), after: String(replays + 1) },
+    ]);
     const reset = await WebhookEvent.updateOne(
       { _id: eventId, companyId, status: row.status, replays: row.replays },
       {
-        $set: { status: 'received', replays: replays + 1 },
+        $set: { status: 'received', replays: replays + 1, replayAudit: audit },
         $unset: { pending: 1, outcome: 1, processedAt: 1 },
       },
     );
     if (reset.modifiedCount === 1) {
-      await queueReplay(deps, request, sealed, { ...row, replays: replays + 1 }, [
-        { field: 'status', before: row.status, after: 'received' },
-        { field: 'outcome.reason', before: row.outcome?.reason ?? null, after: null },
-        { field: 'replays', before: String(replays), after: String(replays + 1) },
-      ]);
+      await queueReplay(deps, replayed, audit);
       return { outcome: 'queued', event: { id: eventId, status: 'received', replays: replays + 1 }, reset: true };
     }
   }
@@ -138,21 +144,18 @@ async function claimReplay(Claim: WebhookReplayDeps['models']['WebhookReplayClai
 }
 
 /**
- * Queues the row's job and the `webhook.replayed` event together. Both ids are
- * deterministic, so a retry (or the sweep) adds nothing twice; for a row that
- * was still `received`, this records a replay cut short before it was audited.
+ * `webhook.replayed` for replay `row.replays` of the row: its id derives from the event and replay number, so
+ * whoever sends it (this replay, a retry, the worker processing the replay) records it once. Checked against the
+ * audit schema here, before anything is written: a bad event would otherwise fail only after the reset.
  */
-async function queueReplay(
-  deps: WebhookReplayDeps,
+function replayedEvent(
   request: WebhookReplayRequest,
   sealed: AuditEventInput['sealed'],
   row: ReplayRow,
   changes: NonNullable<AuditEventInput['changes']>,
-): Promise<void> {
-  const queue = deps.queues['stripe-events'];
-  const { replays } = row;
-  const audit: AuditEventInput = {
-    eventId: transitionEventId('webhook.replayed', replayKey(row._id, replays)),
+): AuditEventInput {
+  return auditEventSchema.parse({
+    eventId: transitionEventId('webhook.replayed', replayKey(row._id, row.replays)),
     companyId: request.companyId,
     ...(row.officeId ? { officeId: row.officeId } : {}),
     action: 'webhook.replayed',
@@ -166,7 +169,16 @@ async function queueReplay(
     ...(request.origin?.route ? { route: request.origin.route } : {}),
     ...(sealed ? { sealed } : {}),
     occurredAt: new Date().toISOString(),
-  };
+  });
+}
+
+/**
+ * Queues the row's job and its `webhook.replayed` event together. Both ids are
+ * deterministic, so a retry (or the sweep and the worker) adds nothing twice.
+ */
+async function queueReplay(deps: WebhookReplayDeps, row: ReplayRow, audit: AuditEventInput): Promise<void> {
+  const queue = deps.queues['stripe-events'];
+  const { replays } = row;
   try {
     await withDeadline(
       Promise.all([
