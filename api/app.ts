@@ -21,6 +21,7 @@ import { registerPaymentConfigRoutes } from './routes/payment-config';
 import { registerPaymentMethodRoutes } from './routes/payment-methods';
 import { registerPaymentRoutes } from './routes/payments';
 import { registerRefundRoutes } from './routes/refunds';
+import { registerSubscriptionRoutes } from './routes/subscriptions';
 import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
 import { registerWebhookEventRoutes } from './routes/webhook-events';
 import { createAuditBudget } from './audit-budget';
@@ -217,6 +218,13 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     authorize: guard.authorize,
     authorizeList: guard.authorizeList,
     encryption: deps.database.encryption,
+  });
+  registerSubscriptionRoutes(app, {
+    models: deps.database.models,
+    queues: deps.queues,
+    maxAmount: deps.config.payments.maxAmount,
+    production: deps.config.env === 'production',
+    guard,
   });
   await registerStripeWebhookRoutes(app, {
     db: deps.database,

@@ -10,9 +10,18 @@ import { createOfficeModel, type OfficeModel } from './office.model';
 import { createPaymentModel, type PaymentModel } from './payment.model';
 import { createRefundLedgerModel, type RefundLedgerModel } from './refund-ledger.model';
 import { createRefundModel, type RefundModel } from './refund.model';
+import { createBillingSettingsModel, type BillingSettingsModel } from './billing-settings.model';
+import { createPlanModel, type PlanModel } from './plan.model';
 import { createSavedPaymentMethodModel, type SavedPaymentMethodModel } from './saved-payment-method.model';
 import { createSetupIntentModel, type SetupIntentModel } from './setup-intent.model';
 import { createStripeCustomerModel, type StripeCustomerModel } from './stripe-customer.model';
+import {
+  createSubscriptionModel,
+  createSubscriptionPeriodModel,
+  type SubscriptionModel,
+  type SubscriptionPeriodModel,
+} from './subscription.model';
+import { createTestClockModel, type TestClockModel } from './test-clock.model';
 import {
   createWebhookEventModel,
   createWebhookReplayClaimModel,
@@ -32,6 +41,11 @@ export interface Models {
   SavedPaymentMethod: SavedPaymentMethodModel;
   StripeCustomer: StripeCustomerModel;
   SetupIntent: SetupIntentModel;
+  Plan: PlanModel;
+  Subscription: SubscriptionModel;
+  SubscriptionPeriod: SubscriptionPeriodModel;
+  TestClock: TestClockModel;
+  BillingSettings: BillingSettingsModel;
 }
 
 export interface Database {
@@ -57,6 +71,11 @@ export function createModels(connection: Connection): Models {
     SavedPaymentMethod: createSavedPaymentMethodModel(connection),
     StripeCustomer: createStripeCustomerModel(connection),
     SetupIntent: createSetupIntentModel(connection),
+    Plan: createPlanModel(connection),
+    Subscription: createSubscriptionModel(connection),
+    SubscriptionPeriod: createSubscriptionPeriodModel(connection),
+    TestClock: createTestClockModel(connection),
+    BillingSettings: createBillingSettingsModel(connection),
   };
 }
 

@@ -123,6 +123,8 @@ const envSchema = z.object({
   PAYMENT_MAX_AMOUNT: positiveInt.default(10_000_000),
   CHARGE_CONCURRENCY: positiveInt.default(10),
   REFUND_CONCURRENCY: positiveInt.default(5),
+  RENEWAL_CONCURRENCY: positiveInt.default(10),
+  RENEWAL_SWEEP_EVERY_MS: positiveInt.default(60_000),
   AUDIT_CONCURRENCY: positiveInt.default(20),
   OUTBOX_SWEEP_EVERY_MS: positiveInt.default(30_000),
   OUTBOX_STALE_AFTER_MS: positiveInt.default(60_000),
@@ -217,7 +219,13 @@ export type AppConfig = {
   auth: AuthConfig;
   stripe: { endpoint?: StripeEndpoint; timeoutMs: number; allowTestKeysInProduction: boolean };
   payments: { maxAmount: number };
-  workers: { chargeConcurrency: number; auditConcurrency: number; refundConcurrency: number };
+  workers: {
+    chargeConcurrency: number;
+    auditConcurrency: number;
+    refundConcurrency: number;
+    renewalConcurrency: number;
+    renewalSweepEveryMs: number;
+  };
   outbox: { sweepEveryMs: number; staleAfterMs: number };
   reconcile: { everyMs: number; afterMs: number };
   audit: {
@@ -452,6 +460,8 @@ export function loadConfig(
       chargeConcurrency: env.CHARGE_CONCURRENCY,
       auditConcurrency: env.AUDIT_CONCURRENCY,
       refundConcurrency: env.REFUND_CONCURRENCY,
+      renewalConcurrency: env.RENEWAL_CONCURRENCY,
+      renewalSweepEveryMs: env.RENEWAL_SWEEP_EVERY_MS,
     },
     outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
     reconcile: { everyMs: env.RECONCILE_EVERY_MS, afterMs: env.RECONCILE_AFTER_MS },

@@ -4,6 +4,7 @@ import type { ChargeJob } from './charges.queue';
 import type { MaintenanceJob } from './maintenance.queue';
 import { ALL_QUEUE_NAMES, QUEUE_NAMES, type QueueName } from './names';
 import type { RefundJob } from './refunds.queue';
+import type { RenewalJob } from './renewals.queue';
 import type { StripeEventJob } from './stripe-events.queue';
 
 /** Queue name → payload: a wrong payload for a queue does not compile, nor does a queue name without its payload. */
@@ -13,6 +14,7 @@ export interface QueuePayloads {
   [QUEUE_NAMES.maintenance]: MaintenanceJob;
   [QUEUE_NAMES.stripeEvents]: StripeEventJob;
   [QUEUE_NAMES.refunds]: RefundJob;
+  [QUEUE_NAMES.renewals]: RenewalJob;
 }
 
 export type Queues = { [N in QueueName]: Queue<QueuePayloads[N]> };

@@ -5,6 +5,7 @@ export const QUEUE_NAMES = {
   maintenance: 'maintenance',
   stripeEvents: 'stripe-events',
   refunds: 'refunds',
+  renewals: 'renewals',
 } as const;
 
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];

@@ -1,3 +1,4 @@
+import type { RecordOutcomeDeps } from '../application/payments/record-outcome';
 import { type Job, type Worker } from 'bullmq';
 import { paymentRequestedEvent } from '../domain/payment-audit';
 import {
@@ -26,6 +27,8 @@ export interface ChargeDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
   gateway: PaymentGateway;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
+  onOutcome?: RecordOutcomeDeps['onOutcome'];
   logger: Logger;
 }
 

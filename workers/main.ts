@@ -8,6 +8,7 @@ import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { closeQueues, createQueues } from '../queues';
 import { scheduleMaintenance } from '../queues/maintenance.queue';
+import { RENEWAL_JOBS } from '../queues/renewals.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { parseWorkerArgs, selectQueues, WORKERS, type WorkerContext } from './registry';
 
@@ -61,6 +62,17 @@ export async function startWorkers(
       'audit-retention': config.audit.retentionEveryMs,
       'gateway-reconcile': config.reconcile.everyMs,
     });
+  }
+  if (names.includes(QUEUE_NAMES.renewals)) {
+    await queues.renewals.upsertJobScheduler(
+      RENEWAL_JOBS.sweep,
+      { every: config.workers.renewalSweepEveryMs },
+      {
+        name: RENEWAL_JOBS.sweep,
+        data: {},
+        opts: { removeOnComplete: { count: 100 }, removeOnFail: { count: 1_000 } },
+      },
+    );
   }
   logger.info({ queues: workers.map((w) => w.name) }, 'workers started');
 

@@ -11,6 +11,9 @@ import { chargeJobSchema } from '../queues/charges.queue';
 import { ALL_QUEUE_NAMES, isQueueName, QUEUE_NAMES, type QueueName } from '../queues/names';
 import { refundJobSchema } from '../queues/refunds.queue';
 import { stripeEventJobSchema } from '../queues/stripe-events.queue';
+import { enqueueCharge } from '../queues/charges.queue';
+import { renewAfterPayment, renewalJobSchema } from '../queues/renewals.queue';
+import { processRenewal } from './renewals.worker';
 import { processAuditEvent } from './audit.worker';
 import { processCharge } from './charges.worker';
 import { processMaintenance } from './maintenance.worker';
@@ -90,6 +93,7 @@ export const WORKERS = {
       encryption: context.db.encryption,
       gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
+      onOutcome: (payment) => renewAfterPayment(context.queues.renewals, payment),
     }),
   }),
   [QUEUE_NAMES.refunds]: defineWorker(QUEUE_NAMES.refunds, {
@@ -123,6 +127,7 @@ export const WORKERS = {
       encryption: context.db.encryption,
       gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
+      onOutcome: (payment) => renewAfterPayment(context.queues.renewals, payment),
     }),
   }),
   [QUEUE_NAMES.maintenance]: defineWorker(QUEUE_NAMES.maintenance, {
@@ -141,10 +146,24 @@ export const WORKERS = {
       anchorSigner: loadAnchorSigner(context.config.audit.anchorKeyFile, context.config.env !== 'production'),
       staleAfterMs: context.config.outbox.staleAfterMs,
       reconcileAfterMs: context.config.reconcile.afterMs,
+      onOutcome: (payment) => renewAfterPayment(context.queues.renewals, payment),
       gateway: context.gateway,
       encryption: context.db.encryption,
       enqueueAudit: context.enqueueAudit,
       retentionDays: context.config.audit.retentionDays,
+    }),
+  }),
+  [QUEUE_NAMES.renewals]: defineWorker(QUEUE_NAMES.renewals, {
+    schema: renewalJobSchema,
+    process: processRenewal,
+    deps: (context) => ({
+      ...common(context),
+      concurrency: context.config.workers.renewalConcurrency,
+      models: context.db.models,
+      renewalsQueue: context.queues.renewals,
+      enqueueCharge: (payment) =>
+        enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
+      enqueueAudit: context.enqueueAudit,
     }),
   }),
 } satisfies { [N in QueueName]: WorkerDefinition<N> };

@@ -10,6 +10,8 @@ export interface RecordOutcomeDeps {
   models: Pick<Models, 'Payment'>;
   encryption: Pick<FieldEncryption, 'encrypt'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** Told of every recorded outcome (a subscription's period payment then renews its subscription). */
+  onOutcome?: (payment: PaymentRecord) => Promise<void>;
 }
 
 /** Who recorded it, for the audit event. */
@@ -54,7 +56,10 @@ export async function recordPaymentOutcome(
     { $set: set, $unset: Object.fromEntries(unset.map((field) => [field, 1])) },
     { new: true },
   ).lean();
-  if (applied) await auditPaymentOutcome(deps, applied, source);
+  if (applied) {
+    await auditPaymentOutcome(deps, applied, source);
+    await deps.onOutcome?.(applied);
+  }
   return applied;
 }
 

@@ -1,3 +1,4 @@
+import type { RecordOutcomeDeps } from '../payments/record-outcome';
 import type { Queue } from 'bullmq';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { GatewayError, type PaymentGateway } from '../../domain/payment-gateway';
@@ -19,6 +20,8 @@ export interface ReconcileDeps {
   gateway: Pick<PaymentGateway, 'retrievePaymentIntent' | 'findRefund'>;
   encryption: Pick<FieldEncryption, 'encrypt'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
+  onOutcome?: RecordOutcomeDeps['onOutcome'];
   chargesQueue: Queue<ChargeJob>;
   refundsQueue: Queue<RefundJob>;
   logger: Logger;

@@ -1,3 +1,4 @@
+import type { RecordOutcomeDeps } from '../../application/payments/record-outcome';
 import type { Job } from 'bullmq';
 import type { Models } from '../../models';
 import type { FieldEncryption } from '../../models/encryption';
@@ -18,6 +19,8 @@ export interface StripeEventDeps {
   /** Reads a saved card's masked details (setup_intent.succeeded). */
   gateway: Pick<PaymentGateway, 'retrievePaymentMethod'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
+  onOutcome?: RecordOutcomeDeps['onOutcome'];
   logger: Logger;
 }
 

@@ -1,0 +1,395 @@
+import { createHash } from 'node:crypto';
+import { ulid } from 'ulid';
+import type { AuditEventInput } from '../../domain/audit-event';
+import { cycleBoundary, dayOfMonthAnchor } from '../../domain/billing-period';
+import { resolvePaymentConfig } from '../../domain/payment-config';
+import type { PlanRequest } from '../../domain/plan';
+import { prorate, type ProrationBehavior } from '../../domain/proration';
+import { decideSubscription, isTerminal, type SubscriptionEvent } from '../../domain/subscription-state';
+import type { Models } from '../../models';
+import { isShreddedDataError } from '../../models/encryption';
+import { isDuplicateKeyError } from '../../models/errors';
+import { loadPaymentLevels } from '../../models/payment-config';
+import type { PlanRecord } from '../../models/plan.model';
+import type { SubscriptionRecord } from '../../models/subscription.model';
+import { audit, move, subscriptionNow } from './renew-subscription';
+
+export const DEFAULT_TIME_ZONE = 'UTC';
+
+type Actor = { type: 'user' | 'service'; id: string };
+
+export interface ManageDeps {
+  models: Pick<
+    Models,
+    'Company' | 'Office' | 'Plan' | 'Subscription' | 'SavedPaymentMethod' | 'BillingSettings' | 'TestClock'
+  >;
+  /** Queues a renewal now (a first payment, collection resumed); the sweep does it a minute later should this fail. */
+  enqueueRenewal: (subscription: SubscriptionRecord) => Promise<void>;
+  enqueueAudit: (event: AuditEventInput) => Promise<void>;
+}
+
+/** A refusal: the HTTP status the api answers with, a reason code, and a sentence. Nothing was changed. */
+export interface Refusal {
+  outcome: 'refused';
+  status: 404 | 409 | 422;
+  code: string;
+  message: string;
+}
+const refuse = (status: Refusal['status'], code: string, message: string): Refusal => ({
+  outcome: 'refused',
+  status,
+  code,
+  message,
+});
+
+const hashOf = (value: unknown) => createHash('sha256').update(JSON.stringify(value)).digest('hex');
+
+/** Inserts under the unique (company, Idempotency-Key) index; a retry with the same body finds its record. */
+async function insertOnce<T extends { companyId: string; idempotencyKey: string; requestHash: string }>(
+  model: {
+    insertMany(docs: T[], options: { lean: true }): Promise<unknown>;
+    findOne(filter: object): { lean(): PromiseLike<unknown> };
+  },
+  record: T,
+): Promise<{ record: T; replayed: boolean } | Refusal> {
+  try {
+    await model.insertMany([record], { lean: true });
+    return { record, replayed: false };
+  } catch (error) {
+    if (!isDuplicateKeyError(error)) throw error;
+    const existing = (await model
+      .findOne({ companyId: record.companyId, idempotencyKey: record.idempotencyKey })
+      .lean()) as T | null;
+    if (!existing) throw error;
+    if (existing.requestHash !== record.requestHash) {
+      return refuse(
+        422,
+        'idempotency_key_conflict',
+        'this Idempotency-Key was already used with a different request body',
+      );
+    }
+    return { record: existing, replayed: true };
+  }
+}
+
+async function companyUsable(models: Pick<Models, 'Company'>, companyId: string): Promise<Refusal | undefined> {
+  const company = await models.Company.findById(companyId, { shreddedAt: 1 }).lean();
+  if (!company) return refuse(404, 'company_not_found', 'no such company');
+  if (company.shreddedAt) return refuse(409, 'company_shredded', "the company's data was crypto-shredded");
+  return undefined;
+}
+
+/** The currency the office's (or company's) payment configuration takes, when it names one. */
+async function configuredCurrency(models: ManageDeps['models'], companyId: string, officeId?: string) {
+  try {
+    const levels = await loadPaymentLevels(models, { companyId, officeId }, { officeOnlyWhenUsed: true });
+    const resolved = resolvePaymentConfig(levels.company, levels.office);
+    return resolved.ok ? resolved.settings.defaultCurrency?.toLowerCase() : undefined;
+  } catch (error) {
+    if (isShreddedDataError(error)) return undefined;
+    throw error;
+  }
+}
+
+export async function createPlan(
+  deps: Pick<ManageDeps, 'models' | 'enqueueAudit'>,
+  input: { companyId: string; idempotencyKey: string; request: PlanRequest; actor: Actor },
+): Promise<{ outcome: 'created'; plan: PlanRecord; replayed: boolean } | Refusal> {
+  const unusable = await companyUsable(deps.models, input.companyId);
+  if (unusable) return unusable;
+  const now = new Date();
+  const { officeIds, ...rest } = input.request;
+  const inserted = await insertOnce<PlanRecord>(deps.models.Plan, {
+    _id: `plan_${ulid()}`,
+    companyId: input.companyId,
+    ...(officeIds ? { officeIds: [...new Set(officeIds)].sort() } : {}),
+    ...rest,
+    idempotencyKey: input.idempotencyKey,
+    requestHash: hashOf(input.request),
+    createdBy: input.actor,
+    createdAt: now,
+    updatedAt: now,
+  });
+  if ('outcome' in inserted) return inserted;
+  const { record: plan } = inserted;
+  await deps.enqueueAudit({
+    eventId: `evt-plan-created-${plan._id}`,
+    companyId: plan.companyId,
+    action: 'plan.created',
+    outcome: 'success',
+    actor: input.actor,
+    resource: { type: 'plan', id: plan._id },
+    changes: [
+      { field: 'amount', before: null, after: String(plan.amount) },
+      { field: 'currency', before: null, after: plan.currency },
+      { field: 'interval', before: null, after: `${plan.interval.count} ${plan.interval.unit}` },
+    ],
+    occurredAt: plan.createdAt.toISOString(),
+  });
+  return { outcome: 'created', plan, replayed: inserted.replayed };
+}
+
+export interface SubscriptionRequest {
+  planId: string;
+  customerRef: string;
+  paymentMethodId: string;
+  officeId?: string;
+  trialDays?: number;
+  /** Bill on this day of the month (clamped to the month's end); default: the anniversary of the start. */
+  billingDayOfMonth?: number;
+  testClockId?: string;
+}
+
+/** The plan, office and payment method a subscription would use, or why not. */
+async function checkTerms(
+  models: ManageDeps['models'],
+  companyId: string,
+  terms: { planId: string; officeId?: string; customerRef: string; paymentMethodId?: string },
+): Promise<{ plan: PlanRecord } | Refusal> {
+  const plan = await models.Plan.findOne({ _id: terms.planId, companyId }).lean();
+  if (!plan) return refuse(404, 'plan_not_found', 'no such plan in this company');
+  if (plan.officeIds && (!terms.officeId || !plan.officeIds.includes(terms.officeId))) {
+    return refuse(422, 'office_not_in_plan', 'the plan is not offered at this office');
+  }
+  const currency = await configuredCurrency(models, companyId, terms.officeId);
+  if (currency && currency !== plan.currency) {
+    return refuse(
+      422,
+      'currency_mismatch',
+      `the plan is in ${plan.currency}; the payment configuration takes ${currency}`,
+    );
+  }
+  if (terms.paymentMethodId) {
+    const method = await models.SavedPaymentMethod.findOne(
+      { _id: terms.paymentMethodId, companyId },
+      { customerRef: 1, officeId: 1 },
+    ).lean();
+    if (!method) return refuse(422, 'payment_method_not_found', 'no such saved payment method in this company');
+    if (method.customerRef !== terms.customerRef) {
+      return refuse(422, 'payment_method_of_another_payer', 'the payment method belongs to another payer');
+    }
+  }
+  return { plan };
+}
+
+export async function createSubscription(
+  deps: ManageDeps,
+  input: { companyId: string; idempotencyKey: string; request: SubscriptionRequest; actor: Actor; requestId: string },
+): Promise<{ outcome: 'created'; subscription: SubscriptionRecord; replayed: boolean } | Refusal> {
+  const { models } = deps;
+  const { request, companyId } = input;
+  const unusable = await companyUsable(models, companyId);
+  if (unusable) return unusable;
+  const checked = await checkTerms(models, companyId, request);
+  if ('outcome' in checked) return checked;
+  const { plan } = checked;
+  let clockTime: Date | undefined;
+  if (request.testClockId) {
+    const clock = await models.TestClock.findOne({ _id: request.testClockId, companyId }).lean();
+    if (!clock) return refuse(404, 'test_clock_not_found', 'no such test clock in this company');
+    clockTime = clock.frozenTime;
+  }
+  const settings = await models.BillingSettings.findById(companyId, { timeZone: 1 }).lean();
+  const timeZone = settings?.timeZone ?? DEFAULT_TIME_ZONE;
+  const now = clockTime ?? new Date();
+
+  const trialDays = request.trialDays ?? plan.trialDays;
+  const trialEnd =
+    trialDays > 0
+      ? cycleBoundary({ anchor: now, interval: { unit: 'day', count: trialDays }, timeZone }, 1)
+      : undefined;
+  const startsAt = trialEnd ?? now;
+  const day = request.billingDayOfMonth;
+  const anchor = day ? dayOfMonthAnchor(startsAt, day, timeZone) : startsAt;
+  const cycle = { anchor, timeZone, ...(day ? { dayOfMonth: day } : {}) };
+  const boundaries = { ...cycle, interval: plan.interval };
+  // Before the cycle: a trial, then (day-of-month billing) a prorated stub up to the anchor.
+  const currentPeriod = trialEnd
+    ? { index: anchor > trialEnd ? -2 : -1, start: now, end: trialEnd }
+    : anchor > now
+      ? { index: -1, start: now, end: anchor }
+      : { index: 0, start: anchor, end: cycleBoundary(boundaries, 1) };
+
+  const inserted = await insertOnce<SubscriptionRecord>(models.Subscription, {
+    _id: `sub_${ulid()}`,
+    companyId,
+    ...(request.officeId ? { officeId: request.officeId } : {}),
+    planId: plan._id,
+    customerRef: request.customerRef,
+    paymentMethodId: request.paymentMethodId,
+    status: trialEnd ? 'trialing' : 'incomplete',
+    amount: plan.amount,
+    currency: plan.currency,
+    interval: plan.interval,
+    cycle,
+    currentPeriod,
+    ...(trialEnd ? { trialEnd } : {}),
+    nextBillingAt: trialEnd ?? now,
+    cancelAtPeriodEnd: false,
+    ...(request.testClockId ? { testClockId: request.testClockId } : {}),
+    idempotencyKey: input.idempotencyKey,
+    requestHash: hashOf(request),
+    requestedBy: input.actor,
+    requestId: input.requestId,
+    createdAt: now,
+    updatedAt: now,
+  });
+  if ('outcome' in inserted) return inserted;
+  const { record: subscription } = inserted;
+  await audit(deps, subscription, 'subscription.created', 'created', 'success', subscription.createdAt, {
+    actor: input.actor,
+    reason: subscription.status,
+    changes: [
+      { field: 'planId', before: null, after: plan._id },
+      { field: 'amount', before: null, after: String(plan.amount) },
+    ],
+  });
+  // The first payment is due now (no trial): queue it rather than wait for the sweep.
+  if (subscription.status === 'incomplete') await deps.enqueueRenewal(subscription).catch(() => undefined);
+  return { outcome: 'created', subscription, replayed: inserted.replayed };
+}
+
+export type SubscriptionChange =
+  | { cancelAt: 'now' | 'period_end' }
+  | { planId: string; prorationBehavior: ProrationBehavior }
+  | { paymentMethodId: string }
+  | { pause: true }
+  | { resume: true };
+
+/**
+ * One change to a subscription, decided from its stored state and written conditionally on it (a concurrent change
+ * makes this one answer 409, never half-apply). Refusals change nothing.
+ */
+export async function changeSubscription(
+  deps: ManageDeps,
+  input: { companyId: string; subscriptionId: string; change: SubscriptionChange; actor: Actor; officeIds?: string[] },
+): Promise<{ outcome: 'changed'; subscription: SubscriptionRecord } | Refusal> {
+  const { models } = deps;
+  const subscription = await models.Subscription.findOne({
+    _id: input.subscriptionId,
+    companyId: input.companyId,
+    ...(input.officeIds ? { officeId: { $in: input.officeIds } } : {}),
+  }).lean();
+  if (!subscription) return refuse(404, 'subscription_not_found', 'no such subscription');
+  if (isTerminal(subscription.status)) {
+    return refuse(
+      409,
+      'subscription_canceled',
+      `the subscription is ${subscription.status}; nothing about it can change`,
+    );
+  }
+  const now = await subscriptionNow(models, subscription);
+  const { change } = input;
+  let kind: string;
+  let set: Record<string, unknown> = {};
+  let unset: string[] = [];
+  let event: SubscriptionEvent | undefined;
+  let renewNow = false;
+
+  if ('cancelAt' in change) {
+    kind = change.cancelAt === 'now' ? 'cancel_now' : 'cancel_at_period_end';
+    if (change.cancelAt === 'now') {
+      event = { type: 'cancel' };
+      set = { canceledAt: now };
+      unset = ['nextBillingAt', 'waitingFor'];
+    } else {
+      if (subscription.cancelAtPeriodEnd)
+        return refuse(409, 'already_canceling', 'the subscription already ends at period end');
+      set = { cancelAtPeriodEnd: true };
+    }
+  } else if ('planId' in change) {
+    kind = 'plan_changed';
+    if (change.prorationBehavior === 'always_invoice') {
+      return refuse(
+        422,
+        'proration_behavior_unsupported',
+        'always_invoice is not supported yet; use create_prorations or none',
+      );
+    }
+    if (change.planId === subscription.planId)
+      return refuse(422, 'same_plan', 'the subscription is already on this plan');
+    const checked = await checkTerms(models, subscription.companyId, {
+      planId: change.planId,
+      officeId: subscription.officeId,
+      customerRef: subscription.customerRef,
+    });
+    if ('outcome' in checked) return checked;
+    const { plan } = checked;
+    if (plan.currency !== subscription.currency) {
+      return refuse(
+        422,
+        'currency_mismatch',
+        `the subscription bills in ${subscription.currency}; the plan is in ${plan.currency}`,
+      );
+    }
+    if (plan.interval.unit !== subscription.interval.unit || plan.interval.count !== subscription.interval.count) {
+      return refuse(
+        422,
+        'interval_mismatch',
+        'a plan change keeps the billing interval; subscribe to the other plan instead',
+      );
+    }
+    const { start, end } = subscription.currentPeriod;
+    const proration = prorate({
+      oldAmount: subscription.amount,
+      newAmount: plan.amount,
+      periodStart: start,
+      periodEnd: end,
+      at: now < start ? start : now >= end ? new Date(end.getTime() - 1) : now,
+      behavior: change.prorationBehavior,
+    });
+    set = { planId: plan._id, amount: plan.amount };
+    // Carried on the next period's bill (a credit lowers it, never below zero).
+    if (proration.net !== 0) set.pendingProration = (subscription.pendingProration ?? 0) + proration.net;
+  } else if ('paymentMethodId' in change) {
+    kind = 'payment_method_changed';
+    const checked = await checkTerms(models, subscription.companyId, {
+      planId: subscription.planId,
+      officeId: subscription.officeId,
+      customerRef: subscription.customerRef,
+      paymentMethodId: change.paymentMethodId,
+    });
+    if ('outcome' in checked && checked.code !== 'plan_not_found') return checked;
+    set = { paymentMethodId: change.paymentMethodId };
+    // A payer who brings a new payment method gets collection resumed at once.
+    if (subscription.waitingFor) {
+      unset = ['waitingFor'];
+      set.nextBillingAt = now;
+      renewNow = true;
+    }
+  } else if ('pause' in change) {
+    kind = 'paused';
+    event = { type: 'pause' };
+    unset = ['nextBillingAt'];
+  } else {
+    kind = 'resumed';
+    event = { type: 'resume' };
+    set = { nextBillingAt: now };
+    renewNow = true;
+  }
+
+  if (event) {
+    const decision = decideSubscription(subscription.status, event);
+    if (!decision.ok)
+      return refuse(409, decision.reason, `cannot ${kind.replace(/_/g, ' ')} a ${subscription.status} subscription`);
+    if (!(await move(deps, subscription, event, now, set, unset))) return concurrentChange();
+  } else {
+    const update: Record<string, unknown> = { $set: set };
+    if (unset.length > 0) update.$unset = Object.fromEntries(unset.map((field) => [field, 1]));
+    const written = await models.Subscription.updateOne(
+      { _id: subscription._id, updatedAt: subscription.updatedAt },
+      update,
+    );
+    if (written.matchedCount === 0) return concurrentChange();
+  }
+  const changed = (await models.Subscription.findById(subscription._id).lean())!;
+  await audit(deps, changed, 'subscription.updated', `${kind}-${changed.updatedAt.getTime()}`, 'success', now, {
+    actor: input.actor,
+    reason: kind,
+  });
+  if (renewNow) await deps.enqueueRenewal(changed).catch(() => undefined);
+  return { outcome: 'changed', subscription: changed };
+}
+
+const concurrentChange = () =>
+  refuse(409, 'concurrent_change', 'the subscription changed while this change was being made; read it and try again');

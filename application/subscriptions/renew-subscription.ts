@@ -1,0 +1,472 @@
+import { ulid } from 'ulid';
+import type { AuditEventInput } from '../../domain/audit-event';
+import { transitionEventId, type AuditAction, type AuditOutcome } from '../../domain/audit-actions';
+import { cycleBoundary } from '../../domain/billing-period';
+import { DEFAULT_DUNNING_POLICY, nextDunningStep, type DunningPolicy } from '../../domain/dunning';
+import { decideSubscription, isTerminal, type SubscriptionEvent } from '../../domain/subscription-state';
+import { MAX_DECISIONS } from '../../domain/decision-rounds';
+import type { Models } from '../../models';
+import { isDuplicateKeyError } from '../../models/errors';
+import type { PaymentRecord } from '../../models/payment.model';
+import { periodId, type SubscriptionPeriodRecord, type SubscriptionRecord } from '../../models/subscription.model';
+import type { Logger } from '../../platform/logger';
+
+export interface RenewDeps {
+  models: Pick<
+    Models,
+    'Subscription' | 'SubscriptionPeriod' | 'Payment' | 'SavedPaymentMethod' | 'BillingSettings' | 'TestClock'
+  >;
+  /** Queues the charge of a period's payment (the one-off charge path; idempotent by payment id). */
+  enqueueCharge: (payment: PaymentRecord) => Promise<void>;
+  enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** Called once a period is paid (again after a crash: it must be idempotent per period): its invoice starts here. */
+  onPeriodPaid?: (period: SubscriptionPeriodRecord) => Promise<void>;
+  logger: Logger;
+}
+
+/**
+ * What one renewal run came to:
+ * - `not_due`: nothing to do yet (or any more);
+ * - `charging`: a payment for the period is in flight (its outcome, or the sweep a minute later, runs this again);
+ * - `settled`: the subscription moved (a period paid, a failure handled, canceled, expired) and waits for its next date.
+ */
+export type RenewOutcome = 'not_due' | 'charging' | 'settled';
+
+const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'renewals-worker' };
+/** How long an incomplete first payment may wait for the payer before the subscription expires (Stripe: 23 hours). */
+export const INCOMPLETE_EXPIRES_AFTER_MS = 23 * 60 * 60 * 1000;
+
+/** The subscription's time: its test clock's frozen time, or now. */
+export async function subscriptionNow(
+  models: Pick<Models, 'TestClock'>,
+  subscription: Pick<SubscriptionRecord, 'testClockId'>,
+): Promise<Date> {
+  if (!subscription.testClockId) return new Date();
+  const clock = await models.TestClock.findById(subscription.testClockId, { frozenTime: 1 }).lean();
+  return clock?.frozenTime ?? new Date();
+}
+
+export async function dunningPolicyOf(
+  models: Pick<Models, 'BillingSettings'>,
+  companyId: string,
+): Promise<DunningPolicy> {
+  const settings = await models.BillingSettings.findById(companyId, { dunning: 1 }).lean();
+  return settings?.dunning ?? DEFAULT_DUNNING_POLICY;
+}
+
+/**
+ * Renews one subscription: whatever is due at its time (`now`, or its test clock's) happens, once. Safe to run any
+ * number of times, concurrently too:
+ * - a period is opened by inserting its record under a deterministic id before any gateway call;
+ * - its attempts are payments made one at a time, each under a unique (company, `sub:<period>:<n>`) key, so a retry or
+ *   a second sweep finds the payment already made; a new attempt only once the previous one failed for certain
+ *   (a payment in flight, or needing attention, is waited on: its outcome is unknown);
+ * - every subscription write is conditional on the state it was decided from.
+ * The dunning policy is read when a failure is handled and again when its retry is due.
+ */
+export async function renewSubscription(
+  deps: RenewDeps,
+  subscriptionId: string,
+  options: { now?: Date } = {},
+): Promise<RenewOutcome> {
+  let moved = false;
+  for (let round = 0; round < MAX_DECISIONS * 4; round += 1) {
+    const subscription = await deps.models.Subscription.findById(subscriptionId).lean();
+    if (!subscription || isTerminal(subscription.status) || !subscription.nextBillingAt) break;
+    const now = options.now ?? (await subscriptionNow(deps.models, subscription));
+    if (subscription.nextBillingAt > now) break;
+    const step = await renewStep(deps, subscription, now);
+    if (step !== 'again') return step === 'not_due' && moved ? 'settled' : step;
+    moved = true;
+  }
+  return moved ? 'settled' : 'not_due';
+}
+
+/** One decision and its write; `again` when there is more to do at this time (e.g. a test clock jumped a year). */
+async function renewStep(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  now: Date,
+): Promise<RenewOutcome | 'again'> {
+  const { Subscription } = deps.models;
+  const current = subscription.currentPeriod;
+
+  if (
+    subscription.status === 'incomplete' &&
+    now.getTime() >= subscription.createdAt.getTime() + INCOMPLETE_EXPIRES_AFTER_MS
+  ) {
+    return (await move(deps, subscription, { type: 'first_payment_expired' }, now, {}, ['nextBillingAt']))
+      ? 'settled'
+      : 'again';
+  }
+  if (subscription.status === 'paused') {
+    await Subscription.updateOne({ _id: subscription._id, status: 'paused' }, { $unset: { nextBillingAt: 1 } });
+    return 'not_due';
+  }
+
+  const period = await openPeriod(deps, subscription);
+  if (period.status !== 'open') {
+    // Paid (or given up): the next thing is the period's end.
+    if (now < current.end) {
+      await Subscription.updateOne(
+        { _id: subscription._id, 'currentPeriod.start': current.start, nextBillingAt: subscription.nextBillingAt },
+        { $set: { nextBillingAt: current.end } },
+      );
+      return 'not_due';
+    }
+    if (subscription.cancelAtPeriodEnd) {
+      return (await move(deps, subscription, { type: 'cancel' }, now, { canceledAt: current.end }, ['nextBillingAt']))
+        ? 'settled'
+        : 'again';
+    }
+    if (period.status === 'uncollectible' && subscription.status === 'canceled') return 'not_due';
+    await advancePeriod(deps, subscription);
+    return 'again';
+  }
+
+  if (period.paymentId) {
+    const payment = await deps.models.Payment.findById(period.paymentId).lean();
+    if (!payment) throw new Error(`payment ${period.paymentId} of period ${period._id} is missing`);
+    switch (payment.status) {
+      case 'queued':
+      case 'processing':
+      case 'needs_attention':
+        // Its outcome is unknown: never a new attempt before it is settled. The subscription stays due, so its
+        // outcome (or the sweep, each minute meanwhile) runs this again.
+        await deps.enqueueCharge(payment);
+        return 'charging';
+      case 'succeeded':
+        await periodPaid(deps, subscription, period, payment, now);
+        return 'again';
+      case 'requires_action':
+        return (await waitFor(deps, subscription, 'payer_action', now, { type: 'payment_requires_action' }))
+          ? 'settled'
+          : 'again';
+      case 'failed':
+        return afterFailure(deps, subscription, period, payment, now);
+    }
+  }
+  await startAttempt(deps, subscription, period, now);
+  return 'charging';
+}
+
+/** The current period's record, inserted if it is not there yet (its amount fixed now: the plan's, plus any proration). */
+async function openPeriod(deps: RenewDeps, subscription: SubscriptionRecord): Promise<SubscriptionPeriodRecord> {
+  const { SubscriptionPeriod } = deps.models;
+  const { index, start, end } = subscription.currentPeriod;
+  const id = periodId(subscription._id, start);
+  const existing = await SubscriptionPeriod.findById(id).lean();
+  if (existing) return existing;
+  const isTrial = subscription.trialEnd !== undefined && end.getTime() === subscription.trialEnd.getTime() && index < 0;
+  const amount = isTrial ? 0 : Math.max(0, periodAmount(subscription));
+  const now = new Date();
+  const record: SubscriptionPeriodRecord = {
+    _id: id,
+    companyId: subscription.companyId,
+    ...(subscription.officeId ? { officeId: subscription.officeId } : {}),
+    subscriptionId: subscription._id,
+    index,
+    start,
+    end,
+    amount,
+    currency: subscription.currency,
+    // Nothing to collect (a trial, or a credit that covers it all): paid as it opens.
+    status: amount === 0 ? 'paid' : 'open',
+    attempts: 0,
+    ...(amount === 0 ? { paidAt: now } : {}),
+    createdAt: now,
+    updatedAt: now,
+  };
+  try {
+    await SubscriptionPeriod.insertMany([record], { lean: true });
+    return record;
+  } catch (error) {
+    if (!isDuplicateKeyError(error)) throw error;
+    const raced = await SubscriptionPeriod.findById(id).lean();
+    if (!raced) throw error;
+    return raced;
+  }
+}
+
+/** The period's bill: a stub period (day-of-month billing) is prorated by its length; a plan change's proration added. */
+function periodAmount(subscription: SubscriptionRecord): number {
+  const { index, start, end } = subscription.currentPeriod;
+  let amount = subscription.amount;
+  if (index < 0) {
+    const cycle = { ...subscription.cycle, interval: subscription.interval };
+    const full = cycleBoundary(cycle, 1).getTime() - cycleBoundary(cycle, 0).getTime();
+    amount = Math.round((subscription.amount * (end.getTime() - start.getTime())) / full);
+  }
+  return amount + (subscription.pendingProration ?? 0);
+}
+
+/** The next period becomes current (once: conditional on the period it was decided from), due at its start. */
+async function advancePeriod(deps: RenewDeps, subscription: SubscriptionRecord): Promise<void> {
+  const { index, end } = subscription.currentPeriod;
+  const cycle = { ...subscription.cycle, interval: subscription.interval };
+  // Period k ends at boundary k+1; the periods before the cycle (a trial, a stub) end at boundary 0.
+  const next = { index: index + 1, start: end, end: cycleBoundary(cycle, Math.max(index + 2, 0)) };
+  await deps.models.Subscription.updateOne(
+    { _id: subscription._id, 'currentPeriod.start': subscription.currentPeriod.start },
+    { $set: { currentPeriod: next, nextBillingAt: next.start } },
+  );
+}
+
+async function startAttempt(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  period: SubscriptionPeriodRecord,
+  now: Date,
+): Promise<void> {
+  const { Payment, SubscriptionPeriod, SavedPaymentMethod } = deps.models;
+  const attempt = period.attempts + 1;
+  const method = await SavedPaymentMethod.findOne({
+    _id: subscription.paymentMethodId,
+    companyId: subscription.companyId,
+  }).lean();
+  if (!method) {
+    await waitFor(deps, subscription, 'payment_method', now);
+    return;
+  }
+  const idempotencyKey = `sub:${period._id}:${attempt}`;
+  const created = new Date();
+  let payment: PaymentRecord = {
+    _id: `pay_${ulid()}`,
+    companyId: subscription.companyId,
+    ...(subscription.officeId ? { officeId: subscription.officeId } : {}),
+    idempotencyKey,
+    requestHash: idempotencyKey,
+    amount: period.amount,
+    currency: period.currency,
+    customer: String(method.stripeCustomerId),
+    paymentMethod: String(method.stripePaymentMethodId),
+    serviceCategory: 'membership',
+    status: 'queued',
+    subscription: { subscriptionId: subscription._id, periodId: period._id },
+    requestedBy: { type: 'service', id: 'renewals-worker' },
+    requestId: `req_${subscription._id}_${period.index}_${attempt}`,
+    attempts: 0,
+    createdAt: created,
+    updatedAt: created,
+  };
+  try {
+    await Payment.insertMany([payment], { lean: true });
+  } catch (error) {
+    if (!isDuplicateKeyError(error)) throw error;
+    // An earlier run made this attempt's payment, then stopped: that one is the attempt.
+    const existing = await Payment.findOne({ companyId: subscription.companyId, idempotencyKey }).lean();
+    if (!existing) throw error;
+    payment = existing;
+  }
+  const recorded = await SubscriptionPeriod.updateOne(
+    { _id: period._id, attempts: period.attempts },
+    { $set: { attempts: attempt, paymentId: payment._id } },
+  );
+  if (recorded.matchedCount === 0) return; // another run recorded this attempt (with this same payment)
+  await audit(deps, subscription, 'subscription.attempt_started', `${period._id}-${attempt}`, 'success', now, {
+    reason: attempt === 1 ? 'first_attempt' : 'retry',
+    changes: [{ field: 'paymentId', before: null, after: payment._id }],
+  });
+  await deps.enqueueCharge(payment);
+}
+
+async function periodPaid(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  period: SubscriptionPeriodRecord,
+  payment: PaymentRecord,
+  now: Date,
+): Promise<void> {
+  // Audited first (a deterministic id): the payment succeeded, so the period is paid whatever happens next.
+  await audit(deps, subscription, 'subscription.period_paid', period._id, 'success', now, {
+    reason: period.attempts > 1 ? 'paid_after_retry' : 'paid',
+    changes: [
+      { field: 'amount', before: null, after: String(period.amount) },
+      { field: 'paymentId', before: null, after: payment._id },
+    ],
+  });
+  await deps.models.SubscriptionPeriod.updateOne(
+    { _id: period._id, status: 'open', paymentId: payment._id },
+    { $set: { status: 'paid', paidAt: now } },
+  );
+  // The hook for its invoice (idempotent per period).
+  await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt: now });
+  // The next thing is the period's end; the proration it carried is used up.
+  await move(deps, subscription, { type: 'payment_succeeded' }, now, { nextBillingAt: period.end }, [
+    'waitingFor',
+    'pendingProration',
+  ]);
+}
+
+async function afterFailure(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  period: SubscriptionPeriodRecord,
+  payment: PaymentRecord,
+  now: Date,
+): Promise<RenewOutcome | 'again'> {
+  const failure = { code: payment.failure?.code ?? 'payment_failed', declineCode: payment.failure?.declineCode };
+  const firstFailureAt = period.firstFailureAt ?? now;
+  if (period.lastFailure?.paymentId !== payment._id) {
+    const recorded = await deps.models.SubscriptionPeriod.updateOne(
+      { _id: period._id, paymentId: payment._id },
+      { $set: { firstFailureAt, lastFailure: { paymentId: payment._id, ...failure } } },
+    );
+    if (recorded.modifiedCount > 0) {
+      await audit(
+        deps,
+        subscription,
+        'subscription.attempt_failed',
+        `${period._id}-${period.attempts}`,
+        'failure',
+        now,
+        {
+          reason: failure.code,
+        },
+      );
+    }
+  }
+  // A new payment method since that attempt (the payer brought one): collection resumes at once.
+  const method = await deps.models.SavedPaymentMethod.findOne(
+    { _id: subscription.paymentMethodId, companyId: subscription.companyId },
+    { stripePaymentMethodId: 1 },
+  ).lean();
+  if (method && String(method.stripePaymentMethodId) !== payment.paymentMethod) {
+    await startAttempt(deps, subscription, period, now);
+    return 'charging';
+  }
+  if (subscription.status === 'incomplete') {
+    // The first payment: no dunning; the payer has 23 hours to bring another payment method.
+    return (await waitFor(deps, subscription, 'payment_method', now)) ? 'settled' : 'again';
+  }
+  // The policy as it is now: a change made since the failure applies to this retry.
+  const policy = await dunningPolicyOf(deps.models, subscription.companyId);
+  const step = nextDunningStep(policy, { failedAttempts: period.attempts, firstFailureAt, failure });
+  switch (step.action) {
+    case 'wait_for_payment_method':
+      return (await waitFor(deps, subscription, 'payment_method', now, {
+        type: 'payment_failed',
+        final: false,
+        endState: policy.finalState,
+      }))
+        ? 'settled'
+        : 'again';
+    case 'give_up': {
+      const moved = await move(
+        deps,
+        subscription,
+        { type: 'payment_failed', final: true, endState: step.endState },
+        now,
+        step.endState === 'canceled' ? { canceledAt: now } : {},
+        ['nextBillingAt'],
+      );
+      if (moved)
+        await deps.models.SubscriptionPeriod.updateOne(
+          { _id: period._id, status: 'open' },
+          { $set: { status: 'uncollectible' } },
+        );
+      return moved ? 'settled' : 'again';
+    }
+    case 'retry':
+      if (step.at <= now) {
+        await startAttempt(deps, subscription, period, now);
+        return 'charging';
+      }
+      return (await move(
+        deps,
+        subscription,
+        { type: 'payment_failed', final: false, endState: policy.finalState },
+        now,
+        { nextBillingAt: step.at },
+      ))
+        ? 'settled'
+        : 'again';
+  }
+}
+
+/** Collection stops until someone acts: a new payment method, or the payer finishing 3-D Secure. */
+async function waitFor(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  what: 'payment_method' | 'payer_action',
+  now: Date,
+  event?: SubscriptionEvent,
+): Promise<boolean> {
+  // An incomplete subscription still expires: the sweep looks at it again then.
+  const expiry = new Date(subscription.createdAt.getTime() + INCOMPLETE_EXPIRES_AFTER_MS);
+  const next = subscription.status === 'incomplete' ? { nextBillingAt: expiry } : {};
+  const unset = subscription.status === 'incomplete' ? [] : ['nextBillingAt'];
+  if (!event || subscription.status === 'incomplete') {
+    const updated = await deps.models.Subscription.updateOne(
+      { _id: subscription._id, status: subscription.status, nextBillingAt: subscription.nextBillingAt },
+      { $set: { waitingFor: what, ...next }, ...(unset.length ? { $unset: { nextBillingAt: 1 } } : {}) },
+    );
+    return updated.matchedCount > 0;
+  }
+  return move(deps, subscription, event, now, { waitingFor: what, ...next }, unset);
+}
+
+/**
+ * Moves the subscription as the state machine decides, with a write conditional on the status and period it was
+ * decided from; the transition is audited. False when the subscription changed meanwhile (the caller decides again).
+ */
+export async function move(
+  deps: { models: Pick<Models, 'Subscription'>; enqueueAudit: RenewDeps['enqueueAudit'] },
+  subscription: SubscriptionRecord,
+  event: SubscriptionEvent,
+  now: Date,
+  set: Record<string, unknown> = {},
+  unset: string[] = [],
+): Promise<boolean> {
+  const decision = decideSubscription(subscription.status, event);
+  const to = decision.ok ? decision.to : subscription.status;
+  const update: Record<string, unknown> = { $set: { ...set, status: to } };
+  if (unset.length > 0) update.$unset = Object.fromEntries(unset.map((field) => [field, 1]));
+  const moved = await deps.models.Subscription.updateOne(
+    {
+      _id: subscription._id,
+      status: subscription.status,
+      'currentPeriod.start': subscription.currentPeriod.start,
+      updatedAt: subscription.updatedAt,
+    },
+    update,
+  );
+  if (moved.matchedCount === 0) return false;
+  if (to !== subscription.status) {
+    await audit(
+      deps,
+      subscription,
+      'subscription.status_changed',
+      `${subscription.currentPeriod.start.getTime()}-${to}`,
+      'success',
+      now,
+      {
+        reason: `${subscription.status}_to_${to}`,
+      },
+    );
+  }
+  return true;
+}
+
+export async function audit(
+  deps: Pick<RenewDeps, 'enqueueAudit'>,
+  subscription: Pick<SubscriptionRecord, '_id' | 'companyId' | 'officeId'>,
+  action: AuditAction,
+  key: string,
+  outcome: AuditOutcome,
+  at: Date,
+  extra: Pick<AuditEventInput, 'reason' | 'changes'> & { actor?: AuditEventInput['actor'] } = {},
+): Promise<void> {
+  const { actor, ...rest } = extra;
+  await deps.enqueueAudit({
+    eventId: transitionEventId(action, `${subscription._id}-${key}`),
+    companyId: subscription.companyId,
+    ...(subscription.officeId ? { officeId: subscription.officeId } : {}),
+    action,
+    outcome,
+    actor: actor ?? ACTOR,
+    resource: { type: 'subscription', id: subscription._id },
+    ...rest,
+    occurredAt: at.toISOString(),
+  });
+}

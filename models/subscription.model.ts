@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import { Schema, type Connection, type Model } from 'mongoose';
+import type { BillingInterval } from '../domain/billing-period';
+import { SUBSCRIPTION_STATUSES, type SubscriptionStatus } from '../domain/subscription-state';
+import { intervalSchema } from './plan.model';
+import { requestedBySchema } from './payment.model';
+
+/** Why collection stopped until someone acts: a hard decline (a new payment method), or 3-D Secure (the payer). */
+export const COLLECTION_WAITS = ['payment_method', 'payer_action'] as const;
+export type CollectionWait = (typeof COLLECTION_WAITS)[number];
+
+export interface SubscriptionRecord {
+  /** `sub_` and a ULID. */
+  _id: string;
+  companyId: string;
+  officeId?: string;
+  planId: string;
+  /** The payer, by the upstream app's opaque reference only. */
+  customerRef: string;
+  /** Our saved payment method (`spm_…`), of this payer. */
+  paymentMethodId: string;
+  status: SubscriptionStatus;
+  /** Copied from the plan when it was subscribed to (or changed to). */
+  amount: number;
+  currency: string;
+  interval: BillingInterval;
+  /** Periods are cycle boundaries: the anchor plus whole intervals in the company's time zone. */
+  cycle: { anchor: Date; dayOfMonth?: number; timeZone: string };
+  currentPeriod: { index: number; start: Date; end: Date };
+  trialEnd?: Date;
+  /**
+   * When the renewal sweep next looks at it: the next period's start, a dunning retry, a payment in flight, or the
+   * expiry of an incomplete first payment. Absent while nothing is due (waiting on the payer, canceled, paused).
+   */
+  nextBillingAt?: Date;
+  /** Collection stopped until a new payment method (hard decline) or the payer (3-D Secure). */
+  waitingFor?: CollectionWait;
+  cancelAtPeriodEnd: boolean;
+  canceledAt?: Date;
+  /** A signed amount (minor units) the next period's bill carries: a plan change's proration. */
+  pendingProration?: number;
+  testClockId?: string;
+  idempotencyKey: string;
+  requestHash: string;
+  requestedBy: { type: 'user' | 'service'; id: string };
+  requestId: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const subscriptionSchema = new Schema<SubscriptionRecord>(
+  {
+    _id: { type: String, required: true },
+    companyId: { type: String, required: true },
+    officeId: { type: String },
+    planId: { type: String, required: true },
+    customerRef: { type: String, required: true },
+    paymentMethodId: { type: String, required: true },
+    status: { type: String, required: true, enum: SUBSCRIPTION_STATUSES },
+    amount: { type: Number, required: true, min: 1 },
+    currency: { type: String, required: true },
+    interval: { type: intervalSchema, required: true },
+    cycle: {
+      type: new Schema(
+        { anchor: { type: Date, required: true }, dayOfMonth: Number, timeZone: { type: String, required: true } },
+        { _id: false },
+      ),
+      required: true,
+    },
+    currentPeriod: {
+      type: new Schema(
+        {
+          index: { type: Number, required: true },
+          start: { type: Date, required: true },
+          end: { type: Date, required: true },
+        },
+        { _id: false },
+      ),
+      required: true,
+    },
+    trialEnd: { type: Date },
+    nextBillingAt: { type: Date },
+    waitingFor: { type: String, enum: COLLECTION_WAITS },
+    cancelAtPeriodEnd: { type: Boolean, required: true, default: false },
+    canceledAt: { type: Date },
+    pendingProration: { type: Number },
+    testClockId: { type: String },
+    idempotencyKey: { type: String, required: true },
+    requestHash: { type: String, required: true },
+    requestedBy: { type: requestedBySchema, required: true },
+    requestId: { type: String, required: true },
+  },
+  { timestamps: true, versionKey: false, collection: 'subscriptions' },
+);
+subscriptionSchema.index({ companyId: 1, idempotencyKey: 1 }, { unique: true, name: 'company_idempotency_key' });
+// The renewal sweep: which companies have something due, then each company's due subscriptions in order.
+subscriptionSchema.index({ nextBillingAt: 1 }, { name: 'next_billing' });
+subscriptionSchema.index({ companyId: 1, nextBillingAt: 1, _id: 1 }, { name: 'company_next_billing' });
+subscriptionSchema.index({ testClockId: 1, nextBillingAt: 1 }, { name: 'clock_next_billing', sparse: true });
+subscriptionSchema.index({ companyId: 1, customerRef: 1 }, { name: 'company_customer_ref' });
+
+export type SubscriptionModel = Model<SubscriptionRecord>;
+
+export function createSubscriptionModel(connection: Connection): SubscriptionModel {
+  return connection.model<SubscriptionRecord>('Subscription', subscriptionSchema);
+}
+
+export const PERIOD_STATUSES = ['open', 'paid', 'uncollectible'] as const;
+export type PeriodStatus = (typeof PERIOD_STATUSES)[number];
+
+/**
+ * One billing period of a subscription: inserted under its deterministic id before any gateway call, so a period is
+ * billed once whatever races or crashes. Its attempts are payments (the one-off charge path), made one at a time:
+ * a new attempt only once the previous one is settled.
+ */
+export interface SubscriptionPeriodRecord {
+  /** `per_` + a hash of the subscription and the period's start. */
+  _id: string;
+  companyId: string;
+  officeId?: string;
+  subscriptionId: string;
+  index: number;
+  start: Date;
+  end: Date;
+  /** What this period bills (the plan's amount and any proration), fixed when the period is opened. */
+  amount: number;
+  currency: string;
+  status: PeriodStatus;
+  /** Payments made for it so far; `paymentId` is the latest. */
+  attempts: number;
+  paymentId?: string;
+  firstFailureAt?: Date;
+  /** The latest failed attempt's payment and code (recorded once per payment). */
+  lastFailure?: { paymentId: string; code: string; declineCode?: string };
+  paidAt?: Date;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export function periodId(subscriptionId: string, start: Date): string {
+  const digest = createHash('sha256').update(`${subscriptionId}|${start.toISOString()}`).digest('hex');
+  return `per_${digest.slice(0, 32)}`;
+}
+
+const periodSchema = new Schema<SubscriptionPeriodRecord>(
+  {
+    _id: { type: String, required: true },
+    companyId: { type: String, required: true },
+    officeId: { type: String },
+    subscriptionId: { type: String, required: true },
+    index: { type: Number, required: true },
+    start: { type: Date, required: true },
+    end: { type: Date, required: true },
+    amount: { type: Number, required: true, min: 0 },
+    currency: { type: String, required: true },
+    status: { type: String, required: true, enum: PERIOD_STATUSES },
+    attempts: { type: Number, required: true, default: 0 },
+    paymentId: { type: String },
+    firstFailureAt: { type: Date },
+    lastFailure: {
+      type: new Schema(
+        { paymentId: { type: String, required: true }, code: { type: String, required: true }, declineCode: String },
+        { _id: false },
+      ),
+    },
+    paidAt: { type: Date },
+  },
+  { timestamps: true, versionKey: false, collection: 'subscription_periods' },
+);
+periodSchema.index({ subscriptionId: 1, start: 1 }, { name: 'subscription_start' });
+
+export type SubscriptionPeriodModel = Model<SubscriptionPeriodRecord>;
+
+export function createSubscriptionPeriodModel(connection: Connection): SubscriptionPeriodModel {
+  return connection.model<SubscriptionPeriodRecord>('SubscriptionPeriod', periodSchema);
+}

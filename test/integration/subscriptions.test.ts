@@ -1,0 +1,494 @@
+import { Queue } from 'bullmq';
+import { ulid } from 'ulid';
+import { renewSubscription, type RenewDeps } from '../../application/subscriptions/renew-subscription';
+import { sweepRenewals } from '../../application/subscriptions/sweep-renewals';
+import { createCompany } from '../../models/companies';
+import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
+import { enqueueAuditEvent } from '../../queues/audit.queue';
+import { enqueueCharge } from '../../queues/charges.queue';
+import type { RenewalJob } from '../../queues/renewals.queue';
+import { waitFor } from '../support/harness';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { configureStripeWebhooks } from '../support/stripe-events';
+
+/** Issue 13: plans, subscriptions, renewals exactly once per period, dunning, test clocks, fairness. */
+let system: InProcessSystem;
+let companyId: string;
+let admin: string;
+
+type Json = Record<string, any>;
+const DAY = 24 * 60 * 60 * 1000;
+
+async function api(method: string, path: string, body?: unknown, options: { token?: string; company?: string } = {}) {
+  const headers: Record<string, string> = { authorization: `Bearer ${options.token ?? admin}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method === 'POST') headers['idempotency-key'] = `sub-test-${ulid()}`;
+  const response = await fetch(`${system.url}/v1/companies/${options.company ?? companyId}${path}`, {
+    method,
+    headers,
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: response.status, body: (await response.json()) as Json };
+}
+
+async function plan(body: Json = {}) {
+  const created = await api('POST', '/plans', {
+    category: 'membership',
+    name: 'Gold membership',
+    amount: 3_000,
+    currency: 'usd',
+    interval: { unit: 'month', count: 1 },
+    ...body,
+  });
+  expect(created.status).toBe(201);
+  return created.body.id as string;
+}
+
+/** A payer's saved card, as `setup_intent.succeeded` stores it. */
+async function savedMethod(customerRef: string, paymentMethod = 'pm_card_visa', company = companyId) {
+  const id = savedPaymentMethodId(company, `seti_${ulid()}`);
+  const { encryption, models } = system.ctx.db;
+  await models.SavedPaymentMethod.create({
+    _id: id,
+    companyId: company,
+    customerRef,
+    stripeCustomerId: await encryption.encrypt(company, `cus_${customerRef.replace(/[^A-Za-z0-9]/g, '')}`),
+    stripePaymentMethodId: await encryption.encrypt(company, paymentMethod),
+    usage: 'off_session',
+    status: 'active',
+    brand: 'visa',
+    last4: '4242',
+    expMonth: 12,
+    expYear: 2030,
+    savedBy: `test-${ulid()}`,
+  });
+  return id;
+}
+
+async function clock(at: string) {
+  const created = await api('POST', '/test-clocks', { frozenTime: at });
+  expect(created.status).toBe(201);
+  return created.body.id as string;
+}
+
+async function advance(clockId: string, to: string) {
+  const started = await api('POST', `/test-clocks/${clockId}/advance`, { frozenTime: to });
+  expect(started.status).toBe(202);
+  await waitFor(
+    () => api('GET', `/test-clocks/${clockId}`),
+    (r) => r.body.status === 'ready',
+    { what: `test clock ${clockId} to reach ${to}`, timeoutMs: 60_000 },
+  );
+}
+
+async function subscribe(body: Json) {
+  const created = await api('POST', '/subscriptions', body);
+  expect(created).toMatchObject({ status: 201 });
+  return created.body as Json;
+}
+
+const subscription = async (id: string) => (await api('GET', `/subscriptions/${id}`)).body;
+const payments = (subscriptionId: string) =>
+  system.ctx.db.models.Payment.find({ 'subscription.subscriptionId': subscriptionId }).sort({ createdAt: 1 }).lean();
+const periods = (subscriptionId: string) =>
+  system.ctx.db.models.SubscriptionPeriod.find({ subscriptionId }).sort({ start: 1 }).lean();
+const settledStatus = (id: string, done: (status: string) => boolean) =>
+  waitFor(
+    () => subscription(id),
+    (s) => done(s.status),
+    { what: `subscription ${id}` },
+  );
+
+function renewDeps(): RenewDeps {
+  const { ctx } = system;
+  return {
+    models: ctx.db.models,
+    enqueueCharge: (payment) =>
+      enqueueCharge(ctx.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
+    enqueueAudit: (event) => enqueueAuditEvent(ctx.queues.audit, event),
+    logger: ctx.logger,
+  };
+}
+
+beforeAll(async () => {
+  system = await startInProcessSystem('subscriptions');
+  companyId = await createCompany(system.ctx.db, { name: 'Riverside Family Medicine' });
+  admin = await system.token(companyId, ['company_admin'], { subject: 'usr-sub-admin' });
+  await configureStripeWebhooks(system, companyId, admin, {
+    secretKey: 'sk_test_51RiversideSubscriptions1',
+    webhookSigningSecrets: ['whsec_RiversideSubscriptions01'],
+  });
+  const settings = await api('PUT', '/billing-settings', {
+    timeZone: 'America/New_York',
+    dunning: { retryDelaysDays: [1, 3, 5, 7], finalState: 'unpaid' },
+  });
+  expect(settings.status).toBe(200);
+}, 60_000);
+
+afterAll(async () => {
+  await system?.close();
+});
+
+describe('trials and renewals on a test clock', () => {
+  it('charges nothing during the trial, then the plan amount at trial end', async () => {
+    const clockId = await clock('2026-03-01T15:00:00Z');
+    const planId = await plan({ trialDays: 14 });
+    const sub = await subscribe({
+      planId,
+      customerRef: 'payer-trial-01',
+      paymentMethodId: await savedMethod('payer-trial-01'),
+      testClockId: clockId,
+    });
+    // 14 local days: 10:00 in New York both times, across the start of daylight saving time.
+    expect(sub).toMatchObject({ status: 'trialing', trialEnd: '2026-03-15T14:00:00.000Z' });
+
+    await advance(clockId, '2026-03-10T00:00:00Z');
+    expect((await subscription(sub.id)).status).toBe('trialing');
+    expect(await payments(sub.id)).toHaveLength(0);
+
+    await advance(clockId, '2026-03-15T16:00:00Z');
+    const active = await subscription(sub.id);
+    expect(active).toMatchObject({
+      status: 'active',
+      currentPeriod: { start: '2026-03-15T14:00:00.000Z', end: '2026-04-15T14:00:00.000Z' },
+      nextBillingAt: '2026-04-15T14:00:00.000Z',
+      latestPeriod: { amount: 3_000, status: 'paid', attempts: 1 },
+    });
+    const [payment] = await payments(sub.id);
+    expect(payment).toMatchObject({ amount: 3_000, status: 'succeeded' });
+    const actions = (await system.ctx.db.models.AuditEvent.find({ 'resource.id': sub.id }).lean()).map((e) => e.action);
+    expect(actions).toEqual(expect.arrayContaining(['subscription.created', 'subscription.period_paid']));
+  }, 60_000);
+
+  it('bills anniversaries anchored on Jan 31 at each month end, in the company time zone, over a year', async () => {
+    // 10:00 in New York on Jan 31.
+    const clockId = await clock('2026-01-31T15:00:00Z');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-monthend-01',
+      paymentMethodId: await savedMethod('payer-monthend-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    await advance(clockId, '2027-01-31T16:00:00Z');
+    const starts = (await periods(sub.id)).map((p) => p.start.toISOString());
+    // Month ends clamp (Feb 28, Apr 30 …) and come back to the 31st; 10:00 local across daylight saving time.
+    expect(starts).toEqual([
+      '2026-01-31T15:00:00.000Z',
+      '2026-02-28T15:00:00.000Z',
+      '2026-03-31T14:00:00.000Z',
+      '2026-04-30T14:00:00.000Z',
+      '2026-05-31T14:00:00.000Z',
+      '2026-06-30T14:00:00.000Z',
+      '2026-07-31T14:00:00.000Z',
+      '2026-08-31T14:00:00.000Z',
+      '2026-09-30T14:00:00.000Z',
+      '2026-10-31T14:00:00.000Z',
+      '2026-11-30T15:00:00.000Z',
+      '2026-12-31T15:00:00.000Z',
+      '2027-01-31T15:00:00.000Z',
+    ]);
+    const paid = await payments(sub.id);
+    expect(paid).toHaveLength(13);
+    expect(paid.every((p) => p.status === 'succeeded' && p.amount === 3_000)).toBe(true);
+  }, 120_000);
+});
+
+describe('dunning', () => {
+  it('retries a soft decline 1, 3, 5 and 7 days after the first failure, then ends unpaid', async () => {
+    const clockId = await clock('2026-05-01T12:00:00Z');
+    const paymentMethodId = await savedMethod('payer-dunning-01');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-dunning-01',
+      paymentMethodId,
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    // The card starts declining (insufficient funds): swap the stored method's card for a declining one.
+    await system.ctx.db.models.SavedPaymentMethod.updateOne(
+      { _id: paymentMethodId },
+      {
+        $set: {
+          stripePaymentMethodId: await system.ctx.db.encryption.encrypt(
+            companyId,
+            'pm_card_chargeDeclinedInsufficientFunds',
+          ),
+        },
+      },
+    );
+    await advance(clockId, '2026-06-01T13:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-02T13:00:00.000Z' });
+    await advance(clockId, '2026-06-02T14:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-04T13:00:00.000Z' });
+    await advance(clockId, '2026-06-09T00:00:00Z');
+    const ended = await subscription(sub.id);
+    expect(ended).toMatchObject({ status: 'unpaid', nextBillingAt: null });
+    // The first payment, then the failed one and its four retries.
+    const attempts = await payments(sub.id);
+    expect(attempts.map((p) => p.status)).toEqual(['succeeded', 'failed', 'failed', 'failed', 'failed', 'failed']);
+    expect((await periods(sub.id)).at(-1)).toMatchObject({ status: 'uncollectible', attempts: 5 });
+  }, 60_000);
+
+  it('stops retrying a hard decline until the payer brings a new card, which resumes collection at once', async () => {
+    const clockId = await clock('2026-05-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-hard-01',
+      paymentMethodId: await savedMethod('payer-hard-01', 'pm_card_chargeDeclinedExpiredCard'),
+      testClockId: clockId,
+    });
+    // An expired card on the first payment: incomplete, waiting for a payment method.
+    const incomplete = await waitFor(
+      () => subscription(sub.id),
+      (s) => s.waitingFor === 'payment_method',
+      { what: 'the hard decline' },
+    );
+    expect(incomplete.status).toBe('incomplete');
+    await advance(clockId, '2026-05-01T20:00:00Z');
+    expect(await payments(sub.id)).toHaveLength(1);
+
+    const changed = await api('PATCH', `/subscriptions/${sub.id}`, {
+      paymentMethodId: await savedMethod('payer-hard-01'),
+    });
+    expect(changed.status).toBe(200);
+    const active = await settledStatus(sub.id, (status) => status === 'active');
+    expect(active.waitingFor).toBeUndefined();
+    expect((await payments(sub.id)).map((p) => p.status)).toEqual(['failed', 'succeeded']);
+  }, 60_000);
+
+  it('expires an incomplete subscription after 23 hours', async () => {
+    const clockId = await clock('2026-05-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-expire-01',
+      paymentMethodId: await savedMethod('payer-expire-01', 'pm_card_chargeDeclined'),
+      testClockId: clockId,
+    });
+    await waitFor(
+      () => subscription(sub.id),
+      (s) => s.waitingFor === 'payment_method',
+      { what: 'the decline' },
+    );
+    await advance(clockId, '2026-05-02T10:30:00Z');
+    expect((await subscription(sub.id)).status).toBe('incomplete');
+    await advance(clockId, '2026-05-02T11:30:00Z');
+    expect((await subscription(sub.id)).status).toBe('incomplete_expired');
+  }, 60_000);
+});
+
+describe('changes', () => {
+  it('cancel at period end stops renewals; a canceled subscription refuses further changes', async () => {
+    const clockId = await clock('2026-07-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-cancel-01',
+      paymentMethodId: await savedMethod('payer-cancel-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'period_end' })).body.cancelAtPeriodEnd).toBe(
+      true,
+    );
+    await advance(clockId, '2026-09-15T00:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', canceledAt: '2026-08-01T12:00:00.000Z' });
+    expect(await payments(sub.id)).toHaveLength(1);
+    const again = await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' });
+    expect(again).toMatchObject({ status: 409, body: { error: { code: 'subscription_canceled' } } });
+  }, 60_000);
+
+  it('a plan change mid-period carries the exact proration on the next bill', async () => {
+    const clockId = await clock('2026-04-01T00:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ amount: 3_000 }),
+      customerRef: 'payer-prorate-01',
+      paymentMethodId: await savedMethod('payer-prorate-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    // April has 30 days; halfway through, from $30 to $60: credit $15 unused, charge $30 for the rest: +$15.
+    await advance(clockId, '2026-04-16T00:00:00Z');
+    const gold = await plan({ amount: 6_000, name: 'Platinum membership' });
+    const changed = await api('PATCH', `/subscriptions/${sub.id}`, {
+      planId: gold,
+      prorationBehavior: 'create_prorations',
+    });
+    expect(changed.status).toBe(200);
+    expect(changed.body).toMatchObject({ amount: 6_000, pendingProration: 1_500 });
+    await advance(clockId, '2026-05-01T01:00:00Z');
+    expect((await payments(sub.id)).map((p) => p.amount)).toEqual([3_000, 7_500]);
+    expect((await subscription(sub.id)).pendingProration).toBeUndefined();
+  }, 60_000);
+
+  it('refuses bad input with a reason, changing nothing', async () => {
+    const other = await createCompany(system.ctx.db, { name: 'Elsewhere Clinic' });
+    const otherAdmin = await system.token(other, ['company_admin'], { subject: 'usr-other-admin' });
+    const otherPlan = (
+      await api(
+        'POST',
+        '/plans',
+        {
+          category: 'membership',
+          name: 'Basic',
+          amount: 1_000,
+          currency: 'usd',
+          interval: { unit: 'month', count: 1 },
+        },
+        { token: otherAdmin, company: other },
+      )
+    ).body.id as string;
+    const planId = await plan({ officeIds: ['north'] });
+    const method = await savedMethod('payer-bad-01');
+    const base = { planId, customerRef: 'payer-bad-01', paymentMethodId: method, officeId: 'north' };
+    const cases: Array<[Json, number, string]> = [
+      [{ ...base, planId: otherPlan }, 404, 'plan_not_found'],
+      [{ ...base, officeId: 'south' }, 422, 'office_not_in_plan'],
+      [{ ...base, paymentMethodId: await savedMethod('payer-someone-else') }, 422, 'payment_method_of_another_payer'],
+    ];
+    for (const [body, status, code] of cases) {
+      const response = await api('POST', '/subscriptions', body);
+      expect({ status: response.status, code: response.body.error?.code }).toEqual({ status, code });
+    }
+    expect(await system.ctx.db.models.Subscription.countDocuments({ customerRef: 'payer-bad-01' })).toBe(0);
+    const name = await api('POST', '/plans', {
+      category: 'membership',
+      name: 'Weekly therapy for depression and anxiety',
+      amount: 1_000,
+      currency: 'usd',
+      interval: { unit: 'week', count: 1 },
+    });
+    expect(name.status).toBe(400);
+
+    const sub = await subscribe(base);
+    const same = await api('PATCH', `/subscriptions/${sub.id}`, { planId });
+    expect(same).toMatchObject({ status: 422, body: { error: { code: 'same_plan' } } });
+  }, 60_000);
+});
+
+describe('exactly once per period', () => {
+  it('two sweeps and five renewals at once make one payment for the period', async () => {
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-race-01',
+      paymentMethodId: await savedMethod('payer-race-01'),
+    });
+    const deps = renewDeps();
+    const sweepQueue = system.ctx.queues.renewals;
+    await Promise.all([
+      ...Array.from({ length: 5 }, () => renewSubscription(deps, sub.id)),
+      sweepRenewals({ models: system.ctx.db.models, renewalsQueue: sweepQueue, logger: system.ctx.logger }),
+      sweepRenewals({ models: system.ctx.db.models, renewalsQueue: sweepQueue, logger: system.ctx.logger }),
+    ]);
+    await settledStatus(sub.id, (status) => status === 'active');
+    expect(await payments(sub.id)).toHaveLength(1);
+    expect(await periods(sub.id)).toHaveLength(1);
+    const intentId = (await payments(sub.id))[0]!.stripePaymentIntentId!;
+    expect(system.sim.succeededChargeCount(intentId)).toBe(1);
+  });
+
+  it('a crash after the attempt’s payment was made, before the period recorded it, reuses that payment', async () => {
+    const clockId = await clock('2026-08-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ trialDays: 1 }),
+      customerRef: 'payer-crash-01',
+      paymentMethodId: await savedMethod('payer-crash-01'),
+      testClockId: clockId,
+    });
+    // As if a renewal opened the period and inserted attempt 1's payment, then died before recording it.
+    await system.ctx.db.models.TestClock.updateOne(
+      { _id: clockId },
+      { $set: { frozenTime: new Date('2026-08-02T13:00:00Z') } },
+    );
+    const stored = (await system.ctx.db.models.Subscription.findById(sub.id).lean())!;
+    await system.ctx.db.models.Subscription.updateOne(
+      { _id: sub.id },
+      {
+        $set: {
+          currentPeriod: { index: 0, start: stored.trialEnd, end: new Date(stored.trialEnd!.getTime() + 31 * DAY) },
+        },
+      },
+    );
+    const periodKey = (await import('../../models/subscription.model')).periodId(sub.id, stored.trialEnd!);
+    await system.ctx.db.models.SubscriptionPeriod.create({
+      _id: periodKey,
+      companyId,
+      subscriptionId: sub.id,
+      index: 0,
+      start: stored.trialEnd,
+      end: new Date(stored.trialEnd!.getTime() + 31 * DAY),
+      amount: 3_000,
+      currency: 'usd',
+      status: 'open',
+      attempts: 0,
+    });
+    const orphan = await system.ctx.db.models.Payment.create({
+      _id: `pay_${ulid()}`,
+      companyId,
+      idempotencyKey: `sub:${periodKey}:1`,
+      requestHash: `sub:${periodKey}:1`,
+      amount: 3_000,
+      currency: 'usd',
+      customer: 'cus_payercrash01',
+      paymentMethod: 'pm_card_visa',
+      status: 'queued',
+      subscription: { subscriptionId: sub.id, periodId: periodKey },
+      requestedBy: { type: 'service', id: 'renewals-worker' },
+      requestId: 'req_crash',
+      attempts: 0,
+    });
+    expect(await renewSubscription(renewDeps(), sub.id)).toBe('charging');
+    await settledStatus(sub.id, (status) => status === 'active');
+    const made = await payments(sub.id);
+    expect(made.map((p) => p._id)).toEqual([orphan._id]);
+  });
+});
+
+describe('fairness', () => {
+  it('interleaves companies: one company’s 300 due renewals do not hold back another’s 5', async () => {
+    const { models } = system.ctx.db;
+    const big = `co_big_${ulid()}`;
+    const small = `co_small_${ulid()}`;
+    const past = new Date(Date.now() - 60_000);
+    const row = (company: string, i: number) => ({
+      _id: `sub_${ulid()}`,
+      companyId: company,
+      planId: `plan_${ulid()}`,
+      customerRef: `payer-${i}`,
+      paymentMethodId: `spm_${'0'.repeat(32)}`,
+      status: 'active',
+      amount: 1_000,
+      currency: 'usd',
+      interval: { unit: 'month', count: 1 },
+      cycle: { anchor: past, timeZone: 'UTC' },
+      currentPeriod: { index: 0, start: past, end: new Date(past.getTime() + 30 * DAY) },
+      // The big company's are all due earlier: a plain nextBillingAt order would put them all first.
+      nextBillingAt: new Date(past.getTime() - (company === big ? 60_000 : 0)),
+      cancelAtPeriodEnd: false,
+      idempotencyKey: `fair-${ulid()}`,
+      requestHash: 'x',
+      requestedBy: { type: 'service', id: 'test' },
+      requestId: 'req_fair',
+    });
+    await models.Subscription.insertMany([
+      ...Array.from({ length: 300 }, (_, i) => row(big, i)),
+      ...Array.from({ length: 5 }, (_, i) => row(small, i)),
+    ]);
+    // A queue no worker serves, to look at the order the sweep queued them in.
+    const queue = new Queue<RenewalJob>('renewals', { connection: system.ctx.redis, prefix: `fair-${ulid()}` });
+    try {
+      await sweepRenewals({ models, renewalsQueue: queue, logger: system.ctx.logger, batchSize: 50, perCompany: 100 });
+      const waiting = await queue.getJobs(['waiting'], 0, 400, true);
+      const order = waiting.map((job) => (job.data as { subscriptionId: string }).subscriptionId);
+      const smallIds = new Set(
+        (await models.Subscription.find({ companyId: small }, { _id: 1 }).lean()).map((s) => s._id),
+      );
+      const positions = order.flatMap((id, i) => (smallIds.has(id) ? [i] : []));
+      expect(positions).toHaveLength(5);
+      expect(Math.max(...positions)).toBeLessThan(10);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await models.Subscription.deleteMany({ companyId: { $in: [big, small] } });
+    }
+  });
+});

@@ -1,0 +1,37 @@
+import type { Job, Queue } from 'bullmq';
+import { renewSubscription, type RenewDeps, type RenewOutcome } from '../application/subscriptions/renew-subscription';
+import { sweepRenewals, type SweepRenewalsResult } from '../application/subscriptions/sweep-renewals';
+import { runClockAdvance } from '../application/subscriptions/test-clocks';
+import { RENEWAL_JOBS, type RenewalJob } from '../queues/renewals.queue';
+import { JobFailedError, type JobContext } from './queue-worker';
+
+export interface RenewalsDeps extends Omit<RenewDeps, 'logger'> {
+  renewalsQueue: Queue<RenewalJob>;
+}
+
+export type RenewalResult = { outcome: RenewOutcome } | SweepRenewalsResult | { renewed: number };
+
+/**
+ * The renewals queue's processor: `renew` one subscription (application/subscriptions/renew-subscription.ts),
+ * the scheduled `sweep` that queues what is due, and a test clock's `advance-clock`.
+ */
+export async function processRenewal(
+  job: Job<RenewalJob>,
+  deps: RenewalsDeps,
+  context: JobContext,
+): Promise<RenewalResult> {
+  const { logger } = context;
+  const data = job.data as { subscriptionId?: string; testClockId?: string };
+  switch (job.name) {
+    case RENEWAL_JOBS.renew:
+      if (!data.subscriptionId) throw new JobFailedError('invalid_payload', 'a renew job names its subscription');
+      return { outcome: await renewSubscription({ ...deps, logger }, data.subscriptionId) };
+    case RENEWAL_JOBS.sweep:
+      return sweepRenewals({ ...deps, logger });
+    case RENEWAL_JOBS.advanceClock:
+      if (!data.testClockId) throw new JobFailedError('invalid_payload', 'an advance job names its test clock');
+      return runClockAdvance({ ...deps, logger }, data.testClockId);
+    default:
+      throw new JobFailedError('unknown_renewal_job', `unknown renewal job ${job.name}`);
+  }
+}
