@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- [--json] NAME ...]`: runs the named bench entries (all when
+ * `npm run bench [-- [--json] [--quick] NAME ...]`: runs the named bench entries (all when
  * none are named), one after another. By default it prints each entry's detail
  * as it finishes and one table at the end; with `--json` it prints one JSON
  * object, `{"entries":[…]}`, and nothing else on stdout (progress goes to
@@ -11,12 +11,20 @@
  */
 import { auditBench } from './audit.bench';
 import { chargesBench, chargesTwoWorkersBench } from './charges.bench';
+import { renewalsBench } from './renewals.bench';
 import { requestsBench } from './requests.bench';
 import { webhooksBench } from './webhooks.bench';
 import { formatResult, formatSummary, type BenchEntry, type EntryResult } from './report';
 import { assertServicesReachable, serviceAddresses } from './support';
 
-const ENTRIES: readonly BenchEntry[] = [requestsBench, webhooksBench, chargesBench, chargesTwoWorkersBench, auditBench];
+const ENTRIES: readonly BenchEntry[] = [
+  requestsBench,
+  webhooksBench,
+  chargesBench,
+  chargesTwoWorkersBench,
+  auditBench,
+  renewalsBench,
+];
 
 function selectEntries(names: string[]): BenchEntry[] {
   if (names.length === 0) return [...ENTRIES];
@@ -29,7 +37,9 @@ function selectEntries(names: string[]): BenchEntry[] {
 
 async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
-  const entries = selectEntries(argv.filter((arg) => arg !== '--json'));
+  // `--quick`: smaller sizes, for entries that read BENCH_QUICK (renewals).
+  if (argv.includes('--quick')) process.env.BENCH_QUICK = '1';
+  const entries = selectEntries(argv.filter((arg) => arg !== '--json' && arg !== '--quick'));
   await assertServicesReachable(serviceAddresses());
   const results: EntryResult[] = [];
   for (const entry of entries) {

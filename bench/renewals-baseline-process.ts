@@ -1,0 +1,263 @@
+/**
+ * The renewals entry's data-bound baseline: the database, Redis and Stripe work of one settled renewal, done by plain
+ * clients (the `mongodb` driver, ioredis, BullMQ, fetch) with no product code on the path, in a process of its own:
+ *
+ * - `sweep`: reads the due subscriptions' ids (one find) and adds their renew jobs in batches of 1,000;
+ * - a renew job: read the subscription, read (then insert) its period, read its saved method, insert the payment,
+ *   record the attempt on the period, add the attempt's audit job and the charge job;
+ * - a charge job: claim the payment, add its requested audit job, read the company, record the gateway account,
+ *   create and confirm a PaymentIntent (two Stripe requests, the intent id saved between), record the outcome, add
+ *   its audit job and the renew job that records the paid period;
+ * - that renew job: read the subscription, period and payment, add the paid audit job, mark the period paid, move
+ *   the subscription to the period's end and read it once more (the product's loop looks again);
+ * - an audit job: one insert.
+ *
+ * Like the product's processes it counts its own commands (bench/instrument.ts).
+ */
+import { Queue, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { MongoClient, type Document } from 'mongodb';
+import { ulid } from 'ulid';
+import { periodId } from '../models/subscription.model';
+import { loadConfig } from '../platform/config';
+import { auditJobOptions } from '../queues/audit.queue';
+import { chargeJobOptions } from '../queues/charges.queue';
+import { renewalJob, renewalJobOptions } from '../queues/renewals.queue';
+import { announceFailure, announceReady, serveParent } from './child';
+import { installCommandCounters } from './instrument';
+
+export const DATA_RENEWAL_QUEUES = {
+  renewals: 'bench-data-renewals',
+  charges: 'bench-data-renewal-charges',
+  audit: 'bench-data-renewal-audit',
+} as const;
+
+export const DATA_RENEWAL_COLLECTIONS = {
+  subscriptions: 'data_subscriptions',
+  periods: 'data_subscription_periods',
+  payments: 'data_renewal_payments',
+  savedMethods: 'data_saved_payment_methods',
+  auditEvents: 'data_renewal_audit_events',
+} as const;
+
+type Row = Document & { _id: string };
+
+async function main(): Promise<void> {
+  const counters = installCommandCounters();
+  const config = loadConfig(process.env);
+  const stripeBase = (process.env.STRIPE_API_BASE ?? '').replace(/\/$/, '');
+  const client = await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
+  const db = client.db();
+  const subscriptions = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.subscriptions);
+  const periods = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.periods);
+  const payments = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.payments);
+  const savedMethods = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.savedMethods);
+  const auditEvents = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.auditEvents);
+  const companies = db.collection<Row>('companies');
+
+  const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const producer = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const queue = (name: string) => new Queue(name, { connection: producer, prefix: config.queuePrefix });
+  const queues = {
+    renewals: queue(DATA_RENEWAL_QUEUES.renewals),
+    charges: queue(DATA_RENEWAL_QUEUES.charges),
+    audit: queue(DATA_RENEWAL_QUEUES.audit),
+  };
+  const audit = (companyId: string, action: string, key: string, resourceId: string) =>
+    queues.audit.add(
+      'append',
+      {
+        eventId: `${action}-${key}`,
+        companyId,
+        action,
+        outcome: 'success',
+        actor: { type: 'system', id: 'renewals-worker' },
+        resource: { type: 'subscription', id: resourceId },
+        occurredAt: new Date().toISOString(),
+      },
+      { ...auditJobOptions, jobId: `audit-${action}-${key}` },
+    );
+
+  const renew = async (job: Job<{ subscriptionId: string }>) => {
+    const now = new Date();
+    const sub = await subscriptions.findOne({ _id: job.data.subscriptionId });
+    if (!sub || !(sub.nextBillingAt <= now)) return { outcome: 'not_due' };
+    const id = periodId(sub._id, sub.currentPeriod.start);
+    let period = await periods.findOne({ _id: id });
+    if (!period) {
+      period = {
+        _id: id,
+        companyId: sub.companyId,
+        subscriptionId: sub._id,
+        index: sub.currentPeriod.index,
+        start: sub.currentPeriod.start,
+        end: sub.currentPeriod.end,
+        amount: sub.amount,
+        currency: sub.currency,
+        status: 'open',
+        attempts: 0,
+        createdAt: now,
+        updatedAt: now,
+      };
+      await periods.insertOne(period);
+    }
+    if (period.paymentId) {
+      const payment = await payments.findOne({ _id: period.paymentId });
+      if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
+      await audit(sub.companyId, 'subscription.period_paid', period._id, sub._id);
+      await periods.updateOne(
+        { _id: period._id, status: 'open', paymentId: payment._id },
+        { $set: { status: 'paid', paidAt: now, updatedAt: now } },
+      );
+      await subscriptions.updateOne(
+        { _id: sub._id, status: sub.status, 'currentPeriod.start': sub.currentPeriod.start, updatedAt: sub.updatedAt },
+        { $set: { nextBillingAt: period.end, status: 'active', updatedAt: now }, $unset: { waitingFor: 1 } },
+      );
+      await subscriptions.findOne({ _id: sub._id });
+      return { outcome: 'settled' };
+    }
+    const method = await savedMethods.findOne({ _id: sub.paymentMethodId, companyId: sub.companyId });
+    if (!method) throw new Error(`no saved method ${sub.paymentMethodId}`);
+    const attempt = period.attempts + 1;
+    const idempotencyKey = `sub:${period._id}:${attempt}`;
+    const payment = {
+      _id: `pay_${ulid()}`,
+      companyId: sub.companyId,
+      idempotencyKey,
+      requestHash: idempotencyKey,
+      amount: period.amount,
+      currency: period.currency,
+      customer: method.stripeCustomerId,
+      paymentMethod: method.stripePaymentMethodId,
+      serviceCategory: 'membership',
+      status: 'queued',
+      subscription: { subscriptionId: sub._id, periodId: period._id },
+      requestedBy: { type: 'service', id: 'renewals-worker' },
+      requestId: `req_${sub._id}_${period.index}_${attempt}`,
+      attempts: 0,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await payments.insertOne(payment);
+    await periods.updateOne(
+      { _id: period._id, attempts: period.attempts },
+      { $set: { attempts: attempt, paymentId: payment._id } },
+    );
+    await audit(sub.companyId, 'subscription.attempt_started', `${period._id}-${attempt}`, sub._id);
+    await queues.charges.add(
+      'charge',
+      { paymentId: payment._id },
+      { ...chargeJobOptions, jobId: `charge-${payment._id}` },
+    );
+    return { outcome: 'charging' };
+  };
+
+  const stripe = async (path: string, form: Record<string, string>, key: string) => {
+    const response = await fetch(`${stripeBase}${path}`, {
+      method: 'POST',
+      headers: {
+        authorization: 'Bearer sk_test_benchStripeMock',
+        'content-type': 'application/x-www-form-urlencoded',
+        'idempotency-key': key,
+      },
+      body: new URLSearchParams(form).toString(),
+    });
+    const body = (await response.json()) as { id: string; status: string };
+    if (!response.ok) throw new Error(`stripe ${path} answered ${response.status}`);
+    return body;
+  };
+
+  const charge = async (job: Job<{ paymentId: string }>) => {
+    const { paymentId } = job.data;
+    const payment = await payments.findOneAndUpdate(
+      { _id: paymentId, status: { $in: ['queued', 'processing'] } },
+      { $set: { status: 'processing', updatedAt: new Date() }, $inc: { attempts: 1 } },
+      { returnDocument: 'after' },
+    );
+    if (!payment) throw new Error(`no payment ${paymentId} to claim`);
+    const companyId = String(payment.companyId);
+    await audit(companyId, 'payment.requested', paymentId, paymentId);
+    await companies.findOne({ _id: companyId });
+    await payments.updateOne(
+      { _id: paymentId, gatewayAccount: { $exists: false } },
+      { $set: { gatewayAccount: { mode: 'company' } } },
+    );
+    const intent = await stripe(
+      '/v1/payment_intents',
+      {
+        amount: String(payment.amount),
+        currency: String(payment.currency),
+        customer: String(payment.customer),
+        payment_method: String(payment.paymentMethod),
+        'allowed_payment_method_types[]': 'card',
+        'metadata[payment_id]': paymentId,
+        'metadata[company_id]': companyId,
+      },
+      `${paymentId}-create`,
+    );
+    await payments.updateOne({ _id: paymentId }, { $set: { stripePaymentIntentId: intent.id } });
+    const confirmed = await stripe(
+      `/v1/payment_intents/${intent.id}/confirm`,
+      { payment_method: String(payment.paymentMethod) },
+      `${paymentId}-confirm`,
+    );
+    const settled = await payments.findOneAndUpdate(
+      { _id: paymentId, status: 'processing' },
+      { $set: { status: confirmed.status, completedAt: new Date(), updatedAt: new Date() } },
+      { returnDocument: 'after' },
+    );
+    await audit(companyId, 'payment.succeeded', paymentId, paymentId);
+    const subscriptionId = String(settled?.subscription?.subscriptionId);
+    await queues.renewals.add(
+      'renew',
+      { subscriptionId },
+      { ...renewalJobOptions, jobId: `renewal-${subscriptionId}-${paymentId}-${confirmed.status}` },
+    );
+  };
+
+  const options = (concurrency: number) => ({ connection, prefix: config.queuePrefix, concurrency });
+  const workers = [
+    new Worker(DATA_RENEWAL_QUEUES.renewals, renew, options(config.workers.renewalConcurrency)),
+    new Worker(DATA_RENEWAL_QUEUES.charges, charge, options(config.workers.chargeConcurrency)),
+    new Worker<Row>(
+      DATA_RENEWAL_QUEUES.audit,
+      async (job) => {
+        try {
+          await auditEvents.insertOne({ ...job.data, _id: String(job.data.eventId), recordedAt: new Date() });
+        } catch (error) {
+          // A repeated event: stored once, like the product.
+          if ((error as { code?: number }).code !== 11000) throw error;
+        }
+      },
+      options(config.workers.auditConcurrency),
+    ),
+  ];
+  await Promise.all(workers.map((worker) => worker.waitUntilReady()));
+
+  serveParent(
+    {
+      reset: () => counters.reset(),
+      stats: () => counters.stats(),
+      /** The sweep's data: the due subscriptions' ids and periods, and their renew jobs in batches of 1,000. */
+      sweep: async () => {
+        const due = await subscriptions
+          .find({ nextBillingAt: { $lte: new Date() } }, { projection: { _id: 1, currentPeriod: 1 } })
+          .toArray();
+        for (let start = 0; start < due.length; start += 1_000) {
+          await queues.renewals.addBulk(due.slice(start, start + 1_000).map((row) => renewalJob(row as never)));
+        }
+        return due.length;
+      },
+    },
+    async () => {
+      await Promise.all(workers.map((worker) => worker.close()));
+      await Promise.all(Object.values(queues).map((q) => q.close()));
+      connection.disconnect();
+      producer.disconnect();
+      await client.close();
+    },
+  );
+  announceReady({ pid: process.pid });
+}
+
+if (require.main === module) main().catch(announceFailure);

@@ -1,0 +1,387 @@
+import { Queue, QueueEvents } from 'bullmq';
+import { ulid } from 'ulid';
+import type { Collection, Document } from 'mongodb';
+import { deleteKeysByPrefix } from '../devtools/redis-keys';
+import { pollUntil } from '../devtools/polling';
+import { startStripeSim } from '../devtools/stripe-sim';
+import { openDatabase, type Database } from '../models';
+import { createCompany, devAttestation } from '../models/companies';
+import { savedPaymentMethodId } from '../models/saved-payment-method.model';
+import { withDeadline } from '../platform/deadline';
+import { QUEUE_NAMES } from '../queues/names';
+import { RENEWAL_JOBS } from '../queues/renewals.queue';
+import { BASELINE_QUEUES } from './baseline-process';
+import { startChild, type Child } from './child';
+import { waitForDrained } from './charges.bench';
+import { DATA_RENEWAL_COLLECTIONS, DATA_RENEWAL_QUEUES } from './renewals-baseline-process';
+import type { EnqueueMeasurement } from './renewals-sweep-process';
+import { entryResult, type BenchEntry, type EntryResult } from './report';
+import {
+  createBenchWorld,
+  positiveIntFromEnv,
+  serviceAddresses,
+  withTeardown,
+  type BenchWorld,
+  type Teardown,
+} from './support';
+import {
+  clientSettings,
+  completionCounter,
+  perOp,
+  readStats,
+  resetCounters,
+  startBaselines,
+  startProduct,
+} from './system';
+
+const DAY = 24 * 60 * 60 * 1000;
+
+/** `--quick` (BENCH_QUICK=1): sizes for a smoke run. */
+function sizes() {
+  const quick = process.env.BENCH_QUICK === '1';
+  const due = positiveIntFromEnv('BENCH_RENEWALS_DUE', quick ? 5_000 : 20_000);
+  return {
+    due,
+    dueSmall: positiveIntFromEnv('BENCH_RENEWALS_DUE_SMALL', Math.max(1, Math.round(due / 10))),
+    companies: positiveIntFromEnv('BENCH_RENEWALS_COMPANIES', 10),
+    settled: positiveIntFromEnv('BENCH_RENEWALS_SETTLED', quick ? 200 : 1_000),
+  };
+}
+
+/** Like system.ts's: the bench's PATH and friends, the world's services and settings. */
+function childEnv(world: BenchWorld): NodeJS.ProcessEnv {
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !/^(BENCH_|REDIS_URL$|MONGODB_URI$|STRIPE_API_BASE$)/.test(name)),
+  );
+  return { ...inherited, ...world.env };
+}
+
+async function startOwnChild<Info>(world: BenchWorld, teardown: Teardown, script: string): Promise<Child<Info>> {
+  const child = await startChild<Info>(script, { env: childEnv(world), execArgv: ['--expose-gc'] });
+  teardown.defer(`stop ${script}`, () => child.stop());
+  return child;
+}
+
+/** A subscription row as the api stores it, due at `dueAt` (its period starts then). */
+function subscriptionRow(companyId: string, paymentMethodId: string, dueAt: Date, i: number) {
+  return {
+    _id: `sub_${ulid()}`,
+    companyId,
+    planId: 'plan_bench',
+    customerRef: `payer-${i}`,
+    paymentMethodId,
+    status: 'active',
+    amount: 3_000,
+    currency: 'usd',
+    interval: { unit: 'month', count: 1 },
+    cycle: { anchor: dueAt, timeZone: 'UTC' },
+    currentPeriod: { index: 0, start: dueAt, end: new Date(dueAt.getTime() + 30 * DAY) },
+    nextBillingAt: dueAt,
+    cancelAtPeriodEnd: false,
+    idempotencyKey: `bench-${ulid()}`,
+    requestHash: 'bench',
+    requestedBy: { type: 'service', id: 'svc-bench' },
+    requestId: 'req_bench',
+    createdAt: dueAt,
+    updatedAt: dueAt,
+  };
+}
+
+async function insertInBatches(collection: Collection<Document>, rows: Document[]): Promise<void> {
+  for (let start = 0; start < rows.length; start += 1_000) {
+    await collection.insertMany(rows.slice(start, start + 1_000), { ordered: false });
+  }
+}
+
+/** Completions of a queue whose return value says the renewal settled, counted from the bench's own connection. */
+async function settledCounter(world: BenchWorld, teardown: Teardown, queueName: string) {
+  const events = new QueueEvents(queueName, { connection: world.redis.duplicate(), prefix: world.config.queuePrefix });
+  teardown.defer(`close the ${queueName} events listener`, () => events.close());
+  await events.waitUntilReady();
+  let settled = 0;
+  let waiter: { target: number; resolve: (at: number) => void } | undefined;
+  events.on('completed', ({ returnvalue }) => {
+    const value = (typeof returnvalue === 'string' ? JSON.parse(returnvalue) : returnvalue) as { outcome?: string };
+    if (value?.outcome !== 'settled') return;
+    settled += 1;
+    if (waiter && settled >= waiter.target) waiter.resolve(Date.now());
+  });
+  events.on('failed', ({ failedReason }) =>
+    world.logger.warn({ queue: queueName, failedReason }, 'bench: renewal attempt failed'),
+  );
+  return {
+    get settled() {
+      return settled;
+    },
+    until(target: number, deadlineMs: number): Promise<number> {
+      if (settled >= target) return Promise.resolve(Date.now());
+      return withDeadline(
+        new Promise<number>((resolve) => (waiter = { target, resolve })),
+        deadlineMs,
+        `${target} ${queueName} renewals to settle (${settled} so far)`,
+      );
+    },
+  };
+}
+
+interface EnqueueRun {
+  due: number;
+  sweep: EnqueueMeasurement;
+  addBulk: EnqueueMeasurement;
+  /** addBulk seconds / sweep seconds: 1 means the sweep enqueues as fast as bare addBulk. */
+  ratio: number;
+}
+
+/**
+ * Part 1: the sweep of `due` subscriptions due at one instant, then of `dueSmall`, each in a fresh child process (its
+ * peak RSS), next to addBulk of as many no-op jobs in a fresh child on a fresh queue prefix.
+ */
+async function measureEnqueue(
+  world: BenchWorld,
+  teardown: Teardown,
+  db: Database,
+  size: ReturnType<typeof sizes>,
+): Promise<EnqueueRun[]> {
+  const subscriptions = world.rawMongo.db(world.dbName).collection('subscriptions');
+  const renewals = new Queue(QUEUE_NAMES.renewals, { connection: world.redis, prefix: world.config.queuePrefix });
+  teardown.defer('close the renewals queue', () => renewals.close());
+  const dueAt = new Date(Date.now() - 60_000);
+  const runs: EnqueueRun[] = [];
+  let inserted = 0;
+  for (const due of [size.dueSmall, size.due]) {
+    const started = Date.now();
+    const rows = [];
+    for (let i = inserted; i < due; i += 1) {
+      rows.push(subscriptionRow(`co_bench_${i % size.companies}`, `spm_${'a'.repeat(32)}`, dueAt, i));
+    }
+    await insertInBatches(subscriptions, rows);
+    inserted = due;
+    process.stderr.write(`bench: renewals: ${due} due subscriptions in place (${(Date.now() - started) / 1000} s)\n`);
+
+    const noopPrefix = `${world.config.queuePrefix}-noop-${due}`;
+    teardown.defer(
+      'delete the no-op renewal jobs',
+      async () => void (await deleteKeysByPrefix(world.redis, noopPrefix)),
+    );
+    const limitChild = await startOwnChild<{ pid: number }>(world, teardown, 'renewals-sweep-process');
+    const addBulk = await limitChild.request<EnqueueMeasurement>('addbulk', { n: due, prefix: noopPrefix });
+    await limitChild.stop();
+    await deleteKeysByPrefix(world.redis, noopPrefix);
+
+    const sweepChild = await startOwnChild<{ pid: number }>(world, teardown, 'renewals-sweep-process');
+    const sweep = await sweepChild.request<EnqueueMeasurement>('sweep');
+    await sweepChild.stop();
+    if (sweep.enqueued !== due) throw new Error(`the sweep queued ${sweep.enqueued} renewals of ${due} due`);
+    const waiting = await renewals.getJobCountByTypes('waiting', 'prioritized');
+    if (waiting !== due) throw new Error(`${waiting} renewal jobs waiting after the sweep, ${due} expected`);
+    await renewals.obliterate({ force: true });
+    const run = { due, sweep, addBulk, ratio: Number((addBulk.seconds / sweep.seconds).toFixed(3)) };
+    process.stderr.write(
+      `bench: renewals: ${due} due: sweep ${sweep.seconds.toFixed(2)} s (peak RSS ${sweep.maxRssMb} MB), ` +
+        `addBulk ${addBulk.seconds.toFixed(2)} s (peak RSS ${addBulk.maxRssMb} MB), ratio ${run.ratio}\n`,
+    );
+    runs.push(run);
+  }
+  // Out of the way of part 2 (the workers' own sweep would find them); the indexes come back with the model's.
+  await subscriptions.drop();
+  await db.models.Subscription.createIndexes();
+  return runs.sort((a, b) => a.due - b.due);
+}
+
+/** Companies able to take payments, each payer with a saved card: product rows, and plain copies for the replay. */
+async function seedSettled(world: BenchWorld, db: Database, count: number, companyCount: number) {
+  const companies: Array<{ companyId: string; customer: unknown; card: unknown }> = [];
+  for (let c = 0; c < companyCount; c += 1) {
+    const companyId = await createCompany(db, {
+      name: `Bench Practice ${c}`,
+      stripeSecretKey: 'sk_test_benchStripeMock',
+      compliance: devAttestation('bench'),
+    });
+    // One ciphertext per company, shared by its payers: encrypting is not what is measured.
+    companies.push({
+      companyId,
+      customer: await db.encryption.encrypt(companyId, 'cus_BenchPayer01'),
+      card: await db.encryption.encrypt(companyId, 'pm_card_visa'),
+    });
+  }
+  const mongo = world.rawMongo.db(world.dbName);
+  return async (offset: number, n: number) => {
+    const dueAt = new Date(Date.now() - 60_000);
+    const methods: Document[] = [];
+    const plainMethods: Document[] = [];
+    const subs: Document[] = [];
+    const plainSubs: Document[] = [];
+    for (let i = offset; i < offset + n; i += 1) {
+      const { companyId, customer, card } = companies[i % companies.length]!;
+      const id = savedPaymentMethodId(companyId, `seti_${ulid()}`);
+      const method = {
+        _id: id,
+        companyId,
+        customerRef: `payer-${i}`,
+        usage: 'off_session',
+        status: 'active',
+        card: { brand: 'visa', last4: '4242', expMonth: 12, expYear: 2030 },
+        savedBy: `bench-${i}`,
+        createdAt: dueAt,
+        updatedAt: dueAt,
+      };
+      methods.push({ ...method, stripeCustomerId: customer, stripePaymentMethodId: card });
+      plainMethods.push({ ...method, stripeCustomerId: 'cus_BenchPayer01', stripePaymentMethodId: 'pm_card_visa' });
+      const sub = subscriptionRow(companyId, id, dueAt, i);
+      subs.push(sub);
+      plainSubs.push({ ...sub });
+    }
+    await insertInBatches(mongo.collection('saved_payment_methods'), methods);
+    await insertInBatches(mongo.collection(DATA_RENEWAL_COLLECTIONS.savedMethods), plainMethods);
+    await insertInBatches(mongo.collection('subscriptions'), subs);
+    await insertInBatches(mongo.collection(DATA_RENEWAL_COLLECTIONS.subscriptions), plainSubs);
+  };
+}
+
+async function countPaid(world: BenchWorld, collection: string): Promise<number> {
+  return world.rawMongo.db(world.dbName).collection(collection).countDocuments({ status: 'paid' });
+}
+
+/**
+ * `npm run bench -- renewals` (issue 13). Part 1, enqueue: `sweepRenewals` over BENCH_RENEWALS_DUE subscriptions due
+ * at the same instant (spread over BENCH_RENEWALS_COMPANIES companies), in a child process of its own, against
+ * `addBulk` of as many no-op jobs (batches of 1,000, fresh queue prefix) in another: the ratio, and the sweep's
+ * peak RSS at BENCH_RENEWALS_DUE_SMALL and BENCH_RENEWALS_DUE. Part 2, settled: BENCH_RENEWALS_SETTLED renewals
+ * through the real workers process (renew → charge via stripe-sim over stripe-mock → renew records the paid
+ * period, audits appended), timed from the sweep job's add to the last settled renewal; data-bound baseline: the
+ * same commands and Stripe requests from plain clients in a process of their own; limit: 3 no-op jobs per renewal
+ * (renew, charge, renew) through a no-op worker.
+ */
+export const renewalsBench: BenchEntry = {
+  name: 'renewals',
+  run: () =>
+    withTeardown(async (teardown): Promise<EntryResult> => {
+      const size = sizes();
+      const settings = clientSettings();
+      const deadlineMs = positiveIntFromEnv('BENCH_DEADLINE_MS', 180_000);
+      const services = serviceAddresses();
+      const sim = await startStripeSim({ upstreamUrl: services.stripeApiBase });
+      teardown.defer('close the stripe-sim', () => sim.close());
+      // The workers' scheduled sweep runs once at start-up; the bench starts every measured sweep itself.
+      const world = await createBenchWorld('renewals', services, {
+        STRIPE_API_BASE: sim.url,
+        RENEWAL_SWEEP_EVERY_MS: String(24 * 60 * 60 * 1000),
+      });
+      teardown.defer('clean up the bench world', () => world.close());
+      const db = await openDatabase(world.config);
+      teardown.defer('close the database', () => db.close());
+
+      const enqueue = await measureEnqueue(world, teardown, db, size);
+
+      // Part 2.
+      const insertSettled = await seedSettled(world, db, size.settled + settings.warmup, 4);
+      // The third: the baseline workers process, for its no-op worker (the limit).
+      const [workers, data] = await Promise.all([
+        startProduct(world, teardown, 'workers'),
+        startOwnChild<{ pid: number }>(world, teardown, 'renewals-baseline-process'),
+        startBaselines(world, teardown, 'workers'),
+      ]);
+      const renewals = new Queue(QUEUE_NAMES.renewals, { connection: world.redis, prefix: world.config.queuePrefix });
+      teardown.defer('close the renewals queue', () => renewals.close());
+      // The start-up sweep is done before anything is due, so every measured renewal is queued by a measured sweep.
+      await pollUntil(
+        () => renewals.getJobCountByTypes('completed'),
+        (n) => n >= 1,
+        { timeoutMs: 30_000, intervalMs: 100, what: "the workers' start-up sweep" },
+      );
+      const counters = {
+        product: await settledCounter(world, teardown, QUEUE_NAMES.renewals),
+        data: await settledCounter(world, teardown, DATA_RENEWAL_QUEUES.renewals),
+        limit: await completionCounter(world, teardown, BASELINE_QUEUES.noop),
+      };
+      let offset = 0;
+      let sweeps = 0;
+      const drive = async (which: 'product' | 'data', n: number) => {
+        const before = counters[which].settled;
+        const startedAt = Date.now();
+        if (which === 'product') {
+          await renewals.add(RENEWAL_JOBS.sweep, {}, { jobId: `bench-sweep-${(sweeps += 1)}` });
+        } else {
+          await data.request('sweep');
+        }
+        const doneAt = await counters[which].until(before + n, deadlineMs);
+        await waitForDrained(world, which === 'product' ? QUEUE_NAMES.audit : DATA_RENEWAL_QUEUES.audit, deadlineMs);
+        return (doneAt - startedAt) / 1000;
+      };
+      const round = async (n: number) => {
+        await insertSettled(offset, n);
+        offset += n;
+        const dataSeconds = await drive('data', n);
+        const productSeconds = await drive('product', n);
+        return { dataSeconds, productSeconds };
+      };
+      await round(settings.warmup);
+      await resetCounters([workers, data]);
+      let dataSeconds = 0;
+      let seconds = 0;
+      const perRound = Math.ceil(size.settled / settings.rounds);
+      for (let done = 0; done < size.settled; done += perRound) {
+        const r = await round(Math.min(perRound, size.settled - done));
+        dataSeconds += r.dataSeconds;
+        seconds += r.productSeconds;
+      }
+      const productPerOp = perOp(await readStats({ workers }), size.settled);
+      const dataPerOp = perOp(await readStats({ 'data workers': data }), size.settled);
+
+      // The limit: the three jobs of a renewal, as no-op jobs, through a no-op worker.
+      const noopQueue = new Queue(BASELINE_QUEUES.noop, { connection: world.redis, prefix: world.config.queuePrefix });
+      teardown.defer('close the no-op queue', () => noopQueue.close());
+      const limitJobs = 3 * size.settled;
+      const limitStarted = Date.now();
+      for (let start = 0; start < limitJobs; start += 1_000) {
+        const n = Math.min(1_000, limitJobs - start);
+        await noopQueue.addBulk(Array.from({ length: n }, (_, i) => ({ name: 'noop', data: { i: start + i } })));
+      }
+      const limitSeconds = ((await counters.limit.until(limitJobs, deadlineMs)) - limitStarted) / 1000;
+
+      const total = size.settled + settings.warmup;
+      const paid = {
+        product: await countPaid(world, 'subscription_periods'),
+        data: await countPaid(world, DATA_RENEWAL_COLLECTIONS.periods),
+      };
+      if (paid.product !== total || paid.data !== total) {
+        throw new Error(`paid periods: product ${paid.product}, data-bound ${paid.data}, of ${total}`);
+      }
+      const stripeRequests = sim.requests.length / total;
+      const [small, large] = [enqueue[0]!, enqueue.at(-1)!];
+      const result = entryResult({
+        name: 'renewals',
+        summary:
+          `${size.settled} renewals settled (renew → charge, ${stripeRequests.toFixed(1)} Stripe requests each → period paid), ` +
+          `1 worker process, renewal concurrency ${world.config.workers.renewalConcurrency}; ` +
+          `enqueue: sweep of ${large.due} due over ${size.companies} companies ${large.sweep.seconds.toFixed(1)} s vs addBulk ` +
+          `${large.addBulk.seconds.toFixed(1)} s (×${large.ratio}); sweep peak RSS ${small.sweep.maxRssMb} MB at ${small.due}, ` +
+          `${large.sweep.maxRssMb} MB at ${large.due}`,
+        unit: 'renewals',
+        ops: size.settled,
+        seconds,
+        p50Ms: null,
+        p99Ms: null,
+        baselines: {
+          limit: { what: '3 no-op jobs per renewal, no-op worker', perSecond: size.settled / limitSeconds },
+          dataBound: {
+            what: 'same MongoDB + Redis commands and Stripe calls, plain clients',
+            perSecond: size.settled / dataSeconds,
+            mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
+            redisCommandsPerOp: dataPerOp.redisCommandsPerOp,
+            cpuMsPerOp: dataPerOp.cpuMsPerOp,
+            processes: dataPerOp.processes,
+          },
+        },
+        perOp: productPerOp,
+      });
+      return Object.assign(result, {
+        enqueue: {
+          what: 'sweepRenewals (own process) vs Queue.addBulk of as many no-op jobs in batches of 1,000 (own process, fresh prefix)',
+          companies: size.companies,
+          runs: enqueue,
+          ratio: large.ratio,
+        },
+      });
+    }),
+};
