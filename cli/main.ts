@@ -16,6 +16,7 @@ import { replayReasonSchema, replayWebhookEvent } from '../application/webhooks/
 import { loadAnchorSigner } from '../models/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { mintDevToken } from '../devtools/tokens';
+import { confirmSetupIntentLocally } from '../devtools/confirm-setup-intent';
 
 const USAGE = `usage: hipaa-billing <command> [options]
 
@@ -27,7 +28,10 @@ commands:
         [--subject NAME] [--offices ID,ID] [--ttl-seconds 900]
       mint a development token (HS256; refused when tokens are verified by public key)
   dev-setup
-      create the demo company (Stripe test key for stripe-mock) and print a token for it
+      create the demo company (Stripe test key for stripe-mock, a webhook signing secret) and print a token for it
+  dev-confirm-setup-intent --company ID [--card pm_card_visa] [--api http://127.0.0.1:3000] SETUP_INTENT_ID
+      development only: confirm a SetupIntent as the payer's browser would and deliver Stripe's signed
+      setup_intent.succeeded to the api, which saves the card
   company shred ID [--confirm ID]
       destroy the company's data key (crypto-shredding); asks you to type the id again
   keys rotate
@@ -75,6 +79,7 @@ async function withQueues<T>(config: AppConfig, fn: (queues: Queues) => Promise<
 
 export const DEMO_COMPANY_ID = 'co_demo';
 const DEMO_STRIPE_KEY = 'sk_test_demoStripeMock';
+const DEMO_WEBHOOK_SECRET = 'whsec_demoDevelopmentOnly';
 
 async function main(argv: string[]): Promise<void> {
   const { positionals, values } = parseArgs({
@@ -93,6 +98,8 @@ async function main(argv: string[]): Promise<void> {
       'ttl-seconds': { type: 'string' },
       confirm: { type: 'string' },
       reason: { type: 'string' },
+      card: { type: 'string' },
+      api: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -133,6 +140,7 @@ async function main(argv: string[]): Promise<void> {
         id: demo ? DEMO_COMPANY_ID : values.id,
         name: demo ? 'Demo Family Practice' : (values.name ?? ''),
         stripeSecretKey: demo ? DEMO_STRIPE_KEY : values['stripe-secret-key'],
+        ...(demo ? { webhookSigningSecrets: [DEMO_WEBHOOK_SECRET] } : {}),
         compliance: demo
           ? devAttestation('dev-setup')
           : values['attest-exempt-1179']
@@ -158,6 +166,27 @@ async function main(argv: string[]): Promise<void> {
     }
     return;
   }
+  if (positionals[0] === 'dev-confirm-setup-intent') {
+    const setupIntentId = positionals[1];
+    if (!values.company || !setupIntentId)
+      throw new Error('dev-confirm-setup-intent needs --company ID and the seti_… id');
+    if (config.env === 'production') throw new Error('dev-confirm-setup-intent is for development only');
+    const db = await openDatabase(config);
+    try {
+      const delivered = await confirmSetupIntentLocally(db, {
+        companyId: values.company,
+        setupIntentId,
+        paymentMethod: values.card ?? 'pm_card_visa',
+        apiUrl: values.api ?? `http://127.0.0.1:${config.http.port}`,
+      });
+      if (delivered.status !== 200) throw new Error(`the api answered ${delivered.status}: ${delivered.body}`);
+      process.stdout.write(`setup_intent.succeeded delivered for ${setupIntentId}; the card is saved in a moment\n`);
+    } finally {
+      await db.close();
+    }
+    return;
+  }
+
   if (command === 'company shred') {
     const companyId = positionals[2];
     if (!companyId) throw new Error('company shred needs the company id');

@@ -9,6 +9,8 @@ export interface NewCompany {
   name: string;
   /** Stored encrypted under the company's own data key. */
   stripeSecretKey?: string;
+  /** Stripe webhook signing secrets (whsec_…), stored encrypted. */
+  webhookSigningSecrets?: string[];
   mode?: PaymentMode;
   /** Without an attestation the configuration cannot take payments. */
   compliance?: Compliance;
@@ -40,7 +42,7 @@ export async function createCompany(
 ): Promise<string> {
   const id = input.id ?? newCompanyId();
   await db.encryption.ensureCompanyKey(id);
-  const settings = Boolean(input.stripeSecretKey || input.mode);
+  const settings = Boolean(input.stripeSecretKey || input.webhookSigningSecrets || input.mode);
   const withName = !settings && !input.compliance ? pendingAuditSet(pending) : {};
   await db.models.Company.updateOne(
     { _id: id },
@@ -54,6 +56,7 @@ export async function createCompany(
       {
         mode: input.mode ?? 'company',
         ...(input.stripeSecretKey ? { secretKey: input.stripeSecretKey } : {}),
+        ...(input.webhookSigningSecrets ? { webhookSigningSecrets: input.webhookSigningSecrets } : {}),
         ...(input.compliance ? { compliance: input.compliance } : {}),
       },
       'setup',

@@ -12,7 +12,8 @@ import { ALL_QUEUE_NAMES, isQueueName, QUEUE_NAMES, type QueueName } from '../qu
 import { refundJobSchema } from '../queues/refunds.queue';
 import { stripeEventJobSchema } from '../queues/stripe-events.queue';
 import { enqueueCharge } from '../queues/charges.queue';
-import { renewAfterPayment, renewalJobSchema } from '../queues/renewals.queue';
+import { enqueueRenewal, renewAfterPayment, renewalJobSchema } from '../queues/renewals.queue';
+import { resumeCollectionForPayer } from '../application/subscriptions/manage-subscriptions';
 import { processRenewal } from './renewals.worker';
 import { processAuditEvent } from './audit.worker';
 import { processCharge } from './charges.worker';
@@ -128,6 +129,15 @@ export const WORKERS = {
       gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
       onOutcome: (payment) => renewAfterPayment(context.queues.renewals, payment),
+      onPaymentMethodSaved: (method) =>
+        resumeCollectionForPayer(
+          {
+            models: context.db.models,
+            enqueueRenewal: (subscription) => enqueueRenewal(context.queues.renewals, subscription),
+            enqueueAudit: context.enqueueAudit,
+          },
+          method,
+        ),
     }),
   }),
   [QUEUE_NAMES.maintenance]: defineWorker(QUEUE_NAMES.maintenance, {

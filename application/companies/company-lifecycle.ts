@@ -48,6 +48,9 @@ export async function createCompanyAudited(
     ...(input.stripeSecretKey
       ? [{ field: 'secretKey', before: null, after: maskSecret(input.stripeSecretKey) ?? null }]
       : []),
+    ...(input.webhookSigningSecrets
+      ? [{ field: 'webhookSigningSecrets', before: null, after: `[${input.webhookSigningSecrets.length} set]` }]
+      : []),
     ...(input.mode ? [{ field: 'mode', before: null, after: input.mode }] : []),
     ...(input.compliance ? [{ field: 'compliance.status', before: null, after: input.compliance.status }] : []),
   ];
@@ -85,6 +88,7 @@ function setupFingerprint(input: NewCompany, changes: NonNullable<AuditEventInpu
   const stored = {
     changes,
     secretKey: input.stripeSecretKey ? digest(input.stripeSecretKey) : null,
+    webhookSigningSecrets: input.webhookSigningSecrets?.map(digest) ?? null,
     attestation: input.compliance ? Object.entries(input.compliance).filter(([field]) => field !== 'attestedAt') : null,
   };
   return digest(JSON.stringify(stored)).slice(0, 16);

@@ -11,7 +11,7 @@ import { isShreddedDataError } from '../../models/encryption';
 import { isDuplicateKeyError } from '../../models/errors';
 import { loadPaymentLevels } from '../../models/payment-config';
 import type { PlanRecord } from '../../models/plan.model';
-import type { SubscriptionRecord } from '../../models/subscription.model';
+import { periodId, type SubscriptionRecord } from '../../models/subscription.model';
 import { audit, move, subscriptionNow } from './renew-subscription';
 
 export const DEFAULT_TIME_ZONE = 'UTC';
@@ -21,7 +21,14 @@ type Actor = { type: 'user' | 'service'; id: string };
 export interface ManageDeps {
   models: Pick<
     Models,
-    'Company' | 'Office' | 'Plan' | 'Subscription' | 'SavedPaymentMethod' | 'BillingSettings' | 'TestClock'
+    | 'Company'
+    | 'Office'
+    | 'Plan'
+    | 'Subscription'
+    | 'SubscriptionPeriod'
+    | 'SavedPaymentMethod'
+    | 'BillingSettings'
+    | 'TestClock'
   >;
   /** Queues a renewal now (a first payment, collection resumed); the sweep does it a minute later should this fail. */
   enqueueRenewal: (subscription: SubscriptionRecord) => Promise<void>;
@@ -249,6 +256,74 @@ export async function createSubscription(
   return { outcome: 'created', subscription, replayed: inserted.replayed };
 }
 
+/**
+ * A subscription takes a new payment method of its payer. Collection resumes at once where it was behind: after a
+ * hard decline, a declined first payment, during dunning (no waiting for the next retry), or after dunning ended
+ * `unpaid` (whose open period is collected again).
+ * Undefined when the subscription changed meanwhile.
+ */
+async function useNewPaymentMethod(
+  deps: ManageDeps,
+  subscription: SubscriptionRecord,
+  paymentMethodId: string,
+  now: Date,
+  actor: Actor,
+): Promise<SubscriptionRecord | undefined> {
+  const resume = Boolean(subscription.waitingFor) || ['past_due', 'unpaid'].includes(subscription.status);
+  if (subscription.status === 'unpaid') {
+    await deps.models.SubscriptionPeriod.updateOne(
+      { _id: periodId(subscription._id, subscription.currentPeriod.start), status: 'uncollectible' },
+      { $set: { status: 'open' } },
+    );
+  }
+  const written = await deps.models.Subscription.updateOne(
+    { _id: subscription._id, updatedAt: subscription.updatedAt },
+    {
+      $set: { paymentMethodId, ...(resume ? { nextBillingAt: now } : {}) },
+      ...(resume ? { $unset: { waitingFor: 1 } } : {}),
+    },
+  );
+  if (written.matchedCount === 0) return undefined;
+  const changed = (await deps.models.Subscription.findById(subscription._id).lean())!;
+  await audit(
+    deps,
+    changed,
+    'subscription.updated',
+    `payment_method_changed-${changed.updatedAt.getTime()}`,
+    'success',
+    now,
+    {
+      actor,
+      reason: resume ? 'payment_method_changed_collection_resumed' : 'payment_method_changed',
+    },
+  );
+  if (resume) await deps.enqueueRenewal(changed).catch(() => undefined);
+  return changed;
+}
+
+/**
+ * The payer saved a new payment method (`setup_intent.succeeded`): each of their subscriptions behind on payment
+ * (waiting for a method, past due, unpaid) takes it, and collection resumes at once. Returns how many did.
+ */
+export async function resumeCollectionForPayer(
+  deps: ManageDeps,
+  method: { _id: string; companyId: string; customerRef: string },
+): Promise<number> {
+  const waiting = await deps.models.Subscription.find({
+    companyId: method.companyId,
+    customerRef: method.customerRef,
+    $or: [{ waitingFor: 'payment_method' }, { status: { $in: ['past_due', 'unpaid'] } }],
+  }).lean();
+  let resumed = 0;
+  for (const subscription of waiting) {
+    if (subscription.paymentMethodId === method._id) continue;
+    const now = await subscriptionNow(deps.models, subscription);
+    const actor = { type: 'service' as const, id: 'payment-method-saved' };
+    if (await useNewPaymentMethod(deps, subscription, method._id, now, actor)) resumed += 1;
+  }
+  return resumed;
+}
+
 export type SubscriptionChange =
   | { cancelAt: 'now' | 'period_end' }
   | { planId: string; prorationBehavior: ProrationBehavior }
@@ -342,7 +417,9 @@ export async function changeSubscription(
     // Carried on the next period's bill (a credit lowers it, never below zero).
     if (proration.net !== 0) set.pendingProration = (subscription.pendingProration ?? 0) + proration.net;
   } else if ('paymentMethodId' in change) {
-    kind = 'payment_method_changed';
+    if (change.paymentMethodId === subscription.paymentMethodId) {
+      return refuse(422, 'same_payment_method', 'the subscription already uses this payment method');
+    }
     const checked = await checkTerms(models, subscription.companyId, {
       planId: subscription.planId,
       officeId: subscription.officeId,
@@ -350,13 +427,8 @@ export async function changeSubscription(
       paymentMethodId: change.paymentMethodId,
     });
     if ('outcome' in checked && checked.code !== 'plan_not_found') return checked;
-    set = { paymentMethodId: change.paymentMethodId };
-    // A payer who brings a new payment method gets collection resumed at once.
-    if (subscription.waitingFor) {
-      unset = ['waitingFor'];
-      set.nextBillingAt = now;
-      renewNow = true;
-    }
+    const changed = await useNewPaymentMethod(deps, subscription, change.paymentMethodId, now, input.actor);
+    return changed ? { outcome: 'changed', subscription: changed } : concurrentChange();
   } else if ('pause' in change) {
     kind = 'paused';
     event = { type: 'pause' };

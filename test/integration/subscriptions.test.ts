@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import { ulid } from 'ulid';
 import { renewSubscription, type RenewDeps } from '../../application/subscriptions/renew-subscription';
 import { sweepRenewals } from '../../application/subscriptions/sweep-renewals';
+import { confirmSetupIntentLocally } from '../../devtools/confirm-setup-intent';
 import { createCompany } from '../../models/companies';
 import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
@@ -228,9 +229,18 @@ describe('dunning', () => {
     const attempts = await payments(sub.id);
     expect(attempts.map((p) => p.status)).toEqual(['succeeded', 'failed', 'failed', 'failed', 'failed', 'failed']);
     expect((await periods(sub.id)).at(-1)).toMatchObject({ status: 'uncollectible', attempts: 5 });
+
+    // The payer brings a new card: the open period is collected at once, and the subscription is active again.
+    const recovered = await api('PATCH', `/subscriptions/${sub.id}`, {
+      paymentMethodId: await savedMethod('payer-dunning-01'),
+    });
+    expect(recovered.status).toBe(200);
+    await settledStatus(sub.id, (status) => status === 'active');
+    expect((await periods(sub.id)).at(-1)).toMatchObject({ status: 'paid', attempts: 6 });
+    expect((await payments(sub.id)).at(-1)).toMatchObject({ status: 'succeeded', amount: 3_000 });
   }, 60_000);
 
-  it('stops retrying a hard decline until the payer brings a new card, which resumes collection at once', async () => {
+  it('stops retrying a hard decline until the payer saves a new card, which resumes collection at once', async () => {
     const clockId = await clock('2026-05-01T12:00:00Z');
     const sub = await subscribe({
       planId: await plan(),
@@ -248,12 +258,19 @@ describe('dunning', () => {
     await advance(clockId, '2026-05-01T20:00:00Z');
     expect(await payments(sub.id)).toHaveLength(1);
 
-    const changed = await api('PATCH', `/subscriptions/${sub.id}`, {
-      paymentMethodId: await savedMethod('payer-hard-01'),
+    // The payer saves a new card (Stripe.js confirms a SetupIntent; Stripe sends setup_intent.succeeded).
+    const setup = await api('POST', '/payment-methods/setup-intents', { customerRef: 'payer-hard-01' });
+    expect(setup.status).toBe(201);
+    const delivered = await confirmSetupIntentLocally(system.ctx.db, {
+      companyId,
+      setupIntentId: setup.body.setupIntentId,
+      paymentMethod: 'pm_card_visa',
+      apiUrl: system.url,
     });
-    expect(changed.status).toBe(200);
+    expect(delivered.status).toBe(200);
     const active = await settledStatus(sub.id, (status) => status === 'active');
     expect(active.waitingFor).toBeUndefined();
+    expect(active.paymentMethodId).not.toBe(sub.paymentMethodId);
     expect((await payments(sub.id)).map((p) => p.status)).toEqual(['failed', 'succeeded']);
   }, 60_000);
 
@@ -476,7 +493,7 @@ describe('fairness', () => {
     // A queue no worker serves, to look at the order the sweep queued them in.
     const queue = new Queue<RenewalJob>('renewals', { connection: system.ctx.redis, prefix: `fair-${ulid()}` });
     try {
-      await sweepRenewals({ models, renewalsQueue: queue, logger: system.ctx.logger, batchSize: 50, perCompany: 100 });
+      await sweepRenewals({ models, renewalsQueue: queue, logger: system.ctx.logger, batchSize: 50 });
       const waiting = await queue.getJobs(['waiting'], 0, 400, true);
       const order = waiting.map((job) => (job.data as { subscriptionId: string }).subscriptionId);
       const smallIds = new Set(

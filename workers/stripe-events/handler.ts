@@ -21,6 +21,8 @@ export interface StripeEventDeps {
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
   onOutcome?: RecordOutcomeDeps['onOutcome'];
+  /** A payer saved a payment method: their subscriptions waiting for one resume collection. */
+  onPaymentMethodSaved?: (method: { _id: string; companyId: string; customerRef: string }) => Promise<unknown>;
   logger: Logger;
 }
 

@@ -126,6 +126,7 @@ export const applySetupIntentSucceeded: StripeEventHandler = async ({ row, objec
       })
     ).toObject();
     await auditSaved(saved, auditKey, job, deps);
+    await deps.onPaymentMethodSaved?.(saved);
     return onMethod('applied', 'payment_method_saved', saved);
   } catch (error) {
     if (!isDuplicateKeyError(error)) throw error;
@@ -145,6 +146,7 @@ async function finishExisting(
   // This event's own earlier attempt stored it, then stopped before it was audited and marked.
   if (existing.savedBy === auditKey) {
     await auditSaved(existing, auditKey, job, deps);
+    await deps.onPaymentMethodSaved?.(existing);
     return onMethod('applied', 'payment_method_saved', existing);
   }
   return onMethod('ignored', 'already_saved', existing);
