@@ -39,6 +39,8 @@ export interface SubscriptionRecord {
   canceledAt?: Date;
   /** A signed amount (minor units) the next period's bill carries: a plan change's proration. */
   pendingProration?: number;
+  /** The periods whose bill took (part of) the pending proration: each takes it once. */
+  prorationsApplied?: string[];
   testClockId?: string;
   idempotencyKey: string;
   requestHash: string;
@@ -84,6 +86,7 @@ const subscriptionSchema = new Schema<SubscriptionRecord>(
     cancelAtPeriodEnd: { type: Boolean, required: true, default: false },
     canceledAt: { type: Date },
     pendingProration: { type: Number },
+    prorationsApplied: { type: [String], default: undefined },
     testClockId: { type: String },
     idempotencyKey: { type: String, required: true },
     requestHash: { type: String, required: true },
@@ -124,6 +127,8 @@ export interface SubscriptionPeriodRecord {
   end: Date;
   /** What this period bills (the plan's amount and any proration), fixed when the period is opened. */
   amount: number;
+  /** The part of `amount` that is a plan change's proration (signed). */
+  proration?: number;
   currency: string;
   status: PeriodStatus;
   /** Payments made for it so far; `paymentId` is the latest. */
@@ -152,6 +157,7 @@ const periodSchema = new Schema<SubscriptionPeriodRecord>(
     start: { type: Date, required: true },
     end: { type: Date, required: true },
     amount: { type: Number, required: true, min: 0 },
+    proration: { type: Number },
     currency: { type: String, required: true },
     status: { type: String, required: true, enum: PERIOD_STATUSES },
     attempts: { type: Number, required: true, default: 0 },

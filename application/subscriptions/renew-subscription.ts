@@ -119,7 +119,6 @@ async function renewStep(
         ? 'settled'
         : 'again';
     }
-    if (period.status === 'uncollectible' && subscription.status === 'canceled') return 'not_due';
     await advancePeriod(deps, subscription);
     return 'again';
   }
@@ -150,54 +149,64 @@ async function renewStep(
   return 'charging';
 }
 
-/** The current period's record, inserted if it is not there yet (its amount fixed now: the plan's, plus any proration). */
+/**
+ * The current period's record, inserted if it is not there yet. Its amount is fixed then: the plan's (a stub period
+ * prorated by its length), plus what it can take of a plan change's pending proration, which is then taken off the
+ * subscription once (a single conditional write naming the period), so none is lost or counted twice.
+ */
 async function openPeriod(deps: RenewDeps, subscription: SubscriptionRecord): Promise<SubscriptionPeriodRecord> {
   const { SubscriptionPeriod } = deps.models;
   const { index, start, end } = subscription.currentPeriod;
   const id = periodId(subscription._id, start);
-  const existing = await SubscriptionPeriod.findById(id).lean();
-  if (existing) return existing;
-  const isTrial = subscription.trialEnd !== undefined && end.getTime() === subscription.trialEnd.getTime() && index < 0;
-  const amount = isTrial ? 0 : Math.max(0, periodAmount(subscription));
-  const now = new Date();
-  const record: SubscriptionPeriodRecord = {
-    _id: id,
-    companyId: subscription.companyId,
-    ...(subscription.officeId ? { officeId: subscription.officeId } : {}),
-    subscriptionId: subscription._id,
-    index,
-    start,
-    end,
-    amount,
-    currency: subscription.currency,
-    // Nothing to collect (a trial, or a credit that covers it all): paid as it opens.
-    status: amount === 0 ? 'paid' : 'open',
-    attempts: 0,
-    ...(amount === 0 ? { paidAt: now } : {}),
-    createdAt: now,
-    updatedAt: now,
-  };
-  try {
-    await SubscriptionPeriod.insertMany([record], { lean: true });
-    return record;
-  } catch (error) {
-    if (!isDuplicateKeyError(error)) throw error;
-    const raced = await SubscriptionPeriod.findById(id).lean();
-    if (!raced) throw error;
-    return raced;
+  let period: SubscriptionPeriodRecord | null = await SubscriptionPeriod.findById(id).lean();
+  if (!period) {
+    const isTrial = subscription.trialEnd?.getTime() === end.getTime() && index < 0;
+    const base = isTrial ? 0 : baseAmount(subscription);
+    const amount = Math.max(0, base + (subscription.pendingProration ?? 0));
+    const now = new Date();
+    const record: SubscriptionPeriodRecord = {
+      _id: id,
+      companyId: subscription.companyId,
+      ...(subscription.officeId ? { officeId: subscription.officeId } : {}),
+      subscriptionId: subscription._id,
+      index,
+      start,
+      end,
+      amount,
+      ...(amount !== base ? { proration: amount - base } : {}),
+      currency: subscription.currency,
+      // Nothing to collect (a trial, or a credit that covers it all): paid as it opens.
+      status: amount === 0 ? 'paid' : 'open',
+      attempts: 0,
+      ...(amount === 0 ? { paidAt: now } : {}),
+      createdAt: now,
+      updatedAt: now,
+    };
+    try {
+      await SubscriptionPeriod.insertMany([record], { lean: true });
+      period = record;
+    } catch (error) {
+      if (!isDuplicateKeyError(error)) throw error;
+      period = await SubscriptionPeriod.findById(id).lean();
+      if (!period) throw error;
+    }
   }
+  if (period.proration) {
+    await deps.models.Subscription.updateOne(
+      { _id: subscription._id, prorationsApplied: { $ne: id } },
+      { $inc: { pendingProration: -period.proration }, $push: { prorationsApplied: id } },
+    );
+  }
+  return period;
 }
 
-/** The period's bill: a stub period (day-of-month billing) is prorated by its length; a plan change's proration added. */
-function periodAmount(subscription: SubscriptionRecord): number {
+/** The plan's amount for the current period: a stub period (day-of-month billing) prorated by its length. */
+function baseAmount(subscription: SubscriptionRecord): number {
   const { index, start, end } = subscription.currentPeriod;
-  let amount = subscription.amount;
-  if (index < 0) {
-    const cycle = { ...subscription.cycle, interval: subscription.interval };
-    const full = cycleBoundary(cycle, 1).getTime() - cycleBoundary(cycle, 0).getTime();
-    amount = Math.round((subscription.amount * (end.getTime() - start.getTime())) / full);
-  }
-  return amount + (subscription.pendingProration ?? 0);
+  if (index >= 0) return subscription.amount;
+  const cycle = { ...subscription.cycle, interval: subscription.interval };
+  const full = cycleBoundary(cycle, 1).getTime() - cycleBoundary(cycle, 0).getTime();
+  return Math.round((subscription.amount * (end.getTime() - start.getTime())) / full);
 }
 
 /** The next period becomes current (once: conditional on the period it was decided from), due at its start. */
@@ -291,11 +300,8 @@ async function periodPaid(
   );
   // The hook for its invoice (idempotent per period).
   await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt: now });
-  // The next thing is the period's end; the proration it carried is used up.
-  await move(deps, subscription, { type: 'payment_succeeded' }, now, { nextBillingAt: period.end }, [
-    'waitingFor',
-    'pendingProration',
-  ]);
+  // The next thing is the period's end.
+  await move(deps, subscription, { type: 'payment_succeeded' }, now, { nextBillingAt: period.end }, ['waitingFor']);
 }
 
 async function afterFailure(

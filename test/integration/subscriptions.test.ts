@@ -337,6 +337,31 @@ describe('changes', () => {
     expect((await subscription(sub.id)).pendingProration).toBeUndefined();
   }, 60_000);
 
+  it('a downgrade’s credit lowers the next bills to zero, never below, until it is used up', async () => {
+    // Midnight in New York on Apr 1: a 30-day period.
+    const clockId = await clock('2026-04-01T04:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ amount: 6_000, name: 'Platinum plus' }),
+      customerRef: 'payer-credit-01',
+      paymentMethodId: await savedMethod('payer-credit-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    // An hour in, down to $10: credit 719/720 of $60 (5992), charge 719/720 of $10 (999): -4993.
+    await advance(clockId, '2026-04-01T05:00:00Z');
+    const basic = await plan({ amount: 1_000, name: 'Basic plus' });
+    const changed = await api('PATCH', `/subscriptions/${sub.id}`, { planId: basic });
+    expect(changed.body).toMatchObject({ amount: 1_000, pendingProration: -4_993 });
+    await advance(clockId, '2026-06-01T05:00:00Z');
+    expect((await periods(sub.id)).map((p) => [p.amount, p.status])).toEqual([
+      [6_000, 'paid'],
+      [0, 'paid'],
+      [0, 'paid'],
+    ]);
+    expect((await payments(sub.id)).map((p) => p.amount)).toEqual([6_000]);
+    expect((await subscription(sub.id)).pendingProration).toBe(-2_993);
+  }, 60_000);
+
   it('refuses bad input with a reason, changing nothing', async () => {
     const other = await createCompany(system.ctx.db, { name: 'Elsewhere Clinic' });
     const otherAdmin = await system.token(other, ['company_admin'], { subject: 'usr-other-admin' });
