@@ -5,6 +5,7 @@ import { sweepRenewals } from '../../application/subscriptions/sweep-renewals';
 import { confirmSetupIntentLocally } from '../../devtools/confirm-setup-intent';
 import { createCompany } from '../../models/companies';
 import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
+import { periodId } from '../../models/subscription.model';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueCharge } from '../../queues/charges.queue';
 import type { RenewalJob } from '../../queues/renewals.queue';
@@ -428,60 +429,116 @@ describe('exactly once per period', () => {
     expect(system.sim.succeededChargeCount(intentId)).toBe(1);
   });
 
-  it('a crash after the attempt’s payment was made, before the period recorded it, reuses that payment', async () => {
+  /** A subscription whose trial ended, its clock past that, and its first period made current: due now. */
+  async function dueAfterTrial(payer: string) {
     const clockId = await clock('2026-08-01T12:00:00Z');
     const sub = await subscribe({
       planId: await plan({ trialDays: 1 }),
-      customerRef: 'payer-crash-01',
-      paymentMethodId: await savedMethod('payer-crash-01'),
+      customerRef: payer,
+      paymentMethodId: await savedMethod(payer),
       testClockId: clockId,
     });
-    // As if a renewal opened the period and inserted attempt 1's payment, then died before recording it.
-    await system.ctx.db.models.TestClock.updateOne(
-      { _id: clockId },
-      { $set: { frozenTime: new Date('2026-08-02T13:00:00Z') } },
-    );
-    const stored = (await system.ctx.db.models.Subscription.findById(sub.id).lean())!;
-    await system.ctx.db.models.Subscription.updateOne(
-      { _id: sub.id },
-      {
-        $set: {
-          currentPeriod: { index: 0, start: stored.trialEnd, end: new Date(stored.trialEnd!.getTime() + 31 * DAY) },
-        },
-      },
-    );
-    const periodKey = (await import('../../models/subscription.model')).periodId(sub.id, stored.trialEnd!);
-    await system.ctx.db.models.SubscriptionPeriod.create({
-      _id: periodKey,
+    const { models } = system.ctx.db;
+    await models.TestClock.updateOne({ _id: clockId }, { $set: { frozenTime: new Date('2026-08-02T13:00:00Z') } });
+    const stored = (await models.Subscription.findById(sub.id).lean())!;
+    const period = { index: 0, start: stored.trialEnd!, end: new Date(stored.trialEnd!.getTime() + 31 * DAY) };
+    await models.Subscription.updateOne({ _id: sub.id }, { $set: { currentPeriod: period } });
+    const key = periodId(sub.id, period.start);
+    return { sub, key, period };
+  }
+
+  const openPeriodRecord = (subscriptionId: string, key: string, period: { start: Date; end: Date }) =>
+    system.ctx.db.models.SubscriptionPeriod.create({
+      _id: key,
       companyId,
-      subscriptionId: sub.id,
+      subscriptionId,
       index: 0,
-      start: stored.trialEnd,
-      end: new Date(stored.trialEnd!.getTime() + 31 * DAY),
+      ...period,
       amount: 3_000,
       currency: 'usd',
       status: 'open',
       attempts: 0,
     });
-    const orphan = await system.ctx.db.models.Payment.create({
+
+  const attemptPayment = (subscriptionId: string, key: string, payer: string) =>
+    system.ctx.db.models.Payment.create({
       _id: `pay_${ulid()}`,
       companyId,
-      idempotencyKey: `sub:${periodKey}:1`,
-      requestHash: `sub:${periodKey}:1`,
+      idempotencyKey: `sub:${key}:1`,
+      requestHash: `sub:${key}:1`,
       amount: 3_000,
       currency: 'usd',
-      customer: 'cus_payercrash01',
+      customer: `cus_${payer.replace(/-/g, '')}`,
       paymentMethod: 'pm_card_visa',
       status: 'queued',
-      subscription: { subscriptionId: sub.id, periodId: periodKey },
+      subscription: { subscriptionId, periodId: key },
       requestedBy: { type: 'service', id: 'renewals-worker' },
-      requestId: 'req_crash',
+      requestId: `req_${payer}`,
       attempts: 0,
     });
+
+  // What a renewal killed between two of its steps leaves behind; the next run must charge the period exactly once.
+  const crashes: Array<
+    [
+      string,
+      (sub: string, key: string, period: { start: Date; end: Date }, payer: string) => Promise<string | undefined>,
+    ]
+  > = [
+    [
+      'after opening the period, before any payment',
+      async (sub, key, period) => {
+        await openPeriodRecord(sub, key, period);
+        return undefined;
+      },
+    ],
+    [
+      'after making the attempt’s payment, before the period recorded it',
+      async (sub, key, period, payer) => {
+        await openPeriodRecord(sub, key, period);
+        return (await attemptPayment(sub, key, payer))._id;
+      },
+    ],
+    [
+      'after the period recorded the attempt, before its charge was queued',
+      async (sub, key, period, payer) => {
+        await openPeriodRecord(sub, key, period);
+        const payment = await attemptPayment(sub, key, payer);
+        await system.ctx.db.models.SubscriptionPeriod.updateOne(
+          { _id: key },
+          { $set: { attempts: 1, paymentId: payment._id } },
+        );
+        return payment._id;
+      },
+    ],
+  ];
+  it.each(crashes)('a renewal killed %s: the next run charges the period once', async (_, leave) => {
+    const payer = `payer-crash-${ulid().slice(-6).toLowerCase()}`;
+    const { sub, key, period } = await dueAfterTrial(payer);
+    const left = await leave(sub.id, key, period, payer);
     expect(await renewSubscription(renewDeps(), sub.id)).toBe('charging');
     await settledStatus(sub.id, (status) => status === 'active');
     const made = await payments(sub.id);
-    expect(made.map((p) => p._id)).toEqual([orphan._id]);
+    expect(made).toHaveLength(1);
+    if (left) expect(made[0]!._id).toBe(left);
+    expect(system.sim.succeededChargeCount(made[0]!.stripePaymentIntentId!)).toBe(1);
+    expect((await periods(sub.id)).map((p) => [p.status, p.attempts])).toEqual([['paid', 1]]);
+  });
+
+  it('a renewal killed after the payment succeeded, before the period was marked paid: the next run marks it, charging nothing', async () => {
+    const payer = 'payer-crash-paid';
+    const { sub, key, period } = await dueAfterTrial(payer);
+    await openPeriodRecord(sub.id, key, period);
+    expect(await renewSubscription(renewDeps(), sub.id)).toBe('charging');
+    await settledStatus(sub.id, (status) => status === 'active');
+    const [payment] = await payments(sub.id);
+    // Back to what it was between the payment's success and the period's write.
+    const { models } = system.ctx.db;
+    await models.SubscriptionPeriod.updateOne({ _id: key }, { $set: { status: 'open' }, $unset: { paidAt: 1 } });
+    await models.Subscription.updateOne({ _id: sub.id }, { $set: { status: 'trialing', nextBillingAt: period.start } });
+    expect(await renewSubscription(renewDeps(), sub.id)).toBe('settled');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'active', nextBillingAt: period.end.toISOString() });
+    expect((await payments(sub.id)).map((p) => p._id)).toEqual([payment!._id]);
+    expect(system.sim.succeededChargeCount(payment!.stripePaymentIntentId!)).toBe(1);
   });
 });
 
