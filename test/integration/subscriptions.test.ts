@@ -11,7 +11,7 @@ import { enqueueCharge } from '../../queues/charges.queue';
 import type { RenewalJob } from '../../queues/renewals.queue';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
-import { configureStripeWebhooks } from '../support/stripe-events';
+import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 
 /** Issue 13: plans, subscriptions, renewals exactly once per period, dunning, test clocks, fairness. */
 let system: InProcessSystem;
@@ -118,7 +118,7 @@ beforeAll(async () => {
   admin = await system.token(companyId, ['company_admin'], { subject: 'usr-sub-admin' });
   await configureStripeWebhooks(system, companyId, admin, {
     secretKey: 'sk_test_51RiversideSubscriptions1',
-    webhookSigningSecrets: ['whsec_RiversideSubscriptions01'],
+    webhookSigningSecrets: [WEBHOOK_SECRET],
   });
   const settings = await api('PUT', '/billing-settings', {
     timeZone: 'America/New_York',
@@ -130,6 +130,18 @@ beforeAll(async () => {
 afterAll(async () => {
   await system?.close();
 });
+
+const WEBHOOK_SECRET = 'whsec_RiversideSubscriptions01';
+const DEFAULT_DUNNING = { retryDelaysDays: [1, 3, 5, 7], finalState: 'unpaid' };
+const billingSettings = (dunning: Json) => api('PUT', '/billing-settings', { timeZone: 'America/New_York', dunning });
+
+/** Swaps the card behind a saved method, as if the payer's bank started declining it. */
+async function cardStartsDeclining(paymentMethodId: string, card = 'pm_card_chargeDeclinedInsufficientFunds') {
+  await system.ctx.db.models.SavedPaymentMethod.updateOne(
+    { _id: paymentMethodId },
+    { $set: { stripePaymentMethodId: await system.ctx.db.encryption.encrypt(companyId, card) } },
+  );
+}
 
 describe('trials and renewals on a test clock', () => {
   it('charges nothing during the trial, then the plan amount at trial end', async () => {
@@ -292,6 +304,94 @@ describe('dunning', () => {
     expect((await subscription(sub.id)).status).toBe('incomplete');
     await advance(clockId, '2026-05-02T11:30:00Z');
     expect((await subscription(sub.id)).status).toBe('incomplete_expired');
+  }, 60_000);
+});
+
+describe('more dunning and billing rules', () => {
+  it('reads the dunning policy again when a retry is due: a change made since the failure applies', async () => {
+    const clockId = await clock('2026-05-01T12:00:00Z');
+    const paymentMethodId = await savedMethod('payer-policy-01');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-policy-01',
+      paymentMethodId,
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    await cardStartsDeclining(paymentMethodId);
+    await advance(clockId, '2026-06-01T13:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-02T13:00:00.000Z' });
+    try {
+      // One retry, ten days after the first failure, then canceled.
+      expect((await billingSettings({ retryDelaysDays: [10], finalState: 'canceled' })).status).toBe(200);
+      await advance(clockId, '2026-06-03T00:00:00Z');
+      expect(await subscription(sub.id)).toMatchObject({
+        status: 'past_due',
+        nextBillingAt: '2026-06-11T13:00:00.000Z',
+      });
+      expect(await payments(sub.id)).toHaveLength(2);
+      await advance(clockId, '2026-06-12T00:00:00Z');
+      expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', nextBillingAt: null });
+      expect((await payments(sub.id)).map((p) => p.status)).toEqual(['succeeded', 'failed', 'failed']);
+    } finally {
+      await billingSettings(DEFAULT_DUNNING);
+    }
+  }, 60_000);
+
+  it('a late payment_intent.succeeded cannot revive a canceled subscription', async () => {
+    const clockId = await clock('2026-05-01T12:00:00Z');
+    const paymentMethodId = await savedMethod('payer-revive-01');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-revive-01',
+      paymentMethodId,
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    await cardStartsDeclining(paymentMethodId);
+    await advance(clockId, '2026-06-01T13:00:00Z');
+    const failed = (await payments(sub.id)).at(-1)!;
+    expect(failed.status).toBe('failed');
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).body.status).toBe('canceled');
+
+    // Stripe says that PaymentIntent succeeded after all (a delayed event): the payment moves, the subscription does not.
+    const event = stripeEventEnvelope(`evt_${ulid()}`, 'payment_intent.succeeded', {
+      id: failed.stripePaymentIntentId,
+      object: 'payment_intent',
+      status: 'succeeded',
+      amount: failed.amount,
+      currency: 'usd',
+      metadata: { payment_id: failed._id, company_id: companyId },
+    });
+    expect((await deliverSigned(system.url, companyId, event, { secret: WEBHOOK_SECRET })).status).toBe(200);
+    await waitFor(
+      () => system.ctx.db.models.Payment.findById(failed._id).lean(),
+      (p) => p?.status === 'succeeded',
+      { what: 'the late event to apply to the payment' },
+    );
+    // What the payment's outcome triggers, run here to the end: it finds nothing to do.
+    expect(await renewSubscription(renewDeps(), sub.id)).toBe('not_due');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', nextBillingAt: null });
+    expect(await periods(sub.id)).toHaveLength(2);
+  }, 60_000);
+
+  it('bills on a day of the month: a prorated stub up to it, then whole months from it', async () => {
+    // Jan 10 at noon in New York; billed on the 1st: the stub is 21.5 days of February's 28.
+    const clockId = await clock('2026-01-10T17:00:00Z');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-dom-01',
+      paymentMethodId: await savedMethod('payer-dom-01'),
+      billingDayOfMonth: 1,
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    await advance(clockId, '2026-02-01T05:01:00Z');
+    expect((await periods(sub.id)).map((p) => [p.start.toISOString(), p.amount])).toEqual([
+      ['2026-01-10T17:00:00.000Z', Math.round((3_000 * 21.5) / 28)],
+      ['2026-02-01T05:00:00.000Z', 3_000],
+    ]);
+    expect((await subscription(sub.id)).currentPeriod.end).toBe('2026-03-01T05:00:00.000Z');
   }, 60_000);
 });
 
