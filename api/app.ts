@@ -14,6 +14,7 @@ import type { Logger } from '../platform/logger';
 import type { Queues } from '../queues';
 import { createAccessGuard } from './access-guard';
 import { AuthenticationError, type Authenticator } from './auth';
+import { httpRequestDuration } from '../platform/metrics';
 import { ApiError, registerErrorHandler } from './errors';
 import { registerAuditRoutes } from './routes/audit-events';
 import { registerHealthRoutes } from './routes/health';
@@ -102,6 +103,13 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     connectionTimeout: 30_000,
   });
   registerErrorHandler(app);
+  // Latency by route pattern (never the concrete URL: ids and query strings stay out of the metrics).
+  app.addHook('onResponse', async (request, reply) => {
+    httpRequestDuration.observe(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+  });
   const guard = createAccessGuard({
     auditQueue: deps.queues.audit,
     encryption: deps.database.encryption,

@@ -4,15 +4,18 @@ import { openDatabase, type Database } from '../models';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
 import { loadAnchorPublicKey } from '../models/anchor-key';
-import { createRedisConnection, waitForRedis } from '../platform/redis';
+import { createRedisConnection, waitForRedis, warnUnlessNoEviction } from '../platform/redis';
+import { serveMetrics } from '../application/ops/serve-metrics';
 import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
-import { closeQueues, createQueues } from '../queues';
+import { closeQueues, createQueues, type Queues } from '../queues';
 import { buildApp } from './app';
 import { createAuthenticator } from './auth';
 
 export interface RunningApi {
   app: FastifyInstance;
   url: string;
+  queues: Queues;
+  db: Database;
   stop(): Promise<void>;
 }
 
@@ -26,6 +29,7 @@ export async function startApi(config: AppConfig, logger: Logger, database?: Dat
   redis.on('error', (error: Error) => logger.warn({ reason: error.message }, 'redis unavailable'));
   if (!(await waitForRedis(redis, REDIS_STARTUP_WAIT_MS)))
     logger.warn('starting without Redis; requests that enqueue answer 503');
+  else await warnUnlessNoEviction(redis, logger);
   const queues = createQueues(redis, config.queuePrefix);
   const app = await buildApp({
     config,
@@ -42,6 +46,8 @@ export async function startApi(config: AppConfig, logger: Logger, database?: Dat
   return {
     app,
     url,
+    queues,
+    db,
     async stop() {
       await app.close();
       // Disconnect first: closing a queue whose Redis never came up would wait for it.
@@ -58,6 +64,10 @@ if (require.main === module) {
     const config = loadConfig();
     logger = createLogger({ level: config.logLevel, name: 'hipaa-billing-api' });
     const running = await startApi(config, logger);
-    onShutdownSignal(logger, config.shutdownDeadlineMs, running.stop);
+    const metrics = await serveMetrics(config.metrics, logger, { queues: running.queues, models: running.db.models });
+    onShutdownSignal(logger, config.shutdownDeadlineMs, async () => {
+      await running.stop();
+      await metrics?.close();
+    });
   })().catch((error: unknown) => exitOnStartupFailure(logger, error));
 }

@@ -132,6 +132,9 @@ const envSchema = z.object({
   RECONCILE_AFTER_MS: positiveInt.default(15 * 60_000),
   RECONCILE_EVERY_MS: positiveInt.default(60_000),
   SHUTDOWN_DEADLINE_MS: positiveInt.default(25_000),
+  /** Prometheus metrics on their own listener (not the api's); 0 turns it off. */
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  METRICS_PORT: port.default(9464),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -228,6 +231,7 @@ export type AppConfig = {
   };
   outbox: { sweepEveryMs: number; staleAfterMs: number };
   reconcile: { everyMs: number; afterMs: number };
+  metrics: { host: string; port: number };
   audit: {
     anchorKeyFile: string;
     /** When set, what the api verifies anchors with: it never loads the signing key. */
@@ -465,6 +469,7 @@ export function loadConfig(
     },
     outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
     reconcile: { everyMs: env.RECONCILE_EVERY_MS, afterMs: env.RECONCILE_AFTER_MS },
+    metrics: { host: env.METRICS_HOST, port: env.METRICS_PORT },
     audit: {
       anchorKeyFile: env.AUDIT_ANCHOR_KEY_FILE,
       anchorPublicKeyFile: env.AUDIT_ANCHOR_PUBLIC_KEY_FILE,

@@ -39,3 +39,27 @@ export async function waitForRedis(redis: Redis, ms: number): Promise<boolean> {
     redis.once('ready', onReady);
   });
 }
+
+/**
+ * BullMQ needs Redis to keep every key: under any eviction policy but `noeviction`, a full Redis silently drops jobs
+ * (payments, audit events). Says so loudly at start-up; a Redis that refuses CONFIG (some managed ones) is only noted.
+ */
+export async function warnUnlessNoEviction(
+  redis: Redis,
+  logger: { warn(details: object, message: string): void; error(details: object, message: string): void },
+): Promise<void> {
+  try {
+    const [, policy] = ((await redis.config('GET', 'maxmemory-policy')) as string[] | undefined) ?? [];
+    if (policy && policy !== 'noeviction') {
+      logger.error(
+        { maxmemoryPolicy: policy },
+        `Redis maxmemory-policy is ${policy}: when Redis fills up it will drop queued jobs (payments, audit events). Set maxmemory-policy noeviction`,
+      );
+    }
+  } catch (error) {
+    logger.warn(
+      { reason: error instanceof Error ? error.message : String(error) },
+      'could not read Redis maxmemory-policy; make sure it is noeviction',
+    );
+  }
+}

@@ -1,6 +1,7 @@
 import { startApi } from '../api/main';
 import { openDatabase } from '../models';
 import { startWorkers } from '../workers/main';
+import { serveMetrics } from '../application/ops/serve-metrics';
 import { loadConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
 import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
@@ -12,9 +13,11 @@ async function main(): Promise<Logger> {
   const database = await openDatabase(config);
   const workers = await startWorkers(config, logger, database);
   const api = await startApi(config, logger, database);
+  const metrics = await serveMetrics(config.metrics, logger, { queues: workers.queues, models: database.models });
   onShutdownSignal(logger, config.shutdownDeadlineMs, async () => {
     await api.stop();
     await workers.stop();
+    await metrics?.close();
     await database.close();
   });
   return logger;

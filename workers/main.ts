@@ -3,10 +3,11 @@ import { StripeGateway } from '../gateway/stripe-gateway';
 import { openDatabase, type Database } from '../models';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
-import { createRedisConnection } from '../platform/redis';
+import { createRedisConnection, warnUnlessNoEviction } from '../platform/redis';
+import { serveMetrics } from '../application/ops/serve-metrics';
 import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
 import { enqueueAuditEvent } from '../queues/audit.queue';
-import { closeQueues, createQueues } from '../queues';
+import { closeQueues, createQueues, type Queues } from '../queues';
 import { scheduleMaintenance } from '../queues/maintenance.queue';
 import { RENEWAL_JOBS } from '../queues/renewals.queue';
 import { QUEUE_NAMES } from '../queues/names';
@@ -14,6 +15,8 @@ import { parseWorkerArgs, selectQueues, WORKERS, type WorkerContext } from './re
 
 export interface RunningWorkers {
   workers: Worker[];
+  queues: Queues;
+  db: Database;
   stop(): Promise<void>;
 }
 
@@ -39,6 +42,7 @@ export async function startWorkers(
   connection.on('error', (error: Error) => logger.warn({ reason: error.message }, 'redis unavailable'));
   // Every queue exists, served here or not: processors enqueue onto others (audit, the outbox sweep's requeues).
   const queues = createQueues(connection, config.queuePrefix);
+  void warnUnlessNoEviction(connection, logger);
   const context: WorkerContext = {
     config,
     logger,
@@ -78,6 +82,8 @@ export async function startWorkers(
 
   return {
     workers,
+    queues,
+    db,
     async stop() {
       // Workers first: they finish their active jobs. Then queues, then the connections under them.
       await Promise.all(workers.map((worker) => worker.close()));
@@ -96,6 +102,10 @@ if (require.main === module) {
     const config = loadConfig();
     logger = createLogger({ level: config.logLevel, name: 'hipaa-billing-workers' });
     const running = await startWorkers(config, logger, undefined, { queues });
-    onShutdownSignal(logger, config.shutdownDeadlineMs, running.stop);
+    const metrics = await serveMetrics(config.metrics, logger, { queues: running.queues, models: running.db.models });
+    onShutdownSignal(logger, config.shutdownDeadlineMs, async () => {
+      await running.stop();
+      await metrics?.close();
+    });
   })().catch((error: unknown) => exitOnStartupFailure(logger, error));
 }

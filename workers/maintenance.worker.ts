@@ -15,6 +15,7 @@ import {
   type ReconcileResult,
 } from '../application/reconcile/reconcile-gateway';
 import { transitionEventId } from '../domain/audit-actions';
+import { outboxRequeued } from '../platform/metrics';
 import { createQueueWorker, JobFailedError, type QueueWorkerOptions } from './queue-worker';
 
 export interface MaintenanceDeps extends Omit<ReconcileDeps, 'models' | 'afterMs'> {
@@ -71,8 +72,11 @@ export type MaintenanceResult =
 
 export async function processMaintenance(job: Job<MaintenanceJob>, deps: MaintenanceDeps): Promise<MaintenanceResult> {
   switch (job.name) {
-    case MAINTENANCE_JOBS.outboxSweep:
-      return sweepOutbox(deps);
+    case MAINTENANCE_JOBS.outboxSweep: {
+      const swept = await sweepOutbox(deps);
+      outboxRequeued.inc(swept.requeued);
+      return swept;
+    }
     case MAINTENANCE_JOBS.auditAnchor:
       return { anchored: await deps.auditTrail.anchorHeads(deps.anchorSigner, deps.now?.()) };
     case MAINTENANCE_JOBS.auditRetention:

@@ -1,3 +1,4 @@
+import { jobDuration, jobFailures } from '../platform/metrics';
 import { Job, RATE_LIMIT_ERROR, UnrecoverableError, Worker, type ConnectionOptions } from 'bullmq';
 import type { Logger } from '../platform/logger';
 
@@ -161,12 +162,18 @@ export function logJobLifecycle(
     jobLogger(logger, queue, job).info({ queuedMs: durations(job).queuedMs }, 'job active');
   });
   worker.on('completed', (job) => {
-    jobLogger(logger, queue, job).info(durations(job), 'job completed');
+    const taken = durations(job);
+    jobLogger(logger, queue, job).info(taken, 'job completed');
+    if (taken.executionMs !== undefined) jobDuration.observe({ queue, outcome: 'completed' }, taken.executionMs / 1000);
   });
   worker.on('failed', (job, error) => {
     const original = originalErrors.get(error) ?? error;
     const log = job ? jobLogger(logger, queue, job) : logger.child({ queue });
-    log.warn({ ...(job ? durations(job) : {}), reason: reasonCodeOf(original), err: original }, 'job attempt failed');
+    const taken = job ? durations(job) : {};
+    const reason = reasonCodeOf(original);
+    log.warn({ ...taken, reason, err: original }, 'job attempt failed');
+    jobFailures.inc({ queue, reason });
+    if (taken.executionMs !== undefined) jobDuration.observe({ queue, outcome: 'failed' }, taken.executionMs / 1000);
   });
   worker.on('stalled', (jobId) => {
     findJob(jobId).then(

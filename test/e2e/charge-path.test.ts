@@ -12,6 +12,7 @@ import { startStripeSim, type RecordedStripeRequest, type StripeSim } from '../.
 import { createCompany, devAttestation } from '../../models/companies';
 import { QUEUE_NAMES } from '../../queues/names';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
+import { freePort } from '../support/ports';
 import { assertBuildIsCurrent, startNodeProcess, type NodeProcess } from '../support/processes';
 import { chargeJobId } from '../../queues/charges.queue';
 
@@ -44,6 +45,7 @@ let chargesQueue: Queue | undefined;
 let auditQueue: Queue | undefined;
 let maintenanceQueue: Queue | undefined;
 let apiUrl = '';
+let metricsPort = 0;
 let companyId = '';
 let token = '';
 
@@ -238,7 +240,8 @@ beforeAll(async () => {
 
   // PORT 0: the OS picks a free port, and the api logs the address it listens on.
   api = startNodeProcess('api', 'api/main.js', { ...ctx.env, PORT: '0' });
-  workers = startNodeProcess('workers', 'workers/main.js', ctx.env);
+  metricsPort = await freePort();
+  workers = startNodeProcess('workers', 'workers/main.js', { ...ctx.env, METRICS_PORT: String(metricsPort) });
   const listening = await api.waitForLog((r) => r.msg === 'api listening', { what: '"api listening"' });
   apiUrl = String(listening.url);
   await waitFor(
@@ -433,6 +436,17 @@ describe('charge path, api and workers as separate processes', () => {
       expect(stripeSim().succeededChargeCount(intentId)).toBe(charges);
       expect(await auditActions(paymentId)).toEqual([...actions].sort());
     }
+  });
+
+  it('the workers process serves /metrics on its own port: charges by outcome, declines by reason code, no ids', async () => {
+    const body = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const count = (pattern: RegExp) => Number(pattern.exec(body)?.[1] ?? NaN);
+    expect(count(/^hipaa_billing_jobs\{[^}]*queue="charges"[^}]*state="completed"[^}]*\} (\d+)$/m)).toBeGreaterThan(0);
+    expect(
+      count(/^hipaa_billing_job_failures_total\{[^}]*queue="charges"[^}]*reason="card_declined"[^}]*\} (\d+)$/m),
+    ).toBeGreaterThan(0);
+    expect(body).not.toContain(companyId);
+    expect(body).not.toContain(payment('visa').paymentId);
   });
 
   it('shuts down cleanly on SIGTERM: both processes exit 0 within the deadline', async () => {

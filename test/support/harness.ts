@@ -66,6 +66,8 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
     KEY_VAULT_NAMESPACE: `hbkv_${suffix}.__keyVault`,
     LOCAL_MASTER_KEY_FILE: keyFile,
     AUDIT_ANCHOR_KEY_FILE: join(keyDir, 'anchor-ed25519.pem'),
+    // Off: processes started from one context would all want the default port; a test that reads it sets its own.
+    METRICS_PORT: '0',
     ...extraEnv,
   };
   const config = loadConfig(env);

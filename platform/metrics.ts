@@ -1,0 +1,100 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from './logger';
+
+/**
+ * The process's Prometheus metrics. Labels are route patterns, queue names, states and reason codes: never ids,
+ * amounts or anything a request carried, so nothing about a payer can reach a scrape.
+ */
+export const registry = new Registry();
+registry.setDefaultLabels({ service: 'hipaa-billing' });
+collectDefaultMetrics({ register: registry });
+
+export const httpRequestDuration = new Histogram({
+  name: 'hipaa_billing_http_request_duration_seconds',
+  help: 'HTTP request latency by route pattern, method and status',
+  labelNames: ['method', 'route', 'status'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  registers: [registry],
+});
+
+export const jobDuration = new Histogram({
+  name: 'hipaa_billing_job_duration_seconds',
+  help: 'Job attempt run time by queue and outcome (completed, failed)',
+  labelNames: ['queue', 'outcome'] as const,
+  buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: [registry],
+});
+
+export const jobFailures = new Counter({
+  name: 'hipaa_billing_job_failures_total',
+  help: 'Failed job attempts by queue and reason code',
+  labelNames: ['queue', 'reason'] as const,
+  registers: [registry],
+});
+
+export const outboxRequeued = new Counter({
+  name: 'hipaa_billing_outbox_requeued_total',
+  help: 'Records the outbox sweep gave a job again (their enqueue was lost, or their job ran out)',
+  registers: [registry],
+});
+
+export const invoicesRendered = new Counter({
+  name: 'hipaa_billing_invoices_rendered_total',
+  help: 'Invoice and credit-note documents rendered and stored',
+  labelNames: ['kind'] as const,
+  registers: [registry],
+});
+
+/**
+ * A gauge whose values are read when Prometheus scrapes (queue counts, due renewals): `read` returns label sets and
+ * values. Registered once per process however many times it is asked for (api and workers may share a process).
+ */
+export function gaugeOnScrape<L extends string>(
+  name: string,
+  help: string,
+  labelNames: readonly L[],
+  read: () => Promise<Array<{ labels: Partial<Record<L, string>>; value: number }>>,
+): void {
+  if (registry.getSingleMetric(name)) return;
+  new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { labels, value } of await read()) this.set(labels, value);
+    },
+  });
+}
+
+/** Serves `/metrics` on its own port (localhost by default: not on the api's public listener). */
+export async function startMetricsServer(options: {
+  host: string;
+  port: number;
+  logger: Pick<Logger, 'info' | 'warn'>;
+}): Promise<{ url: string; close(): Promise<void> }> {
+  const server: Server = createServer((request, response) => {
+    if (request.method !== 'GET' || request.url !== '/metrics') {
+      response.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (body) => response.writeHead(200, { 'content-type': registry.contentType }).end(body),
+      (error: unknown) => {
+        options.logger.warn({ reason: error instanceof Error ? error.message : String(error) }, 'metrics failed');
+        response.writeHead(500).end();
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, resolve);
+  });
+  const { address, port } = server.address() as AddressInfo;
+  const url = `http://${address.includes(':') ? `[${address}]` : address}:${port}/metrics`;
+  options.logger.info({ url }, 'metrics listening');
+  return { url, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
