@@ -3,7 +3,7 @@
  *   entry       server/ (api and workers in one process: `npm start`)
  *   transports  api/ workers/ cli/
  *   application application/
- *   storage     models/ queues/ gateway/
+ *   storage     models/ queues/ gateway/ documents/
  *   domain      domain/
  *   platform    platform/ (below everything, importing none of it)
  * Workers never import each other; tests and benchmarks take development helpers from devtools/.
@@ -11,10 +11,11 @@
  */
 const TRANSPORTS = '^(api|workers|cli)/';
 const APPLICATION = '^application/';
-const STORAGE = '^(models|queues|gateway)/';
+const STORAGE = '^(models|queues|gateway|documents)/';
 const DOMAIN = '^domain/';
 const PLATFORM = '^platform/';
-const OURS = '^(server|api|workers|cli|application|models|queues|gateway|domain|platform|devtools|bench|test)/';
+const OURS =
+  '^(server|api|workers|cli|application|models|queues|gateway|documents|domain|platform|devtools|bench|test)/';
 
 module.exports = {
   forbidden: [
@@ -34,7 +35,8 @@ module.exports = {
     },
     {
       name: 'storage-does-not-reach-up',
-      comment: 'models, queues and gateway import domain and platform, not each other, use cases or transports',
+      comment:
+        'models, queues, gateway and documents import domain and platform, not each other, use cases or transports',
       severity: 'error',
       from: { path: STORAGE },
       to: { path: OURS, pathNot: `${DOMAIN}|${PLATFORM}|^$1/` },

@@ -1,0 +1,51 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Piscina } from 'piscina';
+import type { InvoiceView } from '../domain/invoice';
+
+/**
+ * Renders PDFs on worker threads, so a large document never blocks the event loop that renews other jobs' locks, and
+ * PHI moves between threads over a MessagePort instead of through Redis. `threads` bounds how many render at once;
+ * further requests wait in the pool's queue.
+ */
+export interface RenderPool {
+  render(view: InvoiceView): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+const MAX_THREADS = 64;
+
+export function createRenderPool(options: { threads: number }): RenderPool {
+  const { threads } = options;
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+    throw new Error(`render pool threads must be an integer from 1 to ${MAX_THREADS}, got ${String(threads)}`);
+  }
+  const pool = new Piscina<InvoiceView, Uint8Array>({
+    filename: renderWorkerFile(),
+    name: 'renderInvoicePdfTask',
+    minThreads: 1,
+    maxThreads: threads,
+    idleTimeout: 60_000,
+  });
+  return {
+    async render(view) {
+      const bytes = await pool.run(view);
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    },
+    async close() {
+      await pool.close();
+    },
+  };
+}
+
+/**
+ * Worker threads load plain JavaScript. Built, this module sits next to render-worker.js in dist/documents/. Run from
+ * TypeScript source (ts-jest), it resolves the built copy, so the build (`npm run build`) must have run first.
+ */
+export function renderWorkerFile(): string {
+  const besideThis = path.join(__dirname, 'render-worker.js');
+  if (existsSync(besideThis)) return besideThis;
+  const built = path.resolve(__dirname, '..', 'dist', 'documents', 'render-worker.js');
+  if (existsSync(built)) return built;
+  throw new Error(`render worker not found at ${besideThis} or ${built}: run \`npm run build\` first`);
+}
