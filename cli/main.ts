@@ -17,6 +17,7 @@ import { loadAnchorSigner } from '../models/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { mintDevToken } from '../devtools/tokens';
 import { confirmSetupIntentLocally } from '../devtools/confirm-setup-intent';
+import { seedDemo } from '../devtools/seed-demo';
 
 const USAGE = `usage: hipaa-billing <command> [options]
 
@@ -29,6 +30,9 @@ commands:
       mint a development token (HS256; refused when tokens are verified by public key)
   dev-setup
       create the demo company (Stripe test key for stripe-mock, a webhook signing secret) and print a token for it
+  seed demo
+      development only: fill the demo company (dev-setup) with offices' plans, payers, subscriptions on a
+      test clock (one in dunning), payments and a refund; the workers must be running (npm run dev)
   dev-confirm-setup-intent --company ID [--card pm_card_visa] [--api http://127.0.0.1:3000] SETUP_INTENT_ID
       development only: confirm a SetupIntent as the payer's browser would and deliver Stripe's signed
       setup_intent.succeeded to the api, which saves the card
@@ -166,6 +170,19 @@ async function main(argv: string[]): Promise<void> {
     }
     return;
   }
+  if (command === 'seed demo') {
+    if (config.env === 'production') throw new Error('seed demo is for development only');
+    const db = await openDatabase(config);
+    try {
+      await withQueues(config, (queues) =>
+        seedDemo({ db, queues, log: (line) => process.stdout.write(`${line}\n`) }, DEMO_COMPANY_ID),
+      );
+    } finally {
+      await db.close();
+    }
+    return;
+  }
+
   if (positionals[0] === 'dev-confirm-setup-intent') {
     const setupIntentId = positionals[1];
     if (!values.company || !setupIntentId)

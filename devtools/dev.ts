@@ -1,7 +1,8 @@
 /**
  * `npm run dev`, once scripts/dev.sh has installed, built and started the services: stripe-sim in this process,
  * the demo company (`cli dev-setup`), then api + workers as one child (`dist/server/main.js`, what `npm start`
- * runs) whose JSON log lines are shown through pino-pretty. Once the api is ready it prints what to try.
+ * runs) whose JSON log lines are shown through pino-pretty. Once the api is ready it prints what to try, and seeds
+ * the demo practice (`cli seed demo`) if it is not there yet.
  * SIGINT/SIGTERM stop the child (it finishes in-flight work), then stripe-sim.
  */
 import { execFile, spawn } from 'node:child_process';
@@ -86,7 +87,14 @@ async function main(): Promise<void> {
     (ready) => ready || stopping,
     { timeoutMs: 60_000, intervalMs: 200, what: `the api to answer ${apiUrl}/readyz` },
   );
-  if (!stopping) console.log(nextSteps(apiUrl, company, token, env));
+  if (stopping) return;
+  console.log(nextSteps(apiUrl, company, token, env));
+  // The demo practice (plans, subscriptions on a test clock, payments, a refund), once: the running workers charge it.
+  execFile(process.execPath, [join(DIST, 'cli', 'main.js'), 'seed', 'demo'], { env }, (error, stdout, stderr) => {
+    if (stopping) return;
+    if (error) console.error(`demo practice not seeded: ${stderr.trim() || error.message}`);
+    else console.log(`demo practice:\n${stdout.replace(/^/gm, '  ')}`);
+  });
 }
 
 main().catch((error: unknown) => {

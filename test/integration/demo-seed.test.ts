@@ -1,0 +1,42 @@
+import { seedDemo } from '../../devtools/seed-demo';
+import { createCompany, devAttestation } from '../../models/companies';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+
+/** Issue 15: `cli seed demo` makes a demo practice that looks alive, through the running workers; again, nothing. */
+let system: InProcessSystem;
+let companyId: string;
+
+beforeAll(async () => {
+  system = await startInProcessSystem('demo-seed');
+  companyId = await createCompany(system.ctx.db, {
+    name: 'Demo Family Practice',
+    stripeSecretKey: 'sk_test_demoStripeMock',
+    compliance: devAttestation('test'),
+  });
+});
+
+afterAll(async () => {
+  await system?.close();
+});
+
+it('seeds plans, subscriptions on a test clock (one in dunning), payments and a refund; a second run adds nothing', async () => {
+  const lines: string[] = [];
+  await seedDemo({ db: system.ctx.db, queues: system.ctx.queues, log: (line) => lines.push(line) }, companyId);
+  const { models } = system.ctx.db;
+  expect(await models.Plan.countDocuments({ companyId })).toBe(2);
+  const statuses = (await models.Subscription.find({ companyId }).lean()).map((s) => s.status).sort();
+  expect(statuses).toEqual(['active', 'active', 'active', 'past_due']);
+  const offices = new Set((await models.Subscription.find({ companyId }).lean()).map((s) => s.officeId));
+  expect(offices).toEqual(new Set(['north', 'south']));
+  // Two months of three subscriptions, the first month of the fourth and its declined renewal, three visits.
+  const payments = await models.Payment.find({ companyId }).lean();
+  expect(payments.filter((p) => p.status === 'succeeded')).toHaveLength(2 * 3 + 1 + 3);
+  expect(payments.filter((p) => p.status === 'failed')).toHaveLength(1);
+  expect(await models.Refund.countDocuments({ companyId })).toBe(1);
+  expect(lines.join('\n')).toContain('payer-1004 is past_due');
+
+  const again: string[] = [];
+  await seedDemo({ db: system.ctx.db, queues: system.ctx.queues, log: (line) => again.push(line) }, companyId);
+  expect(again.join('\n')).toContain('already there');
+  expect(await models.Payment.countDocuments({ companyId })).toBe(payments.length);
+}, 120_000);
