@@ -26,6 +26,7 @@ import { registerSubscriptionRoutes } from './routes/subscriptions';
 import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
 import { registerWebhookEventRoutes } from './routes/webhook-events';
 import { createAuditBudget } from './audit-budget';
+import { isDashboardRoute, registerDashboard } from './dashboard';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -34,7 +35,7 @@ declare module 'fastify' {
 }
 
 export interface ApiDeps {
-  config: Pick<AppConfig, 'env' | 'payments' | 'http' | 'auth' | 'queuePrefix' | 'stripe'>;
+  config: Pick<AppConfig, 'env' | 'payments' | 'http' | 'auth' | 'queuePrefix' | 'stripe' | 'dashboard'>;
   logger: Logger;
   database: Pick<Database, 'connection' | 'models' | 'encryption' | 'auditTrail'>;
   /** Verifies the signatures of audit chain anchors. */
@@ -152,7 +153,9 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
 
   // Authentication before the body is read: no request reaches a handler (or the body parser) without a valid token.
   app.addHook('preParsing', async (request, _reply, payload) => {
-    if (UNAUTHENTICATED_ROUTES.has(request.url) || isSignedWebhook(request)) return payload;
+    // The dashboard authenticates by its own session cookie (api/dashboard), made from a token verified as here.
+    if (UNAUTHENTICATED_ROUTES.has(request.url) || isSignedWebhook(request) || isDashboardRoute(request))
+      return payload;
     try {
       request.principal = await deps.authenticate(request.headers.authorization);
     } catch (error) {
@@ -239,6 +242,17 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     queues: deps.queues,
     redis: deps.redis,
     keyPrefix: deps.config.queuePrefix,
+  });
+  await registerDashboard(app, {
+    queues: deps.queues,
+    redis: deps.redis,
+    queuePrefix: deps.config.queuePrefix,
+    production: deps.config.env === 'production',
+    idleTimeoutSeconds: deps.config.dashboard.idleTimeoutSeconds,
+    sessionMaxSeconds: deps.config.dashboard.sessionMaxSeconds,
+    authenticate: deps.authenticate,
+    encryption: deps.database.encryption,
+    auditAuthenticationFailure: guard.auditAuthenticationFailure,
   });
   registerWebhookEventRoutes(app, {
     models: deps.database.models,

@@ -30,11 +30,30 @@ export const ROLES = [
   'ops',
   'emergency_access',
   'service',
+  'platform_ops',
+  'platform_admin',
 ] as const;
 export type Role = (typeof ROLES)[number];
 
-/** The policy table. `service` is absent: a service token's permissions are in the token. */
-export const ROLE_PERMISSIONS: Readonly<Record<Exclude<Role, 'service'>, readonly Permission[]>> = {
+/**
+ * Roles of the platform's own operators, not of any company: they act on what all companies share (the queue
+ * dashboard) and grant no company permission. A token for them names the platform, never a company, as its company
+ * (`company_id: "platform"`); domain/dashboard-access.ts decides what they may do there.
+ */
+export const PLATFORM_ROLES = ['platform_ops', 'platform_admin'] as const satisfies readonly Role[];
+export type PlatformRole = (typeof PLATFORM_ROLES)[number];
+/** What a platform token carries as its company: the platform's own scope (its audit trail has the same name). */
+export const PLATFORM_SCOPE = 'platform';
+
+export function isPlatformRole(role: Role): role is PlatformRole {
+  return (PLATFORM_ROLES as readonly Role[]).includes(role);
+}
+
+/**
+ * The policy table of company roles. `service` is absent: a service token's permissions are in the token. Platform
+ * roles are absent: they grant no company permission.
+ */
+export const ROLE_PERMISSIONS: Readonly<Record<Exclude<Role, 'service' | PlatformRole>, readonly Permission[]>> = {
   company_admin: [
     'payments:create',
     'payments:read',
@@ -101,6 +120,7 @@ export type AccessDecision =
 export const ACCESS_REASON_MIN_LENGTH = 10;
 
 function grants(principal: Principal, role: Role, permission: Permission): boolean {
+  if (isPlatformRole(role)) return false;
   return role === 'service' ? principal.permissions.includes(permission) : ROLE_PERMISSIONS[role].includes(permission);
 }
 
@@ -114,7 +134,10 @@ export function decideAccess(
   target: { companyId: string; officeId?: string },
   context: AccessContext,
 ): AccessDecision {
-  if (principal.companyId !== target.companyId) return { allowed: false, reason: 'company_out_of_scope' };
+  // A platform token is no company's, even if a company were ever called "platform".
+  if (principal.companyId !== target.companyId || principal.companyId === PLATFORM_SCOPE) {
+    return { allowed: false, reason: 'company_out_of_scope' };
+  }
   const granting = principal.roles.filter((role) => grants(principal, role, permission));
   if (granting.length === 0) return { allowed: false, reason: 'permission_missing' };
 

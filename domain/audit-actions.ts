@@ -44,6 +44,10 @@ export const AUDIT_ACTIONS = [
   'webhook.applied',
   'webhook.ignored',
   'webhook.replayed',
+  'dashboard.signed_in',
+  'dashboard.signed_out',
+  'dashboard.action',
+  'dashboard.denied',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -132,6 +132,9 @@ const envSchema = z.object({
   RECONCILE_AFTER_MS: positiveInt.default(15 * 60_000),
   RECONCILE_EVERY_MS: positiveInt.default(60_000),
   SHUTDOWN_DEADLINE_MS: positiveInt.default(25_000),
+  // Queue dashboard (/admin/queues) sessions: automatic logoff after this much inactivity, and a cap on any session.
+  DASHBOARD_IDLE_TIMEOUT_SECONDS: positiveInt.default(900),
+  DASHBOARD_SESSION_MAX_SECONDS: positiveInt.default(8 * 60 * 60),
   /** Prometheus metrics on their own listener (not the api's); 0 turns it off. */
   METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   METRICS_PORT: port.default(9464),
@@ -241,6 +244,7 @@ export type AppConfig = {
     retentionEveryMs: number;
   };
   shutdownDeadlineMs: number;
+  dashboard: { idleTimeoutSeconds: number; sessionMaxSeconds: number };
 };
 
 export class ConfigError extends Error {
@@ -478,5 +482,9 @@ export function loadConfig(
       retentionEveryMs: env.AUDIT_RETENTION_EVERY_MS,
     },
     shutdownDeadlineMs: env.SHUTDOWN_DEADLINE_MS,
+    dashboard: {
+      idleTimeoutSeconds: env.DASHBOARD_IDLE_TIMEOUT_SECONDS,
+      sessionMaxSeconds: env.DASHBOARD_SESSION_MAX_SECONDS,
+    },
   };
 }

@@ -1,0 +1,110 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { PLATFORM_ROLES } from '../../domain/access-policy';
+import { opaqueId } from '../../domain/audit-event';
+
+/**
+ * Dashboard sessions, kept in Redis (under the deployment's queue prefix) so any api process serves them and
+ * signing out ends them everywhere. The cookie holds a random token; Redis holds only its SHA-256, so a copy of
+ * Redis lets no one in. Idle timeout (automatic logoff): the key expires after `idleSeconds` without use, and use
+ * renews it; a session also ends `maxSeconds` after sign-in whatever its use.
+ */
+const sessionSchema = z.object({
+  subject: opaqueId,
+  role: z.enum(PLATFORM_ROLES),
+  /** The CSRF token every state-changing request must echo (header X-XSRF-TOKEN, or the form's `csrf`). */
+  csrf: z.string().min(32),
+  createdAt: z.number(),
+  lastActiveAt: z.number(),
+  /**
+   * The reads seen since the page was last loaded: the board polls what it shows every few seconds, and a poll is
+   * the page, not the person. A read not in this list (another queue, a job) is use; a repeat is not.
+   */
+  views: z.array(z.string()).max(64),
+});
+export type DashboardSession = z.infer<typeof sessionSchema>;
+
+export interface SessionStore {
+  create(subject: string, role: DashboardSession['role']): Promise<{ token: string; session: DashboardSession }>;
+  /** The live session of a cookie token, or undefined (unknown, idle too long, or past its maximum age). */
+  find(token: string): Promise<DashboardSession | undefined>;
+  /**
+   * Records use of a session: its idle timer starts again. `view` is the new read that was use; without one (a page
+   * load, an action) the list of reads seen starts afresh.
+   */
+  touch(token: string, session: DashboardSession, view?: string): Promise<void>;
+  destroy(token: string): Promise<void>;
+}
+
+const MAX_VIEWS = 64;
+
+function randomToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+export function sameSecret(given: string | undefined, expected: string): boolean {
+  if (!given) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function createSessionStore(
+  redis: Redis,
+  prefix: string,
+  limits: { idleSeconds: number; maxSeconds: number },
+  now: () => number = Date.now,
+): SessionStore {
+  const keyOf = (token: string) => `${prefix}:dashboard-session:${createHash('sha256').update(token).digest('hex')}`;
+  const idleMs = limits.idleSeconds * 1000;
+
+  async function save(token: string, session: DashboardSession): Promise<void> {
+    // Never beyond the session's maximum age, even when in use.
+    const left = Math.min(idleMs, session.createdAt + limits.maxSeconds * 1000 - now());
+    if (left <= 0) return void (await redis.del(keyOf(token)));
+    await redis.set(keyOf(token), JSON.stringify(session), 'PX', left);
+  }
+
+  return {
+    async create(subject, role) {
+      const token = randomToken();
+      const at = now();
+      const session: DashboardSession = {
+        subject,
+        role,
+        csrf: randomToken(),
+        createdAt: at,
+        lastActiveAt: at,
+        views: [],
+      };
+      await save(token, session);
+      return { token, session };
+    },
+
+    async find(token) {
+      if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return undefined;
+      const stored = await redis.get(keyOf(token));
+      if (!stored) return undefined;
+      const parsed = sessionSchema.safeParse(JSON.parse(stored));
+      if (!parsed.success) return undefined;
+      const session = parsed.data;
+      const at = now();
+      // Redis expires the key; these checks make the limits exact whatever the Redis clock does.
+      if (at - session.lastActiveAt >= idleMs || at - session.createdAt >= limits.maxSeconds * 1000) {
+        await redis.del(keyOf(token));
+        return undefined;
+      }
+      return session;
+    },
+
+    async touch(token, session, view) {
+      const views = !view ? [] : session.views.length >= MAX_VIEWS ? [view] : [...session.views, view];
+      await save(token, { ...session, lastActiveAt: now(), views });
+    },
+
+    async destroy(token) {
+      await redis.del(keyOf(token));
+    },
+  };
+}
