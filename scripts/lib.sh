@@ -72,7 +72,8 @@ as_root() {
 }
 
 ensure_apt_packages() {
-  local wanted=(libmongocrypt-dev poppler-utils redis-tools g++ make python3 pkg-config)
+  # chromium: the dashboard's real-browser test (test/e2e/dashboard-browser.test.ts, driven by playwright-core).
+  local wanted=(libmongocrypt-dev poppler-utils redis-tools g++ make python3 pkg-config chromium)
   command -v redis-server >/dev/null || port_open "$REDIS_PORT" || wanted+=(redis-server)
   if [ -z "${FERRETDB_POSTGRESQL_URL:-}" ] && ! system_postgresql_answers && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
     wanted+=(postgresql)
