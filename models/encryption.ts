@@ -193,6 +193,14 @@ export class FieldEncryption {
       algorithm: ALGORITHMS[algorithm],
     });
   }
+
+  /**
+   * Decrypts a value read without automatic decryption (a document checked as stored first). Fails like a read does
+   * when the company's key was destroyed (`isShreddedDataError`).
+   */
+  decrypt(value: Binary): Promise<unknown> {
+    return this.clientEncryption.decrypt(value);
+  }
 }
 
 /** What reading a field encrypted under a deleted (shredded) data key fails with. */

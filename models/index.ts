@@ -22,6 +22,11 @@ import {
   type SubscriptionPeriodModel,
 } from './subscription.model';
 import { createTestClockModel, type TestClockModel } from './test-clock.model';
+import { InvoiceDocumentStore } from './invoice-document';
+import { createInvoiceModel, type InvoiceModel } from './invoice.model';
+import { createInvoiceNumberModel, InvoiceNumbering, type InvoiceNumberModel } from './invoice-number.model';
+import { createInvoiceSettingsModel, type InvoiceSettingsModel } from './invoice-settings.model';
+import { createPayerProfileModel, type PayerProfileModel } from './payer-profile.model';
 import {
   createWebhookEventModel,
   createWebhookReplayClaimModel,
@@ -46,6 +51,10 @@ export interface Models {
   SubscriptionPeriod: SubscriptionPeriodModel;
   TestClock: TestClockModel;
   BillingSettings: BillingSettingsModel;
+  Invoice: InvoiceModel;
+  InvoiceNumber: InvoiceNumberModel;
+  InvoiceSettings: InvoiceSettingsModel;
+  PayerProfile: PayerProfileModel;
 }
 
 export interface Database {
@@ -55,6 +64,10 @@ export interface Database {
   /** A driver client without decryption: for integrity work on ciphertext as stored (the audit chain). */
   plainClient: MongoClient;
   auditTrail: AuditTrail;
+  /** Rendered invoices and credit notes, as stored (ciphertext), through the client without decryption. */
+  invoiceDocuments: InvoiceDocumentStore;
+  /** This process's invoice numbering (it caches the heads it wrote). */
+  invoiceNumbering: InvoiceNumbering;
   close(): Promise<void>;
 }
 
@@ -76,6 +89,10 @@ export function createModels(connection: Connection): Models {
     SubscriptionPeriod: createSubscriptionPeriodModel(connection),
     TestClock: createTestClockModel(connection),
     BillingSettings: createBillingSettingsModel(connection),
+    Invoice: createInvoiceModel(connection),
+    InvoiceNumber: createInvoiceNumberModel(connection),
+    InvoiceSettings: createInvoiceSettingsModel(connection),
+    PayerProfile: createPayerProfileModel(connection),
   };
 }
 
@@ -104,6 +121,8 @@ export async function openDatabase(
     models,
     plainClient,
     auditTrail,
+    invoiceDocuments: new InvoiceDocumentStore(plainClient.db(connection.name)),
+    invoiceNumbering: new InvoiceNumbering(models.InvoiceNumber),
     close: async () => {
       await Promise.all([connection.close(), plainClient.close()]);
     },

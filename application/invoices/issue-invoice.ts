@@ -1,0 +1,288 @@
+import type { AuditEventInput } from '../../domain/audit-event';
+import { transitionEventId, type AuditAction } from '../../domain/audit-actions';
+import type { DocumentKind } from '../../domain/invoice';
+import { ADJUSTMENT_WORDING, planLine, serviceLine } from '../../domain/invoice-catalog';
+import {
+  creditNoteIdFor,
+  DEFAULT_INVOICE_NUMBER_PREFIX,
+  formatDocumentNumber,
+  invoiceIdFor,
+  yearIn,
+} from '../../domain/invoice-number';
+import type { Models } from '../../models';
+import { isDuplicateKeyError } from '../../models/errors';
+import type { InvoiceNumbering } from '../../models/invoice-number.model';
+import { invoiceSettingsId } from '../../models/invoice-settings.model';
+import type { InvoiceLineRecord, InvoiceRecord } from '../../models/invoice.model';
+import type { PaymentRecord } from '../../models/payment.model';
+import type { RefundRecord } from '../../models/refund.model';
+import type { SubscriptionPeriodRecord } from '../../models/subscription.model';
+import type { Logger } from '../../platform/logger';
+
+export interface IssueInvoiceDeps {
+  models: Pick<
+    Models,
+    'Invoice' | 'InvoiceSettings' | 'Subscription' | 'Plan' | 'Payment' | 'SavedPaymentMethod' | 'BillingSettings'
+  >;
+  numbering: Pick<InvoiceNumbering, 'assign'>;
+  enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** Queues the rendering of a finalized document (job id = its id). */
+  enqueueRender: (invoiceId: string) => Promise<void>;
+  logger: Logger;
+}
+
+const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'invoicing' };
+
+type Draft = Omit<InvoiceRecord, 'createdAt' | 'updatedAt'>;
+
+/**
+ * The invoice of a settled subscription period: `paid` (its payment succeeded) or `uncollectible` (dunning gave up).
+ * A period with nothing to bill (a trial, a credit that covered it) has none. Idempotent: the id derives from the
+ * period, so a second call (a retried renewal, the sweep) finds the first one's invoice.
+ */
+export async function invoicePeriod(
+  deps: IssueInvoiceDeps,
+  period: SubscriptionPeriodRecord,
+  settleAs: 'paid' | 'uncollectible',
+  at: Date = new Date(),
+): Promise<InvoiceRecord | undefined> {
+  if (period.amount <= 0) return undefined;
+  const { Subscription, Plan, Payment, SavedPaymentMethod } = deps.models;
+  const subscription = await Subscription.findById(period.subscriptionId).lean();
+  if (!subscription) throw new Error(`subscription ${period.subscriptionId} of period ${period._id} is missing`);
+  const plan = await Plan.findById(subscription.planId, { category: 1 }).lean();
+  const line = planLine(plan?.category ?? 'membership', subscription.interval);
+  const proration = period.proration ?? 0;
+  const base = period.amount - proration;
+  const lines: InvoiceLineRecord[] = [{ ...line, quantity: 1, unitAmount: base, amount: base }];
+  if (proration !== 0) {
+    lines.push({
+      code: 'proration',
+      description: ADJUSTMENT_WORDING.proration,
+      quantity: 1,
+      unitAmount: proration,
+      amount: proration,
+    });
+  }
+  // The card is printed only when it is certainly the one that paid (the subscription's card may have changed since).
+  let paidWith: InvoiceRecord['paidWith'];
+  if (settleAs === 'paid' && period.paymentId) {
+    const [payment, method] = await Promise.all([
+      Payment.findById(period.paymentId, { paymentMethod: 1 }).lean(),
+      SavedPaymentMethod.findById(subscription.paymentMethodId, { stripePaymentMethodId: 1, card: 1 }).lean(),
+    ]);
+    if (payment && method?.card && String(method.stripePaymentMethodId) === payment.paymentMethod) {
+      paidWith = { brand: method.card.brand, last4: method.card.last4 };
+    }
+  }
+  const issuedAt = settleAs === 'paid' ? (period.paidAt ?? at) : at;
+  return issue(deps, {
+    _id: invoiceIdFor({ type: 'subscription_period', id: period._id }),
+    companyId: period.companyId,
+    ...(period.officeId ? { officeId: period.officeId } : {}),
+    kind: 'invoice',
+    status: 'draft',
+    source: { type: 'subscription_period', id: period._id },
+    settleAs,
+    customerRef: subscription.customerRef,
+    subscriptionId: subscription._id,
+    ...(period.paymentId ? { paymentId: period.paymentId } : {}),
+    currency: period.currency,
+    lines,
+    subtotal: period.amount,
+    total: period.amount,
+    amountPaid: settleAs === 'paid' ? period.amount : 0,
+    amountDue: settleAs === 'paid' ? 0 : period.amount,
+    period: { start: period.start, end: period.end },
+    ...(paidWith ? { paidWith } : {}),
+    issuedAt,
+    timeZone: subscription.cycle.timeZone,
+    ...(settleAs === 'paid' ? { paidAt: issuedAt } : {}),
+    documentStatus: 'pending',
+  });
+}
+
+/** The invoice of a succeeded one-off payment (a subscription's payments are invoiced with their period). */
+export async function invoicePayment(
+  deps: IssueInvoiceDeps,
+  payment: PaymentRecord,
+): Promise<InvoiceRecord | undefined> {
+  if (payment.status !== 'succeeded' || payment.subscription) return undefined;
+  const line = serviceLine(payment.serviceCategory);
+  const issuedAt = payment.completedAt ?? payment.updatedAt;
+  return issue(deps, {
+    _id: invoiceIdFor({ type: 'payment', id: payment._id }),
+    companyId: payment.companyId,
+    ...(payment.officeId ? { officeId: payment.officeId } : {}),
+    kind: 'invoice',
+    status: 'draft',
+    source: { type: 'payment', id: payment._id },
+    settleAs: 'paid',
+    customerRef: payment.customer,
+    paymentId: payment._id,
+    currency: payment.currency,
+    lines: [{ ...line, quantity: 1, unitAmount: payment.amount, amount: payment.amount }],
+    subtotal: payment.amount,
+    total: payment.amount,
+    amountPaid: payment.amount,
+    amountDue: 0,
+    issuedAt,
+    timeZone: await timeZoneOf(deps, payment.companyId),
+    paidAt: issuedAt,
+    documentStatus: 'pending',
+  });
+}
+
+/**
+ * The credit note of a succeeded refund of an invoiced payment (its own sequence and document), naming the invoice it
+ * credits. A payment without an invoice gets none.
+ */
+export async function creditRefund(deps: IssueInvoiceDeps, refund: RefundRecord): Promise<InvoiceRecord | undefined> {
+  if (refund.status !== 'succeeded') return undefined;
+  const payment = await deps.models.Payment.findById(refund.paymentId, { subscription: 1 }).lean();
+  if (!payment) return undefined;
+  const invoiceId = payment.subscription
+    ? invoiceIdFor({ type: 'subscription_period', id: payment.subscription.periodId })
+    : invoiceIdFor({ type: 'payment', id: payment._id });
+  const invoice = await deps.models.Invoice.findOne({ _id: invoiceId, companyId: refund.companyId }).lean();
+  if (!invoice) return undefined;
+  const credited = invoice.lines[0];
+  const issuedAt = refund.completedAt ?? refund.updatedAt;
+  return issue(deps, {
+    _id: creditNoteIdFor(refund._id),
+    companyId: refund.companyId,
+    ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
+    kind: 'credit_note',
+    status: 'draft',
+    source: { type: 'refund', id: refund._id },
+    // A credit note is paid once its refund reached the payer, which is when it is issued.
+    settleAs: 'paid',
+    customerRef: invoice.customerRef,
+    ...(invoice.subscriptionId ? { subscriptionId: invoice.subscriptionId } : {}),
+    paymentId: payment._id,
+    refundId: refund._id,
+    creditsInvoiceId: invoice._id,
+    currency: refund.currency,
+    lines: [
+      {
+        code: credited?.code ?? 'other_services',
+        description: credited?.description ?? serviceLine(undefined).description,
+        quantity: 1,
+        unitAmount: refund.amount,
+        amount: refund.amount,
+      },
+    ],
+    subtotal: refund.amount,
+    total: refund.amount,
+    amountPaid: refund.amount,
+    amountDue: 0,
+    ...(invoice.period ? { period: invoice.period } : {}),
+    issuedAt,
+    timeZone: invoice.timeZone,
+    paidAt: issuedAt,
+    documentStatus: 'pending',
+  });
+}
+
+async function timeZoneOf(deps: Pick<IssueInvoiceDeps, 'models'>, companyId: string): Promise<string> {
+  const settings = await deps.models.BillingSettings.findById(companyId, { timeZone: 1 }).lean();
+  return settings?.timeZone ?? 'UTC';
+}
+
+/** Inserts the draft under its id (or finds the one inserted before), finalizes it and queues its rendering. */
+async function issue(deps: IssueInvoiceDeps, draft: Draft): Promise<InvoiceRecord> {
+  const { Invoice } = deps.models;
+  let invoice: InvoiceRecord | null;
+  try {
+    const now = new Date();
+    await Invoice.insertMany([{ ...draft, createdAt: now, updatedAt: now }], { lean: true });
+    invoice = { ...draft, createdAt: now, updatedAt: now };
+  } catch (error) {
+    if (!isDuplicateKeyError(error)) throw error;
+    invoice = await Invoice.findById(draft._id).lean();
+    if (!invoice) throw error;
+  }
+  invoice = await finalizeInvoice(deps, invoice);
+  if (invoice.documentStatus === 'pending') {
+    try {
+      await deps.enqueueRender(invoice._id);
+    } catch (error) {
+      // Finalized and recorded: the outbox sweep queues a document left pending.
+      deps.logger.warn({ invoiceId: invoice._id, err: error }, 'invoice finalized but not queued for rendering');
+    }
+  }
+  return invoice;
+}
+
+/**
+ * Finalizes a draft: its number is the next place in the company's sequence for its kind (a sequenced append under a
+ * unique index: no gap, no duplicate, whatever races), printed with the company's prefix and the year it was issued;
+ * then it moves to where its source took it (paid, uncollectible). Every write is conditional and writes what any
+ * racing writer would, so a retry or a concurrent finalization is harmless; `invoice.finalized` (or
+ * `credit_note.finalized`) is sent under an id fixed by the document.
+ */
+export async function finalizeInvoice(
+  deps: Pick<IssueInvoiceDeps, 'models' | 'numbering' | 'enqueueAudit'>,
+  invoice: InvoiceRecord,
+): Promise<InvoiceRecord> {
+  const { Invoice, InvoiceSettings } = deps.models;
+  let current = invoice;
+  if (current.status === 'draft') {
+    const sequence = await deps.numbering.assign(current.companyId, current.kind, current._id);
+    const settings = await InvoiceSettings.findById(invoiceSettingsId(current.companyId), { numberPrefix: 1 }).lean();
+    const prefix = settings?.numberPrefix ?? DEFAULT_INVOICE_NUMBER_PREFIX;
+    const number = formatDocumentNumber(current.kind, prefix, yearIn(current.issuedAt, current.timeZone), sequence);
+    await Invoice.updateOne(
+      { _id: current._id, status: 'draft' },
+      { $set: { status: 'open', number, sequence, finalizedAt: new Date() } },
+    );
+    current = (await Invoice.findById(current._id).lean()) ?? current;
+  }
+  if (current.status === 'open' && current.settleAs !== 'open') {
+    await Invoice.updateOne({ _id: current._id, status: 'open' }, { $set: { status: current.settleAs } });
+    current = (await Invoice.findById(current._id).lean()) ?? current;
+  }
+  if (current.number) await deps.enqueueAudit(finalizedEvent(current));
+  return current;
+}
+
+type DocumentEvent = 'finalized' | 'rendered' | 'downloaded' | 'integrity_failed';
+
+const DOCUMENT_ACTIONS: Readonly<Record<DocumentKind, Readonly<Record<DocumentEvent, AuditAction>>>> = {
+  invoice: {
+    finalized: 'invoice.finalized',
+    rendered: 'invoice.rendered',
+    downloaded: 'invoice.downloaded',
+    integrity_failed: 'invoice.integrity_failed',
+  },
+  credit_note: {
+    finalized: 'credit_note.finalized',
+    rendered: 'credit_note.rendered',
+    downloaded: 'credit_note.downloaded',
+    integrity_failed: 'credit_note.integrity_failed',
+  },
+};
+
+/** The audit action of something that happened to a document of this kind. */
+export function documentAction(kind: DocumentKind, what: DocumentEvent): AuditAction {
+  return DOCUMENT_ACTIONS[kind][what];
+}
+
+function finalizedEvent(invoice: InvoiceRecord): AuditEventInput {
+  const action = documentAction(invoice.kind, 'finalized');
+  return {
+    eventId: transitionEventId(action, invoice._id),
+    companyId: invoice.companyId,
+    ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
+    action,
+    outcome: 'success',
+    actor: ACTOR,
+    resource: { type: invoice.kind, id: invoice._id },
+    changes: [
+      { field: 'number', before: null, after: invoice.number ?? null },
+      { field: 'status', before: 'draft', after: invoice.settleAs },
+      { field: 'total', before: null, after: String(invoice.total) },
+    ],
+    occurredAt: (invoice.finalizedAt ?? new Date()).toISOString(),
+  };
+}
