@@ -126,6 +126,9 @@ const envSchema = z.object({
   RENEWAL_CONCURRENCY: positiveInt.default(10),
   RENEWAL_SWEEP_EVERY_MS: positiveInt.default(60_000),
   AUDIT_CONCURRENCY: positiveInt.default(20),
+  /** Invoices rendered at once per worker process, and the worker threads that render their PDFs. */
+  INVOICE_CONCURRENCY: positiveInt.default(4),
+  INVOICE_RENDER_THREADS: positiveInt.max(64).default(2),
   OUTBOX_SWEEP_EVERY_MS: positiveInt.default(30_000),
   OUTBOX_STALE_AFTER_MS: positiveInt.default(60_000),
   /** Payments and refunds waiting on a gateway decision (or needing attention) this long are asked about at Stripe. */
@@ -231,6 +234,8 @@ export type AppConfig = {
     refundConcurrency: number;
     renewalConcurrency: number;
     renewalSweepEveryMs: number;
+    invoiceConcurrency: number;
+    invoiceRenderThreads: number;
   };
   outbox: { sweepEveryMs: number; staleAfterMs: number };
   reconcile: { everyMs: number; afterMs: number };
@@ -470,6 +475,8 @@ export function loadConfig(
       refundConcurrency: env.REFUND_CONCURRENCY,
       renewalConcurrency: env.RENEWAL_CONCURRENCY,
       renewalSweepEveryMs: env.RENEWAL_SWEEP_EVERY_MS,
+      invoiceConcurrency: env.INVOICE_CONCURRENCY,
+      invoiceRenderThreads: env.INVOICE_RENDER_THREADS,
     },
     outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
     reconcile: { everyMs: env.RECONCILE_EVERY_MS, afterMs: env.RECONCILE_AFTER_MS },

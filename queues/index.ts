@@ -1,6 +1,7 @@
 import { Queue, type ConnectionOptions } from 'bullmq';
 import type { AuditJob } from './audit.queue';
 import type { ChargeJob } from './charges.queue';
+import type { InvoiceJob } from './invoices.queue';
 import type { MaintenanceJob } from './maintenance.queue';
 import { ALL_QUEUE_NAMES, QUEUE_NAMES, type QueueName } from './names';
 import type { RefundJob } from './refunds.queue';
@@ -15,6 +16,7 @@ export interface QueuePayloads {
   [QUEUE_NAMES.stripeEvents]: StripeEventJob;
   [QUEUE_NAMES.refunds]: RefundJob;
   [QUEUE_NAMES.renewals]: RenewalJob;
+  [QUEUE_NAMES.invoices]: InvoiceJob;
 }
 
 export type Queues = { [N in QueueName]: Queue<QueuePayloads[N]> };

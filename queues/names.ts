@@ -6,6 +6,7 @@ export const QUEUE_NAMES = {
   stripeEvents: 'stripe-events',
   refunds: 'refunds',
   renewals: 'renewals',
+  invoices: 'invoices',
 } as const;
 
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];

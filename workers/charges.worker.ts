@@ -73,6 +73,8 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
     await deps.enqueueAudit(paymentRequestedEvent(stored));
     if (isSettled(stored.status)) {
       await auditPaymentOutcome(deps, stored, { actor: ACTOR, jobId: job.id });
+      // What follows an outcome (a renewal, an invoice) is idempotent: told again, in case it failed the first time.
+      await deps.onOutcome?.(stored);
       log.info({ status: stored.status }, 'payment already settled; nothing to do');
     }
     return { paymentId, status: stored.status };

@@ -12,6 +12,7 @@ import { scheduleMaintenance } from '../queues/maintenance.queue';
 import { RENEWAL_JOBS } from '../queues/renewals.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { parseWorkerArgs, selectQueues, WORKERS, type WorkerContext } from './registry';
+import { createRenderPool } from '../documents/render-pool';
 
 export interface RunningWorkers {
   workers: Worker[];
@@ -52,6 +53,10 @@ export async function startWorkers(
     // One gateway for charges and refunds: it keeps one SDK client per secret key.
     gateway: new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs }),
     enqueueAudit: (event) => enqueueAuditEvent(queues.audit, event),
+    // PDF rendering on worker threads, only where invoices are served (INVOICE_RENDER_THREADS at most).
+    ...(names.includes(QUEUE_NAMES.invoices)
+      ? { renderPool: createRenderPool({ threads: config.workers.invoiceRenderThreads }) }
+      : {}),
   };
 
   const workers: Worker[] = names.map((name) => WORKERS[name].start(context));
@@ -87,6 +92,7 @@ export async function startWorkers(
     async stop() {
       // Workers first: they finish their active jobs. Then queues, then the connections under them.
       await Promise.all(workers.map((worker) => worker.close()));
+      await context.renderPool?.close();
       await closeQueues(queues);
       await connection.quit();
       if (!database) await db.close();

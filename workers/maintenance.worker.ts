@@ -8,6 +8,7 @@ import { enqueueAuditEvent, type AuditJob } from '../queues/audit.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import type { StripeEventJob } from '../queues/stripe-events.queue';
 import type { RefundJob } from '../queues/refunds.queue';
+import type { InvoiceJob } from '../queues/invoices.queue';
 import { sweepOutbox, type SweepResult } from '../application/outbox/sweep-outbox';
 import {
   reconcileWithGateway,
@@ -19,11 +20,12 @@ import { outboxRequeued } from '../platform/metrics';
 import { createQueueWorker, JobFailedError, type QueueWorkerOptions } from './queue-worker';
 
 export interface MaintenanceDeps extends Omit<ReconcileDeps, 'models' | 'afterMs'> {
-  models: Pick<Models, 'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'>;
+  models: Pick<Models, 'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger' | 'Invoice'>;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
   refundsQueue: Queue<RefundJob>;
   auditQueue: Queue<AuditJob>;
+  invoicesQueue: Queue<InvoiceJob>;
   auditTrail: Pick<AuditTrail, 'anchorHeads' | 'purgeBefore'>;
   anchorSigner: AnchorSigner;
   logger: Logger;

@@ -26,6 +26,17 @@ import {
   type QueueWorkerOptions,
 } from './queue-worker';
 import { processRefund } from './refunds.worker';
+import { processInvoice } from './invoices.worker';
+import {
+  creditRefund,
+  invoicePayment,
+  invoicePeriod,
+  type IssueInvoiceDeps,
+} from '../application/invoices/issue-invoice';
+import type { RenderPool } from '../documents/render-pool';
+import { enqueueInvoiceRender, invoiceJobSchema } from '../queues/invoices.queue';
+import type { PaymentRecord } from '../models/payment.model';
+import type { RefundRecord } from '../models/refund.model';
 import { processStripeEvent } from './stripe-events.worker';
 
 /** What the worker process builds once (workers/main.ts) and every worker takes its dependencies from. */
@@ -37,6 +48,8 @@ export interface WorkerContext {
   queues: Queues;
   gateway: PaymentGateway;
   enqueueAudit: (event: Parameters<typeof enqueueAuditEvent>[1]) => Promise<void>;
+  /** The PDF render threads: built by workers/main.ts when this process serves the invoices queue. */
+  renderPool?: RenderPool;
 }
 
 /** A queue's entry: its payload schema, its processor, and how to start a worker for it. */
@@ -75,6 +88,28 @@ function defineWorker<N extends QueueName, Deps, Result>(
 
 const common = ({ connection, config, logger }: WorkerContext) => ({ connection, prefix: config.queuePrefix, logger });
 
+/** What issuing an invoice or credit note needs, from whichever worker saw its source settle. */
+function invoicing(context: WorkerContext): IssueInvoiceDeps {
+  return {
+    models: context.db.models,
+    numbering: context.db.invoiceNumbering,
+    enqueueAudit: context.enqueueAudit,
+    enqueueRender: (invoiceId) => enqueueInvoiceRender(context.queues.invoices, { invoiceId }),
+    logger: context.logger,
+  };
+}
+
+/** A recorded payment outcome: its subscription renews; a succeeded one-off payment gets its invoice. */
+const afterPaymentOutcome = (context: WorkerContext) => async (payment: PaymentRecord) => {
+  await renewAfterPayment(context.queues.renewals, payment);
+  await invoicePayment(invoicing(context), payment);
+};
+
+/** A succeeded refund of an invoiced payment gets its credit note. */
+const afterRefundSucceeded = (context: WorkerContext) => async (refund: RefundRecord) => {
+  await creditRefund(invoicing(context), refund);
+};
+
 /** Scheduled housekeeping carries no data. */
 const maintenanceJobSchema = z.record(z.string(), z.never());
 
@@ -94,7 +129,7 @@ export const WORKERS = {
       encryption: context.db.encryption,
       gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
-      onOutcome: (payment) => renewAfterPayment(context.queues.renewals, payment),
+      onOutcome: afterPaymentOutcome(context),
     }),
   }),
   [QUEUE_NAMES.refunds]: defineWorker(QUEUE_NAMES.refunds, {
@@ -106,6 +141,7 @@ export const WORKERS = {
       models: context.db.models,
       gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
+      onRefundSucceeded: afterRefundSucceeded(context),
     }),
   }),
   [QUEUE_NAMES.audit]: defineWorker(QUEUE_NAMES.audit, {
@@ -128,7 +164,8 @@ export const WORKERS = {
       encryption: context.db.encryption,
       gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
-      onOutcome: (payment) => renewAfterPayment(context.queues.renewals, payment),
+      onOutcome: afterPaymentOutcome(context),
+      onRefundSucceeded: afterRefundSucceeded(context),
       onPaymentMethodSaved: (method) =>
         resumeCollectionForPayer(
           {
@@ -156,7 +193,9 @@ export const WORKERS = {
       anchorSigner: loadAnchorSigner(context.config.audit.anchorKeyFile, context.config.env !== 'production'),
       staleAfterMs: context.config.outbox.staleAfterMs,
       reconcileAfterMs: context.config.reconcile.afterMs,
-      onOutcome: (payment) => renewAfterPayment(context.queues.renewals, payment),
+      onOutcome: afterPaymentOutcome(context),
+      onRefundSucceeded: afterRefundSucceeded(context),
+      invoicesQueue: context.queues.invoices,
       gateway: context.gateway,
       encryption: context.db.encryption,
       enqueueAudit: context.enqueueAudit,
@@ -174,7 +213,31 @@ export const WORKERS = {
       enqueueCharge: (payment) =>
         enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
       enqueueAudit: context.enqueueAudit,
+      onPeriodPaid: async (period) => {
+        await invoicePeriod(invoicing(context), period, 'paid');
+      },
+      onPeriodUncollectible: async (period, at) => {
+        await invoicePeriod(invoicing(context), period, 'uncollectible', at);
+      },
     }),
+  }),
+  [QUEUE_NAMES.invoices]: defineWorker(QUEUE_NAMES.invoices, {
+    schema: invoiceJobSchema,
+    process: processInvoice,
+    deps: (context) => {
+      const pool = context.renderPool;
+      if (!pool) throw new Error('the invoices worker needs the render pool (workers/main.ts builds it)');
+      return {
+        ...common(context),
+        concurrency: context.config.workers.invoiceConcurrency,
+        models: context.db.models,
+        numbering: context.db.invoiceNumbering,
+        documents: context.db.invoiceDocuments,
+        encryption: context.db.encryption,
+        render: (view) => pool.render(view),
+        enqueueAudit: context.enqueueAudit,
+      };
+    },
   }),
 } satisfies { [N in QueueName]: WorkerDefinition<N> };
 

@@ -7,18 +7,21 @@ import { auditJobId, enqueueAuditEvent, type AuditJob } from '../../queues/audit
 import { chargeJobId, enqueueCharge, type ChargeJob } from '../../queues/charges.queue';
 import { ensureJob } from '../../queues/job-options';
 import { enqueueRefund, refundJobId, type RefundJob } from '../../queues/refunds.queue';
+import { enqueueInvoiceRender, invoiceJobId, type InvoiceJob } from '../../queues/invoices.queue';
 import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../../queues/stripe-events.queue';
 
 export interface OutboxDeps {
   /** Company and Office hold the audit events of their changes until they are queued (swept with the audit queue). */
   models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'> &
-    Partial<Pick<Models, 'Company' | 'Office'>>;
+    Partial<Pick<Models, 'Company' | 'Office' | 'Invoice'>>;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
   /** Refunds are swept when their queue is given. */
   refundsQueue?: Queue<RefundJob>;
   /** Pending audit events (models/pending-audit.ts) are swept when this queue and the Company and Office models are given. */
   auditQueue?: Queue<AuditJob>;
+  /** Invoices and credit notes whose document is not stored are swept when this queue and the Invoice model are given. */
+  invoicesQueue?: Queue<InvoiceJob>;
   logger: Logger;
   staleAfterMs: number;
   now?: () => Date;
@@ -177,7 +180,47 @@ const pendingAudits: OutboxSource = {
   },
 };
 
-export const OUTBOX_SOURCES: readonly OutboxSource[] = [payments, stripeEvents, refunds, refundHolds, pendingAudits];
+/**
+ * An invoice or credit note whose document is not stored: its render job was never queued (Redis down when it was
+ * finalized), ran out of retries, or a crash left it a draft (the job finalizes it first). A shredded company's are
+ * left alone: nothing of them can be written any more.
+ */
+const invoiceDocuments: OutboxSource = {
+  name: 'invoice-documents',
+  async sweep(deps, cutoff) {
+    const { invoicesQueue: queue } = deps;
+    const { Invoice } = deps.models;
+    if (!queue || !Invoice) return { examined: 0, requeued: 0, failed: 0 };
+    const pending = await Invoice.find({ documentStatus: 'pending', updatedAt: { $lt: cutoff } }, { companyId: 1 })
+      .sort({ updatedAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean();
+    const companies = [...new Set(pending.map((invoice) => invoice.companyId))];
+    const shredded = new Set(
+      deps.models.Company && companies.length > 0
+        ? (
+            await deps.models.Company.find(
+              { _id: { $in: companies }, shreddedAt: { $exists: true } },
+              { _id: 1 },
+            ).lean()
+          ).map((company) => company._id)
+        : [],
+    );
+    const live = pending.filter((invoice) => !shredded.has(invoice.companyId));
+    return ensureJobs(deps, this.name, live, (invoice) =>
+      ensureJob(queue, invoiceJobId(invoice._id), () => enqueueInvoiceRender(queue, { invoiceId: invoice._id })),
+    );
+  },
+};
+
+export const OUTBOX_SOURCES: readonly OutboxSource[] = [
+  payments,
+  stripeEvents,
+  refunds,
+  refundHolds,
+  pendingAudits,
+  invoiceDocuments,
+];
 
 /**
  * The outbox sweep: anything left unfinished for longer than `staleAfterMs` with no live job gets one, source by

@@ -13,7 +13,7 @@ import { ensureJob } from '../../queues/job-options';
 import { enqueueRefund, refundJobId, type RefundJob } from '../../queues/refunds.queue';
 import { resolveGatewayAccess } from '../gateway-access';
 import { recordPaymentOutcome } from '../payments/record-outcome';
-import { followRefund, moveRefund } from '../refunds/move-refund';
+import { followRefund, moveRefund, type FollowRefundDeps } from '../refunds/move-refund';
 
 export interface ReconcileDeps {
   models: Pick<Models, 'Company' | 'Office' | 'Payment' | 'Refund' | 'RefundLedger'>;
@@ -22,6 +22,8 @@ export interface ReconcileDeps {
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
   onOutcome?: RecordOutcomeDeps['onOutcome'];
+  /** Told of a succeeded refund (its credit note). */
+  onRefundSucceeded?: FollowRefundDeps['onRefundSucceeded'];
   chargesQueue: Queue<ChargeJob>;
   refundsQueue: Queue<RefundJob>;
   logger: Logger;

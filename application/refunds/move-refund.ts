@@ -82,6 +82,8 @@ export async function moveRefund(
 export interface FollowRefundDeps {
   models: Pick<Models, 'RefundLedger'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** Told of a succeeded refund (again after a crash or a redelivery: it must be idempotent): its credit note. */
+  onRefundSucceeded?: (refund: RefundRecord) => Promise<void>;
 }
 
 /**
@@ -98,4 +100,5 @@ export async function followRefund(
   await applyRefundToLedger(deps.models.RefundLedger, refund);
   const event = refundOutcomeEvent(refund, actor, jobId);
   if (event) await deps.enqueueAudit(event);
+  if (refund.status === 'succeeded') await deps.onRefundSucceeded?.(refund);
 }

@@ -7,12 +7,14 @@ import { applyRefundToLedger, holdRefund } from '../../models/refund-ledger.mode
 import type { RefundFailure, RefundRecord } from '../../models/refund.model';
 import type { Logger } from '../../platform/logger';
 import { resolveGatewayAccess } from '../gateway-access';
-import { followRefund, moveRefund, type RefundActor } from './move-refund';
+import { followRefund, moveRefund, type FollowRefundDeps, type RefundActor } from './move-refund';
 
 export interface SendRefundDeps {
   models: Pick<Models, 'Company' | 'Office' | 'Payment' | 'Refund' | 'RefundLedger'>;
   gateway: Pick<PaymentGateway, 'createRefund' | 'findRefund'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** A succeeded refund's credit note (see followRefund). */
+  onRefundSucceeded?: FollowRefundDeps['onRefundSucceeded'];
   logger: Logger;
 }
 

@@ -21,6 +21,11 @@ export interface RenewDeps {
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Called once a period is paid (again after a crash: it must be idempotent per period): its invoice starts here. */
   onPeriodPaid?: (period: SubscriptionPeriodRecord) => Promise<void>;
+  /**
+   * Called once dunning gave up on a period (it is `uncollectible`), with the subscription's time then. Idempotent
+   * per period, like `onPeriodPaid`: its uncollectible invoice starts here.
+   */
+  onPeriodUncollectible?: (period: SubscriptionPeriodRecord, at: Date) => Promise<void>;
   logger: Logger;
 }
 
@@ -294,12 +299,13 @@ async function periodPaid(
       { field: 'paymentId', before: null, after: payment._id },
     ],
   });
+  // The hook for its invoice (idempotent per period), before the period is recorded paid: if it fails, the next run
+  // finds the period still open with its payment succeeded, and comes here again.
+  await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt: now });
   await deps.models.SubscriptionPeriod.updateOne(
     { _id: period._id, status: 'open', paymentId: payment._id },
     { $set: { status: 'paid', paidAt: now } },
   );
-  // The hook for its invoice (idempotent per period).
-  await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt: now });
   // The next thing is the period's end.
   await move(deps, subscription, { type: 'payment_succeeded' }, now, { nextBillingAt: period.end }, ['waitingFor']);
 }
@@ -366,11 +372,13 @@ async function afterFailure(
         step.endState === 'canceled' ? { canceledAt: now } : {},
         ['nextBillingAt'],
       );
-      if (moved)
+      if (moved) {
         await deps.models.SubscriptionPeriod.updateOne(
           { _id: period._id, status: 'open' },
           { $set: { status: 'uncollectible' } },
         );
+        await deps.onPeriodUncollectible?.({ ...period, status: 'uncollectible' }, now);
+      }
       return moved ? 'settled' : 'again';
     }
     case 'retry':

@@ -67,6 +67,7 @@ export async function startInProcessSystem(
         chargesQueue: ctx.queues.charges,
         stripeEventsQueue: ctx.queues['stripe-events'],
         refundsQueue: ctx.queues.refunds,
+        invoicesQueue: ctx.queues.invoices,
         logger: ctx.logger,
         staleAfterMs: 0,
       }),

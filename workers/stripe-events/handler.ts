@@ -1,4 +1,5 @@
 import type { RecordOutcomeDeps } from '../../application/payments/record-outcome';
+import type { FollowRefundDeps } from '../../application/refunds/move-refund';
 import type { Job } from 'bullmq';
 import type { Models } from '../../models';
 import type { FieldEncryption } from '../../models/encryption';
@@ -21,6 +22,8 @@ export interface StripeEventDeps {
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
   onOutcome?: RecordOutcomeDeps['onOutcome'];
+  /** Told of a succeeded refund (its credit note). */
+  onRefundSucceeded?: FollowRefundDeps['onRefundSucceeded'];
   /** A payer saved a payment method: their subscriptions waiting for one resume collection. */
   onPaymentMethodSaved?: (method: { _id: string; companyId: string; customerRef: string }) => Promise<unknown>;
   logger: Logger;
