@@ -31,7 +31,7 @@ export interface AccessGuardDeps {
 
 /** What a route says about its caller's action; the guard adds who, from where and when. */
 export type CallerEvent = Pick<AuditEventInput, 'companyId' | 'action' | 'resource'> &
-  Partial<Pick<AuditEventInput, 'changes' | 'permission'>>;
+  Partial<Pick<AuditEventInput, 'changes' | 'permission' | 'officeId' | 'severity' | 'reason' | 'sealed' | 'outcome'>>;
 
 export interface AccessTarget {
   companyId: string;
@@ -193,7 +193,7 @@ export function createAccessGuard(deps: AccessGuardDeps): AccessGuard {
   }
 
   function callerEvent(request: FastifyRequest, event: CallerEvent) {
-    return { ...securityEvent(request, event.action, event), outcome: 'success' as const };
+    return { ...securityEvent(request, event.action, event), outcome: event.outcome ?? ('success' as const) };
   }
 
   return {

@@ -25,6 +25,8 @@ import { registerRefundRoutes } from './routes/refunds';
 import { registerSubscriptionRoutes } from './routes/subscriptions';
 import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
 import { registerWebhookEventRoutes } from './routes/webhook-events';
+import { registerInvoiceRoutes } from './routes/invoices';
+import { registerInvoiceSettingsRoutes } from './routes/invoice-settings';
 import { createAuditBudget } from './audit-budget';
 import { isDashboardRoute, registerDashboard } from './dashboard';
 
@@ -37,7 +39,7 @@ declare module 'fastify' {
 export interface ApiDeps {
   config: Pick<AppConfig, 'env' | 'payments' | 'http' | 'auth' | 'queuePrefix' | 'stripe' | 'dashboard'>;
   logger: Logger;
-  database: Pick<Database, 'connection' | 'models' | 'encryption' | 'auditTrail'>;
+  database: Pick<Database, 'connection' | 'models' | 'encryption' | 'auditTrail' | 'invoiceDocuments'>;
   /** Verifies the signatures of audit chain anchors. */
   anchorPublicKey: KeyObject;
   queues: Queues;
@@ -243,6 +245,13 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     redis: deps.redis,
     keyPrefix: deps.config.queuePrefix,
   });
+  registerInvoiceRoutes(app, {
+    models: deps.database.models,
+    documents: deps.database.invoiceDocuments,
+    encryption: deps.database.encryption,
+    guard,
+  });
+  registerInvoiceSettingsRoutes(app, { models: deps.database.models, encryption: deps.database.encryption, guard });
   await registerDashboard(app, {
     queues: deps.queues,
     redis: deps.redis,
