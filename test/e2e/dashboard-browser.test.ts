@@ -136,6 +136,27 @@ if (!chromiumFound) {
     }
   });
 
+  it("retries the failed job from the board's own UI (which echoes the CSRF cookie as X-XSRF-TOKEN)", async () => {
+    await page.goto(`${system.url}/admin/queues/queue/charges/${failedJobId}`);
+    await waitForText('card_declined');
+    // The job card's first icon button is Retry (the board labels its icons with tooltips only).
+    const header = page.getByText(failedJobId).first().locator('xpath=ancestor::*[.//button][1]');
+    await header.getByRole('button').first().click();
+    const sent = page.waitForRequest((r) => r.method() === 'PUT' && r.url().endsWith('/retry'));
+    await page.getByRole('button', { name: 'Confirm' }).click();
+    expect((await sent).headers()['x-xsrf-token']).toBeTruthy();
+    await waitFor(
+      async () => (await system.ctx.queues.charges.getJob(failedJobId))?.getState(),
+      (state) => state !== 'failed',
+      { what: 'the job retried from the browser to leave failed' },
+    );
+    await waitFor(
+      () => system.ctx.db.models.AuditEvent.findOne({ companyId: 'platform', action: 'dashboard.action' }).lean(),
+      (event) => event?.actor.id === 'usr-ops-e2e' && event.reason === 'retry',
+      { what: 'the dashboard.action audit event of the retry' },
+    );
+  });
+
   it('shows no seeded secret or name on any page of the scenario', () => {
     const all = seen.join('\n');
     expect(all.length).toBeGreaterThan(0);
