@@ -32,7 +32,7 @@ describe('who gets into the queue dashboard', () => {
       { allowed: false, reason: 'user_token_required' },
     ],
   ] as const)('%j → %j', (overrides, decision) => {
-    expect(decideDashboardRole(principal(overrides as Partial<Principal>))).toEqual(decision);
+    expect(decideDashboardRole(principal(overrides as unknown as Partial<Principal>))).toEqual(decision);
   });
 
   it('platform roles grant no company permission, and a platform token reaches no company', () => {
