@@ -1,7 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requestPayment } from '../application/payments/request-payment';
 import { requestRefund } from '../application/refunds/request-refund';
-import { createPlan, createSubscription, type ManageDeps } from '../application/subscriptions/manage-subscriptions';
+import {
+  createPlan,
+  createSubscription,
+  manageDepsFor,
+  type ManageDeps,
+} from '../application/subscriptions/manage-subscriptions';
 import { requestClockAdvance } from '../application/subscriptions/test-clocks';
 import type { AuditEventInput } from '../domain/audit-event';
 import { DEFAULT_DUNNING_POLICY } from '../domain/dunning';
@@ -13,7 +18,7 @@ import type { Queues } from '../queues';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { enqueueCharge } from '../queues/charges.queue';
 import { enqueueRefund } from '../queues/refunds.queue';
-import { enqueueClockAdvance, enqueueRenewal } from '../queues/renewals.queue';
+import { enqueueClockAdvance } from '../queues/renewals.queue';
 
 const DEMO_CLOCK_ID = `clock_${'01JDEMO'.padEnd(26, '0')}`;
 const DEMO_UNTIL = new Date('2027-02-05T16:00:00Z');
@@ -32,11 +37,7 @@ export async function seedDemo(
   const { queues, log } = deps;
   const actor = { type: 'user' as const, id: 'demo-seed' };
   const enqueueAudit = (event: AuditEventInput) => enqueueAuditEvent(queues.audit, event);
-  const manage: ManageDeps = {
-    models,
-    enqueueRenewal: (subscription) => enqueueRenewal(queues.renewals, subscription),
-    enqueueAudit,
-  };
+  const manage: ManageDeps = manageDepsFor({ models, queues, enqueueAudit });
   const must = <T extends { outcome: string }>(what: string, result: T): Exclude<T, { outcome: 'refused' }> => {
     if (result.outcome === 'refused') throw new Error(`${what}: ${JSON.stringify(result)}`);
     return result as Exclude<T, { outcome: 'refused' }>;

@@ -119,6 +119,8 @@ export type PeriodStatus = (typeof PERIOD_STATUSES)[number];
 export interface SubscriptionPeriodRecord {
   /** `per_` + a hash of the subscription and the period's start. */
   _id: string;
+  /** `adjustment`: a plan change billed at once (always_invoice), not a period of the cycle. */
+  kind?: 'adjustment';
   companyId: string;
   officeId?: string;
   subscriptionId: string;
@@ -150,6 +152,7 @@ export function periodId(subscriptionId: string, start: Date): string {
 const periodSchema = new Schema<SubscriptionPeriodRecord>(
   {
     _id: { type: String, required: true },
+    kind: { type: String, enum: ['adjustment'] },
     companyId: { type: String, required: true },
     officeId: { type: String },
     subscriptionId: { type: String, required: true },

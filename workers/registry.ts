@@ -12,8 +12,8 @@ import { ALL_QUEUE_NAMES, isQueueName, QUEUE_NAMES, type QueueName } from '../qu
 import { refundJobSchema } from '../queues/refunds.queue';
 import { stripeEventJobSchema } from '../queues/stripe-events.queue';
 import { enqueueCharge } from '../queues/charges.queue';
-import { enqueueRenewal, renewAfterPayment, renewalJobSchema } from '../queues/renewals.queue';
-import { resumeCollectionForPayer } from '../application/subscriptions/manage-subscriptions';
+import { renewAfterPayment, renewalJobSchema } from '../queues/renewals.queue';
+import { manageDepsFor, resumeCollectionForPayer } from '../application/subscriptions/manage-subscriptions';
 import { processRenewal } from './renewals.worker';
 import { processAuditEvent } from './audit.worker';
 import { processCharge } from './charges.worker';
@@ -168,11 +168,7 @@ export const WORKERS = {
       onRefundSucceeded: afterRefundSucceeded(context),
       onPaymentMethodSaved: (method) =>
         resumeCollectionForPayer(
-          {
-            models: context.db.models,
-            enqueueRenewal: (subscription) => enqueueRenewal(context.queues.renewals, subscription),
-            enqueueAudit: context.enqueueAudit,
-          },
+          manageDepsFor({ models: context.db.models, queues: context.queues, enqueueAudit: context.enqueueAudit }),
           method,
         ),
     }),

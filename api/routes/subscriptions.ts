@@ -4,6 +4,7 @@ import {
   changeSubscription,
   createPlan,
   createSubscription,
+  manageDepsFor,
   type ManageDeps,
   type Refusal,
 } from '../../application/subscriptions/manage-subscriptions';
@@ -21,15 +22,15 @@ import type { SubscriptionRecord } from '../../models/subscription.model';
 import type { TestClockRecord } from '../../models/test-clock.model';
 import type { Queues } from '../../queues';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
-import { enqueueClockAdvance, enqueueRenewal, SUBSCRIPTION_ID, TEST_CLOCK_ID } from '../../queues/renewals.queue';
+import { enqueueClockAdvance, SUBSCRIPTION_ID, TEST_CLOCK_ID } from '../../queues/renewals.queue';
 import type { AccessGuard } from '../access-guard';
 import { ApiError } from '../errors';
 import { parse, requireIdempotencyKey, scopeIdSchema } from '../validation';
 import { ulid } from 'ulid';
 
 export interface SubscriptionRouteDeps {
-  models: ManageDeps['models'] & Pick<Models, 'SubscriptionPeriod' | 'Payment'>;
-  queues: Pick<Queues, 'renewals' | 'audit'>;
+  models: Models;
+  queues: Pick<Queues, 'renewals' | 'audit' | 'charges'>;
   maxAmount: number;
   production: boolean;
   guard: Pick<AccessGuard, 'authorize' | 'authorizeList' | 'record'>;
@@ -145,11 +146,12 @@ export function registerSubscriptionRoutes(app: FastifyInstance, deps: Subscript
     id: request.principal!.subject,
   });
   /** The use case's audit events (deterministic ids, the caller as actor) carry the request id. */
-  const withAudit = (request: FastifyRequest): ManageDeps => ({
-    models,
-    enqueueRenewal: (subscription) => enqueueRenewal(deps.queues.renewals, subscription),
-    enqueueAudit: (event) => enqueueAuditEvent(deps.queues.audit, { ...event, requestId: request.id }),
-  });
+  const withAudit = (request: FastifyRequest): ManageDeps =>
+    manageDepsFor({
+      models,
+      queues: deps.queues,
+      enqueueAudit: (event) => enqueueAuditEvent(deps.queues.audit, { ...event, requestId: request.id }),
+    });
 
   app.post('/v1/companies/:companyId/plans', { bodyLimit: 16 * 1024 }, async (request, reply) => {
     const { companyId } = parse(companyParams, request.params);
@@ -204,7 +206,10 @@ export function registerSubscriptionRoutes(app: FastifyInstance, deps: Subscript
       resource: { type: 'subscription', id: params.subscriptionId },
     });
     if (!subscription) throw new ApiError(404, 'subscription_not_found', 'no such subscription');
-    const period = await models.SubscriptionPeriod.findOne({ subscriptionId: subscription._id })
+    const period = await models.SubscriptionPeriod.findOne({
+      subscriptionId: subscription._id,
+      kind: { $exists: false },
+    })
       .sort({ start: -1 })
       .lean();
     return presentSubscription(

@@ -54,7 +54,8 @@ export async function invoicePeriod(
   const line = planLine(plan?.category ?? 'membership', subscription.interval);
   const proration = period.proration ?? 0;
   const base = period.amount - proration;
-  const lines: InvoiceLineRecord[] = [{ ...line, quantity: 1, unitAmount: base, amount: base }];
+  // A plan change billed at once (an adjustment record) is its difference alone.
+  const lines: InvoiceLineRecord[] = base !== 0 ? [{ ...line, quantity: 1, unitAmount: base, amount: base }] : [];
   if (proration !== 0) {
     lines.push({
       code: 'proration',

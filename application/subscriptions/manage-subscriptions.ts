@@ -12,7 +12,10 @@ import { isDuplicateKeyError } from '../../models/errors';
 import { loadPaymentLevels } from '../../models/payment-config';
 import type { PlanRecord } from '../../models/plan.model';
 import { periodId, type SubscriptionRecord } from '../../models/subscription.model';
-import { audit, move, subscriptionNow } from './renew-subscription';
+import { enqueueCharge } from '../../queues/charges.queue';
+import type { Queues } from '../../queues';
+import { enqueueRenewal } from '../../queues/renewals.queue';
+import { audit, chargeAdjustment, move, subscriptionNow, type RenewDeps } from './renew-subscription';
 
 export const DEFAULT_TIME_ZONE = 'UTC';
 
@@ -33,6 +36,28 @@ export interface ManageDeps {
   /** Queues a renewal now (a first payment, collection resumed); the sweep does it a minute later should this fail. */
   enqueueRenewal: (subscription: SubscriptionRecord) => Promise<void>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** Charges a plan change's difference at once (always_invoice): application/subscriptions/renew-subscription.ts. */
+  chargeAdjustment: (subscription: SubscriptionRecord, amount: number, at: Date) => Promise<void>;
+}
+
+/** The dependencies of these use cases, wired to the queues (the api, the workers and the demo seed share them). */
+export function manageDepsFor(input: {
+  models: Models;
+  queues: Pick<Queues, 'renewals' | 'charges'>;
+  enqueueAudit: ManageDeps['enqueueAudit'];
+}): ManageDeps {
+  const { models, queues, enqueueAudit } = input;
+  const renew: RenewDeps = {
+    models,
+    enqueueCharge: (payment) => enqueueCharge(queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
+    enqueueAudit,
+  };
+  return {
+    models,
+    enqueueRenewal: (subscription) => enqueueRenewal(queues.renewals, subscription),
+    enqueueAudit,
+    chargeAdjustment: (subscription, amount, at) => chargeAdjustment(renew, subscription, amount, at),
+  };
 }
 
 /** A refusal: the HTTP status the api answers with, a reason code, and a sentence. Nothing was changed. */
@@ -360,6 +385,7 @@ export async function changeSubscription(
   let unset: string[] = [];
   let event: SubscriptionEvent | undefined;
   let renewNow = false;
+  let invoiceNow = 0;
 
   if ('cancelAt' in change) {
     kind = change.cancelAt === 'now' ? 'cancel_now' : 'cancel_at_period_end';
@@ -374,13 +400,6 @@ export async function changeSubscription(
     }
   } else if ('planId' in change) {
     kind = 'plan_changed';
-    if (change.prorationBehavior === 'always_invoice') {
-      return refuse(
-        422,
-        'proration_behavior_unsupported',
-        'always_invoice is not supported yet; use create_prorations or none',
-      );
-    }
     if (change.planId === subscription.planId)
       return refuse(422, 'same_plan', 'the subscription is already on this plan');
     const checked = await checkTerms(models, subscription.companyId, {
@@ -414,8 +433,12 @@ export async function changeSubscription(
       behavior: change.prorationBehavior,
     });
     set = { planId: plan._id, amount: plan.amount };
-    // Carried on the next period's bill (a credit lowers it, never below zero).
-    if (proration.net !== 0) set.pendingProration = (subscription.pendingProration ?? 0) + proration.net;
+    // always_invoice bills a charge at once; otherwise (and a credit always) it is carried on the next period's bill,
+    // which a credit lowers, never below zero.
+    invoiceNow = change.prorationBehavior === 'always_invoice' && proration.net > 0 ? proration.net : 0;
+    if (proration.net !== 0 && invoiceNow === 0) {
+      set.pendingProration = (subscription.pendingProration ?? 0) + proration.net;
+    }
   } else if ('paymentMethodId' in change) {
     if (change.paymentMethodId === subscription.paymentMethodId) {
       return refuse(422, 'same_payment_method', 'the subscription already uses this payment method');
@@ -460,6 +483,7 @@ export async function changeSubscription(
     reason: kind,
   });
   if (renewNow) await deps.enqueueRenewal(changed).catch(() => undefined);
+  if (invoiceNow > 0) await deps.chargeAdjustment(changed, invoiceNow, now);
   return { outcome: 'changed', subscription: changed };
 }
 

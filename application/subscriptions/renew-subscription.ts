@@ -26,7 +26,7 @@ export interface RenewDeps {
    * per period, like `onPeriodPaid`: its uncollectible invoice starts here.
    */
   onPeriodUncollectible?: (period: SubscriptionPeriodRecord, at: Date) => Promise<void>;
-  logger: Logger;
+  logger?: Logger;
 }
 
 /**
@@ -75,6 +75,8 @@ export async function renewSubscription(
   options: { now?: Date } = {},
 ): Promise<RenewOutcome> {
   let moved = false;
+  const stored = await deps.models.Subscription.findById(subscriptionId).lean();
+  if (stored) await settleAdjustments(deps, stored);
   for (let round = 0; round < MAX_DECISIONS * 4; round += 1) {
     const subscription = await deps.models.Subscription.findById(subscriptionId).lean();
     if (!subscription || isTerminal(subscription.status) || !subscription.nextBillingAt) break;
@@ -232,16 +234,27 @@ async function startAttempt(
   period: SubscriptionPeriodRecord,
   now: Date,
 ): Promise<void> {
+  if (!(await chargeAttempt(deps, subscription, period, now))) await waitFor(deps, subscription, 'payment_method', now);
+}
+
+/**
+ * The period's next attempt: its payment, made once under the unique key `sub:<period>:<attempt>` (a retry or a second
+ * run finds it), recorded on the period (conditional on the attempt count it was decided from), then charged. False
+ * when the subscription's payment method is gone.
+ */
+async function chargeAttempt(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  period: SubscriptionPeriodRecord,
+  now: Date,
+): Promise<boolean> {
   const { Payment, SubscriptionPeriod, SavedPaymentMethod } = deps.models;
   const attempt = period.attempts + 1;
   const method = await SavedPaymentMethod.findOne({
     _id: subscription.paymentMethodId,
     companyId: subscription.companyId,
   }).lean();
-  if (!method) {
-    await waitFor(deps, subscription, 'payment_method', now);
-    return;
-  }
+  if (!method) return false;
   const idempotencyKey = `sub:${period._id}:${attempt}`;
   const created = new Date();
   let payment: PaymentRecord = {
@@ -276,12 +289,96 @@ async function startAttempt(
     { _id: period._id, attempts: period.attempts },
     { $set: { attempts: attempt, paymentId: payment._id } },
   );
-  if (recorded.matchedCount === 0) return; // another run recorded this attempt (with this same payment)
+  if (recorded.matchedCount === 0) return true; // another run recorded this attempt (with this same payment)
   await audit(deps, subscription, 'subscription.attempt_started', `${period._id}-${attempt}`, 'success', now, {
-    reason: attempt === 1 ? 'first_attempt' : 'retry',
+    reason: period.kind === 'adjustment' ? 'plan_change_invoiced' : attempt === 1 ? 'first_attempt' : 'retry',
     changes: [{ field: 'paymentId', before: null, after: payment._id }],
   });
   await deps.enqueueCharge(payment);
+  return true;
+}
+
+/**
+ * A plan change billed now (`always_invoice`): the difference is its own record (kind `adjustment`, one per change,
+ * inserted under an id from the subscription and the change's write) and charged at once, off-session. There is no
+ * dunning for it: if the charge fails, the amount is carried onto the next period's bill (`settleAdjustments`).
+ */
+export async function chargeAdjustment(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  amount: number,
+  at: Date,
+): Promise<void> {
+  const now = new Date();
+  const record: SubscriptionPeriodRecord = {
+    // One per change: the write that made it stamped the subscription (a test clock may make two at one frozen time).
+    _id: periodId(`${subscription._id}|adjustment`, subscription.updatedAt),
+    kind: 'adjustment',
+    companyId: subscription.companyId,
+    ...(subscription.officeId ? { officeId: subscription.officeId } : {}),
+    subscriptionId: subscription._id,
+    index: subscription.currentPeriod.index,
+    start: at,
+    end: subscription.currentPeriod.end,
+    amount,
+    proration: amount,
+    currency: subscription.currency,
+    status: 'open',
+    attempts: 0,
+    createdAt: now,
+    updatedAt: now,
+  };
+  let adjustment: SubscriptionPeriodRecord = record;
+  try {
+    await deps.models.SubscriptionPeriod.insertMany([record], { lean: true });
+  } catch (error) {
+    if (!isDuplicateKeyError(error)) throw error;
+    adjustment = (await deps.models.SubscriptionPeriod.findById(record._id).lean()) ?? record;
+  }
+  if (adjustment.attempts > 0) return;
+  if (!(await chargeAttempt(deps, subscription, adjustment, at))) await carryAdjustment(deps, subscription, adjustment);
+}
+
+/**
+ * Settles the subscription's charged plan-change adjustments whose payment has an outcome: paid (its invoice hook),
+ * or, failed, carried onto the next period's bill. Each adjustment is carried once (the subscription records it).
+ */
+async function settleAdjustments(deps: RenewDeps, subscription: SubscriptionRecord): Promise<void> {
+  const open = await deps.models.SubscriptionPeriod.find({
+    subscriptionId: subscription._id,
+    kind: 'adjustment',
+    status: 'open',
+  }).lean();
+  for (const adjustment of open) {
+    if (!adjustment.paymentId) continue;
+    const payment = await deps.models.Payment.findById(adjustment.paymentId, { status: 1 }).lean();
+    if (payment?.status === 'succeeded') {
+      const paidAt = new Date();
+      await deps.onPeriodPaid?.({ ...adjustment, status: 'paid', paidAt });
+      await deps.models.SubscriptionPeriod.updateOne(
+        { _id: adjustment._id, status: 'open' },
+        { $set: { status: 'paid', paidAt } },
+      );
+    } else if (payment?.status === 'failed') {
+      await carryAdjustment(deps, subscription, adjustment);
+    }
+  }
+}
+
+async function carryAdjustment(
+  deps: RenewDeps,
+  subscription: Pick<SubscriptionRecord, '_id'>,
+  adjustment: SubscriptionPeriodRecord,
+): Promise<void> {
+  // The carry first (guarded: once per adjustment), then the record: a crash between them repeats neither.
+  await deps.models.Subscription.updateOne(
+    { _id: subscription._id, prorationsApplied: { $ne: adjustment._id } },
+    { $inc: { pendingProration: adjustment.amount }, $push: { prorationsApplied: adjustment._id } },
+  );
+  await deps.models.SubscriptionPeriod.updateOne(
+    { _id: adjustment._id, status: 'open' },
+    { $set: { status: 'uncollectible' } },
+  );
 }
 
 async function periodPaid(

@@ -438,6 +438,58 @@ describe('changes', () => {
     expect((await subscription(sub.id)).pendingProration).toBeUndefined();
   }, 60_000);
 
+  it('always_invoice charges the difference at once; if that charge fails, the next bill carries it', async () => {
+    const clockId = await clock('2026-04-01T04:00:00Z');
+    const paymentMethodId = await savedMethod('payer-invoice-now-01');
+    const sub = await subscribe({
+      planId: await plan({ amount: 3_000 }),
+      customerRef: 'payer-invoice-now-01',
+      paymentMethodId,
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    // Half way through April (30 days), $30 → $60: +$15.00 now.
+    await advance(clockId, '2026-04-16T04:00:00Z');
+    const gold = await plan({ amount: 6_000, name: 'Gold now' });
+    const changed = await api('PATCH', `/subscriptions/${sub.id}`, {
+      planId: gold,
+      prorationBehavior: 'always_invoice',
+    });
+    expect(changed.status).toBe(200);
+    expect(changed.body.pendingProration).toBeUndefined();
+    await waitFor(
+      () => payments(sub.id),
+      (made) => made.length === 2 && made[1]!.status === 'succeeded',
+      { what: 'the plan change to be charged' },
+    );
+    expect((await payments(sub.id)).map((p) => p.amount)).toEqual([3_000, 1_500]);
+
+    // Back to $30 and up to $60 again, now with a card that declines: the $15.00 waits for May's bill.
+    const basic = await plan({ amount: 3_000, name: 'Basic again' });
+    await api('PATCH', `/subscriptions/${sub.id}`, { planId: basic, prorationBehavior: 'none' });
+    await cardStartsDeclining(paymentMethodId);
+    expect(
+      (await api('PATCH', `/subscriptions/${sub.id}`, { planId: gold, prorationBehavior: 'always_invoice' })).status,
+    ).toBe(200);
+    const carried = await waitFor(
+      () => subscription(sub.id),
+      (s) => s.pendingProration === 1_500,
+      { what: 'the failed charge to be carried' },
+    );
+    expect(carried.status).toBe('active');
+    await system.ctx.db.models.SavedPaymentMethod.updateOne(
+      { _id: paymentMethodId },
+      { $set: { stripePaymentMethodId: await system.ctx.db.encryption.encrypt(companyId, 'pm_card_visa') } },
+    );
+    await advance(clockId, '2026-05-01T05:00:00Z');
+    expect((await payments(sub.id)).map((p) => [p.amount, p.status])).toEqual([
+      [3_000, 'succeeded'],
+      [1_500, 'succeeded'],
+      [1_500, 'failed'],
+      [7_500, 'succeeded'],
+    ]);
+  }, 60_000);
+
   it('a downgrade’s credit lowers the next bills to zero, never below, until it is used up', async () => {
     // Midnight in New York on Apr 1: a 30-day period.
     const clockId = await clock('2026-04-01T04:00:00Z');
