@@ -6,7 +6,7 @@ import { assertBuildIsCurrent, startNodeProcess, type NodeProcess } from '../sup
 import { insertPayment } from '../support/records';
 
 /**
- * Issue 15: SIGTERM while a charge is running. The workers process stops taking jobs, finishes the one it has
+ * Issue 15: SIGTERM while a charge is running, and while invoices are being rendered. The workers process stops taking jobs, finishes the one it has
  * (Stripe answers late), closes its queues and connections, and exits 0 within the deadline: the payment is
  * recorded, its job completed once, nothing stalled.
  */
@@ -56,4 +56,33 @@ it('finishes a charge that is waiting on Stripe when SIGTERM arrives, then exits
   expect(await job?.getState()).toBe('completed');
   expect(job?.attemptsMade).toBe(1);
   expect(sim.requests.filter((r) => r.path.endsWith('/confirm'))).toHaveLength(1);
+}, 60_000);
+
+it('finishes the invoice renders it has when SIGTERM arrives, leaving the rest waiting, then exits 0', async () => {
+  workers = startNodeProcess('workers', 'workers/main.js', ctx.env);
+  await workers.waitForLog((r) => r.msg === 'workers started', { what: '"workers started"' });
+  const payments = await Promise.all(
+    Array.from({ length: 12 }, () => insertPayment(ctx.db.models, { companyId, status: 'queued', attempts: 0 })),
+  );
+  for (const payment of payments) {
+    await enqueueCharge(ctx.queues.charges, { paymentId: payment._id, requestId: payment.requestId });
+  }
+  // Each succeeded payment gets an invoice, rendered on the worker threads: stop while renders are running.
+  await waitFor(
+    () => ctx.queues.invoices.getActiveCount(),
+    (active) => active > 0,
+    { what: 'an invoice render to be running', intervalMs: 5 },
+  );
+  const exit = await workers.stop('SIGTERM', 25_000);
+  expect(exit).toEqual({ code: 0, signal: null });
+  expect(workers.logRecords().some((r) => r.msg === 'job stalled')).toBe(false);
+
+  // Nothing was cut off: no job is left active, none failed; what did not start waits for the next process.
+  expect(await ctx.queues.invoices.getActiveCount()).toBe(0);
+  expect(await ctx.queues.invoices.getFailedCount()).toBe(0);
+  const invoices = await ctx.db.models.Invoice.find({ companyId }).lean();
+  const stored = invoices.filter((invoice) => invoice.documentStatus === 'stored');
+  expect(stored.length).toBeGreaterThan(0);
+  const waiting = await ctx.queues.invoices.getWaitingCount();
+  expect(stored.length + waiting).toBe(invoices.length);
 }, 60_000);
