@@ -2,6 +2,7 @@ import type { Job } from 'bullmq';
 import { InvoiceViewError } from '../domain/invoice-view';
 import { renderInvoiceDocument, type RenderInvoiceDeps } from '../application/invoices/render-invoice';
 import { invoiceJobSchema, type InvoiceJob } from '../queues/invoices.queue';
+import { invoicesRendered } from '../platform/metrics';
 import { JobFailedError, type JobContext } from './queue-worker';
 
 export type InvoicesDeps = Omit<RenderInvoiceDeps, 'logger'>;
@@ -36,6 +37,7 @@ export async function processInvoice(job: Job<InvoiceJob>, deps: InvoicesDeps, c
       throw new JobFailedError('company_shredded', `invoice ${invoiceId}: its company was shredded`);
     case 'stored':
       logger.info({ rendered: result.rendered, size: result.document.size }, 'invoice document stored');
+      if (result.rendered) invoicesRendered.inc({ kind: result.kind });
       return { invoiceId, sha256: result.document.sha256, rendered: result.rendered } satisfies InvoiceResult;
   }
 }

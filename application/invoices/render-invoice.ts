@@ -1,3 +1,4 @@
+import type { DocumentKind } from '../../domain/invoice';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId } from '../../domain/audit-actions';
 import type { InvoiceView } from '../../domain/invoice';
@@ -28,7 +29,8 @@ export interface RenderInvoiceDeps {
  * company was crypto-shredded (nothing of it can be read or written again).
  */
 export type RenderOutcome =
-  { outcome: 'stored'; document: StoredDocumentRef; rendered: boolean } | { outcome: 'not_found' | 'company_shredded' };
+  | { outcome: 'stored'; document: StoredDocumentRef; rendered: boolean; kind: DocumentKind }
+  | { outcome: 'not_found' | 'company_shredded' };
 
 const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'invoices-worker' };
 
@@ -42,7 +44,7 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
   const { Invoice, Company, InvoiceSettings, PayerProfile } = deps.models;
   const found: InvoiceRecord | null = await Invoice.findById(invoiceId).lean();
   if (!found) return { outcome: 'not_found' };
-  if (found.document) return { outcome: 'stored', document: found.document, rendered: false };
+  if (found.document) return { outcome: 'stored', document: found.document, rendered: false, kind: found.kind };
   const company = await Company.findById(found.companyId, { name: 1, shreddedAt: 1 }).lean();
   if (!company || company.shreddedAt) return { outcome: 'company_shredded' };
   const invoice = await finalizeInvoice(deps, found);
@@ -108,7 +110,7 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
     ],
     occurredAt: document.renderedAt.toISOString(),
   });
-  return { outcome: 'stored', document, rendered: true };
+  return { outcome: 'stored', document, rendered: true, kind: invoice.kind };
 }
 
 function documentInput(invoice: InvoiceRecord, creditsInvoice: string | undefined): InvoiceDocumentInput {

@@ -86,6 +86,14 @@ it('serves request latency, jobs by state, failures by reason code and operation
   expect(sample(body, 'hipaa_billing_needs_attention', { kind: 'payment' })).toBe(0);
   expect(sample(body, 'hipaa_billing_renewals_due', {})).toBe(0);
 
+  // The paid visit's invoice, rendered on the worker threads.
+  const rendered = await waitFor(
+    () => fetch(metrics.url).then((r) => r.text()),
+    (text) => (sample(text, 'hipaa_billing_invoices_rendered_total', { kind: 'invoice' }) ?? 0) >= 1,
+    { what: 'an invoice to be rendered' },
+  );
+  expect(sample(rendered, 'hipaa_billing_invoices_rendered_total', { kind: 'invoice' })).toBe(1);
+
   // Route patterns and codes only: no payment, company or customer id, no token.
   for (const value of [paid, declined, companyId, CUSTOMER, admin]) expect(body).not.toContain(value);
 });
