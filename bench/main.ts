@@ -11,6 +11,7 @@
  */
 import { auditBench } from './audit.bench';
 import { chargesBench, chargesTwoWorkersBench } from './charges.bench';
+import { invoicesBench } from './invoices.bench';
 import { renewalsBench } from './renewals.bench';
 import { requestsBench } from './requests.bench';
 import { webhooksBench } from './webhooks.bench';
@@ -24,6 +25,7 @@ const ENTRIES: readonly BenchEntry[] = [
   chargesTwoWorkersBench,
   auditBench,
   renewalsBench,
+  invoicesBench,
 ];
 
 function selectEntries(names: string[]): BenchEntry[] {
@@ -37,7 +39,7 @@ function selectEntries(names: string[]): BenchEntry[] {
 
 async function main(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
-  // `--quick`: smaller sizes, for entries that read BENCH_QUICK (renewals).
+  // `--quick`: smaller sizes, for entries that read BENCH_QUICK (renewals, invoices).
   if (argv.includes('--quick')) process.env.BENCH_QUICK = '1';
   const entries = selectEntries(argv.filter((arg) => arg !== '--json' && arg !== '--quick'));
   await assertServicesReachable(serviceAddresses());

@@ -1,7 +1,8 @@
 /**
  * A bench child running the product as it runs in production: `startApi` or
- * `startWorkers` (argv[2]: "api" | "workers") with the configuration from its
- * environment, and nothing else in the process. It counts its own MongoDB and
+ * `startWorkers` (argv[2]: "api" | "workers"; for workers, then `--queues a,b` as
+ * `npm run start:workers` takes it) with the configuration from its environment,
+ * and nothing else in the process. It counts its own MongoDB and
  * Redis commands and answers `reset` and `stats` over IPC; `stop` shuts it down
  * the way SIGTERM would.
  */
@@ -9,6 +10,7 @@ import { startApi } from '../api/main';
 import { loadConfig } from '../platform/config';
 import { createLogger } from '../platform/logger';
 import { startWorkers } from '../workers/main';
+import { parseWorkerArgs } from '../workers/registry';
 import { announceFailure, announceReady, serveParent } from './child';
 import { installCommandCounters } from './instrument';
 
@@ -18,7 +20,7 @@ export interface ProductInfo {
   pid: number;
 }
 
-async function main(role: string | undefined): Promise<void> {
+async function main(role: string | undefined, args: string[]): Promise<void> {
   const counters = installCommandCounters();
   const config = loadConfig(process.env);
   // Warnings and errors of the system under test go to stderr, away from the results on stdout.
@@ -30,7 +32,7 @@ async function main(role: string | undefined): Promise<void> {
     stop = api.stop;
     info = { url: api.url, pid: process.pid };
   } else if (role === 'workers') {
-    const workers = await startWorkers(config, logger);
+    const workers = await startWorkers(config, logger, undefined, parseWorkerArgs(args));
     stop = workers.stop;
     info = { pid: process.pid };
   } else {
@@ -40,4 +42,4 @@ async function main(role: string | undefined): Promise<void> {
   announceReady(info);
 }
 
-if (require.main === module) main(process.argv[2]).catch(announceFailure);
+if (require.main === module) main(process.argv[2], process.argv.slice(3)).catch(announceFailure);

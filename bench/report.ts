@@ -104,6 +104,7 @@ export function formatResult(result: EntryResult): string {
     ['per operation', 'CPU ms', 'MongoDB', 'Redis', 'RSS MB', '(+run)', 'heap MB'],
     ...Object.entries(result.processes).map(([label, p]) => row(label, p)),
     ...Object.entries(dataBound.processes ?? {}).map(([label, p]) => row(`${label} (replay)`, p)),
+    ...Object.entries(limit.processes ?? {}).map(([label, p]) => row(`${label} (limit)`, p)),
   ]);
   const named = (counts: Record<string, number>) =>
     Object.entries(counts)

@@ -33,9 +33,11 @@ export async function startProduct(
   teardown: Teardown,
   role: ProductRole,
   extraEnv: Record<string, string> = {},
+  /** After the role: for workers, `['--queues', 'invoices']` serves only those queues. */
+  args: string[] = [],
 ): Promise<Child<ProductInfo>> {
   const child = await startChild<ProductInfo>('product-process', {
-    args: [role],
+    args: [role, ...args],
     env: childEnv(world, extraEnv),
     execArgv: profilingArgv(),
   });
