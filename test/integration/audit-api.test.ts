@@ -68,7 +68,10 @@ beforeAll(async () => {
     (await api(`/payments/${paid}`, responder, { headers: { 'x-access-reason': 'ER admission, checking balance' } }))
       .status,
   ).toBe(200);
-  await waitFor(trail, (events) => events.length >= 6, { what: 'scenario events' });
+  // The paid visit's invoice is finalized and rendered too: the scenario is over once its document is.
+  await waitFor(trail, (events) => events.length >= 8 && events.some((e) => e.action === 'invoice.rendered'), {
+    what: 'scenario events',
+  });
 });
 
 afterAll(async () => system.close());
@@ -80,6 +83,8 @@ describe('the audit trail records the scenario', () => {
       [
         'access.denied',
         'access.emergency',
+        'invoice.finalized',
+        'invoice.rendered',
         'payment.failed',
         'payment.requested',
         'payment.requested',
