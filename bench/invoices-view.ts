@@ -4,6 +4,7 @@
  * data-bound replay renders each invoice from its plain reads, the bare render repeats one view. The entry checks
  * that both produce the product's bytes (its SHA-256s), so a drift here shows up as a failed run, not a wrong number.
  */
+import { documentInput } from '../application/invoices/render-invoice';
 import type { InvoiceView } from '../domain/invoice';
 import { effectiveInvoiceSettings } from '../domain/invoice-settings';
 import { invoiceView } from '../domain/invoice-view';
@@ -21,28 +22,7 @@ export interface InvoiceViewSources {
 export function invoiceViewOf({ invoice, companyName, settings, profile }: InvoiceViewSources): InvoiceView {
   const effective = effectiveInvoiceSettings(companyName, settings ?? undefined);
   return invoiceView({
-    document: {
-      kind: invoice.kind,
-      number: invoice.number ?? '',
-      status: invoice.status,
-      issuedOn: invoice.issuedAt,
-      ...(invoice.period ? { period: invoice.period } : {}),
-      lines: invoice.lines.map(({ description, quantity, unitAmount, amount }) => ({
-        description,
-        quantity,
-        unitAmount,
-        amount,
-      })),
-      currency: invoice.currency,
-      amounts: {
-        subtotal: invoice.subtotal,
-        total: invoice.total,
-        amountPaid: invoice.amountPaid,
-        amountDue: invoice.amountDue,
-      },
-      ...(invoice.paidWith && invoice.paidAt ? { payment: { ...invoice.paidWith, paidAt: invoice.paidAt } } : {}),
-      timeZone: invoice.timeZone,
-    },
+    document: documentInput(invoice, undefined),
     payer: {
       reference: invoice.customerRef,
       ...(profile ? { name: String(profile.name), billingAddress: addressOf(profile.billingAddress) } : {}),

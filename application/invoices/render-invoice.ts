@@ -113,7 +113,8 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
   return { outcome: 'stored', document, rendered: true, kind: invoice.kind };
 }
 
-function documentInput(invoice: InvoiceRecord, creditsInvoice: string | undefined): InvoiceDocumentInput {
+/** What the minimizing view takes of a stored invoice (the bench's replays build their views with it too). */
+export function documentInput(invoice: InvoiceRecord, creditsInvoice: string | undefined): InvoiceDocumentInput {
   return {
     kind: invoice.kind,
     number: invoice.number ?? '',
