@@ -22,6 +22,7 @@ import {
   type SubscriptionPeriodModel,
 } from './subscription.model';
 import { createTestClockModel, type TestClockModel } from './test-clock.model';
+import { createSweepMarkModel, type SweepMarkModel } from './sweep-mark.model';
 import { InvoiceDocumentStore } from './invoice-document';
 import { createInvoiceModel, type InvoiceModel } from './invoice.model';
 import { createInvoiceNumberModel, InvoiceNumbering, type InvoiceNumberModel } from './invoice-number.model';
@@ -51,6 +52,7 @@ export interface Models {
   SubscriptionPeriod: SubscriptionPeriodModel;
   TestClock: TestClockModel;
   BillingSettings: BillingSettingsModel;
+  SweepMark: SweepMarkModel;
   Invoice: InvoiceModel;
   InvoiceNumber: InvoiceNumberModel;
   InvoiceSettings: InvoiceSettingsModel;
@@ -89,6 +91,7 @@ export function createModels(connection: Connection): Models {
     SubscriptionPeriod: createSubscriptionPeriodModel(connection),
     TestClock: createTestClockModel(connection),
     BillingSettings: createBillingSettingsModel(connection),
+    SweepMark: createSweepMarkModel(connection),
     Invoice: createInvoiceModel(connection),
     InvoiceNumber: createInvoiceNumberModel(connection),
     InvoiceSettings: createInvoiceSettingsModel(connection),

@@ -13,6 +13,7 @@ import { refundJobSchema } from '../queues/refunds.queue';
 import { stripeEventJobSchema } from '../queues/stripe-events.queue';
 import { enqueueCharge } from '../queues/charges.queue';
 import { renewAfterPayment, renewalJobSchema } from '../queues/renewals.queue';
+import { invoiceSettledSources, type InvoiceSettledDeps } from '../application/invoices/invoice-settled';
 import { manageDepsFor, resumeCollectionForPayer } from '../application/subscriptions/manage-subscriptions';
 import { processRenewal } from './renewals.worker';
 import { processAuditEvent } from './audit.worker';
@@ -27,12 +28,7 @@ import {
 } from './queue-worker';
 import { processRefund } from './refunds.worker';
 import { processInvoice } from './invoices.worker';
-import {
-  creditRefund,
-  invoicePayment,
-  invoicePeriod,
-  type IssueInvoiceDeps,
-} from '../application/invoices/issue-invoice';
+import { creditRefund, invoicePayment, invoicePeriod } from '../application/invoices/issue-invoice';
 import type { RenderPool } from '../documents/render-pool';
 import { enqueueInvoiceRender, invoiceJobSchema } from '../queues/invoices.queue';
 import type { PaymentRecord } from '../models/payment.model';
@@ -89,7 +85,7 @@ function defineWorker<N extends QueueName, Deps, Result>(
 const common = ({ connection, config, logger }: WorkerContext) => ({ connection, prefix: config.queuePrefix, logger });
 
 /** What issuing an invoice or credit note needs, from whichever worker saw its source settle. */
-function invoicing(context: WorkerContext): IssueInvoiceDeps {
+function invoicing(context: WorkerContext): InvoiceSettledDeps {
   return {
     models: context.db.models,
     numbering: context.db.invoiceNumbering,
@@ -192,6 +188,7 @@ export const WORKERS = {
       onOutcome: afterPaymentOutcome(context),
       onRefundSucceeded: afterRefundSucceeded(context),
       invoicesQueue: context.queues.invoices,
+      invoiceSettled: (cutoff: Date) => invoiceSettledSources(invoicing(context), cutoff),
       gateway: context.gateway,
       encryption: context.db.encryption,
       enqueueAudit: context.enqueueAudit,

@@ -22,6 +22,8 @@ export interface OutboxDeps {
   auditQueue?: Queue<AuditJob>;
   /** Invoices and credit notes whose document is not stored are swept when this queue and the Invoice model are given. */
   invoicesQueue?: Queue<InvoiceJob>;
+  /** Issues the documents of settled payments, periods and refunds whose settling stopped before its invoicing hook. */
+  invoiceSettled?: (cutoff: Date) => Promise<SweepResult>;
   logger: Logger;
   staleAfterMs: number;
   now?: () => Date;
@@ -213,12 +215,20 @@ const invoiceDocuments: OutboxSource = {
   },
 };
 
+/** A settled payment, period or refund without its invoice or credit note (application/invoices/invoice-settled.ts). */
+const settledWithoutInvoice: OutboxSource = {
+  name: 'settled-without-invoice',
+  sweep: (deps, cutoff) => deps.invoiceSettled?.(cutoff) ?? Promise.resolve({ examined: 0, requeued: 0, failed: 0 }),
+};
+
 export const OUTBOX_SOURCES: readonly OutboxSource[] = [
   payments,
   stripeEvents,
   refunds,
   refundHolds,
   pendingAudits,
+  // Before the documents: an invoice it issues is queued at once, and the next source leaves it alone.
+  settledWithoutInvoice,
   invoiceDocuments,
 ];
 
