@@ -12,6 +12,7 @@ import type { AuditEventInput } from '../domain/audit-event';
 import { DEFAULT_DUNNING_POLICY } from '../domain/dunning';
 import type { Database } from '../models';
 import type { PaymentRecord } from '../models/payment.model';
+import { invoiceSettingsId } from '../models/invoice-settings.model';
 import { savedPaymentMethodId } from '../models/saved-payment-method.model';
 import type { SubscriptionRecord } from '../models/subscription.model';
 import type { Queues } from '../queues';
@@ -24,7 +25,7 @@ const DEMO_CLOCK_ID = `clock_${'01JDEMO'.padEnd(26, '0')}`;
 const DEMO_UNTIL = new Date('2027-02-05T16:00:00Z');
 
 /**
- * Development only: a demo practice that looks alive — two offices, two plans, four payers with saved cards,
+ * Development only: a demo practice that looks alive — two offices with their letterheads, two plans, four payers with saved cards,
  * subscriptions on a test clock (three paid for two months, one in dunning), one-off payments and a refund — so the
  * API, the dashboard and the documents have something to show. Written through the same use cases the api uses;
  * the running workers do the charging (this waits for them). Safe to run again: every write is idempotent.
@@ -55,6 +56,27 @@ export async function seedDemo(
     { $set: { timeZone: 'America/New_York', dunning: DEFAULT_DUNNING_POLICY, updatedBy: actor } },
     { upsert: true },
   );
+  // Invoices: the practice's prefix and letterhead, each office its own address.
+  const letterheads = [
+    { officeId: undefined, name: 'Demo Family Practice', address: ['100 Harbor Road', 'Springfield, IL 62701'] },
+    { officeId: 'north', name: 'Demo Family Practice — North', address: ['12 Lake Avenue', 'Springfield, IL 62702'] },
+    { officeId: 'south', name: 'Demo Family Practice — South', address: ['480 Mill Street', 'Springfield, IL 62704'] },
+  ];
+  for (const { officeId, name, address } of letterheads) {
+    await models.InvoiceSettings.updateOne(
+      { _id: invoiceSettingsId(companyId, officeId) },
+      {
+        $set: {
+          companyId,
+          ...(officeId ? { officeId } : { numberPrefix: 'DFP' }),
+          letterhead: { name, address },
+          updatedBy: actor,
+        },
+      },
+      { upsert: true },
+    );
+  }
+
   const plan = async (key: string, request: Parameters<typeof createPlan>[1]['request']) =>
     must('plan', await createPlan(manage, { companyId, idempotencyKey: `demo-plan-${key}`, request, actor })).plan;
   const gold = await plan('gold', {

@@ -1,5 +1,6 @@
 import { seedDemo } from '../../devtools/seed-demo';
 import { createCompany, devAttestation } from '../../models/companies';
+import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 
 /** Issue 15: `cli seed demo` makes a demo practice that looks alive, through the running workers; again, nothing. */
@@ -34,6 +35,14 @@ it('seeds plans, subscriptions on a test clock (one in dunning), payments and a 
   expect(payments.filter((p) => p.status === 'failed')).toHaveLength(1);
   expect(await models.Refund.countDocuments({ companyId })).toBe(1);
   expect(lines.join('\n')).toContain('payer-1004 is past_due');
+  // Every paid period and visit gets its invoice under the practice's prefix, the refund its credit note.
+  const documents = await waitFor(
+    () => models.Invoice.find({ companyId }).lean(),
+    (found) => found.filter((d) => d.documentStatus === 'stored').length === 2 * 3 + 1 + 3 + 1,
+    { what: 'the demo invoices and credit note', timeoutMs: 60_000 },
+  );
+  expect(documents.filter((d) => d.kind === 'credit_note')).toHaveLength(1);
+  expect(documents.every((d) => d.number?.startsWith('DFP-'))).toBe(true);
 
   const again: string[] = [];
   await seedDemo({ db: system.ctx.db, queues: system.ctx.queues, log: (line) => again.push(line) }, companyId);
