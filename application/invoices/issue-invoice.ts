@@ -233,15 +233,23 @@ export async function finalizeInvoice(
     const settings = await InvoiceSettings.findById(invoiceSettingsId(current.companyId), { numberPrefix: 1 }).lean();
     const prefix = settings?.numberPrefix ?? DEFAULT_INVOICE_NUMBER_PREFIX;
     const number = formatDocumentNumber(current.kind, prefix, yearIn(current.issuedAt, current.timeZone), sequence);
-    await Invoice.updateOne(
-      { _id: current._id, status: 'draft' },
-      { $set: { status: 'open', number, sequence, finalizedAt: new Date() } },
-    );
-    current = (await Invoice.findById(current._id).lean()) ?? current;
+    // Numbered and settled in one write (open is where it passes through, never where it waits).
+    current =
+      (await Invoice.findOneAndUpdate(
+        { _id: current._id, status: 'draft' },
+        { $set: { status: current.settleAs, number, sequence, finalizedAt: new Date() } },
+        { new: true },
+      ).lean()) ??
+      (await Invoice.findById(current._id).lean()) ??
+      current;
   }
   if (current.status === 'open' && current.settleAs !== 'open') {
-    await Invoice.updateOne({ _id: current._id, status: 'open' }, { $set: { status: current.settleAs } });
-    current = (await Invoice.findById(current._id).lean()) ?? current;
+    current =
+      (await Invoice.findOneAndUpdate(
+        { _id: current._id, status: 'open' },
+        { $set: { status: current.settleAs } },
+        { new: true },
+      ).lean()) ?? current;
   }
   if (current.number) await deps.enqueueAudit(finalizedEvent(current));
   return current;

@@ -47,7 +47,8 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
   if (found.document) return { outcome: 'stored', document: found.document, rendered: false, kind: found.kind };
   const company = await Company.findById(found.companyId, { name: 1, shreddedAt: 1 }).lean();
   if (!company || company.shreddedAt) return { outcome: 'company_shredded' };
-  const invoice = await finalizeInvoice(deps, found);
+  // A draft left by a crash is finalized here; a settled one was finalized (and audited) when it was issued.
+  const invoice = found.status === 'draft' || found.status === 'open' ? await finalizeInvoice(deps, found) : found;
 
   const [companySettings, officeSettings] = await Promise.all([
     InvoiceSettings.findById(invoiceSettingsId(invoice.companyId)).lean(),
