@@ -277,21 +277,33 @@ export function documentAction(kind: DocumentKind, what: DocumentEvent): AuditAc
   return DOCUMENT_ACTIONS[kind][what];
 }
 
-function finalizedEvent(invoice: InvoiceRecord): AuditEventInput {
-  const action = documentAction(invoice.kind, 'finalized');
+/** A system event about a document (finalized, rendered), under an id fixed by the document and the event. */
+export function documentEvent(
+  invoice: Pick<InvoiceRecord, '_id' | 'kind' | 'companyId' | 'officeId'>,
+  what: 'finalized' | 'rendered',
+  changes: NonNullable<AuditEventInput['changes']>,
+  at: Date,
+  actor: AuditEventInput['actor'] = ACTOR,
+): AuditEventInput {
+  const action = documentAction(invoice.kind, what);
   return {
     eventId: transitionEventId(action, invoice._id),
     companyId: invoice.companyId,
     ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
     action,
     outcome: 'success',
-    actor: ACTOR,
+    actor,
     resource: { type: invoice.kind, id: invoice._id },
-    changes: [
-      { field: 'number', before: null, after: invoice.number ?? null },
-      { field: 'status', before: 'draft', after: invoice.settleAs },
-      { field: 'total', before: null, after: String(invoice.total) },
-    ],
-    occurredAt: (invoice.finalizedAt ?? new Date()).toISOString(),
+    changes,
+    occurredAt: at.toISOString(),
   };
+}
+
+function finalizedEvent(invoice: InvoiceRecord): AuditEventInput {
+  const changes = [
+    { field: 'number', before: null, after: invoice.number ?? null },
+    { field: 'status', before: 'draft', after: invoice.settleAs },
+    { field: 'total', before: null, after: String(invoice.total) },
+  ];
+  return documentEvent(invoice, 'finalized', changes, invoice.finalizedAt ?? new Date());
 }

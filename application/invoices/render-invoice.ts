@@ -1,6 +1,5 @@
 import type { DocumentKind } from '../../domain/invoice';
 import type { AuditEventInput } from '../../domain/audit-event';
-import { transitionEventId } from '../../domain/audit-actions';
 import type { InvoiceView } from '../../domain/invoice';
 import { effectiveInvoiceSettings } from '../../domain/invoice-settings';
 import { invoiceView, type InvoiceDocumentInput } from '../../domain/invoice-view';
@@ -11,7 +10,7 @@ import { invoiceSettingsId } from '../../models/invoice-settings.model';
 import type { InvoiceRecord, StoredDocumentRef } from '../../models/invoice.model';
 import { payerProfileId } from '../../models/payer-profile.model';
 import type { Logger } from '../../platform/logger';
-import { documentAction, finalizeInvoice, type IssueInvoiceDeps } from './issue-invoice';
+import { documentEvent, finalizeInvoice, type IssueInvoiceDeps } from './issue-invoice';
 
 export interface RenderInvoiceDeps {
   models: IssueInvoiceDeps['models'] & Pick<Models, 'Company' | 'PayerProfile'>;
@@ -96,21 +95,18 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
     { _id: invoice._id, documentStatus: 'pending' },
     { $set: { document, documentStatus: 'stored' } },
   );
-  const action = documentAction(invoice.kind, 'rendered');
-  await deps.enqueueAudit({
-    eventId: transitionEventId(action, invoice._id),
-    companyId: invoice.companyId,
-    ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
-    action,
-    outcome: 'success',
-    actor: ACTOR,
-    resource: { type: invoice.kind, id: invoice._id },
-    changes: [
-      { field: 'document.sha256', before: null, after: document.sha256 },
-      { field: 'phiLevel', before: null, after: settings.phiLevel },
-    ],
-    occurredAt: document.renderedAt.toISOString(),
-  });
+  await deps.enqueueAudit(
+    documentEvent(
+      invoice,
+      'rendered',
+      [
+        { field: 'document.sha256', before: null, after: document.sha256 },
+        { field: 'phiLevel', before: null, after: settings.phiLevel },
+      ],
+      document.renderedAt,
+      ACTOR,
+    ),
+  );
   return { outcome: 'stored', document, rendered: true, kind: invoice.kind };
 }
 
