@@ -162,11 +162,11 @@ async function reconcileRefund(deps: ReconcileDeps, refund: RefundRecord): Promi
  * the enqueue fail), then a job.
  */
 async function requeue(
-  model: Pick<Models['Payment'] | Models['Refund'], 'updateOne'>,
+  model: { updateOne(filter: object, update: object): PromiseLike<{ modifiedCount: number }> },
   record: { _id: string },
   ensure: () => Promise<boolean>,
 ): Promise<Verdict> {
-  const moved = await (model as Models['Payment']).updateOne(
+  const moved = await model.updateOne(
     { _id: record._id, status: 'needs_attention' },
     { $set: { status: 'queued' }, $unset: { attention: 1 } },
   );
