@@ -75,10 +75,10 @@ export async function renewSubscription(
   options: { now?: Date } = {},
 ): Promise<RenewOutcome> {
   let moved = false;
-  const stored = await deps.models.Subscription.findById(subscriptionId).lean();
-  if (stored) await settleAdjustments(deps, stored);
   for (let round = 0; round < MAX_DECISIONS * 4; round += 1) {
     const subscription = await deps.models.Subscription.findById(subscriptionId).lean();
+    // Whatever else is due, a charged plan change whose payment has an outcome is settled first (once per run).
+    if (round === 0 && subscription) await settleAdjustments(deps, subscription);
     if (!subscription || isTerminal(subscription.status) || !subscription.nextBillingAt) break;
     const now = options.now ?? (await subscriptionNow(deps.models, subscription));
     if (subscription.nextBillingAt > now) break;
