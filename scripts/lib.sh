@@ -7,7 +7,8 @@
 # REDIS_PORT (6379), FERRETDB_PORT (27017), STRIPE_MOCK_PORT (12111), FERRETDB_POSTGRESQL_URL (the PostgreSQL FerretDB
 # stores into; default: the machine's on 127.0.0.1:POSTGRESQL_PORT (5432), else a cluster of our own on
 # OWN_POSTGRESQL_PORT (54329) with its data in SERVICES_RUN_DIR),
-# FERRETDB_PG_DATABASE (hipaa_billing_ferretdb).
+# FERRETDB_PG_DATABASE (hipaa_billing_ferretdb), FERRETDB_PG_POOL_MAX_CONNS (20: the PostgreSQL connections one FerretDB
+# may hold).
 
 FERRETDB_VERSION=v1.24.2
 STRIPE_MOCK_VERSION=v0.203.0
@@ -23,6 +24,7 @@ STRIPE_MOCK_PORT="${STRIPE_MOCK_PORT:-12111}"
 POSTGRESQL_PORT="${POSTGRESQL_PORT:-5432}"
 OWN_POSTGRESQL_PORT="${OWN_POSTGRESQL_PORT:-54329}"
 FERRETDB_PG_DATABASE="${FERRETDB_PG_DATABASE:-hipaa_billing_ferretdb}"
+FERRETDB_PG_POOL_MAX_CONNS="${FERRETDB_PG_POOL_MAX_CONNS:-20}"
 
 # Everything this run started, stopped again by stop_started_services (last started, first stopped).
 STARTED=()
@@ -167,8 +169,15 @@ start_postgresql() {
     return 0
   fi
   if system_postgresql_answers; then
-    psql -h 127.0.0.1 -p "$POSTGRESQL_PORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1 ||
-      die "the PostgreSQL on 127.0.0.1:$POSTGRESQL_PORT does not let user postgres in without a password; set FERRETDB_POSTGRESQL_URL=postgres://USER:PASSWORD@127.0.0.1:$POSTGRESQL_PORT/$FERRETDB_PG_DATABASE"
+    local refusal
+    # psql's own first line says why (a password is wanted, "too many clients", ...): guessing misled people.
+    if ! refusal=$(psql -h 127.0.0.1 -p "$POSTGRESQL_PORT" -U postgres -d postgres -Atqc 'select 1' 2>&1 >/dev/null); then
+      refusal=$(printf '%s' "$refusal" | head -n1)
+      case "$refusal" in
+        *password*) die "the PostgreSQL on 127.0.0.1:$POSTGRESQL_PORT refused us: $refusal; set FERRETDB_POSTGRESQL_URL=postgres://USER:PASSWORD@127.0.0.1:$POSTGRESQL_PORT/$FERRETDB_PG_DATABASE" ;;
+        *) die "the PostgreSQL on 127.0.0.1:$POSTGRESQL_PORT refused us: ${refusal:-psql failed without a message}" ;;
+      esac
+    fi
     POSTGRESQL_URL=postgres://postgres@127.0.0.1:$POSTGRESQL_PORT
     return 0
   fi
@@ -222,7 +231,9 @@ start_ferretdb() {
   start_postgresql
   ensure_pg_database "$POSTGRESQL_URL" "$FERRETDB_PG_DATABASE"
   mkdir -p "$RUN_DIR/ferretdb-state"
-  nohup "$BIN_DIR/ferretdb" --handler=postgresql --postgresql-url="$POSTGRESQL_URL/$FERRETDB_PG_DATABASE" \
+  # A bounded pool (FerretDB's own default is 50 connections): dev, tests and CI share one PostgreSQL (100 by default).
+  nohup "$BIN_DIR/ferretdb" --handler=postgresql \
+    --postgresql-url="$POSTGRESQL_URL/$FERRETDB_PG_DATABASE?pool_max_conns=$FERRETDB_PG_POOL_MAX_CONNS" \
     --listen-addr="127.0.0.1:$FERRETDB_PORT" --debug-addr=- --state-dir="$RUN_DIR/ferretdb-state" \
     --telemetry=disable --log-level=warn >"$RUN_DIR/ferretdb.log" 2>&1 &
   STARTED+=("ferretdb:kill $!")

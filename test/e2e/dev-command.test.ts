@@ -132,6 +132,7 @@ describe('FerretDB storage', () => {
       `start_ferretdb
        node scripts/probe.cjs mongodb mongodb://127.0.0.1:${ferretdb} && echo "ferretdb answers"
        pg_isready -q -h 127.0.0.1 -p ${ownPg} && echo "own postgresql answers"
+       grep -q "pool_max_conns=7" /proc/$(ss -Hltnp "sport = :${ferretdb}" | sed -n 's/.*pid=\\([0-9]*\\).*/\\1/p')/cmdline && echo "pool bounded"
        stop_started_services
        sleep 1
        port_open ${ferretdb} || echo "ferretdb stopped"
@@ -141,6 +142,7 @@ describe('FerretDB storage', () => {
         POSTGRESQL_PORT: String(machinePg),
         OWN_POSTGRESQL_PORT: String(ownPg),
         FERRETDB_PORT: String(ferretdb),
+        FERRETDB_PG_POOL_MAX_CONNS: '7',
       },
     );
     rmSync(runDir, { recursive: true, force: true });
@@ -148,6 +150,7 @@ describe('FerretDB storage', () => {
     expect(result.stdout.split('\n')).toEqual([
       'ferretdb answers',
       'own postgresql answers',
+      'pool bounded',
       'ferretdb stopped',
       'own postgresql stopped',
     ]);
@@ -174,6 +177,23 @@ describe('a bad environment gets one clear line', () => {
     const api = lib(`require_free_port ${squatted} "the api" PORT`);
     expect(api.stderr).toBe(
       `hipaa-billing: port ${squatted} (for the api) is taken by node (pid ${process.pid}), which is not ours; stop it or set PORT to another port`,
+    );
+  });
+
+  it("a PostgreSQL that refuses the connection: psql's own reason, not a guess", () => {
+    const bin = mkdtempSync(join(tmpdir(), 'hb-full-pg-'));
+    writeFileSync(join(bin, 'pg_isready'), '#!/bin/sh\nexit 0\n');
+    writeFileSync(
+      join(bin, 'psql'),
+      '#!/bin/sh\necho \'psql: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too many clients already\' >&2\nexit 2\n',
+    );
+    chmodSync(join(bin, 'pg_isready'), 0o755);
+    chmodSync(join(bin, 'psql'), 0o755);
+    const result = lib('start_postgresql', { PATH: `${bin}:${process.env.PATH}`, FERRETDB_POSTGRESQL_URL: '' });
+    rmSync(bin, { recursive: true, force: true });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(
+      'hipaa-billing: the PostgreSQL on 127.0.0.1:5432 refused us: psql: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too many clients already',
     );
   });
 
