@@ -64,7 +64,10 @@ if (require.main === module) {
     const config = loadConfig();
     logger = createLogger({ level: config.logLevel, name: 'hipaa-billing-api' });
     const running = await startApi(config, logger);
-    const metrics = await serveMetrics(config.metrics, logger, { queues: running.queues, models: running.db.models });
+    const metrics = await serveMetrics(config.metrics, 'api', logger, {
+      queues: running.queues,
+      models: running.db.models,
+    });
     onShutdownSignal(logger, config.shutdownDeadlineMs, async () => {
       await running.stop();
       await metrics?.close();

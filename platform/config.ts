@@ -138,9 +138,25 @@ const envSchema = z.object({
   // Queue dashboard (/admin/queues) sessions: automatic logoff after this much inactivity, and a cap on any session.
   DASHBOARD_IDLE_TIMEOUT_SECONDS: positiveInt.default(900),
   DASHBOARD_SESSION_MAX_SECONDS: positiveInt.default(8 * 60 * 60),
-  /** Prometheus metrics on their own listener (not the api's); 0 turns it off. */
+  // ---- metrics (issue 20): Prometheus on a listener of its own (not the api's). METRICS_PORT unset: each process kind
+  // its own port (application/ops/serve-metrics.ts: 9464 `npm start`, 9465 api, 9466 workers); `0`: a free one, logged;
+  // `off`: none. Gauges that query MongoDB/Redis are computed at most once per METRICS_GAUGE_CACHE_MS.
   METRICS_HOST: z.string().min(1).default('127.0.0.1'),
-  METRICS_PORT: port.default(9464),
+  METRICS_PORT: z
+    .string()
+    .trim()
+    .optional()
+    .transform((v, context): number | 'off' | undefined => {
+      if (v === undefined || v === '') return undefined;
+      if (v === 'off') return 'off';
+      const parsed = port.safeParse(v);
+      if (parsed.success) return parsed.data;
+      context.addIssue({ code: 'custom', message: 'must be a port (0: a free one) or off' });
+      return z.NEVER;
+    }),
+  // Required in production when METRICS_HOST is not loopback: scrapes then send `Authorization: Bearer <token>`.
+  METRICS_BEARER_TOKEN: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
+  METRICS_GAUGE_CACHE_MS: z.coerce.number().int().min(0).default(15_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -239,7 +255,7 @@ export type AppConfig = {
   };
   outbox: { sweepEveryMs: number; staleAfterMs: number };
   reconcile: { everyMs: number; afterMs: number };
-  metrics: { host: string; port: number };
+  metrics: { host: string; port?: number | 'off'; bearerToken?: string; gaugeCacheMs: number };
   audit: {
     anchorKeyFile: string;
     /** When set, what the api verifies anchors with: it never loads the signing key. */
@@ -417,6 +433,16 @@ function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: Au
   }
 }
 
+/** Metrics reachable from other hosts are counts an outsider should not read: production wants a bearer token. */
+function refuseOpenMetrics(env: Env, problems: string[]): void {
+  if (env.NODE_ENV !== 'production' || env.METRICS_PORT === 'off' || env.METRICS_BEARER_TOKEN) return;
+  if (!['127.0.0.1', 'localhost', '::1', '[::1]'].includes(env.METRICS_HOST)) {
+    problems.push(
+      `METRICS_BEARER_TOKEN: required in production when METRICS_HOST (${env.METRICS_HOST}) is not loopback (or set METRICS_PORT=off)`,
+    );
+  }
+}
+
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 
 function isLoopback(url: string): boolean {
@@ -442,6 +468,7 @@ export function loadConfig(
   const kms = kmsConfig(env, problems, readFile);
   const auth = authConfig(env, problems, readFile);
   refuseDevelopmentSettings(source, env, auth, problems);
+  refuseOpenMetrics(env, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
@@ -480,7 +507,12 @@ export function loadConfig(
     },
     outbox: { sweepEveryMs: env.OUTBOX_SWEEP_EVERY_MS, staleAfterMs: env.OUTBOX_STALE_AFTER_MS },
     reconcile: { everyMs: env.RECONCILE_EVERY_MS, afterMs: env.RECONCILE_AFTER_MS },
-    metrics: { host: env.METRICS_HOST, port: env.METRICS_PORT },
+    metrics: {
+      host: env.METRICS_HOST,
+      port: env.METRICS_PORT,
+      bearerToken: env.METRICS_BEARER_TOKEN,
+      gaugeCacheMs: env.METRICS_GAUGE_CACHE_MS,
+    },
     audit: {
       anchorKeyFile: env.AUDIT_ANCHOR_KEY_FILE,
       anchorPublicKeyFile: env.AUDIT_ANCHOR_PUBLIC_KEY_FILE,

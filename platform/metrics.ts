@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -50,36 +51,71 @@ export const invoicesRendered = new Counter({
 /**
  * A gauge whose values are read when Prometheus scrapes (queue counts, due renewals): `read` returns label sets and
  * values. Registered once per process however many times it is asked for (api and workers may share a process).
+ * `cacheMs` bounds how often `read` runs (it queries MongoDB or Redis): scrapes within it get the last values, and
+ * concurrent scrapes share one read.
  */
 export function gaugeOnScrape<L extends string>(
   name: string,
   help: string,
   labelNames: readonly L[],
   read: () => Promise<Array<{ labels: Partial<Record<L, string>>; value: number }>>,
+  options: { cacheMs?: number } = {},
 ): void {
   if (registry.getSingleMetric(name)) return;
+  const cacheMs = options.cacheMs ?? 0;
+  let cached: { at: number; rows: ReturnType<typeof read> } | undefined;
   new Gauge({
     name,
     help,
     labelNames,
     registers: [registry],
     async collect() {
+      const now = Date.now();
+      if (!cached || now - cached.at >= cacheMs) {
+        const rows = read();
+        cached = { at: now, rows };
+        // A failed read is not kept: the next scrape tries again.
+        rows.catch(() => {
+          if (cached?.rows === rows) cached = undefined;
+        });
+      }
+      const rows = await cached.rows;
       this.reset();
-      for (const { labels, value } of await read()) this.set(labels, value);
+      for (const { labels, value } of rows) this.set(labels, value);
     },
   });
 }
 
-/** Serves `/metrics` on its own port (localhost by default: not on the api's public listener). */
+function sameSecret(given: string, expected: string): boolean {
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/**
+ * Serves `/metrics` on its own port (localhost by default: not on the api's public listener). With `bearerToken`,
+ * a scrape without `Authorization: Bearer <token>` gets 401. Port 0 takes a free port; the logged url names it.
+ * A port in use fails with one line naming `setting` (the variable to change).
+ */
 export async function startMetricsServer(options: {
   host: string;
   port: number;
+  bearerToken?: string;
+  /** What runs here, for the port-clash line ("the api", "the workers"). */
+  what?: string;
+  setting?: string;
   logger: Pick<Logger, 'info' | 'warn'>;
 }): Promise<{ url: string; close(): Promise<void> }> {
   const server: Server = createServer((request, response) => {
     if (request.method !== 'GET' || request.url !== '/metrics') {
       response.writeHead(404).end();
       return;
+    }
+    if (options.bearerToken !== undefined) {
+      const given = /^Bearer (\S+)$/.exec(request.headers.authorization ?? '')?.[1];
+      if (given === undefined || !sameSecret(given, options.bearerToken)) {
+        response.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
+        return;
+      }
     }
     registry.metrics().then(
       (body) => response.writeHead(200, { 'content-type': registry.contentType }).end(body),
@@ -90,7 +126,15 @@ export async function startMetricsServer(options: {
     );
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EADDRINUSE') return reject(error);
+      const setting = options.setting ?? 'METRICS_PORT';
+      reject(
+        new Error(
+          `port ${options.port} on ${options.host} (for ${options.what ?? 'metrics'}) is already in use; set ${setting} to another port, 0 for a free one, or off`,
+        ),
+      );
+    });
     server.listen(options.port, options.host, resolve);
   });
   const { address, port } = server.address() as AddressInfo;

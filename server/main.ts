@@ -13,7 +13,10 @@ async function main(): Promise<Logger> {
   const database = await openDatabase(config);
   const workers = await startWorkers(config, logger, database);
   const api = await startApi(config, logger, database);
-  const metrics = await serveMetrics(config.metrics, logger, { queues: workers.queues, models: database.models });
+  const metrics = await serveMetrics(config.metrics, 'server', logger, {
+    queues: workers.queues,
+    models: database.models,
+  });
   onShutdownSignal(logger, config.shutdownDeadlineMs, async () => {
     await api.stop();
     await workers.stop();

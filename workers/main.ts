@@ -108,7 +108,10 @@ if (require.main === module) {
     const config = loadConfig();
     logger = createLogger({ level: config.logLevel, name: 'hipaa-billing-workers' });
     const running = await startWorkers(config, logger, undefined, { queues });
-    const metrics = await serveMetrics(config.metrics, logger, { queues: running.queues, models: running.db.models });
+    const metrics = await serveMetrics(config.metrics, 'workers', logger, {
+      queues: running.queues,
+      models: running.db.models,
+    });
     onShutdownSignal(logger, config.shutdownDeadlineMs, async () => {
       await running.stop();
       await metrics?.close();

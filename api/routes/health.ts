@@ -11,10 +11,15 @@ async function check(probe: () => Promise<unknown>): Promise<'ok' | 'unavailable
   }
 }
 
-/** /healthz: the process is up. /readyz: it can do work (Redis and MongoDB answer). */
+type Readiness = { ready: boolean; redis: 'ok' | 'unavailable'; mongodb: 'ok' | 'unavailable' };
+
+/** How long one answer of /readyz serves every caller: a burst of probes costs the stores one ping each. */
+export const READINESS_CACHE_MS = 1_000;
+
+/** /healthz: the process is up. /readyz: it can do work (Redis and MongoDB answer), asked at most once a second. */
 export function registerHealthRoutes(app: FastifyInstance, deps: { redis: Redis; mongo: Connection }): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) => {
+  let cached: { at: number; answer: Promise<Readiness> } | undefined;
+  const readiness = async (): Promise<Readiness> => {
     const [redis, mongodb] = await Promise.all([
       check(() => deps.redis.ping()),
       check(() => {
@@ -23,7 +28,13 @@ export function registerHealthRoutes(app: FastifyInstance, deps: { redis: Redis;
         return db.admin().ping();
       }),
     ]);
-    const ready = redis === 'ok' && mongodb === 'ok';
+    return { ready: redis === 'ok' && mongodb === 'ok', redis, mongodb };
+  };
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const now = Date.now();
+    if (!cached || now - cached.at >= READINESS_CACHE_MS) cached = { at: now, answer: readiness() };
+    const { ready, redis, mongodb } = await cached.answer;
     return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', redis, mongodb });
   });
 }

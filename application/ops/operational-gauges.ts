@@ -11,17 +11,26 @@ const JOB_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'failed', 'co
 export function registerOperationalGauges(deps: {
   queues: Queues;
   models: Pick<Models, 'Subscription' | 'Payment' | 'Refund'>;
+  /** Scrapes within this many milliseconds of a read get its values (default: every scrape reads). */
+  cacheMs?: number;
 }): void {
   const { queues, models } = deps;
-  gaugeOnScrape('hipaa_billing_jobs', 'Jobs by queue and state', ['queue', 'state'], async () => {
-    const rows = await Promise.all(
-      Object.entries(queues).map(async ([queue, q]) => {
-        const counts = await q.getJobCounts(...JOB_STATES);
-        return JOB_STATES.map((state) => ({ labels: { queue, state }, value: counts[state] ?? 0 }));
-      }),
-    );
-    return rows.flat();
-  });
+  const cache = { cacheMs: deps.cacheMs ?? 0 };
+  gaugeOnScrape(
+    'hipaa_billing_jobs',
+    'Jobs by queue and state',
+    ['queue', 'state'],
+    async () => {
+      const rows = await Promise.all(
+        Object.entries(queues).map(async ([queue, q]) => {
+          const counts = await q.getJobCounts(...JOB_STATES);
+          return JOB_STATES.map((state) => ({ labels: { queue, state }, value: counts[state] ?? 0 }));
+        }),
+      );
+      return rows.flat();
+    },
+    cache,
+  );
   gaugeOnScrape(
     'hipaa_billing_audit_backlog',
     'Audit events queued and not yet appended to the trail',
@@ -30,6 +39,7 @@ export function registerOperationalGauges(deps: {
       const counts = await queues.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
       return [{ labels: {}, value: Object.values(counts).reduce((sum, n) => sum + n, 0) }];
     },
+    cache,
   );
   gaugeOnScrape(
     'hipaa_billing_renewals_due',
@@ -44,6 +54,7 @@ export function registerOperationalGauges(deps: {
         }),
       },
     ],
+    cache,
   );
   gaugeOnScrape(
     'hipaa_billing_subscriptions',
@@ -62,6 +73,7 @@ export function registerOperationalGauges(deps: {
         ...byWait.map((row) => ({ labels: { status: 'any', waiting_for: String(row._id) }, value: row.n })),
       ];
     },
+    cache,
   );
   gaugeOnScrape(
     'hipaa_billing_needs_attention',
@@ -71,5 +83,6 @@ export function registerOperationalGauges(deps: {
       { labels: { kind: 'payment' }, value: await models.Payment.countDocuments({ status: 'needs_attention' }) },
       { labels: { kind: 'refund' }, value: await models.Refund.countDocuments({ status: 'needs_attention' }) },
     ],
+    cache,
   );
 }
