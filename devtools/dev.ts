@@ -9,14 +9,25 @@ import { execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pretty from 'pino-pretty';
-import { loadConfig } from '../platform/config';
+import { loadConfig, type AppConfig } from '../platform/config';
+import { devDataKeyStatus, recordDevDataKey, resetDevData, startOverLine } from './dev-data';
 import { pollUntil } from './polling';
 import { startStripeSim } from './stripe-sim';
 
 const DIST = join(__dirname, '..');
 
-async function demoCredentials(env: NodeJS.ProcessEnv): Promise<{ company: string; token: string }> {
-  const { stdout } = await promisify(execFile)(process.execPath, [join(DIST, 'cli', 'main.js'), 'dev-setup'], { env });
+/** A one-line error for `npm run dev` to print (no stack, no "Command failed: …"). */
+class DevStop extends Error {}
+
+async function demoCredentials(env: NodeJS.ProcessEnv, config: AppConfig): Promise<{ company: string; token: string }> {
+  const { stdout } = await promisify(execFile)(process.execPath, [join(DIST, 'cli', 'main.js'), 'dev-setup'], {
+    env,
+  }).catch((error: Error & { stderr?: string }) => {
+    // Data written before this checkout's key was recorded: its data keys do not unwrap under this key.
+    if (/HMAC validation failure/.test(`${error.stderr ?? ''}${error.message}`))
+      throw new DevStop(startOverLine(config));
+    throw error;
+  });
   const value = (name: string) => new RegExp(`^export ${name}=(\\S+)$`, 'm').exec(stdout)?.[1];
   const company = value('COMPANY');
   const token = value('TOKEN');
@@ -25,7 +36,15 @@ async function demoCredentials(env: NodeJS.ProcessEnv): Promise<{ company: strin
 }
 
 function nextSteps(apiUrl: string, company: string, token: string, env: NodeJS.ProcessEnv): string {
-  const newToken = `${env.MONGODB_URI === loadConfig({}).mongodbUri ? '' : `MONGODB_URI=${env.MONGODB_URI} `}npm run -s cli -- dev-setup`;
+  // The cli in another terminal must find this checkout's data (scripts/dev.sh names its database, vault and queues).
+  const defaults = loadConfig({});
+  const settings = [
+    env.MONGODB_URI && env.MONGODB_URI !== defaults.mongodbUri ? `MONGODB_URI=${env.MONGODB_URI}` : '',
+    env.KEY_VAULT_NAMESPACE && env.KEY_VAULT_NAMESPACE !== defaults.keyVaultNamespace
+      ? `KEY_VAULT_NAMESPACE=${env.KEY_VAULT_NAMESPACE}`
+      : '',
+  ].filter(Boolean);
+  const newToken = `${settings.map((setting) => `${setting} `).join('')}npm run -s cli -- dev-setup`;
   const payments = `${apiUrl}/v1/companies/${company}/payments`;
   return [
     '',
@@ -47,6 +66,12 @@ function nextSteps(apiUrl: string, company: string, token: string, env: NodeJS.P
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  if (process.argv.includes('--reset')) {
+    const dropped = await resetDevData(config);
+    console.log(`npm run dev -- --reset: dropped ${dropped.join(', ')}; starting over`);
+  } else if ((await devDataKeyStatus(config)) === 'mismatch') {
+    throw new DevStop(startOverLine(config));
+  }
   const stripeSimUrl = new URL(process.env.STRIPE_API_BASE ?? 'http://127.0.0.1:12113');
   const sim = await startStripeSim({
     upstreamUrl: process.env.STRIPE_MOCK_URL ?? 'http://127.0.0.1:12111',
@@ -55,7 +80,11 @@ async function main(): Promise<void> {
     logger: { info: (message) => console.log(message), warn: (message) => console.warn(message) },
   });
   const env = { ...process.env, STRIPE_API_BASE: sim.url };
-  const { company, token } = await demoCredentials(env);
+  const { company, token } = await demoCredentials(env, config).catch(async (error: unknown) => {
+    await sim.close();
+    throw error;
+  });
+  await recordDevDataKey(config);
 
   const child = spawn(process.execPath, [join(DIST, 'server', 'main.js')], {
     env,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { deleteKeysByPrefix } from '../../devtools/redis-keys';
+import { withDatabaseName } from '../../devtools/services';
 import { waitFor } from '../support/harness';
 import { freePort } from '../support/ports';
 
@@ -39,10 +40,16 @@ describe('npm run dev', () => {
   const queuePrefix = `{hbdev-${suffix}}`;
   let dev: ChildProcess | undefined;
   let output = '';
-  let ports: Record<'api' | 'sim' | 'ferretdb' | 'stripeMock', number>;
+  let ports: Record<'api' | 'sim' | 'ferretdb' | 'stripeMock' | 'metrics', number>;
 
   beforeAll(async () => {
-    ports = { api: await freePort(), sim: await freePort(), ferretdb: await freePort(), stripeMock: await freePort() };
+    ports = {
+      api: await freePort(),
+      sim: await freePort(),
+      ferretdb: await freePort(),
+      stripeMock: await freePort(),
+      metrics: await freePort(),
+    };
   });
 
   afterAll(async () => {
@@ -76,6 +83,8 @@ describe('npm run dev', () => {
         FERRETDB_PG_DATABASE: `hb_dev_${suffix}`,
         SERVICES_RUN_DIR: runDir,
         QUEUE_PREFIX: queuePrefix,
+        // Its own metrics port too: the defaults (9464-9466) may be another run's on a shared machine.
+        METRICS_PORT: String(ports.metrics),
         NODE_ENV: 'development',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -114,7 +123,8 @@ describe('npm run dev', () => {
 
     process.kill(-dev.pid!, 'SIGINT');
     expect(await exited).toBe(0);
-    for (const port of [ports.api, ports.sim, ports.ferretdb, ports.stripeMock]) {
+    expect(output).toContain(`http://127.0.0.1:${ports.metrics}/metrics`);
+    for (const port of [ports.api, ports.sim, ports.ferretdb, ports.stripeMock, ports.metrics]) {
       expect({ port, answers: await portAnswers(port) }).toEqual({ port, answers: false });
     }
     // Redis was already running: used, and left running.
@@ -122,6 +132,92 @@ describe('npm run dev', () => {
     await expect(redis.ping()).resolves.toBe('PONG');
     await redis.quit();
   }, 180_000);
+});
+
+describe('the development data and the master key belong together', () => {
+  // devtools/dev.js as scripts/dev.sh runs it (services already up), against a database of this test's own.
+  const suffix = randomBytes(4).toString('hex');
+  const dir = mkdtempSync(join(tmpdir(), 'hb-dev-key-'));
+  const database = `hipaa_billing_dev_t${suffix}`;
+  const queuePrefix = `{hbdevkey-${suffix}}`;
+  const env = (keyFile: string, ports: { api: number; sim: number }) => ({
+    ...process.env,
+    NODE_ENV: 'development',
+    MONGODB_URI: withDatabaseName(process.env.MONGODB_URI!, database),
+    KEY_VAULT_NAMESPACE: `${database}_keys.__keyVault`,
+    QUEUE_PREFIX: queuePrefix,
+    LOCAL_MASTER_KEY_FILE: keyFile,
+    AUDIT_ANCHOR_KEY_FILE: join(dir, 'anchor.pem'),
+    PORT: String(ports.api),
+    METRICS_PORT: '0',
+    STRIPE_MOCK_URL: process.env.STRIPE_API_BASE!,
+    STRIPE_API_BASE: `http://127.0.0.1:${ports.sim}`,
+  });
+  const running: ChildProcess[] = [];
+
+  /** Runs dev.js until it says the system is up (then Ctrl-C) or it exits on its own; its output and exit code. */
+  async function dev(keyFile: string, args: string[] = []): Promise<{ code: number | null; output: string }> {
+    const ports = { api: await freePort(), sim: await freePort() };
+    const child = spawn(process.execPath, [join(ROOT, 'dist', 'devtools', 'dev.js'), ...args], {
+      cwd: ROOT,
+      detached: true,
+      env: env(keyFile, ports),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running.push(child);
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await waitFor(
+      async () => output,
+      (text) => text.includes('hipaa-billing is up') || child.exitCode !== null,
+      { timeoutMs: 90_000, intervalMs: 200, what: 'dev.js to come up or stop' },
+    );
+    if (child.exitCode === null) process.kill(-child.pid!, 'SIGINT');
+    return { code: await exited, output };
+  }
+
+  afterAll(async () => {
+    for (const child of running) if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+    const { MongoClient } = await import('mongodb');
+    const client = new MongoClient(process.env.MONGODB_URI!);
+    await client.db(database).dropDatabase();
+    await client.db(`${database}_keys`).dropDatabase();
+    await client.close();
+    const redis = new Redis(process.env.REDIS_URL!);
+    await deleteKeysByPrefix(redis, queuePrefix);
+    await redis.quit();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('data of another checkout (or a deleted .secrets/) stops with one line, and --reset starts over', async () => {
+    const first = join(dir, 'first-checkout.key');
+    const second = join(dir, 'second-checkout.key');
+    // Another checkout set the data up with its key (as before the key was recorded with the data).
+    const setup = spawnSync(process.execPath, [join(ROOT, 'dist', 'cli', 'main.js'), 'dev-setup'], {
+      cwd: ROOT,
+      env: env(first, { api: 1, sim: 1 }),
+      encoding: 'utf8',
+    });
+    expect(setup.status).toBe(0);
+
+    const stopped = await dev(second);
+    expect(stopped.code).toBe(1);
+    const line = `npm run dev: the development data in MongoDB database ${database} was encrypted under another master key than ${second} (another checkout's, or .secrets/ was deleted); start over with \`npm run dev -- --reset\`, which drops only the development data`;
+    expect(stopped.output.trim().split('\n').at(-1)).toBe(line);
+    expect(stopped.output).not.toContain('HMAC');
+
+    const reset = await dev(second, ['--reset']);
+    expect(reset.output).toContain(`npm run dev -- --reset: dropped ${database}, ${database}_keys`);
+    expect(reset.output).toContain('hipaa-billing is up');
+    expect(reset.code).toBe(0);
+
+    // The data now belongs to the second key: the first checkout's key is told the same, before anything starts.
+    const other = await dev(first);
+    expect(other.code).toBe(1);
+    expect(other.output.trim().split('\n').at(-1)).toBe(line.replace(second, first));
+  }, 240_000);
 });
 
 describe('FerretDB storage', () => {
