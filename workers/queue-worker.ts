@@ -158,12 +158,15 @@ export function logJobLifecycle(
   findJob: (jobId: string) => Promise<Job | undefined> = (jobId) => Job.fromId(worker, jobId),
 ): void {
   const queue = worker.name;
+  // Scheduler runs (outbox sweep, anchors, reconcile, renewal sweep) come every minute or so and mostly find nothing
+  // to do; what they did they log themselves at info. Their lifecycle goes to debug, so an idle system is quiet.
+  const level = (job: Job) => (job.repeatJobKey ? 'debug' : 'info');
   worker.on('active', (job) => {
-    jobLogger(logger, queue, job).info({ queuedMs: durations(job).queuedMs }, 'job active');
+    jobLogger(logger, queue, job)[level(job)]({ queuedMs: durations(job).queuedMs }, 'job active');
   });
   worker.on('completed', (job) => {
     const taken = durations(job);
-    jobLogger(logger, queue, job).info(taken, 'job completed');
+    jobLogger(logger, queue, job)[level(job)](taken, 'job completed');
     if (taken.executionMs !== undefined) jobDuration.observe({ queue, outcome: 'completed' }, taken.executionMs / 1000);
   });
   worker.on('failed', (job, error) => {

@@ -152,6 +152,21 @@ describe('job lifecycle log lines', () => {
     ]);
   });
 
+  // Issue 20: an idle `npm run dev` printed every scheduler run (outbox sweep, anchors, reconcile); they say at info
+  // what they did when they did something, and their lifecycle lines go to debug.
+  it('logs the lifecycle of scheduler jobs at debug, so an idle system prints nearly nothing', () => {
+    const { logger, lines } = setup();
+    const worker = fakeWorker();
+    logJobLifecycle(worker, logger);
+    const sweep = fakeJob({}, { id: 'repeat:outbox-sweep:1700', name: 'outbox-sweep', repeatJobKey: 'outbox-sweep' });
+    worker.emit('active', sweep, 'waiting');
+    worker.emit('completed', { ...sweep, finishedOn: 1_300 }, {});
+    expect(lines().map((line) => [line.msg, line.level])).toEqual([
+      ['job active', 20],
+      ['job completed', 20],
+    ]);
+  });
+
   it('logs a failed attempt with its reason code and durations; the original message goes to the log only', () => {
     const { logger, lines } = setup();
     const worker = fakeWorker();
