@@ -6,7 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import type { Redis } from 'ioredis';
 import { ulid } from 'ulid';
 import type { Principal } from '../domain/access-policy';
-import { bodyContainsCardNumber } from '../domain/card-number';
+import { bodyContainsCardNumber, requestLineContainsCardNumber } from '../domain/card-number';
 import type { PaymentGateway } from '../domain/payment-gateway';
 import type { Database } from '../models';
 import type { AppConfig } from '../platform/config';
@@ -188,6 +188,10 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   app.addHook('preHandler', async (request) => {
     // Card data must never reach us (PCI scope); say what to send instead, and never echo or log the value.
     // Signed webhook bodies are raw bytes from Stripe, which never sends card numbers.
+    const idempotencyKey = request.headers['idempotency-key'];
+    if (requestLineContainsCardNumber(request.url, typeof idempotencyKey === 'string' ? idempotencyKey : undefined)) {
+      throw new ApiError(400, 'card_number_refused', 'send a Stripe PaymentMethod id, never a card number');
+    }
     if (isSignedWebhook(request)) return;
     if (request.body !== undefined && bodyContainsCardNumber(request.body)) {
       throw new ApiError(400, 'card_number_refused', 'send a Stripe PaymentMethod id, never a card number');

@@ -1,36 +1,26 @@
+import { containsCardNumber } from '../platform/card-numbers';
+
 /**
- * Spotting a primary account number (card number) where none belongs: 13–19
- * digits, optionally grouped by spaces or dashes, that pass the Luhn check.
+ * Spotting a primary account number (card number) where none belongs (platform/card-numbers.ts says how).
  * Card data must never reach us; clients send Stripe PaymentMethod ids.
  */
-const CANDIDATE = /(?:\d[ -]?){12,18}\d/g;
+export { containsCardNumber };
 
-function passesLuhn(digits: string): boolean {
-  let sum = 0;
-  for (let i = 0; i < digits.length; i += 1) {
-    let digit = Number(digits[digits.length - 1 - i]);
-    if (i % 2 === 1) {
-      digit *= 2;
-      if (digit > 9) digit -= 9;
-    }
-    sum += digit;
-  }
-  return sum % 10 === 0;
-}
-
-export function containsCardNumber(text: string): boolean {
-  for (const match of text.matchAll(CANDIDATE)) {
-    const digits = match[0].replace(/[ -]/g, '');
-    if (digits.length >= 13 && digits.length <= 19 && passesLuhn(digits)) return true;
-  }
-  return false;
+/**
+ * A JSON integer past 2^53 (17–19 digits) lost digits when it was parsed, so its Luhn check cannot be trusted:
+ * nothing we take is that large, so it counts as a possible card number.
+ */
+function numberMayBeCardNumber(value: number): boolean {
+  if (!Number.isInteger(value)) return false;
+  if (!Number.isSafeInteger(value)) return Math.abs(value) < 1e19;
+  return containsCardNumber(String(value));
 }
 
 /** Looks at every string and number in a parsed JSON body, at any depth. */
 export function bodyContainsCardNumber(value: unknown, depth = 0): boolean {
   if (depth > 32) return false;
   if (typeof value === 'string') return containsCardNumber(value);
-  if (typeof value === 'number') return Number.isInteger(value) && containsCardNumber(String(value));
+  if (typeof value === 'number') return numberMayBeCardNumber(value);
   if (Array.isArray(value)) return value.some((item) => bodyContainsCardNumber(item, depth + 1));
   if (value !== null && typeof value === 'object') {
     return Object.entries(value).some(
@@ -38,4 +28,18 @@ export function bodyContainsCardNumber(value: unknown, depth = 0): boolean {
     );
   }
   return false;
+}
+
+/**
+ * The parts of a request other than its body that could carry a card number: the path and query (decoded) and the
+ * Idempotency-Key header.
+ */
+export function requestLineContainsCardNumber(url: string, idempotencyKey: string | undefined): boolean {
+  let decoded = url;
+  try {
+    decoded = decodeURIComponent(url.replace(/\+/g, ' '));
+  } catch {
+    // A malformed escape: the raw text is still looked at.
+  }
+  return containsCardNumber(decoded) || containsCardNumber(url) || containsCardNumber(idempotencyKey ?? '');
 }

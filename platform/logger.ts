@@ -1,4 +1,5 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { redactCardNumbers } from './card-numbers';
 
 export type { Logger } from 'pino';
 
@@ -43,13 +44,28 @@ export const REDACT_PATHS: string[] = [
 
 /**
  * Fastify logs every request as `req`: only its method and path go out, never the caller's address or the query
- * string, which could carry anything (ids in the path are opaque, and how ops find a request).
+ * string, which could carry anything (ids in the path are opaque, and how ops find a request). A card number in the
+ * path (the api refuses the request) is written as `[REDACTED]`.
  */
 function serializeRequest(req: { method?: unknown; url?: unknown } | null | undefined): {
   method?: unknown;
   url?: string;
 } {
-  return { method: req?.method, url: typeof req?.url === 'string' ? req.url.split('?')[0] : undefined };
+  if (typeof req?.url !== 'string') return { method: req?.method, url: undefined };
+  const path = req.url.split('?')[0]!;
+  let decoded = path;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    // A malformed escape: the path as it came.
+  }
+  return { method: req.method, url: decoded === path ? redactCardNumbers(path) : redactEscaped(path, decoded) };
+}
+
+/** A path with escapes: written decoded and redacted when decoding shows a card number, else as it came. */
+function redactEscaped(path: string, decoded: string): string {
+  const redacted = redactCardNumbers(decoded);
+  return redacted === decoded ? redactCardNumbers(path) : redacted;
 }
 
 export function createLogger(options: { level: string; name?: string }, destination?: DestinationStream): Logger {
