@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Schema, type Connection, type Model } from 'mongoose';
 import type { AuditEventInput } from '../domain/audit-event';
 
@@ -10,13 +11,30 @@ export function isFinishedWebhookEvent(status: WebhookEventStatus): boolean {
 }
 
 /**
+ * Inbox keys are per company (issue 20): two companies on one Stripe account receive the same event id, and each
+ * must get, process and audit its own copy. The first company to store an event keeps Stripe's event id as the key
+ * (so every row stored before keeps working, with no migration); another company's copy is keyed by this: the event
+ * id and a hash of the company id, still a valid Stripe-event-shaped id for job payloads and job ids.
+ */
+export function companyInboxKey(companyId: string, stripeEventId: string): string {
+  return `${stripeEventId}C${createHash('sha256').update(companyId).digest('hex').slice(0, 24)}`;
+}
+
+/** The keys a company's copy of a Stripe event may be stored under: look it up with `companyId` as well. */
+export function inboxKeys(companyId: string, stripeEventId: string): string[] {
+  return [stripeEventId, companyInboxKey(companyId, stripeEventId)];
+}
+
+/**
  * The inbox: one verified Stripe event, stored before it is acknowledged, so a
- * lost job can be redone from here. `_id` is Stripe's event id, which makes a
- * redelivery a duplicate key. The payload may reference customers, so it is
+ * lost job can be redone from here. `_id` is its inbox key (`inboxKeys`), which makes a
+ * redelivery a duplicate key; `stripeEventId` is Stripe's id when it differs. The payload may reference customers, so it is
  * stored encrypted (random) under the company's data key; it reads back decrypted.
  */
 export interface WebhookEventRecord {
   _id: string;
+  /** Stripe's event id, set when `_id` is a company inbox key (`companyInboxKey`). */
+  stripeEventId?: string;
   companyId: string;
   officeId?: string;
   type: string;
@@ -47,6 +65,7 @@ const webhookEventSchema = new Schema<WebhookEventRecord>(
     _id: { type: String, required: true },
     companyId: { type: String, required: true },
     officeId: { type: String },
+    stripeEventId: { type: String },
     type: { type: String, required: true },
     livemode: { type: Boolean, required: true },
     created: { type: Date, required: true },

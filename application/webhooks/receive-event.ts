@@ -7,7 +7,7 @@ import type { Models } from '../../models';
 import { isShreddedDataError, type FieldEncryption } from '../../models/encryption';
 import { isDuplicateKeyError } from '../../models/errors';
 import { loadPaymentLevels, type PaymentTarget } from '../../models/payment-config';
-import { isFinishedWebhookEvent } from '../../models/webhook-event.model';
+import { companyInboxKey, inboxKeys, isFinishedWebhookEvent } from '../../models/webhook-event.model';
 import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
 import { STRIPE_EVENT_ID } from '../../domain/stripe-ids';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
@@ -154,42 +154,46 @@ export async function receiveWebhookEvent(
   let enqueue = true;
   // A redelivery while a replay is pending must name the replay's job, not start a second one.
   let replays = 0;
-  try {
-    await models.WebhookEvent.create({
-      _id: event.id,
-      companyId,
-      ...(officeId ? { officeId } : {}),
-      type: event.type,
-      livemode: event.livemode,
-      created: new Date(event.created * 1000),
-      receivedAt: new Date(),
-      status: 'received',
-      payload: await encryption.encrypt(companyId, raw.toString('utf8')),
-    });
-  } catch (error) {
-    if (!isDuplicateKeyError(error)) throw error;
-    const stored = await models.WebhookEvent.findById(event.id, { status: 1, companyId: 1, replays: 1 }).lean();
-    if (!stored) throw error;
+  const row = {
+    companyId,
+    ...(officeId ? { officeId } : {}),
+    type: event.type,
+    livemode: event.livemode,
+    created: new Date(event.created * 1000),
+    receivedAt: new Date(),
+    status: 'received' as const,
+    payload: await encryption.encrypt(companyId, raw.toString('utf8')),
+  };
+  // The inbox key: Stripe's event id, or, when another company (same Stripe account) stored that first, this
+  // company's own key. The insert under a unique key is what makes a redelivery a no-op.
+  let key = event.id;
+  let stored = await insertOrFind(models, key, row, companyId, event.id);
+  if (stored === 'taken') {
+    key = companyInboxKey(companyId, event.id);
+    stored = await insertOrFind(models, key, { ...row, stripeEventId: event.id }, companyId, event.id);
+    if (stored === 'taken') throw new Error(`inbox key ${key} holds another company's event`);
+  }
+  if (stored !== 'inserted') {
     // A finished event is only acknowledged; an unfinished one is enqueued again (same job id: no double work).
-    enqueue = stored.companyId === companyId && !isFinishedWebhookEvent(stored.status);
+    key = stored._id;
+    enqueue = !isFinishedWebhookEvent(stored.status);
     replays = stored.replays;
-    if (stored.companyId !== companyId) log.warn('stripe event already stored for another company; not enqueued');
     log.info({ status: stored.status }, 'stripe event redelivered');
   }
 
   try {
     await withDeadline(
       Promise.all([
-        enqueue ? deps.enqueueEvent({ eventId: event.id }, replays) : undefined,
-        // One receipt per event, whichever delivery records it.
+        enqueue ? deps.enqueueEvent({ eventId: key }, replays) : undefined,
+        // One receipt per event and company, whichever delivery records it.
         deps.enqueueAudit({
-          eventId: transitionEventId('webhook.received', event.id),
+          eventId: transitionEventId('webhook.received', key),
           companyId,
           ...(officeId ? { officeId } : {}),
           action: 'webhook.received',
           outcome: 'success',
           actor: { type: 'service', id: 'stripe' },
-          resource: { type: 'webhook_event', id: event.id },
+          resource: { type: 'webhook_event', id: key },
           occurredAt: new Date().toISOString(),
         }),
       ]),
@@ -201,4 +205,30 @@ export async function receiveWebhookEvent(
     throw new WebhookNotQueuedError(event.id, { cause: error });
   }
   return { outcome: 'received', event };
+}
+
+type StoredRow = { _id: string; status: Parameters<typeof isFinishedWebhookEvent>[0]; replays: number };
+
+/**
+ * Inserts the row under `key`; on a duplicate, the row this company already stored for the event (under either of
+ * its keys), or 'taken' when the key holds another company's copy.
+ */
+async function insertOrFind(
+  models: Pick<Models, 'WebhookEvent'>,
+  key: string,
+  row: object,
+  companyId: string,
+  stripeEventId: string,
+): Promise<'inserted' | 'taken' | StoredRow> {
+  try {
+    await models.WebhookEvent.create({ _id: key, ...row });
+    return 'inserted';
+  } catch (error) {
+    if (!isDuplicateKeyError(error)) throw error;
+    const ours = await models.WebhookEvent.findOne(
+      { _id: { $in: inboxKeys(companyId, stripeEventId) }, companyId },
+      { status: 1, replays: 1 },
+    ).lean();
+    return ours ?? 'taken';
+  }
 }

@@ -9,7 +9,7 @@ import { enqueueStripeEvent, replayKey, stripeEventJobId } from '../../queues/st
 import { ensureJob } from '../../queues/job-options';
 import type { Models } from '../../models';
 import { isDuplicateKeyError } from '../../models/errors';
-import { isFinishedWebhookEvent, type WebhookEventRecord } from '../../models/webhook-event.model';
+import { inboxKeys, isFinishedWebhookEvent, type WebhookEventRecord } from '../../models/webhook-event.model';
 
 export interface WebhookReplayDeps {
   models: Pick<Models, 'Company' | 'WebhookEvent' | 'WebhookReplayClaim'>;
@@ -92,8 +92,13 @@ export async function replayWebhookEvent(
   const sealed = await request.origin?.seal?.();
 
   for (let round = 0; round < MAX_ROUNDS; round += 1) {
-    const row: ReplayRow | null = await WebhookEvent.findOne({ _id: eventId, companyId }, WITHOUT_PAYLOAD).lean();
+    // Stripe's event id names the company's copy under either inbox key (models/webhook-event.model.ts).
+    const row: ReplayRow | null = await WebhookEvent.findOne(
+      { _id: { $in: inboxKeys(companyId, eventId) }, companyId },
+      WITHOUT_PAYLOAD,
+    ).lean();
     if (!row) return { outcome: 'not_found' };
+    const key = row._id;
     if (row.status === 'failed' && row.outcome?.reason === 'data_shredded') return { outcome: 'shredded' };
     const { replays } = row;
     if (!isFinishedWebhookEvent(row.status)) {
@@ -101,7 +106,7 @@ export async function replayWebhookEvent(
       return { outcome: 'queued', event: { id: eventId, status: 'received', replays }, reset: false };
     }
 
-    if (!(await claimReplay(deps.models.WebhookReplayClaim, eventId, replays + 1))) {
+    if (!(await claimReplay(deps.models.WebhookReplayClaim, key, replays + 1))) {
       // Another replay holds this number and is resetting the row: look again once it had time to.
       await new Promise((resolve) => setTimeout(resolve, 50 * (round + 1)));
       continue;
@@ -113,7 +118,7 @@ export async function replayWebhookEvent(
       { field: 'replays', before: String(replays), after: String(replays + 1) },
     ]);
     const reset = await WebhookEvent.updateOne(
-      { _id: eventId, companyId, status: row.status, replays: row.replays },
+      { _id: key, companyId, status: row.status, replays: row.replays },
       {
         $set: { status: 'received', replays: replays + 1, replayAudit: audit },
         $unset: { pending: 1, outcome: 1, processedAt: 1 },
