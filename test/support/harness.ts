@@ -66,7 +66,7 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
     KEY_VAULT_NAMESPACE: `hbkv_${suffix}.__keyVault`,
     LOCAL_MASTER_KEY_FILE: keyFile,
     AUDIT_ANCHOR_KEY_FILE: join(keyDir, 'anchor-ed25519.pem'),
-    // Off: processes started from one context would all want the default port; a test that reads it sets its own.
+    // A free port each: processes started from one context would otherwise all want their kind's default port.
     METRICS_PORT: '0',
     ...extraEnv,
   };
