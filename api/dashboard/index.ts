@@ -1,8 +1,15 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { PLATFORM_AUDIT_SCOPE } from '../../domain/audit-actions';
-import { decideDashboardRequest, decideDashboardRole, type DashboardAction } from '../../domain/dashboard-access';
+import {
+  decideDashboardRequest,
+  decideDashboardRole,
+  refusedPageSize,
+  type DashboardAction,
+  type DashboardTarget,
+} from '../../domain/dashboard-access';
 import { readOnlyBoardAnswer, shownBoardAnswer } from '../../domain/dashboard-view';
 import type { FieldEncryption } from '../../models/encryption';
 import type { Queues } from '../../queues';
@@ -273,17 +280,8 @@ function requireSession(
           : undefined;
       const decision = refusal
         ? ({ allowed: false, reason: refusal } as const)
-        : decideDashboardRequest(session.role, request.method, route);
-      if (!decision.allowed) {
-        await audit(request, {
-          action: 'dashboard.denied',
-          outcome: 'denied',
-          actor: actor(session),
-          resource: { type: 'dashboard_route', id: auditableId(`${request.method}${route}`) },
-          reason: decision.reason,
-        });
-        return reply.code(403).send({ error: { code: decision.reason, message: 'not allowed on this dashboard' } });
-      }
+        : decideDashboardRequest(session.role, request.method, route, await targetOf(deps.queues, request, route));
+      if (!decision.allowed) return refuse(request, reply, audit, session, route, decision.reason);
       if (decision.action) {
         request.dashboard.action = decision.action;
         // An action that cannot be recorded is not taken.
@@ -297,6 +295,9 @@ function requireSession(
       await store.touch(token, session);
       return;
     }
+    const read = decideDashboardRequest(session.role, request.method, route);
+    const refused = read.allowed ? refusedPageSize(request.query) : read.reason;
+    if (refused) return refuse(request, reply, audit, session, route, refused);
     // A page load is use; so is a read the page has not made before (another queue, a job); a repeat is a poll.
     if (!route.startsWith('/api/') && !route.startsWith('/static/')) await store.touch(token, session);
     else if (route.startsWith('/api/')) {
@@ -304,4 +305,33 @@ function requireSession(
       if (!session.views.includes(view)) await store.touch(token, session, view);
     }
   };
+}
+
+async function refuse(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  audit: DashboardAudit,
+  session: DashboardSession,
+  route: string,
+  reason: string,
+): Promise<FastifyReply> {
+  await audit(request, {
+    action: 'dashboard.denied',
+    outcome: 'denied',
+    actor: actor(session),
+    resource: { type: 'dashboard_route', id: auditableId(`${request.method}${route}`) },
+    reason,
+  });
+  return reply.code(403).send({ error: { code: reason, message: 'not allowed on this dashboard' } });
+}
+
+/** The queue, bulk state and (for one job's clean) the job's current state a request names. */
+async function targetOf(queues: Queues, request: FastifyRequest, route: string): Promise<DashboardTarget> {
+  const params = request.params as { queueName?: string; jobId?: string; queueStatus?: string };
+  const target: DashboardTarget = { queueName: params.queueName, queueStatus: params.queueStatus };
+  if (route === '/api/queues/:queueName/:jobId/clean' && params.queueName && params.jobId) {
+    const queue = (queues as Record<string, Queue | undefined>)[params.queueName];
+    if (queue) target.jobState = await queue.getJobState(params.jobId);
+  }
+  return target;
 }

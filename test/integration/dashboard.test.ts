@@ -190,6 +190,52 @@ describe('CSRF and origin', () => {
   });
 });
 
+describe('what may be cleaned, loaded and seen (issue 20)', () => {
+  it('refuses cleaning pending work (delayed, waiting, one delayed job) and anything on the audit queue: 403, audited, the jobs stay', async () => {
+    const client = await signedIn('platform_admin');
+    const delayed = await system.ctx.queues.charges.add('probe', { paymentId: 'pay_probe' } as never, {
+      jobId: `probe-delayed-${Date.now()}`,
+      delay: 3_600_000,
+    });
+    for (const path of [
+      '/queues/charges/clean/delayed',
+      '/queues/charges/clean/wait',
+      '/queues/charges/clean/paused',
+      '/queues/charges/clean/prioritized',
+      `/queues/charges/${delayed.id}/clean`,
+      '/queues/audit/clean/completed',
+      '/queues/audit/clean/failed',
+    ]) {
+      const response = await client.action(path);
+      expect({ path, status: response.status }).toEqual({ path, status: 403 });
+    }
+    expect(await system.ctx.queues.charges.getJobState(delayed.id!)).toBe('delayed');
+    expect(await auditEvent({ action: 'dashboard.denied', reason: 'only_finished_jobs_cleanable' })).toBeTruthy();
+    expect(await auditEvent({ action: 'dashboard.denied', reason: 'queue_not_cleanable' })).toBeTruthy();
+    await delayed.remove();
+  });
+
+  it('caps the page size, and shows worker addresses to platform_admin only (Redis details to no one)', async () => {
+    const ops = await signedIn('platform_ops');
+    const huge = await ops.json('/queues?activeQueue=charges&status=failed&page=1&jobsPerPage=50000');
+    expect(huge.status).toBe(403);
+    expect(huge.body.error.code).toBe('jobs_per_page_too_large');
+    expect((await ops.json('/queues?activeQueue=charges&status=failed&page=1&jobsPerPage=100')).status).toBe(200);
+    for (const path of ['/redis/stats', '/queues/charges/workers']) {
+      const refused = await ops.json(path);
+      expect({ path, status: refused.status, code: refused.body.error?.code }).toEqual({
+        path,
+        status: 403,
+        code: 'platform_admin_only',
+      });
+    }
+    const admin = await signedIn('platform_admin');
+    expect((await admin.json('/queues/charges/workers')).status).toBe(200);
+    // Redis INFO is shown to no one (the board's hideRedisDetails).
+    expect((await admin.json('/redis/stats')).status).toBe(403);
+  });
+});
+
 describe('platform_admin: retry', () => {
   it('retries a failed job, audited in the platform trail with queue and job id', async () => {
     const client = await signedIn('platform_admin');

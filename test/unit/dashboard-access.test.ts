@@ -59,10 +59,12 @@ describe('who gets into the queue dashboard', () => {
       allowed: true,
       action: 'retry',
     });
-    expect(decideDashboardRequest('platform_admin', 'PUT', '/api/queues/:queueName/clean/:queueStatus')).toEqual({
-      allowed: true,
-      action: 'clean_all',
-    });
+    expect(
+      decideDashboardRequest('platform_admin', 'PUT', '/api/queues/:queueName/clean/:queueStatus', {
+        queueName: 'charges',
+        queueStatus: 'completed',
+      }),
+    ).toEqual({ allowed: true, action: 'clean_all' });
     for (const route of ['/api/queues/:queueName/empty', '/api/queues/:queueName/obliterate', '/api/queues/pause']) {
       expect(decideDashboardRequest('platform_admin', 'PUT', route)).toMatchObject({ allowed: false });
     }
@@ -118,6 +120,45 @@ describe('what the dashboard shows of a job', () => {
         },
       ],
       schedulers: [{ id: 'sweep', template: { data: { who: HIDDEN } } }],
+    });
+  });
+});
+
+describe('what the dashboard may clean (issue 20)', () => {
+  const clean = (target: Record<string, string>, route = '/api/queues/:queueName/clean/:queueStatus') =>
+    decideDashboardRequest('platform_admin', 'PUT', route, target);
+  it.each(['completed', 'failed'])('finished jobs (%s) of a work queue', (state) => {
+    expect(clean({ queueName: 'charges', queueStatus: state })).toEqual({ allowed: true, action: 'clean_all' });
+    expect(clean({ queueName: 'charges', jobState: state }, '/api/queues/:queueName/:jobId/clean')).toEqual({
+      allowed: true,
+      action: 'clean',
+    });
+  });
+  it.each(['wait', 'delayed', 'paused', 'prioritized', 'active', 'waiting-children', 'unknown'])(
+    'never pending work (%s)',
+    (state) => {
+      expect(clean({ queueName: 'charges', queueStatus: state })).toEqual({
+        allowed: false,
+        reason: 'only_finished_jobs_cleanable',
+      });
+      expect(clean({ queueName: 'charges', jobState: state }, '/api/queues/:queueName/:jobId/clean')).toMatchObject({
+        allowed: false,
+      });
+    },
+  );
+  it('nothing on the audit queue, whatever the state', () => {
+    expect(clean({ queueName: 'audit', queueStatus: 'completed' })).toEqual({
+      allowed: false,
+      reason: 'queue_not_cleanable',
+    });
+  });
+  it('worker addresses and Redis details are platform_admin reads', () => {
+    expect(decideDashboardRequest('platform_ops', 'GET', '/api/queues/:queueName/workers')).toEqual({
+      allowed: false,
+      reason: 'platform_admin_only',
+    });
+    expect(decideDashboardRequest('platform_admin', 'GET', '/api/queues/:queueName/workers')).toEqual({
+      allowed: true,
     });
   });
 });
