@@ -28,6 +28,7 @@ import { registerWebhookEventRoutes } from './routes/webhook-events';
 import { registerInvoiceRoutes } from './routes/invoices';
 import { registerInvoiceSettingsRoutes } from './routes/invoice-settings';
 import { createAuditBudget } from './audit-budget';
+import { budgetSource, createAuthFailureBudget, refuseSpentSource } from './auth-failure-budget';
 import { isDashboardRoute, registerDashboard } from './dashboard';
 
 declare module 'fastify' {
@@ -138,6 +139,12 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     }
   });
 
+  const authFailures = createAuthFailureBudget(
+    deps.redis,
+    deps.config.queuePrefix,
+    http.authFailuresPerSourcePerMinute,
+  );
+
   // Per source address, before authentication (a route-level onRequest hook: it runs before the preParsing hook
   // below), so invalid tokens cost a counter increment, not a signature check and an audit append each.
   await app.register(rateLimit, {
@@ -146,22 +153,25 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     timeWindow: '1 minute',
     redis: deps.redis,
     nameSpace: `${deps.config.queuePrefix}:rate-limit-source:`,
-    keyGenerator: (request) => `ip:${request.ip}`,
+    keyGenerator: (request) => `ip:${budgetSource(request.ip)}`,
     skipOnError: true,
-    allowList: (request) => UNAUTHENTICATED_ROUTES.has(request.url),
+    // Stripe's deliveries come from few addresses in bursts; their forged ones spend the failed-auth budget instead.
+    allowList: (request) => UNAUTHENTICATED_ROUTES.has(request.url) || isSignedWebhook(request),
     errorResponseBuilder: (_request, context) =>
       new ApiError(429, 'rate_limited', `too many requests; retry after ${context.after}`),
   });
 
   // Authentication before the body is read: no request reaches a handler (or the body parser) without a valid token.
-  app.addHook('preParsing', async (request, _reply, payload) => {
+  app.addHook('preParsing', async (request, reply, payload) => {
     // The dashboard authenticates by its own session cookie (api/dashboard), made from a token verified as here.
     if (UNAUTHENTICATED_ROUTES.has(request.url) || isSignedWebhook(request) || isDashboardRoute(request))
       return payload;
+    await refuseSpentSource(authFailures, request, reply);
     try {
       request.principal = await deps.authenticate(request.headers.authorization);
     } catch (error) {
       if (!(error instanceof AuthenticationError)) throw error;
+      await authFailures.record(request.ip);
       await guard.auditAuthenticationFailure(request, error.reason);
       throw new ApiError(401, error.reason, 'a valid bearer token is required');
     }
@@ -248,6 +258,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     queues: deps.queues,
     redis: deps.redis,
     keyPrefix: deps.config.queuePrefix,
+    authFailures,
   });
   registerInvoiceRoutes(app, {
     models: deps.database.models,
@@ -266,6 +277,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     authenticate: deps.authenticate,
     encryption: deps.database.encryption,
     auditAuthenticationFailure: guard.auditAuthenticationFailure,
+    authFailures,
   });
   registerWebhookEventRoutes(app, {
     models: deps.database.models,

@@ -47,6 +47,8 @@ const envSchema = z.object({
   RATE_LIMIT_PER_MINUTE: positiveInt.default(600),
   // Per source address, before authentication: bounds what invalid tokens (and anything else) can cost.
   RATE_LIMIT_PER_SOURCE_PER_MINUTE: positiveInt.default(3000),
+  // Failed authentication (bad tokens, forged webhook signatures) per source (IPv6 by /64) per minute: then 429.
+  AUTH_FAILURES_PER_SOURCE_PER_MINUTE: positiveInt.default(30),
 
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   // Hash-tagged so every key of one deployment lands in one Redis Cluster slot (BullMQ needs that).
@@ -235,6 +237,7 @@ export type AppConfig = {
     hstsMaxAgeSeconds: number;
     rateLimitPerMinute: number;
     rateLimitPerSourcePerMinute: number;
+    authFailuresPerSourcePerMinute: number;
   };
   redisUrl: string;
   queuePrefix: string;
@@ -483,6 +486,7 @@ export function loadConfig(
       hstsMaxAgeSeconds: env.HSTS_MAX_AGE_SECONDS,
       rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
       rateLimitPerSourcePerMinute: env.RATE_LIMIT_PER_SOURCE_PER_MINUTE,
+      authFailuresPerSourcePerMinute: env.AUTH_FAILURES_PER_SOURCE_PER_MINUTE,
     },
     redisUrl: env.REDIS_URL,
     queuePrefix: env.QUEUE_PREFIX,

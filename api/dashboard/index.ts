@@ -14,6 +14,7 @@ import { readOnlyBoardAnswer, shownBoardAnswer } from '../../domain/dashboard-vi
 import type { FieldEncryption } from '../../models/encryption';
 import type { Queues } from '../../queues';
 import { AuthenticationError, type Authenticator } from '../auth';
+import type { AuthFailureBudget } from '../auth-failure-budget';
 import { auditableId, createDashboardAudit, type DashboardAudit } from './audit';
 import { createBoard } from './board';
 import {
@@ -48,6 +49,8 @@ export interface DashboardDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
   /** The api's (budgeted) auth.failed audit, for tokens that do not verify. */
   auditAuthenticationFailure(request: FastifyRequest, reason: string): Promise<void>;
+  /** The api's failed-authentication budget per source: a token that does not verify spends it. */
+  authFailures: AuthFailureBudget;
 }
 
 declare module 'fastify' {
@@ -169,11 +172,17 @@ function registerSignInRoutes(
       });
       return sendPage(reply, 403, signIn('request_refused'));
     }
+    const retryAfter = await deps.authFailures.retryAfter(request.ip);
+    if (retryAfter !== undefined) {
+      void reply.header('retry-after', String(retryAfter));
+      return sendPage(reply, 429, signIn('token_refused'));
+    }
     let principal;
     try {
       principal = await deps.authenticate(`Bearer ${(formField(request, 'token') ?? '').trim()}`);
     } catch (error) {
       if (!(error instanceof AuthenticationError)) throw error;
+      await deps.authFailures.record(request.ip);
       await deps.auditAuthenticationFailure(request, error.reason);
       return sendPage(reply, 401, signIn('token_refused'));
     }

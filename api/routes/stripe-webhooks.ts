@@ -18,6 +18,7 @@ import { enqueueStripeEvent } from '../../queues/stripe-events.queue';
 import { routeOf } from '../access-guard';
 import { sealRequestContext } from '../audit-context';
 import { ApiError } from '../errors';
+import { refuseSpentSource, type AuthFailureBudget } from '../auth-failure-budget';
 import { AUDITED_PER_SOURCE_PER_MINUTE, createAuditBudget } from '../audit-budget';
 
 export interface StripeWebhookRouteDeps {
@@ -26,7 +27,18 @@ export interface StripeWebhookRouteDeps {
   /** Counts rejected deliveries, so a flood of forged ones cannot flood the audit trail. */
   redis: Redis;
   keyPrefix: string;
+  /** Deliveries whose signature does not verify spend their source's failed-authentication budget. */
+  authFailures: AuthFailureBudget;
 }
+
+/** Rejections that mean the sender could not prove it is Stripe (as opposed to our configuration being incomplete). */
+const FORGERY_REASONS: ReadonlySet<WebhookRejection> = new Set([
+  'signature_missing',
+  'signature_malformed',
+  'signature_invalid',
+  'timestamp_outside_tolerance',
+  'config_unknown',
+]);
 
 export const STRIPE_WEBHOOK_ROUTE = '/v1/webhooks/stripe/:configId';
 // Payment events are a few KB; some Stripe objects (invoices with many lines) are far larger.
@@ -81,6 +93,7 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
     trail: string,
     target?: PaymentTarget,
   ): Promise<never> {
+    if (FORGERY_REASONS.has(reason)) await deps.authFailures.record(request.ip);
     const budget = await withinAuditBudget('webhook-rejected', trail, reason, request.ip);
     if (!budget.audit) {
       request.log.warn(
@@ -121,6 +134,7 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
     );
 
     scope.post(STRIPE_WEBHOOK_ROUTE, { bodyLimit: WEBHOOK_BODY_LIMIT }, async (request, reply) => {
+      await refuseSpentSource(deps.authFailures, request, reply);
       const { configId } = request.params as { configId?: string };
       const target = parseConfigId(configId);
       if (!target) return reject(request, 'config_unknown', undefined, PLATFORM_AUDIT_SCOPE);

@@ -1,3 +1,4 @@
+import { ulid } from 'ulid';
 import type { RunningApi } from '../../api/main';
 import { startApi } from '../../api/main';
 import { AUDITED_PER_SOURCE_PER_MINUTE, AUDITED_PER_TRAIL_PER_MINUTE } from '../../api/audit-budget';
@@ -5,6 +6,7 @@ import { PLATFORM_AUDIT_SCOPE } from '../../domain/audit-actions';
 import { createCompany, devAttestation } from '../../models/companies';
 import { waitFor } from '../support/harness';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 
 /**
  * Issue 12 §5: limits that hold. Behind one trusted proxy hop (TRUST_PROXY=1) the source of a request is the
@@ -97,3 +99,110 @@ it('failures from many sources fill the trail no further than its own bound', as
   // At most one trail bound per minute window (the run may straddle two).
   expect((await authFailuresAudited()) - before).toBeLessThanOrEqual(2 * AUDITED_PER_TRAIL_PER_MINUTE);
 }, 120_000);
+
+describe('failed authentication has its own per-source budget (issue 20)', () => {
+  let defaults: RunningApi;
+  beforeAll(async () => {
+    // The general per-source limit at its default (3,000 a minute), far above the failed-authentication budget.
+    defaults = await startApi(
+      configWith(system.ctx, { PORT: '0', TRUST_PROXY: '1' }),
+      system.ctx.logger,
+      system.ctx.db,
+    );
+  });
+  afterAll(async () => {
+    await defaults.stop();
+  });
+
+  function listVia(base: string, forwardedFor: string, token: string): Promise<Response> {
+    return fetch(`${base}/v1/companies/${companyId}/payments`, {
+      headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': forwardedFor, 'x-forwarded-proto': 'https' },
+    });
+  }
+
+  it('700 invalid bearer tokens from one address in a burst: the budget is spent and the rest get 429 with Retry-After', async () => {
+    const statuses = await flood(700, 16, (i) =>
+      listVia(defaults.url, '198.51.100.40', `not-a-jwt-${i}`).then(async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      }),
+    );
+    // 30 a minute; requests already past the check when the 30th failure is counted may add up to the concurrency.
+    expect(statuses[401]).toBeLessThanOrEqual(30 + 16);
+    expect(statuses[429]).toBeGreaterThanOrEqual(700 - 30 - 16);
+    const refused = await listVia(defaults.url, '198.51.100.40', 'not-a-jwt');
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('auth_rate_limited');
+    // Another address still authenticates.
+    expect(
+      (await listVia(defaults.url, '198.51.100.41', await system.token(companyId, ['billing_manager']))).status,
+    ).toBe(200);
+  }, 120_000);
+
+  it('IPv6 sources share the budget of their /64: rotating the interface id gains nothing', async () => {
+    const statuses = await flood(100, 8, (i) =>
+      listVia(defaults.url, `2001:db8:1:2::${(i + 1).toString(16)}`, 'not-a-jwt').then(async (r) => {
+        await r.arrayBuffer();
+        return r.status;
+      }),
+    );
+    expect(statuses[401]).toBeLessThanOrEqual(30 + 8);
+    expect(statuses[429]).toBeGreaterThanOrEqual(100 - 30 - 8);
+    // Another /64 has its own budget.
+    expect((await listVia(defaults.url, '2001:db8:1:3::1', 'not-a-jwt')).status).toBe(401);
+  }, 60_000);
+});
+
+describe('Stripe webhook deliveries and the per-source limit (issue 20)', () => {
+  const secret = 'whsec_abuselimitstest0001';
+  let strict: RunningApi | undefined;
+  let webhookCompany: string;
+  beforeAll(async () => {
+    webhookCompany = await createCompany(system.ctx.db, { name: 'Lakeside Webhooks' });
+    const admin = await system.token(webhookCompany, ['company_admin'], { subject: 'usr-admin' });
+    await configureStripeWebhooks(system, webhookCompany, admin, {
+      secretKey: 'sk_test_51LakesideWebhookKey0001',
+      webhookSigningSecrets: [secret],
+    });
+    strict = await startApi(
+      configWith(system.ctx, { PORT: '0', RATE_LIMIT_PER_SOURCE_PER_MINUTE: '20' }),
+      system.ctx.logger,
+      system.ctx.db,
+    );
+  });
+  afterAll(async () => {
+    await strict?.stop();
+  });
+
+  it('verified deliveries are not held to the per-source limit; forged ones spend the failed-authentication budget', async () => {
+    const delivered = await flood(40, 4, async (i) => {
+      const response = await deliverSigned(
+        strict!.url,
+        webhookCompany,
+        stripeEventEnvelope(`evt_${ulid()}`, 'customer.created', {
+          id: `cus_abuse${i}`,
+          object: 'customer',
+        }),
+        { secret },
+      );
+      await response.arrayBuffer();
+      return response.status;
+    });
+    expect(delivered).toEqual({ 200: 40 });
+    const forged = await flood(60, 4, async () => {
+      const response = await deliverSigned(
+        strict!.url,
+        webhookCompany,
+        stripeEventEnvelope(`evt_${ulid()}`, 'customer.created', {}),
+        {
+          secret: 'whsec_not_ours',
+        },
+      );
+      await response.arrayBuffer();
+      return response.status;
+    });
+    expect(forged[400]).toBeLessThanOrEqual(30 + 4);
+    expect(forged[429]).toBeGreaterThanOrEqual(60 - 30 - 4);
+  }, 60_000);
+});
