@@ -1,4 +1,5 @@
 import type { Queue } from 'bullmq';
+import type { AuditEventInput } from '../../domain/audit-event';
 import type { Models } from '../../models';
 import { pendingAuditPath } from '../../models/pending-audit';
 import { releaseOrphanedHolds } from '../../models/refund-ledger.model';
@@ -13,7 +14,7 @@ import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../..
 export interface OutboxDeps {
   /** Company and Office hold the audit events of their changes until they are queued (swept with the audit queue). */
   models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'> &
-    Partial<Pick<Models, 'Company' | 'Office' | 'Invoice'>>;
+    Partial<Pick<Models, 'Company' | 'Office' | 'Invoice' | 'InvoiceSettings' | 'PayerProfile' | 'BillingSettings'>>;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
   /** Refunds are swept when their queue is given. */
@@ -148,20 +149,30 @@ const pendingAudits: OutboxSource = {
     const { Company, Office } = deps.models;
     if (!auditQueue || !Company || !Office) return { examined: 0, requeued: 0, failed: 0 };
     const filter = { pendingAudit: { $exists: true, $ne: {} } };
-    const [companies, offices] = await Promise.all([
-      Company.find(filter, { pendingAudit: 1 }).limit(SWEEP_BATCH).lean(),
-      Office.find(filter, { pendingAudit: 1 }).limit(SWEEP_BATCH).lean(),
-    ]);
-    const holders = [
-      ...companies.map((doc) => ({
-        doc,
-        unset: (path: string) => Company.updateOne({ _id: doc._id }, { $unset: { [path]: 1 } }),
-      })),
-      ...offices.map((doc) => ({
-        doc,
-        unset: (path: string) => Office.updateOne({ _id: doc._id }, { $unset: { [path]: 1 } }),
-      })),
+    // Settings written by the api keep their events the same way (api/audited-change.ts).
+    const holderModels = [
+      Company,
+      Office,
+      deps.models.InvoiceSettings,
+      deps.models.PayerProfile,
+      deps.models.BillingSettings,
+      deps.models.Invoice,
     ];
+    const holders = (
+      await Promise.all(
+        holderModels.map(async (model) => {
+          if (!model) return [];
+          const docs = (await (model as typeof Company)
+            .find(filter, { pendingAudit: 1 })
+            .limit(SWEEP_BATCH)
+            .lean()) as Array<{ _id: string; pendingAudit?: Record<string, AuditEventInput[]> }>;
+          return docs.map((doc) => ({
+            doc,
+            unset: (path: string) => (model as typeof Company).updateOne({ _id: doc._id }, { $unset: { [path]: 1 } }),
+          }));
+        }),
+      )
+    ).flat();
     const stale = holders.flatMap(({ doc, unset }) =>
       Object.entries(doc.pendingAudit ?? {})
         // A change whose writer may still be sending its events is left to it.
