@@ -149,12 +149,12 @@ function drawBillTo(doc: Doc, view: InvoiceView, money: (n: number) => string, t
   style(doc, REGULAR, 10);
   for (const line of view.billTo.address ?? []) y = write(doc, line, PAGE.margin, y, { width: 280 }) + 1;
   if (view.billTo.name === undefined) {
-    // The minimal level: the opaque reference is all the document says about the payer.
+    // The minimal level: the opaque account number is all the document says about the payer.
     style(doc, BOLD, 11);
     y = write(doc, `Account ${view.billTo.reference}`, PAGE.margin, y, { width: 280 });
   } else {
     style(doc, REGULAR, 9.5, MUTED);
-    y = write(doc, `Account reference: ${view.billTo.reference}`, PAGE.margin, y + 3, { width: 280 });
+    y = write(doc, `Account ${view.billTo.reference}`, PAGE.margin, y + 3, { width: 280 });
   }
 
   const isCredit = view.kind === 'credit_note';

@@ -77,7 +77,7 @@ export async function invoicePeriod(
     }
   }
   const issuedAt = settleAs === 'paid' ? (period.paidAt ?? at) : at;
-  return issue(deps, {
+  const invoice = await issue(deps, {
     _id: invoiceIdFor({ type: 'subscription_period', id: period._id }),
     companyId: period.companyId,
     ...(period.officeId ? { officeId: period.officeId } : {}),
@@ -101,6 +101,74 @@ export async function invoicePeriod(
     ...(settleAs === 'paid' ? { paidAt: issuedAt } : {}),
     documentStatus: 'pending',
   });
+  // A period that dunning gave up on and that was collected later (a new card): its invoice becomes paid.
+  if (settleAs === 'paid' && invoice.status === 'uncollectible') {
+    return collectedLater(deps, invoice, {
+      paidAt: period.paidAt ?? at,
+      ...(period.paymentId ? { paymentId: period.paymentId } : {}),
+      ...(paidWith ? { paidWith } : {}),
+    });
+  }
+  return invoice;
+}
+
+/**
+ * An uncollectible invoice whose period was paid later moves to `paid` (as Stripe's does): paid in full, and a new
+ * version of its document is rendered to say so (the first, as issued, stays stored). One conditional write; a
+ * racing or repeated call finds it paid and only makes sure the event and the render are queued.
+ */
+export async function collectedLater(
+  deps: Pick<IssueInvoiceDeps, 'models' | 'enqueueAudit' | 'enqueueRender' | 'logger'>,
+  invoice: InvoiceRecord,
+  payment: { paidAt: Date; paymentId?: string; paidWith?: InvoiceRecord['paidWith'] },
+): Promise<InvoiceRecord> {
+  const { Invoice } = deps.models;
+  const paid =
+    (await Invoice.findOneAndUpdate(
+      { _id: invoice._id, status: 'uncollectible' },
+      {
+        $set: {
+          status: 'paid',
+          amountPaid: invoice.total,
+          amountDue: 0,
+          paidAt: payment.paidAt,
+          ...(payment.paymentId ? { paymentId: payment.paymentId } : {}),
+          ...(payment.paidWith ? { paidWith: payment.paidWith } : {}),
+          documentVersion: 2,
+          documentStatus: 'pending',
+        },
+        $unset: { document: 1 },
+      },
+      { new: true },
+    ).lean()) ?? (await Invoice.findById(invoice._id).lean());
+  if (!paid || paid.status !== 'paid') return paid ?? invoice;
+  await deps.enqueueAudit(paidEvent(paid));
+  if (paid.documentStatus === 'pending') {
+    try {
+      await deps.enqueueRender(paid._id);
+    } catch (error) {
+      deps.logger.warn({ invoiceId: paid._id, err: error }, 'invoice paid but its new document not queued');
+    }
+  }
+  return paid;
+}
+
+/** `invoice.paid`: an uncollectible invoice collected later (under an id fixed by the invoice: sent once). */
+export function paidEvent(invoice: InvoiceRecord): AuditEventInput {
+  return {
+    eventId: transitionEventId('invoice.paid', invoice._id),
+    companyId: invoice.companyId,
+    ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
+    action: 'invoice.paid',
+    outcome: 'success',
+    actor: ACTOR,
+    resource: { type: invoice.kind, id: invoice._id },
+    changes: [
+      { field: 'status', before: 'uncollectible', after: 'paid' },
+      { field: 'amountPaid', before: '0', after: String(invoice.amountPaid) },
+    ],
+    occurredAt: (invoice.paidAt ?? new Date()).toISOString(),
+  };
 }
 
 /** The invoice of a succeeded one-off payment (a subscription's payments are invoiced with their period). */
@@ -255,7 +323,7 @@ export async function finalizeInvoice(
   return current;
 }
 
-type DocumentEvent = 'finalized' | 'rendered' | 'downloaded' | 'integrity_failed';
+type DocumentEvent = 'finalized' | 'rendered' | 'downloaded' | 'integrity_failed' | 'voided';
 
 const DOCUMENT_ACTIONS: Readonly<Record<DocumentKind, Readonly<Record<DocumentEvent, AuditAction>>>> = {
   invoice: {
@@ -263,12 +331,14 @@ const DOCUMENT_ACTIONS: Readonly<Record<DocumentKind, Readonly<Record<DocumentEv
     rendered: 'invoice.rendered',
     downloaded: 'invoice.downloaded',
     integrity_failed: 'invoice.integrity_failed',
+    voided: 'invoice.voided',
   },
   credit_note: {
     finalized: 'credit_note.finalized',
     rendered: 'credit_note.rendered',
     downloaded: 'credit_note.downloaded',
     integrity_failed: 'credit_note.integrity_failed',
+    voided: 'credit_note.voided',
   },
 };
 
