@@ -248,7 +248,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
   registerInvoiceRoutes(app, {
     models: deps.database.models,
-    enqueueRender: (invoiceId) => enqueueInvoiceRender(deps.queues.invoices, { invoiceId }),
+    enqueueRender: (invoiceId, version) =>
+      enqueueInvoiceRender(deps.queues.invoices, { invoiceId, ...(version && version > 1 ? { version } : {}) }),
     documents: deps.database.invoiceDocuments,
     encryption: deps.database.encryption,
     guard,

@@ -1,3 +1,4 @@
+import { IANAZone } from 'luxon';
 import { z } from 'zod';
 import { PHI_LEVELS, type Letterhead, type PhiLevel } from './invoice';
 import { DEFAULT_INVOICE_NUMBER_PREFIX, INVOICE_NUMBER_PREFIX } from './invoice-number';
@@ -43,6 +44,13 @@ export const companyInvoiceSettingsSchema = z
     letterheadStyle: z.enum(LETTERHEAD_STYLES).nullable().optional(),
     neutralLetterhead: letterheadSchema.nullable().optional(),
     requireDownloadReason: z.boolean().nullable().optional(),
+    /** The practice's IANA time zone, for documents of a company without billing settings (whose time zone wins). */
+    timeZone: z
+      .string()
+      .max(64)
+      .refine((zone) => IANAZone.isValidZone(zone), 'must be an IANA time zone, e.g. "America/Chicago"')
+      .nullable()
+      .optional(),
   })
   .strict();
 export type CompanyInvoiceSettingsChange = z.infer<typeof companyInvoiceSettingsSchema>;
@@ -55,6 +63,7 @@ export interface CompanyInvoiceSettings {
   letterheadStyle?: LetterheadStyle;
   neutralLetterhead?: Letterhead;
   requireDownloadReason?: boolean;
+  timeZone?: string;
 }
 
 /** A change to an office's overrides: each field left out is kept, `null` removes the override (the company's applies). */
@@ -103,6 +112,7 @@ export interface EffectiveInvoiceSettings {
   letterheadStyle: LetterheadStyle;
   letterhead: Letterhead;
   requireDownloadReason: boolean;
+  timeZone?: string;
 }
 
 /**
@@ -124,5 +134,6 @@ export function effectiveInvoiceSettings(
         ? (company?.neutralLetterhead ?? DEFAULT_NEUTRAL_LETTERHEAD)
         : (office?.letterhead ?? company?.letterhead ?? { name: companyName, address: [] }),
     requireDownloadReason: company?.requireDownloadReason ?? false,
+    ...(company?.timeZone ? { timeZone: company.timeZone } : {}),
   };
 }

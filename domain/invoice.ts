@@ -94,6 +94,7 @@ export function invoiceAmountsProblem(
   const sum = lines.reduce((total, line) => total + line.amount, 0);
   if (sum !== amounts.subtotal) return 'the lines do not add up to the subtotal';
   if (amounts.total !== amounts.subtotal) return 'the total is not the subtotal';
-  if (amounts.amountPaid + amounts.amountDue !== amounts.total) return 'amount paid and amount due do not make the total';
+  if (amounts.amountPaid + amounts.amountDue !== amounts.total)
+    return 'amount paid and amount due do not make the total';
   return undefined;
 }

@@ -20,6 +20,8 @@ export interface InvoiceSettingsRecord {
   /** The company's: what offices with the `neutral` style print instead of their own letterhead. */
   neutralLetterhead?: Letterhead;
   requireDownloadReason?: boolean;
+  /** The company's time zone for documents when it has no billing settings (BillingSettings' wins). */
+  timeZone?: string;
   /** Audit events of a change not queued yet (models/pending-audit.ts). */
   pendingAudit?: Record<string, AuditEventInput[]>;
   updatedBy: { type: 'user' | 'service'; id: string };
@@ -52,6 +54,7 @@ const invoiceSettingsSchema = new Schema<InvoiceSettingsRecord>(
       ),
     },
     requireDownloadReason: { type: Boolean },
+    timeZone: { type: String },
     pendingAudit: { type: Schema.Types.Mixed },
     updatedBy: {
       type: new Schema(

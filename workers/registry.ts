@@ -90,7 +90,8 @@ function invoicing(context: WorkerContext): InvoiceSettledDeps {
     models: context.db.models,
     numbering: context.db.invoiceNumbering,
     enqueueAudit: context.enqueueAudit,
-    enqueueRender: (invoiceId) => enqueueInvoiceRender(context.queues.invoices, { invoiceId }),
+    enqueueRender: (invoiceId, version) =>
+      enqueueInvoiceRender(context.queues.invoices, { invoiceId, ...(version && version > 1 ? { version } : {}) }),
     logger: context.logger,
   };
 }

@@ -50,7 +50,7 @@ function mergedRecord(
 /** A letterhead in an audit event: whether it changed, not the text (it is the practice's, but free text). */
 const letterheadMark = (letterhead?: Letterhead) => (letterhead ? `[set ${letterhead.address.length} lines]` : null);
 
-const PLAIN_FIELDS = ['numberPrefix', 'phiLevel', 'letterheadStyle', 'requireDownloadReason'] as const;
+const PLAIN_FIELDS = ['numberPrefix', 'phiLevel', 'letterheadStyle', 'requireDownloadReason', 'timeZone'] as const;
 const LETTERHEAD_FIELDS = ['letterhead', 'neutralLetterhead'] as const;
 
 /** What changed between two stored versions (each field that differs; letterheads by mark, never their text). */
@@ -73,8 +73,9 @@ function settingsChanges(before: InvoiceSettingsRecord | null, after: InvoiceSet
 /** A stored settings record as the settings it holds (no nulls). */
 function storedSettings(record: InvoiceSettingsRecord | null) {
   if (!record) return undefined;
-  const { numberPrefix, phiLevel, letterhead, letterheadStyle, neutralLetterhead, requireDownloadReason } = record;
-  return { numberPrefix, phiLevel, letterhead, letterheadStyle, neutralLetterhead, requireDownloadReason };
+  const { numberPrefix, phiLevel, letterhead, letterheadStyle, neutralLetterhead, requireDownloadReason, timeZone } =
+    record;
+  return { numberPrefix, phiLevel, letterhead, letterheadStyle, neutralLetterhead, requireDownloadReason, timeZone };
 }
 
 /**

@@ -20,7 +20,7 @@ import { parse, scopeIdSchema } from '../validation';
 export interface InvoiceRouteDeps {
   models: Pick<Models, 'Company' | 'Invoice' | 'InvoiceSettings'> & VoidDeps['models'];
   /** Queues a document's rendering (a voided invoice's new version). */
-  enqueueRender: (invoiceId: string) => Promise<void>;
+  enqueueRender: (invoiceId: string, version?: number) => Promise<void>;
   documents: Database['invoiceDocuments'];
   encryption: Database['encryption'];
   guard: AccessGuard;

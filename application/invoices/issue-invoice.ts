@@ -1,6 +1,6 @@
 import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction } from '../../domain/audit-actions';
-import type { DocumentKind } from '../../domain/invoice';
+import { invoiceAmountsProblem, type DocumentKind } from '../../domain/invoice';
 import { ADJUSTMENT_WORDING, planLine, serviceLine } from '../../domain/invoice-catalog';
 import {
   creditNoteIdFor,
@@ -18,6 +18,7 @@ import type { PaymentRecord } from '../../models/payment.model';
 import type { RefundRecord } from '../../models/refund.model';
 import type { SubscriptionPeriodRecord } from '../../models/subscription.model';
 import type { Logger } from '../../platform/logger';
+import { voidDocument, voidedEvent } from './void-invoice';
 
 export interface IssueInvoiceDeps {
   models: Pick<
@@ -26,8 +27,8 @@ export interface IssueInvoiceDeps {
   >;
   numbering: Pick<InvoiceNumbering, 'assign'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
-  /** Queues the rendering of a finalized document (job id = its id). */
-  enqueueRender: (invoiceId: string) => Promise<void>;
+  /** Queues the rendering of a finalized document (job id = its id, and its document version after the first). */
+  enqueueRender: (invoiceId: string, version?: number) => Promise<void>;
   logger: Logger;
 }
 
@@ -47,6 +48,18 @@ export async function invoicePeriod(
   at: Date = new Date(),
 ): Promise<InvoiceRecord | undefined> {
   if (period.amount <= 0) return undefined;
+  if (settleAs === 'uncollectible' && period.kind === 'adjustment') {
+    // A plan change's difference that could not be charged is carried onto the next bill (docs/billing-rules.md):
+    // billing it here too would bill it twice. Never issued; one issued before this rule is voided.
+    const id = invoiceIdFor({ type: 'subscription_period', id: period._id });
+    await voidDocument(
+      deps,
+      { invoiceId: id, companyId: period.companyId },
+      ['open', 'uncollectible'],
+      (invoice, before, when) => voidedEvent(invoice, before, when, ACTOR, 'adjustment_carried'),
+    );
+    return undefined;
+  }
   const { Subscription, Plan, Payment, SavedPaymentMethod } = deps.models;
   const subscription = await Subscription.findById(period.subscriptionId).lean();
   if (!subscription) throw new Error(`subscription ${period.subscriptionId} of period ${period._id} is missing`);
@@ -54,9 +67,23 @@ export async function invoicePeriod(
   const line = planLine(plan?.category ?? 'membership', subscription.interval);
   const proration = period.proration ?? 0;
   const base = period.amount - proration;
-  // A plan change billed at once (an adjustment record) is its difference alone.
-  const lines: InvoiceLineRecord[] = base !== 0 ? [{ ...line, quantity: 1, unitAmount: base, amount: base }] : [];
-  if (proration !== 0) {
+  // A plan change billed at once (an adjustment record) is its difference alone. No line is negative (the billing
+  // rules): a credit from a plan change is shown netted into the plan's line, which then bills what the period bills.
+  const lines: InvoiceLineRecord[] =
+    proration < 0
+      ? [
+          {
+            code: line.code,
+            description: `${line.description}, ${ADJUSTMENT_WORDING.credited}`,
+            quantity: 1,
+            unitAmount: period.amount,
+            amount: period.amount,
+          },
+        ]
+      : base !== 0
+        ? [{ ...line, quantity: 1, unitAmount: base, amount: base }]
+        : [];
+  if (proration > 0) {
     lines.push({
       code: 'proration',
       description: ADJUSTMENT_WORDING.proration,
@@ -145,7 +172,7 @@ export async function collectedLater(
   await deps.enqueueAudit(paidEvent(paid));
   if (paid.documentStatus === 'pending') {
     try {
-      await deps.enqueueRender(paid._id);
+      await deps.enqueueRender(paid._id, paid.documentVersion);
     } catch (error) {
       deps.logger.warn({ invoiceId: paid._id, err: error }, 'invoice paid but its new document not queued');
     }
@@ -253,14 +280,35 @@ export async function creditRefund(deps: IssueInvoiceDeps, refund: RefundRecord)
   });
 }
 
+/**
+ * The company's time zone for a one-off document: its billing settings' (the one its subscriptions bill in), else the
+ * one its invoice settings name, else UTC.
+ */
 async function timeZoneOf(deps: Pick<IssueInvoiceDeps, 'models'>, companyId: string): Promise<string> {
-  const settings = await deps.models.BillingSettings.findById(companyId, { timeZone: 1 }).lean();
-  return settings?.timeZone ?? 'UTC';
+  const [billing, invoicing] = await Promise.all([
+    deps.models.BillingSettings.findById(companyId, { timeZone: 1 }).lean(),
+    deps.models.InvoiceSettings.findById(invoiceSettingsId(companyId), { timeZone: 1 }).lean(),
+  ]);
+  return billing?.timeZone ?? invoicing?.timeZone ?? 'UTC';
+}
+
+/** A document whose amounts do not hold (docs/billing-rules.md): refused before anything is numbered. */
+export class InvoiceAmountsError extends Error {
+  override readonly name = 'InvoiceAmountsError';
+  constructor(
+    readonly invoiceId: string,
+    readonly problem: string,
+  ) {
+    super(`invoice ${invoiceId} not issued: ${problem}`);
+  }
 }
 
 /** Inserts the draft under its id (or finds the one inserted before), finalizes it and queues its rendering. */
 async function issue(deps: IssueInvoiceDeps, draft: Draft): Promise<InvoiceRecord> {
   const { Invoice } = deps.models;
+  // Nothing is numbered that does not add up (a bug upstream, not an outage: retrying cannot fix it).
+  const problem = invoiceAmountsProblem(draft.lines, draft);
+  if (problem !== undefined) throw new InvoiceAmountsError(draft._id, problem);
   let invoice: InvoiceRecord | null;
   try {
     const now = new Date();

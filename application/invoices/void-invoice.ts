@@ -58,7 +58,7 @@ export async function voidDocument(
       : { outcome: 'not_voidable', status: now?.status ?? current.status };
   }
   try {
-    await deps.enqueueRender(voided._id);
+    await deps.enqueueRender(voided._id, voided.documentVersion);
   } catch (error) {
     // Recorded: the outbox sweep queues a document left pending.
     deps.logger.warn({ invoiceId: voided._id, err: error }, 'document voided but its new version not queued');

@@ -204,7 +204,10 @@ const invoiceDocuments: OutboxSource = {
     const { invoicesQueue: queue } = deps;
     const { Invoice } = deps.models;
     if (!queue || !Invoice) return { examined: 0, requeued: 0, failed: 0 };
-    const pending = await Invoice.find({ documentStatus: 'pending', updatedAt: { $lt: cutoff } }, { companyId: 1 })
+    const pending = await Invoice.find(
+      { documentStatus: 'pending', updatedAt: { $lt: cutoff } },
+      { companyId: 1, documentVersion: 1 },
+    )
       .sort({ updatedAt: 1 })
       .limit(SWEEP_BATCH)
       .lean();
@@ -221,7 +224,12 @@ const invoiceDocuments: OutboxSource = {
     );
     const live = pending.filter((invoice) => !shredded.has(invoice.companyId));
     return ensureJobs(deps, this.name, live, (invoice) =>
-      ensureJob(queue, invoiceJobId(invoice._id), () => enqueueInvoiceRender(queue, { invoiceId: invoice._id })),
+      ensureJob(queue, invoiceJobId(invoice._id, invoice.documentVersion), () =>
+        enqueueInvoiceRender(queue, {
+          invoiceId: invoice._id,
+          ...((invoice.documentVersion ?? 1) > 1 ? { version: invoice.documentVersion } : {}),
+        }),
+      ),
     );
   },
 };
