@@ -16,7 +16,8 @@ const FILES = { regular: 'DejaVuSans.ttf', bold: 'DejaVuSans-Bold.ttf' } as cons
 function fontDirectory(): string {
   const candidates = [path.join(__dirname, 'fonts'), path.join(__dirname, '..', '..', 'documents', 'fonts')];
   const found = candidates.find((dir) => existsSync(path.join(dir, FILES.regular)));
-  if (!found) throw new Error(`the document fonts are missing: looked for ${FILES.regular} in ${candidates.join(', ')}`);
+  if (!found)
+    throw new Error(`the document fonts are missing: looked for ${FILES.regular} in ${candidates.join(', ')}`);
   return found;
 }
 

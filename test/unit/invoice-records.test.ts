@@ -77,8 +77,11 @@ describe('invoice settings and payer profiles', () => {
     });
     const neutralLetterhead = { name: 'RH Billing', address: ['PO Box 12'] };
     expect(
-      effectiveInvoiceSettings('Riverside', { ...company, neutralLetterhead }, { ...oncology, letterheadStyle: 'neutral' })
-        .letterhead,
+      effectiveInvoiceSettings(
+        'Riverside',
+        { ...company, neutralLetterhead },
+        { ...oncology, letterheadStyle: 'neutral' },
+      ).letterhead,
     ).toEqual(neutralLetterhead);
     // The company may make it the default; an office may still choose its own.
     const neutralByDefault = { ...company, neutralLetterhead, letterheadStyle: 'neutral' as const };

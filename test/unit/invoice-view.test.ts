@@ -167,7 +167,10 @@ describe('invoiceView: dates, amounts, text', () => {
         ],
       }),
     ],
-    ['a negative total', paidInvoice({ lines: [], amounts: { subtotal: -5, total: -5, amountPaid: 0, amountDue: -5 } })],
+    [
+      'a negative total',
+      paidInvoice({ lines: [], amounts: { subtotal: -5, total: -5, amountPaid: 0, amountDue: -5 } }),
+    ],
     [
       'paid and due that do not make the total',
       paidInvoice({ amounts: { subtotal: 3000, total: 3000, amountPaid: 3000, amountDue: 3000 } }),
