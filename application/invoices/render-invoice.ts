@@ -4,7 +4,7 @@ import type { InvoiceView } from '../../domain/invoice';
 import { effectiveInvoiceSettings } from '../../domain/invoice-settings';
 import { invoiceView, payerAccountNumber, type InvoiceDocumentInput } from '../../domain/invoice-view';
 import type { Models } from '../../models';
-import type { FieldEncryption } from '../../models/encryption';
+import { CompanyShreddedError, type FieldEncryption } from '../../models/encryption';
 import { documentKey, sha256Hex, storedHashOf, type InvoiceDocumentStore } from '../../models/invoice-document';
 import { invoiceSettingsId } from '../../models/invoice-settings.model';
 import type { InvoiceRecord, StoredDocumentRef } from '../../models/invoice.model';
@@ -40,6 +40,16 @@ const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'invoices-worker' 
  * SHA-256 of the PDF and of the ciphertext recorded on the invoice. Safe to repeat: a stored document is kept.
  */
 export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: string): Promise<RenderOutcome> {
+  try {
+    return await renderOnce(deps, invoiceId);
+  } catch (error) {
+    // Shredded while this render was in flight: nothing of it is stored, and no key is created for it.
+    if (error instanceof CompanyShreddedError) return { outcome: 'company_shredded' };
+    throw error;
+  }
+}
+
+async function renderOnce(deps: RenderInvoiceDeps, invoiceId: string): Promise<RenderOutcome> {
   const { Invoice, Company, InvoiceSettings, PayerProfile } = deps.models;
   const found: InvoiceRecord | null = await Invoice.findById(invoiceId).lean();
   if (!found) return { outcome: 'not_found' };
@@ -78,6 +88,10 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
   const pdf = await deps.render(view);
 
   const ciphertext = await deps.encryption.encrypt(invoice.companyId, pdf.toString('base64'));
+  // Shredding tombstones first: a key still cached here (libmongocrypt keeps one up to a minute) stores nothing either.
+  if (await Company.exists({ _id: invoice.companyId, shreddedAt: { $exists: true } })) {
+    return { outcome: 'company_shredded' };
+  }
   // The PDF's hash goes into the same insert as its bytes.
   const stored = await deps.documents.put({
     _id: documentKey(invoice),

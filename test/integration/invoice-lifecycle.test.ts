@@ -6,7 +6,9 @@ import { ulid } from 'ulid';
 import { invoicePayment, invoicePeriod, type IssueInvoiceDeps } from '../../application/invoices/issue-invoice';
 import { renderInvoiceDocument } from '../../application/invoices/render-invoice';
 import { renderInvoicePdf } from '../../documents/invoice-pdf';
-import { createCompany } from '../../models/companies';
+import { openDatabase } from '../../models';
+import { createCompany, shredCompany } from '../../models/companies';
+import { companyKeyAltName } from '../../models/encryption';
 import type { SubscriptionPeriodRecord } from '../../models/subscription.model';
 import { enqueueInvoiceRender } from '../../queues/invoices.queue';
 import { waitFor } from '../support/harness';
@@ -338,6 +340,58 @@ describe('POST invoices/:id/void (item 18)', () => {
       status: 409,
       body: { error: { code: 'invoice_not_voidable' } },
     });
+  }, 60_000);
+});
+
+describe('shredding racing a render (item 20)', () => {
+  it('a render in flight when the company is shredded stores nothing and creates no new key', async () => {
+    const { companyId } = await clinic('Racing Clinic');
+    const payment = await insertPayment(system.ctx.db.models, {
+      companyId,
+      status: 'succeeded',
+      completedAt: new Date(),
+    });
+    const issued = (await invoicePayment({ ...issueDeps(), enqueueRender: async () => {} }, payment))!;
+    // A second process (its own key cache) renders; the company is shredded after the render checked it, before it
+    // encrypted anything (here: while it reads the invoice settings).
+    const other = await openDatabase(system.ctx.config);
+    try {
+      const settings = other.models.InvoiceSettings;
+      const racing = new Proxy(settings, {
+        get(target, property, receiver) {
+          if (property !== 'findById') return Reflect.get(target, property, receiver) as unknown;
+          return (...args: Parameters<typeof settings.findById>) => ({
+            lean: async () => {
+              await shredCompany(system.ctx.db, companyId);
+              return target.findById(...args).lean();
+            },
+          });
+        },
+      });
+      const outcome = await renderInvoiceDocument(
+        {
+          models: { ...other.models, InvoiceSettings: racing },
+          numbering: other.invoiceNumbering,
+          documents: other.invoiceDocuments,
+          encryption: other.encryption,
+          render: (view) => renderInvoicePdf(view),
+          enqueueAudit: async () => {},
+          logger: system.ctx.logger,
+        },
+        issued._id,
+      );
+      expect(outcome).toEqual({ outcome: 'company_shredded' });
+    } finally {
+      await other.close();
+    }
+    const [db, collection] = system.ctx.config.keyVaultNamespace.split('.');
+    const keys = await system.ctx.rawMongo
+      .db(db)
+      .collection(collection!)
+      .countDocuments({ keyAltNames: companyKeyAltName(companyId) });
+    expect(keys).toBe(0);
+    expect(await system.ctx.db.invoiceDocuments.get(issued._id, companyId)).toBeNull();
+    await expect(system.ctx.db.encryption.encrypt(companyId, 'anything')).rejects.toThrow(/shredded/);
   }, 60_000);
 });
 
