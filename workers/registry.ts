@@ -28,7 +28,13 @@ import {
 } from './queue-worker';
 import { processRefund } from './refunds.worker';
 import { processInvoice } from './invoices.worker';
-import { creditRefund, invoicePayment, invoicePeriod } from '../application/invoices/issue-invoice';
+import {
+  creditRefund,
+  creditReturnedMoney,
+  invoicePayment,
+  invoicePeriod,
+  voidCreditOfFailedRefund,
+} from '../application/invoices/issue-invoice';
 import type { RenderPool } from '../documents/render-pool';
 import { enqueueInvoiceRender, invoiceJobSchema } from '../queues/invoices.queue';
 import type { PaymentRecord } from '../models/payment.model';
@@ -107,6 +113,9 @@ const afterRefundSucceeded = (context: WorkerContext) => async (refund: RefundRe
   await creditRefund(invoicing(context), refund);
 };
 
+const afterRefundFailed = (context: WorkerContext) => (refund: RefundRecord) =>
+  voidCreditOfFailedRefund(invoicing(context), refund);
+
 /** Scheduled housekeeping carries no data. */
 const maintenanceJobSchema = z.record(z.string(), z.never());
 
@@ -163,6 +172,8 @@ export const WORKERS = {
       enqueueAudit: context.enqueueAudit,
       onOutcome: afterPaymentOutcome(context),
       onRefundSucceeded: afterRefundSucceeded(context),
+      onRefundFailed: afterRefundFailed(context),
+      onMoneyReturned: (returned) => creditReturnedMoney(invoicing(context), returned),
       onPaymentMethodSaved: (method) =>
         resumeCollectionForPayer(
           manageDepsFor({ models: context.db.models, queues: context.queues, enqueueAudit: context.enqueueAudit }),
@@ -188,6 +199,7 @@ export const WORKERS = {
       reconcileAfterMs: context.config.reconcile.afterMs,
       onOutcome: afterPaymentOutcome(context),
       onRefundSucceeded: afterRefundSucceeded(context),
+      onRefundFailed: afterRefundFailed(context),
       invoicesQueue: context.queues.invoices,
       invoiceSettled: (cutoff: Date) => invoiceSettledSources(invoicing(context), cutoff),
       gateway: context.gateway,

@@ -4,6 +4,7 @@ import { invoiceAmountsProblem, type DocumentKind } from '../../domain/invoice';
 import { ADJUSTMENT_WORDING, planLine, serviceLine } from '../../domain/invoice-catalog';
 import {
   creditNoteIdFor,
+  returnCreditNoteIdFor,
   DEFAULT_INVOICE_NUMBER_PREFIX,
   formatDocumentNumber,
   invoiceIdFor,
@@ -235,49 +236,106 @@ export async function invoicePayment(
  */
 export async function creditRefund(deps: IssueInvoiceDeps, refund: RefundRecord): Promise<InvoiceRecord | undefined> {
   if (refund.status !== 'succeeded') return undefined;
-  const payment = await deps.models.Payment.findById(refund.paymentId, { subscription: 1 }).lean();
+  return creditPayment(deps, {
+    _id: creditNoteIdFor(refund._id),
+    companyId: refund.companyId,
+    paymentId: refund.paymentId,
+    source: { type: 'refund', id: refund._id },
+    refundId: refund._id,
+    amount: refund.amount,
+    currency: refund.currency,
+    at: refund.completedAt ?? refund.updatedAt,
+  });
+}
+
+/** Money that went back to the payer without a refund of ours: a refund made in the Stripe dashboard, a lost dispute. */
+export interface MoneyReturned {
+  companyId: string;
+  paymentId: string;
+  source: { type: 'gateway_refund' | 'dispute'; id: string };
+  amount: number;
+  currency: string;
+  at: Date;
+}
+
+/** Its credit note (docs/billing-rules.md: every refund, ours or not, and every lost dispute is on exactly one). */
+export function creditReturnedMoney(
+  deps: IssueInvoiceDeps,
+  returned: MoneyReturned,
+): Promise<InvoiceRecord | undefined> {
+  return creditPayment(deps, { ...returned, _id: returnCreditNoteIdFor(returned.source) });
+}
+
+async function creditPayment(
+  deps: IssueInvoiceDeps,
+  credit: {
+    _id: string;
+    companyId: string;
+    paymentId: string;
+    source: InvoiceRecord['source'];
+    refundId?: string;
+    amount: number;
+    currency: string;
+    at: Date;
+  },
+): Promise<InvoiceRecord | undefined> {
+  if (credit.amount <= 0) return undefined;
+  const payment = await deps.models.Payment.findById(credit.paymentId, { subscription: 1 }).lean();
   if (!payment) return undefined;
   const invoiceId = payment.subscription
     ? invoiceIdFor({ type: 'subscription_period', id: payment.subscription.periodId })
     : invoiceIdFor({ type: 'payment', id: payment._id });
-  const invoice = await deps.models.Invoice.findOne({ _id: invoiceId, companyId: refund.companyId }).lean();
+  const invoice = await deps.models.Invoice.findOne({ _id: invoiceId, companyId: credit.companyId }).lean();
   if (!invoice) return undefined;
   const credited = invoice.lines[0];
-  const issuedAt = refund.completedAt ?? refund.updatedAt;
   return issue(deps, {
-    _id: creditNoteIdFor(refund._id),
-    companyId: refund.companyId,
+    _id: credit._id,
+    companyId: credit.companyId,
     ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
     kind: 'credit_note',
     status: 'draft',
-    source: { type: 'refund', id: refund._id },
-    // A credit note is paid once its refund reached the payer, which is when it is issued.
+    source: credit.source,
+    // A credit note is paid once its money reached the payer, which is when it is issued.
     settleAs: 'paid',
     customerRef: invoice.customerRef,
     ...(invoice.subscriptionId ? { subscriptionId: invoice.subscriptionId } : {}),
     paymentId: payment._id,
-    refundId: refund._id,
+    ...(credit.refundId ? { refundId: credit.refundId } : {}),
     creditsInvoiceId: invoice._id,
-    currency: refund.currency,
+    currency: credit.currency,
     lines: [
       {
         code: credited?.code ?? 'other_services',
         description: credited?.description ?? serviceLine(undefined).description,
         quantity: 1,
-        unitAmount: refund.amount,
-        amount: refund.amount,
+        unitAmount: credit.amount,
+        amount: credit.amount,
       },
     ],
-    subtotal: refund.amount,
-    total: refund.amount,
-    amountPaid: refund.amount,
+    subtotal: credit.amount,
+    total: credit.amount,
+    amountPaid: credit.amount,
     amountDue: 0,
     ...(invoice.period ? { period: invoice.period } : {}),
-    issuedAt,
+    issuedAt: credit.at,
     timeZone: invoice.timeZone,
-    paidAt: issuedAt,
+    paidAt: credit.at,
     documentStatus: 'pending',
   });
+}
+
+/**
+ * A refund that failed after it had succeeded (the card network could not return the money): the money did not go
+ * back, so its credit note is voided; its number stays used.
+ */
+export async function voidCreditOfFailedRefund(deps: IssueInvoiceDeps, refund: RefundRecord): Promise<void> {
+  if (refund.status !== 'failed') return;
+  await voidDocument(
+    deps,
+    { invoiceId: creditNoteIdFor(refund._id), companyId: refund.companyId },
+    ['paid'],
+    (note, before, at) => voidedEvent(note, before, at, ACTOR, 'refund_failed'),
+  );
 }
 
 /**
