@@ -14,7 +14,12 @@ import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../..
 export interface OutboxDeps {
   /** Company and Office hold the audit events of their changes until they are queued (swept with the audit queue). */
   models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'> &
-    Partial<Pick<Models, 'Company' | 'Office' | 'Invoice' | 'InvoiceSettings' | 'PayerProfile' | 'BillingSettings'>>;
+    Partial<
+      Pick<
+        Models,
+        'Company' | 'Office' | 'Invoice' | 'InvoiceSettings' | 'PayerProfile' | 'BillingSettings' | 'SweepMark'
+      >
+    >;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
   /** Refunds are swept when their queue is given. */
@@ -38,6 +43,7 @@ export interface SweepResult {
 }
 
 const SWEEP_BATCH = 500;
+const DOCUMENT_CURSOR = 'invoice-documents-cursor';
 
 /** One kind of record that can be left unfinished without a live job, and how to give it one. */
 interface OutboxSource {
@@ -204,13 +210,20 @@ const invoiceDocuments: OutboxSource = {
     const { invoicesQueue: queue } = deps;
     const { Invoice } = deps.models;
     if (!queue || !Invoice) return { examined: 0, requeued: 0, failed: 0 };
+    // A cursor over the pending documents (oldest first), so rows that stay pending whatever is queued (a shredded
+    // company's, a document that cannot render) cannot fill every batch and starve the ones behind them: each run
+    // continues after the last, and starts over once it reached the end.
+    const { SweepMark } = deps.models;
+    const from = (SweepMark ? await SweepMark.findById(DOCUMENT_CURSOR).lean() : null)?.upTo ?? new Date(0);
     const pending = await Invoice.find(
-      { documentStatus: 'pending', updatedAt: { $lt: cutoff } },
-      { companyId: 1, documentVersion: 1 },
+      { documentStatus: 'pending', updatedAt: { $gt: from, $lt: cutoff } },
+      { companyId: 1, documentVersion: 1, updatedAt: 1 },
     )
       .sort({ updatedAt: 1 })
       .limit(SWEEP_BATCH)
       .lean();
+    const next = pending.length === SWEEP_BATCH ? pending.at(-1)!.updatedAt : new Date(0);
+    await SweepMark?.updateOne({ _id: DOCUMENT_CURSOR }, { $set: { upTo: next } }, { upsert: true });
     const companies = [...new Set(pending.map((invoice) => invoice.companyId))];
     const shredded = new Set(
       deps.models.Company && companies.length > 0

@@ -396,6 +396,36 @@ describe('shredding racing a render (item 20)', () => {
 });
 
 describe('smaller ones (item 24)', () => {
+  it('the document sweep is not starved by 500 older rows that stay pending', async () => {
+    const { companyId: gone } = await clinic('Gone Clinic');
+    await shredCompany(system.ctx.db, gone);
+    const old = new Date(Date.now() - 86_400_000);
+    await system.ctx.db.models.Invoice.collection.insertMany(
+      Array.from({ length: 500 }, (_, i) => ({
+        _id: `inv_${i.toString(16).padStart(32, '0')}` as never,
+        companyId: gone,
+        kind: 'invoice',
+        status: 'paid',
+        documentStatus: 'pending',
+        createdAt: old,
+        updatedAt: new Date(old.getTime() + i),
+      })),
+    );
+    const { companyId, token } = await clinic('Behind The Queue Clinic');
+    const payment = await insertPayment(system.ctx.db.models, {
+      companyId,
+      status: 'succeeded',
+      completedAt: new Date(),
+    });
+    const lost = (await invoicePayment(
+      { ...issueDeps(), enqueueRender: () => Promise.reject(new Error('down')) },
+      payment,
+    ))!;
+    expect(lost.documentStatus).toBe('pending');
+    for (let run = 0; run < 3; run += 1) await system.sweepNow();
+    await stored(companyId, token, lost._id);
+  }, 60_000);
+
   it("a one-off invoice of a company without billing settings is dated in the company's time zone", async () => {
     const { companyId, token } = await clinic('Pacific Clinic');
     await api(companyId, token, 'PUT', '/invoice-settings', { timeZone: 'America/Los_Angeles' });
