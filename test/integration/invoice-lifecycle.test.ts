@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ulid } from 'ulid';
 import { invoicePayment, invoicePeriod, type IssueInvoiceDeps } from '../../application/invoices/issue-invoice';
 import { renderInvoiceDocument } from '../../application/invoices/render-invoice';
+import { invoiceIdFor } from '../../domain/invoice-number';
 import { renderInvoicePdf } from '../../documents/invoice-pdf';
 import { openDatabase } from '../../models';
 import { createCompany, shredCompany } from '../../models/companies';
@@ -396,6 +397,28 @@ describe('shredding racing a render (item 20)', () => {
 });
 
 describe('smaller ones (item 24)', () => {
+  it('an invoice.finalized that could not be queued is recorded once the sweep renders the document', async () => {
+    const { companyId, token } = await clinic('Lost Event Clinic');
+    const payment = await insertPayment(system.ctx.db.models, {
+      companyId,
+      status: 'succeeded',
+      completedAt: new Date(),
+    });
+    await expect(
+      invoicePayment({ ...issueDeps(), enqueueAudit: () => Promise.reject(new Error('redis down')) }, payment),
+    ).rejects.toThrow('redis down');
+    const invoiceId = invoiceIdFor({ type: 'payment', id: payment._id });
+    await system.sweepNow();
+    await stored(companyId, token, invoiceId);
+    const finalized = await waitFor(
+      () => system.ctx.db.models.AuditEvent.find({ companyId, action: 'invoice.finalized' }).lean(),
+      (events) => events.length >= 1,
+      { what: 'invoice.finalized to be recorded' },
+    );
+    expect(finalized).toHaveLength(1);
+    expect(finalized[0]!.resource).toEqual({ type: 'invoice', id: invoiceId });
+  }, 60_000);
+
   it('the document sweep is not starved by 500 older rows that stay pending', async () => {
     const { companyId: gone } = await clinic('Gone Clinic');
     await shredCompany(system.ctx.db, gone);
