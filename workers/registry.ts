@@ -94,6 +94,7 @@ const common = ({ connection, config, logger }: WorkerContext) => ({ connection,
 function invoicing(context: WorkerContext): InvoiceSettledDeps {
   return {
     models: context.db.models,
+    encryption: context.db.encryption,
     numbering: context.db.invoiceNumbering,
     enqueueAudit: context.enqueueAudit,
     enqueueRender: (invoiceId, version) =>

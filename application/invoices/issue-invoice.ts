@@ -18,14 +18,24 @@ import type { InvoiceLineRecord, InvoiceRecord } from '../../models/invoice.mode
 import type { PaymentRecord } from '../../models/payment.model';
 import type { RefundRecord } from '../../models/refund.model';
 import type { SubscriptionPeriodRecord } from '../../models/subscription.model';
+import type { FieldEncryption } from '../../models/encryption';
 import type { Logger } from '../../platform/logger';
 import { voidDocument, voidedEvent } from './void-invoice';
 
 export interface IssueInvoiceDeps {
   models: Pick<
     Models,
-    'Invoice' | 'InvoiceSettings' | 'Subscription' | 'Plan' | 'Payment' | 'SavedPaymentMethod' | 'BillingSettings'
+    | 'Invoice'
+    | 'InvoiceSettings'
+    | 'Subscription'
+    | 'Plan'
+    | 'Payment'
+    | 'SavedPaymentMethod'
+    | 'BillingSettings'
+    | 'StripeCustomer'
   >;
+  /** Finds the payer reference of a one-off payment's `cus_…` (one payer, one reference); without it, the `cus_…`. */
+  encryption?: Pick<FieldEncryption, 'encrypt'>;
   numbering: Pick<InvoiceNumbering, 'assign'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Queues the rendering of a finalized document (job id = its id, and its document version after the first). */
@@ -215,7 +225,7 @@ export async function invoicePayment(
     status: 'draft',
     source: { type: 'payment', id: payment._id },
     settleAs: 'paid',
-    customerRef: payment.customer,
+    customerRef: await payerReferenceOf(deps, payment),
     paymentId: payment._id,
     currency: payment.currency,
     lines: [{ ...line, quantity: 1, unitAmount: payment.amount, amount: payment.amount }],
@@ -336,6 +346,21 @@ export async function voidCreditOfFailedRefund(deps: IssueInvoiceDeps, refund: R
     ['paid'],
     (note, before, at) => voidedEvent(note, before, at, ACTOR, 'refund_failed'),
   );
+}
+
+/**
+ * A one-off payment names the payer by Stripe's `cus_…` id; their subscriptions and payer profile by the upstream's
+ * reference. The Customer we made for that reference (found by its deterministic ciphertext) gives the reference back,
+ * so one payer is invoiced under one reference. A Customer made elsewhere (or recorded before) keeps its `cus_…`.
+ */
+async function payerReferenceOf(deps: IssueInvoiceDeps, payment: PaymentRecord): Promise<string> {
+  if (!deps.encryption) return payment.customer;
+  const key = await deps.encryption.encrypt(payment.companyId, payment.customer, 'deterministic');
+  const customer = await deps.models.StripeCustomer.findOne(
+    { companyId: payment.companyId, stripeCustomerKey: key },
+    { customerRef: 1 },
+  ).lean();
+  return customer?.customerRef ?? payment.customer;
 }
 
 /**

@@ -50,6 +50,7 @@ function pdfText(pdf: Buffer): string {
 function issueDeps(): IssueInvoiceDeps {
   return {
     models: system.ctx.db.models,
+    encryption: system.ctx.db.encryption,
     numbering: system.ctx.db.invoiceNumbering,
     enqueueAudit: async () => {},
     enqueueRender: (invoiceId, version) =>
@@ -397,6 +398,31 @@ describe('shredding racing a render (item 20)', () => {
 });
 
 describe('smaller ones (item 24)', () => {
+  it('one payer is listed under one reference: a one-off payment by their cus_… id is invoiced under their reference', async () => {
+    const { companyId, token } = await clinic('One Reference Clinic');
+    const { encryption, models } = system.ctx.db;
+    // The Customer made for payer-1042 when their card was saved (application/payment-methods).
+    await models.StripeCustomer.create({
+      _id: `scus_${ulid().toLowerCase()}`,
+      companyId,
+      configurationId: companyId,
+      livemode: false,
+      customerRef: 'payer-1042',
+      stripeCustomerId: await encryption.encrypt(companyId, 'cus_OneRefPayer42'),
+      stripeCustomerKey: await encryption.encrypt(companyId, 'cus_OneRefPayer42', 'deterministic'),
+    });
+    const payment = await insertPayment(models, {
+      companyId,
+      status: 'succeeded',
+      customer: 'cus_OneRefPayer42',
+      completedAt: new Date(),
+    });
+    const issued = (await invoicePayment(issueDeps(), payment))!;
+    expect(issued.customerRef).toBe('payer-1042');
+    const listed = await api(companyId, token, 'GET', '/invoices?customerRef=payer-1042');
+    expect(listed.body.items.map((item: Json) => item.id)).toEqual([issued._id]);
+  });
+
   it('an invoice.finalized that could not be queued is recorded once the sweep renders the document', async () => {
     const { companyId, token } = await clinic('Lost Event Clinic');
     const payment = await insertPayment(system.ctx.db.models, {
