@@ -15,6 +15,7 @@ import type { AccessGuard } from '../access-guard';
 import { sealValue } from '../audit-context';
 import { ApiError } from '../errors';
 import { rejectIfShredded } from '../payment-access';
+import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
 import { parse, scopeIdSchema } from '../validation';
 
 export interface InvoiceRouteDeps {
@@ -177,7 +178,9 @@ export function registerInvoiceRoutes(app: FastifyInstance, deps: InvoiceRouteDe
         const result = await voidDocument(
           {
             models: deps.models,
-            enqueueRender: deps.enqueueRender,
+            // Bounded: with Redis down the void still answers (the outbox sweep queues a document left pending).
+            enqueueRender: (id, version) =>
+              withDeadline(deps.enqueueRender(id, version), ENQUEUE_DEADLINE_MS, 'render enqueue'),
             logger: request.log as unknown as VoidDeps['logger'],
             enqueueAudit: async (event) => {
               queued = await guard.send(request, [event]);

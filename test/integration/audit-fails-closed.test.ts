@@ -62,7 +62,7 @@ async function auditQueueIdle() {
 }
 
 async function pendingAuditOf(
-  kind: 'companies' | 'offices' | 'invoice_settings' | 'payer_profiles' | 'billing_settings',
+  kind: 'companies' | 'offices' | 'invoice_settings' | 'payer_profiles' | 'billing_settings' | 'invoices',
   id: string,
 ) {
   const doc = await system.ctx.rawMongo
@@ -253,6 +253,46 @@ describe('invoice settings, payer profiles and billing settings (issue 20 §3)',
       expect(await pendingAuditOf(change.collection, change.holder())).toEqual([]);
     },
   );
+
+  it('an invoice voided while Redis is down: 503 audit_unavailable, void with its event, which the sweep records once', async () => {
+    const invoiceId = `inv_${'a'.repeat(32)}`;
+    const now = new Date();
+    await system.ctx.db.models.Invoice.create({
+      _id: invoiceId,
+      companyId,
+      kind: 'invoice',
+      status: 'uncollectible',
+      source: { type: 'payment', id: 'pay_FailsClosedVoid' },
+      settleAs: 'uncollectible',
+      customerRef: 'cus_ClosedLoopPayer1',
+      number: 'INV-2026-000900',
+      sequence: 900,
+      currency: 'usd',
+      lines: [{ code: 'office_visit', description: 'Office visit', quantity: 1, unitAmount: 1000, amount: 1000 }],
+      subtotal: 1000,
+      total: 1000,
+      amountPaid: 0,
+      amountDue: 1000,
+      issuedAt: now,
+      timeZone: 'UTC',
+      documentStatus: 'pending',
+    });
+    const response = await system.withRedisDownApi((url) =>
+      call(url, 'POST', `/invoices/${invoiceId}/void`, { reason: 'issued_in_error' }),
+    );
+    expect(response.status).toBe(503);
+    expect(response.body.error.code).toBe('audit_unavailable');
+    expect((await call(system.url, 'GET', `/invoices/${invoiceId}`)).body.status).toBe('void');
+    expect(await pendingAuditOf('invoices', invoiceId)).toHaveLength(1);
+    await sweepAsScheduled();
+    await auditQueueIdle();
+    await sweepAsScheduled();
+    await auditQueueIdle();
+    const voided = (await recorded('invoice.voided')).filter((e) => e.resource.id === invoiceId);
+    expect(voided).toHaveLength(1);
+    expect(voided[0]).toMatchObject({ actor: { type: 'user', id: 'usr-admin' }, reason: 'issued_in_error' });
+    expect(await pendingAuditOf('invoices', invoiceId)).toEqual([]);
+  });
 
   it('with Redis up, each is audited at once and leaves nothing pending', async () => {
     for (const change of changes) {
