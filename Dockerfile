@@ -31,6 +31,8 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The fonts embedded in invoices (documents/fonts.ts finds them beside dist/).
+COPY --from=build /app/documents/fonts ./documents/fonts
 # Where the development (local KMS) master key is created on first start; docker-compose mounts
 # a named volume here so every process uses the same key. Production uses a real KMS instead.
 RUN mkdir -p /app/.secrets && chown node:node /app/.secrets && chmod 700 /app/.secrets

@@ -25,6 +25,7 @@ import { registerRefundRoutes } from './routes/refunds';
 import { registerSubscriptionRoutes } from './routes/subscriptions';
 import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
 import { registerWebhookEventRoutes } from './routes/webhook-events';
+import { enqueueInvoiceRender } from '../queues/invoices.queue';
 import { registerInvoiceRoutes } from './routes/invoices';
 import { registerInvoiceSettingsRoutes } from './routes/invoice-settings';
 import { createAuditBudget } from './audit-budget';
@@ -262,6 +263,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
   registerInvoiceRoutes(app, {
     models: deps.database.models,
+    enqueueRender: (invoiceId, version) =>
+      enqueueInvoiceRender(deps.queues.invoices, { invoiceId, ...(version && version > 1 ? { version } : {}) }),
     documents: deps.database.invoiceDocuments,
     encryption: deps.database.encryption,
     guard,

@@ -20,7 +20,8 @@ import { createRenderPool } from '../documents/render-pool';
 import { ALGORITHMS, companyKeyAltName, kmsProvidersFor, localMasterKeyFor } from '../models/encryption';
 import { invoiceSettingsId, type InvoiceSettingsRecord } from '../models/invoice-settings.model';
 import type { InvoiceRecord } from '../models/invoice.model';
-import { payerProfileId } from '../models/payer-profile.model';
+import { payerAccountDigest, payerAccountSource, payerProfileId } from '../models/payer-profile.model';
+import { payerAccountNumber } from '../domain/invoice-view';
 import { loadConfig } from '../platform/config';
 import { auditJobId, auditJobOptions } from '../queues/audit.queue';
 import { announceFailure, announceReady, serveParent } from './child';
@@ -104,9 +105,14 @@ async function main(): Promise<void> {
             { projection: { name: 1, billingAddress: 1 } },
           )
         : null;
+    const accountCiphertext: Binary = await clientEncryption.encrypt(payerAccountSource(invoice.customerRef), {
+      keyAltName: companyKeyAltName(invoice.companyId),
+      algorithm: ALGORITHMS.deterministic,
+    });
     const view = invoiceViewOf({
       invoice,
       companyName: String(company.name),
+      account: payerAccountNumber(payerAccountDigest(accountCiphertext)),
       settings,
       profile: profile ? { name: profile.name, billingAddress: profile.billingAddress } : null,
     });

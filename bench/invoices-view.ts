@@ -14,19 +14,19 @@ import type { InvoiceRecord } from '../models/invoice.model';
 export interface InvoiceViewSources {
   invoice: InvoiceRecord;
   companyName: string;
+  /** The payer's printed account number (application/invoices/render-invoice.ts `payerAccount`). */
+  account: string;
   settings: InvoiceSettingsRecord | null;
   /** The payer profile's name and billing address, decrypted (read at the `standard` PHI level only). */
   profile: { name: unknown; billingAddress: unknown } | null;
 }
 
-export function invoiceViewOf({ invoice, companyName, settings, profile }: InvoiceViewSources): InvoiceView {
+export function invoiceViewOf({ invoice, companyName, account, settings, profile }: InvoiceViewSources): InvoiceView {
   const effective = effectiveInvoiceSettings(companyName, settings ?? undefined);
   return invoiceView({
     document: documentInput(invoice, undefined),
-    payer: {
-      reference: invoice.customerRef,
-      ...(profile ? { name: String(profile.name), billingAddress: addressOf(profile.billingAddress) } : {}),
-    },
+    account,
+    payer: profile ? { name: String(profile.name), billingAddress: addressOf(profile.billingAddress) } : {},
     phiLevel: effective.phiLevel,
     letterhead: effective.letterhead,
   });

@@ -11,6 +11,7 @@ import { QUEUE_NAMES } from '../queues/names';
 import { startChild, type Child } from './child';
 import type { BareRenderResult } from './invoices-bare-process';
 import { DATA_INVOICE_COLLECTIONS, DATA_INVOICE_QUEUES } from './invoices-baseline-process';
+import { payerAccount } from '../application/invoices/render-invoice';
 import { invoiceViewOf } from './invoices-view';
 import { entryResult, type BenchEntry, type EntryResult } from './report';
 import {
@@ -209,6 +210,7 @@ export const invoicesBench: BenchEntry = {
       const view = invoiceViewOf({
         invoice: first,
         companyName: String((await db.models.Company.findById(first.companyId, { name: 1 }).lean())?.name),
+        account: await payerAccount(db, first.companyId, first.customerRef),
         settings: await db.models.InvoiceSettings.findById(invoiceSettingsId(first.companyId)).lean(),
         profile: await db.models.PayerProfile.findById(payerProfileId(first.companyId, first.customerRef), {
           name: 1,

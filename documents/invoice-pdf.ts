@@ -1,11 +1,14 @@
 import PDFDocument from 'pdfkit';
 import type { InvoiceView } from '../domain/invoice';
-import { cardBrandName, formatQuantity, moneyFormatter, toWinAnsi } from './pdf-format';
+import { loadDocumentFonts, type DocumentFonts } from './fonts';
+import { cardBrandName, formatQuantity, moneyFormatter } from './pdf-format';
 
 /**
- * Renders an `InvoiceView` (and only what it holds) as a US Letter PDF with PDFKit's built-in Helvetica. The output is
- * deterministic: metadata dates come from the issue date, PDFKit derives the file ID from that metadata, streams are
- * left uncompressed (no zlib version in the bytes), so rendering the same view again reproduces its SHA-256.
+ * Renders an `InvoiceView` (and only what it holds) as a US Letter PDF with an embedded Unicode TrueType font (DejaVu
+ * Sans, vendored in documents/fonts: a document kept for years looks the same, and names print in Latin, Greek and
+ * Cyrillic script). The output is deterministic: metadata dates come from the issue date, PDFKit derives the file ID
+ * from that metadata, the font subset is built from the glyphs used, streams are left uncompressed (no zlib version in
+ * the bytes), so rendering the same view again reproduces its SHA-256.
  */
 
 const PAGE = { width: 612, height: 792, margin: 54 } as const;
@@ -32,7 +35,7 @@ const COLUMNS = {
 
 type Doc = PDFKit.PDFDocument;
 
-export async function renderInvoicePdf(view: InvoiceView): Promise<Buffer> {
+export async function renderInvoicePdf(view: InvoiceView, fonts: DocumentFonts = loadDocumentFonts()): Promise<Buffer> {
   const issued = new Date(`${view.issuedOn}T00:00:00Z`);
   if (Number.isNaN(issued.getTime())) throw new Error('issuedOn must be a YYYY-MM-DD date');
   const title = `${view.kind === 'credit_note' ? 'Credit note' : 'Invoice'} ${view.number}`;
@@ -44,14 +47,16 @@ export async function renderInvoicePdf(view: InvoiceView): Promise<Buffer> {
     lang: 'en-US',
     displayTitle: true,
     info: {
-      Title: toWinAnsi(title),
-      Author: toWinAnsi(view.from.name),
+      Title: title,
+      Author: view.from.name,
       Producer: 'hipaa-billing',
       Creator: 'hipaa-billing',
       CreationDate: issued,
       ModDate: issued,
     },
   });
+  doc.registerFont(REGULAR, fonts.regular);
+  doc.registerFont(BOLD, fonts.bold);
   const chunks: Uint8Array[] = [];
   const done = new Promise<Buffer>((resolve, reject) => {
     doc.on('data', (chunk: Uint8Array) => chunks.push(chunk));
@@ -59,7 +64,8 @@ export async function renderInvoicePdf(view: InvoiceView): Promise<Buffer> {
     doc.on('error', reject);
   });
 
-  const money = moneyFormatter(view.currency);
+  style(doc, REGULAR, 10);
+  const money = moneyFormatter(view.currency, (text) => printable(doc, text) === text);
   let y = drawHeader(doc, view);
   y = drawBillTo(doc, view, money, y);
   y = drawLines(doc, view, money, y);
@@ -69,27 +75,51 @@ export async function renderInvoicePdf(view: InvoiceView): Promise<Buffer> {
   return done;
 }
 
+const REGULAR = 'DejaVuSans';
+const BOLD = 'DejaVuSans-Bold';
+type FontName = typeof REGULAR | typeof BOLD;
+
+/** The font's glyph lookup (fontkit's, under PDFKit's embedded font). */
+interface GlyphLookup {
+  hasGlyphForCodePoint(codePoint: number): boolean;
+}
+
+/**
+ * The text as the current font can draw it: a character it has no glyph for (CJK, say) prints as "?" rather than as an
+ * empty box, so what the document says is never silently something else.
+ */
+function printable(doc: Doc, text: string): string {
+  const font = (doc as unknown as { _font?: { font?: Partial<GlyphLookup> } })._font?.font;
+  if (typeof font?.hasGlyphForCodePoint !== 'function') return text;
+  let out = '';
+  for (const char of text) {
+    const code = char.codePointAt(0) ?? 0;
+    out += code <= 0x20 || font.hasGlyphForCodePoint(code) ? char : '?';
+  }
+  return out;
+}
+
 function write(doc: Doc, text: string, x: number, y: number, options: PDFKit.Mixins.TextOptions = {}): number {
   const wraps = options.width !== undefined;
-  doc.text(toWinAnsi(text), x, y, { lineBreak: wraps, ...options });
+  doc.text(printable(doc, text), x, y, { lineBreak: wraps, ...options });
   // Unwrapped text leaves doc.y where it was; the caller still wants the line below.
   return wraps ? doc.y : y + doc.currentLineHeight(true);
 }
 
-function style(doc: Doc, font: 'Helvetica' | 'Helvetica-Bold', size: number, color = INK): Doc {
+function style(doc: Doc, font: FontName, size: number, color = INK): Doc {
   return doc.font(font).fontSize(size).fillColor(color);
 }
 
 /** Letterhead top left; document title, number and dates top right. Returns the y below both. */
 function drawHeader(doc: Doc, view: InvoiceView): number {
   const top = PAGE.margin;
-  style(doc, 'Helvetica-Bold', 16);
+  style(doc, BOLD, 16);
   let left = write(doc, view.from.name, PAGE.margin, top, { width: 270 }) + 2;
-  style(doc, 'Helvetica', 9.5, MUTED);
+  style(doc, REGULAR, 9.5, MUTED);
   for (const line of view.from.address) left = write(doc, line, PAGE.margin, left, { width: 270 }) + 1;
 
   const isCredit = view.kind === 'credit_note';
-  style(doc, 'Helvetica-Bold', 22, ACCENT);
+  style(doc, BOLD, 22, ACCENT);
   write(doc, isCredit ? 'CREDIT NOTE' : 'INVOICE', 330, top - 2, { width: RIGHT - 330, align: 'right' });
   const rows: [string, string][] = [[isCredit ? 'Credit note no.' : 'Invoice no.', view.number]];
   rows.push(['Date issued', view.issuedOn]);
@@ -97,9 +127,9 @@ function drawHeader(doc: Doc, view: InvoiceView): number {
   if (view.creditsInvoice !== undefined) rows.push(['Credits invoice', view.creditsInvoice]);
   let right = top + 32;
   for (const [label, value] of rows) {
-    style(doc, 'Helvetica', 9.5, MUTED);
+    style(doc, REGULAR, 9.5, MUTED);
     write(doc, label, 350, right, { width: 100 });
-    style(doc, 'Helvetica-Bold', 9.5);
+    style(doc, BOLD, 9.5);
     write(doc, value, 400, right, { width: RIGHT - 400, align: 'right' });
     right += 14;
   }
@@ -110,32 +140,32 @@ function drawHeader(doc: Doc, view: InvoiceView): number {
 
 /** Who is billed (reference always; name and address at the standard PHI level) and the amount-due panel. */
 function drawBillTo(doc: Doc, view: InvoiceView, money: (n: number) => string, top: number): number {
-  style(doc, 'Helvetica-Bold', 8, MUTED);
+  style(doc, BOLD, 8, MUTED);
   let y = write(doc, 'BILL TO', PAGE.margin, top) + 4;
   if (view.billTo.name !== undefined) {
-    style(doc, 'Helvetica-Bold', 11);
+    style(doc, BOLD, 11);
     y = write(doc, view.billTo.name, PAGE.margin, y, { width: 280 }) + 1;
   }
-  style(doc, 'Helvetica', 10);
+  style(doc, REGULAR, 10);
   for (const line of view.billTo.address ?? []) y = write(doc, line, PAGE.margin, y, { width: 280 }) + 1;
   if (view.billTo.name === undefined) {
-    // The minimal level: the opaque reference is all the document says about the payer.
-    style(doc, 'Helvetica-Bold', 11);
+    // The minimal level: the opaque account number is all the document says about the payer.
+    style(doc, BOLD, 11);
     y = write(doc, `Account ${view.billTo.reference}`, PAGE.margin, y, { width: 280 });
   } else {
-    style(doc, 'Helvetica', 9.5, MUTED);
-    y = write(doc, `Account reference: ${view.billTo.reference}`, PAGE.margin, y + 3, { width: 280 });
+    style(doc, REGULAR, 9.5, MUTED);
+    y = write(doc, `Account ${view.billTo.reference}`, PAGE.margin, y + 3, { width: 280 });
   }
 
   const isCredit = view.kind === 'credit_note';
   const panel = { x: 370, y: top - 4, width: RIGHT - 370, height: 66 };
   doc.roundedRect(panel.x, panel.y, panel.width, panel.height, 4).fillColor(SHADE).fill();
-  style(doc, 'Helvetica', 9, MUTED);
+  style(doc, REGULAR, 9, MUTED);
   write(doc, isCredit ? 'Total credit' : 'Amount due', panel.x + 12, panel.y + 10, { width: panel.width - 24 });
-  style(doc, 'Helvetica-Bold', 20);
+  style(doc, BOLD, 20);
   const headline = isCredit ? view.total : view.amountDue;
   write(doc, money(headline), panel.x + 12, panel.y + 24, { width: panel.width - 24 });
-  style(doc, 'Helvetica', 9, MUTED);
+  style(doc, REGULAR, 9, MUTED);
   const note = isCredit
     ? `Issued ${view.issuedOn}`
     : view.amountDue <= 0
@@ -149,9 +179,9 @@ function drawBillTo(doc: Doc, view: InvoiceView, money: (n: number) => string, t
   y = Math.max(y, panel.y + panel.height) + 16;
 
   if (view.period !== undefined) {
-    style(doc, 'Helvetica-Bold', 9.5);
+    style(doc, BOLD, 9.5);
     write(doc, 'Service period', PAGE.margin, y, { width: 90 });
-    style(doc, 'Helvetica', 9.5);
+    style(doc, REGULAR, 9.5);
     write(doc, `${view.period.start} – ${view.period.end}`, PAGE.margin + 90, y, { width: 200 });
     y += 20;
   }
@@ -163,7 +193,7 @@ function drawTableHeader(doc: Doc, top: number): number {
     .rect(PAGE.margin, top, RIGHT - PAGE.margin, 20)
     .fillColor(SHADE)
     .fill();
-  style(doc, 'Helvetica-Bold', 8.5, MUTED);
+  style(doc, BOLD, 8.5, MUTED);
   const y = top + 6;
   write(doc, 'DESCRIPTION', COLUMNS.description.x, y, { width: COLUMNS.description.width });
   write(doc, 'QTY', COLUMNS.quantity.x, y, { width: COLUMNS.quantity.width, align: 'right' });
@@ -176,15 +206,15 @@ function drawTableHeader(doc: Doc, top: number): number {
 function drawLines(doc: Doc, view: InvoiceView, money: (n: number) => string, top: number): number {
   let y = drawTableHeader(doc, top);
   for (const line of view.lines) {
-    style(doc, 'Helvetica', 10);
-    const description = toWinAnsi(line.description);
+    style(doc, REGULAR, 10);
+    const description = printable(doc, line.description);
     const height = doc.heightOfString(description, { width: COLUMNS.description.width }) + 12;
     if (y + height > CONTENT_BOTTOM) {
       doc.addPage();
-      style(doc, 'Helvetica', 9, MUTED);
+      style(doc, REGULAR, 9, MUTED);
       write(doc, `${view.number}, continued`, PAGE.margin, PAGE.margin);
       y = drawTableHeader(doc, PAGE.margin + 18);
-      style(doc, 'Helvetica', 10);
+      style(doc, REGULAR, 10);
     }
     write(doc, description, COLUMNS.description.x, y + 6, { width: COLUMNS.description.width });
     write(doc, formatQuantity(line.quantity), COLUMNS.quantity.x, y + 6, {
@@ -226,9 +256,9 @@ function drawTotals(doc: Doc, view: InvoiceView, money: (n: number) => string, t
         .rect(x - 8, y - 5, RIGHT - x + 8, 22)
         .fillColor(SHADE)
         .fill();
-      style(doc, 'Helvetica-Bold', 10.5);
+      style(doc, BOLD, 10.5);
     } else {
-      style(doc, 'Helvetica', 10);
+      style(doc, REGULAR, 10);
     }
     write(doc, row.label, x, y, { width: 110 });
     write(doc, money(row.value), x + 90, y, { width: RIGHT - 8 - (x + 90), align: 'right' });
@@ -239,7 +269,7 @@ function drawTotals(doc: Doc, view: InvoiceView, money: (n: number) => string, t
   if (view.payment !== undefined) {
     const { brand, last4, paidOn } = view.payment;
     const verb = isCredit ? 'Credited to' : 'Paid by';
-    style(doc, 'Helvetica', 9.5, MUTED);
+    style(doc, REGULAR, 9.5, MUTED);
     write(doc, `${verb} ${cardBrandName(brand)} •••• ${last4} on ${paidOn}`, PAGE.margin, stampTop + 52, {
       width: 280,
     });
@@ -249,7 +279,7 @@ function drawTotals(doc: Doc, view: InvoiceView, money: (n: number) => string, t
 function drawStamp(doc: Doc, view: InvoiceView, x: number, y: number): void {
   const label = view.status.toUpperCase();
   const color = STAMP_COLORS[view.status];
-  style(doc, 'Helvetica-Bold', 15, color);
+  style(doc, BOLD, 15, color);
   const width = doc.widthOfString(label) + 24;
   doc.save();
   doc.rotate(-6, { origin: [x + width / 2, y + 15] });
@@ -269,7 +299,7 @@ function drawFooters(doc: Doc, view: InvoiceView): void {
     margins.bottom = 0;
     const ruleY = PAGE.height - 80;
     doc.moveTo(PAGE.margin, ruleY).lineTo(RIGHT, ruleY).lineWidth(0.75).strokeColor(RULE).stroke();
-    style(doc, 'Helvetica', 8, MUTED);
+    style(doc, REGULAR, 8, MUTED);
     write(doc, view.footer, PAGE.margin, ruleY + 10, {
       width: RIGHT - PAGE.margin,
       align: 'center',

@@ -25,7 +25,11 @@ export const SERVICE_CATEGORY_WORDING: Readonly<Record<ServiceCategory, string>>
 };
 
 /** Lines that are not a service category: a plan change's proration on a period's bill. */
-export const ADJUSTMENT_WORDING = { proration: 'Plan change adjustment' } as const;
+export const ADJUSTMENT_WORDING = {
+  proration: 'Plan change adjustment',
+  /** Appended to a plan line whose period bill a plan change's credit lowered (no line is negative). */
+  credited: 'less a plan change credit',
+} as const;
 
 const ONE: Readonly<Record<BillingInterval['unit'], string>> = {
   day: 'daily',

@@ -8,7 +8,11 @@ import type { DocumentKind } from './invoice';
  * number is assigned once, at finalization: the next place in the company's sequence for that kind (one sequence per
  * company for invoices, another for credit notes; never reset), printed with the prefix and the year of issue.
  */
-export const INVOICE_SOURCE_TYPES = ['subscription_period', 'payment', 'refund'] as const;
+/**
+ * What a document is issued for: a period or a one-off payment (invoices); our refund, a refund made outside this API
+ * (the Stripe dashboard: `gateway_refund`, by Stripe's refund id) or a lost dispute (`dispute`) (credit notes).
+ */
+export const INVOICE_SOURCE_TYPES = ['subscription_period', 'payment', 'refund', 'gateway_refund', 'dispute'] as const;
 export type InvoiceSourceType = (typeof INVOICE_SOURCE_TYPES)[number];
 
 export const INVOICE_ID = /^inv_[0-9a-f]{32}$/;
@@ -30,6 +34,11 @@ export function invoiceIdFor(source: { type: 'subscription_period' | 'payment'; 
 /** The credit note of a refund. */
 export function creditNoteIdFor(refundId: string): string {
   return `cn_${digest(`refund|${refundId}`)}`;
+}
+
+/** The credit note of money that went back without a refund of ours: a dashboard refund (`re_…`), a lost dispute. */
+export function returnCreditNoteIdFor(source: { type: 'gateway_refund' | 'dispute'; id: string }): string {
+  return `cn_${digest(`${source.type}|${source.id}`)}`;
 }
 
 export function documentKindOf(id: string): DocumentKind | undefined {

@@ -1,6 +1,6 @@
 import { DateTime, IANAZone } from 'luxon';
 import type { InvoiceStatus, DocumentKind, InvoiceView, Letterhead, PhiLevel, ViewLine } from './invoice';
-import { DOCUMENT_KINDS, INVOICE_STATUSES, PHI_LEVELS } from './invoice';
+import { DOCUMENT_KINDS, INVOICE_STATUSES, invoiceAmountsProblem, PHI_LEVELS } from './invoice';
 import { isIsoCurrency } from './money';
 
 /**
@@ -34,6 +34,11 @@ export interface InvoiceDocumentInput {
 
 export interface InvoiceViewInput {
   document: InvoiceDocumentInput;
+  /**
+   * The payer's opaque account number (`payerAccountNumber`): what the document prints to identify the payer. Never
+   * the upstream app's payer reference, which an upstream may have filled with a record number (an MRN).
+   */
+  account: string;
   /** The payer profile as stored, possibly holding more than it should: read here, never copied. */
   payer: unknown;
   phiLevel: PhiLevel;
@@ -51,7 +56,6 @@ export const DEFAULT_INVOICE_FOOTER =
 
 const MAX = {
   number: 40,
-  reference: 64,
   name: 100,
   addressLine: 80,
   addressLines: 4,
@@ -84,7 +88,7 @@ export function invoiceView(input: InvoiceViewInput): InvoiceView {
       name: requiredText(letterhead.name, MAX.name, 'letterhead name'),
       address: addressLines(letterhead.address),
     },
-    billTo: billTo(input.payer, phiLevel),
+    billTo: billTo(input.account, input.payer, phiLevel),
     lines: viewLines(doc.lines),
     currency: doc.currency.toLowerCase(),
     subtotal: minorUnits(doc.amounts.subtotal, 'subtotal'),
@@ -93,6 +97,8 @@ export function invoiceView(input: InvoiceViewInput): InvoiceView {
     amountDue: minorUnits(doc.amounts.amountDue, 'amountDue'),
     footer: cleanText(input.footer ?? DEFAULT_INVOICE_FOOTER, MAX.footer),
   };
+  const problem = invoiceAmountsProblem(view.lines, view);
+  if (problem !== undefined) throw new InvoiceViewError(`amounts do not hold: ${problem}`);
   if (doc.dueOn !== undefined) view.dueOn = calendarDate(doc.dueOn, zone, 'dueOn');
   if (doc.period !== undefined) {
     const { start, end } = doc.period;
@@ -124,11 +130,38 @@ export function invoiceView(input: InvoiceViewInput): InvoiceView {
   return view;
 }
 
-/** Reads the reference always, name and billing address at `standard` only; nothing else is looked at. */
-function billTo(payer: unknown, level: PhiLevel): InvoiceView['billTo'] {
+/** An opaque account number: `ACCT-` and three groups of four from an alphabet without look-alikes. */
+export const PAYER_ACCOUNT_NUMBER = /^ACCT-[0-9A-HJ-NP-Z]{4}-[0-9A-HJ-NP-Z]{4}-[0-9A-HJ-NP-Z]{4}$/;
+const ACCOUNT_ALPHABET = '0123456789ABCDEFGHJKLMNPQRSTUVWXYZ';
+
+/**
+ * The printed account number of a payer, from a keyed digest of its reference (at least 8 bytes; the application
+ * derives it with the company's data key, so it says nothing about the reference to anyone without that key, and
+ * nothing at all once the company is shredded): 12 characters of a 34-letter alphabet, about 61 bits.
+ */
+export function payerAccountNumber(digest: Uint8Array): string {
+  if (digest.length < 8) throw new InvoiceViewError('an account number needs at least 8 bytes of digest');
+  let value = 0n;
+  for (const byte of digest.subarray(0, 8)) value = (value << 8n) | BigInt(byte);
+  let chars = '';
+  for (let i = 0; i < 12; i++) {
+    chars += ACCOUNT_ALPHABET[Number(value % 34n)];
+    value /= 34n;
+  }
+  return `ACCT-${chars.slice(0, 4)}-${chars.slice(4, 8)}-${chars.slice(8, 12)}`;
+}
+
+/**
+ * The opaque account number always, name and billing address at `standard` only; the payer record's own reference is
+ * never read (it may be a medical record number), nor anything else in it.
+ */
+function billTo(account: string, payer: unknown, level: PhiLevel): InvoiceView['billTo'] {
   if (typeof payer !== 'object' || payer === null) throw new InvoiceViewError('payer record is missing');
   const record = payer as Record<string, unknown>;
-  const billTo: InvoiceView['billTo'] = { reference: requiredText(record.reference, MAX.reference, 'payer reference') };
+  if (typeof account !== 'string' || !PAYER_ACCOUNT_NUMBER.test(account)) {
+    throw new InvoiceViewError('the payer is printed by an opaque account number (ACCT-XXXX-XXXX-XXXX)');
+  }
+  const billTo: InvoiceView['billTo'] = { reference: account };
   if (level === 'standard') {
     const name = typeof record.name === 'string' ? cleanText(record.name, MAX.name) : '';
     if (name !== '') billTo.name = name;

@@ -12,8 +12,9 @@ export const DOCUMENT_KINDS = ['invoice', 'credit_note'] as const;
 export type DocumentKind = (typeof DOCUMENT_KINDS)[number];
 
 /**
- * How much about the payer a company's (or office's) documents show. `minimal` (the default): the opaque payer
- * reference only. `standard`: also the payer's name and billing address. At no level: anything clinical, dates of
+ * How much about the payer a company's (or office's) documents show. `minimal` (the default): an opaque account number
+ * derived from the payer reference with the company's key (never the reference itself, which an upstream may have
+ * filled with a record number). `standard`: also the payer's name and billing address. At no level: anything clinical, dates of
  * birth, member or record numbers, notes, appointment details, email.
  */
 export const PHI_LEVELS = ['minimal', 'standard'] as const;
@@ -54,7 +55,7 @@ export interface InvoiceView {
   period?: { start: string; end: string };
   from: Letterhead;
   billTo: {
-    /** The opaque payer reference: always. */
+    /** The payer's opaque account number (ACCT-XXXX-XXXX-XXXX), never the upstream's payer reference: always. */
     reference: string;
     /** `standard` level only. */
     name?: string;
@@ -71,4 +72,29 @@ export interface InvoiceView {
   /** A credit note names the invoice it credits. */
   creditsInvoice?: string;
   footer: string;
+}
+
+/**
+ * Why a document's amounts cannot be issued or printed (docs/billing-rules.md: totals equal the sum of their lines; no
+ * line and no total is negative), or undefined when they hold: each line is its quantity times its unit amount, the
+ * lines add up to the subtotal, the total is the subtotal (no tax or discount is modelled), paid and due make the total.
+ */
+export function invoiceAmountsProblem(
+  lines: readonly Pick<ViewLine, 'quantity' | 'unitAmount' | 'amount'>[],
+  amounts: { subtotal: number; total: number; amountPaid: number; amountDue: number },
+): string | undefined {
+  if (lines.length === 0) return 'a document has at least one line';
+  for (const [i, line] of lines.entries()) {
+    if (line.amount < 0 || line.unitAmount < 0) return `line ${i + 1} is negative`;
+    if (line.amount !== Math.round(line.quantity * line.unitAmount)) {
+      return `line ${i + 1}: amount is not quantity × unit amount`;
+    }
+  }
+  for (const [name, value] of Object.entries(amounts)) if (value < 0) return `${name} is negative`;
+  const sum = lines.reduce((total, line) => total + line.amount, 0);
+  if (sum !== amounts.subtotal) return 'the lines do not add up to the subtotal';
+  if (amounts.total !== amounts.subtotal) return 'the total is not the subtotal';
+  if (amounts.amountPaid + amounts.amountDue !== amounts.total)
+    return 'amount paid and amount due do not make the total';
+  return undefined;
 }

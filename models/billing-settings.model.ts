@@ -1,4 +1,5 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import type { AuditEventInput } from '../domain/audit-event';
 import type { DunningPolicy } from '../domain/dunning';
 
 /** A company's billing settings: the time zone its billing days are counted in, and its dunning policy. */
@@ -7,6 +8,8 @@ export interface BillingSettingsRecord {
   _id: string;
   timeZone: string;
   dunning: DunningPolicy;
+  /** Audit events of a change not queued yet (models/pending-audit.ts). */
+  pendingAudit?: Record<string, AuditEventInput[]>;
   updatedBy: { type: 'user' | 'service'; id: string };
   createdAt: Date;
   updatedAt: Date;
@@ -26,6 +29,7 @@ const billingSettingsSchema = new Schema<BillingSettingsRecord>(
       ),
       required: true,
     },
+    pendingAudit: { type: Schema.Types.Mixed },
     updatedBy: {
       type: new Schema(
         { type: { type: String, required: true }, id: { type: String, required: true } },

@@ -74,7 +74,11 @@ export async function createCompany(
  * good. Plain records (amounts, statuses, the audit chain's hashes) remain.
  */
 export async function shredCompany(db: Pick<Database, 'encryption' | 'models'>, companyId: string): Promise<boolean> {
-  const deleted = await db.encryption.deleteCompanyKey(companyId);
-  await db.models.Company.updateOne({ _id: companyId }, { $set: { shreddedAt: new Date() } });
-  return deleted;
+  // The tombstone first: from then on no key is created for the company (FieldEncryption), so a write racing the
+  // deletion (a render in flight) cannot bring a key back. A repeat keeps the first shredding's time.
+  await db.models.Company.updateOne(
+    { _id: companyId, shreddedAt: { $exists: false } },
+    { $set: { shreddedAt: new Date() } },
+  );
+  return db.encryption.deleteCompanyKey(companyId);
 }

@@ -140,6 +140,8 @@ export class FieldEncryption {
     private readonly kms: KmsConfig,
     kmsProviders: KmsProviders,
     private readonly keyVaultNamespace: string,
+    /** Whether a company is tombstoned (shredded): a key is never created for one (models/companies.ts). */
+    private readonly isShredded?: (companyId: string) => Promise<boolean>,
   ) {
     this.clientEncryption = new ClientEncryption(client, {
       keyVaultNamespace,
@@ -158,6 +160,9 @@ export class FieldEncryption {
     if (this.knownKeys.has(altName)) return;
     const existing = await this.clientEncryption.getKeyByAltName(altName);
     if (!existing) {
+      // Shredding tombstones the company before it deletes the key: a write racing it (a render in flight) finds the
+      // tombstone here and fails, instead of creating a new key that would make the company's data readable again.
+      if (await this.isShredded?.(companyId)) throw new CompanyShreddedError(companyId);
       try {
         const masterKey = masterKeyFor(this.kms);
         await this.clientEncryption.createDataKey(this.kms.provider, {
@@ -200,6 +205,14 @@ export class FieldEncryption {
    */
   decrypt(value: Binary): Promise<unknown> {
     return this.clientEncryption.decrypt(value);
+  }
+}
+
+/** Nothing can be encrypted for a crypto-shredded company: its key is gone and is never created again. */
+export class CompanyShreddedError extends Error {
+  override readonly name = 'CompanyShreddedError';
+  constructor(readonly companyId: string) {
+    super(`company ${companyId} was crypto-shredded: nothing is encrypted for it any more`);
   }
 }
 

@@ -111,8 +111,14 @@ export async function openDatabase(
     kmsProviders,
     kmsTlsOptionsFor(config.kms),
   );
-  const encryption = new FieldEncryption(connection.getClient(), config.kms, kmsProviders, config.keyVaultNamespace);
   const models = createModels(connection);
+  const encryption = new FieldEncryption(
+    connection.getClient(),
+    config.kms,
+    kmsProviders,
+    config.keyVaultNamespace,
+    async (companyId) => (await models.Company.exists({ _id: companyId, shreddedAt: { $exists: true } })) !== null,
+  );
   const plainClient = await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
   const auditTrail = new AuditTrail(plainClient.db(connection.name));
   await encryption.ensureKeyVaultIndex();

@@ -14,7 +14,23 @@ export interface InvoiceDocumentEntry {
   companyId: string;
   /** BSON binary subtype 6: the encrypted base64 of the PDF. */
   ciphertext: Binary;
+  /**
+   * SHA-256 (hex) and size of the PDF itself, stored in the same insert as its bytes: a render that finds an entry
+   * already there (a worker killed after storing it, before its record said so) records these, never the hash of its
+   * own render, whose inputs (payer profile, PHI level, letterhead) may have changed since. Absent on older entries.
+   */
+  sha256?: string;
+  size?: number;
   createdAt: Date;
+}
+
+/**
+ * Where a document's bytes are stored: the invoice's id for its first document; a later version (an uncollectible
+ * invoice paid later shows its new status) under `<id>~v<n>`. Every version stays, none is overwritten.
+ */
+export function documentKey(invoice: { _id: string; documentVersion?: number }): string {
+  const version = invoice.documentVersion ?? 1;
+  return version > 1 ? `${invoice._id}~v${version}` : invoice._id;
 }
 
 export function sha256Hex(bytes: Uint8Array): string {

@@ -1,4 +1,5 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import type { AuditEventInput } from '../domain/audit-event';
 import { DOCUMENT_KINDS, INVOICE_STATUSES, type DocumentKind, type InvoiceStatus } from '../domain/invoice';
 import { INVOICE_SOURCE_TYPES, type InvoiceSourceType } from '../domain/invoice-number';
 
@@ -65,6 +66,12 @@ export interface InvoiceRecord {
   /** `pending` until its document is stored; the outbox sweep re-queues what stays pending. */
   documentStatus: 'pending' | 'stored';
   document?: StoredDocumentRef;
+  /** 1 (absent) for the document as issued; 2 once an uncollectible invoice was paid (models/invoice-document.ts). */
+  documentVersion?: number;
+  /** When it was voided (`POST …/void`, or a credit note whose refund failed after it had succeeded). */
+  voidedAt?: Date;
+  /** Audit events of a change not queued yet (models/pending-audit.ts). */
+  pendingAudit?: Record<string, AuditEventInput[]>;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -122,6 +129,9 @@ const invoiceSchema = new Schema<InvoiceRecord>(
     finalizedAt: { type: Date },
     paidAt: { type: Date },
     documentStatus: { type: String, required: true, enum: ['pending', 'stored'] },
+    documentVersion: { type: Number },
+    voidedAt: { type: Date },
+    pendingAudit: { type: Schema.Types.Mixed },
     document: {
       type: new Schema<StoredDocumentRef>(
         {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Schema, type Connection, type Model } from 'mongoose';
+import type { AuditEventInput } from '../domain/audit-event';
 
 /**
  * A payer's billing details, keyed by the upstream app's opaque payer reference: name, billing address and email,
@@ -17,6 +18,8 @@ export interface PayerProfileRecord {
   billingAddress: unknown;
   /** Ciphertext; a string once read back. */
   email: unknown;
+  /** Audit events of a change not queued yet (models/pending-audit.ts). */
+  pendingAudit?: Record<string, AuditEventInput[]>;
   updatedBy: { type: 'user' | 'service'; id: string };
   createdAt: Date;
   updatedAt: Date;
@@ -29,6 +32,20 @@ export function payerProfileId(companyId: string, customerRef: string): string {
   return `payer_${digest.slice(0, 32)}`;
 }
 
+/**
+ * What is encrypted (deterministically, with the company's data key) to derive a payer's printed account number: the
+ * same reference gives the same number, and without the key (or once the company is shredded) nothing links the
+ * number back to the reference. The domain turns the SHA-256 of that ciphertext into `ACCT-…` (payerAccountNumber).
+ */
+export function payerAccountSource(customerRef: string): string {
+  return `payer-account|${customerRef}`;
+}
+
+/** The digest the account number is made of: SHA-256 of the deterministic ciphertext as stored. */
+export function payerAccountDigest(ciphertext: { buffer: Uint8Array }): Buffer {
+  return createHash('sha256').update(ciphertext.buffer).digest();
+}
+
 const payerProfileSchema = new Schema<PayerProfileRecord>(
   {
     _id: { type: String, required: true },
@@ -38,6 +55,7 @@ const payerProfileSchema = new Schema<PayerProfileRecord>(
     name: { type: Schema.Types.Mixed, required: true },
     billingAddress: { type: Schema.Types.Mixed, required: true },
     email: { type: Schema.Types.Mixed, required: true },
+    pendingAudit: { type: Schema.Types.Mixed },
     updatedBy: {
       type: new Schema(
         { type: { type: String, required: true }, id: { type: String, required: true } },

@@ -21,6 +21,11 @@ export interface StripeCustomerRecord {
   customerRef: string;
   /** Stripe's cus_… id: ciphertext (random) under the company's data key, a string once read back. */
   stripeCustomerId: unknown;
+  /**
+   * The same id encrypted deterministically (company key): found by equality, so a one-off payment made with the
+   * `cus_…` id is invoiced under the payer's reference (one payer, one reference). Absent on older records.
+   */
+  stripeCustomerKey?: unknown;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -47,9 +52,11 @@ const stripeCustomerSchema = new Schema<StripeCustomerRecord>(
     livemode: { type: Boolean, required: true },
     customerRef: { type: String, required: true, match: CUSTOMER_REF_PATTERN },
     stripeCustomerId: { type: Schema.Types.Mixed, required: true },
+    stripeCustomerKey: { type: Schema.Types.Mixed },
   },
   { timestamps: true, versionKey: false, collection: 'stripe_customers' },
 );
+stripeCustomerSchema.index({ companyId: 1, stripeCustomerKey: 1 }, { name: 'company_customer_key' });
 
 export type StripeCustomerModel = Model<StripeCustomerRecord>;
 

@@ -28,7 +28,13 @@ import {
 } from './queue-worker';
 import { processRefund } from './refunds.worker';
 import { processInvoice } from './invoices.worker';
-import { creditRefund, invoicePayment, invoicePeriod } from '../application/invoices/issue-invoice';
+import {
+  creditRefund,
+  creditReturnedMoney,
+  invoicePayment,
+  invoicePeriod,
+  voidCreditOfFailedRefund,
+} from '../application/invoices/issue-invoice';
 import type { RenderPool } from '../documents/render-pool';
 import { enqueueInvoiceRender, invoiceJobSchema } from '../queues/invoices.queue';
 import type { PaymentRecord } from '../models/payment.model';
@@ -88,9 +94,11 @@ const common = ({ connection, config, logger }: WorkerContext) => ({ connection,
 function invoicing(context: WorkerContext): InvoiceSettledDeps {
   return {
     models: context.db.models,
+    encryption: context.db.encryption,
     numbering: context.db.invoiceNumbering,
     enqueueAudit: context.enqueueAudit,
-    enqueueRender: (invoiceId) => enqueueInvoiceRender(context.queues.invoices, { invoiceId }),
+    enqueueRender: (invoiceId, version) =>
+      enqueueInvoiceRender(context.queues.invoices, { invoiceId, ...(version && version > 1 ? { version } : {}) }),
     logger: context.logger,
   };
 }
@@ -105,6 +113,9 @@ const afterPaymentOutcome = (context: WorkerContext) => async (payment: PaymentR
 const afterRefundSucceeded = (context: WorkerContext) => async (refund: RefundRecord) => {
   await creditRefund(invoicing(context), refund);
 };
+
+const afterRefundFailed = (context: WorkerContext) => (refund: RefundRecord) =>
+  voidCreditOfFailedRefund(invoicing(context), refund);
 
 /** Scheduled housekeeping carries no data. */
 const maintenanceJobSchema = z.record(z.string(), z.never());
@@ -162,6 +173,8 @@ export const WORKERS = {
       enqueueAudit: context.enqueueAudit,
       onOutcome: afterPaymentOutcome(context),
       onRefundSucceeded: afterRefundSucceeded(context),
+      onRefundFailed: afterRefundFailed(context),
+      onMoneyReturned: (returned) => creditReturnedMoney(invoicing(context), returned),
       onPaymentMethodSaved: (method) =>
         resumeCollectionForPayer(
           manageDepsFor({ models: context.db.models, queues: context.queues, enqueueAudit: context.enqueueAudit }),
@@ -187,6 +200,7 @@ export const WORKERS = {
       reconcileAfterMs: context.config.reconcile.afterMs,
       onOutcome: afterPaymentOutcome(context),
       onRefundSucceeded: afterRefundSucceeded(context),
+      onRefundFailed: afterRefundFailed(context),
       invoicesQueue: context.queues.invoices,
       invoiceSettled: (cutoff: Date) => invoiceSettledSources(invoicing(context), cutoff),
       gateway: context.gateway,

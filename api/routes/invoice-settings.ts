@@ -3,6 +3,7 @@ import { z } from 'zod';
 import {
   companyInvoiceSettingsSchema,
   effectiveInvoiceSettings,
+  mergeUpdate,
   officeInvoiceSettingsSchema,
   payerProfileSchema,
 } from '../../domain/invoice-settings';
@@ -13,6 +14,7 @@ import { invoiceSettingsId, type InvoiceSettingsRecord } from '../../models/invo
 import { payerProfileId } from '../../models/payer-profile.model';
 import { CUSTOMER_REF_PATTERN } from '../../models/saved-payment-method.model';
 import type { AccessGuard } from '../access-guard';
+import { writeAudited } from '../audited-change';
 import { ApiError } from '../errors';
 import { rejectIfShredded } from '../payment-access';
 import { parse, scopeIdSchema } from '../validation';
@@ -34,21 +36,46 @@ const actorOf = (request: FastifyRequest) => ({
   id: request.principal!.subject,
 });
 
+/** The record a merge would leave (to audit what it changes before it is written). */
+function mergedRecord(
+  before: InvoiceSettingsRecord | null,
+  $set: Record<string, unknown>,
+  $unset: Record<string, 1>,
+): InvoiceSettingsRecord {
+  const merged = { ...(before ?? {}), ...$set } as Record<string, unknown>;
+  for (const field of Object.keys($unset)) delete merged[field];
+  return merged as unknown as InvoiceSettingsRecord;
+}
+
 /** A letterhead in an audit event: whether it changed, not the text (it is the practice's, but free text). */
 const letterheadMark = (letterhead?: Letterhead) => (letterhead ? `[set ${letterhead.address.length} lines]` : null);
 
-function settingsChanges(before: InvoiceSettingsRecord | null, after: Partial<InvoiceSettingsRecord>) {
-  const fields = ['numberPrefix', 'phiLevel', 'requireDownloadReason'] as const;
+const PLAIN_FIELDS = ['numberPrefix', 'phiLevel', 'letterheadStyle', 'requireDownloadReason', 'timeZone'] as const;
+const LETTERHEAD_FIELDS = ['letterhead', 'neutralLetterhead'] as const;
+
+/** What changed between two stored versions (each field that differs; letterheads by mark, never their text). */
+function settingsChanges(before: InvoiceSettingsRecord | null, after: InvoiceSettingsRecord | null) {
+  const value = (record: InvoiceSettingsRecord | null, field: (typeof PLAIN_FIELDS)[number]) =>
+    record?.[field] === undefined ? null : String(record[field]);
   return [
-    ...fields
-      .filter((field) => field in after)
-      .map((field) => ({
-        field,
-        before: before?.[field] === undefined ? null : String(before[field]),
-        after: after[field] === undefined ? null : String(after[field]),
-      })),
-    { field: 'letterhead', before: letterheadMark(before?.letterhead), after: letterheadMark(after.letterhead) },
-  ];
+    ...PLAIN_FIELDS.map((field) => ({ field, before: value(before, field), after: value(after, field) })),
+    ...LETTERHEAD_FIELDS.map((field) => ({
+      field,
+      before: letterheadMark(before?.[field]),
+      after: letterheadMark(after?.[field]),
+      changed: JSON.stringify(before?.[field] ?? null) !== JSON.stringify(after?.[field] ?? null),
+    })),
+  ]
+    .filter((change) => ('changed' in change ? change.changed : change.before !== change.after))
+    .map(({ field, before: was, after: is }) => ({ field, before: was, after: is }));
+}
+
+/** A stored settings record as the settings it holds (no nulls). */
+function storedSettings(record: InvoiceSettingsRecord | null) {
+  if (!record) return undefined;
+  const { numberPrefix, phiLevel, letterhead, letterheadStyle, neutralLetterhead, requireDownloadReason, timeZone } =
+    record;
+  return { numberPrefix, phiLevel, letterhead, letterheadStyle, neutralLetterhead, requireDownloadReason, timeZone };
 }
 
 /**
@@ -70,21 +97,30 @@ export function registerInvoiceSettingsRoutes(app: FastifyInstance, deps: Invoic
     }
     const id = invoiceSettingsId(companyId);
     const before = await InvoiceSettings.findById(id).lean();
-    const set = { companyId, ...body, updatedBy: actorOf(request) };
-    await InvoiceSettings.updateOne(
-      { _id: id },
-      { $set: set, ...(body.letterhead ? {} : { $unset: { letterhead: 1 } }) },
-      { upsert: true },
-    );
-    await guard.record(request, {
-      companyId,
-      action: 'invoice_settings.updated',
-      resource: { type: 'invoice_settings', id: companyId },
-      permission: 'payment_config:write',
-      changes: settingsChanges(before, body),
+    const { $set, $unset } = mergeUpdate(body);
+    const after = await writeAudited(request, guard, {
+      holder: InvoiceSettings,
+      id,
+      // The event says what the merged result changed (its own fields are fixed before the write).
+      event: {
+        companyId,
+        action: 'invoice_settings.updated',
+        resource: { type: 'invoice_settings', id: companyId },
+        permission: 'payment_config:write',
+        changes: settingsChanges(before, mergedRecord(before, $set, $unset)),
+      },
+      write: (pendingAudit) =>
+        InvoiceSettings.findOneAndUpdate(
+          { _id: id },
+          {
+            $set: { companyId, ...$set, ...pendingAudit, updatedBy: actorOf(request) },
+            ...(Object.keys($unset).length > 0 ? { $unset } : {}),
+          },
+          { upsert: true, new: true },
+        ).lean(),
     });
     const company = await Company.findById(companyId, { name: 1 }).lean();
-    return effectiveInvoiceSettings(company?.name ?? companyId, body);
+    return effectiveInvoiceSettings(company?.name ?? companyId, storedSettings(after));
   });
 
   app.put('/v1/companies/:companyId/offices/:officeId/invoice-settings', { bodyLimit: 8 * 1024 }, async (request) => {
@@ -96,32 +132,36 @@ export function registerInvoiceSettingsRoutes(app: FastifyInstance, deps: Invoic
     }
     const id = invoiceSettingsId(companyId, officeId);
     const before = await InvoiceSettings.findById(id).lean();
-    // The body is the office's whole override: a field left out falls back to the company's.
-    const unset = (['phiLevel', 'letterhead'] as const).filter((field) => body[field] === undefined);
-    await InvoiceSettings.updateOne(
-      { _id: id },
-      {
-        $set: { companyId, officeId, ...body, updatedBy: actorOf(request) },
-        ...(unset.length > 0 ? { $unset: Object.fromEntries(unset.map((field) => [field, 1])) } : {}),
+    const { $set, $unset } = mergeUpdate(body);
+    const after = await writeAudited(request, guard, {
+      holder: InvoiceSettings,
+      id,
+      event: {
+        companyId,
+        officeId,
+        action: 'invoice_settings.updated',
+        resource: { type: 'invoice_settings', id: `${companyId}-${officeId}` },
+        permission: 'payment_config:write',
+        changes: settingsChanges(before, mergedRecord(before, $set, $unset)),
       },
-      { upsert: true },
-    );
-    await guard.record(request, {
-      companyId,
-      officeId,
-      action: 'invoice_settings.updated',
-      resource: { type: 'invoice_settings', id: `${companyId}-${officeId}` },
-      permission: 'payment_config:write',
-      changes: settingsChanges(before, {
-        phiLevel: body.phiLevel,
-        ...(body.letterhead ? { letterhead: body.letterhead } : {}),
-      }),
+      write: (pendingAudit) =>
+        InvoiceSettings.findOneAndUpdate(
+          { _id: id },
+          {
+            $set: { companyId, officeId, ...$set, ...pendingAudit, updatedBy: actorOf(request) },
+            ...(Object.keys($unset).length > 0 ? { $unset } : {}),
+          },
+          { upsert: true, new: true },
+        ).lean(),
     });
     const [companySettings, company] = await Promise.all([
       InvoiceSettings.findById(invoiceSettingsId(companyId)).lean(),
       Company.findById(companyId, { name: 1 }).lean(),
     ]);
-    return { officeId, ...effectiveInvoiceSettings(company?.name ?? companyId, companySettings ?? undefined, body) };
+    return {
+      officeId,
+      ...effectiveInvoiceSettings(company?.name ?? companyId, storedSettings(companySettings), storedSettings(after)),
+    };
   });
 
   app.put('/v1/companies/:companyId/payers/:customerRef', { bodyLimit: 4 * 1024 }, async (request) => {
@@ -138,22 +178,29 @@ export function registerInvoiceSettingsRoutes(app: FastifyInstance, deps: Invoic
       deps.encryption.encrypt(companyId, JSON.stringify(body.billingAddress)),
       deps.encryption.encrypt(companyId, body.email),
     ]);
-    await PayerProfile.updateOne(
-      { _id: id },
-      { $set: { companyId, customerRef, name, billingAddress, email, updatedBy: actorOf(request) } },
-      { upsert: true },
-    );
-    // Which fields were written, never their values.
-    await guard.record(request, {
-      companyId,
-      action: 'payer.updated',
-      resource: { type: 'payer', id: customerRef },
-      permission: 'payments:create',
-      changes: ['name', 'billingAddress', 'email'].map((field) => ({
-        field,
-        before: existed ? '[set]' : null,
-        after: '[set]',
-      })),
+    await writeAudited(request, guard, {
+      holder: PayerProfile,
+      id,
+      // Which fields were written, never their values.
+      event: {
+        companyId,
+        action: 'payer.updated',
+        resource: { type: 'payer', id: customerRef },
+        permission: 'payments:create',
+        changes: ['name', 'billingAddress', 'email'].map((field) => ({
+          field,
+          before: existed ? '[set]' : null,
+          after: '[set]',
+        })),
+      },
+      write: (pendingAudit) =>
+        PayerProfile.updateOne(
+          { _id: id },
+          {
+            $set: { companyId, customerRef, name, billingAddress, email, ...pendingAudit, updatedBy: actorOf(request) },
+          },
+          { upsert: true },
+        ),
     });
     return { customerRef, updated: existed ? 'replaced' : 'created' };
   });

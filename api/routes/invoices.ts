@@ -5,6 +5,8 @@ import { INVOICE_STATUSES, type DocumentKind } from '../../domain/invoice';
 import { calendarDate, CREDIT_NOTE_ID, INVOICE_ID } from '../../domain/invoice-number';
 import { documentAction } from '../../application/invoices/issue-invoice';
 import { readInvoiceDocument } from '../../application/invoices/read-invoice-document';
+import { voidDocument, type VoidDeps } from '../../application/invoices/void-invoice';
+import { transitionEventId } from '../../domain/audit-actions';
 import type { Database, Models } from '../../models';
 import { invoiceSettingsId } from '../../models/invoice-settings.model';
 import type { InvoiceRecord } from '../../models/invoice.model';
@@ -13,10 +15,13 @@ import type { AccessGuard } from '../access-guard';
 import { sealValue } from '../audit-context';
 import { ApiError } from '../errors';
 import { rejectIfShredded } from '../payment-access';
+import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
 import { parse, scopeIdSchema } from '../validation';
 
 export interface InvoiceRouteDeps {
-  models: Pick<Models, 'Company' | 'Invoice' | 'InvoiceSettings'>;
+  models: Pick<Models, 'Company' | 'Invoice' | 'InvoiceSettings'> & VoidDeps['models'];
+  /** Queues a document's rendering (a voided invoice's new version). */
+  enqueueRender: (invoiceId: string, version?: number) => Promise<void>;
   documents: Database['invoiceDocuments'];
   encryption: Database['encryption'];
   guard: AccessGuard;
@@ -29,6 +34,10 @@ const KINDS: readonly { kind: DocumentKind; path: string; id: RegExp; notFound: 
 ];
 
 const companyParams = z.object({ companyId: scopeIdSchema }).strict();
+
+/** Why an invoice is voided: a code, never free text (it is stored in the audit trail). */
+const VOID_REASONS = ['issued_in_error', 'duplicate', 'forgiven', 'other'] as const;
+const voidBody = z.object({ reason: z.enum(VOID_REASONS).default('other') }).strict();
 
 /** A page cursor: the last item's creation time and id (ids are hashes, so they do not sort by time). */
 const CURSOR = /^(\d{1,15})\.((?:inv|cn)_[0-9a-f]{32})$/;
@@ -91,6 +100,7 @@ export function presentInvoice(invoice: InvoiceRecord) {
     issuedOn: calendarDate(invoice.issuedAt, invoice.timeZone),
     ...(invoice.finalizedAt ? { finalizedAt: invoice.finalizedAt.toISOString() } : {}),
     ...(invoice.paidAt ? { paidAt: invoice.paidAt.toISOString() } : {}),
+    ...(invoice.voidedAt ? { voidedAt: invoice.voidedAt.toISOString() } : {}),
     document: invoice.document
       ? { status: 'stored', sha256: invoice.document.sha256, size: invoice.document.size }
       : { status: 'pending' },
@@ -145,6 +155,75 @@ export function registerInvoiceRoutes(app: FastifyInstance, deps: InvoiceRouteDe
         nextCursor: page.length > query.limit && last ? encodeCursor(last) : null,
       };
     });
+
+    if (kind === 'invoice') {
+      /**
+       * Voids an open or uncollectible invoice (as Stripe allows; a paid one is refunded instead, with a credit note).
+       * `refunds:create`: forgiving what a payer owes moves money like a refund does. Its number stays used.
+       */
+      app.post(`/v1/companies/:companyId/${path}/:invoiceId/void`, { bodyLimit: 1024 }, async (request) => {
+        const { companyId, invoiceId } = parse(params, request.params);
+        const body = parse(voidBody, request.body ?? {});
+        const found = await Invoice.findOne({ _id: invoiceId, companyId, kind }, { officeId: 1 }).lean();
+        await guard.authorize(request, 'refunds:create', {
+          companyId,
+          officeId: found?.officeId,
+          resource: { type: kind, id: invoiceId },
+        });
+        if (!found) throw new ApiError(404, notFound, 'no such invoice');
+        if (!(await rejectIfShredded(deps.models, companyId))) {
+          throw new ApiError(404, 'company_not_found', 'no such company');
+        }
+        let queued = true;
+        const result = await voidDocument(
+          {
+            models: deps.models,
+            // Bounded: with Redis down the void still answers (the outbox sweep queues a document left pending).
+            enqueueRender: (id, version) =>
+              withDeadline(deps.enqueueRender(id, version), ENQUEUE_DEADLINE_MS, 'render enqueue'),
+            logger: request.log as unknown as VoidDeps['logger'],
+            enqueueAudit: async (event) => {
+              queued = await guard.send(request, [event]);
+              if (!queued) throw new Error('audit not queued');
+            },
+          },
+          { invoiceId, companyId },
+          ['open', 'uncollectible'],
+          (invoice, before) =>
+            guard.prepare(
+              request,
+              {
+                companyId,
+                ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
+                action: 'invoice.voided',
+                resource: { type: kind, id: invoice._id },
+                permission: 'refunds:create',
+                reason: body.reason,
+                changes: [{ field: 'status', before, after: 'void' }],
+              },
+              transitionEventId('invoice.voided', invoice._id),
+            ),
+        ).catch((error: unknown) => {
+          if (!queued) {
+            throw new ApiError(
+              503,
+              'audit_unavailable',
+              'the invoice is void, but its audit event could not be queued; it is kept with it and the outbox sweep records it (no retry is needed)',
+            );
+          }
+          throw error;
+        });
+        if (result.outcome === 'not_found') throw new ApiError(404, notFound, 'no such invoice');
+        if (result.outcome === 'not_voidable') {
+          throw new ApiError(
+            409,
+            'invoice_not_voidable',
+            `a ${result.status} invoice cannot be voided (only open or uncollectible ones; a paid one is refunded)`,
+          );
+        }
+        return presentInvoice(result.invoice);
+      });
+    }
 
     app.get(`/v1/companies/:companyId/${path}/:invoiceId`, async (request) =>
       presentInvoice(await authorized(request, 'invoices:read')),

@@ -23,6 +23,7 @@ import type { TestClockRecord } from '../../models/test-clock.model';
 import type { Queues } from '../../queues';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueClockAdvance, SUBSCRIPTION_ID, TEST_CLOCK_ID } from '../../queues/renewals.queue';
+import { writeAudited } from '../audited-change';
 import type { AccessGuard } from '../access-guard';
 import { ApiError } from '../errors';
 import { parse, requireIdempotencyKey, scopeIdSchema } from '../validation';
@@ -33,7 +34,7 @@ export interface SubscriptionRouteDeps {
   queues: Pick<Queues, 'renewals' | 'audit' | 'charges'>;
   maxAmount: number;
   production: boolean;
-  guard: Pick<AccessGuard, 'authorize' | 'authorizeList' | 'record'>;
+  guard: Pick<AccessGuard, 'authorize' | 'authorizeList' | 'record' | 'prepare' | 'send'>;
 }
 
 const companyParams = z.object({ companyId: scopeIdSchema }).strict();
@@ -274,24 +275,30 @@ export function registerSubscriptionRoutes(app: FastifyInstance, deps: Subscript
     const body = parse(billingSettingsBody, request.body);
     await guard.authorize(request, 'subscriptions:manage', { companyId });
     const before = await models.BillingSettings.findById(companyId).lean();
-    const saved = await models.BillingSettings.findOneAndUpdate(
-      { _id: companyId },
-      { $set: { timeZone: body.timeZone, dunning: body.dunning, updatedBy: actorOf(request) } },
-      { upsert: true, new: true },
-    ).lean();
-    await guard.record(request, {
-      companyId,
-      action: 'billing_settings.updated',
-      resource: { type: 'billing_settings', id: companyId },
-      changes: [
-        { field: 'timeZone', before: before?.timeZone ?? null, after: body.timeZone },
-        {
-          field: 'dunning.retryDelaysDays',
-          before: before ? before.dunning.retryDelaysDays.join(',') : null,
-          after: body.dunning.retryDelaysDays.join(','),
-        },
-        { field: 'dunning.finalState', before: before?.dunning.finalState ?? null, after: body.dunning.finalState },
-      ],
+    // Stored with its audit event, or 503 (api/audited-change.ts).
+    const saved = await writeAudited(request, guard, {
+      holder: models.BillingSettings,
+      id: companyId,
+      event: {
+        companyId,
+        action: 'billing_settings.updated',
+        resource: { type: 'billing_settings', id: companyId },
+        changes: [
+          { field: 'timeZone', before: before?.timeZone ?? null, after: body.timeZone },
+          {
+            field: 'dunning.retryDelaysDays',
+            before: before ? before.dunning.retryDelaysDays.join(',') : null,
+            after: body.dunning.retryDelaysDays.join(','),
+          },
+          { field: 'dunning.finalState', before: before?.dunning.finalState ?? null, after: body.dunning.finalState },
+        ],
+      },
+      write: (pendingAudit) =>
+        models.BillingSettings.findOneAndUpdate(
+          { _id: companyId },
+          { $set: { timeZone: body.timeZone, dunning: body.dunning, ...pendingAudit, updatedBy: actorOf(request) } },
+          { upsert: true, new: true },
+        ).lean(),
     });
     return { timeZone: saved!.timeZone, dunning: saved!.dunning };
   });

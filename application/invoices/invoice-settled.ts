@@ -64,8 +64,16 @@ export async function invoiceSettledSources(
     })),
   ];
   result.examined = work.length;
+  // Issued already, unless a paid period's invoice still says uncollectible (collected later: it moves to paid).
+  const paidPeriods = new Set(
+    within(periods)
+      .filter((period) => period.status === 'paid')
+      .map((period) => invoiceIdFor({ type: 'subscription_period', id: period._id })),
+  );
   const existing = new Set(
-    (await Invoice.find({ _id: { $in: work.map((item) => item.id) } }, { _id: 1 }).lean()).map((doc) => doc._id),
+    (await Invoice.find({ _id: { $in: work.map((item) => item.id) } }, { _id: 1, status: 1 }).lean())
+      .filter((doc) => !(doc.status === 'uncollectible' && paidPeriods.has(doc._id)))
+      .map((doc) => doc._id),
   );
   const missing = work.filter((item) => !existing.has(item.id));
   const shredded = new Set(

@@ -1,9 +1,10 @@
 import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction } from '../../domain/audit-actions';
-import type { DocumentKind } from '../../domain/invoice';
+import { invoiceAmountsProblem, type DocumentKind } from '../../domain/invoice';
 import { ADJUSTMENT_WORDING, planLine, serviceLine } from '../../domain/invoice-catalog';
 import {
   creditNoteIdFor,
+  returnCreditNoteIdFor,
   DEFAULT_INVOICE_NUMBER_PREFIX,
   formatDocumentNumber,
   invoiceIdFor,
@@ -17,17 +18,28 @@ import type { InvoiceLineRecord, InvoiceRecord } from '../../models/invoice.mode
 import type { PaymentRecord } from '../../models/payment.model';
 import type { RefundRecord } from '../../models/refund.model';
 import type { SubscriptionPeriodRecord } from '../../models/subscription.model';
+import type { FieldEncryption } from '../../models/encryption';
 import type { Logger } from '../../platform/logger';
+import { voidDocument, voidedEvent } from './void-invoice';
 
 export interface IssueInvoiceDeps {
   models: Pick<
     Models,
-    'Invoice' | 'InvoiceSettings' | 'Subscription' | 'Plan' | 'Payment' | 'SavedPaymentMethod' | 'BillingSettings'
+    | 'Invoice'
+    | 'InvoiceSettings'
+    | 'Subscription'
+    | 'Plan'
+    | 'Payment'
+    | 'SavedPaymentMethod'
+    | 'BillingSettings'
+    | 'StripeCustomer'
   >;
+  /** Finds the payer reference of a one-off payment's `cus_…` (one payer, one reference); without it, the `cus_…`. */
+  encryption?: Pick<FieldEncryption, 'encrypt'>;
   numbering: Pick<InvoiceNumbering, 'assign'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
-  /** Queues the rendering of a finalized document (job id = its id). */
-  enqueueRender: (invoiceId: string) => Promise<void>;
+  /** Queues the rendering of a finalized document (job id = its id, and its document version after the first). */
+  enqueueRender: (invoiceId: string, version?: number) => Promise<void>;
   logger: Logger;
 }
 
@@ -47,6 +59,18 @@ export async function invoicePeriod(
   at: Date = new Date(),
 ): Promise<InvoiceRecord | undefined> {
   if (period.amount <= 0) return undefined;
+  if (settleAs === 'uncollectible' && period.kind === 'adjustment') {
+    // A plan change's difference that could not be charged is carried onto the next bill (docs/billing-rules.md):
+    // billing it here too would bill it twice. Never issued; one issued before this rule is voided.
+    const id = invoiceIdFor({ type: 'subscription_period', id: period._id });
+    await voidDocument(
+      deps,
+      { invoiceId: id, companyId: period.companyId },
+      ['open', 'uncollectible'],
+      (invoice, before, when) => voidedEvent(invoice, before, when, ACTOR, 'adjustment_carried'),
+    );
+    return undefined;
+  }
   const { Subscription, Plan, Payment, SavedPaymentMethod } = deps.models;
   const subscription = await Subscription.findById(period.subscriptionId).lean();
   if (!subscription) throw new Error(`subscription ${period.subscriptionId} of period ${period._id} is missing`);
@@ -54,9 +78,23 @@ export async function invoicePeriod(
   const line = planLine(plan?.category ?? 'membership', subscription.interval);
   const proration = period.proration ?? 0;
   const base = period.amount - proration;
-  // A plan change billed at once (an adjustment record) is its difference alone.
-  const lines: InvoiceLineRecord[] = base !== 0 ? [{ ...line, quantity: 1, unitAmount: base, amount: base }] : [];
-  if (proration !== 0) {
+  // A plan change billed at once (an adjustment record) is its difference alone. No line is negative (the billing
+  // rules): a credit from a plan change is shown netted into the plan's line, which then bills what the period bills.
+  const lines: InvoiceLineRecord[] =
+    proration < 0
+      ? [
+          {
+            code: line.code,
+            description: `${line.description}, ${ADJUSTMENT_WORDING.credited}`,
+            quantity: 1,
+            unitAmount: period.amount,
+            amount: period.amount,
+          },
+        ]
+      : base !== 0
+        ? [{ ...line, quantity: 1, unitAmount: base, amount: base }]
+        : [];
+  if (proration > 0) {
     lines.push({
       code: 'proration',
       description: ADJUSTMENT_WORDING.proration,
@@ -77,7 +115,7 @@ export async function invoicePeriod(
     }
   }
   const issuedAt = settleAs === 'paid' ? (period.paidAt ?? at) : at;
-  return issue(deps, {
+  const invoice = await issue(deps, {
     _id: invoiceIdFor({ type: 'subscription_period', id: period._id }),
     companyId: period.companyId,
     ...(period.officeId ? { officeId: period.officeId } : {}),
@@ -101,6 +139,74 @@ export async function invoicePeriod(
     ...(settleAs === 'paid' ? { paidAt: issuedAt } : {}),
     documentStatus: 'pending',
   });
+  // A period that dunning gave up on and that was collected later (a new card): its invoice becomes paid.
+  if (settleAs === 'paid' && invoice.status === 'uncollectible') {
+    return collectedLater(deps, invoice, {
+      paidAt: period.paidAt ?? at,
+      ...(period.paymentId ? { paymentId: period.paymentId } : {}),
+      ...(paidWith ? { paidWith } : {}),
+    });
+  }
+  return invoice;
+}
+
+/**
+ * An uncollectible invoice whose period was paid later moves to `paid` (as Stripe's does): paid in full, and a new
+ * version of its document is rendered to say so (the first, as issued, stays stored). One conditional write; a
+ * racing or repeated call finds it paid and only makes sure the event and the render are queued.
+ */
+export async function collectedLater(
+  deps: Pick<IssueInvoiceDeps, 'models' | 'enqueueAudit' | 'enqueueRender' | 'logger'>,
+  invoice: InvoiceRecord,
+  payment: { paidAt: Date; paymentId?: string; paidWith?: InvoiceRecord['paidWith'] },
+): Promise<InvoiceRecord> {
+  const { Invoice } = deps.models;
+  const paid =
+    (await Invoice.findOneAndUpdate(
+      { _id: invoice._id, status: 'uncollectible' },
+      {
+        $set: {
+          status: 'paid',
+          amountPaid: invoice.total,
+          amountDue: 0,
+          paidAt: payment.paidAt,
+          ...(payment.paymentId ? { paymentId: payment.paymentId } : {}),
+          ...(payment.paidWith ? { paidWith: payment.paidWith } : {}),
+          documentVersion: 2,
+          documentStatus: 'pending',
+        },
+        $unset: { document: 1 },
+      },
+      { new: true },
+    ).lean()) ?? (await Invoice.findById(invoice._id).lean());
+  if (!paid || paid.status !== 'paid') return paid ?? invoice;
+  await deps.enqueueAudit(paidEvent(paid));
+  if (paid.documentStatus === 'pending') {
+    try {
+      await deps.enqueueRender(paid._id, paid.documentVersion);
+    } catch (error) {
+      deps.logger.warn({ invoiceId: paid._id, err: error }, 'invoice paid but its new document not queued');
+    }
+  }
+  return paid;
+}
+
+/** `invoice.paid`: an uncollectible invoice collected later (under an id fixed by the invoice: sent once). */
+export function paidEvent(invoice: InvoiceRecord): AuditEventInput {
+  return {
+    eventId: transitionEventId('invoice.paid', invoice._id),
+    companyId: invoice.companyId,
+    ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
+    action: 'invoice.paid',
+    outcome: 'success',
+    actor: ACTOR,
+    resource: { type: invoice.kind, id: invoice._id },
+    changes: [
+      { field: 'status', before: 'uncollectible', after: 'paid' },
+      { field: 'amountPaid', before: '0', after: String(invoice.amountPaid) },
+    ],
+    occurredAt: (invoice.paidAt ?? new Date()).toISOString(),
+  };
 }
 
 /** The invoice of a succeeded one-off payment (a subscription's payments are invoiced with their period). */
@@ -119,7 +225,7 @@ export async function invoicePayment(
     status: 'draft',
     source: { type: 'payment', id: payment._id },
     settleAs: 'paid',
-    customerRef: payment.customer,
+    customerRef: await payerReferenceOf(deps, payment),
     paymentId: payment._id,
     currency: payment.currency,
     lines: [{ ...line, quantity: 1, unitAmount: payment.amount, amount: payment.amount }],
@@ -140,59 +246,152 @@ export async function invoicePayment(
  */
 export async function creditRefund(deps: IssueInvoiceDeps, refund: RefundRecord): Promise<InvoiceRecord | undefined> {
   if (refund.status !== 'succeeded') return undefined;
-  const payment = await deps.models.Payment.findById(refund.paymentId, { subscription: 1 }).lean();
+  return creditPayment(deps, {
+    _id: creditNoteIdFor(refund._id),
+    companyId: refund.companyId,
+    paymentId: refund.paymentId,
+    source: { type: 'refund', id: refund._id },
+    refundId: refund._id,
+    amount: refund.amount,
+    currency: refund.currency,
+    at: refund.completedAt ?? refund.updatedAt,
+  });
+}
+
+/** Money that went back to the payer without a refund of ours: a refund made in the Stripe dashboard, a lost dispute. */
+export interface MoneyReturned {
+  companyId: string;
+  paymentId: string;
+  source: { type: 'gateway_refund' | 'dispute'; id: string };
+  amount: number;
+  currency: string;
+  at: Date;
+}
+
+/** Its credit note (docs/billing-rules.md: every refund, ours or not, and every lost dispute is on exactly one). */
+export function creditReturnedMoney(
+  deps: IssueInvoiceDeps,
+  returned: MoneyReturned,
+): Promise<InvoiceRecord | undefined> {
+  return creditPayment(deps, { ...returned, _id: returnCreditNoteIdFor(returned.source) });
+}
+
+async function creditPayment(
+  deps: IssueInvoiceDeps,
+  credit: {
+    _id: string;
+    companyId: string;
+    paymentId: string;
+    source: InvoiceRecord['source'];
+    refundId?: string;
+    amount: number;
+    currency: string;
+    at: Date;
+  },
+): Promise<InvoiceRecord | undefined> {
+  if (credit.amount <= 0) return undefined;
+  const payment = await deps.models.Payment.findById(credit.paymentId, { subscription: 1 }).lean();
   if (!payment) return undefined;
   const invoiceId = payment.subscription
     ? invoiceIdFor({ type: 'subscription_period', id: payment.subscription.periodId })
     : invoiceIdFor({ type: 'payment', id: payment._id });
-  const invoice = await deps.models.Invoice.findOne({ _id: invoiceId, companyId: refund.companyId }).lean();
+  const invoice = await deps.models.Invoice.findOne({ _id: invoiceId, companyId: credit.companyId }).lean();
   if (!invoice) return undefined;
   const credited = invoice.lines[0];
-  const issuedAt = refund.completedAt ?? refund.updatedAt;
   return issue(deps, {
-    _id: creditNoteIdFor(refund._id),
-    companyId: refund.companyId,
+    _id: credit._id,
+    companyId: credit.companyId,
     ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
     kind: 'credit_note',
     status: 'draft',
-    source: { type: 'refund', id: refund._id },
-    // A credit note is paid once its refund reached the payer, which is when it is issued.
+    source: credit.source,
+    // A credit note is paid once its money reached the payer, which is when it is issued.
     settleAs: 'paid',
     customerRef: invoice.customerRef,
     ...(invoice.subscriptionId ? { subscriptionId: invoice.subscriptionId } : {}),
     paymentId: payment._id,
-    refundId: refund._id,
+    ...(credit.refundId ? { refundId: credit.refundId } : {}),
     creditsInvoiceId: invoice._id,
-    currency: refund.currency,
+    currency: credit.currency,
     lines: [
       {
         code: credited?.code ?? 'other_services',
         description: credited?.description ?? serviceLine(undefined).description,
         quantity: 1,
-        unitAmount: refund.amount,
-        amount: refund.amount,
+        unitAmount: credit.amount,
+        amount: credit.amount,
       },
     ],
-    subtotal: refund.amount,
-    total: refund.amount,
-    amountPaid: refund.amount,
+    subtotal: credit.amount,
+    total: credit.amount,
+    amountPaid: credit.amount,
     amountDue: 0,
     ...(invoice.period ? { period: invoice.period } : {}),
-    issuedAt,
+    issuedAt: credit.at,
     timeZone: invoice.timeZone,
-    paidAt: issuedAt,
+    paidAt: credit.at,
     documentStatus: 'pending',
   });
 }
 
+/**
+ * A refund that failed after it had succeeded (the card network could not return the money): the money did not go
+ * back, so its credit note is voided; its number stays used.
+ */
+export async function voidCreditOfFailedRefund(deps: IssueInvoiceDeps, refund: RefundRecord): Promise<void> {
+  if (refund.status !== 'failed') return;
+  await voidDocument(
+    deps,
+    { invoiceId: creditNoteIdFor(refund._id), companyId: refund.companyId },
+    ['paid'],
+    (note, before, at) => voidedEvent(note, before, at, ACTOR, 'refund_failed'),
+  );
+}
+
+/**
+ * A one-off payment names the payer by Stripe's `cus_…` id; their subscriptions and payer profile by the upstream's
+ * reference. The Customer we made for that reference (found by its deterministic ciphertext) gives the reference back,
+ * so one payer is invoiced under one reference. A Customer made elsewhere (or recorded before) keeps its `cus_…`.
+ */
+async function payerReferenceOf(deps: IssueInvoiceDeps, payment: PaymentRecord): Promise<string> {
+  if (!deps.encryption) return payment.customer;
+  const key = await deps.encryption.encrypt(payment.companyId, payment.customer, 'deterministic');
+  const customer = await deps.models.StripeCustomer.findOne(
+    { companyId: payment.companyId, stripeCustomerKey: key },
+    { customerRef: 1 },
+  ).lean();
+  return customer?.customerRef ?? payment.customer;
+}
+
+/**
+ * The company's time zone for a one-off document: its billing settings' (the one its subscriptions bill in), else the
+ * one its invoice settings name, else UTC.
+ */
 async function timeZoneOf(deps: Pick<IssueInvoiceDeps, 'models'>, companyId: string): Promise<string> {
-  const settings = await deps.models.BillingSettings.findById(companyId, { timeZone: 1 }).lean();
-  return settings?.timeZone ?? 'UTC';
+  const [billing, invoicing] = await Promise.all([
+    deps.models.BillingSettings.findById(companyId, { timeZone: 1 }).lean(),
+    deps.models.InvoiceSettings.findById(invoiceSettingsId(companyId), { timeZone: 1 }).lean(),
+  ]);
+  return billing?.timeZone ?? invoicing?.timeZone ?? 'UTC';
+}
+
+/** A document whose amounts do not hold (docs/billing-rules.md): refused before anything is numbered. */
+export class InvoiceAmountsError extends Error {
+  override readonly name = 'InvoiceAmountsError';
+  constructor(
+    readonly invoiceId: string,
+    readonly problem: string,
+  ) {
+    super(`invoice ${invoiceId} not issued: ${problem}`);
+  }
 }
 
 /** Inserts the draft under its id (or finds the one inserted before), finalizes it and queues its rendering. */
 async function issue(deps: IssueInvoiceDeps, draft: Draft): Promise<InvoiceRecord> {
   const { Invoice } = deps.models;
+  // Nothing is numbered that does not add up (a bug upstream, not an outage: retrying cannot fix it).
+  const problem = invoiceAmountsProblem(draft.lines, draft);
+  if (problem !== undefined) throw new InvoiceAmountsError(draft._id, problem);
   let invoice: InvoiceRecord | null;
   try {
     const now = new Date();
@@ -255,7 +454,7 @@ export async function finalizeInvoice(
   return current;
 }
 
-type DocumentEvent = 'finalized' | 'rendered' | 'downloaded' | 'integrity_failed';
+type DocumentEvent = 'finalized' | 'rendered' | 'downloaded' | 'integrity_failed' | 'voided';
 
 const DOCUMENT_ACTIONS: Readonly<Record<DocumentKind, Readonly<Record<DocumentEvent, AuditAction>>>> = {
   invoice: {
@@ -263,12 +462,14 @@ const DOCUMENT_ACTIONS: Readonly<Record<DocumentKind, Readonly<Record<DocumentEv
     rendered: 'invoice.rendered',
     downloaded: 'invoice.downloaded',
     integrity_failed: 'invoice.integrity_failed',
+    voided: 'invoice.voided',
   },
   credit_note: {
     finalized: 'credit_note.finalized',
     rendered: 'credit_note.rendered',
     downloaded: 'credit_note.downloaded',
     integrity_failed: 'credit_note.integrity_failed',
+    voided: 'credit_note.voided',
   },
 };
 

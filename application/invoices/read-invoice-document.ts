@@ -1,7 +1,7 @@
 import type { Binary } from 'mongodb';
 import type { FieldEncryption } from '../../models/encryption';
 import { isShreddedDataError } from '../../models/encryption';
-import { sha256Hex, storedHashOf, type InvoiceDocumentStore } from '../../models/invoice-document';
+import { documentKey, sha256Hex, storedHashOf, type InvoiceDocumentStore } from '../../models/invoice-document';
 import type { InvoiceRecord } from '../../models/invoice.model';
 
 export interface ReadDocumentDeps {
@@ -21,11 +21,11 @@ export type ReadDocumentOutcome =
 
 export async function readInvoiceDocument(
   deps: ReadDocumentDeps,
-  invoice: Pick<InvoiceRecord, '_id' | 'companyId' | 'document'>,
+  invoice: Pick<InvoiceRecord, '_id' | 'companyId' | 'document' | 'documentVersion'>,
 ): Promise<ReadDocumentOutcome> {
   const expected = invoice.document;
   if (!expected) return { outcome: 'not_rendered' };
-  const entry = await deps.documents.get(invoice._id, invoice.companyId);
+  const entry = await deps.documents.get(documentKey(invoice), invoice.companyId);
   if (!entry) return { outcome: 'integrity_failed', check: 'missing' };
   // Checked as stored, before anything is decrypted.
   if (storedHashOf(entry.ciphertext as Binary) !== expected.storedSha256) {

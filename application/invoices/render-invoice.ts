@@ -2,21 +2,21 @@ import type { DocumentKind } from '../../domain/invoice';
 import type { AuditEventInput } from '../../domain/audit-event';
 import type { InvoiceView } from '../../domain/invoice';
 import { effectiveInvoiceSettings } from '../../domain/invoice-settings';
-import { invoiceView, type InvoiceDocumentInput } from '../../domain/invoice-view';
+import { invoiceView, payerAccountNumber, type InvoiceDocumentInput } from '../../domain/invoice-view';
 import type { Models } from '../../models';
-import type { FieldEncryption } from '../../models/encryption';
-import { sha256Hex, storedHashOf, type InvoiceDocumentStore } from '../../models/invoice-document';
+import { CompanyShreddedError, type FieldEncryption } from '../../models/encryption';
+import { documentKey, sha256Hex, storedHashOf, type InvoiceDocumentStore } from '../../models/invoice-document';
 import { invoiceSettingsId } from '../../models/invoice-settings.model';
 import type { InvoiceRecord, StoredDocumentRef } from '../../models/invoice.model';
-import { payerProfileId } from '../../models/payer-profile.model';
+import { payerAccountDigest, payerAccountSource, payerProfileId } from '../../models/payer-profile.model';
 import type { Logger } from '../../platform/logger';
-import { documentEvent, finalizeInvoice, type IssueInvoiceDeps } from './issue-invoice';
+import { documentEvent, finalizeInvoice, paidEvent, type IssueInvoiceDeps } from './issue-invoice';
 
 export interface RenderInvoiceDeps {
   models: IssueInvoiceDeps['models'] & Pick<Models, 'Company' | 'PayerProfile'>;
   numbering: IssueInvoiceDeps['numbering'];
   documents: Pick<InvoiceDocumentStore, 'put'>;
-  encryption: Pick<FieldEncryption, 'encrypt'>;
+  encryption: Pick<FieldEncryption, 'encrypt' | 'decrypt'>;
   /** PDF bytes of a view: a worker thread renders it (the view travels over a MessagePort, never through Redis). */
   render: (view: InvoiceView) => Promise<Buffer>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
@@ -40,14 +40,27 @@ const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'invoices-worker' 
  * SHA-256 of the PDF and of the ciphertext recorded on the invoice. Safe to repeat: a stored document is kept.
  */
 export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: string): Promise<RenderOutcome> {
+  try {
+    return await renderOnce(deps, invoiceId);
+  } catch (error) {
+    // Shredded while this render was in flight: nothing of it is stored, and no key is created for it.
+    if (error instanceof CompanyShreddedError) return { outcome: 'company_shredded' };
+    throw error;
+  }
+}
+
+async function renderOnce(deps: RenderInvoiceDeps, invoiceId: string): Promise<RenderOutcome> {
   const { Invoice, Company, InvoiceSettings, PayerProfile } = deps.models;
   const found: InvoiceRecord | null = await Invoice.findById(invoiceId).lean();
   if (!found) return { outcome: 'not_found' };
   if (found.document) return { outcome: 'stored', document: found.document, rendered: false, kind: found.kind };
   const company = await Company.findById(found.companyId, { name: 1, shreddedAt: 1 }).lean();
   if (!company || company.shreddedAt) return { outcome: 'company_shredded' };
-  // A draft left by a crash is finalized here; a settled one was finalized (and audited) when it was issued.
-  const invoice = found.status === 'draft' || found.status === 'open' ? await finalizeInvoice(deps, found) : found;
+  // A draft left by a crash is finalized here. A settled one was finalized when it was issued, but its event may not
+  // have been queued (Redis down, then the sweep found the invoice already there): it is sent again, under its fixed
+  // id, so it is recorded once whoever sends it. The same for an uncollectible invoice paid later.
+  const invoice = await finalizeInvoice(deps, found);
+  if (invoice.status === 'paid' && (invoice.documentVersion ?? 1) > 1) await deps.enqueueAudit(paidEvent(invoice));
 
   const [companySettings, officeSettings] = await Promise.all([
     InvoiceSettings.findById(invoiceSettingsId(invoice.companyId)).lean(),
@@ -67,32 +80,36 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
     : undefined;
   const view = invoiceView({
     document: documentInput(invoice, creditsInvoice),
-    payer: {
-      reference: invoice.customerRef,
-      ...(profile ? { name: String(profile.name), billingAddress: parseLines(profile.billingAddress) } : {}),
-    },
+    account: await payerAccount(deps, invoice.companyId, invoice.customerRef),
+    payer: profile ? { name: String(profile.name), billingAddress: parseLines(profile.billingAddress) } : {},
     phiLevel: settings.phiLevel,
     letterhead: settings.letterhead,
   });
   const pdf = await deps.render(view);
 
   const ciphertext = await deps.encryption.encrypt(invoice.companyId, pdf.toString('base64'));
+  // Shredding tombstones first: a key still cached here (libmongocrypt keeps one up to a minute) stores nothing either.
+  if (await Company.exists({ _id: invoice.companyId, shreddedAt: { $exists: true } })) {
+    return { outcome: 'company_shredded' };
+  }
+  // The PDF's hash goes into the same insert as its bytes.
   const stored = await deps.documents.put({
-    _id: invoice._id,
+    _id: documentKey(invoice),
     companyId: invoice.companyId,
     ciphertext,
+    sha256: sha256Hex(pdf),
+    size: pdf.length,
     createdAt: new Date(),
   });
-  // A render that lost to an earlier one keeps the earlier bytes; their PDF hash is the same (rendering is
-  // deterministic), and the stored hash is of the bytes that are actually there.
+  // A render that lost to an earlier one (or found the bytes of one killed before it recorded them) keeps the earlier
+  // bytes and records their hash, not its own: the inputs may have changed in between.
   const document: StoredDocumentRef = {
-    sha256: sha256Hex(pdf),
+    ...(stored.created ? { sha256: sha256Hex(pdf), size: pdf.length } : await hashOfStored(deps, stored.entry)),
     storedSha256: storedHashOf(stored.entry.ciphertext),
-    size: pdf.length,
     renderedAt: stored.entry.createdAt,
   };
   await Invoice.updateOne(
-    { _id: invoice._id, documentStatus: 'pending' },
+    { _id: invoice._id, documentStatus: 'pending', documentVersion: invoice.documentVersion ?? { $exists: false } },
     { $set: { document, documentStatus: 'stored' } },
   );
   await deps.enqueueAudit(
@@ -108,6 +125,19 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
     ),
   );
   return { outcome: 'stored', document, rendered: true, kind: invoice.kind };
+}
+
+/**
+ * The payer's printed account number: keyed by the company's data key (deterministic encryption of the reference,
+ * hashed), so a document never shows the upstream's reference, which may be a record number.
+ */
+export async function payerAccount(
+  deps: Pick<RenderInvoiceDeps, 'encryption'>,
+  companyId: string,
+  customerRef: string,
+): Promise<string> {
+  const ciphertext = await deps.encryption.encrypt(companyId, payerAccountSource(customerRef), 'deterministic');
+  return payerAccountNumber(payerAccountDigest(ciphertext));
 }
 
 /** What the minimizing view takes of a stored invoice (the bench's replays build their views with it too). */
@@ -135,6 +165,16 @@ export function documentInput(invoice: InvoiceRecord, creditsInvoice: string | u
     ...(creditsInvoice ? { creditsInvoice } : {}),
     timeZone: invoice.timeZone,
   };
+}
+
+/** The PDF hash and size of bytes stored before: as recorded with them, or (an older entry) by decrypting them. */
+async function hashOfStored(
+  deps: Pick<RenderInvoiceDeps, 'encryption'>,
+  entry: { ciphertext: Parameters<FieldEncryption['decrypt']>[0]; sha256?: string; size?: number },
+): Promise<{ sha256: string; size: number }> {
+  if (entry.sha256 !== undefined && entry.size !== undefined) return { sha256: entry.sha256, size: entry.size };
+  const pdf = Buffer.from(String(await deps.encryption.decrypt(entry.ciphertext)), 'base64');
+  return { sha256: sha256Hex(pdf), size: pdf.length };
 }
 
 /** A stored address (JSON array of lines, decrypted); anything else reads as no address. */

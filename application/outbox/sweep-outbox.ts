@@ -1,4 +1,5 @@
 import type { Queue } from 'bullmq';
+import type { AuditEventInput } from '../../domain/audit-event';
 import type { Models } from '../../models';
 import { pendingAuditPath } from '../../models/pending-audit';
 import { releaseOrphanedHolds } from '../../models/refund-ledger.model';
@@ -13,7 +14,12 @@ import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../..
 export interface OutboxDeps {
   /** Company and Office hold the audit events of their changes until they are queued (swept with the audit queue). */
   models: Pick<Models, 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger'> &
-    Partial<Pick<Models, 'Company' | 'Office' | 'Invoice'>>;
+    Partial<
+      Pick<
+        Models,
+        'Company' | 'Office' | 'Invoice' | 'InvoiceSettings' | 'PayerProfile' | 'BillingSettings' | 'SweepMark'
+      >
+    >;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
   /** Refunds are swept when their queue is given. */
@@ -37,6 +43,7 @@ export interface SweepResult {
 }
 
 const SWEEP_BATCH = 500;
+const DOCUMENT_CURSOR = 'invoice-documents-cursor';
 
 /** One kind of record that can be left unfinished without a live job, and how to give it one. */
 interface OutboxSource {
@@ -148,20 +155,30 @@ const pendingAudits: OutboxSource = {
     const { Company, Office } = deps.models;
     if (!auditQueue || !Company || !Office) return { examined: 0, requeued: 0, failed: 0 };
     const filter = { pendingAudit: { $exists: true, $ne: {} } };
-    const [companies, offices] = await Promise.all([
-      Company.find(filter, { pendingAudit: 1 }).limit(SWEEP_BATCH).lean(),
-      Office.find(filter, { pendingAudit: 1 }).limit(SWEEP_BATCH).lean(),
-    ]);
-    const holders = [
-      ...companies.map((doc) => ({
-        doc,
-        unset: (path: string) => Company.updateOne({ _id: doc._id }, { $unset: { [path]: 1 } }),
-      })),
-      ...offices.map((doc) => ({
-        doc,
-        unset: (path: string) => Office.updateOne({ _id: doc._id }, { $unset: { [path]: 1 } }),
-      })),
+    // Settings written by the api keep their events the same way (api/audited-change.ts).
+    const holderModels = [
+      Company,
+      Office,
+      deps.models.InvoiceSettings,
+      deps.models.PayerProfile,
+      deps.models.BillingSettings,
+      deps.models.Invoice,
     ];
+    const holders = (
+      await Promise.all(
+        holderModels.map(async (model) => {
+          if (!model) return [];
+          const docs = (await (model as typeof Company)
+            .find(filter, { pendingAudit: 1 })
+            .limit(SWEEP_BATCH)
+            .lean()) as Array<{ _id: string; pendingAudit?: Record<string, AuditEventInput[]> }>;
+          return docs.map((doc) => ({
+            doc,
+            unset: (path: string) => (model as typeof Company).updateOne({ _id: doc._id }, { $unset: { [path]: 1 } }),
+          }));
+        }),
+      )
+    ).flat();
     const stale = holders.flatMap(({ doc, unset }) =>
       Object.entries(doc.pendingAudit ?? {})
         // A change whose writer may still be sending its events is left to it.
@@ -193,10 +210,20 @@ const invoiceDocuments: OutboxSource = {
     const { invoicesQueue: queue } = deps;
     const { Invoice } = deps.models;
     if (!queue || !Invoice) return { examined: 0, requeued: 0, failed: 0 };
-    const pending = await Invoice.find({ documentStatus: 'pending', updatedAt: { $lt: cutoff } }, { companyId: 1 })
+    // A cursor over the pending documents (oldest first), so rows that stay pending whatever is queued (a shredded
+    // company's, a document that cannot render) cannot fill every batch and starve the ones behind them: each run
+    // continues after the last, and starts over once it reached the end.
+    const { SweepMark } = deps.models;
+    const from = (SweepMark ? await SweepMark.findById(DOCUMENT_CURSOR).lean() : null)?.upTo ?? new Date(0);
+    const pending = await Invoice.find(
+      { documentStatus: 'pending', updatedAt: { $gt: from, $lt: cutoff } },
+      { companyId: 1, documentVersion: 1, updatedAt: 1 },
+    )
       .sort({ updatedAt: 1 })
       .limit(SWEEP_BATCH)
       .lean();
+    const next = pending.length === SWEEP_BATCH ? pending.at(-1)!.updatedAt : new Date(0);
+    await SweepMark?.updateOne({ _id: DOCUMENT_CURSOR }, { $set: { upTo: next } }, { upsert: true });
     const companies = [...new Set(pending.map((invoice) => invoice.companyId))];
     const shredded = new Set(
       deps.models.Company && companies.length > 0
@@ -210,7 +237,12 @@ const invoiceDocuments: OutboxSource = {
     );
     const live = pending.filter((invoice) => !shredded.has(invoice.companyId));
     return ensureJobs(deps, this.name, live, (invoice) =>
-      ensureJob(queue, invoiceJobId(invoice._id), () => enqueueInvoiceRender(queue, { invoiceId: invoice._id })),
+      ensureJob(queue, invoiceJobId(invoice._id, invoice.documentVersion), () =>
+        enqueueInvoiceRender(queue, {
+          invoiceId: invoice._id,
+          ...((invoice.documentVersion ?? 1) > 1 ? { version: invoice.documentVersion } : {}),
+        }),
+      ),
     );
   },
 };

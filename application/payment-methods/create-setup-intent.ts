@@ -157,6 +157,8 @@ async function stripeCustomerFor(
         livemode: access.account.livemode,
         customerRef: input.customerRef,
         stripeCustomerId: await deps.encryption.encrypt(input.companyId, created.id),
+        // Findable by equality (application/invoices: a one-off payment's `cus_…` leads back to the payer reference).
+        stripeCustomerKey: await deps.encryption.encrypt(input.companyId, created.id, 'deterministic'),
       });
     } catch (error) {
       // A racing request recorded it first: the same Customer (same idempotency key), so either id serves.

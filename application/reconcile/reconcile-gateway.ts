@@ -24,6 +24,7 @@ export interface ReconcileDeps {
   onOutcome?: RecordOutcomeDeps['onOutcome'];
   /** Told of a succeeded refund (its credit note). */
   onRefundSucceeded?: FollowRefundDeps['onRefundSucceeded'];
+  onRefundFailed?: FollowRefundDeps['onRefundFailed'];
   chargesQueue: Queue<ChargeJob>;
   refundsQueue: Queue<RefundJob>;
   logger: Logger;

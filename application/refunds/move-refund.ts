@@ -84,6 +84,8 @@ export interface FollowRefundDeps {
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Told of a succeeded refund (again after a crash or a redelivery: it must be idempotent): its credit note. */
   onRefundSucceeded?: (refund: RefundRecord) => Promise<void>;
+  /** Told of a failed refund (idempotent): one that had succeeded has its credit note voided. */
+  onRefundFailed?: (refund: RefundRecord) => Promise<void>;
 }
 
 /**
@@ -101,4 +103,5 @@ export async function followRefund(
   const event = refundOutcomeEvent(refund, actor, jobId);
   if (event) await deps.enqueueAudit(event);
   if (refund.status === 'succeeded') await deps.onRefundSucceeded?.(refund);
+  if (refund.status === 'failed') await deps.onRefundFailed?.(refund);
 }

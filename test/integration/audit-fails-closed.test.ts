@@ -2,6 +2,7 @@ import { ulid } from 'ulid';
 import type { AuditAction } from '../../domain/audit-actions';
 import { createCompany } from '../../models/companies';
 import { officeRecordId } from '../../models/office.model';
+import { payerProfileId } from '../../models/payer-profile.model';
 import { MAINTENANCE_JOBS } from '../../queues/maintenance.queue';
 import { cli } from '../support/cli';
 import { waitFor } from '../support/harness';
@@ -60,7 +61,10 @@ async function auditQueueIdle() {
   );
 }
 
-async function pendingAuditOf(kind: 'companies' | 'offices', id: string) {
+async function pendingAuditOf(
+  kind: 'companies' | 'offices' | 'invoice_settings' | 'payer_profiles' | 'billing_settings' | 'invoices',
+  id: string,
+) {
   const doc = await system.ctx.rawMongo
     .db()
     .collection(kind)
@@ -172,6 +176,136 @@ describe('configuration changes and attestations', () => {
     expect(read.body.error.code).toBe('audit_unavailable');
     expect(read.text).not.toContain('sk_test_');
     expect(read.text).not.toContain('exempt_1179');
+  });
+});
+
+describe('invoice settings, payer profiles and billing settings (issue 20 §3)', () => {
+  const changes = [
+    {
+      what: 'company invoice settings',
+      path: '/invoice-settings',
+      body: { phiLevel: 'standard', letterhead: { name: 'Closed Loop Clinic', address: ['1 Loop Rd'] } },
+      action: 'invoice_settings.updated' as const,
+      collection: 'invoice_settings' as const,
+      holder: () => `company|${companyId}`,
+      resourceId: () => companyId,
+      stored: (doc: Record<string, any> | null) => doc?.phiLevel === 'standard',
+    },
+    {
+      what: 'office invoice settings',
+      path: '/offices/off_east/invoice-settings',
+      body: { letterheadStyle: 'neutral' },
+      action: 'invoice_settings.updated' as const,
+      collection: 'invoice_settings' as const,
+      holder: () => `office|${companyId}|off_east`,
+      resourceId: () => `${companyId}-off_east`,
+      stored: (doc: Record<string, any> | null) => doc?.letterheadStyle === 'neutral',
+    },
+    {
+      what: 'a payer profile (PHI)',
+      path: '/payers/cus_ClosedLoopPayer1',
+      body: { name: 'Closed Loop Payer', billingAddress: ['2 Loop Rd'], email: 'payer@example.com' },
+      action: 'payer.updated' as const,
+      collection: 'payer_profiles' as const,
+      holder: () => payerProfileId(companyId, 'cus_ClosedLoopPayer1'),
+      resourceId: () => 'cus_ClosedLoopPayer1',
+      stored: (doc: Record<string, any> | null) => doc !== null,
+    },
+    {
+      what: 'billing and dunning settings',
+      path: '/billing-settings',
+      body: { timeZone: 'America/Chicago', dunning: { retryDelaysDays: [1, 3], finalState: 'canceled' } },
+      action: 'billing_settings.updated' as const,
+      collection: 'billing_settings' as const,
+      holder: () => companyId,
+      resourceId: () => companyId,
+      stored: (doc: Record<string, any> | null) => doc?.timeZone === 'America/Chicago',
+    },
+  ];
+
+  it.each(changes.map((change) => [change.what, change] as const))(
+    '%s changed while Redis is down: 503 audit_unavailable, kept with its event, which the sweep records once',
+    async (_what, change) => {
+      const response = await system.withRedisDownApi((url) => call(url, 'PUT', change.path, change.body));
+      expect(response.status).toBe(503);
+      expect(response.body.error.code).toBe('audit_unavailable');
+      // Saved, with its audit event beside it.
+      const doc = await system.ctx.rawMongo
+        .db()
+        .collection(change.collection)
+        .findOne({ _id: change.holder() as never });
+      expect(change.stored(doc)).toBe(true);
+      expect(await pendingAuditOf(change.collection, change.holder())).toHaveLength(1);
+      await auditQueueIdle();
+      const of = async () => (await recorded(change.action)).filter((e) => e.resource.id === change.resourceId());
+      expect(await of()).toHaveLength(0);
+
+      await sweepAsScheduled();
+      await auditQueueIdle();
+      await sweepAsScheduled();
+      await auditQueueIdle();
+      const events = await of();
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({ actor: { type: 'user', id: 'usr-admin' }, outcome: 'success' });
+      expect(events[0]!.request?.sourceIp).toBeDefined();
+      // Only which fields changed, never a payer's details.
+      expect(JSON.stringify(events[0])).not.toContain('Closed Loop Payer');
+      expect(await pendingAuditOf(change.collection, change.holder())).toEqual([]);
+    },
+  );
+
+  it('an invoice voided while Redis is down: 503 audit_unavailable, void with its event, which the sweep records once', async () => {
+    const invoiceId = `inv_${'a'.repeat(32)}`;
+    const now = new Date();
+    await system.ctx.db.models.Invoice.create({
+      _id: invoiceId,
+      companyId,
+      kind: 'invoice',
+      status: 'uncollectible',
+      source: { type: 'payment', id: 'pay_FailsClosedVoid' },
+      settleAs: 'uncollectible',
+      customerRef: 'cus_ClosedLoopPayer1',
+      number: 'INV-2026-000900',
+      sequence: 900,
+      currency: 'usd',
+      lines: [{ code: 'office_visit', description: 'Office visit', quantity: 1, unitAmount: 1000, amount: 1000 }],
+      subtotal: 1000,
+      total: 1000,
+      amountPaid: 0,
+      amountDue: 1000,
+      issuedAt: now,
+      timeZone: 'UTC',
+      documentStatus: 'pending',
+    });
+    const response = await system.withRedisDownApi((url) =>
+      call(url, 'POST', `/invoices/${invoiceId}/void`, { reason: 'issued_in_error' }),
+    );
+    expect(response.status).toBe(503);
+    expect(response.body.error.code).toBe('audit_unavailable');
+    expect((await call(system.url, 'GET', `/invoices/${invoiceId}`)).body.status).toBe('void');
+    expect(await pendingAuditOf('invoices', invoiceId)).toHaveLength(1);
+    await sweepAsScheduled();
+    await auditQueueIdle();
+    await sweepAsScheduled();
+    await auditQueueIdle();
+    const voided = (await recorded('invoice.voided')).filter((e) => e.resource.id === invoiceId);
+    expect(voided).toHaveLength(1);
+    expect(voided[0]).toMatchObject({ actor: { type: 'user', id: 'usr-admin' }, reason: 'issued_in_error' });
+    expect(await pendingAuditOf('invoices', invoiceId)).toEqual([]);
+  });
+
+  it('with Redis up, each is audited at once and leaves nothing pending', async () => {
+    for (const change of changes) {
+      const before = (await recorded(change.action)).filter((e) => e.resource.id === change.resourceId()).length;
+      const response = await call(system.url, 'PUT', change.path, change.body);
+      expect({ what: change.what, status: response.status }).toEqual({ what: change.what, status: 200 });
+      expect(await pendingAuditOf(change.collection, change.holder())).toEqual([]);
+      await waitFor(
+        async () => (await recorded(change.action)).filter((e) => e.resource.id === change.resourceId()),
+        (events) => events.length === before + 1,
+        { what: `${change.what} to be audited` },
+      );
+    }
   });
 });
 

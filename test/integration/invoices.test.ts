@@ -18,7 +18,7 @@ import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { assertBuildIsCurrent } from '../support/processes';
 import { insertPayment } from '../support/records';
-import { configureStripeWebhooks } from '../support/stripe-events';
+import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 
 /** Issue 14: invoices and credit notes: records, numbering, the rendered and stored document, the API. */
 let system: InProcessSystem;
@@ -478,5 +478,108 @@ describe('downloads', () => {
     const swept = await system.sweepNow();
     expect(swept.requeued).toBeGreaterThanOrEqual(1);
     await storedDocument('invoices', issued._id);
+  }, 60_000);
+});
+
+describe('money going back without a credit note of ours (issue 19 item 18)', () => {
+  async function deliver(type: string, object: Json) {
+    const event = stripeEventEnvelope(`evt_${ulid()}`, type, object);
+    const response = await deliverSigned(system.url, companyId, event, { secret: WEBHOOK_SECRET });
+    expect(response.status).toBe(200);
+    return waitFor(
+      () => system.ctx.db.models.WebhookEvent.findById(event.id, { payload: 0 }).lean(),
+      (row) => Boolean(row && row.status !== 'received'),
+      { what: `stripe event ${event.id} to be processed` },
+    );
+  }
+
+  async function creditNotesOf(paymentId: string, count: number) {
+    const found = await waitFor(
+      () => api('GET', `/credit-notes?customerRef=${PAYER}&limit=100`),
+      (r) => (r.body.items ?? []).filter((note: Json) => note.paymentId === paymentId).length >= count,
+      { what: `${count} credit note(s) of ${paymentId}`, timeoutMs: 30_000 },
+    );
+    return (found.body.items as Json[]).filter((note) => note.paymentId === paymentId);
+  }
+
+  const intentOf = async (paymentId: string) =>
+    (await system.ctx.db.models.Payment.findById(paymentId, { stripePaymentIntentId: 1 }).lean())!
+      .stripePaymentIntentId!;
+
+  it('a refund made in the Stripe dashboard gets a credit note, once, whichever events tell of it', async () => {
+    const paymentId = await charge(4_000, { serviceCategory: 'office_visit' });
+    await storedDocument('invoices', invoiceIdFor({ type: 'payment', id: paymentId }));
+    const refund = {
+      id: `re_${ulid()}`,
+      object: 'refund',
+      amount: 1_500,
+      currency: 'usd',
+      status: 'succeeded',
+      payment_intent: await intentOf(paymentId),
+      metadata: {},
+    };
+    expect(await deliver('refund.created', refund)).toMatchObject({ status: 'applied' });
+    await deliver('refund.updated', refund);
+    const [note] = await creditNotesOf(paymentId, 1);
+    expect(note).toMatchObject({
+      status: 'paid',
+      total: 1_500,
+      creditsInvoiceId: invoiceIdFor({ type: 'payment', id: paymentId }),
+    });
+    const stored = await storedDocument('credit-notes', note!.id);
+    expect(pdfText((await api('GET', `/credit-notes/${stored.id}/pdf`)).pdf!)).toContain('$15.00');
+    expect(await creditNotesOf(paymentId, 1)).toHaveLength(1);
+  }, 60_000);
+
+  it('a refund that fails after it succeeded voids its credit note; its number stays used', async () => {
+    const paymentId = await charge(5_000);
+    await storedDocument('invoices', invoiceIdFor({ type: 'payment', id: paymentId }));
+    const requested = await api('POST', `/payments/${paymentId}/refunds`, {
+      body: { amount: 2_000, reason: 'requested_by_customer' },
+    });
+    expect(requested.status).toBe(202);
+    const refundId = requested.body.id as string;
+    const [note] = await creditNotesOf(paymentId, 1);
+    await storedDocument('credit-notes', note!.id);
+    const stored = (await system.ctx.db.models.Refund.findById(refundId).lean())!;
+    expect(stored.status).toBe('succeeded');
+
+    await deliver('refund.updated', {
+      id: stored.stripeRefundId,
+      object: 'refund',
+      amount: 2_000,
+      currency: 'usd',
+      status: 'failed',
+      failure_reason: 'expired_or_canceled_card',
+      metadata: { refund_id: refundId, payment_id: paymentId },
+    });
+    const voided = await waitFor(
+      () => api('GET', `/credit-notes/${note!.id}`),
+      (r) => r.body.status === 'void' && r.body.document?.status === 'stored',
+      { what: 'the credit note to be voided', timeoutMs: 30_000 },
+    );
+    expect(voided.body).toMatchObject({ number: note!.number, status: 'void' });
+    const events = await auditEvents(note!.id, companyId, (actions) => actions.includes('credit_note.voided'));
+    expect(events.find((event) => event.action === 'credit_note.voided')).toMatchObject({ reason: 'refund_failed' });
+  }, 60_000);
+
+  it('a lost dispute gets a credit note for the disputed amount', async () => {
+    const paymentId = await charge(6_000);
+    await storedDocument('invoices', invoiceIdFor({ type: 'payment', id: paymentId }));
+    const intentId = await intentOf(paymentId);
+    const dispute = (status: string) => ({
+      id: `dp_${intentId.slice(3)}`,
+      object: 'dispute',
+      amount: 6_000,
+      currency: 'usd',
+      payment_intent: intentId,
+      reason: 'fraudulent',
+      status,
+      created: Math.floor(Date.now() / 1000) - 60,
+    });
+    await deliver('charge.dispute.created', dispute('needs_response'));
+    expect(await deliver('charge.dispute.closed', dispute('lost'))).toMatchObject({ status: 'applied' });
+    const [note] = await creditNotesOf(paymentId, 1);
+    expect(note).toMatchObject({ status: 'paid', total: 6_000 });
   }, 60_000);
 });

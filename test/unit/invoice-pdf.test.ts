@@ -9,8 +9,10 @@ import { renderInvoicePdf } from '../../documents/invoice-pdf';
 import { createRenderPool } from '../../documents/render-pool';
 import {
   LETTERHEAD,
+  PAYER_ACCOUNT,
   PAYER_ADDRESS,
   PAYER_NAME,
+  PAYER_REFERENCE,
   SEEDED_STRINGS,
   paidInvoice,
   viewInput,
@@ -55,7 +57,7 @@ describe('renderInvoicePdf', () => {
       '$0.00',
       'PAID',
       'Paid by VISA •••• 4242 on 2026-05-01',
-      'PAY-7F3K2Q',
+      `Account ${PAYER_ACCOUNT}`,
       'Page 1 of 1',
     ]) {
       expect(text).toContain(expected);
@@ -66,6 +68,8 @@ describe('renderInvoicePdf', () => {
       expect(text).not.toContain(seeded);
       expect(bytes).not.toContain(seeded);
     }
+    // The upstream's payer reference may be a record number: no level prints it.
+    expect(bytes).not.toContain(PAYER_REFERENCE);
     if (level === 'minimal') {
       expect(text).not.toContain(PAYER_NAME);
       expect(text).not.toContain(PAYER_ADDRESS[0]);
@@ -133,17 +137,47 @@ describe('renderInvoicePdf', () => {
     expect(text).toContain('OPEN');
   });
 
-  it('prints names the standard fonts lack without wrong glyphs, and other currencies by their digits', async () => {
-    const payer = { reference: 'PAY-9', name: 'Zoë Nguyễn 王', billingAddress: ['Łódź'] };
+  it('prints names in Latin, Greek and Cyrillic script with the embedded font; a glyph it lacks prints as "?"', async () => {
+    const payer = {
+      reference: 'PAY-9',
+      name: 'Zoë Nguyễn Łódź',
+      billingAddress: ['Οδός Ερμού 12, Αθήνα', 'ул. Пушкина, д. 10, Москва', '王府井'],
+    };
     const document = paidInvoice({
       currency: 'jpy',
       lines: [{ description: 'Office visit', quantity: 1, unitAmount: 3000, amount: 3000 }],
       amounts: { subtotal: 3000, total: 3000, amountPaid: 3000, amountDue: 0 },
     });
-    const text = pdfText(await renderInvoicePdf(invoiceView({ ...viewInput('standard'), payer, document })));
-    expect(text).toContain('Zoë Nguyen ?');
-    expect(text).toContain('Lódz');
+    const pdf = await renderInvoicePdf(invoiceView({ ...viewInput('standard'), payer, document }));
+    const text = pdfText(pdf);
+    expect(text).toContain('Zoë Nguyễn Łódź');
+    expect(text).toContain('Οδός Ερμού 12, Αθήνα');
+    expect(text).toContain('ул. Пушкина, д. 10, Москва');
+    expect(text).toContain('???');
     expect(text).toContain('¥3,000');
+    // The font travels in the file: a TrueType subset, not one of the viewer's standard fonts.
+    const fonts = execFileSync('pdffonts', [path.join(workDir, `${sha256(pdf)}.pdf`)], { encoding: 'utf8' });
+    expect(fonts).toMatch(/DejaVuSans\s.*(TrueType|CID TrueType).*yes\s+yes/);
+    expect(fonts).not.toContain('Helvetica');
+  });
+
+  it.each([
+    // Stripe's minor units, where ICU disagrees (it counts no decimals for HUF, ISK, IDR): amount 3000 is 30.00.
+    ['huf', 'HUF 30.00'],
+    ['isk', 'ISK 30.00'],
+    ['idr', 'IDR 30.00'],
+    ['jpy', '¥3,000'],
+    ['krw', '₩3,000'],
+    ['kwd', 'KWD 3.000'],
+    ['usd', '$30.00'],
+  ])('prints an amount of 3000 in %s as %s', async (currency, printed) => {
+    const document = paidInvoice({
+      currency,
+      lines: [{ description: 'Office visit', quantity: 1, unitAmount: 3000, amount: 3000 }],
+      amounts: { subtotal: 3000, total: 3000, amountPaid: 3000, amountDue: 0 },
+    });
+    const text = pdfText(await renderInvoicePdf(invoiceView({ ...viewInput('minimal'), document })));
+    expect(text).toMatch(new RegExp(`Total\\s+${printed.replace(/[$.]/g, '\\$&')}`));
   });
 });
 

@@ -1,6 +1,8 @@
 import {
   companyInvoiceSettingsSchema,
+  DEFAULT_NEUTRAL_LETTERHEAD,
   effectiveInvoiceSettings,
+  mergeUpdate,
   officeInvoiceSettingsSchema,
   payerProfileSchema,
 } from '../../domain/invoice-settings';
@@ -60,20 +62,54 @@ describe('invoice settings and payer profiles', () => {
     expect(effectiveInvoiceSettings('Riverside Clinic')).toEqual({
       numberPrefix: 'INV',
       phiLevel: 'minimal',
+      letterheadStyle: 'practice',
       letterhead: { name: 'Riverside Clinic', address: [] },
       requireDownloadReason: false,
     });
   });
 
-  it('lets an office override the PHI level and letterhead, never the prefix or the reason rule', () => {
-    const company = companyInvoiceSettingsSchema.parse({ numberPrefix: 'DFP', requireDownloadReason: true });
-    const office = officeInvoiceSettingsSchema.parse({
-      phiLevel: 'standard',
-      letterhead: { name: 'Riverside East', address: ['1 East Rd'] },
+  it('prints the neutral letterhead for an office whose name reveals a specialty', () => {
+    const company = { letterhead: { name: 'Riverside Health', address: ['1 Main St'] } };
+    const oncology = { letterhead: { name: 'Riverside Oncology', address: ['9 Cancer Center Dr'] } };
+    expect(effectiveInvoiceSettings('Riverside', company, { ...oncology, letterheadStyle: 'neutral' })).toMatchObject({
+      letterheadStyle: 'neutral',
+      letterhead: DEFAULT_NEUTRAL_LETTERHEAD,
     });
+    const neutralLetterhead = { name: 'RH Billing', address: ['PO Box 12'] };
+    expect(
+      effectiveInvoiceSettings(
+        'Riverside',
+        { ...company, neutralLetterhead },
+        { ...oncology, letterheadStyle: 'neutral' },
+      ).letterhead,
+    ).toEqual(neutralLetterhead);
+    // The company may make it the default; an office may still choose its own.
+    const neutralByDefault = { ...company, neutralLetterhead, letterheadStyle: 'neutral' as const };
+    expect(effectiveInvoiceSettings('Riverside', neutralByDefault, oncology).letterhead).toEqual(neutralLetterhead);
+    expect(
+      effectiveInvoiceSettings('Riverside', neutralByDefault, { ...oncology, letterheadStyle: 'practice' }).letterhead,
+    ).toEqual(oncology.letterhead);
+  });
+
+  it('reads a change as a merge: fields left out are untouched, null clears one', () => {
+    const change = companyInvoiceSettingsSchema.parse({ phiLevel: 'standard', letterhead: null });
+    expect(mergeUpdate(change)).toEqual({ $set: { phiLevel: 'standard' }, $unset: { letterhead: 1 } });
+  });
+
+  it('lets an office override the PHI level and letterhead, never the prefix or the reason rule', () => {
+    const company = mergeUpdate(
+      companyInvoiceSettingsSchema.parse({ numberPrefix: 'DFP', requireDownloadReason: true }),
+    ).$set;
+    const office = mergeUpdate(
+      officeInvoiceSettingsSchema.parse({
+        phiLevel: 'standard',
+        letterhead: { name: 'Riverside East', address: ['1 East Rd'] },
+      }),
+    ).$set;
     expect(effectiveInvoiceSettings('Riverside', company, office)).toEqual({
       numberPrefix: 'DFP',
       phiLevel: 'standard',
+      letterheadStyle: 'practice',
       letterhead: { name: 'Riverside East', address: ['1 East Rd'] },
       requireDownloadReason: true,
     });

@@ -1,9 +1,19 @@
 import { PHI_LEVELS } from '../../domain/invoice';
-import { cleanText, DEFAULT_INVOICE_FOOTER, invoiceView, InvoiceViewError } from '../../domain/invoice-view';
+import { createHash } from 'node:crypto';
+import {
+  cleanText,
+  DEFAULT_INVOICE_FOOTER,
+  invoiceView,
+  InvoiceViewError,
+  PAYER_ACCOUNT_NUMBER,
+  payerAccountNumber,
+} from '../../domain/invoice-view';
 import {
   LETTERHEAD,
+  PAYER_ACCOUNT,
   PAYER_ADDRESS,
   PAYER_NAME,
+  PAYER_REFERENCE,
   SEEDED_STRINGS,
   paidInvoice,
   stuffedPayer,
@@ -32,16 +42,18 @@ describe('invoiceView: minimum necessary', () => {
     );
   });
 
-  it('minimal (the default level) shows the payer reference only', () => {
+  it('minimal (the default level) shows the opaque account number only, never the upstream payer reference', () => {
     const view = invoiceView(viewInput('minimal'));
-    expect(view.billTo).toEqual({ reference: 'PAY-7F3K2Q' });
+    expect(view.billTo).toEqual({ reference: PAYER_ACCOUNT });
+    expect(JSON.stringify(view)).not.toContain(PAYER_REFERENCE);
     expect(JSON.stringify(view)).not.toContain(PAYER_NAME);
     expect(JSON.stringify(view)).not.toContain(PAYER_ADDRESS[0]);
   });
 
   it('standard adds the payer name and billing address', () => {
     const view = invoiceView(viewInput('standard'));
-    expect(view.billTo).toEqual({ reference: 'PAY-7F3K2Q', name: PAYER_NAME, address: PAYER_ADDRESS });
+    expect(view.billTo).toEqual({ reference: PAYER_ACCOUNT, name: PAYER_NAME, address: PAYER_ADDRESS });
+    expect(JSON.stringify(view)).not.toContain(PAYER_REFERENCE);
   });
 
   it('copies, never shares, what it reads: later changes to the payer record do not reach the view', () => {
@@ -58,9 +70,20 @@ describe('invoiceView: minimum necessary', () => {
     expect(invoiceView(viewInput('standard', { payer })).billTo.address).toEqual(['a', 'b', 'c', 'd']);
   });
 
-  it('refuses a payer without a reference instead of rendering an anonymous document', () => {
-    expect(() => invoiceView(viewInput('minimal', { payer: { name: PAYER_NAME } }))).toThrow(InvoiceViewError);
+  it('refuses a missing payer, and an account number that is not an opaque one (a record number, say)', () => {
     expect(() => invoiceView(viewInput('minimal', { payer: null }))).toThrow(InvoiceViewError);
+    for (const account of ['MRN-0048213', '', 'ACCT-1234']) {
+      expect(() => invoiceView(viewInput('minimal', { account }))).toThrow(InvoiceViewError);
+    }
+  });
+
+  it('derives a stable account number that does not contain the reference', () => {
+    const digest = createHash('sha256').update('keyed digest of MRN-0048213').digest();
+    const account = payerAccountNumber(digest);
+    expect(account).toMatch(PAYER_ACCOUNT_NUMBER);
+    expect(payerAccountNumber(Uint8Array.from(digest))).toBe(account);
+    expect(payerAccountNumber(createHash('sha256').update('another').digest())).not.toBe(account);
+    expect(account).not.toContain('0048213');
   });
 });
 
@@ -97,7 +120,6 @@ describe('invoiceView: dates, amounts, text', () => {
       billingAddress: ['x'.repeat(200)],
     };
     const view = invoiceView(viewInput('standard', { payer, footer: 'Thank\tyou.\u0007' }));
-    expect(view.billTo.reference).toBe('PAY-1');
     expect(view.billTo.name).toBe('Jordan Rivera');
     expect(view.billTo.address?.[0]).toHaveLength(80);
     expect(view.billTo.address?.[0]?.endsWith('…')).toBe(true);
@@ -132,6 +154,36 @@ describe('invoiceView: dates, amounts, text', () => {
       paidInvoice({ period: { start: new Date('2026-06-01'), end: new Date('2026-05-01') } }),
     ],
     ['a credit note that names no invoice', paidInvoice({ kind: 'credit_note' })],
+    [
+      'lines that do not add up to the subtotal',
+      paidInvoice({ amounts: { subtotal: 2500, total: 2500, amountPaid: 2500, amountDue: 0 } }),
+    ],
+    [
+      'a negative line',
+      paidInvoice({
+        lines: [
+          { description: 'Office visit', quantity: 1, unitAmount: 4000, amount: 4000 },
+          { description: 'Plan change adjustment', quantity: 1, unitAmount: -1000, amount: -1000 },
+        ],
+      }),
+    ],
+    [
+      'a negative total',
+      paidInvoice({ lines: [], amounts: { subtotal: -5, total: -5, amountPaid: 0, amountDue: -5 } }),
+    ],
+    [
+      'paid and due that do not make the total',
+      paidInvoice({ amounts: { subtotal: 3000, total: 3000, amountPaid: 3000, amountDue: 3000 } }),
+    ],
+    [
+      'a line whose amount is not quantity × unit',
+      paidInvoice({
+        lines: [
+          { description: 'Office visit', quantity: 2, unitAmount: 2000, amount: 2000 },
+          { description: 'Membership — monthly', quantity: 1, unitAmount: 1000, amount: 1000 },
+        ],
+      }),
+    ],
   ])('refuses %s', (_what, document) => {
     expect(() => invoiceView({ ...viewInput('minimal'), document })).toThrow(InvoiceViewError);
   });

@@ -65,6 +65,7 @@ export const applyDisputeEvent: StripeEventHandler = async ({ row, object, audit
       // This event's own earlier attempt wrote the dispute, then stopped before it was audited and marked.
       if (recorded && (recorded.changedBy === auditKey || recorded.openedBy === auditKey)) {
         await auditDispute(payment, recorded, auditKey, job, deps);
+        await creditLostDispute(payment, recorded, deps);
         return paymentOutcome('applied', appliedReason(recorded, auditKey), payment);
       }
       return paymentOutcome('ignored', decision.reason, payment);
@@ -91,12 +92,30 @@ export const applyDisputeEvent: StripeEventHandler = async ({ row, object, audit
     ).lean();
     if (applied) {
       await auditDispute(applied, next, auditKey, job, deps);
+      await creditLostDispute(applied, next, deps);
       return paymentOutcome('applied', appliedReason(next, auditKey), applied);
     }
   }
   // Still contended after several rounds: let BullMQ retry later.
   throw new Error(`payment kept changing while applying stripe event ${row._id}`);
 };
+
+/** A lost dispute: the disputed amount went back to the payer, so it is on a credit note (keyed by the dispute). */
+async function creditLostDispute(
+  payment: PaymentRecord,
+  dispute: PaymentDispute,
+  deps: StripeEventDeps,
+): Promise<void> {
+  if (dispute.outcome !== 'lost') return;
+  await deps.onMoneyReturned?.({
+    companyId: payment.companyId,
+    paymentId: payment._id,
+    source: { type: 'dispute', id: dispute.stripeDisputeId },
+    amount: dispute.amount,
+    currency: dispute.currency,
+    at: dispute.closedAt ?? new Date(),
+  });
+}
 
 const appliedReason = (dispute: PaymentDispute, auditKey: string): string =>
   dispute.openedBy === auditKey ? 'dispute_opened' : `dispute_${dispute.status}`;

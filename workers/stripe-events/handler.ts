@@ -24,6 +24,17 @@ export interface StripeEventDeps {
   onOutcome?: RecordOutcomeDeps['onOutcome'];
   /** Told of a succeeded refund (its credit note). */
   onRefundSucceeded?: FollowRefundDeps['onRefundSucceeded'];
+  /** Told of a failed refund (a credit note of one that had succeeded is voided). */
+  onRefundFailed?: FollowRefundDeps['onRefundFailed'];
+  /** Money went back to the payer without a refund of ours (a Stripe dashboard refund, a lost dispute): its credit note. */
+  onMoneyReturned?: (returned: {
+    companyId: string;
+    paymentId: string;
+    source: { type: 'gateway_refund' | 'dispute'; id: string };
+    amount: number;
+    currency: string;
+    at: Date;
+  }) => Promise<unknown>;
   /** A payer saved a payment method: their subscriptions waiting for one resume collection. */
   onPaymentMethodSaved?: (method: { _id: string; companyId: string; customerRef: string }) => Promise<unknown>;
   logger: Logger;

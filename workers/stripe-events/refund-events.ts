@@ -18,6 +18,12 @@ type HandlerContext = Parameters<StripeEventHandler>[0];
 const refundObjectSchema = z.object({
   id: z.string().regex(/^[a-z]{2,5}_[A-Za-z0-9]{1,255}$/),
   status: z.string().nullish(),
+  amount: z.number().int().nonnegative().nullish(),
+  currency: z
+    .string()
+    .regex(/^[a-z]{3}$/)
+    .nullish(),
+  payment_intent: z.string().regex(PAYMENT_INTENT_ID).nullish(),
   failure_reason: z.string().nullish(),
   metadata: z.object({ refund_id: z.string().optional() }).passthrough().nullish(),
 });
@@ -52,8 +58,9 @@ async function applyReportedRefund(refundObject: RefundObject, context: HandlerC
   const { row, auditKey, job, deps } = context;
   const refundId = refundObject.metadata?.refund_id;
   let refused: BindingRefusal | undefined;
-  // Made outside this API (e.g. in the Stripe dashboard): charge.refunded records its amount on the payment.
-  if (!refundId || !REFUND_ID.test(refundId)) return onRefund('ignored', 'refund_not_ours');
+  // Made outside this API (e.g. in the Stripe dashboard): charge.refunded records its amount on the payment, and a
+  // succeeded one gets its credit note here.
+  if (!refundId || !REFUND_ID.test(refundId)) return creditRefundNotOurs(refundObject, context);
   const status = refundObject.status;
   if (!isGatewayRefundStatus(status)) return onRefund('ignored', 'refund_status_unknown');
 
@@ -90,6 +97,38 @@ async function applyReportedRefund(refundObject: RefundObject, context: HandlerC
   await followRefund(refund, deps, STRIPE_EVENTS_ACTOR, job.id);
   if (moved.applied || refund.changedBy === auditKey) return onRefund('applied', `refund_${refund.status}`, refund);
   return onRefund('ignored', moved.reason, refund);
+}
+
+/**
+ * A succeeded refund made outside this API on one of our payments: the money went back, so it is on a credit note
+ * (keyed by Stripe's refund id: `refund.created`, `refund.updated` and a `charge.refunded` listing it make one).
+ * Only for the PaymentIntent we created, from the configuration serving the payment (as for our own refunds).
+ */
+async function creditRefundNotOurs(refundObject: RefundObject, context: HandlerContext): Promise<EventOutcome> {
+  const { row, deps } = context;
+  if (refundObject.status !== 'succeeded' || !refundObject.payment_intent || !refundObject.amount) {
+    return onRefund('ignored', 'refund_not_ours');
+  }
+  const payment = await deps.models.Payment.findOne({
+    companyId: row.companyId,
+    stripePaymentIntentId: refundObject.payment_intent,
+  }).lean();
+  if (!payment) return onRefund('ignored', 'refund_not_ours');
+  const binding = await bindEventToRecord(deps, row, payment, {
+    kind: 'intent',
+    eventObjectId: refundObject.payment_intent,
+    recordedObjectId: payment.stripePaymentIntentId,
+  });
+  if (!binding.bound) return paymentOutcome('ignored', binding.reason, payment);
+  await deps.onMoneyReturned?.({
+    companyId: payment.companyId,
+    paymentId: payment._id,
+    source: { type: 'gateway_refund', id: refundObject.id },
+    amount: refundObject.amount,
+    currency: refundObject.currency ?? payment.currency,
+    at: row.created,
+  });
+  return paymentOutcome('applied', 'refund_outside_api_credited', payment);
 }
 
 /** `refund.created`, `refund.updated`, `refund.failed` and `charge.refund.updated`: a Refund object. */

@@ -20,12 +20,15 @@ export const SEEDED_PHI = {
 /** Each seeded value as it could appear in text, including the date of birth in US notation. */
 export const SEEDED_STRINGS: string[] = [...Object.values(SEEDED_PHI), '03/17/1984', '90837'];
 
+/** The payer reference the upstream app chose: it may be a record number, so no document prints it. */
+export const PAYER_REFERENCE = 'MRN-7F3K2Q';
+
 export const PAYER_NAME = 'Jordan A. Rivera';
 export const PAYER_ADDRESS = ['1420 Elm Street, Apt 3B', 'Springfield, IL 62704'];
 
 export function stuffedPayer(): Record<string, unknown> {
   return {
-    reference: 'PAY-7F3K2Q',
+    reference: PAYER_REFERENCE,
     name: PAYER_NAME,
     billingAddress: [...PAYER_ADDRESS],
     dateOfBirth: new Date(`${SEEDED_PHI.dateOfBirth}T00:00:00Z`),
@@ -68,6 +71,16 @@ export function paidInvoice(overrides: Partial<InvoiceDocumentInput> = {}): Invo
   };
 }
 
+/** The opaque account number a document prints for the payer (the application derives it with the company's key). */
+export const PAYER_ACCOUNT = 'ACCT-7F3K-2QAB-CD12';
+
 export function viewInput(phiLevel: PhiLevel, overrides: Partial<InvoiceViewInput> = {}): InvoiceViewInput {
-  return { document: paidInvoice(), payer: stuffedPayer(), phiLevel, letterhead: LETTERHEAD, ...overrides };
+  return {
+    document: paidInvoice(),
+    account: PAYER_ACCOUNT,
+    payer: stuffedPayer(),
+    phiLevel,
+    letterhead: LETTERHEAD,
+    ...overrides,
+  };
 }
