@@ -55,14 +55,21 @@ function reasonFor(error: unknown): string {
  * issuer, audience, expiry, not-before, and a maximum age since issue
  * (automatic logoff), then turns its claims into a Principal.
  */
+/** The `typ` headers accepted (RFC 9068's `at+jwt`, and plain `JWT`); a token without one is judged by its claims. */
+const ACCESS_TOKEN_TYPES: ReadonlySet<string> = new Set(['jwt', 'at+jwt', 'application/at+jwt']);
+
 export function createAuthenticator(config: AuthConfig): Authenticator {
   const { get, algorithms } = verificationKey(config);
   return async (header) => {
     const match = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header ?? '');
     if (!match?.[1]) throw new AuthenticationError(header ? 'authorization_malformed' : 'authorization_missing');
     let payload: JWTPayload;
+    let typ: string | undefined;
     try {
-      ({ payload } = await jwtVerify(match[1], get, {
+      ({
+        payload,
+        protectedHeader: { typ },
+      } = await jwtVerify(match[1], get, {
         issuer: config.issuer,
         audience: config.audience,
         algorithms,
@@ -72,6 +79,11 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
       }));
     } catch (error) {
       throw new AuthenticationError(reasonFor(error));
+    }
+    // An access token, or a plain JWT; never another kind the identity provider signs with the same keys (an ID
+    // token, a logout token) replayed as one.
+    if (typ !== undefined && !ACCESS_TOKEN_TYPES.has(typ.toLowerCase())) {
+      throw new AuthenticationError('token_type_refused');
     }
     const claims = claimsSchema.safeParse(payload);
     if (!claims.success) throw new AuthenticationError('token_claims_invalid');

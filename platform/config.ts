@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { stableIssueMessage } from './issue-messages';
 
@@ -8,7 +10,10 @@ import { stableIssueMessage } from './issue-messages';
  * production refuses them (see `refuseDevelopmentSettings`).
  */
 
-const DEV_JWT_SECRET = 'dev-only-hs256-secret-change-me-0123456789';
+/** The development token secret's file, beside the development master key: random per install, never in the source. */
+const DEV_JWT_SECRET_FILE_NAME = 'dev-jwt-secret';
+const DEV_ISSUER = 'hipaa-billing-dev';
+const DEV_AUDIENCE = 'hipaa-billing';
 const DEV_MASTER_KEY_FILE = '.secrets/local-master-key';
 const DEV_ANCHOR_KEY_FILE = '.secrets/audit-anchor-ed25519.pem';
 
@@ -99,8 +104,8 @@ const envSchema = z.object({
   AUTH_JWT_SECRET: optionalString,
   AUTH_PUBLIC_KEY_FILE: optionalString,
   AUTH_JWKS_URL: optionalString.pipe(z.string().url().optional()),
-  AUTH_ISSUER: z.string().default('hipaa-billing-dev'),
-  AUTH_AUDIENCE: z.string().default('hipaa-billing'),
+  AUTH_ISSUER: z.string().default(DEV_ISSUER),
+  AUTH_AUDIENCE: z.string().default(DEV_AUDIENCE),
   // Automatic logoff: a token older than this is refused whatever its expiry says.
   AUTH_MAX_TOKEN_AGE_SECONDS: positiveInt.default(900),
   EMERGENCY_ACCESS_WINDOW_SECONDS: positiveInt.default(600),
@@ -390,10 +395,41 @@ function authConfig(env: Env, problems: string[], readFile: (path: string) => st
   } else if (env.AUTH_JWKS_URL) {
     auth.jwksUrl = env.AUTH_JWKS_URL;
   } else {
-    auth.hs256Secret = env.AUTH_JWT_SECRET ?? DEV_JWT_SECRET;
-    if (auth.hs256Secret.length < 32) problems.push('AUTH_JWT_SECRET: must be at least 32 characters');
+    const secret = env.AUTH_JWT_SECRET ?? (env.NODE_ENV === 'production' ? undefined : devJwtSecret(env, readFile));
+    if (secret === undefined) {
+      problems.push('AUTH_JWT_SECRET: no way to verify tokens; set AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE');
+    } else {
+      auth.hs256Secret = secret;
+      if (secret.length < 32) problems.push('AUTH_JWT_SECRET: must be at least 32 characters');
+    }
   }
   return auth;
+}
+
+/**
+ * Development's token secret: made at random on first use in the directory of the development master key (`.secrets/`,
+ * or the test's own), read by every process and dev tool of this install. Nothing printed in the source verifies a
+ * token, so an api reachable from elsewhere accepts no token minted by someone who merely read the code.
+ */
+function devJwtSecret(env: Env, readFile: (path: string) => string): string | undefined {
+  const file = join(dirname(env.LOCAL_MASTER_KEY_FILE ?? DEV_MASTER_KEY_FILE), DEV_JWT_SECRET_FILE_NAME);
+  const read = () => {
+    try {
+      return readFile(file).trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const existing = read();
+  if (existing) return existing;
+  try {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileSync(file, randomBytes(48).toString('base64url'), { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    // Another process of this install made it first: use theirs.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return undefined;
+  }
+  return read();
 }
 
 function stripeEndpoint(base: string | undefined): StripeEndpoint | undefined {
@@ -414,8 +450,29 @@ function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: Au
       'AUTH_JWT_SECRET: HS256 shared secrets are refused in production; set AUTH_JWKS_URL or AUTH_PUBLIC_KEY_FILE',
     );
   }
-  if (env.KMS_PROVIDER === 'local' && !source.LOCAL_MASTER_KEY_FILE) {
-    problems.push('LOCAL_MASTER_KEY_FILE: the development master key is refused in production; set a KMS provider');
+  if (env.KMS_PROVIDER === 'local') {
+    problems.push(
+      'KMS_PROVIDER: local keeps the master key in a file beside the data; production needs aws, gcp, azure or kmip',
+    );
+  }
+  if (env.AUTH_JWKS_URL && !env.AUTH_JWKS_URL.startsWith('https://')) {
+    problems.push('AUTH_JWKS_URL: must be https (the keys that verify every token must not travel in the clear)');
+  }
+  if (env.AUTH_ISSUER === DEV_ISSUER)
+    problems.push(`AUTH_ISSUER: the development issuer (${DEV_ISSUER}) is refused in production`);
+  if (!source.AUTH_AUDIENCE || env.AUTH_AUDIENCE === DEV_AUDIENCE) {
+    problems.push(`AUTH_AUDIENCE: set this deployment's own audience (not the development ${DEV_AUDIENCE})`);
+  }
+  if (env.TRUST_PROXY !== false && !Array.isArray(env.TRUST_PROXY)) {
+    problems.push(
+      "TRUST_PROXY: give the proxies' addresses or CIDRs; true or a hop count lets a client that reaches the api directly forge X-Forwarded-For and -Proto",
+    );
+  }
+  for (const [, option, value] of env.MONGODB_URI.matchAll(
+    /[?&](tlsAllowInvalidCertificates|tlsInsecure|tlsAllowInvalidHostnames|sslValidate)=(true|false)/gi,
+  )) {
+    const checksOff = option!.toLowerCase() === 'sslvalidate' ? value === 'false' : value === 'true';
+    if (checksOff) problems.push(`MONGODB_URI: ${option}=${value} turns off certificate checks, refused in production`);
   }
   if (env.STRIPE_API_BASE) problems.push('STRIPE_API_BASE: Stripe API overrides are for development and tests only');
   if (!source.AUDIT_ANCHOR_KEY_FILE && !env.AUDIT_ANCHOR_PUBLIC_KEY_FILE) {
@@ -425,7 +482,7 @@ function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: Au
   }
   if (!(env.TLS_CERT_FILE && env.TLS_KEY_FILE) && !env.TRUST_PROXY) {
     problems.push(
-      'TLS_CERT_FILE/TLS_KEY_FILE: production refuses plain HTTP; configure a certificate or TRUST_PROXY=true',
+      "TLS_CERT_FILE/TLS_KEY_FILE: production refuses plain HTTP; configure a certificate or TRUST_PROXY with your proxies' addresses",
     );
   }
   if (!isLoopback(env.REDIS_URL) && !env.REDIS_URL.startsWith('rediss://')) {
@@ -450,7 +507,11 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
 
 function isLoopback(url: string): boolean {
   const hosts = url.replace(/^[a-z+]+:\/\/(?:[^@/]*@)?([^/?]*).*$/, '$1').split(',');
-  return hosts.every((host) => LOOPBACK_HOSTS.has(host.replace(/:\d+$/, '')) || host.startsWith('127.'));
+  // 127.0.0.0/8 by its numbers: a name that merely starts with `127.` (127.0.0.1.attacker.example) is not local.
+  return hosts.every((host) => {
+    const name = host.replace(/:\d+$/, '');
+    return LOOPBACK_HOSTS.has(name) || /^127(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(name);
+  });
 }
 
 function mongoUsesTls(uri: string): boolean {
