@@ -131,3 +131,17 @@ function assertDayOfMonth(day: number): void {
 function assertTimeZone(zone: string): void {
   if (!isTimeZone(zone)) throw new RangeError(`'${zone}' is not an IANA time zone`);
 }
+
+/**
+ * A new cycle anchored at `at` (Stripe's `billing_cycle_anchor: now`), for collection that restarts after a pause or
+ * after dunning ended unpaid: its first period starts at `at` and is billed then; the time that passed before is never
+ * billed. The billing day becomes the restart's (a stub would bill time nobody asked to restart).
+ */
+export function restartedCycle(
+  at: Date,
+  timeZone: string,
+  interval: BillingInterval,
+): { cycle: { anchor: Date; timeZone: string }; currentPeriod: { index: number; start: Date; end: Date } } {
+  const cycle = { anchor: new Date(at.getTime()), timeZone };
+  return { cycle, currentPeriod: { index: 0, start: cycle.anchor, end: cycleBoundary({ ...cycle, interval }, 1) } };
+}

@@ -40,6 +40,12 @@ export const HARD_DECLINE_CODES: readonly string[] = Object.freeze([
   'authentication_required',
   'highest_risk_level',
   'expired_card',
+  'do_not_try_again',
+  'invalid_account',
+  'stop_payment_order',
+  'fraudulent',
+  'card_not_supported',
+  'currency_not_supported',
 ]);
 const HARD_DECLINES: ReadonlySet<string> = new Set(HARD_DECLINE_CODES);
 
@@ -53,7 +59,8 @@ export function isHardDecline(failure: { code: string; declineCode?: string }): 
 export type DunningStep =
   /** attempt: the number of the attempt to make, counting the first (the first retry is attempt 2). */
   | { action: 'retry'; at: Date; attempt: number }
-  | { action: 'wait_for_payment_method' }
+  /** Until: when the policy's window ends (its last retry would have been due); then its end state applies. */
+  | { action: 'wait_for_payment_method'; until: Date }
   | { action: 'give_up'; endState: 'unpaid' | 'canceled' };
 
 const DAY_MS = 86_400_000;
@@ -67,7 +74,8 @@ const DAY_MS = 86_400_000;
  * Delays count from the first failure, not the previous attempt, so a late retry does not push the
  * rest back. Days are 24 hours: retries are not billing boundaries, no local calendar is needed.
  * Exhausted delays give up even after a hard decline, so waiting for a card is never open-ended
- * past the policy: the attempt with a new card counts as one more failed attempt if it fails.
+ * past the policy: a hard decline waits for a new card until the window ends (when the last retry
+ * would have been due), and the attempt with a new card counts as one more failed attempt if it fails.
  */
 export function nextDunningStep(
   policy: DunningPolicy,
@@ -85,6 +93,9 @@ export function nextDunningStep(
 
   const delay = policy.retryDelaysDays[failedAttempts - 1];
   if (delay === undefined) return { action: 'give_up', endState: policy.finalState };
-  if (isHardDecline(failure)) return { action: 'wait_for_payment_method' };
+  if (isHardDecline(failure)) {
+    const window = policy.retryDelaysDays[policy.retryDelaysDays.length - 1]!;
+    return { action: 'wait_for_payment_method', until: new Date(firstFailureAt.getTime() + window * DAY_MS) };
+  }
   return { action: 'retry', at: new Date(firstFailureAt.getTime() + delay * DAY_MS), attempt: failedAttempts + 1 };
 }

@@ -26,7 +26,8 @@ export type SubscriptionEvent =
   /** The trial-end charge is being attempted; the subscription stays trialing until the outcome. */
   | { type: 'trial_ended' }
   | { type: 'pause' }
-  | { type: 'resume' }
+  /** inTrial: the trial had not ended when the subscription was resumed, so it goes on with the trial. */
+  | { type: 'resume'; inTrial?: boolean }
   /** Now, or at period end when that moment comes. */
   | { type: 'cancel' };
 export type SubscriptionEventType = SubscriptionEvent['type'];
@@ -38,6 +39,7 @@ export type SubscriptionRefusal =
   | 'not_paused'
   | 'not_trialing'
   | 'subscription_paused'
+  | 'subscription_past_due'
   | 'invalid_transition';
 
 /** ok with `to` equal to `from` means the event is expected there and changes nothing. */
@@ -91,12 +93,13 @@ export function decideSubscription(from: SubscriptionStatus, event: Subscription
 
     case 'pause':
       if (from === 'paused') return refuse('already_paused');
-      return from === 'active' || from === 'past_due' || from === 'trialing'
-        ? to('paused')
-        : refuse('invalid_transition');
+      // A period that is owed is collected (or given up by dunning) first: pausing must not be a way out of a debt.
+      if (from === 'past_due' || from === 'unpaid') return refuse('subscription_past_due');
+      return from === 'active' || from === 'trialing' ? to('paused') : refuse('invalid_transition');
 
     case 'resume':
-      return from === 'paused' ? to('active') : refuse('not_paused');
+      // Nothing was owed when it was paused (see pause), so it resumes into its trial or, billed at once, active.
+      return from === 'paused' ? to(event.inTrial ? 'trialing' : 'active') : refuse('not_paused');
 
     case 'cancel':
       return to('canceled');

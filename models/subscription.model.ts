@@ -36,6 +36,11 @@ export interface SubscriptionRecord {
   /** Collection stopped until a new payment method (hard decline) or the payer (3-D Secure). */
   waitingFor?: CollectionWait;
   cancelAtPeriodEnd: boolean;
+  /**
+   * Set when a new card arrives after dunning ended `unpaid`: once the owed period is paid, a new cycle starts then
+   * (if that period has ended), so the time that passed while unpaid is never billed.
+   */
+  restartOnCollection?: boolean;
   canceledAt?: Date;
   /** A signed amount (minor units) the next period's bill carries: a plan change's proration. */
   pendingProration?: number;
@@ -84,6 +89,7 @@ const subscriptionSchema = new Schema<SubscriptionRecord>(
     nextBillingAt: { type: Date },
     waitingFor: { type: String, enum: COLLECTION_WAITS },
     cancelAtPeriodEnd: { type: Boolean, required: true, default: false },
+    restartOnCollection: { type: Boolean },
     canceledAt: { type: Date },
     pendingProration: { type: Number },
     prorationsApplied: { type: [String], default: undefined },

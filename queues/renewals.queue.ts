@@ -45,7 +45,22 @@ export async function enqueueRenewal(
   subscription: { _id: string; currentPeriod: { start: Date } },
 ): Promise<void> {
   const job = renewalJob(subscription);
+  await releaseFailedRenewals(queue, [job.opts.jobId]);
   await queue.add(job.name, job.data, job.opts);
+}
+
+/**
+ * BullMQ ignores an add whose job id is taken, and a renewal that ran out of attempts keeps its id among the failed
+ * jobs (for ops to see): every later add for that period — the sweep's, a resume's, a new card's, a retry's — would be
+ * dropped and the period never charged. So before adding, the failed renewals whose ids are about to be added are
+ * removed (the subscription's records, not the job, hold what happened). Usually there are none: one count answers.
+ */
+export async function releaseFailedRenewals(queue: Queue<RenewalJob>, jobIds: readonly string[]): Promise<number> {
+  if (jobIds.length === 0 || (await queue.getFailedCount()) === 0) return 0;
+  const failed = new Set(await queue.getRanges(['failed'], 0, -1));
+  const release = jobIds.filter((id) => failed.has(id));
+  await Promise.all(release.map((id) => queue.remove(id)));
+  return release.length;
 }
 
 export async function enqueueClockAdvance(queue: Queue<RenewalJob>, testClockId: string, frozenTime: Date) {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ulid } from 'ulid';
 import type { AuditEventInput } from '../../domain/audit-event';
-import { cycleBoundary, dayOfMonthAnchor } from '../../domain/billing-period';
+import { cycleBoundary, dayOfMonthAnchor, restartedCycle } from '../../domain/billing-period';
 import { resolvePaymentConfig } from '../../domain/payment-config';
 import type { PlanRequest } from '../../domain/plan';
 import { prorate, type ProrationBehavior } from '../../domain/proration';
@@ -304,7 +304,11 @@ async function useNewPaymentMethod(
   const written = await deps.models.Subscription.updateOne(
     { _id: subscription._id, updatedAt: subscription.updatedAt },
     {
-      $set: { paymentMethodId, ...(resume ? { nextBillingAt: now } : {}) },
+      $set: {
+        paymentMethodId,
+        ...(resume ? { nextBillingAt: now } : {}),
+        ...(subscription.status === 'unpaid' ? { restartOnCollection: true } : {}),
+      },
       ...(resume ? { $unset: { waitingFor: 1 } } : {}),
     },
   );
@@ -396,7 +400,11 @@ export async function changeSubscription(
     } else {
       if (subscription.cancelAtPeriodEnd)
         return refuse(409, 'already_canceling', 'the subscription already ends at period end');
-      set = { cancelAtPeriodEnd: true };
+      set = {
+        cancelAtPeriodEnd: true,
+        // Paused, nothing else wakes it at the period's end.
+        ...(subscription.status === 'paused' ? { nextBillingAt: subscription.currentPeriod.end } : {}),
+      };
     }
   } else if ('planId' in change) {
     kind = 'plan_changed';
@@ -455,11 +463,19 @@ export async function changeSubscription(
   } else if ('pause' in change) {
     kind = 'paused';
     event = { type: 'pause' };
-    unset = ['nextBillingAt'];
+    // Nothing is billed while paused; a cancel at period end still fires at that period's end.
+    if (subscription.cancelAtPeriodEnd) set = { nextBillingAt: subscription.currentPeriod.end };
+    else unset = ['nextBillingAt'];
   } else {
     kind = 'resumed';
-    event = { type: 'resume' };
-    set = { nextBillingAt: now };
+    // Inside its trial it goes on with the trial; otherwise a new cycle starts now and is billed at once (Stripe's
+    // billing_cycle_anchor: now): the periods that passed while paused are never billed.
+    const inTrial =
+      subscription.currentPeriod.index < 0 && subscription.trialEnd !== undefined && subscription.trialEnd > now;
+    event = { type: 'resume', inTrial };
+    set = inTrial
+      ? { nextBillingAt: subscription.currentPeriod.end }
+      : { ...restartedCycle(now, subscription.cycle.timeZone, subscription.interval), nextBillingAt: now };
     renewNow = true;
   }
 

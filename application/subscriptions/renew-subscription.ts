@@ -1,7 +1,7 @@
 import { ulid } from 'ulid';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction, type AuditOutcome } from '../../domain/audit-actions';
-import { cycleBoundary } from '../../domain/billing-period';
+import { cycleBoundary, restartedCycle } from '../../domain/billing-period';
 import { DEFAULT_DUNNING_POLICY, nextDunningStep, type DunningPolicy } from '../../domain/dunning';
 import { decideSubscription, isTerminal, type SubscriptionEvent } from '../../domain/subscription-state';
 import { MAX_DECISIONS } from '../../domain/decision-rounds';
@@ -37,6 +37,8 @@ export interface RenewDeps {
  */
 export type RenewOutcome = 'not_due' | 'charging' | 'settled';
 
+/** Statuses that say a period is owed: a paid current period moves them on. */
+const STILL_OWING: ReadonlySet<string> = new Set(['incomplete', 'past_due', 'unpaid']);
 const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'renewals-worker' };
 /** How long an incomplete first payment may wait for the payer before the subscription expires (Stripe: 23 hours). */
 export const INCOMPLETE_EXPIRES_AFTER_MS = 23 * 60 * 60 * 1000;
@@ -107,11 +109,29 @@ async function renewStep(
       : 'again';
   }
   if (subscription.status === 'paused') {
-    await Subscription.updateOne({ _id: subscription._id, status: 'paused' }, { $unset: { nextBillingAt: 1 } });
+    // Paused bills nothing; only a cancel at period end still happens, at that period's end.
+    if (subscription.cancelAtPeriodEnd && now >= current.end) {
+      return (await move(deps, subscription, { type: 'cancel' }, now, { canceledAt: current.end }, ['nextBillingAt']))
+        ? 'settled'
+        : 'again';
+    }
+    await Subscription.updateOne(
+      { _id: subscription._id, status: 'paused' },
+      subscription.cancelAtPeriodEnd ? { $set: { nextBillingAt: current.end } } : { $unset: { nextBillingAt: 1 } },
+    );
     return 'not_due';
   }
 
   const period = await openPeriod(deps, subscription);
+  if (period.status === 'paid' && period.attempts > 0 && STILL_OWING.has(subscription.status)) {
+    // The period was paid but the status move after it was lost (a crash between the two writes, or a write decided
+    // from a stale read): make it now.
+    const payment = period.paymentId ? await deps.models.Payment.findById(period.paymentId).lean() : null;
+    if (payment?.status === 'succeeded') {
+      await periodPaid(deps, subscription, period, payment, now);
+      return 'again';
+    }
+  }
   if (period.status !== 'open') {
     // Paid (or given up): the next thing is the period's end.
     if (now < current.end) {
@@ -403,8 +423,19 @@ async function periodPaid(
     { _id: period._id, status: 'open', paymentId: payment._id },
     { $set: { status: 'paid', paidAt: now } },
   );
-  // The next thing is the period's end.
-  await move(deps, subscription, { type: 'payment_succeeded' }, now, { nextBillingAt: period.end }, ['waitingFor']);
+  // The next thing is the period's end; after dunning ended unpaid, a period that ended meanwhile is followed by a new
+  // cycle from now (the time that passed while unpaid is never billed).
+  const restart = subscription.restartOnCollection && now >= period.end && period.kind !== 'adjustment';
+  await move(
+    deps,
+    subscription,
+    { type: 'payment_succeeded' },
+    now,
+    restart
+      ? { ...restartedCycle(now, subscription.cycle.timeZone, subscription.interval), nextBillingAt: now }
+      : { nextBillingAt: period.end },
+    subscription.restartOnCollection ? ['waitingFor', 'restartOnCollection'] : ['waitingFor'],
+  );
 }
 
 async function afterFailure(
@@ -451,22 +482,27 @@ async function afterFailure(
   // The policy as it is now: a change made since the failure applies to this retry.
   const policy = await dunningPolicyOf(deps.models, subscription.companyId);
   const step = nextDunningStep(policy, { failedAttempts: period.attempts, firstFailureAt, failure });
-  switch (step.action) {
+  // A hard decline waits for a new card, but no longer than the policy's window; then its end state applies.
+  const decision = step.action === 'wait_for_payment_method' && step.until <= now ? giveUp(policy) : step;
+  switch (decision.action) {
     case 'wait_for_payment_method':
-      return (await waitFor(deps, subscription, 'payment_method', now, {
-        type: 'payment_failed',
-        final: false,
-        endState: policy.finalState,
-      }))
+      return (await waitFor(
+        deps,
+        subscription,
+        'payment_method',
+        now,
+        { type: 'payment_failed', final: false, endState: policy.finalState },
+        decision.until,
+      ))
         ? 'settled'
         : 'again';
     case 'give_up': {
       const moved = await move(
         deps,
         subscription,
-        { type: 'payment_failed', final: true, endState: step.endState },
+        { type: 'payment_failed', final: true, endState: decision.endState },
         now,
-        step.endState === 'canceled' ? { canceledAt: now } : {},
+        decision.endState === 'canceled' ? { canceledAt: now } : {},
         ['nextBillingAt'],
       );
       if (moved) {
@@ -479,7 +515,7 @@ async function afterFailure(
       return moved ? 'settled' : 'again';
     }
     case 'retry':
-      if (step.at <= now) {
+      if (decision.at <= now) {
         await startAttempt(deps, subscription, period, now);
         return 'charging';
       }
@@ -488,25 +524,32 @@ async function afterFailure(
         subscription,
         { type: 'payment_failed', final: false, endState: policy.finalState },
         now,
-        { nextBillingAt: step.at },
+        { nextBillingAt: decision.at },
       ))
         ? 'settled'
         : 'again';
   }
 }
 
-/** Collection stops until someone acts: a new payment method, or the payer finishing 3-D Secure. */
+const giveUp = (policy: DunningPolicy) => ({ action: 'give_up' as const, endState: policy.finalState });
+
+/**
+ * Collection stops until someone acts: a new payment method, or the payer finishing 3-D Secure; or, at the latest,
+ * until `deadline` (the dunning window's end), when the sweep looks at it again.
+ */
 async function waitFor(
   deps: RenewDeps,
   subscription: SubscriptionRecord,
   what: 'payment_method' | 'payer_action',
   now: Date,
   event?: SubscriptionEvent,
+  deadline?: Date,
 ): Promise<boolean> {
   // An incomplete subscription still expires: the sweep looks at it again then.
   const expiry = new Date(subscription.createdAt.getTime() + INCOMPLETE_EXPIRES_AFTER_MS);
-  const next = subscription.status === 'incomplete' ? { nextBillingAt: expiry } : {};
-  const unset = subscription.status === 'incomplete' ? [] : ['nextBillingAt'];
+  const wakeAt = subscription.status === 'incomplete' ? expiry : deadline;
+  const next = wakeAt ? { nextBillingAt: wakeAt } : {};
+  const unset = wakeAt ? [] : ['nextBillingAt'];
   if (!event || subscription.status === 'incomplete') {
     const updated = await deps.models.Subscription.updateOne(
       { _id: subscription._id, status: subscription.status, nextBillingAt: subscription.nextBillingAt },

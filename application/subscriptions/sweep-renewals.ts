@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { Models } from '../../models';
 import type { Logger } from '../../platform/logger';
-import { renewalJob, type RenewalJob } from '../../queues/renewals.queue';
+import { releaseFailedRenewals, renewalJob, type RenewalJob } from '../../queues/renewals.queue';
 
 export interface SweepRenewalsDeps {
   models: Pick<Models, 'Subscription'>;
@@ -41,6 +41,10 @@ export async function sweepRenewals(deps: SweepRenewalsDeps): Promise<SweepRenew
   let enqueued = 0;
   const flush = async () => {
     if (batch.length === 0) return;
+    await releaseFailedRenewals(
+      deps.renewalsQueue,
+      batch.map((job) => job.opts.jobId),
+    );
     await deps.renewalsQueue.addBulk(batch);
     enqueued += batch.length;
     batch = [];

@@ -743,3 +743,107 @@ describe('fairness', () => {
     }
   });
 });
+
+describe('what is owed after pauses and failed collection (issue 19)', () => {
+  const succeededAmounts = async (id: string) =>
+    (await payments(id)).filter((p) => p.status === 'succeeded').map((p) => p.amount);
+
+  it('pause on Jan 15, resume on Apr 10: billed for January, then a new cycle from Apr 10 — never the paused months', async () => {
+    const clockId = await clock('2027-01-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-pause-01',
+      paymentMethodId: await savedMethod('payer-pause-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    await advance(clockId, '2027-01-15T12:00:00Z');
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { pause: true })).status).toBe(200);
+    await advance(clockId, '2027-04-10T12:00:00Z');
+    expect(await succeededAmounts(sub.id)).toEqual([3_000]);
+
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { resume: true })).status).toBe(200);
+    const resumed = await waitFor(
+      () => subscription(sub.id),
+      (s) => s.latestPeriod?.status === 'paid' && s.latestPeriod.start === '2027-04-10T12:00:00.000Z',
+      { what: 'the resumed period to be paid' },
+    );
+    expect(resumed).toMatchObject({
+      status: 'active',
+      currentPeriod: { start: '2027-04-10T12:00:00.000Z', end: '2027-05-10T12:00:00.000Z' },
+    });
+    expect(await succeededAmounts(sub.id)).toEqual([3_000, 3_000]);
+    await advance(clockId, '2027-05-10T13:00:00Z');
+    await waitFor(
+      () => succeededAmounts(sub.id),
+      (amounts) => amounts.length === 3,
+      { what: 'the renewal a cycle after the resume' },
+    );
+  }, 90_000);
+
+  it('resumed inside its trial, it is trialing again and bills nothing until the trial ends', async () => {
+    const clockId = await clock('2027-02-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ trialDays: 14 }),
+      customerRef: 'payer-pause-02',
+      paymentMethodId: await savedMethod('payer-pause-02'),
+      testClockId: clockId,
+    });
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { pause: true })).status).toBe(200);
+    await advance(clockId, '2027-02-05T12:00:00Z');
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { resume: true })).body).toMatchObject({
+      status: 'trialing',
+    });
+    expect(await payments(sub.id)).toHaveLength(0);
+    await advance(clockId, '2027-02-15T13:00:00Z');
+    await waitFor(
+      () => succeededAmounts(sub.id),
+      (amounts) => amounts.length === 1,
+      { what: 'the charge at trial end' },
+    );
+  }, 90_000);
+
+  it('a hard decline ends dunning when the policy window does (unpaid), and pausing is refused while owed', async () => {
+    const clockId = await clock('2027-03-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ trialDays: 7 }),
+      customerRef: 'payer-hard-02',
+      paymentMethodId: await savedMethod('payer-hard-02', 'pm_card_chargeDeclinedExpiredCard'),
+      testClockId: clockId,
+    });
+    await advance(clockId, '2027-03-08T13:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', waitingFor: 'payment_method' });
+    const refused = await api('PATCH', `/subscriptions/${sub.id}`, { pause: true });
+    expect(refused).toMatchObject({ status: 409, body: { error: { code: 'subscription_past_due' } } });
+
+    // The policy's window is 7 days after the first failure.
+    await advance(clockId, '2027-03-14T12:00:00Z');
+    expect((await subscription(sub.id)).status).toBe('past_due');
+    await advance(clockId, '2027-03-15T14:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'unpaid', latestPeriod: { status: 'uncollectible' } });
+
+    // Three months later the payer brings a card: the owed period is collected, then a new cycle starts now; the
+    // months that passed while unpaid are never billed.
+    await advance(clockId, '2027-06-20T12:00:00Z');
+    expect(
+      (await api('PATCH', `/subscriptions/${sub.id}`, { paymentMethodId: await savedMethod('payer-hard-02') })).status,
+    ).toBe(200);
+    await waitFor(
+      () => succeededAmounts(sub.id),
+      (amounts) => amounts.length >= 2,
+      { what: 'collection after unpaid' },
+    );
+    const collected = await settledStatus(sub.id, (status) => status === 'active');
+    expect(collected.currentPeriod).toEqual({ start: '2027-06-20T12:00:00.000Z', end: '2027-07-20T12:00:00.000Z' });
+    expect(await succeededAmounts(sub.id)).toEqual([3_000, 3_000]);
+    const owed = await waitFor(
+      async () => (await periods(sub.id)).filter((p) => p.amount > 0).map((p) => [p.start.toISOString(), p.status]),
+      (list) => list.every(([, status]) => status !== 'open'),
+      { what: 'the periods to settle' },
+    );
+    expect(owed).toEqual([
+      ['2027-03-08T12:00:00.000Z', 'paid'],
+      ['2027-06-20T12:00:00.000Z', 'paid'],
+    ]);
+  }, 120_000);
+});

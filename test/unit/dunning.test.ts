@@ -29,7 +29,7 @@ describe('nextDunningStep with the default policy (1, 3, 5, 7 days, then unpaid)
     for (const failure of [{ code: 'expired_card' }, { code: 'card_declined', declineCode: 'stolen_card' }]) {
       expect(
         nextDunningStep(DEFAULT_DUNNING_POLICY, { failedAttempts: 1, firstFailureAt: FIRST_FAILURE, failure }),
-      ).toEqual({ action: 'wait_for_payment_method' });
+      ).toEqual({ action: 'wait_for_payment_method', until: new Date(FIRST_FAILURE.getTime() + 7 * 86_400_000) });
     }
   });
 
@@ -81,14 +81,20 @@ describe('isHardDecline', () => {
   it('lists exactly Stripe’s non-retryable codes', () => {
     expect([...HARD_DECLINE_CODES].sort()).toEqual([
       'authentication_required',
+      'card_not_supported',
+      'currency_not_supported',
+      'do_not_try_again',
       'expired_card',
+      'fraudulent',
       'highest_risk_level',
       'incorrect_number',
+      'invalid_account',
       'lost_card',
       'pickup_card',
       'revocation_of_all_authorizations',
       'revocation_of_authorization',
       'stolen_card',
+      'stop_payment_order',
     ]);
   });
 

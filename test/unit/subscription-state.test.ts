@@ -19,6 +19,7 @@ const EVENTS = {
   trial_ended: { type: 'trial_ended' },
   pause: { type: 'pause' },
   resume: { type: 'resume' },
+  resume_in_trial: { type: 'resume', inTrial: true },
   cancel: { type: 'cancel' },
 } as const satisfies Record<string, SubscriptionEvent>;
 type EventName = keyof typeof EVENTS;
@@ -39,6 +40,7 @@ const TABLE: Record<SubscriptionStatus, Record<EventName, Cell>> = {
     trial_ended: 'not_trialing',
     pause: 'invalid_transition',
     resume: 'not_paused',
+    resume_in_trial: 'not_paused',
     cancel: 'canceled',
   },
   incomplete_expired: {
@@ -52,6 +54,7 @@ const TABLE: Record<SubscriptionStatus, Record<EventName, Cell>> = {
     trial_ended: 'expired',
     pause: 'expired',
     resume: 'expired',
+    resume_in_trial: 'expired',
     cancel: 'expired',
   },
   trialing: {
@@ -65,6 +68,7 @@ const TABLE: Record<SubscriptionStatus, Record<EventName, Cell>> = {
     trial_ended: 'trialing',
     pause: 'paused',
     resume: 'not_paused',
+    resume_in_trial: 'not_paused',
     cancel: 'canceled',
   },
   active: {
@@ -78,6 +82,7 @@ const TABLE: Record<SubscriptionStatus, Record<EventName, Cell>> = {
     trial_ended: 'not_trialing',
     pause: 'paused',
     resume: 'not_paused',
+    resume_in_trial: 'not_paused',
     cancel: 'canceled',
   },
   past_due: {
@@ -89,8 +94,9 @@ const TABLE: Record<SubscriptionStatus, Record<EventName, Cell>> = {
     first_payment_expired: 'invalid_transition',
     trial_started: 'invalid_transition',
     trial_ended: 'not_trialing',
-    pause: 'paused',
+    pause: 'subscription_past_due',
     resume: 'not_paused',
+    resume_in_trial: 'not_paused',
     cancel: 'canceled',
   },
   paused: {
@@ -104,6 +110,7 @@ const TABLE: Record<SubscriptionStatus, Record<EventName, Cell>> = {
     trial_ended: 'not_trialing',
     pause: 'already_paused',
     resume: 'active',
+    resume_in_trial: 'trialing',
     cancel: 'canceled',
   },
   unpaid: {
@@ -115,8 +122,9 @@ const TABLE: Record<SubscriptionStatus, Record<EventName, Cell>> = {
     first_payment_expired: 'invalid_transition',
     trial_started: 'invalid_transition',
     trial_ended: 'not_trialing',
-    pause: 'invalid_transition',
+    pause: 'subscription_past_due',
     resume: 'not_paused',
+    resume_in_trial: 'not_paused',
     cancel: 'canceled',
   },
   canceled: {
@@ -130,6 +138,7 @@ const TABLE: Record<SubscriptionStatus, Record<EventName, Cell>> = {
     trial_ended: 'already_canceled',
     pause: 'already_canceled',
     resume: 'already_canceled',
+    resume_in_trial: 'already_canceled',
     cancel: 'already_canceled',
   },
 };
