@@ -36,7 +36,11 @@ export class Driver {
   ) {}
 
   static async start(): Promise<Driver> {
-    const system = await startInProcessSystem('billing_model');
+    // Many histories poll one company's api at once: far above the default per-company rate limit.
+    const system = await startInProcessSystem('billing_model', {
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      RATE_LIMIT_PER_SOURCE_PER_MINUTE: '1000000',
+    });
     const companyId = await createCompany(system.ctx.db, { name: 'Model Family Practice' });
     const token = await system.token(companyId, ['company_admin'], { subject: 'usr-model-admin' });
     await configureStripeWebhooks(system, companyId, token, {
