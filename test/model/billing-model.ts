@@ -80,7 +80,10 @@ export class SubscriptionModel {
   open?: OpenBill;
   waitingForCard = false;
   charges: Charge[] = [];
-  /** Time that must not be billed: [from, to) (to = Infinity while it lasts). */
+  /**
+   * Time no period may start in: [from, to) (to = Infinity while it lasts). A pause or an end at `t` blocks from
+   * `t + 1`: the period that started at `t` was billed before it.
+   */
   blocked: Array<[number, number]> = [];
   uncertain?: string;
   readonly log: string[] = [];
@@ -189,13 +192,13 @@ export class SubscriptionModel {
     this.open!.status = 'uncollectible';
     this.waitingForCard = false;
     this.status = this.policy.finalState;
-    if (this.status === 'unpaid') this.blocked.push([this.now, Infinity]);
+    if (this.status === 'unpaid') this.blocked.push([this.now + 1, Infinity]);
     else this.end();
   }
 
   private end() {
     this.status = 'canceled';
-    this.blocked.push([this.now, Infinity]);
+    this.blocked.push([this.now + 1, Infinity]);
     this.note('canceled');
     const settle = this.pending;
     this.pending = 0;
@@ -287,7 +290,7 @@ export class SubscriptionModel {
   pause(): boolean {
     if (this.status !== 'trialing' && this.status !== 'active') return false;
     this.status = 'paused';
-    this.blocked.push([this.now, Infinity]);
+    this.blocked.push([this.now + 1, Infinity]);
     return true;
   }
 

@@ -49,7 +49,8 @@ export class Driver {
     });
     const driver = new Driver(system, companyId, token);
     const settings = await driver.api('PUT', '/billing-settings', { timeZone: 'UTC', dunning: POLICY });
-    if (settings.status !== 200) throw new Error(`billing settings: ${settings.status} ${JSON.stringify(settings.body)}`);
+    if (settings.status !== 200)
+      throw new Error(`billing settings: ${settings.status} ${JSON.stringify(settings.body)}`);
     return driver;
   }
 
@@ -263,7 +264,9 @@ export function compare(model: SubscriptionModel, o: Observation): string[] {
     const net = netCharged(o);
     if (net !== model.netCharged) {
       problems.push(
-        `charged: expected ${model.netCharged} (${model.charges.map((c) => `${c.label} ${c.amount}${c.refunded ? ` -${c.refunded}` : ''}${c.disputed ? ' disputed' : ''}`).join(', ')}), system ${net} (${succeeded(o)
+        `charged: expected ${model.netCharged} (${model.charges.map((c) => `${c.label} ${c.amount}${c.refunded ? ` -${c.refunded}` : ''}${c.disputed ? ' disputed' : ''}`).join(', ')}), system ${net} (${succeeded(
+          o,
+        )
           .map((p) => p.amount)
           .join(', ')})`,
       );
@@ -300,7 +303,9 @@ export function compare(model: SubscriptionModel, o: Observation): string[] {
   for (const p of succeeded(o)) {
     const invoices = live.filter((d) => d.kind === 'invoice' && d.paymentId === p._id);
     if (invoices.length !== 1 || invoices[0]!.status !== 'paid') {
-      problems.push(`payment ${p._id} (${p.amount}) is on ${invoices.map((d) => d.status).join('+') || 'no'} invoice(s)`);
+      problems.push(
+        `payment ${p._id} (${p.amount}) is on ${invoices.map((d) => d.status).join('+') || 'no'} invoice(s)`,
+      );
     }
   }
   for (const r of o.refunds.filter((r) => r.status === 'succeeded')) {
