@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { ulid } from 'ulid';
-import { DAY, SubscriptionModel, type Card, type ProrationMode } from './billing-model';
+import { SubscriptionModel, type Card, type ProrationMode } from './billing-model';
 import { Driver, POLICY, hours, succeeded, type HistoryHandle } from './system-driver';
 
 /**
