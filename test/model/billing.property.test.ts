@@ -18,7 +18,7 @@ const SEED = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : undefined
 const PATH = process.env.MODEL_PATH;
 /** MODEL_SURVEY=1: run every history and print each one that fails instead of stopping at the first. */
 const SURVEY = process.env.MODEL_SURVEY === '1';
-const TIME_LIMIT_MS = Number(process.env.MODEL_TIME_LIMIT_MS ?? 12 * 60_000);
+const TIME_LIMIT_MS = Number(process.env.MODEL_TIME_LIMIT_MS ?? 8 * 60_000);
 
 let driver: Driver;
 const iso = (ms: number) => new Date(ms).toISOString();

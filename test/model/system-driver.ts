@@ -189,6 +189,8 @@ export class Driver {
   async settle(model: SubscriptionModel, h: HistoryHandle, timeoutMs = SETTLE_MS): Promise<Observation> {
     const deadline = Date.now() + timeoutMs;
     this.commands += 1;
+    // Backs off from 100 ms to 1 s: many histories poll one FerretDB, and their reads must not starve the workers.
+    let pause = 100;
     for (;;) {
       const observed = await this.observe(h);
       const problems = compare(model, observed);
@@ -208,7 +210,8 @@ export class Driver {
           ].join('\n'),
         );
       }
-      await sleep(150);
+      await sleep(pause);
+      pause = Math.min(1_000, Math.round(pause * 1.5));
     }
   }
 }
