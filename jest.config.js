@@ -26,5 +26,13 @@ module.exports = {
       globalSetup: '<rootDir>/test/global-setup.ts',
       globalTeardown: '<rootDir>/test/global-teardown.ts',
     },
+    {
+      // Issue 19: billing checked against a reference model over random histories (`npm run test:model`).
+      ...common,
+      displayName: 'model',
+      testMatch: ['<rootDir>/test/model/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/global-setup.ts',
+      globalTeardown: '<rootDir>/test/global-teardown.ts',
+    },
   ],
 };

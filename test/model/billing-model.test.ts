@@ -1,0 +1,97 @@
+import { DAY, SubscriptionModel, type Policy } from './billing-model';
+
+/** The reference model on hand examples from issue 19 and docs/billing-rules.md. */
+const policy: Policy = { retryDelaysDays: [1, 3, 5, 7], finalState: 'unpaid' };
+const at = (text: string) => Date.parse(text);
+
+describe('the reference billing model', () => {
+  it('pause Jan 15, resume Apr 10 on $30/month: Jan, then the period that starts on resume', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 3_000 });
+    sub.advanceTo(at('2026-01-15T00:00:00Z'));
+    expect(sub.pause()).toBe(true);
+    sub.advanceTo(at('2026-04-10T00:00:00Z'));
+    expect(sub.resume()).toBe(true);
+    expect(sub.charges.map((c) => [c.label, c.amount])).toEqual([
+      ['period 2026-01-01T00:00:00.000Z', 3_000],
+      ['period 2026-04-10T00:00:00.000Z', 3_000],
+    ]);
+    expect(sub.period).toMatchObject({ start: at('2026-04-10T00:00:00Z'), end: at('2026-05-10T00:00:00Z') });
+  });
+
+  it('a hard decline at trial end ends in finalState once the policy window has passed', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 3_000, trialDays: 7 });
+    sub.card = 'hard';
+    sub.advanceTo(at('2026-01-08T12:00:00Z'));
+    expect(sub).toMatchObject({ status: 'past_due', waitingForCard: true });
+    sub.advanceTo(at('2026-01-15T00:00:00Z'));
+    expect(sub.status).toBe('unpaid');
+    sub.advanceTo(at('2026-04-01T00:00:00Z'));
+    expect(sub.status).toBe('unpaid');
+    expect(sub.charges).toEqual([]);
+    // A new card collects the uncollectible period, then starts a new cycle billed at once.
+    expect(sub.newCard('visa')).toBe(true);
+    expect(sub.charges.map((c) => c.amount)).toEqual([3_000, 3_000]);
+    expect(sub.status).toBe('active');
+  });
+
+  it('soft declines are retried 1, 3, 5 and 7 days after the first failure, then unpaid', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-03-01T00:00:00Z'), amount: 3_000, trialDays: 3 });
+    sub.card = 'soft';
+    sub.advanceTo(at('2026-03-10T23:00:00Z'));
+    expect(sub.status).toBe('past_due');
+    sub.advanceTo(at('2026-03-11T00:00:00Z'));
+    expect(sub.status).toBe('unpaid');
+  });
+
+  it('prices a 31-day January stub of a $30 plan billed on the 1st at no more than $30', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:01Z'), amount: 3_000, billingDayOfMonth: 1 });
+    expect(sub.charges[0]!.amount).toBeLessThanOrEqual(3_000);
+    expect(sub.charges[0]!.amount).toBe(Math.round((3_000 * (31 * DAY - 1000)) / (31 * DAY)));
+  });
+
+  it('prorates a change inside a stub against the full cycle: $30 → $45 with 4 days left of a 28-day cycle ≈ $2.14', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-02-10T00:00:00Z'), amount: 3_000, billingDayOfMonth: 1 });
+    sub.advanceTo(at('2026-02-25T00:00:00Z'));
+    sub.changePlan(4_500, 'create_prorations');
+    expect(sub.pending).toBe(Math.round((4_500 * 4) / 28) - Math.round((3_000 * 4) / 28));
+    expect(sub.pending).toBe(214);
+  });
+
+  it('a plan change during a trial prorates nothing', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-05-01T00:00:00Z'), amount: 3_000, trialDays: 10 });
+    sub.changePlan(6_000, 'always_invoice');
+    sub.advanceTo(at('2026-05-12T00:00:00Z'));
+    expect(sub.charges.map((c) => c.amount)).toEqual([6_000]);
+  });
+
+  it('carries bills below the 50-cent minimum onto the next bill', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 20 });
+    expect(sub.charges).toEqual([]);
+    sub.advanceTo(at('2026-02-01T00:00:00Z'));
+    expect(sub.pending).toBe(40);
+    sub.advanceTo(at('2026-03-01T00:00:00Z'));
+    expect(sub.charges.map((c) => c.amount)).toEqual([60]);
+  });
+
+  it('cancel at period end fires while paused, and can be undone before', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 3_000 });
+    sub.cancel('period_end');
+    sub.cancel('none');
+    sub.advanceTo(at('2026-02-05T00:00:00Z'));
+    expect(sub.status).toBe('active');
+    sub.cancel('period_end');
+    sub.pause();
+    sub.advanceTo(at('2026-03-05T00:00:00Z'));
+    expect(sub.status).toBe('canceled');
+    expect(sub.charges).toHaveLength(2);
+  });
+
+  it('refunds a pending credit against the last paid period on cancel', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-04-01T00:00:00Z'), amount: 3_000 });
+    sub.advanceTo(at('2026-04-16T00:00:00Z'));
+    sub.changePlan(1_000, 'create_prorations');
+    expect(sub.pending).toBe(-1_000);
+    sub.cancel('now');
+    expect(sub.netCharged).toBe(2_000);
+  });
+});

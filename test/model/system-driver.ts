@@ -1,0 +1,359 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ulid } from 'ulid';
+import { createCompany } from '../../models/companies';
+import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
+import { DAY, type Card, type Policy, type SubscriptionModel } from './billing-model';
+
+/**
+ * Drives the real system (api + workers in this process, FerretDB, Redis, stripe-sim in front of stripe-mock) for the
+ * model-based property, and reads back what it did: statuses, payments, refunds, disputes, invoices, periods and the
+ * renewals queue.
+ */
+
+type Json = Record<string, any>;
+
+export const POLICY: Policy = { retryDelaysDays: [1, 3, 5, 7], finalState: 'unpaid' };
+const WEBHOOK_SECRET = 'whsec_ModelBasedBilling0001';
+
+export const CARDS: Record<Card, string> = {
+  visa: 'pm_card_visa',
+  soft: 'pm_card_chargeDeclinedInsufficientFunds',
+  hard: 'pm_card_chargeDeclinedExpiredCard',
+  auth: 'pm_card_authenticationRequired',
+};
+
+export class Driver {
+  /** Commands checked so far (each is settled once). */
+  commands = 0;
+  private jobsCache?: { at: number; jobs: Promise<Array<{ name: string; data: Json; state: string }>> };
+
+  private constructor(
+    readonly system: InProcessSystem,
+    readonly companyId: string,
+    private readonly token: string,
+  ) {}
+
+  static async start(): Promise<Driver> {
+    // Many histories poll one company's api at once: far above the default per-company rate limit.
+    const system = await startInProcessSystem('billing_model', {
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      RATE_LIMIT_PER_SOURCE_PER_MINUTE: '1000000',
+    });
+    const companyId = await createCompany(system.ctx.db, { name: 'Model Family Practice' });
+    const token = await system.token(companyId, ['company_admin'], { subject: 'usr-model-admin' });
+    await configureStripeWebhooks(system, companyId, token, {
+      secretKey: 'sk_test_51ModelBasedBilling01',
+      webhookSigningSecrets: [WEBHOOK_SECRET],
+    });
+    const driver = new Driver(system, companyId, token);
+    const settings = await driver.api('PUT', '/billing-settings', { timeZone: 'UTC', dunning: POLICY });
+    if (settings.status !== 200)
+      throw new Error(`billing settings: ${settings.status} ${JSON.stringify(settings.body)}`);
+    return driver;
+  }
+
+  close() {
+    return this.system.close();
+  }
+
+  async api(method: string, path: string, body?: unknown) {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (method === 'POST') headers['idempotency-key'] = `model-${ulid()}`;
+    const response = await fetch(`${this.system.url}/v1/companies/${this.companyId}${path}`, {
+      method,
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await response.text();
+    return { status: response.status, body: (text ? JSON.parse(text) : {}) as Json };
+  }
+
+  async must(method: string, path: string, body?: unknown) {
+    const response = await this.api(method, path, body);
+    if (response.status >= 300) {
+      throw new Error(`${method} ${path} ${JSON.stringify(body)}: ${response.status} ${JSON.stringify(response.body)}`);
+    }
+    return response.body;
+  }
+
+  async plan(amount: number): Promise<string> {
+    const plan = await this.must('POST', '/plans', {
+      category: 'membership',
+      name: `Plan ${amount}`,
+      amount,
+      currency: 'usd',
+      interval: { unit: 'month', count: 1 },
+    });
+    return plan.id as string;
+  }
+
+  /** A payer's saved card, as `setup_intent.succeeded` stores it. */
+  async savedCard(customerRef: string, card: Card): Promise<string> {
+    const id = savedPaymentMethodId(this.companyId, `seti_${ulid()}`);
+    const { encryption, models } = this.system.ctx.db;
+    await models.SavedPaymentMethod.create({
+      _id: id,
+      companyId: this.companyId,
+      customerRef,
+      stripeCustomerId: await encryption.encrypt(this.companyId, `cus_${customerRef.replace(/[^A-Za-z0-9]/g, '')}`),
+      stripePaymentMethodId: await encryption.encrypt(this.companyId, CARDS[card]),
+      usage: 'off_session',
+      status: 'active',
+      brand: 'visa',
+      last4: '4242',
+      expMonth: 12,
+      expYear: 2030,
+      savedBy: `model-${ulid()}`,
+    });
+    return id;
+  }
+
+  /** Delivers a lost dispute of the whole payment, as Stripe signs it. */
+  async disputeLost(payment: { stripePaymentIntentId?: string; amount: number }) {
+    const intentId = payment.stripePaymentIntentId!;
+    const dispute = { id: `dp_${ulid()}`, intentId };
+    for (const [type, status] of [
+      ['charge.dispute.created', 'needs_response'],
+      ['charge.dispute.closed', 'lost'],
+    ] as const) {
+      const event = stripeEventEnvelope(`evt_${ulid()}`, type, {
+        id: dispute.id,
+        object: 'dispute',
+        amount: payment.amount,
+        currency: 'usd',
+        charge: `ch_${intentId.slice(3)}`,
+        payment_intent: intentId,
+        reason: 'general',
+        status,
+        created: Math.floor(Date.now() / 1000) - 60,
+        evidence: { customer_name: null, uncategorized_text: null },
+        is_charge_refundable: false,
+        livemode: false,
+        metadata: {},
+      });
+      const response = await deliverSigned(this.system.url, this.companyId, event, { secret: WEBHOOK_SECRET });
+      if (response.status !== 200) throw new Error(`dispute webhook ${type}: ${response.status}`);
+    }
+  }
+
+  /** The renewals queue's live jobs, shared by all histories (read at most every 300 ms). */
+  renewalJobs() {
+    if (!this.jobsCache || Date.now() - this.jobsCache.at > 300) {
+      const queue = this.system.ctx.queues.renewals;
+      const jobs = (async () => {
+        const out: Array<{ name: string; data: Json; state: string }> = [];
+        for (const state of ['waiting', 'delayed', 'prioritized', 'failed'] as const) {
+          for (const job of await queue.getJobs([state], 0, 5_000)) {
+            if (job) out.push({ name: job.name, data: job.data as Json, state });
+          }
+        }
+        return out;
+      })();
+      this.jobsCache = { at: Date.now(), jobs };
+    }
+    return this.jobsCache.jobs;
+  }
+
+  async observe(h: HistoryHandle): Promise<Observation> {
+    const { models } = this.system.ctx.db;
+    const [subscription, clock, payments, periods] = await Promise.all([
+      this.api('GET', `/subscriptions/${h.subscriptionId}`).then((r) => r.body),
+      models.TestClock.findById(h.clockId).lean(),
+      models.Payment.find({ 'subscription.subscriptionId': h.subscriptionId }).sort({ createdAt: 1, _id: 1 }).lean(),
+      models.SubscriptionPeriod.find({ subscriptionId: h.subscriptionId }).sort({ start: 1 }).lean(),
+    ]);
+    const paymentIds = payments.map((p) => p._id);
+    const [refunds, documents, jobs] = await Promise.all([
+      models.Refund.find({ paymentId: { $in: paymentIds } }).lean(),
+      models.Invoice.find({ $or: [{ subscriptionId: h.subscriptionId }, { paymentId: { $in: paymentIds } }] }).lean(),
+      this.renewalJobs(),
+    ]);
+    return {
+      subscription,
+      clock: clock as Json,
+      payments: payments as Json[],
+      periods: periods as Json[],
+      refunds: refunds as Json[],
+      documents: documents as Json[],
+      jobs: jobs.filter((j) => j.data.subscriptionId === h.subscriptionId),
+    };
+  }
+
+  /**
+   * Polls until the system agrees with the model and has nothing in flight, or the deadline passes: then the
+   * differences are the failure. No fixed sleeps: it returns as soon as the system has settled.
+   */
+  async settle(model: SubscriptionModel, h: HistoryHandle, timeoutMs = SETTLE_MS): Promise<Observation> {
+    const deadline = Date.now() + timeoutMs;
+    this.commands += 1;
+    // Backs off from 100 ms to 1 s: many histories poll one FerretDB, and their reads must not starve the workers.
+    let pause = 100;
+    for (;;) {
+      const observed = await this.observe(h);
+      const problems = compare(model, observed);
+      if (problems.length === 0) {
+        h.last = observed;
+        return observed;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(
+          [
+            `subscription ${h.subscriptionId} (clock ${h.clockId}) disagrees with the model:`,
+            ...problems.map((p) => `  - ${p}`),
+            `model log:`,
+            ...model.log.map((l) => `    ${l}`),
+            `system periods: ${JSON.stringify(observed.periods.map((p) => [p.kind ?? 'period', p.start, p.amount, p.status]))}`,
+            `system payments: ${JSON.stringify(observed.payments.map((p) => [p.amount, p.status, p.failure?.code ?? '']))}`,
+          ].join('\n'),
+        );
+      }
+      await sleep(pause);
+      pause = Math.min(1_000, Math.round(pause * 1.5));
+    }
+  }
+}
+
+export const SETTLE_MS = Number(process.env.MODEL_SETTLE_MS ?? 20_000);
+
+export interface HistoryHandle {
+  customerRef: string;
+  clockId: string;
+  subscriptionId: string;
+  now: number;
+  last?: Observation;
+}
+
+export interface Observation {
+  subscription: Json;
+  clock: Json;
+  payments: Json[];
+  periods: Json[];
+  refunds: Json[];
+  documents: Json[];
+  jobs: Array<{ name: string; data: Json; state: string }>;
+}
+
+const IN_FLIGHT_PAYMENTS = ['queued', 'processing'];
+const IN_FLIGHT_REFUNDS = ['queued', 'processing', 'pending'];
+
+/** The succeeded payments in the order they were made: the model's charges, one for one. */
+export const succeeded = (o: Observation) => o.payments.filter((p) => p.status === 'succeeded');
+
+export function netCharged(o: Observation): number {
+  let net = 0;
+  for (const p of succeeded(o)) {
+    net += p.amount;
+    if (p.dispute?.status === 'lost') net -= p.dispute.amount;
+  }
+  for (const r of o.refunds) if (r.status === 'succeeded') net -= r.amount;
+  return net;
+}
+
+/** Every difference between the model and the system, and every broken invariant; empty when they agree. */
+export function compare(model: SubscriptionModel, o: Observation): string[] {
+  const problems: string[] = [];
+  if (o.clock?.status !== 'ready') problems.push(`test clock is ${o.clock?.status}`);
+  const flying = o.payments.filter((p) => IN_FLIGHT_PAYMENTS.includes(p.status));
+  if (flying.length) problems.push(`${flying.length} payment(s) still in flight`);
+  if (o.refunds.some((r) => IN_FLIGHT_REFUNDS.includes(r.status))) problems.push('a refund is still in flight');
+
+  if (!model.uncertain) {
+    if (o.subscription.status !== model.status) {
+      problems.push(`status: expected ${model.status}, system says ${o.subscription.status}`);
+    }
+    const net = netCharged(o);
+    if (net !== model.netCharged) {
+      problems.push(
+        `charged: expected ${model.netCharged} (${model.charges.map((c) => `${c.label} ${c.amount}${c.refunded ? ` -${c.refunded}` : ''}${c.disputed ? ' disputed' : ''}`).join(', ')}), system ${net} (${succeeded(
+          o,
+        )
+          .map((p) => p.amount)
+          .join(', ')})`,
+      );
+    }
+    const lost = o.payments.filter((p) => p.dispute?.status === 'lost').length;
+    const disputed = model.charges.filter((c) => c.disputed).length;
+    if (lost !== disputed) problems.push(`lost disputes: expected ${disputed}, system ${lost}`);
+  }
+
+  // Each period is paid at most once.
+  const byPeriod = new Map<string, number>();
+  for (const p of succeeded(o)) {
+    const key = p.subscription?.periodId as string;
+    byPeriod.set(key, (byPeriod.get(key) ?? 0) + 1);
+  }
+  for (const [periodId, count] of byPeriod) if (count > 1) problems.push(`period ${periodId} paid ${count} times`);
+
+  // Nothing charged for paused, canceled or trial time.
+  const periods = new Map(o.periods.map((p) => [p._id as string, p]));
+  for (const p of succeeded(o)) {
+    const period = periods.get(p.subscription?.periodId);
+    if (!period || period.kind === 'adjustment') continue;
+    const start = new Date(period.start).getTime();
+    const blocked = model.blocked.find(([from, to]) => start >= from && start < to);
+    if (blocked) {
+      problems.push(
+        `charged ${p.amount} for a period starting ${new Date(start).toISOString()}, in time that bills nothing (from ${new Date(blocked[0]).toISOString()})`,
+      );
+    }
+  }
+
+  // Every successful charge is on exactly one paid invoice; every refund on exactly one credit note.
+  const live = o.documents.filter((d) => d.status !== 'void' && d.status !== 'draft');
+  for (const p of succeeded(o)) {
+    const invoices = live.filter((d) => d.kind === 'invoice' && d.paymentId === p._id);
+    if (invoices.length !== 1 || invoices[0]!.status !== 'paid') {
+      problems.push(
+        `payment ${p._id} (${p.amount}) is on ${invoices.map((d) => d.status).join('+') || 'no'} invoice(s)`,
+      );
+    }
+  }
+  for (const r of o.refunds.filter((r) => r.status === 'succeeded')) {
+    const notes = live.filter((d) => d.kind === 'credit_note' && d.refundId === r._id);
+    if (notes.length !== 1) problems.push(`refund ${r._id} (${r.amount}) is on ${notes.length} credit notes`);
+  }
+  for (const p of o.payments.filter((p) => p.dispute?.status === 'lost')) {
+    const notes = live.filter((d) => d.kind === 'credit_note' && d.paymentId === p._id && !d.refundId);
+    if (notes.length !== 1) problems.push(`lost dispute on payment ${p._id} is on ${notes.length} credit notes`);
+  }
+  // Invoice totals equal their lines; nothing negative.
+  for (const d of o.documents) {
+    const lines = (d.lines as Json[]).reduce((sum, l) => sum + l.amount, 0);
+    if (d.total !== lines || d.subtotal !== lines) {
+      problems.push(`${d.kind} ${d._id}: total ${d.total} (subtotal ${d.subtotal}) but its lines add up to ${lines}`);
+    }
+    if (d.total < 0 || (d.lines as Json[]).some((l) => l.amount < 0)) problems.push(`${d.kind} ${d._id} is negative`);
+  }
+
+  // Dunning ends within the policy window.
+  const window = Math.max(...model.policy.retryDelaysDays) * DAY;
+  const clockAt = new Date(o.clock?.frozenTime).getTime();
+  for (const p of o.periods) {
+    if (p.status === 'open' && p.firstFailureAt && clockAt > new Date(p.firstFailureAt).getTime() + window + 1000) {
+      if (o.subscription.status === 'past_due') {
+        problems.push(
+          `period ${new Date(p.start).toISOString()} still in dunning ${((clockAt - new Date(p.firstFailureAt).getTime()) / DAY).toFixed(1)} days after its first failure`,
+        );
+      }
+    }
+  }
+
+  // Nothing queued again and again for a subscription that can no longer bill.
+  if (!model.canBill && !model.uncertain) {
+    if (o.subscription.nextBillingAt) {
+      problems.push(`${model.status} and cannot bill, but nextBillingAt is ${o.subscription.nextBillingAt}`);
+    }
+    const queued = o.jobs.filter((j) => j.state !== 'failed');
+    if (queued.length) problems.push(`${model.status}, but ${queued.length} renewal job(s) queued for it`);
+  }
+  return problems;
+}
+
+export const hours = (ms: number) => {
+  const d = Math.floor(ms / DAY);
+  const h = Math.round((ms % DAY) / 3_600_000);
+  return `${d ? `${d}d` : ''}${h ? `${h}h` : ''}` || `${ms}ms`;
+};
