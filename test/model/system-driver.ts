@@ -343,7 +343,9 @@ export function compare(model: SubscriptionModel, o: Observation): string[] {
 
   // Nothing queued again and again for a subscription that can no longer bill.
   if (!model.canBill && !model.uncertain) {
-    if (o.subscription.nextBillingAt) {
+    // A paused subscription that ends at period end wakes once more, to end then.
+    const endsThen = model.status === 'paused' && model.cancelAtPeriodEnd;
+    if (o.subscription.nextBillingAt && !endsThen) {
       problems.push(`${model.status} and cannot bill, but nextBillingAt is ${o.subscription.nextBillingAt}`);
     }
     const queued = o.jobs.filter((j) => j.state !== 'failed');
