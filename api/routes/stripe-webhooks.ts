@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { ulid } from 'ulid';
 import {
@@ -31,13 +31,16 @@ export interface StripeWebhookRouteDeps {
   authFailures: AuthFailureBudget;
 }
 
-/** Rejections that mean the sender could not prove it is Stripe (as opposed to our configuration being incomplete). */
+/**
+ * Rejections that mean the sender could not prove it is Stripe (as opposed to our configuration being incomplete or
+ * an endpoint that does not exist): they spend the source's failed-authentication budget, and once it is spent they
+ * are answered 429. A delivery that verifies is never held back by it, whoever shares its address.
+ */
 const FORGERY_REASONS: ReadonlySet<WebhookRejection> = new Set([
   'signature_missing',
   'signature_malformed',
   'signature_invalid',
   'timestamp_outside_tolerance',
-  'config_unknown',
 ]);
 
 export const STRIPE_WEBHOOK_ROUTE = '/v1/webhooks/stripe/:configId';
@@ -88,19 +91,25 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
 
   async function reject(
     request: FastifyRequest,
+    reply: FastifyReply,
     reason: WebhookRejection,
     configId: string | undefined,
     trail: string,
     target?: PaymentTarget,
   ): Promise<never> {
-    if (FORGERY_REASONS.has(reason)) await deps.authFailures.record(request.ip);
+    const forged = FORGERY_REASONS.has(reason);
+    if (forged) await deps.authFailures.record(request.ip);
+    const refusal = async () => {
+      if (forged) await refuseSpentSource(deps.authFailures, request, reply);
+      return new ApiError(400, reason, REJECTION_MESSAGES[reason]);
+    };
     const budget = await withinAuditBudget('webhook-rejected', trail, reason, request.ip);
     if (!budget.audit) {
       request.log.warn(
         { reason, rejectionsThisMinute: budget.counts },
         'stripe webhook rejected (over the audit bound: not audited)',
       );
-      throw new ApiError(400, reason, REJECTION_MESSAGES[reason]);
+      throw await refusal();
     }
     try {
       await withDeadline(
@@ -123,7 +132,7 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
       request.log.error({ err: error, reason }, 'could not enqueue webhook.rejected audit event');
     }
     request.log.warn({ reason }, 'stripe webhook rejected');
-    throw new ApiError(400, reason, REJECTION_MESSAGES[reason]);
+    throw await refusal();
   }
 
   await app.register(async (scope) => {
@@ -134,10 +143,9 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
     );
 
     scope.post(STRIPE_WEBHOOK_ROUTE, { bodyLimit: WEBHOOK_BODY_LIMIT }, async (request, reply) => {
-      await refuseSpentSource(deps.authFailures, request, reply);
       const { configId } = request.params as { configId?: string };
       const target = parseConfigId(configId);
-      if (!target) return reject(request, 'config_unknown', undefined, PLATFORM_AUDIT_SCOPE);
+      if (!target) return reject(request, reply, 'config_unknown', undefined, PLATFORM_AUDIT_SCOPE);
       const header = [request.headers['stripe-signature']].flat()[0];
       const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
       let received;
@@ -157,7 +165,8 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
         // Stripe retries a non-2xx delivery; the stored event is enqueued then.
         throw new ApiError(503, 'queue_unavailable', 'the event was stored but could not be queued; retry later');
       }
-      if (received.outcome === 'rejected') return reject(request, received.reason, configId, received.trail, target);
+      if (received.outcome === 'rejected')
+        return reject(request, reply, received.reason, configId, received.trail, target);
       return reply.status(200).send({ received: true });
     });
   });

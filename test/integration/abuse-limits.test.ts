@@ -76,7 +76,8 @@ it('a flood of 10,000 invalid tokens from one address is limited before authenti
   expect(statuses[401]).toBeLessThanOrEqual(PER_SOURCE);
   expect(statuses[429]).toBeGreaterThanOrEqual(10_000 - PER_SOURCE);
   expect(Object.keys(statuses).sort()).toEqual(['401', '429']);
-  expect(await authFailuresAudited()).toBeLessThanOrEqual(AUDITED_PER_SOURCE_PER_MINUTE);
+  // The flood may straddle a minute boundary (two windows).
+  expect(await authFailuresAudited()).toBeLessThanOrEqual(2 * AUDITED_PER_SOURCE_PER_MINUTE);
 
   // Another caller is served at once.
   const token = await system.token(companyId, ['billing_manager']);

@@ -24,12 +24,13 @@ it('a renewal job that failed for good does not block the next add for the same 
   };
   const id = renewalJobId(subscription._id, subscription.currentPeriod.start);
   const queue = ctx.queues[QUEUE_NAMES.renewals];
+  const connection = ctx.redis.duplicate();
   const failing = new Worker(
     queue.name,
     async () => {
       throw new UnrecoverableError('database_unavailable');
     },
-    { connection: ctx.redis.duplicate(), prefix: ctx.config.queuePrefix },
+    { connection, prefix: ctx.config.queuePrefix },
   );
   try {
     await enqueueRenewal(queue, subscription);
@@ -40,6 +41,7 @@ it('a renewal job that failed for good does not block the next add for the same 
     );
   } finally {
     await failing.close();
+    await connection.quit();
   }
 
   await enqueueRenewal(queue, subscription);
