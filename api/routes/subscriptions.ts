@@ -58,7 +58,7 @@ const subscriptionBody = z
 
 /** One change per request, each its own shape. */
 const changeBody = z.union([
-  z.object({ cancelAt: z.enum(['now', 'period_end']) }).strict(),
+  z.object({ cancelAt: z.enum(['now', 'period_end', 'none']) }).strict(),
   z
     .object({
       planId: z.string().regex(PLAN_ID, 'must be a plan id (plan_…)'),

@@ -354,7 +354,7 @@ export async function resumeCollectionForPayer(
 }
 
 export type SubscriptionChange =
-  | { cancelAt: 'now' | 'period_end' }
+  | { cancelAt: 'now' | 'period_end' | 'none' }
   | { planId: string; prorationBehavior: ProrationBehavior }
   | { paymentMethodId: string }
   | { pause: true }
@@ -392,8 +392,14 @@ export async function changeSubscription(
   let invoiceNow = 0;
 
   if ('cancelAt' in change) {
-    kind = change.cancelAt === 'now' ? 'cancel_now' : 'cancel_at_period_end';
-    if (change.cancelAt === 'now') {
+    kind =
+      change.cancelAt === 'now' ? 'cancel_now' : change.cancelAt === 'none' ? 'cancel_undone' : 'cancel_at_period_end';
+    if (change.cancelAt === 'none') {
+      // Undone before the period ends: it renews as before (a paused one goes back to waking for nothing).
+      if (!subscription.cancelAtPeriodEnd) return refuse(409, 'not_canceling', 'the subscription is not set to end');
+      set = { cancelAtPeriodEnd: false };
+      if (subscription.status === 'paused') unset = ['nextBillingAt'];
+    } else if (change.cancelAt === 'now') {
       event = { type: 'cancel' };
       set = { canceledAt: now };
       unset = ['nextBillingAt', 'waitingFor'];

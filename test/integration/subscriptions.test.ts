@@ -846,4 +846,28 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
       ['2027-06-20T12:00:00.000Z', 'paid'],
     ]);
   }, 120_000);
+
+  it('a cancel at period end can be undone before the period ends: it renews as before', async () => {
+    const clockId = await clock('2027-05-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-undo-01',
+      paymentMethodId: await savedMethod('payer-undo-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'none' })).body).toMatchObject({
+      error: { code: 'not_canceling' },
+    });
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'period_end' })).status).toBe(200);
+    const undone = await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'none' });
+    expect(undone).toMatchObject({ status: 200, body: { cancelAtPeriodEnd: false, status: 'active' } });
+    await advance(clockId, '2027-06-01T13:00:00Z');
+    await waitFor(
+      () => succeededAmounts(sub.id),
+      (amounts) => amounts.length === 2,
+      { what: 'the renewal after the undone cancel' },
+    );
+    expect((await subscription(sub.id)).status).toBe('active');
+  }, 90_000);
 });
