@@ -128,9 +128,10 @@ describe('failed authentication has its own per-source budget (issue 20)', () =>
         return r.status;
       }),
     );
-    // 30 a minute; requests already past the check when the 30th failure is counted may add up to the concurrency.
-    expect(statuses[401]).toBeLessThanOrEqual(30 + 16);
-    expect(statuses[429]).toBeGreaterThanOrEqual(700 - 30 - 16);
+    // 30 a minute (the burst may straddle two minute windows); requests already past the check when the 30th failure
+    // is counted may add up to the concurrency.
+    expect(statuses[401]).toBeLessThanOrEqual(2 * 30 + 16);
+    expect(statuses[429]).toBeGreaterThanOrEqual(700 - 2 * 30 - 16);
     const refused = await listVia(defaults.url, '198.51.100.40', 'not-a-jwt');
     expect(refused.status).toBe(429);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
@@ -148,8 +149,8 @@ describe('failed authentication has its own per-source budget (issue 20)', () =>
         return r.status;
       }),
     );
-    expect(statuses[401]).toBeLessThanOrEqual(30 + 8);
-    expect(statuses[429]).toBeGreaterThanOrEqual(100 - 30 - 8);
+    expect(statuses[401]).toBeLessThanOrEqual(2 * 30 + 8);
+    expect(statuses[429]).toBeGreaterThanOrEqual(100 - 2 * 30 - 8);
     // Another /64 has its own budget.
     expect((await listVia(defaults.url, '2001:db8:1:3::1', 'not-a-jwt')).status).toBe(401);
   }, 60_000);
@@ -191,7 +192,7 @@ describe('Stripe webhook deliveries and the per-source limit (issue 20)', () => 
       return response.status;
     });
     expect(delivered).toEqual({ 200: 40 });
-    const forged = await flood(60, 4, async () => {
+    const forged = await flood(100, 4, async () => {
       const response = await deliverSigned(
         strict!.url,
         webhookCompany,
@@ -203,7 +204,7 @@ describe('Stripe webhook deliveries and the per-source limit (issue 20)', () => 
       await response.arrayBuffer();
       return response.status;
     });
-    expect(forged[400]).toBeLessThanOrEqual(30 + 4);
-    expect(forged[429]).toBeGreaterThanOrEqual(60 - 30 - 4);
+    expect(forged[400]).toBeLessThanOrEqual(2 * 30 + 4);
+    expect(forged[429]).toBeGreaterThanOrEqual(100 - 2 * 30 - 4);
   }, 60_000);
 });
