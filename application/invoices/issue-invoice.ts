@@ -478,10 +478,10 @@ export function documentAction(kind: DocumentKind, what: DocumentEvent): AuditAc
   return DOCUMENT_ACTIONS[kind][what];
 }
 
-/** A system event about a document (finalized, rendered), under an id fixed by the document and the event. */
+/** An event about a document (finalized, rendered, voided), under an id fixed by the document and the event. */
 export function documentEvent(
   invoice: Pick<InvoiceRecord, '_id' | 'kind' | 'companyId' | 'officeId'>,
-  what: 'finalized' | 'rendered',
+  what: 'finalized' | 'rendered' | 'voided',
   changes: NonNullable<AuditEventInput['changes']>,
   at: Date,
   actor: AuditEventInput['actor'] = ACTOR,

@@ -1,9 +1,8 @@
-import { transitionEventId } from '../../domain/audit-actions';
 import type { AuditEventInput } from '../../domain/audit-event';
 import type { InvoiceStatus } from '../../domain/invoice';
 import type { InvoiceRecord } from '../../models/invoice.model';
 import { pendingAuditPath, pendingAuditSet } from '../../models/pending-audit';
-import { documentAction, type IssueInvoiceDeps } from './issue-invoice';
+import { documentEvent, type IssueInvoiceDeps } from './issue-invoice';
 
 export type VoidDeps = Pick<IssueInvoiceDeps, 'models' | 'enqueueAudit' | 'enqueueRender' | 'logger'>;
 
@@ -77,17 +76,8 @@ export function voidedEvent(
   actor: AuditEventInput['actor'],
   reason: string,
 ): AuditEventInput {
-  const action = documentAction(invoice.kind, 'voided');
   return {
-    eventId: transitionEventId(action, invoice._id),
-    companyId: invoice.companyId,
-    ...(invoice.officeId ? { officeId: invoice.officeId } : {}),
-    action,
-    outcome: 'success',
-    actor,
-    resource: { type: invoice.kind, id: invoice._id },
+    ...documentEvent(invoice, 'voided', [{ field: 'status', before, after: 'void' }], at, actor),
     reason,
-    changes: [{ field: 'status', before, after: 'void' }],
-    occurredAt: at.toISOString(),
   };
 }

@@ -4,12 +4,12 @@ import { renewSubscription, type RenewDeps } from '../../application/subscriptio
 import { sweepRenewals } from '../../application/subscriptions/sweep-renewals';
 import { confirmSetupIntentLocally } from '../../devtools/confirm-setup-intent';
 import { createCompany } from '../../models/companies';
-import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
 import { periodId } from '../../models/subscription.model';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueCharge } from '../../queues/charges.queue';
 import type { RenewalJob } from '../../queues/renewals.queue';
 import { waitFor } from '../support/harness';
+import { insertSavedCard } from '../support/records';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 
@@ -48,23 +48,7 @@ async function plan(body: Json = {}) {
 
 /** A payer's saved card, as `setup_intent.succeeded` stores it. */
 async function savedMethod(customerRef: string, paymentMethod = 'pm_card_visa', company = companyId) {
-  const id = savedPaymentMethodId(company, `seti_${ulid()}`);
-  const { encryption, models } = system.ctx.db;
-  await models.SavedPaymentMethod.create({
-    _id: id,
-    companyId: company,
-    customerRef,
-    stripeCustomerId: await encryption.encrypt(company, `cus_${customerRef.replace(/[^A-Za-z0-9]/g, '')}`),
-    stripePaymentMethodId: await encryption.encrypt(company, paymentMethod),
-    usage: 'off_session',
-    status: 'active',
-    brand: 'visa',
-    last4: '4242',
-    expMonth: 12,
-    expYear: 2030,
-    savedBy: `test-${ulid()}`,
-  });
-  return id;
+  return insertSavedCard(system.ctx.db, { companyId: company, customerRef, paymentMethod, savedBy: `test-${ulid()}` });
 }
 
 async function clock(at: string) {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ulid } from 'ulid';
 import { createCompany } from '../../models/companies';
-import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
+import { insertSavedCard } from '../support/records';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 import { DAY, type Card, type Policy, type SubscriptionModel } from './billing-model';
@@ -92,23 +92,12 @@ export class Driver {
 
   /** A payer's saved card, as `setup_intent.succeeded` stores it. */
   async savedCard(customerRef: string, card: Card): Promise<string> {
-    const id = savedPaymentMethodId(this.companyId, `seti_${ulid()}`);
-    const { encryption, models } = this.system.ctx.db;
-    await models.SavedPaymentMethod.create({
-      _id: id,
+    return insertSavedCard(this.system.ctx.db, {
       companyId: this.companyId,
       customerRef,
-      stripeCustomerId: await encryption.encrypt(this.companyId, `cus_${customerRef.replace(/[^A-Za-z0-9]/g, '')}`),
-      stripePaymentMethodId: await encryption.encrypt(this.companyId, CARDS[card]),
-      usage: 'off_session',
-      status: 'active',
-      brand: 'visa',
-      last4: '4242',
-      expMonth: 12,
-      expYear: 2030,
+      paymentMethod: CARDS[card],
       savedBy: `model-${ulid()}`,
     });
-    return id;
   }
 
   /** Delivers a lost dispute of the whole payment, as Stripe signs it. */

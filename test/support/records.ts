@@ -1,5 +1,6 @@
 import { ulid } from 'ulid';
-import type { Models } from '../../models';
+import type { Database, Models } from '../../models';
+import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
 import type { PaymentRecord } from '../../models/payment.model';
 import type { RefundRecord } from '../../models/refund.model';
 
@@ -54,4 +55,28 @@ export function shuffle<T>(items: T[]): T[] {
     [copy[i], copy[j]] = [copy[j]!, copy[i]!];
   }
   return copy;
+}
+
+/** A payer's saved card, as `setup_intent.succeeded` stores it (its Stripe ids encrypted with the company's key). */
+export async function insertSavedCard(
+  db: Pick<Database, 'models' | 'encryption'>,
+  fields: { companyId: string; customerRef: string; paymentMethod: string; savedBy: string },
+): Promise<string> {
+  const { companyId, customerRef } = fields;
+  const id = savedPaymentMethodId(companyId, `seti_${ulid()}`);
+  await db.models.SavedPaymentMethod.create({
+    _id: id,
+    companyId,
+    customerRef,
+    stripeCustomerId: await db.encryption.encrypt(companyId, `cus_${customerRef.replace(/[^A-Za-z0-9]/g, '')}`),
+    stripePaymentMethodId: await db.encryption.encrypt(companyId, fields.paymentMethod),
+    usage: 'off_session',
+    status: 'active',
+    brand: 'visa',
+    last4: '4242',
+    expMonth: 12,
+    expYear: 2030,
+    savedBy: fields.savedBy,
+  });
+  return id;
 }

@@ -1,3 +1,4 @@
+import type { MoneyReturned } from '../../application/invoices/issue-invoice';
 import type { RecordOutcomeDeps } from '../../application/payments/record-outcome';
 import type { FollowRefundDeps } from '../../application/refunds/move-refund';
 import type { Job } from 'bullmq';
@@ -27,14 +28,7 @@ export interface StripeEventDeps {
   /** Told of a failed refund (a credit note of one that had succeeded is voided). */
   onRefundFailed?: FollowRefundDeps['onRefundFailed'];
   /** Money went back to the payer without a refund of ours (a Stripe dashboard refund, a lost dispute): its credit note. */
-  onMoneyReturned?: (returned: {
-    companyId: string;
-    paymentId: string;
-    source: { type: 'gateway_refund' | 'dispute'; id: string };
-    amount: number;
-    currency: string;
-    at: Date;
-  }) => Promise<unknown>;
+  onMoneyReturned?: (returned: MoneyReturned) => Promise<unknown>;
   /** A payer saved a payment method: their subscriptions waiting for one resume collection. */
   onPaymentMethodSaved?: (method: { _id: string; companyId: string; customerRef: string }) => Promise<unknown>;
   logger: Logger;
