@@ -28,7 +28,7 @@ export function isTimeZone(zone: string): boolean {
 }
 
 /**
- * Boundary k (k ≥ 0): anchor's local date + k*interval, the day clamped to the month's last day
+ * Boundary k (any integer; k < 0 are the boundaries before the anchor): anchor's local date + k*interval, the day clamped to the month's last day
  * (anchored on Jan 31: Feb 28/29, then Mar 31, never Mar 28), the anchor's local time of day kept
  * (across DST). Computed from the anchor each time, never from the previous boundary, so one short
  * month never shortens the ones after it.
@@ -38,7 +38,7 @@ export function isTimeZone(zone: string): boolean {
  */
 export function cycleBoundary(cycle: BillingCycle, k: number): Date {
   assertCycle(cycle);
-  if (!Number.isSafeInteger(k) || k < 0) throw new RangeError(`boundary index must be an integer ≥ 0, got ${k}`);
+  if (!Number.isSafeInteger(k)) throw new RangeError(`boundary index must be an integer, got ${k}`);
   // Boundary 0 is the anchor instant itself, even if its wall time is ambiguous.
   if (k === 0) return new Date(cycle.anchor.getTime());
 
@@ -54,7 +54,7 @@ export function cycleBoundary(cycle: BillingCycle, k: number): Date {
   } else {
     const months = anchor.month - 1 + k * count * (unit === 'year' ? 12 : 1);
     const year = anchor.year + Math.floor(months / 12);
-    const month = (months % 12) + 1;
+    const month = (((months % 12) + 12) % 12) + 1;
     const lastDay = DateTime.utc(year, month, 1).daysInMonth!;
     date = { year, month, day: Math.min(cycle.dayOfMonth ?? anchor.day, lastDay) };
   }
@@ -62,6 +62,19 @@ export function cycleBoundary(cycle: BillingCycle, k: number): Date {
     { ...date, hour: anchor.hour, minute: anchor.minute, second: anchor.second, millisecond: anchor.millisecond },
     { zone: cycle.timeZone },
   ).toJSDate();
+}
+
+/**
+ * The full cycle a period is priced against: the period itself, or for a period before the cycle (a stub up to the
+ * billing day) the whole interval that ends where the stub does, `[boundary −1, anchor)` — so a stub never costs more
+ * than a full period (docs/billing-rules.md, "Periods").
+ */
+export function pricingCycleOf(
+  cycle: BillingCycle,
+  period: { index: number; start: Date; end: Date },
+): { start: Date; end: Date } {
+  if (period.index >= 0) return { start: period.start, end: period.end };
+  return { start: cycleBoundary(cycle, -1), end: cycleBoundary(cycle, 0) };
 }
 
 /** Average interval lengths, only to guess k before stepping to the exact boundary. */

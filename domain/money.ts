@@ -37,3 +37,39 @@ export function minorUnitDigits(currency: string): 0 | 2 | 3 {
   if (STRIPE_THREE_DECIMAL.has(code)) return 3;
   return 2;
 }
+
+/**
+ * Stripe's minimum charge amounts (docs.stripe.com/currencies, "Minimum and maximum charge amounts"), in minor units.
+ * A bill above zero and below this is never sent to the gateway (it would fail like a decline): it is carried onto the
+ * next bill (docs/billing-rules.md). Currencies not listed take 50 minor units, Stripe's USD rule.
+ */
+const STRIPE_MINIMUM_CHARGE: Readonly<Record<string, number>> = {
+  usd: 50,
+  aed: 200,
+  aud: 50,
+  bgn: 100,
+  brl: 50,
+  cad: 50,
+  chf: 50,
+  czk: 1_500,
+  dkk: 250,
+  eur: 50,
+  gbp: 30,
+  hkd: 400,
+  huf: 17_500,
+  inr: 50,
+  jpy: 50,
+  mxn: 1_000,
+  myr: 200,
+  nok: 300,
+  nzd: 50,
+  pln: 200,
+  ron: 200,
+  sek: 300,
+  sgd: 50,
+  thb: 1_000,
+};
+
+export function minimumChargeAmount(currency: string): number {
+  return STRIPE_MINIMUM_CHARGE[currency.toLowerCase()] ?? 50;
+}

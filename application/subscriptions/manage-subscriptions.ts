@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { ulid } from 'ulid';
 import type { AuditEventInput } from '../../domain/audit-event';
-import { cycleBoundary, dayOfMonthAnchor, restartedCycle } from '../../domain/billing-period';
+import { cycleBoundary, dayOfMonthAnchor, pricingCycleOf, restartedCycle } from '../../domain/billing-period';
+import { minimumChargeAmount } from '../../domain/money';
 import { resolvePaymentConfig } from '../../domain/payment-config';
 import type { PlanRequest } from '../../domain/plan';
 import { prorate, type ProrationBehavior } from '../../domain/proration';
@@ -438,18 +439,29 @@ export async function changeSubscription(
       );
     }
     const { start, end } = subscription.currentPeriod;
-    const proration = prorate({
-      oldAmount: subscription.amount,
-      newAmount: plan.amount,
-      periodStart: start,
-      periodEnd: end,
-      at: now < start ? start : now >= end ? new Date(end.getTime() - 1) : now,
-      behavior: change.prorationBehavior,
-    });
+    // A trial bills nothing, so there is nothing to prorate: the new price applies from the first period.
+    const priced = pricingCycleOf(
+      { ...subscription.cycle, interval: subscription.interval },
+      subscription.currentPeriod,
+    );
+    const proration =
+      subscription.status === 'trialing'
+        ? { net: 0 }
+        : prorate({
+            oldAmount: subscription.amount,
+            newAmount: plan.amount,
+            periodStart: priced.start,
+            periodEnd: end,
+            at: now < start ? start : now >= end ? new Date(end.getTime() - 1) : now,
+            behavior: change.prorationBehavior,
+          });
     set = { planId: plan._id, amount: plan.amount };
-    // always_invoice bills a charge at once; otherwise (and a credit always) it is carried on the next period's bill,
-    // which a credit lowers, never below zero.
-    invoiceNow = change.prorationBehavior === 'always_invoice' && proration.net > 0 ? proration.net : 0;
+    // always_invoice bills a charge at once; otherwise (and a credit, or a charge below the currency's minimum) it is
+    // carried on the next period's bill, which a credit lowers, never below zero.
+    invoiceNow =
+      change.prorationBehavior === 'always_invoice' && proration.net >= minimumChargeAmount(subscription.currency)
+        ? proration.net
+        : 0;
     if (proration.net !== 0 && invoiceNow === 0) {
       set.pendingProration = (subscription.pendingProration ?? 0) + proration.net;
     }

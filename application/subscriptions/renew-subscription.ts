@@ -1,7 +1,8 @@
 import { ulid } from 'ulid';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction, type AuditOutcome } from '../../domain/audit-actions';
-import { cycleBoundary, restartedCycle } from '../../domain/billing-period';
+import { cycleBoundary, pricingCycleOf, restartedCycle } from '../../domain/billing-period';
+import { minimumChargeAmount } from '../../domain/money';
 import { DEFAULT_DUNNING_POLICY, nextDunningStep, type DunningPolicy } from '../../domain/dunning';
 import { decideSubscription, isTerminal, type SubscriptionEvent } from '../../domain/subscription-state';
 import { MAX_DECISIONS } from '../../domain/decision-rounds';
@@ -132,6 +133,11 @@ async function renewStep(
       return 'again';
     }
   }
+  if (period.status === 'paid' && !period.paymentId && STILL_OWING.has(subscription.status)) {
+    // Nothing to collect (a bill below the minimum, carried on; or a credit covered it): settled as paid.
+    await move(deps, subscription, { type: 'payment_succeeded' }, now, { nextBillingAt: period.end }, ['waitingFor']);
+    return 'again';
+  }
   if (period.status !== 'open') {
     // Paid (or given up): the next thing is the period's end.
     if (now < current.end) {
@@ -178,8 +184,9 @@ async function renewStep(
 
 /**
  * The current period's record, inserted if it is not there yet. Its amount is fixed then: the plan's (a stub period
- * prorated by its length), plus what it can take of a plan change's pending proration, which is then taken off the
- * subscription once (a single conditional write naming the period), so none is lost or counted twice.
+ * prorated by its length), plus the pending balance of plan changes — or nothing at all when that bill is below the
+ * currency's minimum charge, or a credit covers it. What the period did not take stays pending: the difference is
+ * taken off the subscription once (a single conditional write naming the period), so none is lost or counted twice.
  */
 async function openPeriod(deps: RenewDeps, subscription: SubscriptionRecord): Promise<SubscriptionPeriodRecord> {
   const { SubscriptionPeriod } = deps.models;
@@ -189,7 +196,10 @@ async function openPeriod(deps: RenewDeps, subscription: SubscriptionRecord): Pr
   if (!period) {
     const isTrial = subscription.trialEnd?.getTime() === end.getTime() && index < 0;
     const base = isTrial ? 0 : baseAmount(subscription);
-    const amount = Math.max(0, base + (subscription.pendingProration ?? 0));
+    // A bill below the gateway's minimum is not sent: nothing is charged and the whole bill is carried onto the next
+    // one (so is a credit the bill could not use up).
+    const bill = base + (subscription.pendingProration ?? 0);
+    const amount = bill >= minimumChargeAmount(subscription.currency) ? bill : 0;
     const now = new Date();
     const record: SubscriptionPeriodRecord = {
       _id: id,
@@ -227,13 +237,17 @@ async function openPeriod(deps: RenewDeps, subscription: SubscriptionRecord): Pr
   return period;
 }
 
-/** The plan's amount for the current period: a stub period (day-of-month billing) prorated by its length. */
+/**
+ * The plan's amount for the current period: a stub period (day-of-month billing) prorated by its length against the
+ * full cycle that ends where it does.
+ */
 function baseAmount(subscription: SubscriptionRecord): number {
   const { index, start, end } = subscription.currentPeriod;
   if (index >= 0) return subscription.amount;
-  const cycle = { ...subscription.cycle, interval: subscription.interval };
-  const full = cycleBoundary(cycle, 1).getTime() - cycleBoundary(cycle, 0).getTime();
-  return Math.round((subscription.amount * (end.getTime() - start.getTime())) / full);
+  const full = pricingCycleOf({ ...subscription.cycle, interval: subscription.interval }, subscription.currentPeriod);
+  return Math.round(
+    (subscription.amount * (end.getTime() - start.getTime())) / (full.end.getTime() - full.start.getTime()),
+  );
 }
 
 /** The next period becomes current (once: conditional on the period it was decided from), due at its start. */

@@ -372,11 +372,87 @@ describe('more dunning and billing rules', () => {
     await settledStatus(sub.id, (status) => status === 'active');
     await advance(clockId, '2026-02-01T05:01:00Z');
     expect((await periods(sub.id)).map((p) => [p.start.toISOString(), p.amount])).toEqual([
-      ['2026-01-10T17:00:00.000Z', Math.round((3_000 * 21.5) / 28)],
+      ['2026-01-10T17:00:00.000Z', Math.round((3_000 * 21.5) / 31)],
       ['2026-02-01T05:00:00.000Z', 3_000],
     ]);
     expect((await subscription(sub.id)).currentPeriod.end).toBe('2026-03-01T05:00:00.000Z');
   }, 60_000);
+});
+
+describe('stubs, trials and the minimum charge (issue 19 items 5 and 6)', () => {
+  const chargedAmounts = async (id: string) =>
+    (await payments(id)).filter((p) => p.status === 'succeeded').map((p) => p.amount);
+
+  it('a 31-day stub costs at most the plan, and a change inside it prorates against that full cycle', async () => {
+    // Jan 31 00:00 in New York, billed on the 1st: the stub is one day, priced against January's 31 (the cycle that
+    // ends Feb 1), not February's 28 ($1.11).
+    const clockId = await clock('2027-01-31T05:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ amount: 3_100 }),
+      customerRef: 'payer-stub-01',
+      paymentMethodId: await savedMethod('payer-stub-01'),
+      billingDayOfMonth: 1,
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    expect(await chargedAmounts(sub.id)).toEqual([100]);
+    // Half way through the stub (12 hours left of January's 31 days), $31 → $62: + round(6200·½/31) − round(3100·½/31).
+    await advance(clockId, '2027-01-31T17:00:00Z');
+    const changed = await api('PATCH', `/subscriptions/${sub.id}`, {
+      planId: await plan({ amount: 6_200, name: 'Platinum membership' }),
+      prorationBehavior: 'create_prorations',
+    });
+    expect(changed.body).toMatchObject({ pendingProration: 100 - 50 });
+  }, 60_000);
+
+  it('a plan change during a trial prorates nothing: no charge inside the trial, the new price from its end', async () => {
+    const clockId = await clock('2027-03-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ amount: 3_000, trialDays: 10 }),
+      customerRef: 'payer-trial-change-01',
+      paymentMethodId: await savedMethod('payer-trial-change-01'),
+      testClockId: clockId,
+    });
+    await advance(clockId, '2027-03-04T12:00:00Z');
+    const changed = await api('PATCH', `/subscriptions/${sub.id}`, {
+      planId: await plan({ amount: 9_000, name: 'Platinum membership' }),
+      prorationBehavior: 'always_invoice',
+    });
+    expect(changed).toMatchObject({ status: 200, body: { status: 'trialing', amount: 9_000 } });
+    expect(changed.body.pendingProration).toBeUndefined();
+    expect(await payments(sub.id)).toHaveLength(0);
+    await advance(clockId, '2027-03-11T13:00:00Z');
+    await waitFor(
+      () => chargedAmounts(sub.id),
+      (amounts) => amounts.length === 1,
+      { what: 'the first charge at trial end' },
+    );
+    expect(await chargedAmounts(sub.id)).toEqual([9_000]);
+    expect((await subscription(sub.id)).status).toBe('active');
+  }, 90_000);
+
+  it('a bill below the 50-cent minimum is not sent: nothing is charged and it is carried onto the next bill', async () => {
+    const clockId = await clock('2027-04-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ amount: 30 }),
+      customerRef: 'payer-tiny-01',
+      paymentMethodId: await savedMethod('payer-tiny-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    expect(await payments(sub.id)).toHaveLength(0);
+    expect((await periods(sub.id)).map((p) => [p.amount, p.status])).toEqual([[0, 'paid']]);
+    expect((await subscription(sub.id)).pendingProration).toBe(30);
+    // May: 30 + 30 = 60, at or above the minimum: charged once, and nothing is pending any more.
+    await advance(clockId, '2027-05-01T13:00:00Z');
+    await waitFor(
+      () => chargedAmounts(sub.id),
+      (amounts) => amounts.length === 1,
+      { what: 'the carried bill' },
+    );
+    expect(await chargedAmounts(sub.id)).toEqual([60]);
+    expect((await subscription(sub.id)).pendingProration ?? 0).toBe(0);
+  }, 90_000);
 });
 
 describe('changes', () => {

@@ -4,6 +4,7 @@ import {
   dayOfMonthAnchor,
   isTimeZone,
   periodAt,
+  pricingCycleOf,
   type BillingCycle,
   type BillingInterval,
 } from '../../domain/billing-period';
@@ -150,8 +151,14 @@ describe('cycleBoundary', () => {
     expect(boundaries(c, 3)).toEqual(['2025-01-31 23:30', '2025-02-28 23:30', '2025-03-31 23:30']);
   });
 
+  it('counts back from the anchor too: the boundary before Mar 31 is Feb 28, before Jan 31 is Dec 31', () => {
+    const c = cycle('2025-03-31 00:00', MONTHLY);
+    expect(local(cycleBoundary(c, -1), c.timeZone)).toBe('2025-02-28 00:00');
+    expect(local(cycleBoundary(c, -3), c.timeZone)).toBe('2024-12-31 00:00');
+    expect(local(cycleBoundary(cycle('2025-01-31 00:00', MONTHLY), -1), c.timeZone)).toBe('2024-12-31 00:00');
+  });
+
   it.each([
-    ['a negative index', cycle('2025-01-01 00:00', MONTHLY), -1],
     ['a fractional index', cycle('2025-01-01 00:00', MONTHLY), 1.5],
     ['a zero count', cycle('2025-01-01 00:00', { unit: 'month', count: 0 }), 1],
     ['an unknown zone', { ...cycle('2025-01-01 00:00', MONTHLY), timeZone: 'Mars/Olympus_Mons' }, 1],
@@ -197,6 +204,21 @@ describe('periodAt', () => {
 
   it('refuses an instant before the anchor', () => {
     expect(() => periodAt(c, new Date(c.anchor.getTime() - 1))).toThrow(RangeError);
+  });
+});
+
+describe('pricingCycleOf', () => {
+  it('prices a stub up to Feb 1 against January (31 days), the cycle that ends where the stub does', () => {
+    const c = cycle('2026-02-01 00:00', MONTHLY, { dayOfMonth: 1 });
+    const stub = { index: -1, start: at('2026-01-10 12:00'), end: at('2026-02-01 00:00') };
+    const priced = pricingCycleOf(c, stub);
+    expect([local(priced.start), local(priced.end)]).toEqual(['2026-01-01 00:00', '2026-02-01 00:00']);
+  });
+
+  it('prices a period of the cycle against itself', () => {
+    const c = cycle('2026-02-01 00:00', MONTHLY);
+    const period = { index: 2, start: at('2026-04-01 00:00'), end: at('2026-05-01 00:00') };
+    expect(pricingCycleOf(c, period)).toEqual({ start: period.start, end: period.end });
   });
 });
 
