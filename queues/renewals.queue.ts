@@ -32,11 +32,24 @@ export function renewalJobId(subscriptionId: string, periodStart: Date): string 
   return jobId('renewal', `${subscriptionId}-${periodStart.getTime()}`);
 }
 
-export function renewalJob(subscription: { _id: string; currentPeriod: { start: Date } }) {
+/** BullMQ's largest priority (2^21); a lower number runs first. */
+const MAX_PRIORITY = 2_097_152;
+
+/**
+ * One renewal job. `rank` (the sweep's: 1 for a company's first due subscription, 2 for its second, …) becomes the
+ * job's priority, so a company's share of the queue is fair beyond one sweep too: another company's first renewal
+ * of the next sweep (rank 1) runs before the 1,000th of a backlog queued earlier. Jobs without a rank (a payment's
+ * outcome, a resume, a new card) are not prioritized, and BullMQ runs those first.
+ */
+export function renewalJob(subscription: { _id: string; currentPeriod: { start: Date } }, rank?: number) {
   return {
     name: RENEWAL_JOBS.renew,
     data: { subscriptionId: subscription._id },
-    opts: { ...renewalJobOptions, jobId: renewalJobId(subscription._id, subscription.currentPeriod.start) },
+    opts: {
+      ...renewalJobOptions,
+      jobId: renewalJobId(subscription._id, subscription.currentPeriod.start),
+      ...(rank ? { priority: Math.min(rank, MAX_PRIORITY) } : {}),
+    },
   };
 }
 

@@ -25,10 +25,12 @@ type DueRow = { _id: string; currentPeriod: { start: Date } };
  * Enqueues a renewal for every subscription due now (not on a test clock), fairly: it streams each company's due
  * subscriptions through a cursor of its own and interleaves the companies one job at a time, so a company with
  * 100,000 renewals due cannot hold back another company's ten (BullMQ runs a queue in order, and its groups are a paid
- * feature). At most `companiesAtOnce` cursors are open; a company whose cursor ends makes room for the next. Memory is
- * one cursor batch per open company and one addBulk batch, whatever the number due; each cursor is one query, read in
- * batches (no page re-queries: FerretDB cannot seek an index for keyset pages). Job ids (subscription, period start)
- * collapse what an earlier sweep or a payment's outcome already queued.
+ * feature). Each company's k-th job is queued with priority k, so that fairness lasts beyond one sweep: the next
+ * sweep's first renewals of another company run before the rest of a backlog queued earlier. At most
+ * `companiesAtOnce` cursors are open; a company whose cursor ends makes room for the next. Memory is one cursor batch
+ * per open company and one addBulk batch, whatever the number due; each cursor is one query, read in batches (no page
+ * re-queries: FerretDB cannot seek an index for keyset pages). Job ids (subscription, period start) collapse what an
+ * earlier sweep or a payment's outcome already queued.
  */
 export async function sweepRenewals(deps: SweepRenewalsDeps): Promise<SweepRenewalsResult> {
   const now = deps.now?.() ?? new Date();
@@ -51,15 +53,15 @@ export async function sweepRenewals(deps: SweepRenewalsDeps): Promise<SweepRenew
   };
 
   let nextCompany = 0;
-  const open: Array<{ next(): Promise<DueRow | null>; close(): Promise<unknown> }> = [];
+  // Each open company's cursor, and how many of its jobs this sweep queued (the next one's rank is one more).
+  const open: Array<{ cursor: { next(): Promise<DueRow | null>; close(): Promise<unknown> }; queued: number }> = [];
   const fill = () => {
     while (open.length < companiesAtOnce && nextCompany < companies.length) {
       const companyId = companies[nextCompany++]!;
-      open.push(
-        deps.models.Subscription.find({ companyId, ...due }, { _id: 1, currentPeriod: 1 })
-          .lean<DueRow>()
-          .cursor({ batchSize: Math.min(batchSize, 500) }),
-      );
+      const cursor = deps.models.Subscription.find({ companyId, ...due }, { _id: 1, currentPeriod: 1 })
+        .lean<DueRow>()
+        .cursor({ batchSize: Math.min(batchSize, 500) });
+      open.push({ cursor, queued: 0 });
     }
   };
   fill();
@@ -67,12 +69,14 @@ export async function sweepRenewals(deps: SweepRenewalsDeps): Promise<SweepRenew
     while (open.length > 0) {
       // One job per company in turn.
       for (let i = 0; i < open.length;) {
-        const row = await open[i]!.next();
+        const company = open[i]!;
+        const row = await company.cursor.next();
         if (!row) {
-          await open.splice(i, 1)[0]!.close();
+          await open.splice(i, 1)[0]!.cursor.close();
           continue;
         }
-        batch.push(renewalJob(row));
+        company.queued += 1;
+        batch.push(renewalJob(row, company.queued));
         if (batch.length >= batchSize) await flush();
         i += 1;
       }
@@ -80,7 +84,7 @@ export async function sweepRenewals(deps: SweepRenewalsDeps): Promise<SweepRenew
     }
     await flush();
   } finally {
-    await Promise.all(open.map((cursor) => cursor.close()));
+    await Promise.all(open.map((company) => company.cursor.close()));
   }
   if (enqueued > 0)
     deps.logger.info({ companies: companies.length, enqueued }, 'renewal sweep queued due subscriptions');

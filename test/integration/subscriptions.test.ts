@@ -788,12 +788,62 @@ describe('fairness', () => {
     const queue = new Queue<RenewalJob>('renewals', { connection: system.ctx.redis, prefix: `fair-${ulid()}` });
     try {
       await sweepRenewals({ models, renewalsQueue: queue, logger: system.ctx.logger, batchSize: 50 });
-      const waiting = await queue.getJobs(['waiting'], 0, 400, true);
+      const waiting = await queue.getJobs(['waiting', 'prioritized'], 0, 400, true);
       const order = waiting.map((job) => (job.data as { subscriptionId: string }).subscriptionId);
       const smallIds = new Set(
         (await models.Subscription.find({ companyId: small }, { _id: 1 }).lean()).map((s) => s._id),
       );
       const positions = order.flatMap((id, i) => (smallIds.has(id) ? [i] : []));
+      expect(positions).toHaveLength(5);
+      expect(Math.max(...positions)).toBeLessThan(10);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await models.Subscription.deleteMany({ companyId: { $in: [big, small] } });
+    }
+  });
+
+  it('stays fair beyond one sweep: the next sweep’s 5 of another company run before a 300-renewal backlog', async () => {
+    const { models } = system.ctx.db;
+    const big = `co_big_${ulid()}`;
+    const small = `co_small_${ulid()}`;
+    const first = new Date(Date.now() - 120_000);
+    const row = (company: string, due: Date) => ({
+      _id: `sub_${ulid()}`,
+      companyId: company,
+      planId: `plan_${ulid()}`,
+      customerRef: `payer-${ulid()}`,
+      paymentMethodId: `spm_${'0'.repeat(32)}`,
+      status: 'active',
+      amount: 1_000,
+      currency: 'usd',
+      interval: { unit: 'month', count: 1 },
+      cycle: { anchor: due, timeZone: 'UTC' },
+      currentPeriod: { index: 0, start: due, end: new Date(due.getTime() + 30 * DAY) },
+      nextBillingAt: due,
+      cancelAtPeriodEnd: false,
+      idempotencyKey: `fair-${ulid()}`,
+      requestHash: 'x',
+      requestedBy: { type: 'service', id: 'test' },
+      requestId: 'req_fair',
+    });
+    await models.Subscription.insertMany(Array.from({ length: 300 }, () => row(big, first)));
+    const queue = new Queue<RenewalJob>('renewals', { connection: system.ctx.redis, prefix: `fair-${ulid()}` });
+    try {
+      // The first sweep queues the big company's 300; before they have run, the small company's 5 fall due.
+      await sweepRenewals({ models, renewalsQueue: queue, logger: system.ctx.logger, now: () => first });
+      const later = new Date(first.getTime() + 60_000);
+      await models.Subscription.insertMany(Array.from({ length: 5 }, () => row(small, later)));
+      await sweepRenewals({ models, renewalsQueue: queue, logger: system.ctx.logger, now: () => later });
+      // The order the queue will run them in.
+      const queued = await queue.getJobs(['waiting', 'prioritized'], 0, 400, true);
+      expect(queued).toHaveLength(305);
+      const smallIds = new Set(
+        (await models.Subscription.find({ companyId: small }, { _id: 1 }).lean()).map((s) => s._id),
+      );
+      const positions = queued.flatMap((job, i) =>
+        smallIds.has((job.data as { subscriptionId: string }).subscriptionId) ? [i] : [],
+      );
       expect(positions).toHaveLength(5);
       expect(Math.max(...positions)).toBeLessThan(10);
     } finally {
