@@ -56,6 +56,28 @@ export function isHardDecline(failure: { code: string; declineCode?: string }): 
   );
 }
 
+/**
+ * Failures on the merchant's side, not the payer's: no configuration (or none for the office), credentials the gateway
+ * refuses, no BAA / section 1179 attestation, the configuration now pointing at another gateway account, an object
+ * missing on the gateway account (a customer or payment method saved under another one), crypto-shredded data. They
+ * use no dunning attempt and never end a subscription (docs/billing-rules.md, "Dunning").
+ */
+export const MERCHANT_SIDE_CODES: readonly string[] = Object.freeze([
+  'payment_config_missing',
+  'office_payment_config_missing',
+  'office_account_incomplete',
+  'payment_config_invalid',
+  'gateway_not_attested',
+  'gateway_account_changed',
+  'resource_missing',
+  'data_shredded',
+]);
+const MERCHANT_SIDE: ReadonlySet<string> = new Set(MERCHANT_SIDE_CODES);
+
+export function isMerchantSideFailure(failure: { code: string }): boolean {
+  return MERCHANT_SIDE.has(failure.code);
+}
+
 export type DunningStep =
   /** attempt: the number of the attempt to make, counting the first (the first retry is attempt 2). */
   | { action: 'retry'; at: Date; attempt: number }

@@ -143,8 +143,10 @@ export interface SubscriptionPeriodRecord {
   attempts: number;
   paymentId?: string;
   firstFailureAt?: Date;
-  /** The latest failed attempt's payment and code (recorded once per payment). */
-  lastFailure?: { paymentId: string; code: string; declineCode?: string };
+  /** The latest failed attempt's payment and code (recorded once per payment), and when it was recorded. */
+  lastFailure?: { paymentId: string; code: string; declineCode?: string; at?: Date };
+  /** How many of `attempts` failed on the merchant's side (they are not dunning attempts). */
+  merchantFailures?: number;
   paidAt?: Date;
   createdAt: Date;
   updatedAt: Date;
@@ -174,10 +176,16 @@ const periodSchema = new Schema<SubscriptionPeriodRecord>(
     firstFailureAt: { type: Date },
     lastFailure: {
       type: new Schema(
-        { paymentId: { type: String, required: true }, code: { type: String, required: true }, declineCode: String },
+        {
+          paymentId: { type: String, required: true },
+          code: { type: String, required: true },
+          declineCode: String,
+          at: Date,
+        },
         { _id: false },
       ),
     },
+    merchantFailures: { type: Number, min: 0 },
     paidAt: { type: Date },
   },
   { timestamps: true, versionKey: false, collection: 'subscription_periods' },

@@ -3,7 +3,12 @@ import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction, type AuditOutcome } from '../../domain/audit-actions';
 import { cycleBoundary, pricingCycleOf, restartedCycle } from '../../domain/billing-period';
 import { minimumChargeAmount } from '../../domain/money';
-import { DEFAULT_DUNNING_POLICY, nextDunningStep, type DunningPolicy } from '../../domain/dunning';
+import {
+  DEFAULT_DUNNING_POLICY,
+  isMerchantSideFailure,
+  nextDunningStep,
+  type DunningPolicy,
+} from '../../domain/dunning';
 import { decideSubscription, isTerminal, type SubscriptionEvent } from '../../domain/subscription-state';
 import { MAX_DECISIONS } from '../../domain/decision-rounds';
 import type { Models } from '../../models';
@@ -460,11 +465,21 @@ async function afterFailure(
   now: Date,
 ): Promise<RenewOutcome | 'again'> {
   const failure = { code: payment.failure?.code ?? 'payment_failed', declineCode: payment.failure?.declineCode };
+  const merchantSide = isMerchantSideFailure(failure);
   const firstFailureAt = period.firstFailureAt ?? now;
+  let failedAt = period.lastFailure?.at ?? now;
   if (period.lastFailure?.paymentId !== payment._id) {
+    failedAt = now;
+    // A merchant-side failure is counted apart: it starts no dunning window and uses no dunning attempt.
     const recorded = await deps.models.SubscriptionPeriod.updateOne(
-      { _id: period._id, paymentId: payment._id },
-      { $set: { firstFailureAt, lastFailure: { paymentId: payment._id, ...failure } } },
+      { _id: period._id, paymentId: payment._id, 'lastFailure.paymentId': { $ne: payment._id } },
+      {
+        $set: {
+          ...(merchantSide ? {} : { firstFailureAt }),
+          lastFailure: { paymentId: payment._id, ...failure, at: now },
+        },
+        ...(merchantSide ? { $inc: { merchantFailures: 1 } } : {}),
+      },
     );
     if (recorded.modifiedCount > 0) {
       await audit(
@@ -489,13 +504,32 @@ async function afterFailure(
     await startAttempt(deps, subscription, period, now);
     return 'charging';
   }
+  if (merchantSide) {
+    // Not the payer's fault (docs/billing-rules.md): no dunning, no status move; tried again every hour until the
+    // configuration works (an incomplete subscription still expires at 23 hours).
+    const retryAt = new Date(failedAt.getTime() + MERCHANT_SIDE_RETRY_MS);
+    if (retryAt <= now) {
+      await startAttempt(deps, subscription, period, now);
+      return 'charging';
+    }
+    const waiting = await deps.models.Subscription.updateOne(
+      { _id: subscription._id, updatedAt: subscription.updatedAt },
+      {
+        $set: {
+          nextBillingAt: subscription.status === 'incomplete' ? minDate(retryAt, expiryOf(subscription)) : retryAt,
+        },
+      },
+    );
+    return waiting.matchedCount > 0 ? 'settled' : 'again';
+  }
   if (subscription.status === 'incomplete') {
     // The first payment: no dunning; the payer has 23 hours to bring another payment method.
     return (await waitFor(deps, subscription, 'payment_method', now)) ? 'settled' : 'again';
   }
   // The policy as it is now: a change made since the failure applies to this retry.
   const policy = await dunningPolicyOf(deps.models, subscription.companyId);
-  const step = nextDunningStep(policy, { failedAttempts: period.attempts, firstFailureAt, failure });
+  const failedAttempts = period.attempts - (period.merchantFailures ?? 0);
+  const step = nextDunningStep(policy, { failedAttempts, firstFailureAt, failure });
   // A hard decline waits for a new card, but no longer than the policy's window; then its end state applies.
   const decision = step.action === 'wait_for_payment_method' && step.until <= now ? giveUp(policy) : step;
   switch (decision.action) {
@@ -546,6 +580,11 @@ async function afterFailure(
 }
 
 const giveUp = (policy: DunningPolicy) => ({ action: 'give_up' as const, endState: policy.finalState });
+/** A merchant-side failure is tried again this long after it (no dunning attempt is used). */
+export const MERCHANT_SIDE_RETRY_MS = 60 * 60 * 1000;
+const expiryOf = (subscription: Pick<SubscriptionRecord, 'createdAt'>) =>
+  new Date(subscription.createdAt.getTime() + INCOMPLETE_EXPIRES_AFTER_MS);
+const minDate = (a: Date, b: Date) => (a <= b ? a : b);
 
 /**
  * Collection stops until someone acts: a new payment method, or the payer finishing 3-D Secure; or, at the latest,
@@ -560,7 +599,7 @@ async function waitFor(
   deadline?: Date,
 ): Promise<boolean> {
   // An incomplete subscription still expires: the sweep looks at it again then.
-  const expiry = new Date(subscription.createdAt.getTime() + INCOMPLETE_EXPIRES_AFTER_MS);
+  const expiry = expiryOf(subscription);
   const wakeAt = subscription.status === 'incomplete' ? expiry : deadline;
   const next = wakeAt ? { nextBillingAt: wakeAt } : {};
   const unset = wakeAt ? [] : ['nextBillingAt'];

@@ -379,7 +379,7 @@ describe('more dunning and billing rules', () => {
   }, 60_000);
 });
 
-describe('stubs, trials and the minimum charge (issue 19 items 5 and 6)', () => {
+describe('stubs, trials, the minimum charge and merchant-side failures (issue 19 items 5, 6, 10)', () => {
   const chargedAmounts = async (id: string) =>
     (await payments(id)).filter((p) => p.status === 'succeeded').map((p) => p.amount);
 
@@ -453,6 +453,79 @@ describe('stubs, trials and the minimum charge (issue 19 items 5 and 6)', () => 
     expect(await chargedAmounts(sub.id)).toEqual([60]);
     expect((await subscription(sub.id)).pendingProration ?? 0).toBe(0);
   }, 90_000);
+
+  it('a failure on the merchant’s side (no attestation) uses no dunning attempt and ends nothing; fixed, it collects', async () => {
+    // A company of its own: its configuration loses its attestation.
+    const company = await createCompany(system.ctx.db, { name: 'Lakeside Dental Group' });
+    const token = await system.token(company, ['company_admin'], { subject: 'usr-lakeside-admin' });
+    await configureStripeWebhooks(system, company, token, {
+      secretKey: 'sk_test_51LakesideSubscriptions1',
+      webhookSigningSecrets: ['whsec_LakesideSubscriptions01'],
+    });
+    const as = { token, company };
+    expect((await api('PUT', '/billing-settings', { timeZone: 'UTC', dunning: DEFAULT_DUNNING }, as)).status).toBe(200);
+    const planId = (
+      await api(
+        'POST',
+        '/plans',
+        { category: 'membership', name: 'Gold', amount: 3_000, currency: 'usd', interval: { unit: 'month', count: 1 } },
+        as,
+      )
+    ).body.id as string;
+    const clockId = (await api('POST', '/test-clocks', { frozenTime: '2027-06-01T12:00:00Z' }, as)).body.id as string;
+    const created = await api(
+      'POST',
+      '/subscriptions',
+      {
+        planId,
+        customerRef: 'payer-lakeside-01',
+        paymentMethodId: await savedMethod('payer-lakeside-01', 'pm_card_visa', company),
+        testClockId: clockId,
+      },
+      as,
+    );
+    const id = created.body.id as string;
+    const read = async () => (await api('GET', `/subscriptions/${id}`, undefined, as)).body;
+    const advanceTo = async (to: string) => {
+      expect((await api('POST', `/test-clocks/${clockId}/advance`, { frozenTime: to }, as)).status).toBe(202);
+      await waitFor(
+        () => api('GET', `/test-clocks/${clockId}`, undefined, as),
+        (r) => r.body.status === 'ready',
+        { what: `test clock to reach ${to}` },
+      );
+    };
+    await waitFor(read, (s) => s.status === 'active', { what: 'the first period paid' });
+
+    await system.ctx.db.models.Company.updateOne({ _id: company }, { $unset: { 'payment_info.compliance': 1 } });
+    await advanceTo('2027-07-01T13:00:00Z');
+    const failing = await waitFor(read, (s) => s.latestPeriod?.lastFailure, {
+      what: 'the renewal to fail on the configuration',
+    });
+    expect(failing).toMatchObject({
+      status: 'active',
+      latestPeriod: { status: 'open', lastFailure: { code: 'gateway_not_attested' } },
+    });
+    // Past the whole dunning window (7 days): still not the payer's fault, so not past_due, not unpaid.
+    await advanceTo('2027-07-12T13:00:00Z');
+    expect(await read()).toMatchObject({ status: 'active', latestPeriod: { status: 'open' } });
+
+    await api(
+      'POST',
+      '/payment-config/attestation',
+      {
+        status: 'exempt_1179',
+        rationale:
+          'Stripe processes payments only; it receives amounts and opaque ids, never PHI (HIPAA section 1179).',
+      },
+      as,
+    );
+    await advanceTo('2027-07-12T15:00:00Z');
+    const paid = await waitFor(read, (s) => s.latestPeriod?.status === 'paid', {
+      what: 'the period collected once fixed',
+    });
+    expect(paid).toMatchObject({ status: 'active', currentPeriod: { start: '2027-07-01T12:00:00.000Z' } });
+    expect(await chargedAmounts(id)).toEqual([3_000, 3_000]);
+  }, 120_000);
 });
 
 describe('changes', () => {

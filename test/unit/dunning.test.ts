@@ -3,6 +3,7 @@ import {
   dunningPolicySchema,
   HARD_DECLINE_CODES,
   isHardDecline,
+  isMerchantSideFailure,
   nextDunningStep,
   type DunningPolicy,
 } from '../../domain/dunning';
@@ -69,6 +70,25 @@ describe('nextDunningStep reads the policy it is given now', () => {
     expect(() => nextDunningStep(policy, { failedAttempts, firstFailureAt: FIRST_FAILURE, failure: SOFT })).toThrow(
       RangeError,
     );
+  });
+});
+
+describe('isMerchantSideFailure', () => {
+  it.each([
+    ['gateway_not_attested', true],
+    ['payment_config_missing', true],
+    ['payment_config_invalid', true],
+    ['gateway_account_changed', true],
+    ['resource_missing', true],
+    ['card_declined', false],
+    ['expired_card', false],
+    ['processing_error', false],
+  ])('%s is the merchant’s: %s', (code, expected) => {
+    expect(isMerchantSideFailure({ code })).toBe(expected);
+  });
+
+  it('never overlaps the payer’s hard declines', () => {
+    expect(HARD_DECLINE_CODES.filter((code) => isMerchantSideFailure({ code }))).toEqual([]);
   });
 });
 
