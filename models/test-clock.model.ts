@@ -13,6 +13,11 @@ export interface TestClockRecord {
   companyId: string;
   frozenTime: Date;
   status: TestClockStatus;
+  /**
+   * While advancing: the time of what is being run now. An advance runs what became due in time order, each at its own
+   * time (a decline's retries count from when it was declined, not from the end of the jump), as Stripe's do.
+   */
+  processingTime?: Date;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -23,6 +28,7 @@ const testClockSchema = new Schema<TestClockRecord>(
     companyId: { type: String, required: true },
     frozenTime: { type: Date, required: true },
     status: { type: String, required: true, enum: TEST_CLOCK_STATUSES },
+    processingTime: { type: Date },
   },
   { timestamps: true, versionKey: false, collection: 'test_clocks' },
 );

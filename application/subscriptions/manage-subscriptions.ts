@@ -486,15 +486,24 @@ export async function changeSubscription(
     else unset = ['nextBillingAt'];
   } else {
     kind = 'resumed';
-    // Inside its trial it goes on with the trial; otherwise a new cycle starts now and is billed at once (Stripe's
-    // billing_cycle_anchor: now): the periods that passed while paused are never billed.
-    const inTrial =
-      subscription.currentPeriod.index < 0 && subscription.trialEnd !== undefined && subscription.trialEnd > now;
+    // Inside its trial it goes on with the trial, and before the period paid before the pause ends, with that period;
+    // otherwise a new cycle starts now and is billed at once (Stripe's billing_cycle_anchor: now): the periods that
+    // passed while paused are never billed.
+    const { currentPeriod } = subscription;
+    const inTrial = currentPeriod.index < 0 && subscription.trialEnd !== undefined && subscription.trialEnd > now;
+    const goesOn =
+      inTrial ||
+      (now < currentPeriod.end &&
+        (
+          await models.SubscriptionPeriod.findById(periodId(subscription._id, currentPeriod.start), {
+            status: 1,
+          }).lean()
+        )?.status === 'paid');
     event = { type: 'resume', inTrial };
-    set = inTrial
-      ? { nextBillingAt: subscription.currentPeriod.end }
+    set = goesOn
+      ? { nextBillingAt: currentPeriod.end }
       : { ...restartedCycle(now, subscription.cycle.timeZone, subscription.interval), nextBillingAt: now };
-    renewNow = true;
+    renewNow = !goesOn;
   }
 
   if (event) {

@@ -49,13 +49,21 @@ const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'renewals-worker' 
 /** How long an incomplete first payment may wait for the payer before the subscription expires (Stripe: 23 hours). */
 export const INCOMPLETE_EXPIRES_AFTER_MS = 23 * 60 * 60 * 1000;
 
-/** The subscription's time: its test clock's frozen time, or now. */
+/**
+ * The subscription's time: now, or on a test clock its frozen time — while the clock advances, the time of what it is
+ * running (so a payment's outcome is handled at the time its charge was made, not at the end of the jump).
+ */
 export async function subscriptionNow(
   models: Pick<Models, 'TestClock'>,
   subscription: Pick<SubscriptionRecord, 'testClockId'>,
 ): Promise<Date> {
   if (!subscription.testClockId) return new Date();
-  const clock = await models.TestClock.findById(subscription.testClockId, { frozenTime: 1 }).lean();
+  const clock = await models.TestClock.findById(subscription.testClockId, {
+    frozenTime: 1,
+    status: 1,
+    processingTime: 1,
+  }).lean();
+  if (clock?.status === 'advancing' && clock.processingTime) return clock.processingTime;
   return clock?.frozenTime ?? new Date();
 }
 
@@ -138,8 +146,11 @@ async function renewStep(
       return 'again';
     }
   }
-  if (period.status === 'paid' && !period.paymentId && STILL_OWING.has(subscription.status)) {
-    // Nothing to collect (a bill below the minimum, carried on; or a credit covered it): settled as paid.
+  const trialPeriod = period.index < 0 && subscription.trialEnd?.getTime() === period.end.getTime();
+  const owing = STILL_OWING.has(subscription.status) || (subscription.status === 'trialing' && !trialPeriod);
+  if (period.status === 'paid' && !period.paymentId && owing) {
+    // Nothing to collect (a bill below the minimum, carried on; or a credit covered it): settled as paid, as a charge
+    // that succeeded would be (after a trial too).
     await move(deps, subscription, { type: 'payment_succeeded' }, now, { nextBillingAt: period.end }, ['waitingFor']);
     return 'again';
   }
@@ -468,8 +479,10 @@ async function afterFailure(
   const merchantSide = isMerchantSideFailure(failure);
   const firstFailureAt = period.firstFailureAt ?? now;
   let failedAt = period.lastFailure?.at ?? now;
+  let merchantFailures = period.merchantFailures ?? 0;
   if (period.lastFailure?.paymentId !== payment._id) {
     failedAt = now;
+    if (merchantSide) merchantFailures += 1;
     // A merchant-side failure is counted apart: it starts no dunning window and uses no dunning attempt.
     const recorded = await deps.models.SubscriptionPeriod.updateOne(
       { _id: period._id, paymentId: payment._id, 'lastFailure.paymentId': { $ne: payment._id } },
@@ -505,9 +518,10 @@ async function afterFailure(
     return 'charging';
   }
   if (merchantSide) {
-    // Not the payer's fault (docs/billing-rules.md): no dunning, no status move; tried again every hour until the
-    // configuration works (an incomplete subscription still expires at 23 hours).
-    const retryAt = new Date(failedAt.getTime() + MERCHANT_SIDE_RETRY_MS);
+    // Not the payer's fault (docs/billing-rules.md): no dunning, no status move; tried again after an hour, then two,
+    // four… up to once a day, until the configuration works (an incomplete subscription still expires at 23 hours).
+    const backoff = 2 ** Math.min(Math.max(merchantFailures - 1, 0), 5);
+    const retryAt = new Date(failedAt.getTime() + Math.min(MERCHANT_SIDE_RETRY_MS * backoff, DAY_MS));
     if (retryAt <= now) {
       await startAttempt(deps, subscription, period, now);
       return 'charging';
@@ -528,7 +542,7 @@ async function afterFailure(
   }
   // The policy as it is now: a change made since the failure applies to this retry.
   const policy = await dunningPolicyOf(deps.models, subscription.companyId);
-  const failedAttempts = period.attempts - (period.merchantFailures ?? 0);
+  const failedAttempts = period.attempts - merchantFailures;
   const step = nextDunningStep(policy, { failedAttempts, firstFailureAt, failure });
   // A hard decline waits for a new card, but no longer than the policy's window; then its end state applies.
   const decision = step.action === 'wait_for_payment_method' && step.until <= now ? giveUp(policy) : step;
@@ -580,8 +594,12 @@ async function afterFailure(
 }
 
 const giveUp = (policy: DunningPolicy) => ({ action: 'give_up' as const, endState: policy.finalState });
-/** A merchant-side failure is tried again this long after it (no dunning attempt is used). */
+/**
+ * A merchant-side failure is tried again this long after it, doubling with each one up to once a day (no dunning
+ * attempt is used).
+ */
 export const MERCHANT_SIDE_RETRY_MS = 60 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
 const expiryOf = (subscription: Pick<SubscriptionRecord, 'createdAt'>) =>
   new Date(subscription.createdAt.getTime() + INCOMPLETE_EXPIRES_AFTER_MS);
 const minDate = (a: Date, b: Date) => (a <= b ? a : b);

@@ -32,40 +32,60 @@ export async function requestClockAdvance(
 
 /**
  * Runs everything due on a test clock up to its frozen time, as the renewal sweep would in real time: trial ends,
- * renewals, dunning retries, expiries, in order, round after round (a jump of a year renews twelve times), waiting
- * for each period's payment to settle. Then the clock is `ready` again: that is how its user knows it is done.
+ * renewals, dunning retries, expiries, in time order, each at its own time (the clock's `processingTime`, which a
+ * payment's outcome also runs at), round after round (a jump of a year renews twelve times), waiting for each
+ * period's payment to settle. Then the clock is `ready` again: that is how its user knows it is done.
  */
 export async function runClockAdvance(deps: RenewDeps, testClockId: string): Promise<{ renewed: number }> {
   const clock = await deps.models.TestClock.findById(testClockId).lean();
   if (!clock || clock.status !== 'advancing') return { renewed: 0 };
   const deadline = Date.now() + ADVANCE_BUDGET_MS;
   let renewed = 0;
+  let processing = clock.processingTime;
+  let lastLook = '';
   for (;;) {
     const due = await deps.models.Subscription.find(
       { testClockId, nextBillingAt: { $lte: clock.frozenTime } },
-      { _id: 1 },
+      { _id: 1, nextBillingAt: 1 },
     )
       .sort({ nextBillingAt: 1 })
       .limit(500)
       .lean();
     if (due.length === 0) break;
+    // The earliest due time is what runs now (never going back).
+    const earliest = due[0]!.nextBillingAt!;
+    if (!processing || earliest > processing) {
+      processing = earliest;
+      await deps.models.TestClock.updateOne(
+        { _id: testClockId, status: 'advancing', frozenTime: clock.frozenTime },
+        { $set: { processingTime: processing } },
+      );
+    }
     let charging = 0;
     let settled = 0;
-    for (const { _id } of due) {
-      const outcome = await renewSubscription(deps, _id, { now: clock.frozenTime });
+    for (const { _id, nextBillingAt } of due) {
+      if (nextBillingAt! > processing) continue;
+      const outcome = await renewSubscription(deps, _id, { now: processing });
       if (outcome === 'charging') charging += 1;
       else if (outcome === 'settled') settled += 1;
     }
     renewed += settled;
-    // Due but with nothing to do (e.g. canceled meanwhile): done.
-    if (charging === 0 && settled === 0) break;
+    // Due but with nothing to do twice in a row, the same ones at the same times (e.g. canceled meanwhile): done. (Once
+    // is not enough: a payment's outcome may have moved a subscription on between the look and its run.)
+    if (charging === 0 && settled === 0) {
+      const look = due.map((s) => `${s._id}@${s.nextBillingAt!.getTime()}`).join();
+      if (look === lastLook) break;
+      lastLook = look;
+    } else {
+      lastLook = '';
+    }
     if (Date.now() > deadline) throw new Error(`test clock ${testClockId} did not finish advancing in time`);
     // Payments in flight: their outcome comes from the charges worker.
     if (charging > 0) await sleep(POLL_MS);
   }
   await deps.models.TestClock.updateOne(
     { _id: testClockId, status: 'advancing', frozenTime: clock.frozenTime },
-    { $set: { status: 'ready' } },
+    { $set: { status: 'ready' }, $unset: { processingTime: 1 } },
   );
   return { renewed };
 }

@@ -29,10 +29,11 @@ it('seeds plans, subscriptions on a test clock (one in dunning), payments and a 
   expect(statuses).toEqual(['active', 'active', 'active', 'past_due']);
   const offices = new Set((await models.Subscription.find({ companyId }).lean()).map((s) => s.officeId));
   expect(offices).toEqual(new Set(['north', 'south']));
-  // Two months of three subscriptions, the first month of the fourth and its declined renewal, three visits.
+  // Two months of three subscriptions, the first month of the fourth and its declined renewal (retried a day later,
+  // within the clock's advance, declined again), three visits.
   const payments = await models.Payment.find({ companyId }).lean();
   expect(payments.filter((p) => p.status === 'succeeded')).toHaveLength(2 * 3 + 1 + 3);
-  expect(payments.filter((p) => p.status === 'failed')).toHaveLength(1);
+  expect(payments.filter((p) => p.status === 'failed')).toHaveLength(2);
   expect(await models.Refund.countDocuments({ companyId })).toBe(1);
   expect(lines.join('\n')).toContain('payer-1004 is past_due');
   // Every paid period and visit gets its invoice under the practice's prefix, the refund its credit note.

@@ -215,10 +215,11 @@ describe('dunning', () => {
         },
       },
     );
+    // The clock runs what fell due at its own time: the renewal at 12:00 was declined, so retries count from then.
     await advance(clockId, '2026-06-01T13:00:00Z');
-    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-02T13:00:00.000Z' });
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-02T12:00:00.000Z' });
     await advance(clockId, '2026-06-02T14:00:00Z');
-    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-04T13:00:00.000Z' });
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-04T12:00:00.000Z' });
     await advance(clockId, '2026-06-09T00:00:00Z');
     const ended = await subscription(sub.id);
     expect(ended).toMatchObject({ status: 'unpaid', nextBillingAt: null });
@@ -304,14 +305,14 @@ describe('more dunning and billing rules', () => {
     await settledStatus(sub.id, (status) => status === 'active');
     await cardStartsDeclining(paymentMethodId);
     await advance(clockId, '2026-06-01T13:00:00Z');
-    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-02T13:00:00.000Z' });
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-02T12:00:00.000Z' });
     try {
       // One retry, ten days after the first failure, then canceled.
       expect((await billingSettings({ retryDelaysDays: [10], finalState: 'canceled' })).status).toBe(200);
       await advance(clockId, '2026-06-03T00:00:00Z');
       expect(await subscription(sub.id)).toMatchObject({
         status: 'past_due',
-        nextBillingAt: '2026-06-11T13:00:00.000Z',
+        nextBillingAt: '2026-06-11T12:00:00.000Z',
       });
       expect(await payments(sub.id)).toHaveLength(2);
       await advance(clockId, '2026-06-12T00:00:00Z');
@@ -454,6 +455,34 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
     expect((await subscription(sub.id)).pendingProration ?? 0).toBe(0);
   }, 90_000);
 
+  it('resumed before the paid period ends, that period goes on: nothing more is billed until its end', async () => {
+    const clockId = await clock('2027-08-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-pause-short-01',
+      paymentMethodId: await savedMethod('payer-pause-short-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    await advance(clockId, '2027-08-15T12:00:00Z');
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { pause: true })).status).toBe(200);
+    await advance(clockId, '2027-08-20T12:00:00Z');
+    const resumed = await api('PATCH', `/subscriptions/${sub.id}`, { resume: true });
+    expect(resumed.body).toMatchObject({
+      status: 'active',
+      currentPeriod: { start: '2027-08-01T12:00:00.000Z', end: '2027-09-01T12:00:00.000Z' },
+      nextBillingAt: '2027-09-01T12:00:00.000Z',
+    });
+    await advance(clockId, '2027-08-31T12:00:00Z');
+    expect(await chargedAmounts(sub.id)).toEqual([3_000]);
+    await advance(clockId, '2027-09-01T13:00:00Z');
+    await waitFor(
+      () => chargedAmounts(sub.id),
+      (amounts) => amounts.length === 2,
+      { what: 'the September renewal' },
+    );
+  }, 90_000);
+
   it('a failure on the merchant’s side (no attestation) uses no dunning attempt and ends nothing; fixed, it collects', async () => {
     // A company of its own: its configuration loses its attestation.
     const company = await createCompany(system.ctx.db, { name: 'Lakeside Dental Group' });
@@ -519,7 +548,8 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
       },
       as,
     );
-    await advanceTo('2027-07-12T15:00:00Z');
+    // Tried again after 1, 2, 4 … hours, at most a day apart: collected within a day of the fix.
+    await advanceTo('2027-07-13T14:00:00Z');
     const paid = await waitFor(read, (s) => s.latestPeriod?.status === 'paid', {
       what: 'the period collected once fixed',
     });

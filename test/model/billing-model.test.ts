@@ -18,6 +18,20 @@ describe('the reference billing model', () => {
     expect(sub.period).toMatchObject({ start: at('2026-04-10T00:00:00Z'), end: at('2026-05-10T00:00:00Z') });
   });
 
+  it('pause Jan 15, resume Jan 20: the January period goes on, the next bill is Feb 1', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 3_000 });
+    sub.advanceTo(at('2026-01-15T00:00:00Z'));
+    expect(sub.pause()).toBe(true);
+    sub.advanceTo(at('2026-01-20T00:00:00Z'));
+    expect(sub.resume()).toBe(true);
+    expect(sub.charges).toHaveLength(1);
+    sub.advanceTo(at('2026-02-01T00:00:00Z'));
+    expect(sub.charges.map((c) => c.label)).toEqual([
+      'period 2026-01-01T00:00:00.000Z',
+      'period 2026-02-01T00:00:00.000Z',
+    ]);
+  });
+
   it('a hard decline at trial end ends in finalState once the policy window has passed', () => {
     const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 3_000, trialDays: 7 });
     sub.card = 'hard';

@@ -225,6 +225,10 @@ export class SubscriptionModel {
         },
       });
     }
+    if (this.status === 'paused' && !this.period && this.cancelAtPeriodEnd && this.trialEnd !== undefined) {
+      // Paused inside the trial: the trial is the period a cancel at period end waits for.
+      events.push({ at: this.trialEnd, run: () => this.end() });
+    }
     if (this.period && (this.status === 'active' || this.status === 'past_due' || this.status === 'paused')) {
       const paused = this.status === 'paused';
       if (!paused || this.cancelAtPeriodEnd) {
@@ -303,6 +307,8 @@ export class SubscriptionModel {
       return true;
     }
     this.status = 'active';
+    // Resumed before the period paid before the pause has ended: that period goes on, and the next bill is at its end.
+    if (this.period && this.now < this.period.end && !this.open) return true;
     this.startCycle(this.now);
     return true;
   }

@@ -332,9 +332,13 @@ export function compare(model: SubscriptionModel, o: Observation): string[] {
 
   // Nothing queued again and again for a subscription that can no longer bill.
   if (!model.canBill && !model.uncertain) {
-    // A paused subscription that ends at period end wakes once more, to end then.
+    // A paused subscription that ends at period end wakes once more, to end then; one waiting for a new card after a
+    // hard decline wakes once more when the policy's window ends, for its end state.
     const endsThen = model.status === 'paused' && model.cancelAtPeriodEnd;
-    if (o.subscription.nextBillingAt && !endsThen) {
+    const windowEnd = model.waitingForCard && model.open ? model.open.firstFailureAt + window : undefined;
+    const wakesForEndState =
+      windowEnd !== undefined && new Date(o.subscription.nextBillingAt).getTime() <= windowEnd + 1000;
+    if (o.subscription.nextBillingAt && !endsThen && !wakesForEndState) {
       problems.push(`${model.status} and cannot bill, but nextBillingAt is ${o.subscription.nextBillingAt}`);
     }
     const queued = o.jobs.filter((j) => j.state !== 'failed');
