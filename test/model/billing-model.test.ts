@@ -32,6 +32,19 @@ describe('the reference billing model', () => {
     ]);
   });
 
+  it('a new card after unpaid, inside the owed period: that period is paid and goes on to its end', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 3_000 });
+    sub.card = 'hard';
+    sub.advanceTo(at('2026-02-09T00:00:00Z'));
+    expect(sub.status).toBe('unpaid');
+    expect(sub.newCard('visa')).toBe(true);
+    expect(sub.charges.map((c) => c.label)).toEqual([
+      'period 2026-01-01T00:00:00.000Z',
+      'period 2026-02-01T00:00:00.000Z',
+    ]);
+    expect(sub.period).toMatchObject({ start: at('2026-02-01T00:00:00Z'), end: at('2026-03-01T00:00:00Z') });
+  });
+
   it('a hard decline at trial end ends in finalState once the policy window has passed', () => {
     const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 3_000, trialDays: 7 });
     sub.card = 'hard';

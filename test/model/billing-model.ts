@@ -173,7 +173,8 @@ export class SubscriptionModel {
       if (this.status === 'past_due' || this.status === 'unpaid') this.status = 'active';
       if (wasUnpaid) {
         this.blocked = this.blocked.map(([from, to]) => [from, to === Infinity ? this.now : to]);
-        this.startCycle(this.now);
+        // The owed period, if it has ended by now, is followed by a new cycle from now; otherwise it goes on.
+        if (this.now >= this.period!.end) this.startCycle(this.now);
       }
       return;
     }
