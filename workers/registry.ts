@@ -9,7 +9,8 @@ import type { QueuePayloads, Queues } from '../queues';
 import { auditJobSchema, type enqueueAuditEvent } from '../queues/audit.queue';
 import { chargeJobSchema } from '../queues/charges.queue';
 import { ALL_QUEUE_NAMES, isQueueName, QUEUE_NAMES, type QueueName } from '../queues/names';
-import { refundJobSchema } from '../queues/refunds.queue';
+import { enqueueRefund, refundJobSchema } from '../queues/refunds.queue';
+import { requestRefund } from '../application/refunds/request-refund';
 import { stripeEventJobSchema } from '../queues/stripe-events.queue';
 import { enqueueCharge } from '../queues/charges.queue';
 import { renewAfterPayment, renewalJobSchema } from '../queues/renewals.queue';
@@ -226,6 +227,24 @@ export const WORKERS = {
       onPeriodUncollectible: async (period, at) => {
         await invoicePeriod(invoicing(context), period, 'uncollectible', at);
       },
+      // A canceled subscription's pending credit goes back through the refund use case (queued, audited, and given
+      // its credit note like any refund).
+      refundCredit: (payment, amount, idempotencyKey) =>
+        requestRefund(
+          {
+            models: context.db.models,
+            enqueueRefund: async (job, audit) => {
+              await Promise.all([enqueueRefund(context.queues.refunds, job), context.enqueueAudit(audit)]);
+            },
+          },
+          {
+            payment,
+            idempotencyKey,
+            request: { amount, reason: 'requested_by_customer' },
+            requestedBy: { type: 'service', id: 'renewals-worker' },
+            requestId: `req_${idempotencyKey}`,
+          },
+        ),
     }),
   }),
   [QUEUE_NAMES.invoices]: defineWorker(QUEUE_NAMES.invoices, {

@@ -16,7 +16,7 @@ import { periodId, type SubscriptionRecord } from '../../models/subscription.mod
 import { enqueueCharge } from '../../queues/charges.queue';
 import type { Queues } from '../../queues';
 import { enqueueRenewal } from '../../queues/renewals.queue';
-import { audit, chargeAdjustment, move, subscriptionNow, type RenewDeps } from './renew-subscription';
+import { audit, canceling, chargeAdjustment, move, subscriptionNow, type RenewDeps } from './renew-subscription';
 
 export const DEFAULT_TIME_ZONE = 'UTC';
 
@@ -402,8 +402,9 @@ export async function changeSubscription(
       if (subscription.status === 'paused') unset = ['nextBillingAt'];
     } else if (change.cancelAt === 'now') {
       event = { type: 'cancel' };
-      set = { canceledAt: now };
-      unset = ['nextBillingAt', 'waitingFor'];
+      ({ set, unset } = canceling(subscription, now));
+      // A pending balance is settled at once (charged, or a credit refunded): its renewal runs now.
+      renewNow = Boolean(subscription.pendingProration);
     } else {
       if (subscription.cancelAtPeriodEnd)
         return refuse(409, 'already_canceling', 'the subscription already ends at period end');

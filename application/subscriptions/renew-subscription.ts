@@ -32,6 +32,15 @@ export interface RenewDeps {
    * per period, like `onPeriodPaid`: its uncollectible invoice starts here.
    */
   onPeriodUncollectible?: (period: SubscriptionPeriodRecord, at: Date) => Promise<void>;
+  /**
+   * Refunds `amount` of a payment under `idempotencyKey` through the refund use case (so it gets its credit note like
+   * any refund): a canceled subscription's pending credit. Without it such a credit stays on the subscription.
+   */
+  refundCredit?: (
+    payment: PaymentRecord,
+    amount: number,
+    idempotencyKey: string,
+  ) => Promise<{ outcome: string; refundable?: number }>;
   logger?: Logger;
 }
 
@@ -95,6 +104,9 @@ export async function renewSubscription(
     const subscription = await deps.models.Subscription.findById(subscriptionId).lean();
     // Whatever else is due, a charged plan change whose payment has an outcome is settled first (once per run).
     if (round === 0 && subscription) await settleAdjustments(deps, subscription);
+    if (subscription?.status === 'canceled' && subscription.nextBillingAt) {
+      return settleCanceled(deps, subscription, options.now ?? (await subscriptionNow(deps.models, subscription)));
+    }
     if (!subscription || isTerminal(subscription.status) || !subscription.nextBillingAt) break;
     const now = options.now ?? (await subscriptionNow(deps.models, subscription));
     if (subscription.nextBillingAt > now) break;
@@ -125,9 +137,7 @@ async function renewStep(
   if (subscription.status === 'paused') {
     // Paused bills nothing; only a cancel at period end still happens, at that period's end.
     if (subscription.cancelAtPeriodEnd && now >= current.end) {
-      return (await move(deps, subscription, { type: 'cancel' }, now, { canceledAt: current.end }, ['nextBillingAt']))
-        ? 'settled'
-        : 'again';
+      return (await cancelMove(deps, subscription, now, current.end)) ? 'settled' : 'again';
     }
     await Subscription.updateOne(
       { _id: subscription._id, status: 'paused' },
@@ -164,9 +174,7 @@ async function renewStep(
       return 'not_due';
     }
     if (subscription.cancelAtPeriodEnd) {
-      return (await move(deps, subscription, { type: 'cancel' }, now, { canceledAt: current.end }, ['nextBillingAt']))
-        ? 'settled'
-        : 'again';
+      return (await cancelMove(deps, subscription, now, current.end)) ? 'settled' : 'again';
     }
     await advancePeriod(deps, subscription);
     return 'again';
@@ -359,10 +367,24 @@ export async function chargeAdjustment(
   amount: number,
   at: Date,
 ): Promise<void> {
+  // One per change: the write that made it stamped the subscription (a test clock may make two at one frozen time).
+  const id = periodId(`${subscription._id}|adjustment`, subscription.updatedAt);
+  const adjustment = await insertAdjustment(deps, subscription, id, amount, at);
+  if (adjustment.attempts > 0) return;
+  if (!(await chargeAttempt(deps, subscription, adjustment, at))) await carryAdjustment(deps, subscription, adjustment);
+}
+
+/** An adjustment record (a charge of its own, no dunning), inserted once under `id`; the stored one if it is there. */
+async function insertAdjustment(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  id: string,
+  amount: number,
+  at: Date,
+): Promise<SubscriptionPeriodRecord> {
   const now = new Date();
   const record: SubscriptionPeriodRecord = {
-    // One per change: the write that made it stamped the subscription (a test clock may make two at one frozen time).
-    _id: periodId(`${subscription._id}|adjustment`, subscription.updatedAt),
+    _id: id,
     kind: 'adjustment',
     companyId: subscription.companyId,
     ...(subscription.officeId ? { officeId: subscription.officeId } : {}),
@@ -378,15 +400,13 @@ export async function chargeAdjustment(
     createdAt: now,
     updatedAt: now,
   };
-  let adjustment: SubscriptionPeriodRecord = record;
   try {
     await deps.models.SubscriptionPeriod.insertMany([record], { lean: true });
+    return record;
   } catch (error) {
     if (!isDuplicateKeyError(error)) throw error;
-    adjustment = (await deps.models.SubscriptionPeriod.findById(record._id).lean()) ?? record;
+    return (await deps.models.SubscriptionPeriod.findById(record._id).lean()) ?? record;
   }
-  if (adjustment.attempts > 0) return;
-  if (!(await chargeAttempt(deps, subscription, adjustment, at))) await carryAdjustment(deps, subscription, adjustment);
 }
 
 /**
@@ -559,13 +579,14 @@ async function afterFailure(
         ? 'settled'
         : 'again';
     case 'give_up': {
+      const ends = decision.endState === 'canceled' ? canceling(subscription, now) : undefined;
       const moved = await move(
         deps,
         subscription,
         { type: 'payment_failed', final: true, endState: decision.endState },
         now,
-        decision.endState === 'canceled' ? { canceledAt: now } : {},
-        ['nextBillingAt'],
+        ends?.set ?? {},
+        ends?.unset ?? ['nextBillingAt'],
       );
       if (moved) {
         await deps.models.SubscriptionPeriod.updateOne(
@@ -594,6 +615,89 @@ async function afterFailure(
 }
 
 const giveUp = (policy: DunningPolicy) => ({ action: 'give_up' as const, endState: policy.finalState });
+
+/**
+ * The write that ends a subscription at `canceledAt`: with a pending balance, `nextBillingAt` stays set (to then) so
+ * that its final settlement runs, here or from the sweep should this run stop (`settleCanceled`).
+ */
+export function canceling(
+  subscription: Pick<SubscriptionRecord, 'pendingProration'>,
+  canceledAt: Date,
+): { set: Record<string, unknown>; unset: string[] } {
+  return subscription.pendingProration
+    ? { set: { canceledAt, nextBillingAt: canceledAt }, unset: ['waitingFor'] }
+    : { set: { canceledAt }, unset: ['nextBillingAt', 'waitingFor'] };
+}
+
+const cancelMove = (deps: RenewDeps, subscription: SubscriptionRecord, now: Date, canceledAt: Date) => {
+  const { set, unset } = canceling(subscription, canceledAt);
+  return move(deps, subscription, { type: 'cancel' }, now, set, unset);
+};
+
+/**
+ * What a canceled subscription still owes or is owed (docs/billing-rules.md, "Cancel"): a pending balance above the
+ * minimum charge is billed as a final adjustment (its own record, charged and invoiced like a plan change billed at
+ * once); a pending credit is refunded against the last paid period's payment (at most what is left of it), through
+ * the refund use case, so it gets its credit note. Once, whatever crashes: the record's id and the refund's key derive
+ * from the cancel, and the balance is taken off the subscription in one write guarded by that id. Then its
+ * `nextBillingAt` (left set by the cancel) is unset; while the final charge is in flight it stays, and the run says
+ * `charging`.
+ */
+async function settleCanceled(deps: RenewDeps, subscription: SubscriptionRecord, now: Date): Promise<RenewOutcome> {
+  const { Subscription, SubscriptionPeriod } = deps.models;
+  const id = periodId(`${subscription._id}|final`, subscription.canceledAt ?? now);
+  const pending = subscription.pendingProration ?? 0;
+  if (pending !== 0 && !subscription.prorationsApplied?.includes(id)) {
+    if (pending >= minimumChargeAmount(subscription.currency)) {
+      await insertAdjustment(deps, subscription, id, pending, subscription.canceledAt ?? now);
+    } else if (pending < 0) {
+      if (!deps.refundCredit) return 'not_due';
+      await refundPendingCredit(deps, subscription, -pending, id);
+    }
+    // Below the minimum, a balance cannot be charged: it is dropped with the subscription.
+    await Subscription.updateOne(
+      { _id: subscription._id, prorationsApplied: { $ne: id } },
+      { $inc: { pendingProration: -pending }, $push: { prorationsApplied: id } },
+    );
+  }
+  const final = await SubscriptionPeriod.findById(id).lean();
+  if (final?.status === 'open') {
+    if (final.attempts > 0) return 'charging'; // its outcome settles it (settleAdjustments)
+    if (await chargeAttempt(deps, subscription, final, now)) return 'charging';
+    await SubscriptionPeriod.updateOne({ _id: id, status: 'open' }, { $set: { status: 'uncollectible' } });
+  }
+  await Subscription.updateOne(
+    { _id: subscription._id, status: 'canceled', nextBillingAt: subscription.nextBillingAt },
+    { $unset: { nextBillingAt: 1 } },
+  );
+  return 'settled';
+}
+
+/** Refunds up to `credit` of the latest paid period's payment that was not disputed. */
+async function refundPendingCredit(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  credit: number,
+  key: string,
+): Promise<void> {
+  const paid = await deps.models.SubscriptionPeriod.find(
+    { subscriptionId: subscription._id, status: 'paid', kind: { $exists: false }, paymentId: { $exists: true } },
+    { paymentId: 1 },
+  )
+    .sort({ start: -1 })
+    .limit(12)
+    .lean();
+  for (const period of paid) {
+    const payment = await deps.models.Payment.findById(period.paymentId).lean();
+    if (payment?.status !== 'succeeded' || payment.dispute) continue;
+    const asked = await deps.refundCredit!(payment, credit, `sub-credit-${key}`);
+    // Less is left of that payment than the credit: refund what is left (its own key, so a rerun asks the same).
+    if (asked.outcome === 'exceeds' && asked.refundable) {
+      await deps.refundCredit!(payment, asked.refundable, `sub-credit-${key}-${asked.refundable}`);
+    }
+    return;
+  }
+}
 /**
  * A merchant-side failure is tried again this long after it, doubling with each one up to once a day (no dunning
  * attempt is used).

@@ -483,6 +483,103 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
     );
   }, 90_000);
 
+  it('cancel now settles a pending balance once: an upgrade’s difference is charged on an invoice, a downgrade’s credit refunded', async () => {
+    const clockId = await clock('2027-09-01T12:00:00Z');
+    const owes = await subscribe({
+      planId: await plan({ amount: 3_000 }),
+      customerRef: 'payer-final-01',
+      paymentMethodId: await savedMethod('payer-final-01'),
+      testClockId: clockId,
+    });
+    const owed = await subscribe({
+      planId: await plan({ amount: 6_000 }),
+      customerRef: 'payer-final-02',
+      paymentMethodId: await savedMethod('payer-final-02'),
+      testClockId: clockId,
+    });
+    await settledStatus(owes.id, (status) => status === 'active');
+    await settledStatus(owed.id, (status) => status === 'active');
+    // September has 30 days; half way through: $30 → $60 owes $15, $60 → $30 is owed $15.
+    await advance(clockId, '2027-09-16T12:00:00Z');
+    const up = await api('PATCH', `/subscriptions/${owes.id}`, {
+      planId: await plan({ amount: 6_000, name: 'Platinum membership' }),
+      prorationBehavior: 'create_prorations',
+    });
+    expect(up.body.pendingProration).toBe(1_500);
+    const down = await api('PATCH', `/subscriptions/${owed.id}`, {
+      planId: await plan({ amount: 3_000, name: 'Silver membership' }),
+      prorationBehavior: 'create_prorations',
+    });
+    expect(down.body.pendingProration).toBe(-1_500);
+
+    for (const id of [owes.id, owed.id]) {
+      expect((await api('PATCH', `/subscriptions/${id}`, { cancelAt: 'now' })).body).toMatchObject({
+        status: 'canceled',
+      });
+    }
+    await waitFor(
+      () => chargedAmounts(owes.id),
+      (amounts) => amounts.length === 2,
+      { what: 'the final bill' },
+    );
+    const { Invoice, Refund } = system.ctx.db.models;
+    const finalPayment = (await payments(owes.id)).at(-1)!;
+    const invoice = await waitFor(
+      () => Invoice.findOne({ paymentId: finalPayment._id, kind: 'invoice' }).lean(),
+      (found) => found?.status === 'paid',
+      { what: 'the final bill’s invoice' },
+    );
+    expect(invoice).toMatchObject({ total: 1_500 });
+    const firstPayment = (await payments(owed.id))[0]!;
+    const refund = await waitFor(
+      () => Refund.findOne({ paymentId: firstPayment._id }).lean(),
+      (found) => found?.status === 'succeeded',
+      { what: 'the credit refunded' },
+    );
+    expect(refund).toMatchObject({ amount: 1_500 });
+    await waitFor(
+      () => Invoice.findOne({ refundId: refund!._id, kind: 'credit_note' }).lean(),
+      (found) => Boolean(found),
+      { what: 'the credit note' },
+    );
+    // Settled: nothing pending, nothing due; another renewal run charges and refunds nothing more.
+    for (const id of [owes.id, owed.id]) {
+      const after = await subscription(id);
+      expect(after.pendingProration ?? 0).toBe(0);
+      expect(after.nextBillingAt ?? null).toBeNull();
+      await renewSubscription(renewDeps(), id);
+    }
+    expect(await chargedAmounts(owes.id)).toEqual([3_000, 1_500]);
+    expect(await Refund.countDocuments({ paymentId: firstPayment._id })).toBe(1);
+  }, 90_000);
+
+  it('a cancel at period end settles a pending balance at that end', async () => {
+    const clockId = await clock('2027-10-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ amount: 3_100 }),
+      customerRef: 'payer-final-03',
+      paymentMethodId: await savedMethod('payer-final-03'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    // October has 31 days; 10 days before its end: $31 → $62 owes $10.
+    await advance(clockId, '2027-10-22T12:00:00Z');
+    await api('PATCH', `/subscriptions/${sub.id}`, {
+      planId: await plan({ amount: 6_200, name: 'Platinum membership' }),
+      prorationBehavior: 'create_prorations',
+    });
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'period_end' })).status).toBe(200);
+    expect(await chargedAmounts(sub.id)).toEqual([3_100]);
+    await advance(clockId, '2027-11-01T13:00:00Z');
+    await waitFor(
+      () => chargedAmounts(sub.id),
+      (amounts) => amounts.length === 2,
+      { what: 'the final bill at the period’s end' },
+    );
+    expect(await chargedAmounts(sub.id)).toEqual([3_100, 1_000]);
+    expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', canceledAt: '2027-11-01T12:00:00.000Z' });
+  }, 90_000);
+
   it('a failure on the merchant’s side (no attestation) uses no dunning attempt and ends nothing; fixed, it collects', async () => {
     // A company of its own: its configuration loses its attestation.
     const company = await createCompany(system.ctx.db, { name: 'Lakeside Dental Group' });
