@@ -201,9 +201,23 @@ async function checkTerms(
     if (method.customerRef !== terms.customerRef) {
       return refuse(422, 'payment_method_of_another_payer', 'the payment method belongs to another payer');
     }
+    if (!methodServesOffice(method, terms.officeId)) {
+      return refuse(
+        422,
+        'payment_method_of_another_office',
+        "the payment method was saved at another office (under that office's payment configuration)",
+      );
+    }
   }
   return { plan };
 }
+
+/**
+ * A card saved at an office (through that office's payment configuration) serves that office's subscriptions only; one
+ * saved for the company serves any of its subscriptions.
+ */
+const methodServesOffice = (method: { officeId?: string }, officeId: string | undefined) =>
+  !method.officeId || method.officeId === officeId;
 
 export async function createSubscription(
   deps: ManageDeps,
@@ -337,7 +351,7 @@ async function useNewPaymentMethod(
  */
 export async function resumeCollectionForPayer(
   deps: ManageDeps,
-  method: { _id: string; companyId: string; customerRef: string },
+  method: { _id: string; companyId: string; customerRef: string; officeId?: string },
 ): Promise<number> {
   const waiting = await deps.models.Subscription.find({
     companyId: method.companyId,
@@ -346,7 +360,9 @@ export async function resumeCollectionForPayer(
   }).lean();
   let resumed = 0;
   for (const subscription of waiting) {
-    if (subscription.paymentMethodId === method._id) continue;
+    // An ended subscription takes nothing (it would be queued for ever); another office's takes no card of this one.
+    if (isTerminal(subscription.status) || subscription.paymentMethodId === method._id) continue;
+    if (!methodServesOffice(method, subscription.officeId)) continue;
     const now = await subscriptionNow(deps.models, subscription);
     const actor = { type: 'service' as const, id: 'payment-method-saved' };
     if (await useNewPaymentMethod(deps, subscription, method._id, now, actor)) resumed += 1;

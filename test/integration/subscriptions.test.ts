@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import { ulid } from 'ulid';
+import { manageDepsFor, resumeCollectionForPayer } from '../../application/subscriptions/manage-subscriptions';
 import { renewSubscription, type RenewDeps } from '../../application/subscriptions/renew-subscription';
 import { sweepRenewals } from '../../application/subscriptions/sweep-renewals';
 import { confirmSetupIntentLocally } from '../../devtools/confirm-setup-intent';
@@ -289,6 +290,23 @@ describe('dunning', () => {
     expect((await subscription(sub.id)).status).toBe('incomplete');
     await advance(clockId, '2026-05-02T11:30:00Z');
     expect((await subscription(sub.id)).status).toBe('incomplete_expired');
+
+    // The payer saves a card afterwards: an expired subscription takes nothing and is never queued again.
+    const saved = await savedMethod('payer-expire-01');
+    const manage = manageDepsFor({
+      models: system.ctx.db.models,
+      queues: system.ctx.queues,
+      enqueueAudit: (event) => enqueueAuditEvent(system.ctx.queues.audit, event),
+    });
+    const resumed = await resumeCollectionForPayer(manage, {
+      _id: saved,
+      companyId,
+      customerRef: 'payer-expire-01',
+    });
+    expect(resumed).toBe(0);
+    const after = await system.ctx.db.models.Subscription.findById(sub.id).lean();
+    expect(after).toMatchObject({ status: 'incomplete_expired' });
+    expect(after?.nextBillingAt).toBeUndefined();
   }, 60_000);
 });
 
@@ -799,6 +817,20 @@ describe('changes', () => {
       [{ ...base, planId: otherPlan }, 404, 'plan_not_found'],
       [{ ...base, officeId: 'south' }, 422, 'office_not_in_plan'],
       [{ ...base, paymentMethodId: await savedMethod('payer-someone-else') }, 422, 'payment_method_of_another_payer'],
+      [
+        {
+          ...base,
+          paymentMethodId: await insertSavedCard(system.ctx.db, {
+            companyId,
+            customerRef: 'payer-bad-01',
+            paymentMethod: 'pm_card_visa',
+            savedBy: `test-${ulid()}`,
+            officeId: 'south',
+          }),
+        },
+        422,
+        'payment_method_of_another_office',
+      ],
     ];
     for (const [body, status, code] of cases) {
       const response = await api('POST', '/subscriptions', body);

@@ -5,8 +5,8 @@ import { DateTime } from 'luxon';
  * Billing's documented semantics), not from application/ or domain/. Times are epoch milliseconds; the billing time
  * zone is UTC; plans bill monthly. It is deliberately small: a few dozen lines per rule.
  *
- * Where the rules do not say what happens (a 3-D Secure card that the payer never completes, a period boundary
- * while an earlier period is still in dunning, a final bill below the minimum), the model marks itself `uncertain`
+ * Where the rules do not say what happens (a period boundary while an earlier period is still in dunning, a final
+ * bill below the minimum or declined), the model marks itself `uncertain`
  * and from then on only the structural invariants are checked for that subscription, never its amounts or status.
  */
 
@@ -178,13 +178,13 @@ export class SubscriptionModel {
       }
       return;
     }
-    if (this.card === 'auth') this.unsure('3-D Secure the payer never completes: the rules leave dunning open');
     this.note(`declined ${open.amount} (${this.card})`);
     if (first) open.firstFailureAt = this.now;
     if (retry) open.retries += 1;
     if (open.status === 'uncollectible') return;
     this.status = 'past_due';
-    this.waitingForCard = this.card === 'hard';
+    // Off-session, a card that needs authentication is declined `authentication_required` (Stripe): a hard decline.
+    this.waitingForCard = this.card === 'hard' || this.card === 'auth';
     if (this.card === 'soft' && open.retries >= this.policy.retryDelaysDays.length) this.giveUp();
   }
 

@@ -60,13 +60,14 @@ export function shuffle<T>(items: T[]): T[] {
 /** A payer's saved card, as `setup_intent.succeeded` stores it (its Stripe ids encrypted with the company's key). */
 export async function insertSavedCard(
   db: Pick<Database, 'models' | 'encryption'>,
-  fields: { companyId: string; customerRef: string; paymentMethod: string; savedBy: string },
+  fields: { companyId: string; customerRef: string; paymentMethod: string; savedBy: string; officeId?: string },
 ): Promise<string> {
   const { companyId, customerRef } = fields;
   const id = savedPaymentMethodId(companyId, `seti_${ulid()}`);
   await db.models.SavedPaymentMethod.create({
     _id: id,
     companyId,
+    ...(fields.officeId ? { officeId: fields.officeId } : {}),
     customerRef,
     stripeCustomerId: await db.encryption.encrypt(companyId, `cus_${customerRef.replace(/[^A-Za-z0-9]/g, '')}`),
     stripePaymentMethodId: await db.encryption.encrypt(companyId, fields.paymentMethod),

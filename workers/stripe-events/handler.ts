@@ -30,7 +30,12 @@ export interface StripeEventDeps {
   /** Money went back to the payer without a refund of ours (a Stripe dashboard refund, a lost dispute): its credit note. */
   onMoneyReturned?: (returned: MoneyReturned) => Promise<unknown>;
   /** A payer saved a payment method: their subscriptions waiting for one resume collection. */
-  onPaymentMethodSaved?: (method: { _id: string; companyId: string; customerRef: string }) => Promise<unknown>;
+  onPaymentMethodSaved?: (method: {
+    _id: string;
+    companyId: string;
+    customerRef: string;
+    officeId?: string;
+  }) => Promise<unknown>;
   logger: Logger;
 }
 
