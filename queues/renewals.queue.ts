@@ -84,6 +84,15 @@ export async function enqueueClockAdvance(queue: Queue<RenewalJob>, testClockId:
   );
 }
 
+/** The rest of an advance that ran out of its job's time: a new job (its id unique: the last one is still running). */
+export async function continueClockAdvance(queue: Queue<RenewalJob>, testClockId: string) {
+  await queue.add(
+    RENEWAL_JOBS.advanceClock,
+    { testClockId },
+    { ...renewalJobOptions, jobId: jobId('clock', `${testClockId}-more-${Date.now()}`) },
+  );
+}
+
 /**
  * A subscription's period payment settled: its renewal runs now to record that (and to start the next attempt or
  * wait). Best effort: while a payment is in flight the sweep looks at its subscription every minute anyway.

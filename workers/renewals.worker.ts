@@ -2,7 +2,7 @@ import type { Job, Queue } from 'bullmq';
 import { renewSubscription, type RenewDeps, type RenewOutcome } from '../application/subscriptions/renew-subscription';
 import { sweepRenewals, type SweepRenewalsResult } from '../application/subscriptions/sweep-renewals';
 import { runClockAdvance } from '../application/subscriptions/test-clocks';
-import { RENEWAL_JOBS, type RenewalJob } from '../queues/renewals.queue';
+import { continueClockAdvance, RENEWAL_JOBS, type RenewalJob } from '../queues/renewals.queue';
 import { JobFailedError, type JobContext } from './queue-worker';
 
 export interface RenewalsDeps extends Omit<RenewDeps, 'logger'> {
@@ -28,9 +28,13 @@ export async function processRenewal(
       return { outcome: await renewSubscription({ ...deps, logger }, data.subscriptionId) };
     case RENEWAL_JOBS.sweep:
       return sweepRenewals({ ...deps, logger });
-    case RENEWAL_JOBS.advanceClock:
+    case RENEWAL_JOBS.advanceClock: {
       if (!data.testClockId) throw new JobFailedError('invalid_payload', 'an advance job names its test clock');
-      return runClockAdvance({ ...deps, logger }, data.testClockId);
+      const advanced = await runClockAdvance({ ...deps, logger }, data.testClockId);
+      // A long advance (a year of many subscriptions) goes on in a job of its own, however long it takes.
+      if (advanced.unfinished) await continueClockAdvance(deps.renewalsQueue, data.testClockId);
+      return advanced;
+    }
     default:
       throw new JobFailedError('unknown_renewal_job', `unknown renewal job ${job.name}`);
   }

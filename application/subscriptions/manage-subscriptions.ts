@@ -418,9 +418,9 @@ export async function changeSubscription(
       if (subscription.status === 'paused') unset = ['nextBillingAt'];
     } else if (change.cancelAt === 'now') {
       event = { type: 'cancel' };
-      ({ set, unset } = canceling(subscription, now));
-      // A pending balance is settled at once (charged, or a credit refunded): its renewal runs now.
-      renewNow = Boolean(subscription.pendingProration);
+      ({ set, unset } = canceling(now));
+      // What is left is settled at once (a pending balance charged or refunded, an attempt in flight): it runs now.
+      renewNow = true;
     } else {
       if (subscription.cancelAtPeriodEnd)
         return refuse(409, 'already_canceling', 'the subscription already ends at period end');

@@ -104,7 +104,7 @@ export async function renewSubscription(
     const subscription = await deps.models.Subscription.findById(subscriptionId).lean();
     // Whatever else is due, a charged plan change whose payment has an outcome is settled first (once per run).
     if (round === 0 && subscription) await settleAdjustments(deps, subscription);
-    if (subscription?.status === 'canceled' && subscription.nextBillingAt) {
+    if (subscription?.status === 'canceled') {
       return settleCanceled(deps, subscription, options.now ?? (await subscriptionNow(deps.models, subscription)));
     }
     if (!subscription || isTerminal(subscription.status) || !subscription.nextBillingAt) break;
@@ -128,7 +128,8 @@ async function renewStep(
 
   if (
     subscription.status === 'incomplete' &&
-    now.getTime() >= subscription.createdAt.getTime() + INCOMPLETE_EXPIRES_AFTER_MS
+    now.getTime() >= subscription.createdAt.getTime() + INCOMPLETE_EXPIRES_AFTER_MS &&
+    !(await firstPaymentUnsettled(deps, subscription))
   ) {
     return (await move(deps, subscription, { type: 'first_payment_expired' }, now, {}, ['nextBillingAt']))
       ? 'settled'
@@ -204,6 +205,21 @@ async function renewStep(
   }
   await startAttempt(deps, subscription, period, now);
   return 'charging';
+}
+
+/**
+ * Whether the first period's latest payment has no outcome yet (queued, processing, needing attention): an incomplete
+ * subscription never expires under it, since it may still succeed (docs/billing-rules.md). The renewal goes on
+ * waiting for it instead, and its outcome decides: paid, the subscription is active; failed, it expires.
+ */
+async function firstPaymentUnsettled(deps: RenewDeps, subscription: SubscriptionRecord): Promise<boolean> {
+  const period = await deps.models.SubscriptionPeriod.findById(
+    periodId(subscription._id, subscription.currentPeriod.start),
+    { paymentId: 1, status: 1 },
+  ).lean();
+  if (!period?.paymentId || period.status !== 'open') return false;
+  const payment = await deps.models.Payment.findById(period.paymentId, { status: 1 }).lean();
+  return payment?.status === 'queued' || payment?.status === 'processing' || payment?.status === 'needs_attention';
 }
 
 /**
@@ -579,7 +595,7 @@ async function afterFailure(
         ? 'settled'
         : 'again';
     case 'give_up': {
-      const ends = decision.endState === 'canceled' ? canceling(subscription, now) : undefined;
+      const ends = decision.endState === 'canceled' ? canceling(now) : undefined;
       const moved = await move(
         deps,
         subscription,
@@ -617,20 +633,15 @@ async function afterFailure(
 const giveUp = (policy: DunningPolicy) => ({ action: 'give_up' as const, endState: policy.finalState });
 
 /**
- * The write that ends a subscription at `canceledAt`: with a pending balance, `nextBillingAt` stays set (to then) so
- * that its final settlement runs, here or from the sweep should this run stop (`settleCanceled`).
+ * The write that ends a subscription at `canceledAt`: `nextBillingAt` is set to then, so that its final settlement (a
+ * pending balance, an attempt in flight) runs, here or from the sweep should this run stop (`settleCanceled`).
  */
-export function canceling(
-  subscription: Pick<SubscriptionRecord, 'pendingProration'>,
-  canceledAt: Date,
-): { set: Record<string, unknown>; unset: string[] } {
-  return subscription.pendingProration
-    ? { set: { canceledAt, nextBillingAt: canceledAt }, unset: ['waitingFor'] }
-    : { set: { canceledAt }, unset: ['nextBillingAt', 'waitingFor'] };
+export function canceling(canceledAt: Date): { set: Record<string, unknown>; unset: string[] } {
+  return { set: { canceledAt, nextBillingAt: canceledAt }, unset: ['waitingFor'] };
 }
 
 const cancelMove = (deps: RenewDeps, subscription: SubscriptionRecord, now: Date, canceledAt: Date) => {
-  const { set, unset } = canceling(subscription, canceledAt);
+  const { set, unset } = canceling(canceledAt);
   return move(deps, subscription, { type: 'cancel' }, now, set, unset);
 };
 
@@ -666,11 +677,39 @@ async function settleCanceled(deps: RenewDeps, subscription: SubscriptionRecord,
     if (await chargeAttempt(deps, subscription, final, now)) return 'charging';
     await SubscriptionPeriod.updateOne({ _id: id, status: 'open' }, { $set: { status: 'uncollectible' } });
   }
+  if ((await settleAttemptInFlight(deps, subscription)) === 'charging') return 'charging';
+  if (!subscription.nextBillingAt) return 'not_due';
   await Subscription.updateOne(
     { _id: subscription._id, status: 'canceled', nextBillingAt: subscription.nextBillingAt },
     { $unset: { nextBillingAt: 1 } },
   );
   return 'settled';
+}
+
+/**
+ * A renewal attempt that was in flight when the subscription was canceled: while it has no outcome, `charging` (the
+ * cancel left `nextBillingAt` set, so it is looked at again); if it succeeded anyway, the money goes back — the
+ * period is invoiced as paid (every charge has its invoice) and the payment refunded in full (its credit note).
+ */
+async function settleAttemptInFlight(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+): Promise<'charging' | undefined> {
+  const period = await deps.models.SubscriptionPeriod.findById(
+    periodId(subscription._id, subscription.currentPeriod.start),
+  ).lean();
+  if (period?.status !== 'open' || !period.paymentId) return undefined;
+  const payment = await deps.models.Payment.findById(period.paymentId).lean();
+  if (!payment || ['queued', 'processing', 'needs_attention'].includes(payment.status)) return 'charging';
+  if (payment.status !== 'succeeded' || !deps.refundCredit) return undefined;
+  const paidAt = payment.completedAt ?? new Date();
+  await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt });
+  await deps.refundCredit(payment, payment.amount, `sub-canceled-${period._id}`);
+  await deps.models.SubscriptionPeriod.updateOne(
+    { _id: period._id, status: 'open' },
+    { $set: { status: 'paid', paidAt } },
+  );
+  return undefined;
 }
 
 /** Refunds up to `credit` of the latest paid period's payment that was not disputed. */
@@ -766,7 +805,9 @@ export async function move(
       deps,
       subscription,
       'subscription.status_changed',
-      `${subscription.currentPeriod.start.getTime()}-${to}`,
+      // Per decision: the state it was decided from (a retry of the same decision repeats the id; a second move to
+      // the same status in one period is another event).
+      `${subscription.currentPeriod.start.getTime()}-${subscription.updatedAt.getTime()}-${to}`,
       'success',
       now,
       {

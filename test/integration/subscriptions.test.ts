@@ -2,6 +2,7 @@ import { Queue } from 'bullmq';
 import { ulid } from 'ulid';
 import { manageDepsFor, resumeCollectionForPayer } from '../../application/subscriptions/manage-subscriptions';
 import { renewSubscription, type RenewDeps } from '../../application/subscriptions/renew-subscription';
+import { requestClockAdvance, runClockAdvance } from '../../application/subscriptions/test-clocks';
 import { sweepRenewals } from '../../application/subscriptions/sweep-renewals';
 import { confirmSetupIntentLocally } from '../../devtools/confirm-setup-intent';
 import { createCompany } from '../../models/companies';
@@ -341,7 +342,7 @@ describe('more dunning and billing rules', () => {
     }
   }, 60_000);
 
-  it('a late payment_intent.succeeded cannot revive a canceled subscription', async () => {
+  it('a late payment_intent.succeeded cannot revive a canceled subscription: the money goes back', async () => {
     const clockId = await clock('2026-05-01T12:00:00Z');
     const paymentMethodId = await savedMethod('payer-revive-01');
     const sub = await subscribe({
@@ -372,9 +373,22 @@ describe('more dunning and billing rules', () => {
       (p) => p?.status === 'succeeded',
       { what: 'the late event to apply to the payment' },
     );
-    // What the payment's outcome triggers, run here to the end: it finds nothing to do.
-    expect(await renewSubscription(renewDeps(), sub.id)).toBe('not_due');
+    // Its outcome settles the canceled subscription: the period is invoiced as paid and the payment refunded in full.
+    const { Invoice, Refund } = system.ctx.db.models;
+    const refund = await waitFor(
+      () => Refund.findOne({ paymentId: failed._id }).lean(),
+      (found) => found?.status === 'succeeded',
+      { what: 'the late charge refunded' },
+    );
+    expect(refund).toMatchObject({ amount: failed.amount });
+    await waitFor(
+      () => Invoice.find({ paymentId: failed._id }).lean(),
+      (docs) =>
+        docs.some((d) => d.kind === 'invoice' && d.status === 'paid') && docs.some((d) => d.kind === 'credit_note'),
+      { what: 'its invoice and credit note' },
+    );
     expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', nextBillingAt: null });
+    expect(await renewSubscription(renewDeps(), sub.id)).toBe('not_due');
     expect(await periods(sub.id)).toHaveLength(2);
   }, 60_000);
 
@@ -791,6 +805,53 @@ describe('changes', () => {
     ]);
     expect((await payments(sub.id)).map((p) => p.amount)).toEqual([6_000]);
     expect((await subscription(sub.id)).pendingProration).toBe(-2_993);
+  }, 60_000);
+
+  it('never expires while its first payment is in flight: the payment’s outcome decides (issue 19 item 3)', async () => {
+    const clockId = await clock('2026-05-10T12:00:00Z');
+    // Stripe takes 3 s to answer the first confirm.
+    system.sim.script({ method: 'POST', path: /^\/v1\/payment_intents\/[^/]+\/confirm$/, delayMs: 3_000 });
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-expire-02',
+      paymentMethodId: await savedMethod('payer-expire-02'),
+      testClockId: clockId,
+    });
+    await waitFor(
+      () => payments(sub.id),
+      (found) => found.some((p) => p.status === 'processing'),
+      { what: 'the first payment in flight' },
+    );
+    // The sweep looks at it 24 hours on (in real time, a gateway that answers slowly for hours): it waits.
+    expect(await renewSubscription(renewDeps(), sub.id, { now: new Date('2026-05-11T12:00:00Z') })).toBe('charging');
+    expect((await subscription(sub.id)).status).toBe('incomplete');
+    await settledStatus(sub.id, (status) => status === 'active');
+    expect((await subscription(sub.id)).latestPeriod).toMatchObject({ status: 'paid' });
+  }, 60_000);
+
+  it('an advance that runs out of its job’s time hands the rest on: the clock ends ready, nothing renewed twice', async () => {
+    const clockId = await clock('2026-07-01T12:00:00Z');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-long-advance-01',
+      paymentMethodId: await savedMethod('payer-long-advance-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    const requested = await requestClockAdvance(system.ctx.db.models, {
+      companyId,
+      testClockId: clockId,
+      to: new Date('2026-10-01T13:00:00Z'),
+    });
+    expect(requested.outcome).toBe('advancing');
+    // No time at all: it stops after its first round, and says so.
+    expect(await runClockAdvance(renewDeps(), clockId, { budgetMs: 0 })).toMatchObject({ unfinished: true });
+    expect((await api('GET', `/test-clocks/${clockId}`)).body.status).toBe('advancing');
+    expect(await runClockAdvance(renewDeps(), clockId)).not.toHaveProperty('unfinished');
+    expect((await api('GET', `/test-clocks/${clockId}`)).body.status).toBe('ready');
+    expect((await payments(sub.id)).filter((p) => p.status === 'succeeded').map((p) => p.amount)).toEqual([
+      3_000, 3_000, 3_000, 3_000,
+    ]);
   }, 60_000);
 
   it('refuses bad input with a reason, changing nothing', async () => {

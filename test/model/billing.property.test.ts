@@ -18,7 +18,8 @@ const SEED = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : undefined
 const PATH = process.env.MODEL_PATH;
 /** MODEL_SURVEY=1: run every history and print each one that fails instead of stopping at the first. */
 const SURVEY = process.env.MODEL_SURVEY === '1';
-const TIME_LIMIT_MS = Number(process.env.MODEL_TIME_LIMIT_MS ?? 8 * 60_000);
+/** A run that cannot finish its histories in this time fails (it does not pass on fewer). */
+const TIME_LIMIT_MS = Number(process.env.MODEL_TIME_LIMIT_MS ?? 15 * 60_000);
 
 let driver: Driver;
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -276,7 +277,8 @@ it(
     process.stdout.write(
       `billing model: ${ran} histories, ${driver.commands} commands in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
     );
-    expect(ran).toBeGreaterThanOrEqual(Math.min(HISTORIES, 1));
+    // Every history asked for ran (a time limit that cut the run short fails it).
+    expect(ran).toBeGreaterThanOrEqual(HISTORIES);
   },
   60 * 60_000,
 );

@@ -27,7 +27,10 @@ export const CARDS: Record<Card, string> = {
 export class Driver {
   /** Commands checked so far (each is settled once). */
   commands = 0;
-  private jobsCache?: { at: number; jobs: Promise<Array<{ name: string; data: Json; state: string }>> };
+  private jobsCache?: {
+    at: number;
+    jobs: Promise<Array<{ name: string; data: Json; state: string; failedReason?: string }>>;
+  };
 
   private constructor(
     readonly system: InProcessSystem,
@@ -133,10 +136,10 @@ export class Driver {
     if (!this.jobsCache || Date.now() - this.jobsCache.at > 300) {
       const queue = this.system.ctx.queues.renewals;
       const jobs = (async () => {
-        const out: Array<{ name: string; data: Json; state: string }> = [];
+        const out: Array<{ name: string; data: Json; state: string; failedReason?: string }> = [];
         for (const state of ['waiting', 'delayed', 'prioritized', 'failed'] as const) {
           for (const job of await queue.getJobs([state], 0, 5_000)) {
-            if (job) out.push({ name: job.name, data: job.data as Json, state });
+            if (job) out.push({ name: job.name, data: job.data as Json, state, failedReason: job.failedReason });
           }
         }
         return out;
@@ -196,6 +199,12 @@ export class Driver {
             ...model.log.map((l) => `    ${l}`),
             `system periods: ${JSON.stringify(observed.periods.map((p) => [p.kind ?? 'period', p.start, p.amount, p.status]))}`,
             `system payments: ${JSON.stringify(observed.payments.map((p) => [p.amount, p.status, p.failure?.code ?? '']))}`,
+            `renewal jobs: ${JSON.stringify(observed.jobs.map((j) => [j.name, j.state, j.failedReason ?? '']))}`,
+            `warnings: ${this.system.ctx.logs.lines
+              .filter((l) => l.includes(h.subscriptionId) || /"level":(40|50)/.test(l))
+              .slice(-5)
+              .map((l) => l.slice(0, 400))
+              .join('\n  ')}`,
           ].join('\n'),
         );
       }
@@ -222,7 +231,7 @@ export interface Observation {
   periods: Json[];
   refunds: Json[];
   documents: Json[];
-  jobs: Array<{ name: string; data: Json; state: string }>;
+  jobs: Array<{ name: string; data: Json; state: string; failedReason?: string }>;
 }
 
 const IN_FLIGHT_PAYMENTS = ['queued', 'processing'];
