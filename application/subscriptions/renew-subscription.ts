@@ -165,6 +165,11 @@ async function renewStep(
     await move(deps, subscription, { type: 'payment_succeeded' }, now, { nextBillingAt: period.end }, ['waitingFor']);
     return 'again';
   }
+  if (period.status === 'uncollectible' && subscription.status === 'past_due') {
+    // Dunning gave the period up, but the status move after it was lost (a crash between the two writes): make it now.
+    await endDunning(deps, subscription, (await dunningPolicyOf(deps.models, subscription.companyId)).finalState, now);
+    return 'again';
+  }
   if (period.status !== 'open') {
     // Paid (or given up): the next thing is the period's end.
     if (now < current.end) {
@@ -594,25 +599,15 @@ async function afterFailure(
       ))
         ? 'settled'
         : 'again';
-    case 'give_up': {
-      const ends = decision.endState === 'canceled' ? canceling(now) : undefined;
-      const moved = await move(
-        deps,
-        subscription,
-        { type: 'payment_failed', final: true, endState: decision.endState },
-        now,
-        ends?.set ?? {},
-        ends?.unset ?? ['nextBillingAt'],
+    case 'give_up':
+      // The period first (with its uncollectible invoice), then the status: a run that stops between the two finds
+      // the period given up and the subscription still past due, and makes the move then (renewStep).
+      await deps.onPeriodUncollectible?.({ ...period, status: 'uncollectible' }, now);
+      await deps.models.SubscriptionPeriod.updateOne(
+        { _id: period._id, status: 'open' },
+        { $set: { status: 'uncollectible' } },
       );
-      if (moved) {
-        await deps.models.SubscriptionPeriod.updateOne(
-          { _id: period._id, status: 'open' },
-          { $set: { status: 'uncollectible' } },
-        );
-        await deps.onPeriodUncollectible?.({ ...period, status: 'uncollectible' }, now);
-      }
-      return moved ? 'settled' : 'again';
-    }
+      return (await endDunning(deps, subscription, decision.endState, now)) ? 'settled' : 'again';
     case 'retry':
       if (decision.at <= now) {
         await startAttempt(deps, subscription, period, now);
@@ -631,6 +626,19 @@ async function afterFailure(
 }
 
 const giveUp = (policy: DunningPolicy) => ({ action: 'give_up' as const, endState: policy.finalState });
+
+/** Dunning gave up: the subscription takes the policy's end state (canceled: its final settlement follows). */
+function endDunning(deps: RenewDeps, subscription: SubscriptionRecord, endState: 'unpaid' | 'canceled', now: Date) {
+  const ends = endState === 'canceled' ? canceling(now) : undefined;
+  return move(
+    deps,
+    subscription,
+    { type: 'payment_failed', final: true, endState },
+    now,
+    ends?.set ?? {},
+    ends?.unset ?? ['nextBillingAt'],
+  );
+}
 
 /**
  * The write that ends a subscription at `canceledAt`: `nextBillingAt` is set to then, so that its final settlement (a

@@ -1045,6 +1045,26 @@ describe('exactly once per period', () => {
     expect((await payments(sub.id)).map((p) => p._id)).toEqual([payment!._id]);
     expect(system.sim.succeededChargeCount(payment!.stripePaymentIntentId!)).toBe(1);
   });
+
+  it('dunning killed after giving the period up, before the status move: the next run makes the move', async () => {
+    const clockId = await clock('2026-08-01T12:00:00Z');
+    const paymentMethodId = await savedMethod('payer-crash-give-up');
+    const sub = await subscribe({
+      planId: await plan(),
+      customerRef: 'payer-crash-give-up',
+      paymentMethodId,
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    await cardStartsDeclining(paymentMethodId);
+    await advance(clockId, '2026-09-01T13:00:00Z');
+    expect((await subscription(sub.id)).status).toBe('past_due');
+    // What a give-up that stopped after its first write leaves: the period uncollectible, the subscription past due.
+    const open = (await periods(sub.id)).at(-1)!;
+    await system.ctx.db.models.SubscriptionPeriod.updateOne({ _id: open._id }, { $set: { status: 'uncollectible' } });
+    expect(await renewSubscription(renewDeps(), sub.id, { now: new Date('2026-09-02T13:00:00Z') })).toBe('settled');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'unpaid', nextBillingAt: null });
+  }, 60_000);
 });
 
 describe('fairness', () => {
