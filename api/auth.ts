@@ -16,6 +16,8 @@ export class AuthenticationError extends Error {
 const claimsSchema = z.object({
   sub: opaqueId,
   iat: z.number(),
+  exp: z.number(),
+  jti: z.string().min(1).max(200).optional(),
   sub_type: z.enum(['user', 'service']).default('user'),
   company_id: scopeIdSchema,
   roles: z.array(z.enum(ROLES)).min(1),
@@ -95,6 +97,8 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
       officeIds: claims.data.office_ids,
       permissions: claims.data.permissions,
       issuedAt: claims.data.iat,
+      expiresAt: claims.data.exp,
+      ...(claims.data.jti ? { tokenId: claims.data.jti } : {}),
     };
   };
 }

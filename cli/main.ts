@@ -8,6 +8,8 @@ import { ulid } from 'ulid';
 import { devAttestation } from '../models/companies';
 import { createCompanyAudited, shredCompanyAudited } from '../application/companies/company-lifecycle';
 import { createRedisConnection } from '../platform/redis';
+import { revokeDashboardSessions } from '../platform/dashboard-sessions';
+import { PLATFORM_AUDIT_SCOPE } from '../domain/audit-actions';
 import { closeQueues, createQueues, type Queues } from '../queues';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { openDatabase } from '../models';
@@ -42,6 +44,8 @@ commands:
       re-wrap every data key under the configured KMS master key (KMS_PROVIDER), then prove each
       unwraps with it alone; the previous provider's credentials must still be configured; exit 1
       if any key does not verify
+  dashboard-sessions revoke --subject SUBJECT
+      end the subject's dashboard session on every api process at once (audited as dashboard.sessions_revoked)
   audit verify [--company ID]
       recompute the audit hash chain(s) and check the signed anchors; exit 1 at the first broken link
   audit public-key
@@ -201,6 +205,32 @@ async function main(argv: string[]): Promise<void> {
     } finally {
       await db.close();
     }
+    return;
+  }
+
+  if (command === 'dashboard-sessions revoke') {
+    if (!values.subject) throw new Error('dashboard-sessions revoke needs --subject');
+    const subject = values.subject;
+    const revoked = await withQueues(config, async (queues) => {
+      const redis = createRedisConnection(config.redisUrl, 'worker');
+      try {
+        const ended = await revokeDashboardSessions(redis, config.queuePrefix, subject);
+        await enqueueAuditEvent(queues.audit, {
+          eventId: `evt-dashboard-revoked-${ulid()}`,
+          companyId: PLATFORM_AUDIT_SCOPE,
+          action: 'dashboard.sessions_revoked',
+          outcome: 'success',
+          actor: { type: 'user', id: `cli-${userInfo().username}` },
+          resource: { type: 'dashboard_subject', id: subject },
+          reason: ended ? 'session_ended' : 'no_session',
+          occurredAt: new Date().toISOString(),
+        });
+        return ended;
+      } finally {
+        redis.disconnect();
+      }
+    });
+    process.stdout.write(`${subject}: ${revoked ? 'dashboard session ended' : 'no dashboard session'}\n`);
     return;
   }
 

@@ -1,4 +1,4 @@
-import { createSecretKey } from 'node:crypto';
+import { createSecretKey, randomUUID } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { Permission, Role } from '../domain/access-policy';
 import type { AppConfig } from '../platform/config';
@@ -24,6 +24,7 @@ export async function mintDevToken(
     .setIssuer(config.auth.issuer)
     .setAudience(config.auth.audience)
     .setIssuedAt()
+    .setJti(randomUUID())
     .setExpirationTime(`${ttlSeconds}s`)
     .sign(createSecretKey(Buffer.from(config.auth.hs256Secret)));
 }

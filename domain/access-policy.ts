@@ -105,6 +105,10 @@ export interface Principal {
   permissions: Permission[];
   /** When the token was issued (seconds since the epoch). */
   issuedAt: number;
+  /** When the token expires (seconds since the epoch). */
+  expiresAt?: number;
+  /** The token's own id (`jti`), where the identity provider sets one. */
+  tokenId?: string;
 }
 
 export interface AccessContext {

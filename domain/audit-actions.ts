@@ -61,6 +61,7 @@ export const AUDIT_ACTIONS = [
   'dashboard.signed_out',
   'dashboard.action',
   'dashboard.denied',
+  'dashboard.sessions_revoked',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -491,7 +491,18 @@ function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: Au
   if (!isLoopback(env.MONGODB_URI) && !mongoUsesTls(env.MONGODB_URI)) {
     problems.push('MONGODB_URI: must use TLS (tls=true, or mongodb+srv://) unless MongoDB is on this host');
   }
+  // Automatic logoff (HIPAA §164.312(a)(2)(iii)): a dashboard left open ends within these bounds.
+  if (env.DASHBOARD_IDLE_TIMEOUT_SECONDS > DASHBOARD_IDLE_CAP_SECONDS) {
+    problems.push(`DASHBOARD_IDLE_TIMEOUT_SECONDS: at most ${DASHBOARD_IDLE_CAP_SECONDS} in production`);
+  }
+  if (env.DASHBOARD_SESSION_MAX_SECONDS > DASHBOARD_SESSION_CAP_SECONDS) {
+    problems.push(`DASHBOARD_SESSION_MAX_SECONDS: at most ${DASHBOARD_SESSION_CAP_SECONDS} in production`);
+  }
 }
+
+/** Production bounds of the dashboard's idle timeout (30 minutes) and session age (12 hours). */
+export const DASHBOARD_IDLE_CAP_SECONDS = 30 * 60;
+export const DASHBOARD_SESSION_CAP_SECONDS = 12 * 60 * 60;
 
 /** Metrics reachable from other hosts are counts an outsider should not read: production wants a bearer token. */
 function refuseOpenMetrics(env: Env, problems: string[]): void {

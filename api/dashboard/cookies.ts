@@ -5,14 +5,31 @@ export const SESSION_COOKIE = 'hb_dashboard';
 export const CSRF_COOKIE = 'XSRF-TOKEN';
 export const CSRF_HEADER = 'x-xsrf-token';
 
-export function cookieValue(request: FastifyRequest, name: string): string | undefined {
+/**
+ * The session cookie's name: over TLS with the `__Secure-` prefix, which browsers accept only when set with `Secure`
+ * from a secure origin, so a plain-http page or a sibling host cannot plant one. (`__Host-` would need `Path=/`; the
+ * dashboard keeps its cookies to its own path.)
+ */
+export function sessionCookieName(secure: boolean): string {
+  return secure ? `__Secure-${SESSION_COOKIE}` : SESSION_COOKIE;
+}
+
+/** Every value the request's Cookie header gives `name`, in order. */
+export function cookieValues(request: FastifyRequest, name: string): string[] {
   const header = request.headers.cookie;
-  if (!header) return undefined;
+  if (!header) return [];
+  const values: string[] = [];
   for (const part of header.split(';')) {
     const at = part.indexOf('=');
-    if (at > 0 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim();
+    if (at > 0 && part.slice(0, at).trim() === name) values.push(part.slice(at + 1).trim());
   }
-  return undefined;
+  return values;
+}
+
+/** The cookie's value when the request sends it once; none when it sends it twice (which one would be ambiguous). */
+export function cookieValue(request: FastifyRequest, name: string): string | undefined {
+  const values = cookieValues(request, name);
+  return values.length === 1 ? values[0] : undefined;
 }
 
 /**
@@ -46,7 +63,7 @@ export function setSessionCookies(
   options: SessionCookies,
 ): void {
   void reply.header('set-cookie', [
-    cookie(SESSION_COOKIE, session.token, session.maxAgeSeconds, options, true),
+    cookie(sessionCookieName(options.secure), session.token, session.maxAgeSeconds, options, true),
     // Not HttpOnly: the board's own script must read it to echo it. It is worth nothing without the session cookie.
     cookie(CSRF_COOKIE, session.csrf, session.maxAgeSeconds, options, false),
   ]);
@@ -54,7 +71,7 @@ export function setSessionCookies(
 
 export function clearSessionCookies(reply: FastifyReply, options: SessionCookies): void {
   void reply.header('set-cookie', [
-    cookie(SESSION_COOKIE, '', 0, options, true),
+    cookie(sessionCookieName(options.secure), '', 0, options, true),
     cookie(CSRF_COOKIE, '', 0, options, false),
   ]);
 }

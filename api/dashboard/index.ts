@@ -20,10 +20,12 @@ import { createBoard } from './board';
 import {
   clearSessionCookies,
   cookieValue,
+  cookieValues,
+  CSRF_COOKIE,
   cookiesAreSecure,
   CSRF_HEADER,
   isSameOrigin,
-  SESSION_COOKIE,
+  sessionCookieName,
   setSessionCookies,
 } from './cookies';
 import { BOARD_CSP, isMessageCode, PAGE_CSP, signInPage, signOutPage, type MessageCode } from './pages';
@@ -103,6 +105,20 @@ export async function registerDashboard(app: FastifyInstance, deps: DashboardDep
         void reply.header('referrer-policy', 'same-origin');
         void reply.header('content-security-policy', boardRoute(request).startsWith('/sign-') ? PAGE_CSP : BOARD_CSP);
       });
+      scope.addHook('onRequest', async (request, reply) => {
+        // A cookie sent twice (one planted beside ours) is ambiguous: refused rather than guessed at.
+        const session = cookieValues(request, sessionCookieName(cookieOptions(request).secure));
+        if (session.length > 1 || cookieValues(request, CSRF_COOKIE).length > 1) {
+          await audit(request, {
+            action: 'dashboard.denied',
+            outcome: 'denied',
+            actor: { type: 'anonymous', id: 'anonymous' },
+            resource: { type: 'dashboard', id: PLATFORM_AUDIT_SCOPE },
+            reason: 'duplicate_cookie',
+          });
+          return sendPage(reply, 400, signInPage(DASHBOARD_PATH, 'request_refused'));
+        }
+      });
       registerSignInRoutes(scope, deps, store, audit, cookieOptions);
       await scope.register(async (board) => {
         board.addHook('onRequest', requireSession(deps, store, audit, cookieOptions));
@@ -155,7 +171,7 @@ function registerSignInRoutes(
   const anonymous = { type: 'anonymous' as const, id: 'anonymous' };
 
   scope.get('/sign-in', async (request, reply) => {
-    const token = cookieValue(request, SESSION_COOKIE);
+    const token = cookieValue(request, sessionCookieName(cookieOptions(request).secure));
     if (token && (await store.find(token))) return reply.redirect(DASHBOARD_PATH, 303);
     const message = (request.query as { message?: unknown }).message;
     return sendPage(reply, 200, signIn(isMessageCode(message) ? message : undefined));
@@ -197,6 +213,25 @@ function registerSignInRoutes(
       });
       return sendPage(reply, 403, signIn('role_refused'));
     }
+    // A sign-in token works once (its jti), and production wants tokens that have one.
+    const reuse = !principal.tokenId
+      ? deps.production
+        ? 'token_id_missing'
+        : undefined
+      : (await store.claimSignInToken(principal.tokenId, (principal.expiresAt ?? 0) * 1000))
+        ? undefined
+        : 'token_reused';
+    if (reuse) {
+      await deps.authFailures.record(request.ip);
+      await audit(request, {
+        action: 'dashboard.denied',
+        outcome: 'denied',
+        actor: { type: principal.subjectType, id: principal.subject, roles: principal.roles },
+        resource: { type: 'dashboard', id: PLATFORM_AUDIT_SCOPE },
+        reason: reuse,
+      });
+      return sendPage(reply, 401, signIn('token_refused'));
+    }
     const { token, session } = await store.create(principal.subject, decision.role);
     const audited = await audit(request, {
       action: 'dashboard.signed_in',
@@ -218,14 +253,14 @@ function registerSignInRoutes(
   });
 
   scope.get('/sign-out', async (request, reply) => {
-    const token = cookieValue(request, SESSION_COOKIE);
+    const token = cookieValue(request, sessionCookieName(cookieOptions(request).secure));
     const session = token ? await store.find(token) : undefined;
     if (!session) return reply.redirect(`${DASHBOARD_PATH}/sign-in?message=session_ended`, 303);
     return sendPage(reply, 200, signOutPage(DASHBOARD_PATH, session.csrf));
   });
 
   scope.post('/sign-out', async (request, reply) => {
-    const token = cookieValue(request, SESSION_COOKIE);
+    const token = cookieValue(request, sessionCookieName(cookieOptions(request).secure));
     const session = token ? await store.find(token) : undefined;
     clearSessionCookies(reply, cookieOptions(request));
     if (!token || !session) return reply.redirect(`${DASHBOARD_PATH}/sign-in?message=signed_out`, 303);
@@ -266,7 +301,7 @@ function requireSession(
 ) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const route = boardRoute(request);
-    const token = cookieValue(request, SESSION_COOKIE);
+    const token = cookieValue(request, sessionCookieName(cookieOptions(request).secure));
     const session = token ? await store.find(token) : undefined;
     if (!token || !session) {
       if (token) clearSessionCookies(reply, cookieOptions(request));

@@ -1,14 +1,15 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { PLATFORM_ROLES } from '../../domain/access-policy';
 import { opaqueId } from '../../domain/audit-event';
+import { dashboardSessionKeys, revokeDashboardSessions } from '../../platform/dashboard-sessions';
 
 /**
  * Dashboard sessions, kept in Redis (under the deployment's queue prefix) so any api process serves them and
  * signing out ends them everywhere. The cookie holds a random token; Redis holds only its SHA-256, so a copy of
  * Redis lets no one in. Idle timeout (automatic logoff): the key expires after `idleSeconds` without use, and use
- * renews it; a session also ends `maxSeconds` after sign-in whatever its use.
+ * renews it; a session also ends `maxSeconds` after sign-in whatever its use. A subject has one session at a time.
  */
 const sessionSchema = z.object({
   subject: opaqueId,
@@ -35,6 +36,13 @@ export interface SessionStore {
    */
   touch(token: string, session: DashboardSession, view?: string): Promise<void>;
   destroy(token: string): Promise<void>;
+  /** Ends every session of a subject (signing in again does, and `hipaa-billing dashboard-sessions revoke`). */
+  revokeSubject(subject: string): Promise<boolean>;
+  /**
+   * Marks a sign-in token used (by its `jti`) until it expires: false when it was used already, so a token copied from
+   * a log or a browser history signs no one in a second time.
+   */
+  claimSignInToken(tokenId: string, expiresAtMs: number): Promise<boolean>;
 }
 
 const MAX_VIEWS = 64;
@@ -56,7 +64,12 @@ export function createSessionStore(
   limits: { idleSeconds: number; maxSeconds: number },
   now: () => number = Date.now,
 ): SessionStore {
-  const keyOf = (token: string) => `${prefix}:dashboard-session:${createHash('sha256').update(token).digest('hex')}`;
+  const keys = dashboardSessionKeys(prefix);
+  const { sha256 } = keys;
+  const keyOfHash = keys.session;
+  const keyOf = (token: string) => keyOfHash(sha256(token));
+  /** The subject's one live session (its token's hash): a new sign-in replaces it, and ends it. */
+  const subjectKey = keys.subject;
   const idleMs = limits.idleSeconds * 1000;
 
   async function save(token: string, session: DashboardSession): Promise<void> {
@@ -79,6 +92,9 @@ export function createSessionStore(
         views: [],
       };
       await save(token, session);
+      // One session per subject: signing in again ends the one before (on any api process, any browser).
+      const previous = await redis.set(subjectKey(subject), sha256(token), 'PX', limits.maxSeconds * 1000, 'GET');
+      if (previous && previous !== sha256(token)) await redis.del(keyOfHash(previous));
       return { token, session };
     },
 
@@ -105,6 +121,13 @@ export function createSessionStore(
 
     async destroy(token) {
       await redis.del(keyOf(token));
+    },
+
+    revokeSubject: (subject) => revokeDashboardSessions(redis, prefix, subject),
+
+    async claimSignInToken(tokenId, expiresAtMs) {
+      const ttl = Math.max(1_000, expiresAtMs - now() + 60_000);
+      return (await redis.set(keys.tokenUsed(tokenId), '1', 'PX', ttl, 'NX')) === 'OK';
     },
   };
 }

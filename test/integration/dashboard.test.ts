@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createCompany, devAttestation } from '../../models/companies';
 import { ALL_QUEUE_NAMES } from '../../queues';
 import { chargeJobId } from '../../queues/charges.queue';
+import { cli } from '../support/cli';
 import { DashboardClient } from '../support/dashboard-client';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
@@ -251,6 +252,54 @@ describe('platform_admin: retry', () => {
       actor: { id: 'usr-platform-admin', roles: ['platform_admin'] },
       route: 'PUT /admin/queues/api/queues/:queueName/:jobId/retry',
     });
+  });
+});
+
+describe('one session per subject, tokens once, no doubled cookies (issue 20)', () => {
+  it('signing in again ends the previous session', async () => {
+    const first = new DashboardClient(system.url);
+    expect((await first.signIn(await platformToken('platform_ops', 'usr-twice'))).status).toBe(303);
+    expect((await first.json('/queues')).status).toBe(200);
+    const second = new DashboardClient(system.url);
+    expect((await second.signIn(await platformToken('platform_ops', 'usr-twice'))).status).toBe(303);
+    expect((await second.json('/queues')).status).toBe(200);
+    expect((await first.json('/queues')).status).toBe(401);
+  });
+
+  it('a sign-in token works once: the same token again is refused (401), audited token_reused', async () => {
+    const token = await platformToken('platform_ops', 'usr-token-once');
+    expect((await new DashboardClient(system.url).signIn(token)).status).toBe(303);
+    const again = new DashboardClient(system.url);
+    expect((await again.signIn(token)).status).toBe(401);
+    expect(again.cookies.size).toBe(0);
+    expect(
+      await auditEvent({ action: 'dashboard.denied', 'actor.id': 'usr-token-once', reason: 'token_reused' }),
+    ).toMatchObject({ outcome: 'denied' });
+  });
+
+  it('refuses a request that carries the session cookie twice (400, audited)', async () => {
+    const client = await signedIn('platform_ops');
+    const session = client.cookies.get('hb_dashboard')!;
+    const response = await fetch(`${system.url}/admin/queues/api/queues`, {
+      headers: { cookie: `hb_dashboard=${session}; hb_dashboard=planted-by-someone-else` },
+    });
+    expect(response.status).toBe(400);
+    expect(await auditEvent({ action: 'dashboard.denied', reason: 'duplicate_cookie' })).toMatchObject({
+      outcome: 'denied',
+    });
+  });
+
+  it('an operator revokes a subject’s session from the CLI: it ends at once, audited', async () => {
+    const client = new DashboardClient(system.url);
+    expect((await client.signIn(await platformToken('platform_admin', 'usr-revoked'))).status).toBe(303);
+    expect((await client.json('/queues')).status).toBe(200);
+    const run = await cli(['dashboard-sessions', 'revoke', '--subject', 'usr-revoked'], system.ctx.env);
+    expect(run).toMatchObject({ code: 0 });
+    expect(run.out).toContain('usr-revoked: dashboard session ended');
+    expect((await client.json('/queues')).status).toBe(401);
+    expect(
+      await auditEvent({ action: 'dashboard.sessions_revoked', 'resource.id': 'usr-revoked', reason: 'session_ended' }),
+    ).toMatchObject({ outcome: 'success' });
   });
 });
 

@@ -168,6 +168,8 @@ describe('configuration', () => {
       [{ AUTH_ISSUER: 'hipaa-billing-dev' }, 'AUTH_ISSUER'],
       [{ AUTH_AUDIENCE: 'hipaa-billing' }, 'AUTH_AUDIENCE'],
       [{ KMS_PROVIDER: 'local', LOCAL_MASTER_KEY_FILE: '/keys/master.key' }, 'KMS_PROVIDER'],
+      [{ DASHBOARD_IDLE_TIMEOUT_SECONDS: '3600' }, 'DASHBOARD_IDLE_TIMEOUT_SECONDS'],
+      [{ DASHBOARD_SESSION_MAX_SECONDS: String(24 * 60 * 60) }, 'DASHBOARD_SESSION_MAX_SECONDS'],
     ])('%j is refused, naming %s', (change, name) => {
       const problems = problemsOf({ ...production, ...change });
       expect(problems.map((p) => p.split(':')[0])).toContain(name);
