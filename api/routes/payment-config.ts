@@ -117,7 +117,15 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
     if (problems.length > 0) throw ApiError.invalid(problems);
   }
 
+  /** An attestation is a person's statement (a BAA signed, an exemption assessed): a service token cannot make one. */
   function complianceFrom(request: FastifyRequest, input: AttestationInput): Compliance {
+    if (request.principal!.subjectType !== 'user') {
+      throw new ApiError(
+        403,
+        'attestation_requires_user',
+        'an attestation is made by a person (a user token), not by a service',
+      );
+    }
     return { ...input, attestedBy: request.principal!.subject, attestedAt: new Date().toISOString() };
   }
 

@@ -1,5 +1,6 @@
 import { Binary } from 'mongodb';
 import { ulid } from 'ulid';
+import { mintDevToken } from '../../devtools/tokens';
 import { createCompany } from '../../models/companies';
 import { officeRecordId } from '../../models/office.model';
 import { updatePaymentSettings } from '../../models/payment-config';
@@ -217,6 +218,24 @@ describe('attestation gates payments', () => {
   it('records an attestation (who, when), and then charges', async () => {
     const short = await call('POST', '/payment-config/attestation', { status: 'exempt_1179', rationale: 'payments' });
     expect(short.status).toBe(400);
+    // A person attests, never a service, even one granted the configuration.
+    const service = await mintDevToken(system.ctx.config, {
+      companyId,
+      roles: ['service'],
+      permissions: ['payment_config:write'],
+      subject: 'svc-upstream-app',
+    });
+    const byService = await call(
+      'POST',
+      '/payment-config/attestation',
+      {
+        status: 'exempt_1179',
+        rationale:
+          'Stripe processes payments only; it receives amounts and opaque ids, never PHI (HIPAA section 1179).',
+      },
+      service,
+    );
+    expect(byService).toMatchObject({ status: 403, body: { error: { code: 'attestation_requires_user' } } });
     const response = await call('POST', '/payment-config/attestation', {
       status: 'exempt_1179',
       rationale: 'Stripe processes payments only; it receives amounts and opaque ids, never PHI (HIPAA section 1179).',
