@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run test:model [-- --runs N] [--seed S] [--path P] [--batch B] [--no-shrink] [JEST ARGS]`: the model-based
 # billing property (issue 19) alone, against the services in REDIS_URL, MONGODB_URI and STRIPE_API_BASE (or those
-# global setup starts). --runs N histories (default 100), run B at a time (default 25); --seed/--path replay a failure
+# global setup starts). --runs N histories (default 100), run B at a time (default 10); --seed/--path replay a failure
 # as fast-check printed it.
 set -euo pipefail
 cd "$(dirname "$0")/.."

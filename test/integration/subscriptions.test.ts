@@ -80,6 +80,16 @@ const payments = (subscriptionId: string) =>
   system.ctx.db.models.Payment.find({ 'subscription.subscriptionId': subscriptionId }).sort({ createdAt: 1 }).lean();
 const periods = (subscriptionId: string) =>
   system.ctx.db.models.SubscriptionPeriod.find({ subscriptionId }).sort({ start: 1 }).lean();
+/** The amounts of a subscription's succeeded payments, in order. */
+const succeededAmounts = async (id: string) =>
+  (await payments(id)).filter((p) => p.status === 'succeeded').map((p) => p.amount);
+/** Waits until the subscription has `count` succeeded payments (its charges are asynchronous). */
+const chargesReach = (id: string, count: number, what: string) =>
+  waitFor(
+    () => succeededAmounts(id),
+    (amounts) => amounts.length === count,
+    { what },
+  );
 const settledStatus = (id: string, done: (status: string) => boolean) =>
   waitFor(
     () => subscription(id),
@@ -413,9 +423,6 @@ describe('more dunning and billing rules', () => {
 });
 
 describe('stubs, trials, the minimum charge and merchant-side failures (issue 19 items 5, 6, 10)', () => {
-  const chargedAmounts = async (id: string) =>
-    (await payments(id)).filter((p) => p.status === 'succeeded').map((p) => p.amount);
-
   it('a 31-day stub costs at most the plan, and a change inside it prorates against that full cycle', async () => {
     // Jan 31 00:00 in New York, billed on the 1st: the stub is one day, priced against January's 31 (the cycle that
     // ends Feb 1), not February's 28 ($1.11).
@@ -428,7 +435,7 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
       testClockId: clockId,
     });
     await settledStatus(sub.id, (status) => status === 'active');
-    expect(await chargedAmounts(sub.id)).toEqual([100]);
+    expect(await succeededAmounts(sub.id)).toEqual([100]);
     // Half way through the stub (12 hours left of January's 31 days), $31 → $62: + round(6200·½/31) − round(3100·½/31).
     await advance(clockId, '2027-01-31T17:00:00Z');
     const changed = await api('PATCH', `/subscriptions/${sub.id}`, {
@@ -455,12 +462,8 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
     expect(changed.body.pendingProration).toBeUndefined();
     expect(await payments(sub.id)).toHaveLength(0);
     await advance(clockId, '2027-03-11T13:00:00Z');
-    await waitFor(
-      () => chargedAmounts(sub.id),
-      (amounts) => amounts.length === 1,
-      { what: 'the first charge at trial end' },
-    );
-    expect(await chargedAmounts(sub.id)).toEqual([9_000]);
+    await chargesReach(sub.id, 1, 'the first charge at trial end');
+    expect(await succeededAmounts(sub.id)).toEqual([9_000]);
     expect((await subscription(sub.id)).status).toBe('active');
   }, 90_000);
 
@@ -478,12 +481,8 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
     expect((await subscription(sub.id)).pendingProration).toBe(30);
     // May: 30 + 30 = 60, at or above the minimum: charged once, and nothing is pending any more.
     await advance(clockId, '2027-05-01T13:00:00Z');
-    await waitFor(
-      () => chargedAmounts(sub.id),
-      (amounts) => amounts.length === 1,
-      { what: 'the carried bill' },
-    );
-    expect(await chargedAmounts(sub.id)).toEqual([60]);
+    await chargesReach(sub.id, 1, 'the carried bill');
+    expect(await succeededAmounts(sub.id)).toEqual([60]);
     expect((await subscription(sub.id)).pendingProration ?? 0).toBe(0);
   }, 90_000);
 
@@ -506,13 +505,9 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
       nextBillingAt: '2027-09-01T12:00:00.000Z',
     });
     await advance(clockId, '2027-08-31T12:00:00Z');
-    expect(await chargedAmounts(sub.id)).toEqual([3_000]);
+    expect(await succeededAmounts(sub.id)).toEqual([3_000]);
     await advance(clockId, '2027-09-01T13:00:00Z');
-    await waitFor(
-      () => chargedAmounts(sub.id),
-      (amounts) => amounts.length === 2,
-      { what: 'the September renewal' },
-    );
+    await chargesReach(sub.id, 2, 'the September renewal');
   }, 90_000);
 
   it('cancel now settles a pending balance once: an upgrade’s difference is charged on an invoice, a downgrade’s credit refunded', async () => {
@@ -549,11 +544,7 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
         status: 'canceled',
       });
     }
-    await waitFor(
-      () => chargedAmounts(owes.id),
-      (amounts) => amounts.length === 2,
-      { what: 'the final bill' },
-    );
+    await chargesReach(owes.id, 2, 'the final bill');
     const { Invoice, Refund } = system.ctx.db.models;
     const finalPayment = (await payments(owes.id)).at(-1)!;
     const invoice = await waitFor(
@@ -581,7 +572,7 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
       expect(after.nextBillingAt ?? null).toBeNull();
       await renewSubscription(renewDeps(), id);
     }
-    expect(await chargedAmounts(owes.id)).toEqual([3_000, 1_500]);
+    expect(await succeededAmounts(owes.id)).toEqual([3_000, 1_500]);
     expect(await Refund.countDocuments({ paymentId: firstPayment._id })).toBe(1);
   }, 90_000);
 
@@ -601,14 +592,10 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
       prorationBehavior: 'create_prorations',
     });
     expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'period_end' })).status).toBe(200);
-    expect(await chargedAmounts(sub.id)).toEqual([3_100]);
+    expect(await succeededAmounts(sub.id)).toEqual([3_100]);
     await advance(clockId, '2027-11-01T13:00:00Z');
-    await waitFor(
-      () => chargedAmounts(sub.id),
-      (amounts) => amounts.length === 2,
-      { what: 'the final bill at the period’s end' },
-    );
-    expect(await chargedAmounts(sub.id)).toEqual([3_100, 1_000]);
+    await chargesReach(sub.id, 2, 'the final bill at the period’s end');
+    expect(await succeededAmounts(sub.id)).toEqual([3_100, 1_000]);
     expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', canceledAt: '2027-11-01T12:00:00.000Z' });
   }, 90_000);
 
@@ -683,7 +670,7 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
       what: 'the period collected once fixed',
     });
     expect(paid).toMatchObject({ status: 'active', currentPeriod: { start: '2027-07-01T12:00:00.000Z' } });
-    expect(await chargedAmounts(id)).toEqual([3_000, 3_000]);
+    expect(await succeededAmounts(id)).toEqual([3_000, 3_000]);
   }, 120_000);
 });
 
@@ -1168,9 +1155,6 @@ describe('fairness', () => {
 });
 
 describe('what is owed after pauses and failed collection (issue 19)', () => {
-  const succeededAmounts = async (id: string) =>
-    (await payments(id)).filter((p) => p.status === 'succeeded').map((p) => p.amount);
-
   it('pause on Jan 15, resume on Apr 10: billed for January, then a new cycle from Apr 10 — never the paused months', async () => {
     const clockId = await clock('2027-01-01T12:00:00Z');
     const sub = await subscribe({
@@ -1197,11 +1181,7 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     });
     expect(await succeededAmounts(sub.id)).toEqual([3_000, 3_000]);
     await advance(clockId, '2027-05-10T13:00:00Z');
-    await waitFor(
-      () => succeededAmounts(sub.id),
-      (amounts) => amounts.length === 3,
-      { what: 'the renewal a cycle after the resume' },
-    );
+    await chargesReach(sub.id, 3, 'the renewal a cycle after the resume');
   }, 90_000);
 
   it('resumed inside its trial, it is trialing again and bills nothing until the trial ends', async () => {
@@ -1219,11 +1199,7 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     });
     expect(await payments(sub.id)).toHaveLength(0);
     await advance(clockId, '2027-02-15T13:00:00Z');
-    await waitFor(
-      () => succeededAmounts(sub.id),
-      (amounts) => amounts.length === 1,
-      { what: 'the charge at trial end' },
-    );
+    await chargesReach(sub.id, 1, 'the charge at trial end');
   }, 90_000);
 
   it('a hard decline ends dunning when the policy window does (unpaid), and pausing is refused while owed', async () => {
@@ -1286,11 +1262,7 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     const undone = await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'none' });
     expect(undone).toMatchObject({ status: 200, body: { cancelAtPeriodEnd: false, status: 'active' } });
     await advance(clockId, '2027-06-01T13:00:00Z');
-    await waitFor(
-      () => succeededAmounts(sub.id),
-      (amounts) => amounts.length === 2,
-      { what: 'the renewal after the undone cancel' },
-    );
+    await chargesReach(sub.id, 2, 'the renewal after the undone cancel');
     expect((await subscription(sub.id)).status).toBe('active');
   }, 90_000);
 });

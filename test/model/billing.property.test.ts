@@ -12,7 +12,8 @@ import { Driver, POLICY, hours, succeeded, type HistoryHandle } from './system-d
  * of at most MODEL_BATCH; MODEL_SEED replays a seed, MODEL_PATH a path (`npm run test:model -- --runs N --seed S`).
  */
 const HISTORIES = Number(process.env.MODEL_HISTORIES ?? 100);
-const BATCH = Number(process.env.MODEL_BATCH ?? 25);
+// Ten at a time: enough concurrency to interleave histories, little enough that one FerretDB on two cores keeps up.
+const BATCH = Number(process.env.MODEL_BATCH ?? 10);
 const MAX_COMMANDS = Number(process.env.MODEL_MAX_COMMANDS ?? 25);
 const SEED = process.env.MODEL_SEED ? Number(process.env.MODEL_SEED) : undefined;
 const PATH = process.env.MODEL_PATH;

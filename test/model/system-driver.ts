@@ -214,7 +214,8 @@ export class Driver {
   }
 }
 
-export const SETTLE_MS = Number(process.env.MODEL_SETTLE_MS ?? 20_000);
+/** How long a command may take to settle (it returns as soon as the system agrees; only a disagreement waits it out). */
+export const SETTLE_MS = Number(process.env.MODEL_SETTLE_MS ?? 60_000);
 
 export interface HistoryHandle {
   customerRef: string;
