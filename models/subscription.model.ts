@@ -46,6 +46,11 @@ export interface SubscriptionRecord {
   pendingProration?: number;
   /** The periods whose bill took (part of) the pending proration: each takes it once. */
   prorationsApplied?: string[];
+  /**
+   * A plan change billed at once (`always_invoice`) whose charge is not made yet: written with the change, so a crash
+   * before the charge loses nothing (the next renewal run makes it; the record's id makes it once), removed once made.
+   */
+  adjustmentDue?: { id: string; amount: number; at: Date };
   testClockId?: string;
   idempotencyKey: string;
   requestHash: string;
@@ -93,6 +98,16 @@ const subscriptionSchema = new Schema<SubscriptionRecord>(
     canceledAt: { type: Date },
     pendingProration: { type: Number },
     prorationsApplied: { type: [String], default: undefined },
+    adjustmentDue: {
+      type: new Schema(
+        {
+          id: { type: String, required: true },
+          amount: { type: Number, required: true },
+          at: { type: Date, required: true },
+        },
+        { _id: false },
+      ),
+    },
     testClockId: { type: String },
     idempotencyKey: { type: String, required: true },
     requestHash: { type: String, required: true },

@@ -38,7 +38,7 @@ export interface ManageDeps {
   enqueueRenewal: (subscription: SubscriptionRecord) => Promise<void>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Charges a plan change's difference at once (always_invoice): application/subscriptions/renew-subscription.ts. */
-  chargeAdjustment: (subscription: SubscriptionRecord, amount: number, at: Date) => Promise<void>;
+  chargeAdjustment: (subscription: SubscriptionRecord) => Promise<void>;
 }
 
 /** The dependencies of these use cases, wired to the queues (the api, the workers and the demo seed share them). */
@@ -57,7 +57,7 @@ export function manageDepsFor(input: {
     models,
     enqueueRenewal: (subscription) => enqueueRenewal(queues.renewals, subscription),
     enqueueAudit,
-    chargeAdjustment: (subscription, amount, at) => chargeAdjustment(renew, subscription, amount, at),
+    chargeAdjustment: (subscription) => chargeAdjustment(renew, subscription),
   };
 }
 
@@ -482,6 +482,15 @@ export async function changeSubscription(
     if (proration.net !== 0 && invoiceNow === 0) {
       set.pendingProration = (subscription.pendingProration ?? 0) + proration.net;
     }
+    if (invoiceNow > 0) {
+      // Written with the change: charged just below, or, should this stop first, by the renewal the sweep runs now.
+      set.adjustmentDue = {
+        id: periodId(`${subscription._id}|adjustment|${ulid()}`, now),
+        amount: invoiceNow,
+        at: now,
+      };
+      if (subscription.status === 'active') set.nextBillingAt = now;
+    }
   } else if ('paymentMethodId' in change) {
     if (change.paymentMethodId === subscription.paymentMethodId) {
       return refuse(422, 'same_payment_method', 'the subscription already uses this payment method');
@@ -543,7 +552,7 @@ export async function changeSubscription(
     reason: kind,
   });
   if (renewNow) await deps.enqueueRenewal(changed).catch(() => undefined);
-  if (invoiceNow > 0) await deps.chargeAdjustment(changed, invoiceNow, now);
+  if (invoiceNow > 0) await deps.chargeAdjustment(changed);
   return { outcome: 'changed', subscription: changed };
 }
 

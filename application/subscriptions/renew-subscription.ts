@@ -103,7 +103,11 @@ export async function renewSubscription(
   for (let round = 0; round < MAX_DECISIONS * 4; round += 1) {
     const subscription = await deps.models.Subscription.findById(subscriptionId).lean();
     // Whatever else is due, a charged plan change whose payment has an outcome is settled first (once per run).
-    if (round === 0 && subscription) await settleAdjustments(deps, subscription);
+    if (round === 0 && subscription) {
+      // A plan change's charge the change could not make (it stopped after its write) is made now, once.
+      await chargeAdjustment(deps, subscription);
+      await settleAdjustments(deps, subscription);
+    }
     if (subscription?.status === 'canceled') {
       return settleCanceled(deps, subscription, options.now ?? (await subscriptionNow(deps.models, subscription)));
     }
@@ -379,20 +383,21 @@ async function chargeAttempt(
 
 /**
  * A plan change billed now (`always_invoice`): the difference is its own record (kind `adjustment`, one per change,
- * inserted under an id from the subscription and the change's write) and charged at once, off-session. There is no
+ * inserted under the id the change wrote in `adjustmentDue`) and charged at once, off-session. There is no
  * dunning for it: if the charge fails, the amount is carried onto the next period's bill (`settleAdjustments`).
  */
-export async function chargeAdjustment(
-  deps: RenewDeps,
-  subscription: SubscriptionRecord,
-  amount: number,
-  at: Date,
-): Promise<void> {
-  // One per change: the write that made it stamped the subscription (a test clock may make two at one frozen time).
-  const id = periodId(`${subscription._id}|adjustment`, subscription.updatedAt);
-  const adjustment = await insertAdjustment(deps, subscription, id, amount, at);
-  if (adjustment.attempts > 0) return;
-  if (!(await chargeAttempt(deps, subscription, adjustment, at))) await carryAdjustment(deps, subscription, adjustment);
+export async function chargeAdjustment(deps: RenewDeps, subscription: SubscriptionRecord): Promise<void> {
+  const due = subscription.adjustmentDue;
+  if (!due) return;
+  // One per change: its id was written with the change (a test clock may make two at one frozen time).
+  const adjustment = await insertAdjustment(deps, subscription, due.id, due.amount, due.at);
+  if (adjustment.attempts === 0 && !(await chargeAttempt(deps, subscription, adjustment, due.at))) {
+    await carryAdjustment(deps, subscription, adjustment);
+  }
+  await deps.models.Subscription.updateOne(
+    { _id: subscription._id, 'adjustmentDue.id': due.id },
+    { $unset: { adjustmentDue: 1 } },
+  );
 }
 
 /** An adjustment record (a charge of its own, no dunning), inserted once under `id`; the stored one if it is there. */

@@ -1,6 +1,10 @@
 import { Queue } from 'bullmq';
 import { ulid } from 'ulid';
-import { manageDepsFor, resumeCollectionForPayer } from '../../application/subscriptions/manage-subscriptions';
+import {
+  changeSubscription,
+  manageDepsFor,
+  resumeCollectionForPayer,
+} from '../../application/subscriptions/manage-subscriptions';
 import { renewSubscription, type RenewDeps } from '../../application/subscriptions/renew-subscription';
 import { requestClockAdvance, runClockAdvance } from '../../application/subscriptions/test-clocks';
 import { sweepRenewals } from '../../application/subscriptions/sweep-renewals';
@@ -767,6 +771,57 @@ describe('changes', () => {
       [1_500, 'failed'],
       [7_500, 'succeeded'],
     ]);
+  }, 60_000);
+
+  it('always_invoice: a change that stopped after its write is still charged, once, by the next renewal run', async () => {
+    const clockId = await clock('2026-04-01T04:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ amount: 3_000 }),
+      customerRef: 'payer-invoice-crash-01',
+      paymentMethodId: await savedMethod('payer-invoice-crash-01'),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    await advance(clockId, '2026-04-16T04:00:00Z');
+    // The api process dies right after writing the plan change, before charging the difference.
+    const crashing = {
+      ...manageDepsFor({
+        models: system.ctx.db.models,
+        queues: system.ctx.queues,
+        enqueueAudit: (event) => enqueueAuditEvent(system.ctx.queues.audit, event),
+      }),
+      chargeAdjustment: () => Promise.reject(new Error('process killed')),
+    };
+    await expect(
+      changeSubscription(crashing, {
+        companyId,
+        subscriptionId: sub.id,
+        change: {
+          planId: await plan({ amount: 6_000, name: 'Platinum membership' }),
+          prorationBehavior: 'always_invoice',
+        },
+        actor: { type: 'user', id: 'usr-sub-admin' },
+      }),
+    ).rejects.toThrow('process killed');
+    expect(await succeededAmounts(sub.id)).toEqual([3_000]);
+    expect((await system.ctx.db.models.Subscription.findById(sub.id).lean())?.adjustmentDue).toMatchObject({
+      amount: 1_500,
+    });
+    // A retried PATCH says the plan is set; the difference is not lost: the next renewal run charges it.
+    expect(
+      (
+        await api('PATCH', `/subscriptions/${sub.id}`, {
+          planId: (await subscription(sub.id)).planId,
+          prorationBehavior: 'always_invoice',
+        })
+      ).body,
+    ).toMatchObject({ error: { code: 'same_plan' } });
+    await renewSubscription(renewDeps(), sub.id);
+    await chargesReach(sub.id, 2, 'the plan change’s difference');
+    expect(await succeededAmounts(sub.id)).toEqual([3_000, 1_500]);
+    await renewSubscription(renewDeps(), sub.id);
+    expect(await payments(sub.id)).toHaveLength(2);
+    expect((await system.ctx.db.models.Subscription.findById(sub.id).lean())?.adjustmentDue).toBeUndefined();
   }, 60_000);
 
   it('a downgrade’s credit lowers the next bills to zero, never below, until it is used up', async () => {
