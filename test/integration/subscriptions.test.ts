@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import { ulid } from 'ulid';
+import { requestRefund } from '../../application/refunds/request-refund';
 import { manageDepsFor, resumeCollectionForPayer } from '../../application/subscriptions/manage-subscriptions';
 import { renewSubscription, type RenewDeps } from '../../application/subscriptions/renew-subscription';
 import { requestClockAdvance, runClockAdvance } from '../../application/subscriptions/test-clocks';
@@ -9,6 +10,7 @@ import { createCompany } from '../../models/companies';
 import { periodId } from '../../models/subscription.model';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueCharge } from '../../queues/charges.queue';
+import { enqueueRefund } from '../../queues/refunds.queue';
 import type { RenewalJob } from '../../queues/renewals.queue';
 import { waitFor } from '../support/harness';
 import { insertSavedCard } from '../support/records';
@@ -1264,5 +1266,204 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     await advance(clockId, '2027-06-01T13:00:00Z');
     await chargesReach(sub.id, 2, 'the renewal after the undone cancel');
     expect((await subscription(sub.id)).status).toBe('active');
+  }, 90_000);
+});
+
+describe('what is owed when a subscription ends (issue 19)', () => {
+  const succeededPayments = async (id: string) => (await payments(id)).filter((p) => p.status === 'succeeded');
+  const refundsOf = (paymentIds: string[]) =>
+    system.ctx.db.models.Refund.find({ paymentId: { $in: paymentIds } }).lean();
+  const documentsOf = (subscriptionId: string) => system.ctx.db.models.Invoice.find({ subscriptionId }).lean();
+
+  /** Active on a $30 plan from midnight in New York on Jul 1 (a 31-day period), its first period paid. */
+  async function activeOnClock(payer: string, amount = 3_000) {
+    const clockId = await clock('2027-07-01T04:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ amount }),
+      customerRef: payer,
+      paymentMethodId: await savedMethod(payer),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    return { clockId, sub };
+  }
+
+  async function changePlan(id: string, amount: number) {
+    const changed = await api('PATCH', `/subscriptions/${id}`, {
+      planId: await plan({ amount, name: `Plan ${amount}` }),
+      prorationBehavior: 'create_prorations',
+    });
+    expect(changed.status).toBe(200);
+    return changed.body.pendingProration as number;
+  }
+
+  /** Ended and settled: no pending balance, nothing due, nothing queued. */
+  const settled = (id: string) =>
+    waitFor(
+      () => subscription(id),
+      (s) => s.status === 'canceled' && !s.nextBillingAt && !s.pendingProration,
+      { what: `subscription ${id} to be settled` },
+    );
+
+  it('an upgrade then cancel now: the prorated difference is charged once more, on its own paid invoice', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-01');
+    await advance(clockId, '2027-07-16T04:00:00Z');
+    // 16 of July's 31 days left, $30 → $60.
+    const pending = await changePlan(sub.id, 6_000);
+    expect(pending).toBe(Math.round((6_000 * 16) / 31) - Math.round((3_000 * 16) / 31));
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).body.status).toBe('canceled');
+
+    await settled(sub.id);
+    const charged = await waitFor(
+      () => succeededPayments(sub.id),
+      (made) => made.length === 2,
+      { what: 'the final bill to be charged' },
+    );
+    expect(charged.map((p) => p.amount)).toEqual([3_000, pending]);
+    const final = charged[1]!;
+    const invoice = await waitFor(
+      async () => (await documentsOf(sub.id)).find((d) => d.paymentId === final._id),
+      (found) => found?.status === 'paid',
+      { what: 'the final bill’s invoice' },
+    );
+    expect(invoice).toMatchObject({ kind: 'invoice', total: pending, amountPaid: pending });
+
+    // A second sweep, a renewal run again, a month on the clock: nothing more is charged.
+    expect(await renewSubscription(renewDeps(), sub.id)).toBe('not_due');
+    await sweepRenewals({
+      models: system.ctx.db.models,
+      renewalsQueue: system.ctx.queues.renewals,
+      logger: system.ctx.logger,
+    });
+    await advance(clockId, '2027-08-02T04:00:00Z');
+    expect((await payments(sub.id)).map((p) => [p.amount, p.status])).toEqual([
+      [3_000, 'succeeded'],
+      [pending, 'succeeded'],
+    ]);
+    expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', nextBillingAt: null });
+    const actions = (await system.ctx.db.models.AuditEvent.find({ 'resource.id': sub.id }).lean()).map((e) => e.action);
+    expect(actions).toEqual(expect.arrayContaining(['subscription.final_settled']));
+  }, 90_000);
+
+  it('a downgrade then cancel now: the credit is refunded against the last period’s payment, with a credit note', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-02', 6_000);
+    await advance(clockId, '2027-07-21T04:00:00Z');
+    // 11 of 31 days left, $60 → $10: a credit.
+    const pending = await changePlan(sub.id, 1_000);
+    expect(pending).toBe(Math.round((1_000 * 11) / 31) - Math.round((6_000 * 11) / 31));
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).body.status).toBe('canceled');
+
+    await settled(sub.id);
+    const [first] = await payments(sub.id);
+    const [refund] = await waitFor(
+      () => refundsOf([first!._id]),
+      (made) => made.length === 1 && made[0]!.status === 'succeeded',
+      { what: 'the credit to be refunded' },
+    );
+    expect(refund!.amount).toBe(-pending);
+    const note = await waitFor(
+      async () => (await documentsOf(sub.id)).find((d) => d.kind === 'credit_note'),
+      (found) => found?.status === 'paid',
+      { what: 'the refund’s credit note' },
+    );
+    expect(note).toMatchObject({ refundId: refund!._id, total: -pending });
+
+    expect(await renewSubscription(renewDeps(), sub.id)).toBe('not_due');
+    await advance(clockId, '2027-08-02T04:00:00Z');
+    expect(await refundsOf([first!._id])).toHaveLength(1);
+    expect((await payments(sub.id)).map((p) => p.amount)).toEqual([6_000]);
+  }, 90_000);
+
+  it('cancel at period end with an upgrade pending: settled at the period’s end, no renewal charged', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-03');
+    await advance(clockId, '2027-07-16T04:00:00Z');
+    const pending = await changePlan(sub.id, 6_000);
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'period_end' })).status).toBe(200);
+    await advance(clockId, '2027-07-25T04:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'active', pendingProration: pending });
+    expect(await payments(sub.id)).toHaveLength(1);
+
+    await advance(clockId, '2027-08-01T05:00:00Z');
+    const ended = await settled(sub.id);
+    expect(ended.canceledAt).toBe('2027-08-01T04:00:00.000Z');
+    expect((await succeededPayments(sub.id)).map((p) => p.amount)).toEqual([3_000, pending]);
+    await advance(clockId, '2027-09-02T04:00:00Z');
+    expect((await payments(sub.id)).map((p) => p.amount)).toEqual([3_000, pending]);
+  }, 90_000);
+
+  it('the api dies right after a cancel write: the renewal settles the credit, asking again while refunds are busy', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-05', 6_000);
+    await advance(clockId, '2027-07-21T04:00:00Z');
+    const pending = await changePlan(sub.id, 1_000);
+    // The cancel as the api writes it, and nothing after it (no renewal queued).
+    const canceledAt = new Date('2027-07-21T04:00:00Z');
+    await system.ctx.db.models.Subscription.updateOne(
+      { _id: sub.id },
+      { $set: { status: 'canceled', canceledAt, nextBillingAt: canceledAt } },
+    );
+    const [first] = await payments(sub.id);
+    const busy: RenewDeps = { ...renewDeps(), refundCredit: async () => ({ outcome: 'busy' }) };
+    await expect(renewSubscription(busy, sub.id)).rejects.toThrow(/not recorded: busy/);
+    expect(await subscription(sub.id)).toMatchObject({
+      pendingProration: pending,
+      nextBillingAt: canceledAt.toISOString(),
+    });
+
+    const refunding: RenewDeps = {
+      ...renewDeps(),
+      refundCredit: (payment, amount, idempotencyKey) =>
+        requestRefund(
+          {
+            models: system.ctx.db.models,
+            enqueueRefund: async (job, audit) => {
+              await enqueueRefund(system.ctx.queues.refunds, job);
+              await enqueueAuditEvent(system.ctx.queues.audit, audit);
+            },
+          },
+          {
+            payment,
+            idempotencyKey,
+            request: { amount, reason: 'requested_by_customer' },
+            requestedBy: { type: 'service', id: 'renewals-worker' },
+            requestId: `req_${idempotencyKey}`,
+          },
+        ),
+    };
+    await Promise.all([renewSubscription(refunding, sub.id), renewSubscription(refunding, sub.id)]);
+    await renewSubscription(refunding, sub.id);
+    await settled(sub.id);
+    const refunds = await waitFor(
+      () => refundsOf([first!._id]),
+      (made) => made.length === 1 && made[0]!.status === 'succeeded',
+      { what: 'the credit to be refunded once' },
+    );
+    expect(refunds.map((r) => r.amount)).toEqual([-pending]);
+  }, 90_000);
+
+  it('a settlement killed after its final bill was charged, before the balance was zeroed: the next run charges nothing', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-04');
+    await advance(clockId, '2027-07-16T04:00:00Z');
+    const pending = await changePlan(sub.id, 6_000);
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).status).toBe(200);
+    await settled(sub.id);
+    await waitFor(
+      () => succeededPayments(sub.id),
+      (made) => made.length === 2,
+      { what: 'the final bill to be charged' },
+    );
+    // Back to what it was after the final bill's charge, before the balance and the marker were written.
+    const stored = (await system.ctx.db.models.Subscription.findById(sub.id).lean())!;
+    const finalId = stored.prorationsApplied!.at(-1)!;
+    await system.ctx.db.models.Subscription.updateOne(
+      { _id: sub.id },
+      {
+        $set: { pendingProration: pending, nextBillingAt: stored.canceledAt },
+        $pull: { prorationsApplied: finalId },
+      },
+    );
+    await Promise.all([renewSubscription(renewDeps(), sub.id), renewSubscription(renewDeps(), sub.id)]);
+    expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', nextBillingAt: null });
+    expect((await subscription(sub.id)).pendingProration ?? 0).toBe(0);
+    expect((await payments(sub.id)).map((p) => p.amount)).toEqual([3_000, pending]);
   }, 90_000);
 });
