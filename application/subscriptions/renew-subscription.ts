@@ -20,7 +20,13 @@ import type { Logger } from '../../platform/logger';
 export interface RenewDeps {
   models: Pick<
     Models,
-    'Subscription' | 'SubscriptionPeriod' | 'Payment' | 'SavedPaymentMethod' | 'BillingSettings' | 'TestClock'
+    | 'Subscription'
+    | 'SubscriptionPeriod'
+    | 'Payment'
+    | 'Refund'
+    | 'SavedPaymentMethod'
+    | 'BillingSettings'
+    | 'TestClock'
   >;
   /** Queues the charge of a period's payment (the one-off charge path; idempotent by payment id). */
   enqueueCharge: (payment: PaymentRecord) => Promise<void>;
@@ -779,6 +785,11 @@ async function refundUpTo(deps: RenewDeps, payment: PaymentRecord, amount: numbe
   if (asked.outcome === 'exceeds') {
     const rest = asked.refundable ?? 0;
     return rest > 0 && rest < amount ? refundUpTo(deps, payment, rest, `${key}-${rest}`) : 0;
+  }
+  if (asked.outcome === 'key_conflict') {
+    // An earlier run asked under this key for another amount (the balance changed since): that refund is the one.
+    const earlier = await deps.models.Refund.findOne({ companyId: payment.companyId, idempotencyKey: key }).lean();
+    if (earlier) return earlier.amount;
   }
   if (asked.outcome !== 'accepted') {
     throw new Error(`the refund of payment ${payment._id} was not recorded: ${asked.outcome}`);

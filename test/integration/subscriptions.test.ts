@@ -1438,6 +1438,19 @@ describe('what is owed when a subscription ends (issue 19)', () => {
       { what: 'the credit to be refunded once' },
     );
     expect(refunds.map((r) => r.amount)).toEqual([-pending]);
+
+    // A crash before the balance was taken off, and the balance changed meanwhile: its refund is found, not made again.
+    const stored = (await system.ctx.db.models.Subscription.findById(sub.id).lean())!;
+    await system.ctx.db.models.Subscription.updateOne(
+      { _id: sub.id },
+      {
+        $set: { pendingProration: pending + 100, nextBillingAt: canceledAt },
+        $pull: { prorationsApplied: stored.prorationsApplied!.at(-1)! },
+      },
+    );
+    await renewSubscription(refunding, sub.id);
+    await settled(sub.id);
+    expect((await refundsOf([first!._id])).map((r) => r.amount)).toEqual([-pending]);
   }, 90_000);
 
   it('a settlement killed after its final bill was charged, before the balance was zeroed: the next run charges nothing', async () => {
