@@ -1391,6 +1391,30 @@ describe('what is owed when a subscription ends (issue 19)', () => {
     expect((await payments(sub.id)).map((p) => p.amount)).toEqual([3_000, pending]);
   }, 90_000);
 
+  it('a declined final bill is not retried: it stays uncollectible, the subscription settled', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-06');
+    await advance(clockId, '2027-07-16T04:00:00Z');
+    const pending = await changePlan(sub.id, 6_000);
+    const stored = (await system.ctx.db.models.Subscription.findById(sub.id).lean())!;
+    await cardStartsDeclining(stored.paymentMethodId);
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).status).toBe(200);
+    await settled(sub.id);
+    const final = await waitFor(
+      async () => (await periods(sub.id)).find((p) => p.amount === pending),
+      (found) => found?.status === 'uncollectible',
+      { what: 'the final bill to be given up' },
+    );
+    expect((await payments(sub.id)).map((p) => [p.amount, p.status])).toEqual([
+      [3_000, 'succeeded'],
+      [pending, 'failed'],
+    ]);
+    await advance(clockId, '2027-08-02T04:00:00Z');
+    expect(await payments(sub.id)).toHaveLength(2);
+    expect(
+      await system.ctx.db.models.Invoice.countDocuments({ 'source.id': final!._id, status: { $ne: 'void' } }),
+    ).toBe(0);
+  }, 90_000);
+
   it('the api dies right after a cancel write: the renewal settles the credit, asking again while refunds are busy', async () => {
     const { clockId, sub } = await activeOnClock('payer-final-05', 6_000);
     await advance(clockId, '2027-07-21T04:00:00Z');
