@@ -22,6 +22,8 @@ export const AUDIT_ACTIONS = [
   'subscription.attempt_started',
   'subscription.attempt_failed',
   'subscription.period_paid',
+  'subscription.final_settled',
+  'subscription.late_charge_refunded',
   'billing_settings.updated',
   'test_clock.created',
   'test_clock.advanced',

@@ -20,7 +20,13 @@ import type { Logger } from '../../platform/logger';
 export interface RenewDeps {
   models: Pick<
     Models,
-    'Subscription' | 'SubscriptionPeriod' | 'Payment' | 'SavedPaymentMethod' | 'BillingSettings' | 'TestClock'
+    | 'Subscription'
+    | 'SubscriptionPeriod'
+    | 'Payment'
+    | 'Refund'
+    | 'SavedPaymentMethod'
+    | 'BillingSettings'
+    | 'TestClock'
   >;
   /** Queues the charge of a period's payment (the one-off charge path; idempotent by payment id). */
   enqueueCharge: (payment: PaymentRecord) => Promise<void>;
@@ -672,13 +678,28 @@ async function settleCanceled(deps: RenewDeps, subscription: SubscriptionRecord,
   const id = periodId(`${subscription._id}|final`, subscription.canceledAt ?? now);
   const pending = subscription.pendingProration ?? 0;
   if (pending !== 0 && !subscription.prorationsApplied?.includes(id)) {
+    let reason: string;
+    let settledAmount = 0;
     if (pending >= minimumChargeAmount(subscription.currency)) {
       await insertAdjustment(deps, subscription, id, pending, subscription.canceledAt ?? now);
+      reason = 'final_bill';
+      settledAmount = pending;
     } else if (pending < 0) {
       if (!deps.refundCredit) return 'not_due';
-      await refundPendingCredit(deps, subscription, -pending, id);
+      settledAmount = await refundPendingCredit(deps, subscription, -pending, id);
+      reason = settledAmount > 0 ? 'credit_refunded' : 'credit_not_refundable';
+    } else {
+      // Below the minimum, a balance cannot be charged: it is dropped with the subscription.
+      reason = 'below_minimum_dropped';
     }
-    // Below the minimum, a balance cannot be charged: it is dropped with the subscription.
+    // Audited before the balance is taken off (a deterministic id): a crash between the two repeats the same event.
+    await audit(deps, subscription, 'subscription.final_settled', id, 'success', now, {
+      reason,
+      changes: [
+        { field: 'pendingProration', before: String(pending), after: '0' },
+        { field: 'amount', before: null, after: String(settledAmount) },
+      ],
+    });
     await Subscription.updateOne(
       { _id: subscription._id, prorationsApplied: { $ne: id } },
       { $inc: { pendingProration: -pending }, $push: { prorationsApplied: id } },
@@ -717,7 +738,15 @@ async function settleAttemptInFlight(
   if (payment.status !== 'succeeded' || !deps.refundCredit) return undefined;
   const paidAt = payment.completedAt ?? new Date();
   await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt });
-  await deps.refundCredit(payment, payment.amount, `sub-canceled-${period._id}`);
+  // Until the refund is recorded the period stays open, so a refusal (busy) is asked again, never forgotten.
+  const refunded = await refundUpTo(deps, payment, payment.amount, `sub-canceled-${period._id}`);
+  await audit(deps, subscription, 'subscription.late_charge_refunded', period._id, 'success', paidAt, {
+    reason: 'succeeded_after_cancel',
+    changes: [
+      { field: 'paymentId', before: null, after: payment._id },
+      { field: 'amount', before: null, after: String(refunded) },
+    ],
+  });
   await deps.models.SubscriptionPeriod.updateOne(
     { _id: period._id, status: 'open' },
     { $set: { status: 'paid', paidAt } },
@@ -725,13 +754,17 @@ async function settleAttemptInFlight(
   return undefined;
 }
 
-/** Refunds up to `credit` of the latest paid period's payment that was not disputed. */
+/**
+ * Refunds up to `credit` of the latest paid period's payment that was not disputed; the amount asked back (0 when
+ * nothing is left to refund). A refusal that a retry may pass (`busy`) throws: the balance is not taken off the
+ * subscription until its refund is recorded.
+ */
 async function refundPendingCredit(
   deps: RenewDeps,
   subscription: SubscriptionRecord,
   credit: number,
   key: string,
-): Promise<void> {
+): Promise<number> {
   const paid = await deps.models.SubscriptionPeriod.find(
     { subscriptionId: subscription._id, status: 'paid', kind: { $exists: false }, paymentId: { $exists: true } },
     { paymentId: 1 },
@@ -742,14 +775,33 @@ async function refundPendingCredit(
   for (const period of paid) {
     const payment = await deps.models.Payment.findById(period.paymentId).lean();
     if (payment?.status !== 'succeeded' || payment.dispute) continue;
-    const asked = await deps.refundCredit!(payment, credit, `sub-credit-${key}`);
-    // Less is left of that payment than the credit: refund what is left (its own key, so a rerun asks the same).
-    if (asked.outcome === 'exceeds' && asked.refundable) {
-      await deps.refundCredit!(payment, asked.refundable, `sub-credit-${key}-${asked.refundable}`);
-    }
-    return;
+    return refundUpTo(deps, payment, credit, `sub-credit-${key}`);
   }
+  return 0;
 }
+
+/**
+ * Refunds `amount` of a payment, or what is left of it when less is (under a key of its own, so a rerun asks the
+ * same); the amount asked back, 0 when nothing is left. A refusal a retry may pass (`busy`) throws: the run is tried
+ * again, and what it was to settle stays recorded as owed until then.
+ */
+async function refundUpTo(deps: RenewDeps, payment: PaymentRecord, amount: number, key: string): Promise<number> {
+  const asked = await deps.refundCredit!(payment, amount, key);
+  if (asked.outcome === 'exceeds') {
+    const rest = asked.refundable ?? 0;
+    return rest > 0 && rest < amount ? refundUpTo(deps, payment, rest, `${key}-${rest}`) : 0;
+  }
+  if (asked.outcome === 'key_conflict') {
+    // An earlier run asked under this key for another amount (the balance changed since): that refund is the one.
+    const earlier = await deps.models.Refund.findOne({ companyId: payment.companyId, idempotencyKey: key }).lean();
+    if (earlier) return earlier.amount;
+  }
+  if (asked.outcome !== 'accepted') {
+    throw new Error(`the refund of payment ${payment._id} was not recorded: ${asked.outcome}`);
+  }
+  return amount;
+}
+
 /**
  * A merchant-side failure is tried again this long after it, doubling with each one up to once a day (no dunning
  * attempt is used).

@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import { ulid } from 'ulid';
+import { requestRefund } from '../../application/refunds/request-refund';
 import {
   changeSubscription,
   manageDepsFor,
@@ -13,6 +14,7 @@ import { createCompany } from '../../models/companies';
 import { periodId } from '../../models/subscription.model';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { enqueueCharge } from '../../queues/charges.queue';
+import { enqueueRefund } from '../../queues/refunds.queue';
 import type { RenewalJob } from '../../queues/renewals.queue';
 import { waitFor } from '../support/harness';
 import { insertSavedCard } from '../support/records';
@@ -512,95 +514,6 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
     expect(await succeededAmounts(sub.id)).toEqual([3_000]);
     await advance(clockId, '2027-09-01T13:00:00Z');
     await chargesReach(sub.id, 2, 'the September renewal');
-  }, 90_000);
-
-  it('cancel now settles a pending balance once: an upgrade’s difference is charged on an invoice, a downgrade’s credit refunded', async () => {
-    const clockId = await clock('2027-09-01T12:00:00Z');
-    const owes = await subscribe({
-      planId: await plan({ amount: 3_000 }),
-      customerRef: 'payer-final-01',
-      paymentMethodId: await savedMethod('payer-final-01'),
-      testClockId: clockId,
-    });
-    const owed = await subscribe({
-      planId: await plan({ amount: 6_000 }),
-      customerRef: 'payer-final-02',
-      paymentMethodId: await savedMethod('payer-final-02'),
-      testClockId: clockId,
-    });
-    await settledStatus(owes.id, (status) => status === 'active');
-    await settledStatus(owed.id, (status) => status === 'active');
-    // September has 30 days; half way through: $30 → $60 owes $15, $60 → $30 is owed $15.
-    await advance(clockId, '2027-09-16T12:00:00Z');
-    const up = await api('PATCH', `/subscriptions/${owes.id}`, {
-      planId: await plan({ amount: 6_000, name: 'Platinum membership' }),
-      prorationBehavior: 'create_prorations',
-    });
-    expect(up.body.pendingProration).toBe(1_500);
-    const down = await api('PATCH', `/subscriptions/${owed.id}`, {
-      planId: await plan({ amount: 3_000, name: 'Silver membership' }),
-      prorationBehavior: 'create_prorations',
-    });
-    expect(down.body.pendingProration).toBe(-1_500);
-
-    for (const id of [owes.id, owed.id]) {
-      expect((await api('PATCH', `/subscriptions/${id}`, { cancelAt: 'now' })).body).toMatchObject({
-        status: 'canceled',
-      });
-    }
-    await chargesReach(owes.id, 2, 'the final bill');
-    const { Invoice, Refund } = system.ctx.db.models;
-    const finalPayment = (await payments(owes.id)).at(-1)!;
-    const invoice = await waitFor(
-      () => Invoice.findOne({ paymentId: finalPayment._id, kind: 'invoice' }).lean(),
-      (found) => found?.status === 'paid',
-      { what: 'the final bill’s invoice' },
-    );
-    expect(invoice).toMatchObject({ total: 1_500 });
-    const firstPayment = (await payments(owed.id))[0]!;
-    const refund = await waitFor(
-      () => Refund.findOne({ paymentId: firstPayment._id }).lean(),
-      (found) => found?.status === 'succeeded',
-      { what: 'the credit refunded' },
-    );
-    expect(refund).toMatchObject({ amount: 1_500 });
-    await waitFor(
-      () => Invoice.findOne({ refundId: refund!._id, kind: 'credit_note' }).lean(),
-      (found) => Boolean(found),
-      { what: 'the credit note' },
-    );
-    // Settled: nothing pending, nothing due; another renewal run charges and refunds nothing more.
-    for (const id of [owes.id, owed.id]) {
-      const after = await subscription(id);
-      expect(after.pendingProration ?? 0).toBe(0);
-      expect(after.nextBillingAt ?? null).toBeNull();
-      await renewSubscription(renewDeps(), id);
-    }
-    expect(await succeededAmounts(owes.id)).toEqual([3_000, 1_500]);
-    expect(await Refund.countDocuments({ paymentId: firstPayment._id })).toBe(1);
-  }, 90_000);
-
-  it('a cancel at period end settles a pending balance at that end', async () => {
-    const clockId = await clock('2027-10-01T12:00:00Z');
-    const sub = await subscribe({
-      planId: await plan({ amount: 3_100 }),
-      customerRef: 'payer-final-03',
-      paymentMethodId: await savedMethod('payer-final-03'),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
-    // October has 31 days; 10 days before its end: $31 → $62 owes $10.
-    await advance(clockId, '2027-10-22T12:00:00Z');
-    await api('PATCH', `/subscriptions/${sub.id}`, {
-      planId: await plan({ amount: 6_200, name: 'Platinum membership' }),
-      prorationBehavior: 'create_prorations',
-    });
-    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'period_end' })).status).toBe(200);
-    expect(await succeededAmounts(sub.id)).toEqual([3_100]);
-    await advance(clockId, '2027-11-01T13:00:00Z');
-    await chargesReach(sub.id, 2, 'the final bill at the period’s end');
-    expect(await succeededAmounts(sub.id)).toEqual([3_100, 1_000]);
-    expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', canceledAt: '2027-11-01T12:00:00.000Z' });
   }, 90_000);
 
   it('a failure on the merchant’s side (no attestation) uses no dunning attempt and ends nothing; fixed, it collects', async () => {
@@ -1319,5 +1232,241 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     await advance(clockId, '2027-06-01T13:00:00Z');
     await chargesReach(sub.id, 2, 'the renewal after the undone cancel');
     expect((await subscription(sub.id)).status).toBe('active');
+  }, 90_000);
+});
+
+describe('what is owed when a subscription ends (issue 19)', () => {
+  const succeededPayments = async (id: string) => (await payments(id)).filter((p) => p.status === 'succeeded');
+  const refundsOf = (paymentIds: string[]) =>
+    system.ctx.db.models.Refund.find({ paymentId: { $in: paymentIds } }).lean();
+  const documentsOf = (subscriptionId: string) => system.ctx.db.models.Invoice.find({ subscriptionId }).lean();
+
+  /** Active on a $30 plan from midnight in New York on Jul 1 (a 31-day period), its first period paid. */
+  async function activeOnClock(payer: string, amount = 3_000) {
+    const clockId = await clock('2027-07-01T04:00:00Z');
+    const sub = await subscribe({
+      planId: await plan({ amount }),
+      customerRef: payer,
+      paymentMethodId: await savedMethod(payer),
+      testClockId: clockId,
+    });
+    await settledStatus(sub.id, (status) => status === 'active');
+    return { clockId, sub };
+  }
+
+  async function changePlan(id: string, amount: number) {
+    const changed = await api('PATCH', `/subscriptions/${id}`, {
+      planId: await plan({ amount, name: `Plan ${amount}` }),
+      prorationBehavior: 'create_prorations',
+    });
+    expect(changed.status).toBe(200);
+    return changed.body.pendingProration as number;
+  }
+
+  /** Ended and settled: no pending balance, nothing due, nothing queued. */
+  const settled = (id: string) =>
+    waitFor(
+      () => subscription(id),
+      (s) => s.status === 'canceled' && !s.nextBillingAt && !s.pendingProration,
+      { what: `subscription ${id} to be settled` },
+    );
+
+  it('an upgrade then cancel now: the prorated difference is charged once more, on its own paid invoice', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-01');
+    await advance(clockId, '2027-07-16T04:00:00Z');
+    // 16 of July's 31 days left, $30 → $60.
+    const pending = await changePlan(sub.id, 6_000);
+    expect(pending).toBe(Math.round((6_000 * 16) / 31) - Math.round((3_000 * 16) / 31));
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).body.status).toBe('canceled');
+
+    await settled(sub.id);
+    const charged = await waitFor(
+      () => succeededPayments(sub.id),
+      (made) => made.length === 2,
+      { what: 'the final bill to be charged' },
+    );
+    expect(charged.map((p) => p.amount)).toEqual([3_000, pending]);
+    const final = charged[1]!;
+    const invoice = await waitFor(
+      async () => (await documentsOf(sub.id)).find((d) => d.paymentId === final._id),
+      (found) => found?.status === 'paid',
+      { what: 'the final bill’s invoice' },
+    );
+    expect(invoice).toMatchObject({ kind: 'invoice', total: pending, amountPaid: pending });
+
+    // A second sweep, a renewal run again, a month on the clock: nothing more is charged.
+    expect(await renewSubscription(renewDeps(), sub.id)).toBe('not_due');
+    await sweepRenewals({
+      models: system.ctx.db.models,
+      renewalsQueue: system.ctx.queues.renewals,
+      logger: system.ctx.logger,
+    });
+    await advance(clockId, '2027-08-02T04:00:00Z');
+    expect((await payments(sub.id)).map((p) => [p.amount, p.status])).toEqual([
+      [3_000, 'succeeded'],
+      [pending, 'succeeded'],
+    ]);
+    expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', nextBillingAt: null });
+    const actions = (await system.ctx.db.models.AuditEvent.find({ 'resource.id': sub.id }).lean()).map((e) => e.action);
+    expect(actions).toEqual(expect.arrayContaining(['subscription.final_settled']));
+  }, 90_000);
+
+  it('a downgrade then cancel now: the credit is refunded against the last period’s payment, with a credit note', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-02', 6_000);
+    await advance(clockId, '2027-07-21T04:00:00Z');
+    // 11 of 31 days left, $60 → $10: a credit.
+    const pending = await changePlan(sub.id, 1_000);
+    expect(pending).toBe(Math.round((1_000 * 11) / 31) - Math.round((6_000 * 11) / 31));
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).body.status).toBe('canceled');
+
+    await settled(sub.id);
+    const [first] = await payments(sub.id);
+    const [refund] = await waitFor(
+      () => refundsOf([first!._id]),
+      (made) => made.length === 1 && made[0]!.status === 'succeeded',
+      { what: 'the credit to be refunded' },
+    );
+    expect(refund!.amount).toBe(-pending);
+    const note = await waitFor(
+      async () => (await documentsOf(sub.id)).find((d) => d.kind === 'credit_note'),
+      (found) => found?.status === 'paid',
+      { what: 'the refund’s credit note' },
+    );
+    expect(note).toMatchObject({ refundId: refund!._id, total: -pending });
+
+    expect(await renewSubscription(renewDeps(), sub.id)).toBe('not_due');
+    await advance(clockId, '2027-08-02T04:00:00Z');
+    expect(await refundsOf([first!._id])).toHaveLength(1);
+    expect((await payments(sub.id)).map((p) => p.amount)).toEqual([6_000]);
+  }, 90_000);
+
+  it('cancel at period end with an upgrade pending: settled at the period’s end, no renewal charged', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-03');
+    await advance(clockId, '2027-07-16T04:00:00Z');
+    const pending = await changePlan(sub.id, 6_000);
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'period_end' })).status).toBe(200);
+    await advance(clockId, '2027-07-25T04:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'active', pendingProration: pending });
+    expect(await payments(sub.id)).toHaveLength(1);
+
+    await advance(clockId, '2027-08-01T05:00:00Z');
+    const ended = await settled(sub.id);
+    expect(ended.canceledAt).toBe('2027-08-01T04:00:00.000Z');
+    expect((await succeededPayments(sub.id)).map((p) => p.amount)).toEqual([3_000, pending]);
+    await advance(clockId, '2027-09-02T04:00:00Z');
+    expect((await payments(sub.id)).map((p) => p.amount)).toEqual([3_000, pending]);
+  }, 90_000);
+
+  it('a declined final bill is not retried: it stays uncollectible, the subscription settled', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-06');
+    await advance(clockId, '2027-07-16T04:00:00Z');
+    const pending = await changePlan(sub.id, 6_000);
+    const stored = (await system.ctx.db.models.Subscription.findById(sub.id).lean())!;
+    await cardStartsDeclining(stored.paymentMethodId);
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).status).toBe(200);
+    await settled(sub.id);
+    const final = await waitFor(
+      async () => (await periods(sub.id)).find((p) => p.amount === pending),
+      (found) => found?.status === 'uncollectible',
+      { what: 'the final bill to be given up' },
+    );
+    expect((await payments(sub.id)).map((p) => [p.amount, p.status])).toEqual([
+      [3_000, 'succeeded'],
+      [pending, 'failed'],
+    ]);
+    await advance(clockId, '2027-08-02T04:00:00Z');
+    expect(await payments(sub.id)).toHaveLength(2);
+    expect(
+      await system.ctx.db.models.Invoice.countDocuments({ 'source.id': final!._id, status: { $ne: 'void' } }),
+    ).toBe(0);
+  }, 90_000);
+
+  it('the api dies right after a cancel write: the renewal settles the credit, asking again while refunds are busy', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-05', 6_000);
+    await advance(clockId, '2027-07-21T04:00:00Z');
+    const pending = await changePlan(sub.id, 1_000);
+    // The cancel as the api writes it, and nothing after it (no renewal queued).
+    const canceledAt = new Date('2027-07-21T04:00:00Z');
+    await system.ctx.db.models.Subscription.updateOne(
+      { _id: sub.id },
+      { $set: { status: 'canceled', canceledAt, nextBillingAt: canceledAt } },
+    );
+    const [first] = await payments(sub.id);
+    const busy: RenewDeps = { ...renewDeps(), refundCredit: async () => ({ outcome: 'busy' }) };
+    await expect(renewSubscription(busy, sub.id)).rejects.toThrow(/not recorded: busy/);
+    expect(await subscription(sub.id)).toMatchObject({
+      pendingProration: pending,
+      nextBillingAt: canceledAt.toISOString(),
+    });
+
+    const refunding: RenewDeps = {
+      ...renewDeps(),
+      refundCredit: (payment, amount, idempotencyKey) =>
+        requestRefund(
+          {
+            models: system.ctx.db.models,
+            enqueueRefund: async (job, audit) => {
+              await enqueueRefund(system.ctx.queues.refunds, job);
+              await enqueueAuditEvent(system.ctx.queues.audit, audit);
+            },
+          },
+          {
+            payment,
+            idempotencyKey,
+            request: { amount, reason: 'requested_by_customer' },
+            requestedBy: { type: 'service', id: 'renewals-worker' },
+            requestId: `req_${idempotencyKey}`,
+          },
+        ),
+    };
+    await Promise.all([renewSubscription(refunding, sub.id), renewSubscription(refunding, sub.id)]);
+    await renewSubscription(refunding, sub.id);
+    await settled(sub.id);
+    const refunds = await waitFor(
+      () => refundsOf([first!._id]),
+      (made) => made.length === 1 && made[0]!.status === 'succeeded',
+      { what: 'the credit to be refunded once' },
+    );
+    expect(refunds.map((r) => r.amount)).toEqual([-pending]);
+
+    // A crash before the balance was taken off, and the balance changed meanwhile: its refund is found, not made again.
+    const stored = (await system.ctx.db.models.Subscription.findById(sub.id).lean())!;
+    await system.ctx.db.models.Subscription.updateOne(
+      { _id: sub.id },
+      {
+        $set: { pendingProration: pending + 100, nextBillingAt: canceledAt },
+        $pull: { prorationsApplied: stored.prorationsApplied!.at(-1)! },
+      },
+    );
+    await renewSubscription(refunding, sub.id);
+    await settled(sub.id);
+    expect((await refundsOf([first!._id])).map((r) => r.amount)).toEqual([-pending]);
+  }, 90_000);
+
+  it('a settlement killed after its final bill was charged, before the balance was zeroed: the next run charges nothing', async () => {
+    const { clockId, sub } = await activeOnClock('payer-final-04');
+    await advance(clockId, '2027-07-16T04:00:00Z');
+    const pending = await changePlan(sub.id, 6_000);
+    expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).status).toBe(200);
+    await settled(sub.id);
+    await waitFor(
+      () => succeededPayments(sub.id),
+      (made) => made.length === 2,
+      { what: 'the final bill to be charged' },
+    );
+    // Back to what it was after the final bill's charge, before the balance and the marker were written.
+    const stored = (await system.ctx.db.models.Subscription.findById(sub.id).lean())!;
+    const finalId = stored.prorationsApplied!.at(-1)!;
+    await system.ctx.db.models.Subscription.updateOne(
+      { _id: sub.id },
+      {
+        $set: { pendingProration: pending, nextBillingAt: stored.canceledAt },
+        $pull: { prorationsApplied: finalId },
+      },
+    );
+    await Promise.all([renewSubscription(renewDeps(), sub.id), renewSubscription(renewDeps(), sub.id)]);
+    expect(await subscription(sub.id)).toMatchObject({ status: 'canceled', nextBillingAt: null });
+    expect((await subscription(sub.id)).pendingProration ?? 0).toBe(0);
+    expect((await payments(sub.id)).map((p) => p.amount)).toEqual([3_000, pending]);
   }, 90_000);
 });

@@ -100,6 +100,18 @@ describe('the reference billing model', () => {
     expect(sub.charges.map((c) => c.amount)).toEqual([60]);
   });
 
+  it('drops a final bill below the minimum when the subscription ends', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 20 });
+    sub.advanceTo(at('2026-02-01T00:00:00Z'));
+    expect(sub.pending).toBe(40);
+    sub.cancel('now');
+    expect({ charges: sub.charges, pending: sub.pending, uncertain: sub.uncertain }).toEqual({
+      charges: [],
+      pending: 0,
+      uncertain: undefined,
+    });
+  });
+
   it('cancel at period end fires while paused, and can be undone before', () => {
     const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 3_000 });
     sub.cancel('period_end');

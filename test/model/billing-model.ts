@@ -5,8 +5,8 @@ import { DateTime } from 'luxon';
  * Billing's documented semantics), not from application/ or domain/. Times are epoch milliseconds; the billing time
  * zone is UTC; plans bill monthly. It is deliberately small: a few dozen lines per rule.
  *
- * Where the rules do not say what happens (a period boundary while an earlier period is still in dunning, a final
- * bill below the minimum or declined), the model marks itself `uncertain`
+ * Where the rules do not say what happens (a period boundary while an earlier period is still in dunning, a declined
+ * final bill), the model marks itself `uncertain`
  * and from then on only the structural invariants are checked for that subscription, never its amounts or status.
  */
 
@@ -204,7 +204,9 @@ export class SubscriptionModel {
     const settle = this.pending;
     this.pending = 0;
     if (settle > 0) {
-      if (settle < MINIMUM_CHARGE || this.card !== 'visa') this.unsure('a final bill below the minimum or declined');
+      // Below the minimum there is no next bill to carry it onto: it is dropped (docs/billing-rules.md, "Cancel").
+      if (settle < MINIMUM_CHARGE) this.note(`final bill ${settle} below the minimum: dropped`);
+      else if (this.card !== 'visa') this.unsure('a final bill declined');
       else this.charges.push({ label: 'final', amount: settle, refunded: 0, disputed: false });
     } else if (settle < 0) {
       const last = [...this.charges].reverse().find((c) => c.label.startsWith('period') && !c.disputed);
