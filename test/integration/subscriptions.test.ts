@@ -115,7 +115,12 @@ function renewDeps(): RenewDeps {
 }
 
 beforeAll(async () => {
-  system = await startInProcessSystem('subscriptions');
+  // Dozens of subscriptions polled through one company's api within a minute: above its default rate limits, which
+  // test/integration/abuse-limits.test.ts is about.
+  system = await startInProcessSystem('subscriptions', {
+    RATE_LIMIT_PER_MINUTE: '100000',
+    RATE_LIMIT_PER_SOURCE_PER_MINUTE: '100000',
+  });
   companyId = await createCompany(system.ctx.db, { name: 'Riverside Family Medicine' });
   admin = await system.token(companyId, ['company_admin'], { subject: 'usr-sub-admin' });
   await configureStripeWebhooks(system, companyId, admin, {
