@@ -103,6 +103,20 @@ const settledStatus = (id: string, done: (status: string) => boolean) =>
     { what: `subscription ${id}` },
   );
 
+/** A subscription of `payer` on a new test clock at `at`, its first period paid. */
+async function subscribedOnClock(at: string, payer: string, planBody: Json = {}) {
+  const clockId = await clock(at);
+  const paymentMethodId = await savedMethod(payer);
+  const sub = await subscribe({
+    planId: await plan(planBody),
+    customerRef: payer,
+    paymentMethodId,
+    testClockId: clockId,
+  });
+  await settledStatus(sub.id, (status) => status === 'active');
+  return { clockId, sub, paymentMethodId };
+}
+
 function renewDeps(): RenewDeps {
   const { ctx } = system;
   return {
@@ -183,14 +197,7 @@ describe('trials and renewals on a test clock', () => {
 
   it('bills anniversaries anchored on Jan 31 at each month end, in the company time zone, over a year', async () => {
     // 10:00 in New York on Jan 31.
-    const clockId = await clock('2026-01-31T15:00:00Z');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-monthend-01',
-      paymentMethodId: await savedMethod('payer-monthend-01'),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId } = await subscribedOnClock('2026-01-31T15:00:00Z', 'payer-monthend-01');
     await advance(clockId, '2027-01-31T16:00:00Z');
     const starts = (await periods(sub.id)).map((p) => p.start.toISOString());
     // Month ends clamp (Feb 28, Apr 30 …) and come back to the 31st; 10:00 local across daylight saving time.
@@ -217,15 +224,7 @@ describe('trials and renewals on a test clock', () => {
 
 describe('dunning', () => {
   it('retries a soft decline 1, 3, 5 and 7 days after the first failure, then ends unpaid', async () => {
-    const clockId = await clock('2026-05-01T12:00:00Z');
-    const paymentMethodId = await savedMethod('payer-dunning-01');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-dunning-01',
-      paymentMethodId,
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId, paymentMethodId } = await subscribedOnClock('2026-05-01T12:00:00Z', 'payer-dunning-01');
     // The card starts declining (insufficient funds): swap the stored method's card for a declining one.
     await system.ctx.db.models.SavedPaymentMethod.updateOne(
       { _id: paymentMethodId },
@@ -334,15 +333,7 @@ describe('dunning', () => {
 
 describe('more dunning and billing rules', () => {
   it('reads the dunning policy again when a retry is due: a change made since the failure applies', async () => {
-    const clockId = await clock('2026-05-01T12:00:00Z');
-    const paymentMethodId = await savedMethod('payer-policy-01');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-policy-01',
-      paymentMethodId,
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId, paymentMethodId } = await subscribedOnClock('2026-05-01T12:00:00Z', 'payer-policy-01');
     await cardStartsDeclining(paymentMethodId);
     await advance(clockId, '2026-06-01T13:00:00Z');
     expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-02T12:00:00.000Z' });
@@ -364,15 +355,7 @@ describe('more dunning and billing rules', () => {
   }, 60_000);
 
   it('a late payment_intent.succeeded cannot revive a canceled subscription: the money goes back', async () => {
-    const clockId = await clock('2026-05-01T12:00:00Z');
-    const paymentMethodId = await savedMethod('payer-revive-01');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-revive-01',
-      paymentMethodId,
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId, paymentMethodId } = await subscribedOnClock('2026-05-01T12:00:00Z', 'payer-revive-01');
     await cardStartsDeclining(paymentMethodId);
     await advance(clockId, '2026-06-01T13:00:00Z');
     const failed = (await payments(sub.id)).at(-1)!;
@@ -479,14 +462,7 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
   }, 90_000);
 
   it('a bill below the 50-cent minimum is not sent: nothing is charged and it is carried onto the next bill', async () => {
-    const clockId = await clock('2027-04-01T12:00:00Z');
-    const sub = await subscribe({
-      planId: await plan({ amount: 30 }),
-      customerRef: 'payer-tiny-01',
-      paymentMethodId: await savedMethod('payer-tiny-01'),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId } = await subscribedOnClock('2027-04-01T12:00:00Z', 'payer-tiny-01', { amount: 30 });
     expect(await payments(sub.id)).toHaveLength(0);
     expect((await periods(sub.id)).map((p) => [p.amount, p.status])).toEqual([[0, 'paid']]);
     expect((await subscription(sub.id)).pendingProration).toBe(30);
@@ -498,14 +474,7 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
   }, 90_000);
 
   it('resumed before the paid period ends, that period goes on: nothing more is billed until its end', async () => {
-    const clockId = await clock('2027-08-01T12:00:00Z');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-pause-short-01',
-      paymentMethodId: await savedMethod('payer-pause-short-01'),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId } = await subscribedOnClock('2027-08-01T12:00:00Z', 'payer-pause-short-01');
     await advance(clockId, '2027-08-15T12:00:00Z');
     expect((await api('PATCH', `/subscriptions/${sub.id}`, { pause: true })).status).toBe(200);
     await advance(clockId, '2027-08-20T12:00:00Z');
@@ -598,14 +567,7 @@ describe('stubs, trials, the minimum charge and merchant-side failures (issue 19
 
 describe('changes', () => {
   it('cancel at period end stops renewals; a canceled subscription refuses further changes', async () => {
-    const clockId = await clock('2026-07-01T12:00:00Z');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-cancel-01',
-      paymentMethodId: await savedMethod('payer-cancel-01'),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId } = await subscribedOnClock('2026-07-01T12:00:00Z', 'payer-cancel-01');
     expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'period_end' })).body.cancelAtPeriodEnd).toBe(
       true,
     );
@@ -617,14 +579,7 @@ describe('changes', () => {
   }, 60_000);
 
   it('a plan change mid-period carries the exact proration on the next bill', async () => {
-    const clockId = await clock('2026-04-01T00:00:00Z');
-    const sub = await subscribe({
-      planId: await plan({ amount: 3_000 }),
-      customerRef: 'payer-prorate-01',
-      paymentMethodId: await savedMethod('payer-prorate-01'),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId } = await subscribedOnClock('2026-04-01T00:00:00Z', 'payer-prorate-01', { amount: 3_000 });
     // April has 30 days; halfway through, from $30 to $60: credit $15 unused, charge $30 for the rest: +$15.
     await advance(clockId, '2026-04-16T00:00:00Z');
     const gold = await plan({ amount: 6_000, name: 'Platinum membership' });
@@ -640,15 +595,9 @@ describe('changes', () => {
   }, 60_000);
 
   it('always_invoice charges the difference at once; if that charge fails, the next bill carries it', async () => {
-    const clockId = await clock('2026-04-01T04:00:00Z');
-    const paymentMethodId = await savedMethod('payer-invoice-now-01');
-    const sub = await subscribe({
-      planId: await plan({ amount: 3_000 }),
-      customerRef: 'payer-invoice-now-01',
-      paymentMethodId,
-      testClockId: clockId,
+    const { sub, clockId, paymentMethodId } = await subscribedOnClock('2026-04-01T04:00:00Z', 'payer-invoice-now-01', {
+      amount: 3_000,
     });
-    await settledStatus(sub.id, (status) => status === 'active');
     // Half way through April (30 days), $30 → $60: +$15.00 now.
     await advance(clockId, '2026-04-16T04:00:00Z');
     const gold = await plan({ amount: 6_000, name: 'Gold now' });
@@ -692,14 +641,9 @@ describe('changes', () => {
   }, 60_000);
 
   it('always_invoice: a change that stopped after its write is still charged, once, by the next renewal run', async () => {
-    const clockId = await clock('2026-04-01T04:00:00Z');
-    const sub = await subscribe({
-      planId: await plan({ amount: 3_000 }),
-      customerRef: 'payer-invoice-crash-01',
-      paymentMethodId: await savedMethod('payer-invoice-crash-01'),
-      testClockId: clockId,
+    const { sub, clockId } = await subscribedOnClock('2026-04-01T04:00:00Z', 'payer-invoice-crash-01', {
+      amount: 3_000,
     });
-    await settledStatus(sub.id, (status) => status === 'active');
     await advance(clockId, '2026-04-16T04:00:00Z');
     // The api process dies right after writing the plan change, before charging the difference.
     const crashing = {
@@ -744,14 +688,10 @@ describe('changes', () => {
 
   it('a downgrade’s credit lowers the next bills to zero, never below, until it is used up', async () => {
     // Midnight in New York on Apr 1: a 30-day period.
-    const clockId = await clock('2026-04-01T04:00:00Z');
-    const sub = await subscribe({
-      planId: await plan({ amount: 6_000, name: 'Platinum plus' }),
-      customerRef: 'payer-credit-01',
-      paymentMethodId: await savedMethod('payer-credit-01'),
-      testClockId: clockId,
+    const { sub, clockId } = await subscribedOnClock('2026-04-01T04:00:00Z', 'payer-credit-01', {
+      amount: 6_000,
+      name: 'Platinum plus',
     });
-    await settledStatus(sub.id, (status) => status === 'active');
     // An hour in, down to $10: credit 719/720 of $60 (5992), charge 719/720 of $10 (999): -4993.
     await advance(clockId, '2026-04-01T05:00:00Z');
     const basic = await plan({ amount: 1_000, name: 'Basic plus' });
@@ -790,14 +730,7 @@ describe('changes', () => {
   }, 60_000);
 
   it('an advance that runs out of its job’s time hands the rest on: the clock ends ready, nothing renewed twice', async () => {
-    const clockId = await clock('2026-07-01T12:00:00Z');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-long-advance-01',
-      paymentMethodId: await savedMethod('payer-long-advance-01'),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId } = await subscribedOnClock('2026-07-01T12:00:00Z', 'payer-long-advance-01');
     const requested = await requestClockAdvance(system.ctx.db.models, {
       companyId,
       testClockId: clockId,
@@ -1007,15 +940,7 @@ describe('exactly once per period', () => {
   });
 
   it('dunning killed after giving the period up, before the status move: the next run makes the move', async () => {
-    const clockId = await clock('2026-08-01T12:00:00Z');
-    const paymentMethodId = await savedMethod('payer-crash-give-up');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-crash-give-up',
-      paymentMethodId,
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId, paymentMethodId } = await subscribedOnClock('2026-08-01T12:00:00Z', 'payer-crash-give-up');
     await cardStartsDeclining(paymentMethodId);
     await advance(clockId, '2026-09-01T13:00:00Z');
     expect((await subscription(sub.id)).status).toBe('past_due');
@@ -1129,14 +1054,7 @@ describe('fairness', () => {
 
 describe('what is owed after pauses and failed collection (issue 19)', () => {
   it('pause on Jan 15, resume on Apr 10: billed for January, then a new cycle from Apr 10 — never the paused months', async () => {
-    const clockId = await clock('2027-01-01T12:00:00Z');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-pause-01',
-      paymentMethodId: await savedMethod('payer-pause-01'),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId } = await subscribedOnClock('2027-01-01T12:00:00Z', 'payer-pause-01');
     await advance(clockId, '2027-01-15T12:00:00Z');
     expect((await api('PATCH', `/subscriptions/${sub.id}`, { pause: true })).status).toBe(200);
     await advance(clockId, '2027-04-10T12:00:00Z');
@@ -1220,14 +1138,7 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
   }, 120_000);
 
   it('a cancel at period end can be undone before the period ends: it renews as before', async () => {
-    const clockId = await clock('2027-05-01T12:00:00Z');
-    const sub = await subscribe({
-      planId: await plan(),
-      customerRef: 'payer-undo-01',
-      paymentMethodId: await savedMethod('payer-undo-01'),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
+    const { sub, clockId } = await subscribedOnClock('2027-05-01T12:00:00Z', 'payer-undo-01');
     expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'none' })).body).toMatchObject({
       error: { code: 'not_canceling' },
     });
@@ -1247,17 +1158,7 @@ describe('what is owed when a subscription ends (issue 19)', () => {
   const documentsOf = (subscriptionId: string) => system.ctx.db.models.Invoice.find({ subscriptionId }).lean();
 
   /** Active on a $30 plan from midnight in New York on Jul 1 (a 31-day period), its first period paid. */
-  async function activeOnClock(payer: string, amount = 3_000) {
-    const clockId = await clock('2027-07-01T04:00:00Z');
-    const sub = await subscribe({
-      planId: await plan({ amount }),
-      customerRef: payer,
-      paymentMethodId: await savedMethod(payer),
-      testClockId: clockId,
-    });
-    await settledStatus(sub.id, (status) => status === 'active');
-    return { clockId, sub };
-  }
+  const activeOnClock = (payer: string, amount = 3_000) => subscribedOnClock('2027-07-01T04:00:00Z', payer, { amount });
 
   async function changePlan(id: string, amount: number) {
     const changed = await api('PATCH', `/subscriptions/${id}`, {
