@@ -85,7 +85,7 @@ export type DunningStep =
   | { action: 'wait_for_payment_method'; until: Date }
   | { action: 'give_up'; endState: 'unpaid' | 'canceled' };
 
-const DAY_MS = 86_400_000;
+export const DAY_MS = 86_400_000;
 
 /**
  * After the `failedAttempts`-th failed attempt (1 = the first failure) of a period, whose first

@@ -4,6 +4,7 @@ import { transitionEventId, type AuditAction, type AuditOutcome } from '../../do
 import { cycleBoundary, pricingCycleOf, restartedCycle } from '../../domain/billing-period';
 import { minimumChargeAmount } from '../../domain/money';
 import {
+  DAY_MS,
   DEFAULT_DUNNING_POLICY,
   isMerchantSideFailure,
   nextDunningStep,
@@ -58,6 +59,8 @@ export interface RenewDeps {
  */
 export type RenewOutcome = 'not_due' | 'charging' | 'settled';
 
+/** A payment in these may still succeed: never a new attempt (nor an expiry, nor a settlement) before its outcome. */
+const OUTCOME_UNKNOWN: ReadonlySet<string> = new Set(['queued', 'processing', 'needs_attention']);
 /** Statuses that say a period is owed: a paid current period moves them on. */
 const STILL_OWING: ReadonlySet<string> = new Set(['incomplete', 'past_due', 'unpaid']);
 const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'renewals-worker' };
@@ -234,7 +237,7 @@ async function firstPaymentUnsettled(deps: RenewDeps, subscription: Subscription
   ).lean();
   if (!period?.paymentId || period.status !== 'open') return false;
   const payment = await deps.models.Payment.findById(period.paymentId, { status: 1 }).lean();
-  return payment?.status === 'queued' || payment?.status === 'processing' || payment?.status === 'needs_attention';
+  return payment !== null && OUTCOME_UNKNOWN.has(payment.status);
 }
 
 /**
@@ -734,7 +737,7 @@ async function settleAttemptInFlight(
   ).lean();
   if (period?.status !== 'open' || !period.paymentId) return undefined;
   const payment = await deps.models.Payment.findById(period.paymentId).lean();
-  if (!payment || ['queued', 'processing', 'needs_attention'].includes(payment.status)) return 'charging';
+  if (!payment || OUTCOME_UNKNOWN.has(payment.status)) return 'charging';
   if (payment.status !== 'succeeded' || !deps.refundCredit) return undefined;
   const paidAt = payment.completedAt ?? new Date();
   await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt });
@@ -807,7 +810,6 @@ async function refundUpTo(deps: RenewDeps, payment: PaymentRecord, amount: numbe
  * attempt is used).
  */
 export const MERCHANT_SIDE_RETRY_MS = 60 * 60 * 1000;
-const DAY_MS = 24 * 60 * 60 * 1000;
 const expiryOf = (subscription: Pick<SubscriptionRecord, 'createdAt'>) =>
   new Date(subscription.createdAt.getTime() + INCOMPLETE_EXPIRES_AFTER_MS);
 const minDate = (a: Date, b: Date) => (a <= b ? a : b);
