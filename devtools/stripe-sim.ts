@@ -40,6 +40,9 @@ export type StripeSimFault =
   | { status: 400 | 402 | 404; body: StripeErrorBody } // Stripe refuses the request (e.g. a refund it will not make)
   | { status: 429 }
   | { delayMs: number } // held this long, then processed normally: the client may have given up
+  // the issuer asks the payer to authenticate this confirm, off-session too: the PaymentIntent waits in requires_action
+  // (as Stripe Billing leaves a renewal's for its hosted invoice page) until finishAction
+  | { requiresAction: true }
   | { destroySocket: true }; // connection dropped before anything reaches stripe-mock
 
 export type StripeSimRule = StripeSimFault & {
@@ -273,7 +276,7 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
   }
 
   /** The outcome Stripe test mode gives the PI's payment method on confirm. */
-  function confirm(paymentIntent: JsonObject, form: JsonObject, requestId: string): SimResponse {
+  function confirm(paymentIntent: JsonObject, form: JsonObject, requestId: string, askAction = false): SimResponse {
     const status = String(paymentIntent.status);
     if (status === 'succeeded') {
       const message =
@@ -293,8 +296,8 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     }
     const decline = DECLINES[paymentMethodId];
     if (decline) return declined(paymentIntent, decline, requestId);
-    if (AUTHENTICATION_REQUIRED_PMS.has(paymentMethodId)) {
-      if (isTrue(form.off_session)) return declined(paymentIntent, OFF_SESSION_AUTH_DECLINE, requestId);
+    if (askAction || AUTHENTICATION_REQUIRED_PMS.has(paymentMethodId)) {
+      if (!askAction && isTrue(form.off_session)) return declined(paymentIntent, OFF_SESSION_AUTH_DECLINE, requestId);
       const stripeJs = `https://hooks.stripe.com/3d_secure_2/hosted?payment_intent=${String(paymentIntent.id)}`;
       const useStripeSdk = { type: 'three_d_secure_redirect', stripe_js: stripeJs, source: newId('src') };
       paymentIntent.status = 'requires_action';
@@ -331,6 +334,7 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     path: string,
     body: string,
     form: JsonObject,
+    askAction = false,
   ): Promise<SimResponse> {
     let upstreamResponse: SimResponse;
     try {
@@ -372,19 +376,21 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     if (!id) {
       const created = freshPaymentIntent(fixture(), form);
       paymentIntents.set(String(created.id), created);
-      return reply(isTrue(form.confirm) ? confirm(created, form, requestId) : json(200, created));
+      return reply(isTrue(form.confirm) ? confirm(created, form, requestId, askAction) : json(200, created));
     }
     // A PI the sim has not seen (e.g. made directly against stripe-mock) starts from the fixture.
     const paymentIntent = known ?? freshPaymentIntent(fixture(), {});
     paymentIntents.set(id, paymentIntent);
-    if (action === 'confirm') return reply(confirm(paymentIntent, form, requestId));
+    if (action === 'confirm') return reply(confirm(paymentIntent, form, requestId, askAction));
     echoRequestFields(paymentIntent, form); // update
     const gotPaymentMethod = paymentIntent.status === 'requires_payment_method' && paymentIntent.payment_method;
     if (gotPaymentMethod) paymentIntent.status = 'requires_confirmation';
     return reply(json(200, paymentIntent));
   }
 
-  function faultResponse(fault: Exclude<StripeSimFault, { delayMs: number } | { destroySocket: true }>): SimResponse {
+  function faultResponse(
+    fault: Exclude<StripeSimFault, { delayMs: number } | { destroySocket: true } | { requiresAction: true }>,
+  ): SimResponse {
     if (fault.status === 429)
       return stripeError(429, { type: 'invalid_request_error', code: 'rate_limit', message: 'Too many requests' });
     return stripeError(
@@ -436,8 +442,8 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     if (fault && 'status' in fault) return send(res, faultResponse(fault));
     // A delay stands for Stripe being slow: meanwhile the request counts as in progress.
     const processRequest = async (): Promise<SimResponse> => {
-      if (fault) await hold(fault.delayMs);
-      return respond(req, path, body, form);
+      if (fault && 'delayMs' in fault) await hold(fault.delayMs);
+      return respond(req, path, body, form, fault !== undefined && 'requiresAction' in fault);
     };
     const idempotent = idempotencyKey !== undefined && method === 'POST';
     send(

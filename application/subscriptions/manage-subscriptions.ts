@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ulid } from 'ulid';
 import type { AuditEventInput } from '../../domain/audit-event';
+import { isSameGatewayAccount } from '../../domain/gateway-account';
 import { cycleBoundary, dayOfMonthAnchor, pricingCycleOf, restartedCycle } from '../../domain/billing-period';
 import { minimumChargeAmount } from '../../domain/money';
 import { resolvePaymentConfig } from '../../domain/payment-config';
@@ -11,6 +12,7 @@ import type { Models } from '../../models';
 import { isShreddedDataError } from '../../models/encryption';
 import { isDuplicateKeyError } from '../../models/errors';
 import { loadPaymentLevels } from '../../models/payment-config';
+import { resolveGatewayAccess } from '../gateway-access';
 import type { PlanRecord } from '../../models/plan.model';
 import { periodId, type SubscriptionRecord } from '../../models/subscription.model';
 import { enqueueCharge } from '../../queues/charges.queue';
@@ -31,6 +33,7 @@ export interface ManageDeps {
     | 'Subscription'
     | 'SubscriptionPeriod'
     | 'SavedPaymentMethod'
+    | 'SetupIntent'
     | 'BillingSettings'
     | 'TestClock'
   >;
@@ -195,7 +198,7 @@ async function checkTerms(
   if (terms.paymentMethodId) {
     const method = await models.SavedPaymentMethod.findOne(
       { _id: terms.paymentMethodId, companyId },
-      { customerRef: 1, officeId: 1 },
+      { customerRef: 1, officeId: 1, setupIntentId: 1 },
     ).lean();
     if (!method) return refuse(422, 'payment_method_not_found', 'no such saved payment method in this company');
     if (method.customerRef !== terms.customerRef) {
@@ -208,6 +211,13 @@ async function checkTerms(
         "the payment method was saved at another office (under that office's payment configuration)",
       );
     }
+    if (!(await methodInServingAccount(models, companyId, terms.officeId, method.setupIntentId))) {
+      return refuse(
+        422,
+        'payment_method_of_another_account',
+        'the payment method was saved under another gateway account than the one that would charge it',
+      );
+    }
   }
   return { plan };
 }
@@ -218,6 +228,28 @@ async function checkTerms(
  */
 const methodServesOffice = (method: { officeId?: string }, officeId: string | undefined) =>
   !method.officeId || method.officeId === officeId;
+
+/**
+ * Whether a card saved through a SetupIntent lives in the gateway account that now serves the subscription: a
+ * PaymentMethod exists in one Stripe account only, so a card saved before the configuration moved to another account
+ * (or under the company's configuration, for an office with its own) could never be charged. Unknown either way (no
+ * SetupIntent on record, no usable configuration): the charge itself finds out.
+ */
+async function methodInServingAccount(
+  models: ManageDeps['models'],
+  companyId: string,
+  officeId: string | undefined,
+  setupIntentId: string | undefined,
+): Promise<boolean> {
+  if (!setupIntentId) return true;
+  const saved = await models.SetupIntent.findOne(
+    { _id: setupIntentId, companyId },
+    { configurationId: 1, accountId: 1, livemode: 1 },
+  ).lean();
+  if (!saved) return true;
+  const serving = await resolveGatewayAccess(models, { companyId, ...(officeId ? { officeId } : {}) });
+  return !serving.ok || isSameGatewayAccount(saved, serving.account);
+}
 
 export async function createSubscription(
   deps: ManageDeps,

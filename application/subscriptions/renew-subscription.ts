@@ -120,9 +120,12 @@ export async function renewSubscription(
     if (subscription?.status === 'canceled') {
       return settleCanceled(deps, subscription, options.now ?? (await subscriptionNow(deps.models, subscription)));
     }
-    if (!subscription || isTerminal(subscription.status) || !subscription.nextBillingAt) break;
+    if (!subscription || isTerminal(subscription.status)) break;
+    // A renewal waiting for the payer to finish 3-D Secure is not due at a time: its payment's outcome runs this.
+    const waitingOnPayer = subscription.waitingFor === 'payer_action';
+    if (!subscription.nextBillingAt && !waitingOnPayer) break;
     const now = options.now ?? (await subscriptionNow(deps.models, subscription));
-    if (subscription.nextBillingAt > now) break;
+    if (subscription.nextBillingAt && subscription.nextBillingAt > now && !waitingOnPayer) break;
     const step = await renewStep(deps, subscription, now);
     if (step !== 'again') return step === 'not_due' && moved ? 'settled' : step;
     moved = true;

@@ -396,6 +396,44 @@ describe('more dunning and billing rules', () => {
     expect(await periods(sub.id)).toHaveLength(2);
   }, 60_000);
 
+  it('a renewal that needed 3-D Secure is paid once the payer finishes it (issue 19 item 8)', async () => {
+    const { sub, clockId } = await subscribedOnClock('2026-05-01T12:00:00Z', 'payer-3ds-renewal-01');
+    // The bank asks the payer to authenticate the renewal: its PaymentIntent waits in requires_action.
+    system.sim.script({ method: 'POST', path: /^\/v1\/payment_intents\/[^/]+\/confirm$/, requiresAction: true });
+    await advance(clockId, '2026-06-01T13:00:00Z');
+    const renewal = await waitFor(
+      async () => (await payments(sub.id)).at(-1)!,
+      (p) => p.status === 'requires_action',
+      { what: 'the renewal to wait for the payer' },
+    );
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', waitingFor: 'payer_action' });
+
+    // The payer finishes 3-D Secure; Stripe says so.
+    system.sim.finishAction(renewal.stripePaymentIntentId!, 'succeeded');
+    const event = stripeEventEnvelope(`evt_${ulid()}`, 'payment_intent.succeeded', {
+      id: renewal.stripePaymentIntentId,
+      object: 'payment_intent',
+      status: 'succeeded',
+      amount: renewal.amount,
+      currency: 'usd',
+      metadata: { payment_id: renewal._id, company_id: companyId },
+    });
+    expect((await deliverSigned(system.url, companyId, event, { secret: WEBHOOK_SECRET })).status).toBe(200);
+    const paid = await settledStatus(sub.id, (status) => status === 'active');
+    expect(paid).toMatchObject({
+      currentPeriod: { start: '2026-06-01T12:00:00.000Z' },
+      nextBillingAt: '2026-07-01T12:00:00.000Z',
+      latestPeriod: { status: 'paid', attempts: 1 },
+    });
+    expect(paid.waitingFor).toBeUndefined();
+    expect(await succeededAmounts(sub.id)).toEqual([3_000, 3_000]);
+    await waitFor(
+      () => system.ctx.db.models.Invoice.find({ paymentId: renewal._id, kind: 'invoice' }).lean(),
+      (docs) => docs.length === 1 && docs[0]!.status === 'paid',
+      { what: 'the renewal invoiced as paid' },
+    );
+  }, 60_000);
+
   it('bills on a day of the month: a prorated stub up to it, then whole months from it', async () => {
     // Jan 10 at noon in New York; billed on the 1st: the stub is 21.5 days of February's 28.
     const clockId = await clock('2026-01-10T17:00:00Z');
@@ -803,6 +841,83 @@ describe('changes', () => {
     const sub = await subscribe(base);
     const same = await api('PATCH', `/subscriptions/${sub.id}`, { planId });
     expect(same).toMatchObject({ status: 422, body: { error: { code: 'same_plan' } } });
+  }, 60_000);
+});
+
+describe('a saved card belongs to one gateway account (issue 19 item 12)', () => {
+  it('refuses a card saved under the account the configuration used before it moved to another', async () => {
+    const lakeside = await createCompany(system.ctx.db, { name: 'Lakeside Pediatrics' });
+    const token = await system.token(lakeside, ['company_admin'], { subject: 'usr-lakeside-admin' });
+    const as = { token, company: lakeside };
+    const attest = () =>
+      api(
+        'POST',
+        '/payment-config/attestation',
+        { status: 'exempt_1179', rationale: 'Stripe receives amounts and opaque ids only, never PHI (section 1179).' },
+        as,
+      );
+    const useAccount = async (secretKey: string, accountId: string) => {
+      const credentials = { secretKey, accountId, webhookSigningSecrets: [WEBHOOK_SECRET] };
+      expect((await api('PUT', '/payment-config', { mode: 'company', credentials }, as)).status).toBeLessThan(300);
+      expect((await attest()).status).toBeLessThan(300);
+    };
+    const cardSaved = async (customerRef: string) => {
+      const setup = await api('POST', '/payment-methods/setup-intents', { customerRef }, as);
+      expect(setup.status).toBe(201);
+      const { setupIntentId } = setup.body;
+      const delivered = await confirmSetupIntentLocally(system.ctx.db, {
+        companyId: lakeside,
+        setupIntentId,
+        paymentMethod: 'pm_card_visa',
+        apiUrl: system.url,
+      });
+      expect(delivered.status).toBe(200);
+      const saved = await waitFor(
+        () => system.ctx.db.models.SavedPaymentMethod.findOne({ companyId: lakeside, setupIntentId }).lean(),
+        (found) => found !== null,
+        { what: 'the card saved' },
+      );
+      return saved!._id;
+    };
+    await useAccount('sk_test_51LakesideAccountA0001', 'acct_1LakesideAAAAAAA');
+    const planId = (
+      await api(
+        'POST',
+        '/plans',
+        {
+          category: 'membership',
+          name: 'Family plan',
+          amount: 2_000,
+          currency: 'usd',
+          interval: { unit: 'month', count: 1 },
+        },
+        as,
+      )
+    ).body.id as string;
+    const before = await cardSaved('payer-lakeside-01');
+
+    // The company moves to another Stripe account: the card saved in the first one does not exist in it.
+    await useAccount('sk_test_51LakesideAccountB0001', 'acct_1LakesideBBBBBBB');
+    const refused = await api(
+      'POST',
+      '/subscriptions',
+      { planId, customerRef: 'payer-lakeside-01', paymentMethodId: before },
+      as,
+    );
+    expect(refused).toMatchObject({ status: 422, body: { error: { code: 'payment_method_of_another_account' } } });
+    expect(await system.ctx.db.models.Subscription.countDocuments({ companyId: lakeside })).toBe(0);
+
+    // A card saved in the account now serving the company is taken; switching back to the old card is refused.
+    const after = await cardSaved('payer-lakeside-01');
+    const created = await api(
+      'POST',
+      '/subscriptions',
+      { planId, customerRef: 'payer-lakeside-01', paymentMethodId: after },
+      as,
+    );
+    expect(created.status).toBe(201);
+    const back = await api('PATCH', `/subscriptions/${created.body.id}`, { paymentMethodId: before }, as);
+    expect(back).toMatchObject({ status: 422, body: { error: { code: 'payment_method_of_another_account' } } });
   }, 60_000);
 });
 
