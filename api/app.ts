@@ -48,7 +48,7 @@ export interface ApiDeps {
   redis: Redis;
   authenticate: Authenticator;
   /** Only for SetupIntents (a payer's browser needs the client secret now); charges and refunds go through workers. */
-  gateway: Pick<PaymentGateway, 'createCustomer' | 'createSetupIntent'>;
+  gateway: Pick<PaymentGateway, 'createCustomer' | 'createSetupIntent' | 'retrieveAccountId'>;
 }
 
 /**
@@ -218,6 +218,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
   registerPaymentConfigRoutes(app, {
     db: deps.database,
+    gateway: deps.gateway,
     guard,
     runtime: {
       production: deps.config.env === 'production',

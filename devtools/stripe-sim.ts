@@ -10,7 +10,7 @@
  * tests script faults (5xx, 429, slow answers, dropped connections).
  */
 import http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 
 // qs is the form codec stripe itself uses (installed as its dependency) and has no bundled
@@ -37,7 +37,7 @@ export interface StripeErrorBody {
 /** What a scripted rule does instead of the normal forward-and-overlay. */
 export type StripeSimFault =
   | { status: 500 | 502 | 503; body?: StripeErrorBody }
-  | { status: 400 | 402 | 404; body: StripeErrorBody } // Stripe refuses the request (e.g. a refund it will not make)
+  | { status: 400 | 401 | 402 | 404; body: StripeErrorBody } // Stripe refuses the request (a refund it will not make, a key)
   | { status: 429 }
   | { delayMs: number } // held this long, then processed normally: the client may have given up
   // the issuer asks the payer to authenticate this confirm, off-session too: the PaymentIntent waits in requires_action
@@ -113,6 +113,15 @@ const OFF_SESSION_AUTH_DECLINE = declinedWith(
   'Your card was declined. This transaction requires authentication.',
   'authentication_required',
 );
+/**
+ * The account a secret key belongs to, as Stripe's keys spell it: `sk_test_51` + the 16 characters after `acct_1` +
+ * the key's own part (so keys rolled in one account share that prefix). stripe-mock answers one account for all keys.
+ */
+function accountOfKey(authorization: string | undefined): string {
+  const key = (authorization ?? '').replace(/^Bearer\s+/i, '');
+  const embedded = /^[sr]k_(?:test|live)_51([A-Za-z0-9]{16})/.exec(key)?.[1];
+  return `acct_1${embedded ?? createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+}
 const CONFIRMABLE_STATUSES = ['requires_confirmation', 'requires_action', 'requires_payment_method'];
 const ECHOED_FIELDS = ['amount', 'currency', 'customer', 'payment_method', 'metadata'] as const;
 // stripe-mock fills these with example values; a PaymentIntent that was just created has none.
@@ -359,6 +368,13 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
     if (upstreamResponse.status === 200 && req.method === 'POST' && path === '/v1/refunds') {
       const refund = createdRefund(JSON.parse(upstreamResponse.body) as JsonObject, form);
       return { ...upstreamResponse, body: JSON.stringify(refund) };
+    }
+    if (upstreamResponse.status === 200 && req.method === 'GET' && path === '/v1/account') {
+      const account = {
+        ...(JSON.parse(upstreamResponse.body) as JsonObject),
+        id: accountOfKey(req.headers.authorization),
+      };
+      return { ...upstreamResponse, body: JSON.stringify(account) };
     }
     const match = PAYMENT_INTENT_PATH.exec(path);
     if (upstreamResponse.status !== 200 || !match) return upstreamResponse;

@@ -117,6 +117,8 @@ export interface PaymentGateway {
   createCustomer(credentials: GatewayCredentials, input: CreateCustomerInput): Promise<{ id: string }>;
   /** A card-only SetupIntent for later off-session charges. */
   createSetupIntent(credentials: GatewayCredentials, input: CreateSetupIntentInput): Promise<GatewaySetupIntent>;
+  /** The id of the Stripe account a secret key belongs to (`GET /v1/account`): what an attestation covers. */
+  retrieveAccountId(credentials: GatewayCredentials): Promise<string>;
   /** The masked card details of a saved PaymentMethod; undefined when it is not a card. */
   retrievePaymentMethod(
     credentials: GatewayCredentials,

@@ -169,6 +169,11 @@ export class StripeGateway implements PaymentGateway {
     return toGatewayIntent(intent);
   }
 
+  async retrieveAccountId(credentials: GatewayCredentials): Promise<string> {
+    const account = await this.call(() => this.client(credentials).accounts.retrieveCurrent());
+    return account.id;
+  }
+
   async retrievePaymentIntent(credentials: GatewayCredentials, intentId: string): Promise<GatewayIntent> {
     const intent = await this.call(() => this.client(credentials).paymentIntents.retrieve(intentId));
     return toGatewayIntent(intent);

@@ -21,6 +21,7 @@ import {
   type AttestationInput,
   type OfficePaymentConfigInput,
 } from '../../domain/payment-config-input';
+import { GatewayError, type PaymentGateway } from '../../domain/payment-gateway';
 import type { Database } from '../../models';
 import {
   clearPendingAudit,
@@ -37,6 +38,8 @@ import { parse, scopeIdSchema } from '../validation';
 
 export interface PaymentConfigRouteDeps {
   db: Pick<Database, 'models' | 'encryption'>;
+  /** Asked which Stripe account a key belongs to when it is saved. */
+  gateway: Pick<PaymentGateway, 'retrieveAccountId'>;
   guard: Pick<AccessGuard, 'authorize' | 'record' | 'prepare' | 'send'>;
   runtime: { production: boolean; allowTestKeysInProduction: boolean };
 }
@@ -83,7 +86,7 @@ function checkOfficeAccount(mode: PaymentMode, after: PaymentSettings): void {
     409,
     'office_account_incomplete',
     mode === 'hybrid'
-      ? "an office with a gateway account of its own sets its key, account id, signing secrets and attestation together (one PUT may carry all four); otherwise it uses the company's account"
+      ? "an office with a gateway account of its own sets its key, signing secrets and attestation together (one PUT may carry all three; the account id is Stripe's answer for the key); otherwise it uses the company's account"
       : "the company takes payments per office; an office attestation needs the office's own gateway key first",
     problem.missing.map((field) => ({ field: REQUEST_FIELD[field] ?? field, message: 'is required' })),
   );
@@ -117,6 +120,48 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
     if (problems.length > 0) throw ApiError.invalid(problems);
   }
 
+  /**
+   * The account id saved with a new key (or checked when one is named): Stripe's own answer for the key
+   * (`GET /v1/account`), so that an attestation covers the account the key really reaches and goes when a new key
+   * reaches another. A named account id that is not the key's is refused; so is a key Stripe refuses. Nothing is saved
+   * when Stripe cannot be asked.
+   */
+  async function accountOfKey(
+    before: PaymentSettings,
+    update: PaymentSettingsUpdate,
+  ): Promise<Pick<PaymentSettingsUpdate, 'accountId'>> {
+    if (update.secretKey === undefined && !update.accountId) return {};
+    const secretKey = update.secretKey === undefined ? before.secretKey : update.secretKey;
+    if (!secretKey) return {};
+    let accountId: string;
+    try {
+      accountId = await deps.gateway.retrieveAccountId({ secretKey });
+    } catch (error) {
+      if (error instanceof GatewayError && error.kind !== 'transient') {
+        throw new ApiError(
+          422,
+          'secret_key_refused',
+          'Stripe refused the secret key (it must be able to read its account); nothing was saved',
+          [{ field: 'credentials.secretKey', message: 'is refused by Stripe' }],
+        );
+      }
+      throw new ApiError(
+        503,
+        'gateway_unavailable',
+        'Stripe could not be asked which account the secret key belongs to; nothing was saved, try again',
+      );
+    }
+    if (update.accountId && update.accountId !== accountId) {
+      throw new ApiError(
+        422,
+        'account_mismatch',
+        'the secret key belongs to another Stripe account than the one named; nothing was saved',
+        [{ field: 'credentials.accountId', message: 'is not the account of the secret key' }],
+      );
+    }
+    return { accountId };
+  }
+
   /** An attestation is a person's statement (a BAA signed, an exemption assessed): a service token cannot make one. */
   function complianceFrom(request: FastifyRequest, input: AttestationInput): Compliance {
     if (request.principal!.subjectType !== 'user') {
@@ -148,7 +193,7 @@ export function registerPaymentConfigRoutes(app: FastifyInstance, deps: PaymentC
     },
   ) {
     checkKeyEnvironments(settingsUpdate);
-    const update: PaymentSettingsUpdate = { ...settingsUpdate };
+    const update: PaymentSettingsUpdate = { ...settingsUpdate, ...(await accountOfKey(before, settingsUpdate)) };
     if (rules.attestation) update.compliance = complianceFrom(request, rules.attestation);
     else if (before.compliance && !attestationKept(before, applied(before, update))) update.compliance = null;
     const after = applied(before, update);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ulid } from 'ulid';
 import type { AuditEventInput } from '../../domain/audit-event';
+import { MAX_DECISIONS } from '../../domain/decision-rounds';
 import { isSameGatewayAccount } from '../../domain/gateway-account';
 import { cycleBoundary, dayOfMonthAnchor, pricingCycleOf, restartedCycle } from '../../domain/billing-period';
 import { minimumChargeAmount } from '../../domain/money';
@@ -413,9 +414,32 @@ export type SubscriptionChange =
  * One change to a subscription, decided from its stored state and written conditionally on it (a concurrent change
  * makes this one answer 409, never half-apply). Refusals change nothing.
  */
+type ChangeInput = {
+  companyId: string;
+  subscriptionId: string;
+  change: SubscriptionChange;
+  actor: Actor;
+  officeIds?: string[];
+};
+
+/**
+ * A change the caller asked for, decided on the subscription as it is. Its write is conditional on what it was decided
+ * from; when a renewal moved the subscription meanwhile, the change is decided again on the new state (a few times)
+ * rather than answered with a 409 the caller could do nothing about but repeat.
+ */
 export async function changeSubscription(
   deps: ManageDeps,
-  input: { companyId: string; subscriptionId: string; change: SubscriptionChange; actor: Actor; officeIds?: string[] },
+  input: ChangeInput,
+): Promise<{ outcome: 'changed'; subscription: SubscriptionRecord } | Refusal> {
+  for (let round = 1; ; round += 1) {
+    const result = await changeOnce(deps, input);
+    if (round >= MAX_DECISIONS || result.outcome !== 'refused' || result.code !== 'concurrent_change') return result;
+  }
+}
+
+async function changeOnce(
+  deps: ManageDeps,
+  input: ChangeInput,
 ): Promise<{ outcome: 'changed'; subscription: SubscriptionRecord } | Refusal> {
   const { models } = deps;
   const subscription = await models.Subscription.findOne({

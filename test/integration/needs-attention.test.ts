@@ -14,8 +14,8 @@ let companyId: string;
 let admin: string;
 
 const WEBHOOK_SECRET = 'whsec_AttentionWebhookSecret01';
-const ACCOUNT_A = { secretKey: 'sk_test_51AttentionAccountA01', accountId: 'acct_1AttentionA0000001' };
-const ACCOUNT_B = { secretKey: 'sk_test_51AttentionAccountB01', accountId: 'acct_1AttentionB0000001' };
+const ACCOUNT_A = { secretKey: 'sk_test_51AttentionA000001Key01', accountId: 'acct_1AttentionA000001' };
+const ACCOUNT_B = { secretKey: 'sk_test_51AttentionB000001Key01', accountId: 'acct_1AttentionB000001' };
 const visa = { currency: 'usd', customer: 'cus_AttentionPatient01', paymentMethod: 'pm_card_visa' };
 
 type Json = Record<string, any>;
@@ -244,7 +244,7 @@ describe('once the money may have moved, never "failed" without the gateway', ()
     expect(await payment(paid.id)).toMatchObject({ refundableAmount: 700 });
 
     // Back on the account that charged it (a rolled key keeps the account id), refunds go through again.
-    await useAccount({ ...ACCOUNT_A, secretKey: 'sk_test_51AttentionAccountA02' });
+    await useAccount({ ...ACCOUNT_A, secretKey: 'sk_test_51AttentionA000001Key02' });
     const again = await requestRefund(paid.id, 700);
     expect((await refundSettled(paid.id, again)).status).toBe('succeeded');
   }, 30_000);

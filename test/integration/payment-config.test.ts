@@ -11,17 +11,18 @@ let system: InProcessSystem;
 let companyId: string;
 let admin: string;
 
-const SECRET = 'sk_test_51LakesideSecretKey0001';
+// Stripe's keys carry their account: `sk_test_51` + the 16 characters after `acct_1` + the key's own part.
+const SECRET = 'sk_test_51LakesideAcct0001SecretKey0001';
 const OFFICE_SECRET = 'sk_test_51NorthOfficeSecret0002';
 const WEBHOOK_SECRETS = ['whsec_OldSigningSecret0001', 'whsec_NewSigningSecret0002'];
-const ACCOUNT = 'acct_1LakesideAcct01';
-const RIVER_SECRET = 'sk_test_51RiversideSecret0003';
-const RIVER_ROLLED = 'sk_test_51RiversideRolled0004';
-const RIVER_OTHER = 'sk_test_51RiversideOther00005';
-const RIVER_ACCOUNT = 'acct_1RiversideAcct1';
-const EAST_SECRET = 'sk_test_51EastOfficeSecret0006';
-const EAST_ROLLED = 'sk_test_51EastOfficeRolled0007';
-const EAST_ACCOUNT = 'acct_1EastOfficeAcct';
+const ACCOUNT = 'acct_1LakesideAcct0001';
+const RIVER_SECRET = 'sk_test_51RiversideAcct001Secret0003';
+const RIVER_ROLLED = 'sk_test_51RiversideAcct001Rolled0004';
+const RIVER_OTHER = 'sk_test_51RiversideOther01Key00005';
+const RIVER_ACCOUNT = 'acct_1RiversideAcct001';
+const EAST_SECRET = 'sk_test_51EastOfficeAcct01Secret0006';
+const EAST_ROLLED = 'sk_test_51EastOfficeAcct01Rolled0007';
+const EAST_ACCOUNT = 'acct_1EastOfficeAcct01';
 const EAST_WEBHOOK = 'whsec_EastOfficeSigning0008';
 const SECRETS = [
   SECRET,
@@ -116,7 +117,7 @@ describe('company payment configuration', () => {
         secretKey: 'sk_test_…0001',
         publishableKey: 'pk_test_51LakesidePublic01',
         webhookSigningSecrets: ['whsec_…0001', 'whsec_…0002'],
-        accountId: 'acct_…ct01',
+        accountId: 'acct_…0001',
       },
       defaultCurrency: 'usd',
       compliance: null,
@@ -196,6 +197,47 @@ describe('company payment configuration', () => {
       ]),
     );
     expect(JSON.stringify(event)).not.toContain(SECRET);
+  });
+
+  it('saves the account Stripe says a key belongs to; a misnamed account, a refused key or Stripe down change nothing', async () => {
+    const before = (await call('GET', '/payment-config')).body;
+    const tries: Array<[string, () => void, Record<string, unknown>, number, string]> = [
+      [
+        'a misnamed account',
+        () => undefined,
+        { secretKey: SECRET, accountId: 'acct_1SomeoneElsesAcct' },
+        422,
+        'account_mismatch',
+      ],
+      [
+        'a key Stripe refuses',
+        () =>
+          system.sim.script({
+            method: 'GET',
+            path: '/v1/account',
+            status: 401,
+            body: { error: { type: 'invalid_request_error', message: 'Invalid API Key provided' } },
+          }),
+        { secretKey: 'sk_test_51RevokedKeyAcct001Key01' },
+        422,
+        'secret_key_refused',
+      ],
+      [
+        'Stripe down',
+        () => system.sim.script({ method: 'GET', path: '/v1/account', status: 503, times: 5 }),
+        { secretKey: 'sk_test_51UnreachableAcct01Key01' },
+        503,
+        'gateway_unavailable',
+      ],
+    ];
+    for (const [what, arrange, credentials, status, code] of tries) {
+      arrange();
+      const response = await call('PUT', '/payment-config', { mode: 'hybrid', credentials });
+      expect({ what, status: response.status, code: response.body.error?.code }).toEqual({ what, status, code });
+      system.sim.clearScripts();
+    }
+    expect((await call('GET', '/payment-config')).body).toEqual(before);
+    expect(before.credentials.accountId).toBe('acct_…0001');
   });
 
   it('is not readable by auditors or clerks', async () => {
@@ -340,8 +382,8 @@ describe('hybrid mode does not lend the company’s attestation to an office’s
     const response = await call('PUT', '/offices/off_x/payment-config', { credentials: { secretKey: EAST_SECRET } });
     expect(response.status).toBe(409);
     expect(response.body.error.code).toBe('office_account_incomplete');
+    // The account id is not missing: Stripe says which account the key belongs to.
     expect(response.body.error.details.map((d: { field: string }) => d.field)).toEqual([
-      'credentials.accountId',
       'credentials.webhookSigningSecrets',
       'attestation',
     ]);
@@ -425,8 +467,13 @@ describe('hybrid mode does not lend the company’s attestation to an office’s
     const rolled = await call('PUT', '/offices/off_east/payment-config', { credentials: { secretKey: EAST_ROLLED } });
     expect(rolled.status).toBe(200);
     expect(rolled.body.compliance).toMatchObject({ reference: 'BAA-EAST-1' });
+    // An account id the key does not belong to (Stripe says which it does): refused, nothing changed.
+    const misnamed = await call('PUT', '/offices/off_east/payment-config', {
+      credentials: { secretKey: EAST_SECRET, accountId: 'acct_1AnotherAccount00' },
+    });
+    expect(misnamed).toMatchObject({ status: 422, body: { error: { code: 'account_mismatch' } } });
     const moved = await call('PUT', '/offices/off_east/payment-config', {
-      credentials: { secretKey: EAST_SECRET, accountId: 'acct_1AnotherAccount' },
+      credentials: { secretKey: 'sk_test_51AnotherAccount00Key0009' },
     });
     expect(moved.status).toBe(409);
     expect(moved.body.error.details.map((d: { field: string }) => d.field)).toEqual(['attestation']);
@@ -438,7 +485,7 @@ describe('hybrid mode does not lend the company’s attestation to an office’s
     expect(rolled.body.compliance).toMatchObject({ reference: 'BAA-2026-200' });
     const moved = await call('PUT', '/payment-config', {
       mode: 'hybrid',
-      credentials: { secretKey: RIVER_OTHER, accountId: 'acct_1RiversideOther' },
+      credentials: { secretKey: RIVER_OTHER, accountId: 'acct_1RiversideOther01' },
     });
     expect(moved.status).toBe(200);
     expect(moved.body.compliance).toBeNull();
@@ -455,15 +502,18 @@ describe('hybrid mode does not lend the company’s attestation to an office’s
     });
   });
 
-  it('office mode: an office key of an unknown account clears the office attestation', async () => {
+  it('office mode: an office key of another account clears the office attestation', async () => {
     expect((await call('PUT', '/payment-config', { mode: 'office' })).status).toBe(200);
     expect(
       (await call('PUT', '/offices/off_west/payment-config', { credentials: { secretKey: EAST_SECRET } })).status,
     ).toBe(200);
     expect((await call('POST', '/offices/off_west/payment-config/attestation', BAA)).status).toBe(201);
-    const changed = await call('PUT', '/offices/off_west/payment-config', { credentials: { secretKey: EAST_ROLLED } });
+    const changed = await call('PUT', '/offices/off_west/payment-config', {
+      credentials: { secretKey: 'sk_test_51WestOfficeAcct01Key0010' },
+    });
     expect(changed.status).toBe(200);
     expect(changed.body.compliance).toBeNull();
+    expect(changed.body.credentials.accountId).toBe('acct_…ct01');
     expect((await charge('off_west'))?.failure?.code).toBe('gateway_not_attested');
   });
 });

@@ -678,6 +678,45 @@ describe('changes', () => {
     ]);
   }, 60_000);
 
+  it('a change that meets a renewal writing meanwhile is decided again, not answered 409', async () => {
+    const { sub } = await subscribedOnClock('2026-04-01T04:00:00Z', 'payer-race-01');
+    const { models } = system.ctx.db;
+    // A renewal writes the subscription between the change's read and its write (twice: it is decided again twice).
+    let interleaved = 0;
+    const Subscription = new Proxy(models.Subscription, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (property !== 'findOne') return typeof value === 'function' ? value.bind(target) : value;
+        return (...args: Parameters<typeof target.findOne>) => ({
+          lean: async () => {
+            const read = await target.findOne(...args).lean();
+            if (interleaved < 2) {
+              interleaved += 1;
+              await target.updateOne({ _id: sub.id }, { $set: { updatedAt: new Date(Date.now() + interleaved) } });
+            }
+            return read;
+          },
+        });
+      },
+    });
+    const deps = {
+      ...manageDepsFor({
+        models: { ...models, Subscription } as typeof models,
+        queues: system.ctx.queues,
+        enqueueAudit: (event) => enqueueAuditEvent(system.ctx.queues.audit, event),
+      }),
+    };
+    const paused = await changeSubscription(deps, {
+      companyId,
+      subscriptionId: sub.id,
+      change: { pause: true },
+      actor: { type: 'user', id: 'usr-sub-admin' },
+    });
+    expect(interleaved).toBe(2);
+    expect(paused).toMatchObject({ outcome: 'changed', subscription: { status: 'paused' } });
+    expect((await subscription(sub.id)).status).toBe('paused');
+  }, 60_000);
+
   it('always_invoice: a change that stopped after its write is still charged, once, by the next renewal run', async () => {
     const { sub, clockId } = await subscribedOnClock('2026-04-01T04:00:00Z', 'payer-invoice-crash-01', {
       amount: 3_000,
@@ -879,7 +918,7 @@ describe('a saved card belongs to one gateway account (issue 19 item 12)', () =>
       );
       return saved!._id;
     };
-    await useAccount('sk_test_51LakesideAccountA0001', 'acct_1LakesideAAAAAAA');
+    await useAccount('sk_test_51LakesideAAAAAAAA0001', 'acct_1LakesideAAAAAAAA');
     const planId = (
       await api(
         'POST',
@@ -897,7 +936,7 @@ describe('a saved card belongs to one gateway account (issue 19 item 12)', () =>
     const before = await cardSaved('payer-lakeside-01');
 
     // The company moves to another Stripe account: the card saved in the first one does not exist in it.
-    await useAccount('sk_test_51LakesideAccountB0001', 'acct_1LakesideBBBBBBB');
+    await useAccount('sk_test_51LakesideBBBBBBBB0001', 'acct_1LakesideBBBBBBBB');
     const refused = await api(
       'POST',
       '/subscriptions',
