@@ -19,6 +19,9 @@ import { ApiError, registerErrorHandler } from './errors';
 import { registerAuditRoutes } from './routes/audit-events';
 import { registerHealthRoutes } from './routes/health';
 import { registerPaymentConfigRoutes } from './routes/payment-config';
+import { OPERATIONS } from './contracts';
+import { registerContractCheck } from './openapi/contract-check';
+import { isApiReferenceRoute, registerOpenApiRoutes } from './openapi/routes';
 import { registerPaymentMethodRoutes } from './routes/payment-methods';
 import { registerPaymentRoutes } from './routes/payments';
 import { registerRefundRoutes } from './routes/refunds';
@@ -108,6 +111,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     connectionTimeout: 30_000,
   });
   registerErrorHandler(app);
+  // Before any route: each must have its operation in api/contracts, and every response is checked against it.
+  if (http.contractCheck) registerContractCheck(app, OPERATIONS);
   // Latency by route pattern (never the concrete URL: ids and query strings stay out of the metrics).
   app.addHook('onResponse', async (request, reply) => {
     httpRequestDuration.observe(
@@ -165,7 +170,12 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   // Authentication before the body is read: no request reaches a handler (or the body parser) without a valid token.
   app.addHook('preParsing', async (request, reply, payload) => {
     // The dashboard authenticates by its own session cookie (api/dashboard), made from a token verified as here.
-    if (UNAUTHENTICATED_ROUTES.has(request.url) || isSignedWebhook(request) || isDashboardRoute(request))
+    if (
+      UNAUTHENTICATED_ROUTES.has(request.url) ||
+      isSignedWebhook(request) ||
+      isDashboardRoute(request) ||
+      isApiReferenceRoute(request)
+    )
       return payload;
     await refuseSpentSource(authFailures, request, reply);
     try {
@@ -210,6 +220,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   registerHealthRoutes(app, { redis: deps.redis, mongo: deps.database.connection });
+  await registerOpenApiRoutes(app, { docs: http.docs });
   registerAuditRoutes(app, {
     models: deps.database.models,
     auditTrail: deps.database.auditTrail,

@@ -119,6 +119,15 @@ const envSchema = z.object({
     .default('false')
     .transform((v) => v === 'true'),
 
+  // The interactive API reference at /docs (the document itself is always at /openapi.json): on unless in production.
+  API_DOCS: z.enum(['true', 'false', '']).default(''),
+  // Every response checked against the OpenAPI document; one that does not match becomes a 500 contract_violation.
+  // The test suites turn it on (test/global-setup.ts); it costs a schema validation per response.
+  API_CONTRACT_CHECK: z
+    .enum(['true', 'false', ''])
+    .default('false')
+    .transform((v) => v === 'true'),
+
   // Ed25519 private key (PEM) that signs audit chain anchors; created on first use in development.
   AUDIT_ANCHOR_KEY_FILE: z.string().default(DEV_ANCHOR_KEY_FILE),
   // Ed25519 public key (PEM) that verifies anchors: set it for the api, which then never reads the private key.
@@ -243,6 +252,10 @@ export type AppConfig = {
     rateLimitPerMinute: number;
     rateLimitPerSourcePerMinute: number;
     authFailuresPerSourcePerMinute: number;
+    /** /docs served (an interactive reference of /openapi.json). */
+    docs: boolean;
+    /** Responses checked against the OpenAPI document (tests). */
+    contractCheck: boolean;
   };
   redisUrl: string;
   queuePrefix: string;
@@ -559,6 +572,8 @@ export function loadConfig(
       rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
       rateLimitPerSourcePerMinute: env.RATE_LIMIT_PER_SOURCE_PER_MINUTE,
       authFailuresPerSourcePerMinute: env.AUTH_FAILURES_PER_SOURCE_PER_MINUTE,
+      docs: env.API_DOCS === '' ? env.NODE_ENV !== 'production' : env.API_DOCS === 'true',
+      contractCheck: env.API_CONTRACT_CHECK,
     },
     redisUrl: env.REDIS_URL,
     queuePrefix: env.QUEUE_PREFIX,

@@ -16,4 +16,7 @@ export default async function globalSetup(): Promise<void> {
   process.env.REDIS_URL = addresses.redisUrl;
   process.env.MONGODB_URI = addresses.mongodbUri;
   process.env.STRIPE_API_BASE = addresses.stripeApiBase;
+  // Every response any api under test sends is checked against the OpenAPI document (api/openapi/contract-check.ts):
+  // one that does not match answers 500 contract_violation, which fails the test that received it.
+  process.env.API_CONTRACT_CHECK ??= 'true';
 }

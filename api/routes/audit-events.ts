@@ -17,8 +17,8 @@ export interface AuditRouteDeps {
   guard: Pick<AccessGuard, 'authorize' | 'record'>;
 }
 
-const params = z.object({ companyId: scopeIdSchema }).strict();
-const query = z
+export const auditParams = z.object({ companyId: scopeIdSchema }).strict();
+export const auditQuery = z
   .object({
     from: z.string().datetime({ offset: true }).optional(),
     to: z.string().datetime({ offset: true }).optional(),
@@ -72,8 +72,8 @@ export function registerAuditRoutes(app: FastifyInstance, deps: AuditRouteDeps):
   const { AuditEvent } = deps.models;
 
   app.get('/v1/companies/:companyId/audit-events', async (request, reply) => {
-    const { companyId } = parse(params, request.params);
-    const q = parse(query, request.query);
+    const { companyId } = parse(auditParams, request.params);
+    const q = parse(auditQuery, request.query);
     const wantsNdjson = q.format === 'ndjson' || request.headers.accept === 'application/x-ndjson';
     await deps.guard.authorize(request, 'audit:read', { companyId, resource: { type: 'audit_trail', id: companyId } });
 
@@ -112,7 +112,7 @@ export function registerAuditRoutes(app: FastifyInstance, deps: AuditRouteDeps):
   });
 
   app.get('/v1/companies/:companyId/audit-events/verify', async (request) => {
-    const { companyId } = parse(params, request.params);
+    const { companyId } = parse(auditParams, request.params);
     await deps.guard.authorize(request, 'audit:read', { companyId, resource: { type: 'audit_trail', id: companyId } });
     const report = await deps.auditTrail.verify(companyId, deps.anchorPublicKey);
     // The report goes out only once its audit event is queued (503 otherwise).

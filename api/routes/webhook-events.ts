@@ -22,8 +22,8 @@ export interface WebhookEventRouteDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
 }
 
-const replayParams = z.object({ companyId: scopeIdSchema, eventId: z.string().regex(STRIPE_EVENT_ID) }).strict();
-const replayBody = z.object({ reason: replayReasonSchema }).strict();
+export const replayParams = z.object({ companyId: scopeIdSchema, eventId: z.string().regex(STRIPE_EVENT_ID) }).strict();
+export const replayBody = z.object({ reason: replayReasonSchema }).strict();
 
 /** Ops tools for the Stripe webhook inbox. */
 export function registerWebhookEventRoutes(app: FastifyInstance, deps: WebhookEventRouteDeps): void {

@@ -150,7 +150,13 @@ describe('configuration changes and attestations', () => {
       (e) => e.resource.id === `${companyId}.off_north`,
     );
     expect(officeEvents).toHaveLength(1);
-    expect(officeEvents[0]).toMatchObject({ changes: [{ field: 'secretKey', before: null, after: 'sk_test_…ce02' }] });
+    // The key and the account Stripe says it belongs to.
+    expect(officeEvents[0]).toMatchObject({
+      changes: [
+        { field: 'secretKey', before: null, after: 'sk_test_…ce02' },
+        { field: 'accountId', before: null, after: expect.stringMatching(/^acct_…/) },
+      ],
+    });
     expect(await pendingAuditOf('offices', officeRecordId(companyId, 'off_north'))).toEqual([]);
   });
 
