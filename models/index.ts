@@ -1,3 +1,4 @@
+import { createDisputeRevisionModel, type DisputeRevisionModel } from './dispute-revision.model';
 import { MongoClient } from 'mongodb';
 import type { Connection } from 'mongoose';
 import type { AppConfig } from '../platform/config';
@@ -44,6 +45,7 @@ export interface Models {
   AuditEvent: AuditEventModel;
   WebhookEvent: WebhookEventModel;
   WebhookReplayClaim: WebhookReplayClaimModel;
+  DisputeRevision: DisputeRevisionModel;
   SavedPaymentMethod: SavedPaymentMethodModel;
   StripeCustomer: StripeCustomerModel;
   SetupIntent: SetupIntentModel;
@@ -83,6 +85,7 @@ export function createModels(connection: Connection): Models {
     AuditEvent: createAuditEventModel(connection),
     WebhookEvent: createWebhookEventModel(connection),
     WebhookReplayClaim: createWebhookReplayClaimModel(connection),
+    DisputeRevision: createDisputeRevisionModel(connection),
     SavedPaymentMethod: createSavedPaymentMethodModel(connection),
     StripeCustomer: createStripeCustomerModel(connection),
     SetupIntent: createSetupIntentModel(connection),

@@ -27,6 +27,8 @@ export interface PaymentDispute {
   /** Audit keys of the events that opened and last changed it: a retry after a crash recognises its own write. */
   openedBy: string;
   changedBy: string;
+  /** How many times the dispute was written (absent: once, before revisions were counted); see DisputeRevision. */
+  revision?: number;
 }
 
 export interface PaymentRecord {
@@ -78,6 +80,7 @@ const disputeSchema = new Schema<PaymentDispute>(
     outcome: { type: String, enum: ['won', 'lost'] },
     openedBy: { type: String, required: true },
     changedBy: { type: String, required: true },
+    revision: { type: Number },
   },
   { _id: false },
 );

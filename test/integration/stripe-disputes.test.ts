@@ -265,6 +265,73 @@ describe('charge disputes', () => {
     }
   });
 
+  it('ends lost when created and closed are processed at once, on every payment (one write per revision)', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const cases = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const { paymentId, intentId } = await succeededPayment();
+        const dispute = { id: `dp_${ulid()}`, intentId };
+        return {
+          paymentId,
+          events: [
+            disputeEvent('charge.dispute.created', dispute, 'needs_response', now - 20),
+            disputeEvent('charge.dispute.closed', dispute, 'lost', now - 20),
+          ],
+        };
+      }),
+    );
+    // Both deliveries of each dispute at once: the worker processes them concurrently.
+    await Promise.all(
+      cases.flatMap(({ events }) => events.map(async (event) => expect(await deliver(event)).toBe(200))),
+    );
+    await Promise.all(cases.flatMap(({ events }) => events.map((event) => finished(event.id))));
+    for (const { paymentId } of cases) {
+      const stored = await system.ctx.db.models.Payment.findById(paymentId).lean();
+      expect({ paymentId, status: stored?.dispute?.status }).toEqual({ paymentId, status: 'lost' });
+    }
+  });
+
+  it('makes a dispute write whose event stopped after claiming it, once', async () => {
+    const { paymentId, intentId } = await succeededPayment();
+    const dispute = { id: `dp_${ulid()}`, intentId, created: Math.floor(Date.now() / 1000) - 600 };
+    const opened = disputeEvent('charge.dispute.created', dispute, 'needs_response');
+    // What the stopped attempt left: the claim of revision 1 with what it would write, the payment untouched.
+    await system.ctx.db.models.DisputeRevision.create({
+      _id: `${paymentId}:1`,
+      paymentId,
+      revision: 1,
+      dispute: {
+        stripeDisputeId: dispute.id,
+        status: 'needs_response',
+        amount: 1200,
+        currency: 'usd',
+        reason: 'product_not_received',
+        openedAt: new Date(dispute.created * 1000),
+        openedBy: opened.id,
+        changedBy: opened.id,
+        revision: 1,
+      },
+      claimedAt: new Date(),
+    });
+    // The next event makes the claimed write first, then its own.
+    const closed = disputeEvent('charge.dispute.closed', dispute, 'lost');
+    expect(await deliverAndFinish(closed)).toMatchObject({ status: 'applied' });
+    expect((await system.ctx.db.models.Payment.findById(paymentId).lean())?.dispute).toMatchObject({
+      status: 'lost',
+      openedBy: opened.id,
+      changedBy: closed.id,
+      revision: 2,
+    });
+    // The stopped event, redelivered by Stripe, recognises its write and finishes: the opening is audited once.
+    expect(await deliverAndFinish(opened)).toMatchObject({ status: 'applied', outcome: { reason: 'dispute_opened' } });
+    const audit = await waitFor(
+      () => auditEvents({ 'resource.id': paymentId, action: { $in: ['payment.disputed', 'payment.dispute_closed'] } }),
+      (found) => found.length === 2,
+      { what: 'the dispute opened and closed in the audit trail' },
+    );
+    expect(audit.map((e) => e.action).sort()).toEqual(['payment.dispute_closed', 'payment.disputed']);
+  });
+
   it("ignores a dispute naming another company's PaymentIntent and leaves that payment alone", async () => {
     const other = await createCompany(system.ctx.db, { name: 'Elsewhere Clinic' });
     const foreign = await succeededPayment(other);

@@ -10,6 +10,8 @@ import {
   isDisputeStatus,
   type DisputeEventType,
 } from '../../domain/dispute-transitions';
+import { disputeRevisionId } from '../../models/dispute-revision.model';
+import { isDuplicateKeyError } from '../../models/errors';
 import type { PaymentDispute, PaymentRecord } from '../../models/payment.model';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
 import { bindEventToRecord } from './binding';
@@ -42,7 +44,20 @@ export const applyDisputeEvent: StripeEventHandler = async ({ row, object, audit
   if (!isDisputeStatus(status)) return paymentOutcome('ignored', 'dispute_status_unknown');
   if (!dispute.payment_intent) return paymentOutcome('ignored', 'payment_not_found');
   const incoming = { stripeDisputeId: dispute.id, status, created: new Date(dispute.created * 1000) };
-  const { Payment } = deps.models;
+  const { Payment, DisputeRevision } = deps.models;
+  /** The dispute write decided from `recorded` (conditional on it); the updated payment, or null when it moved on. */
+  const write = (payment: PaymentRecord, recorded: PaymentDispute | undefined, next: PaymentDispute) =>
+    Payment.findOneAndUpdate(
+      {
+        _id: payment._id,
+        companyId: row.companyId,
+        ...(recorded
+          ? { 'dispute.stripeDisputeId': recorded.stripeDisputeId, 'dispute.status': recorded.status }
+          : { dispute: { $exists: false } }),
+      },
+      { $set: { dispute: next } },
+      { new: true },
+    ).lean();
 
   for (let round = 0; round < MAX_DECISIONS; round += 1) {
     // Never another company's payment: the lookup is scoped to the verifying configuration's company.
@@ -59,6 +74,14 @@ export const applyDisputeEvent: StripeEventHandler = async ({ row, object, audit
     });
     if (!binding.bound) return paymentOutcome('ignored', binding.reason, payment);
     const recorded = payment.dispute;
+    const revision = recorded ? (recorded.revision ?? 1) : 0;
+    // The next write is claimed (by another event, or by this one before it stopped) and not made yet: make it, it is
+    // the same write, then decide on what it left.
+    const claimed = await DisputeRevision.findById(disputeRevisionId(payment._id, revision + 1)).lean();
+    if (claimed) {
+      await write(payment, recorded, claimed.dispute);
+      continue;
+    }
 
     const decision = decideDisputeTransition(recorded, type, incoming);
     if (!decision.apply) {
@@ -81,15 +104,27 @@ export const applyDisputeEvent: StripeEventHandler = async ({ row, object, audit
       ...(decision.closes ? { closedAt: row.created, outcome: disputeOutcome(decision.to) } : {}),
       openedBy: decision.opens || !recorded ? auditKey : recorded.openedBy,
       changedBy: auditKey,
+      revision: revision + 1,
     };
-    const unchanged = recorded
-      ? { 'dispute.stripeDisputeId': recorded.stripeDisputeId, 'dispute.status': recorded.status }
-      : { dispute: { $exists: false } };
-    const applied = await Payment.findOneAndUpdate(
-      { _id: payment._id, companyId: row.companyId, ...unchanged },
-      { $set: { dispute: next } },
-      { new: true },
-    ).lean();
+    // One writer per revision: two events of this payment processed at once cannot both write.
+    try {
+      await DisputeRevision.insertMany(
+        [
+          {
+            _id: disputeRevisionId(payment._id, next.revision!),
+            paymentId: payment._id,
+            revision: next.revision!,
+            dispute: next,
+            claimedAt: new Date(),
+          },
+        ],
+        { lean: true },
+      );
+    } catch (error) {
+      if (!isDuplicateKeyError(error)) throw error;
+      continue;
+    }
+    const applied = await write(payment, recorded, next);
     if (applied) {
       await auditDispute(applied, next, auditKey, job, deps);
       await creditLostDispute(applied, next, deps);

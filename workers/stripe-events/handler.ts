@@ -15,7 +15,15 @@ import type { StripeEventJob } from '../../queues/stripe-events.queue';
 export interface StripeEventDeps {
   models: Pick<
     Models,
-    'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'SavedPaymentMethod' | 'SetupIntent' | 'Refund' | 'RefundLedger'
+    | 'Company'
+    | 'Office'
+    | 'Payment'
+    | 'DisputeRevision'
+    | 'WebhookEvent'
+    | 'SavedPaymentMethod'
+    | 'SetupIntent'
+    | 'Refund'
+    | 'RefundLedger'
   >;
   encryption: Pick<FieldEncryption, 'encrypt'>;
   /** Reads a saved card's masked details (setup_intent.succeeded). */
