@@ -18,5 +18,4 @@ while [ $# -gt 0 ]; do
 done
 # The workers render documents in a worker thread built into dist/.
 [ -f dist/documents/render-worker.js ] || npx tsc -p tsconfig.build.json
-export MODEL_PROPERTY=1
 exec npx jest --runInBand test/model/billing.property.test.ts ${args[@]+"${args[@]}"}

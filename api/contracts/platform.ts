@@ -56,7 +56,11 @@ export const OPERATIONS: OperationSpec[] = [
         schema: z.strictObject({
           id: z.string(),
           status: z.literal('received'),
-          replays: z.number().int().positive(),
+          replays: z
+            .number()
+            .int()
+            .nonnegative()
+            .meta({ description: 'How many times it was replayed before this one (0: it was only given a job).' }),
         }),
       },
       404: failure('No such event in this company.', 'webhook_event_not_found', 'company_not_found'),

@@ -11,6 +11,11 @@ import type { OperationSpec } from './spec';
  * what differs (and is logged). So every response the integration suite receives is validated against the document;
  * test/integration/openapi.test.ts checks that every route has its operation.
  */
+const UNDOCUMENTED = new WeakMap<FastifyInstance, string[]>();
+
+/** The /v1 routes an app checked by `registerContractCheck` registered without an operation in api/contracts. */
+export const undocumentedRoutes = (app: FastifyInstance): readonly string[] => UNDOCUMENTED.get(app) ?? [];
+
 export function registerContractCheck(app: FastifyInstance, operations: readonly OperationSpec[]): void {
   const byRoute = new Map(operations.map((o) => [`${o.method.toUpperCase()} ${o.route}`, o]));
   const ajv = new Ajv2020({ allErrors: true, strict: false });
@@ -24,6 +29,15 @@ export function registerContractCheck(app: FastifyInstance, operations: readonly
     }
     return validate;
   };
+
+  const undocumented: string[] = [];
+  UNDOCUMENTED.set(app, undocumented);
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith('/v1/')) return;
+    for (const method of [route.method].flat()) {
+      if (method !== 'HEAD' && !byRoute.has(`${method} ${route.url}`)) undocumented.push(`${method} ${route.url}`);
+    }
+  });
 
   app.addHook('onSend', async (request, reply, payload) => {
     const key = `${request.method} ${request.routeOptions.url}`;

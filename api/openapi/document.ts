@@ -90,7 +90,10 @@ function operationObject(operation: OperationSpec): Json {
     parameters: [
       ...parameters(operation.params, 'path'),
       ...parameters(operation.query, 'query'),
-      ...(operation.idempotencyKey ? [{ $ref: '#/components/parameters/IdempotencyKey' }] : []),
+      ...(operation.idempotencyKey === 'required' ? [{ $ref: '#/components/parameters/IdempotencyKey' }] : []),
+      ...(operation.idempotencyKey === 'optional'
+        ? [{ ...IDEMPOTENCY_KEY, required: false, description: `Optional here. ${IDEMPOTENCY_KEY.description}` }]
+        : []),
     ],
     ...(operation.body
       ? {
@@ -106,6 +109,29 @@ function operationObject(operation: OperationSpec): Json {
   };
 }
 
+const IDEMPOTENCY_KEY = {
+  name: 'Idempotency-Key',
+  in: 'header',
+  required: true,
+  description:
+    'A key of your own (8–255 printable characters) per intended operation: a retry with the same key and body answers what the first did; the same key with another body is `422 idempotency_key_conflict`; a missing key is `400 idempotency_key_required`.',
+  schema: { type: 'string', pattern: '^[\\x21-\\x7e]{8,255}$' },
+};
+
+const TAG_DESCRIPTIONS: Record<string, string> = {
+  Payments:
+    'One-off charges through Stripe PaymentIntents: requested here, charged by a worker (202, then poll or listen).',
+  Refunds: 'Refunds of succeeded payments, never more than was paid.',
+  'Payment methods': "Cards saved through Stripe SetupIntents for a payer's subscriptions.",
+  Subscriptions: 'Plans, subscriptions, renewals with dunning, billing settings and test clocks.',
+  Invoices: 'Invoices and credit notes (PDFs at the PHI level the company chose), invoice settings and payer profiles.',
+  'Payment configuration':
+    'Gateway keys per company or office, and the BAA or section 1179 attestation that lets them be used.',
+  Audit: 'The append-only, hash-chained audit trail.',
+  'Stripe webhooks': "Stripe's signed event deliveries, and replaying a stored event.",
+  Operations: 'Liveness and readiness probes.',
+};
+
 /** The OpenAPI 3.1 document of the api, generated from its operations' schemas (committed as openapi.json). */
 export function openApiDocument(operations: readonly OperationSpec[] = OPERATIONS): Json {
   const paths: Record<string, Json> = {};
@@ -113,7 +139,10 @@ export function openApiDocument(operations: readonly OperationSpec[] = OPERATION
     const path = (paths[openApiPath(operation.route)] ??= {});
     path[operation.method] = operationObject(operation);
   }
-  const tags = [...new Set(operations.map((o) => o.tag))].map((name) => ({ name }));
+  const tags = [...new Set(operations.map((o) => o.tag))].map((name) => ({
+    name,
+    description: TAG_DESCRIPTIONS[name] ?? name,
+  }));
   return {
     openapi: '3.1.0',
     info: {
@@ -142,14 +171,7 @@ export function openApiDocument(operations: readonly OperationSpec[] = OPERATION
         },
       },
       parameters: {
-        IdempotencyKey: {
-          name: 'Idempotency-Key',
-          in: 'header',
-          required: true,
-          description:
-            'A key of your own (8–255 printable characters) per intended operation: a retry with the same key and body answers what the first did; the same key with another body is `422 idempotency_key_conflict`; a missing key is `400 idempotency_key_required`.',
-          schema: { type: 'string', pattern: '^[\\x21-\\x7e]{8,255}$' },
-        },
+        IdempotencyKey: IDEMPOTENCY_KEY,
       },
       schemas: { Error: converted(errorBody, 'output') },
     },

@@ -82,7 +82,15 @@ export const SHARED_RESPONSES: Record<number, ResponseSpec> = {
   403: {
     description: "The token's roles or scope do not allow this, or the request did not come over https.",
     schema: errorBody,
-    codes: ['permission_missing', 'company_out_of_scope', 'office_out_of_scope', 'office_required', 'https_required'],
+    codes: [
+      'permission_missing',
+      'company_out_of_scope',
+      'office_out_of_scope',
+      'office_required',
+      'access_reason_required',
+      'emergency_access_expired',
+      'https_required',
+    ],
   },
   413: { description: 'The body is larger than this operation takes.', schema: errorBody, codes: ['body_too_large'] },
   415: { description: 'The body is not JSON.', schema: errorBody, codes: ['unsupported_media_type'] },

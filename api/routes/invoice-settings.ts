@@ -25,9 +25,9 @@ export interface InvoiceSettingsRouteDeps {
   guard: AccessGuard;
 }
 
-const companyParams = z.object({ companyId: scopeIdSchema }).strict();
-const officeParams = z.object({ companyId: scopeIdSchema, officeId: scopeIdSchema }).strict();
-const payerParams = z
+export const companyParams = z.object({ companyId: scopeIdSchema }).strict();
+export const officeParams = z.object({ companyId: scopeIdSchema, officeId: scopeIdSchema }).strict();
+export const payerParams = z
   .object({ companyId: scopeIdSchema, customerRef: z.string().regex(CUSTOMER_REF_PATTERN) })
   .strict();
 

@@ -33,11 +33,11 @@ const KINDS: readonly { kind: DocumentKind; path: string; id: RegExp; notFound: 
   { kind: 'credit_note', path: 'credit-notes', id: CREDIT_NOTE_ID, notFound: 'credit_note_not_found' },
 ];
 
-const companyParams = z.object({ companyId: scopeIdSchema }).strict();
+export const companyParams = z.object({ companyId: scopeIdSchema }).strict();
 
 /** Why an invoice is voided: a code, never free text (it is stored in the audit trail). */
 const VOID_REASONS = ['issued_in_error', 'duplicate', 'forgiven', 'other'] as const;
-const voidBody = z.object({ reason: z.enum(VOID_REASONS).default('other') }).strict();
+export const voidBody = z.object({ reason: z.enum(VOID_REASONS).default('other') }).strict();
 
 /** A page cursor: the last item's creation time and id (ids are hashes, so they do not sort by time). */
 const CURSOR = /^(\d{1,15})\.((?:inv|cn)_[0-9a-f]{32})$/;
@@ -51,7 +51,7 @@ function decodeCursor(cursor: string): { at: Date; id: string } | undefined {
   return match ? { at: new Date(Number(match[1])), id: match[2]! } : undefined;
 }
 
-const listQuery = z
+export const listQuery = z
   .object({
     status: z.enum(INVOICE_STATUSES).optional(),
     customerRef: z.string().regex(CUSTOMER_REF_PATTERN).optional(),
@@ -108,12 +108,16 @@ export function presentInvoice(invoice: InvoiceRecord) {
   };
 }
 
+/** The path of one invoice or credit note (its id pattern per kind); the contract (api/contracts/invoices.ts) shares it. */
+export const documentParams = (id: RegExp) =>
+  z.object({ companyId: scopeIdSchema, invoiceId: z.string().regex(id) }).strict();
+
 export function registerInvoiceRoutes(app: FastifyInstance, deps: InvoiceRouteDeps): void {
   const { Invoice, InvoiceSettings } = deps.models;
   const { guard } = deps;
 
   for (const { kind, path, id, notFound } of KINDS) {
-    const params = z.object({ companyId: scopeIdSchema, invoiceId: z.string().regex(id) }).strict();
+    const params = documentParams(id);
 
     /** The document, after the caller was authorized for its office; 404 for none of this company's. */
     const authorized = async (

@@ -44,8 +44,8 @@ export interface PaymentConfigRouteDeps {
   runtime: { production: boolean; allowTestKeysInProduction: boolean };
 }
 
-const companyParams = z.object({ companyId: scopeIdSchema }).strict();
-const officeParams = companyParams.extend({ officeId: scopeIdSchema }).strict();
+export const companyParams = z.object({ companyId: scopeIdSchema }).strict();
+export const officeParams = companyParams.extend({ officeId: scopeIdSchema }).strict();
 
 function toUpdate(input: OfficePaymentConfigInput): PaymentSettingsUpdate {
   return {

@@ -30,11 +30,11 @@ const CUSTOMER_REF_MESSAGE =
 /** Our payer reference: it reaches Stripe (Customer and SetupIntent metadata), so only an opaque id passes. */
 const customerRefSchema = z.string().refine(isCustomerRef, CUSTOMER_REF_MESSAGE);
 
-const companyParams = z.object({ companyId: scopeIdSchema }).strict();
-const setupIntentBody = z
+export const companyParams = z.object({ companyId: scopeIdSchema }).strict();
+export const setupIntentBody = z
   .object({ customerRef: customerRefSchema, officeId: z.string().regex(OFFICE_ID, 'must be an office id').optional() })
   .strict();
-const listQuery = z.object({ customerRef: customerRefSchema, officeId: scopeIdSchema.optional() }).strict();
+export const listQuery = z.object({ customerRef: customerRefSchema, officeId: scopeIdSchema.optional() }).strict();
 
 // The Stripe ids stay encrypted (and unread) on a listing: only the masked card goes out.
 const LISTED_FIELDS = { _id: 1, customerRef: 1, officeId: 1, card: 1, createdAt: 1 } as const;

@@ -26,8 +26,8 @@ export interface PaymentRouteDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
 }
 
-const companyParams = z.object({ companyId: scopeIdSchema }).strict();
-const listQuery = z
+export const companyParams = z.object({ companyId: scopeIdSchema }).strict();
+export const listQuery = z
   .object({
     officeId: scopeIdSchema.optional(),
     status: z.enum(PAYMENT_STATUSES).optional(),

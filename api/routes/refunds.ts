@@ -22,7 +22,7 @@ export interface RefundRouteDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
 }
 
-const refundParams = paymentParams.extend({ refundId: z.string().regex(REFUND_ID) }).strict();
+export const refundParams = paymentParams.extend({ refundId: z.string().regex(REFUND_ID) }).strict();
 
 /** What the upstream app sees of a refund. */
 function presentRefund(refund: RefundRecord) {

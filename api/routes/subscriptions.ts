@@ -37,14 +37,16 @@ export interface SubscriptionRouteDeps {
   guard: Pick<AccessGuard, 'authorize' | 'authorizeList' | 'record' | 'prepare' | 'send'>;
 }
 
-const companyParams = z.object({ companyId: scopeIdSchema }).strict();
-const subscriptionParams = companyParams.extend({ subscriptionId: z.string().regex(SUBSCRIPTION_ID) }).strict();
-const clockParams = companyParams.extend({ testClockId: z.string().regex(TEST_CLOCK_ID) }).strict();
+export const companyParams = z.object({ companyId: scopeIdSchema }).strict();
+export const subscriptionParams = companyParams.extend({ subscriptionId: z.string().regex(SUBSCRIPTION_ID) }).strict();
+export const clockParams = companyParams.extend({ testClockId: z.string().regex(TEST_CLOCK_ID) }).strict();
 const customerRef = z.string().refine(isCustomerRef, 'must be an opaque payer reference (letters, digits, _ and -)');
 const savedMethodId = z.string().regex(SAVED_PAYMENT_METHOD_ID, 'must be a saved payment method id (spm_…)');
-const instant = z.iso.datetime({ offset: true }).transform((value) => new Date(value));
+export const instant = z.iso.datetime({ offset: true }).transform((value) => new Date(value));
+/** A test clock's time, to create it at or advance it to. */
+export const clockBody = z.object({ frozenTime: instant }).strict();
 
-const subscriptionBody = z
+export const subscriptionBody = z
   .object({
     planId: z.string().regex(PLAN_ID, 'must be a plan id (plan_…)'),
     customerRef,
@@ -57,7 +59,7 @@ const subscriptionBody = z
   .strict();
 
 /** One change per request, each its own shape. */
-const changeBody = z.union([
+export const changeBody = z.union([
   z.object({ cancelAt: z.enum(['now', 'period_end', 'none']) }).strict(),
   z
     .object({
@@ -70,7 +72,7 @@ const changeBody = z.union([
   z.object({ resume: z.literal(true) }).strict(),
 ]);
 
-const listQuery = z
+export const listQuery = z
   .object({
     officeId: scopeIdSchema.optional(),
     status: z.enum(SUBSCRIPTION_STATUSES).optional(),
@@ -81,7 +83,7 @@ const listQuery = z
   })
   .strict();
 
-const billingSettingsBody = z
+export const billingSettingsBody = z
   .object({
     timeZone: z.string().refine(isTimeZone, 'must be an IANA time zone, e.g. America/Chicago'),
     dunning: dunningPolicySchema,
@@ -306,7 +308,7 @@ export function registerSubscriptionRoutes(app: FastifyInstance, deps: Subscript
   app.post('/v1/companies/:companyId/test-clocks', { bodyLimit: 4 * 1024 }, async (request, reply) => {
     const { companyId } = parse(companyParams, request.params);
     if (deps.production) throw testClocksRefused();
-    const body = parse(z.object({ frozenTime: instant }).strict(), request.body);
+    const body = parse(clockBody, request.body);
     await guard.authorize(request, 'subscriptions:manage', { companyId });
     const clock = (
       await models.TestClock.create({ _id: `clock_${ulid()}`, companyId, frozenTime: body.frozenTime, status: 'ready' })
@@ -333,7 +335,7 @@ export function registerSubscriptionRoutes(app: FastifyInstance, deps: Subscript
     async (request, reply) => {
       const params = parse(clockParams, request.params);
       if (deps.production) throw testClocksRefused();
-      const body = parse(z.object({ frozenTime: instant }).strict(), request.body);
+      const body = parse(clockBody, request.body);
       await guard.authorize(request, 'subscriptions:manage', { companyId: params.companyId });
       const result = await requestClockAdvance(models, {
         companyId: params.companyId,

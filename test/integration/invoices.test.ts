@@ -377,6 +377,13 @@ describe('downloads', () => {
     const allowed = await api('GET', `/invoices/${invoice.id}/pdf`, { token: east });
     expect(allowed.status).toBe(200);
     expect(pdfText(allowed.pdf!)).toContain('$15.00');
+    // A company-wide reader asking for one office gets that office's documents only.
+    const westOnly = await api('GET', '/invoices?officeId=west&limit=100');
+    expect(westOnly.status).toBe(200);
+    expect(westOnly.body.items.map((item: Json) => item.id)).not.toContain(invoice.id);
+    expect(westOnly.body.items.every((item: Json) => item.officeId === 'west')).toBe(true);
+    const eastOnly = await api('GET', '/invoices?officeId=east&limit=100');
+    expect(eastOnly.body.items.map((item: Json) => item.id)).toContain(invoice.id);
   }, 60_000);
 
   it('refuses unknown (possibly clinical) fields in a payer profile', async () => {

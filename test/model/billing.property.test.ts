@@ -130,7 +130,7 @@ class Refund implements Cmd {
       {
         method: 'POST',
         headers: {
-          authorization: `Bearer ${await driver.system.token(driver.companyId, ['company_admin'], { subject: 'usr-model-admin' })}`,
+          authorization: `Bearer ${await driver.bearer()}`,
           'content-type': 'application/json',
           'idempotency-key': `model-refund-${ulid()}`,
         },

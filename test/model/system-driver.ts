@@ -35,8 +35,17 @@ export class Driver {
   private constructor(
     readonly system: InProcessSystem,
     readonly companyId: string,
-    private readonly token: string,
+    private token: { value: string; at: number },
   ) {}
+
+  /** The admin's bearer token, minted again every few minutes: the api refuses tokens older than 15 (a long run). */
+  async bearer(): Promise<string> {
+    if (Date.now() - this.token.at > TOKEN_REFRESH_MS) {
+      const value = await this.system.token(this.companyId, ['company_admin'], { subject: 'usr-model-admin' });
+      this.token = { value, at: Date.now() };
+    }
+    return this.token.value;
+  }
 
   static async start(): Promise<Driver> {
     // Many histories poll one company's api at once: far above the default per-company rate limit.
@@ -50,7 +59,7 @@ export class Driver {
       secretKey: 'sk_test_51ModelBasedBilling01',
       webhookSigningSecrets: [WEBHOOK_SECRET],
     });
-    const driver = new Driver(system, companyId, token);
+    const driver = new Driver(system, companyId, { value: token, at: Date.now() });
     const settings = await driver.api('PUT', '/billing-settings', { timeZone: 'UTC', dunning: POLICY });
     if (settings.status !== 200)
       throw new Error(`billing settings: ${settings.status} ${JSON.stringify(settings.body)}`);
@@ -62,7 +71,7 @@ export class Driver {
   }
 
   async api(method: string, path: string, body?: unknown) {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+    const headers: Record<string, string> = { authorization: `Bearer ${await this.bearer()}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (method === 'POST') headers['idempotency-key'] = `model-${ulid()}`;
     const response = await fetch(`${this.system.url}/v1/companies/${this.companyId}${path}`, {
@@ -213,6 +222,8 @@ export class Driver {
     }
   }
 }
+
+const TOKEN_REFRESH_MS = 5 * 60_000;
 
 /** How long a command may take to settle (it returns as soon as the system agrees; only a disagreement waits it out). */
 export const SETTLE_MS = Number(process.env.MODEL_SETTLE_MS ?? 60_000);

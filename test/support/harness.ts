@@ -68,6 +68,9 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
     AUDIT_ANCHOR_KEY_FILE: join(keyDir, 'anchor-ed25519.pem'),
     // A free port each: processes started from one context would otherwise all want their kind's default port.
     METRICS_PORT: '0',
+    // Every response checked against the OpenAPI document: one that does not match fails the test (500
+    // contract_violation).
+    API_CONTRACT_CHECK: process.env.API_CONTRACT_CHECK ?? 'true',
     ...extraEnv,
   };
   const config = loadConfig(env);

@@ -82,6 +82,25 @@ describe('configuration', () => {
     ]);
   });
 
+  it('serves the interactive API reference (/docs) in development, in production only when API_DOCS=true', () => {
+    expect(loadConfig({}, devSecretOnly).http).toMatchObject({ docs: true, contractCheck: false });
+    expect(loadConfig({ API_DOCS: 'false' }, devSecretOnly).http.docs).toBe(false);
+    const production = {
+      NODE_ENV: 'production',
+      TRUST_PROXY: '10.0.0.0/8',
+      AUTH_JWKS_URL: 'https://idp.example/jwks',
+      AUTH_ISSUER: 'https://idp.example',
+      AUTH_AUDIENCE: 'billing-api',
+      AUDIT_ANCHOR_KEY_FILE: '/keys/anchor.pem',
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      MONGODB_URI: 'mongodb://localhost:27017/billing',
+      KMS_PROVIDER: 'kmip',
+      KMIP_ENDPOINT: 'kmip.internal:5696',
+    };
+    expect(loadConfig(production, noFiles).http.docs).toBe(false);
+    expect(loadConfig({ ...production, API_DOCS: 'true' }, noFiles).http.docs).toBe(true);
+  });
+
   it('refuses plain-text Redis and MongoDB in production unless they are on this host', () => {
     const production = {
       NODE_ENV: 'production',
