@@ -80,6 +80,11 @@ const SETTINGS = 'payment_config:write';
 
 const companyNotFound = failure('No such company.', 'company_not_found');
 const companyShredded = failure("The company's data was crypto-shredded.", 'company_shredded');
+/** A settings change saved whose audit event waits for the outbox sweep. */
+const auditPending = failure(
+  'The change is saved, but its audit event waits for the outbox sweep (no retry is needed).',
+  'audit_unavailable',
+);
 
 /** The two kinds of document, each under its own path, with the same routes (api/routes/invoices.ts). */
 const KINDS = [
@@ -220,10 +225,7 @@ export const OPERATIONS: OperationSpec[] = [
       },
       404: companyNotFound,
       410: companyShredded,
-      503: failure(
-        'The change is saved, but its audit event waits for the outbox sweep (no retry is needed).',
-        'audit_unavailable',
-      ),
+      503: auditPending,
     },
   },
   {
@@ -244,10 +246,7 @@ export const OPERATIONS: OperationSpec[] = [
       },
       404: companyNotFound,
       410: companyShredded,
-      503: failure(
-        'The change is saved, but its audit event waits for the outbox sweep (no retry is needed).',
-        'audit_unavailable',
-      ),
+      503: auditPending,
     },
   },
   {
@@ -268,10 +267,7 @@ export const OPERATIONS: OperationSpec[] = [
       },
       404: companyNotFound,
       410: failure("The company's data was crypto-shredded.", 'company_shredded', 'data_shredded'),
-      503: failure(
-        'The change is saved, but its audit event waits for the outbox sweep (no retry is needed).',
-        'audit_unavailable',
-      ),
+      503: auditPending,
     },
   },
 ];

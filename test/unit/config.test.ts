@@ -13,6 +13,16 @@ const devSecretOnly = (path: string): string => {
   return noFiles(path);
 };
 
+/** What every production configuration here sets besides its stores: trusted proxies, the identity provider, keys. */
+const PRODUCTION_IDENTITY = {
+  NODE_ENV: 'production',
+  TRUST_PROXY: '10.0.0.0/8',
+  AUTH_JWKS_URL: 'https://idp.example/jwks',
+  AUTH_ISSUER: 'https://idp.example',
+  AUTH_AUDIENCE: 'billing-api',
+  AUDIT_ANCHOR_KEY_FILE: '/keys/anchor.pem',
+};
+
 function problemsOf(env: NodeJS.ProcessEnv): string[] {
   try {
     loadConfig(env, devSecretOnly);
@@ -86,12 +96,7 @@ describe('configuration', () => {
     expect(loadConfig({}, devSecretOnly).http).toMatchObject({ docs: true, contractCheck: false });
     expect(loadConfig({ API_DOCS: 'false' }, devSecretOnly).http.docs).toBe(false);
     const production = {
-      NODE_ENV: 'production',
-      TRUST_PROXY: '10.0.0.0/8',
-      AUTH_JWKS_URL: 'https://idp.example/jwks',
-      AUTH_ISSUER: 'https://idp.example',
-      AUTH_AUDIENCE: 'billing-api',
-      AUDIT_ANCHOR_KEY_FILE: '/keys/anchor.pem',
+      ...PRODUCTION_IDENTITY,
       REDIS_URL: 'redis://127.0.0.1:6379',
       MONGODB_URI: 'mongodb://localhost:27017/billing',
       KMS_PROVIDER: 'kmip',
@@ -102,14 +107,7 @@ describe('configuration', () => {
   });
 
   it('refuses plain-text Redis and MongoDB in production unless they are on this host', () => {
-    const production = {
-      NODE_ENV: 'production',
-      TRUST_PROXY: '10.0.0.0/8',
-      AUTH_JWKS_URL: 'https://idp.example/jwks',
-      AUTH_ISSUER: 'https://idp.example',
-      AUTH_AUDIENCE: 'billing-api',
-      AUDIT_ANCHOR_KEY_FILE: '/keys/anchor.pem',
-    };
+    const production = PRODUCTION_IDENTITY;
     const remote = problemsOf({
       ...production,
       REDIS_URL: 'redis://cache.internal:6379',
