@@ -9,7 +9,7 @@ import {
 } from '../../domain/invoice-settings';
 import { companyParams as settingsCompanyParams, officeParams, payerParams } from '../routes/invoice-settings';
 import { companyParams, documentParams, listQuery, voidBody } from '../routes/invoices';
-import { currencyCode, failure, minorAmount, type OperationSpec, timestamp } from '../openapi/spec';
+import { currencyCode, failure, minorAmount, type OperationSpec, timestamp, companyNotFound } from '../openapi/spec';
 
 /** An invoice or credit note (presentInvoice): amounts, codes and opaque ids; the payer's details stay in the PDF. */
 const documentView = (kind: DocumentKind, id: RegExp) =>
@@ -78,7 +78,6 @@ const TAG = 'Invoices';
 const READ = 'invoices:read';
 const SETTINGS = 'payment_config:write';
 
-const companyNotFound = failure('No such company.', 'company_not_found');
 const companyShredded = failure("The company's data was crypto-shredded.", 'company_shredded');
 /** A settings change saved whose audit event waits for the outbox sweep. */
 const auditPending = failure(

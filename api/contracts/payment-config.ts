@@ -6,7 +6,7 @@ import {
   officePaymentConfigSchema,
 } from '../../domain/payment-config-input';
 import { companyParams, officeParams } from '../routes/payment-config';
-import { failure, type OperationSpec, timestamp } from '../openapi/spec';
+import { failure, type OperationSpec, timestamp, companyNotFound } from '../openapi/spec';
 
 /** An attestation as recorded: what was attested, by whom (a user) and when. */
 const compliance = z.discriminatedUnion('status', [
@@ -80,7 +80,6 @@ const WRITE = 'payment_config:write';
 const READ = 'payment_config:read';
 const TAG = 'Payment configuration';
 
-const companyNotFound = failure('No such company.', 'company_not_found');
 const shredded = failure("The company's data was crypto-shredded and cannot be read.", 'data_shredded');
 const byUserOnly = failure(
   'An attestation is made by a person (a user token), not by a service.',

@@ -58,6 +58,9 @@ export const failure = (description: string, ...codes: string[]): ResponseSpec =
   codes,
 });
 
+/** The answer of every company-scoped operation for a company that does not exist. */
+export const companyNotFound = failure('No such company.', 'company_not_found');
+
 /** An ISO-8601 timestamp as the api writes them (`Date.toISOString()`). */
 export const timestamp = z.string().meta({ format: 'date-time' });
 /** An amount in the currency's minor unit (cents for USD). */

@@ -164,6 +164,19 @@ async function cardStartsDeclining(paymentMethodId: string, card = 'pm_card_char
   );
 }
 
+/** Stripe's signed `payment_intent.succeeded` for one of our payments, delivered to the receiver (answered 200). */
+async function succeededAtStripe(payment: { _id: string; stripePaymentIntentId?: string; amount: number }) {
+  const event = stripeEventEnvelope(`evt_${ulid()}`, 'payment_intent.succeeded', {
+    id: payment.stripePaymentIntentId,
+    object: 'payment_intent',
+    status: 'succeeded',
+    amount: payment.amount,
+    currency: 'usd',
+    metadata: { payment_id: payment._id, company_id: companyId },
+  });
+  expect((await deliverSigned(system.url, companyId, event, { secret: WEBHOOK_SECRET })).status).toBe(200);
+}
+
 describe('trials and renewals on a test clock', () => {
   it('charges nothing during the trial, then the plan amount at trial end', async () => {
     const clockId = await clock('2026-03-01T15:00:00Z');
@@ -363,15 +376,7 @@ describe('more dunning and billing rules', () => {
     expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'now' })).body.status).toBe('canceled');
 
     // Stripe says that PaymentIntent succeeded after all (a delayed event): the payment moves, the subscription does not.
-    const event = stripeEventEnvelope(`evt_${ulid()}`, 'payment_intent.succeeded', {
-      id: failed.stripePaymentIntentId,
-      object: 'payment_intent',
-      status: 'succeeded',
-      amount: failed.amount,
-      currency: 'usd',
-      metadata: { payment_id: failed._id, company_id: companyId },
-    });
-    expect((await deliverSigned(system.url, companyId, event, { secret: WEBHOOK_SECRET })).status).toBe(200);
+    await succeededAtStripe(failed);
     await waitFor(
       () => system.ctx.db.models.Payment.findById(failed._id).lean(),
       (p) => p?.status === 'succeeded',
@@ -410,15 +415,7 @@ describe('more dunning and billing rules', () => {
 
     // The payer finishes 3-D Secure; Stripe says so.
     system.sim.finishAction(renewal.stripePaymentIntentId!, 'succeeded');
-    const event = stripeEventEnvelope(`evt_${ulid()}`, 'payment_intent.succeeded', {
-      id: renewal.stripePaymentIntentId,
-      object: 'payment_intent',
-      status: 'succeeded',
-      amount: renewal.amount,
-      currency: 'usd',
-      metadata: { payment_id: renewal._id, company_id: companyId },
-    });
-    expect((await deliverSigned(system.url, companyId, event, { secret: WEBHOOK_SECRET })).status).toBe(200);
+    await succeededAtStripe(renewal);
     const paid = await settledStatus(sub.id, (status) => status === 'active');
     expect(paid).toMatchObject({
       currentPeriod: { start: '2026-06-01T12:00:00.000Z' },
