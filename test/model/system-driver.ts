@@ -29,7 +29,7 @@ export class Driver {
   commands = 0;
   private jobsCache?: {
     at: number;
-    jobs: Promise<Array<{ name: string; data: Json; state: string; failedReason?: string }>>;
+    jobs: Promise<Array<{ id?: string; name: string; data: Json; state: string; failedReason?: string }>>;
   };
 
   private constructor(
@@ -140,15 +140,20 @@ export class Driver {
     }
   }
 
-  /** The renewals queue's live jobs, shared by all histories (read at most every 300 ms). */
-  renewalJobs() {
-    if (!this.jobsCache || Date.now() - this.jobsCache.at > 300) {
+  /**
+   * The renewals queue's live jobs, shared by all histories: a read under 300 ms old that started at `notBefore` or
+   * later is reused (histories polling at once share one), an older one is not (it may predate a job the last
+   * command queued).
+   */
+  renewalJobs(notBefore: number) {
+    if (!this.jobsCache || this.jobsCache.at < notBefore || Date.now() - this.jobsCache.at > 300) {
       const queue = this.system.ctx.queues.renewals;
       const jobs = (async () => {
-        const out: Array<{ name: string; data: Json; state: string; failedReason?: string }> = [];
-        for (const state of ['waiting', 'delayed', 'prioritized', 'failed'] as const) {
+        const out: Array<{ id?: string; name: string; data: Json; state: string; failedReason?: string }> = [];
+        for (const state of ['active', 'waiting', 'delayed', 'prioritized', 'failed'] as const) {
           for (const job of await queue.getJobs([state], 0, 5_000)) {
-            if (job) out.push({ name: job.name, data: job.data as Json, state, failedReason: job.failedReason });
+            if (job)
+              out.push({ id: job.id, name: job.name, data: job.data as Json, state, failedReason: job.failedReason });
           }
         }
         return out;
@@ -158,8 +163,12 @@ export class Driver {
     return this.jobsCache.jobs;
   }
 
-  async observe(h: HistoryHandle): Promise<Observation> {
+  /** What the system holds for a history; `since`: when its last command returned (the jobs are read after it). */
+  async observe(h: HistoryHandle, since = Date.now()): Promise<Observation> {
     const { models } = this.system.ctx.db;
+    // The jobs first: a renewal that is no longer queued or running then has written its payment before the reads
+    // below, so between them nothing the system is still doing goes unseen.
+    const jobs = await this.renewalJobs(since);
     const [subscription, clock, payments, periods] = await Promise.all([
       this.api('GET', `/subscriptions/${h.subscriptionId}`).then((r) => r.body),
       models.TestClock.findById(h.clockId).lean(),
@@ -167,10 +176,9 @@ export class Driver {
       models.SubscriptionPeriod.find({ subscriptionId: h.subscriptionId }).sort({ start: 1 }).lean(),
     ]);
     const paymentIds = payments.map((p) => p._id);
-    const [refunds, documents, jobs] = await Promise.all([
+    const [refunds, documents] = await Promise.all([
       models.Refund.find({ paymentId: { $in: paymentIds } }).lean(),
       models.Invoice.find({ $or: [{ subscriptionId: h.subscriptionId }, { paymentId: { $in: paymentIds } }] }).lean(),
-      this.renewalJobs(),
     ]);
     return {
       subscription,
@@ -188,12 +196,13 @@ export class Driver {
    * differences are the failure. No fixed sleeps: it returns as soon as the system has settled.
    */
   async settle(model: SubscriptionModel, h: HistoryHandle, timeoutMs = SETTLE_MS): Promise<Observation> {
-    const deadline = Date.now() + timeoutMs;
+    const since = Date.now();
+    const deadline = since + timeoutMs;
     this.commands += 1;
     // Backs off from 100 ms to 1 s: many histories poll one FerretDB, and their reads must not starve the workers.
     let pause = 100;
     for (;;) {
-      const observed = await this.observe(h);
+      const observed = await this.observe(h, since);
       const problems = compare(model, observed);
       if (problems.length === 0) {
         h.last = observed;
@@ -208,10 +217,12 @@ export class Driver {
             ...model.log.map((l) => `    ${l}`),
             `system periods: ${JSON.stringify(observed.periods.map((p) => [p.kind ?? 'period', p.start, p.amount, p.status]))}`,
             `system payments: ${JSON.stringify(observed.payments.map((p) => [p.amount, p.status, p.failure?.code ?? '']))}`,
-            `renewal jobs: ${JSON.stringify(observed.jobs.map((j) => [j.name, j.state, j.failedReason ?? '']))}`,
+            `renewal jobs: ${JSON.stringify(observed.jobs.map((j) => [j.id, j.state, j.failedReason ?? '']))}`,
             `warnings: ${this.system.ctx.logs.lines
-              .filter((l) => l.includes(h.subscriptionId) || /"level":(40|50)/.test(l))
-              .slice(-5)
+              .filter(
+                (l) => (l.includes(h.subscriptionId) && !l.includes('incoming request')) || /"level":(40|50)/.test(l),
+              )
+              .slice(-12)
               .map((l) => l.slice(0, 400))
               .join('\n  ')}`,
           ].join('\n'),
@@ -243,7 +254,7 @@ export interface Observation {
   periods: Json[];
   refunds: Json[];
   documents: Json[];
-  jobs: Array<{ name: string; data: Json; state: string; failedReason?: string }>;
+  jobs: Array<{ id?: string; name: string; data: Json; state: string; failedReason?: string }>;
 }
 
 const IN_FLIGHT_PAYMENTS = ['queued', 'processing'];
@@ -269,6 +280,9 @@ export function compare(model: SubscriptionModel, o: Observation): string[] {
   const flying = o.payments.filter((p) => IN_FLIGHT_PAYMENTS.includes(p.status));
   if (flying.length) problems.push(`${flying.length} payment(s) still in flight`);
   if (o.refunds.some((r) => IN_FLIGHT_REFUNDS.includes(r.status))) problems.push('a refund is still in flight');
+  // A renewal running or about to (even while the model is uncertain, the system must be at rest before the next command).
+  const running = o.jobs.filter((j) => ['active', 'waiting', 'prioritized'].includes(j.state));
+  if (running.length) problems.push(`${running.length} renewal job(s) running or about to`);
 
   if (!model.uncertain) {
     if (o.subscription.status !== model.status) {
@@ -362,7 +376,7 @@ export function compare(model: SubscriptionModel, o: Observation): string[] {
     if (o.subscription.nextBillingAt && !endsThen && !wakesForEndState) {
       problems.push(`${model.status} and cannot bill, but nextBillingAt is ${o.subscription.nextBillingAt}`);
     }
-    const queued = o.jobs.filter((j) => j.state !== 'failed');
+    const queued = o.jobs.filter((j) => j.state !== 'failed' && j.state !== 'active');
     if (queued.length) problems.push(`${model.status}, but ${queued.length} renewal job(s) queued for it`);
   }
   return problems;
