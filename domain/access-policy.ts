@@ -18,6 +18,7 @@ export const PERMISSIONS = [
   'audit:read',
   'webhook_events:replay',
   'dashboard:view',
+  'webhooks:manage',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
@@ -66,6 +67,8 @@ export const ROLE_PERMISSIONS: Readonly<Record<Exclude<Role, 'service' | Platfor
     'invoices:download',
     'audit:read',
     'webhook_events:replay',
+    // Where an upstream app is told about changes: held with payment configuration (who may point money events at a URL).
+    'webhooks:manage',
   ],
   billing_manager: [
     'payments:create',

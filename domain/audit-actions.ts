@@ -64,6 +64,12 @@ export const AUDIT_ACTIONS = [
   'dashboard.action',
   'dashboard.denied',
   'dashboard.sessions_revoked',
+  'webhook_endpoint.created',
+  'webhook_endpoint.updated',
+  'webhook_endpoint.deleted',
+  'webhook_endpoint.secret_rotated',
+  'webhook_endpoint.disabled',
+  'webhook_delivery.redelivered',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -35,6 +35,14 @@ import {
   type WebhookEventModel,
   type WebhookReplayClaimModel,
 } from './webhook-event.model';
+import {
+  createOutgoingEventModel,
+  createWebhookDeliveryModel,
+  createWebhookEndpointModel,
+  type OutgoingEventModel,
+  type WebhookDeliveryModel,
+  type WebhookEndpointModel,
+} from './outgoing-webhook.model';
 
 export interface Models {
   Company: CompanyModel;
@@ -59,6 +67,9 @@ export interface Models {
   InvoiceNumber: InvoiceNumberModel;
   InvoiceSettings: InvoiceSettingsModel;
   PayerProfile: PayerProfileModel;
+  WebhookEndpoint: WebhookEndpointModel;
+  OutgoingEvent: OutgoingEventModel;
+  WebhookDelivery: WebhookDeliveryModel;
 }
 
 export interface Database {
@@ -99,6 +110,9 @@ export function createModels(connection: Connection): Models {
     InvoiceNumber: createInvoiceNumberModel(connection),
     InvoiceSettings: createInvoiceSettingsModel(connection),
     PayerProfile: createPayerProfileModel(connection),
+    WebhookEndpoint: createWebhookEndpointModel(connection),
+    OutgoingEvent: createOutgoingEventModel(connection),
+    WebhookDelivery: createWebhookDeliveryModel(connection),
   };
 }
 

@@ -173,6 +173,27 @@ const envSchema = z.object({
   // Required in production when METRICS_HOST is not loopback: scrapes then send `Authorization: Bearer <token>`.
   METRICS_BEARER_TOKEN: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   METRICS_GAUGE_CACHE_MS: z.coerce.number().int().min(0).default(15_000),
+  // ---- outgoing webhooks (issue 21 §3, docs/outgoing-webhooks.md). Loopback receivers (a local test or demo
+  // receiver): allowed outside production unless `false`; never in production unless `true` (not advised).
+  WEBHOOK_ALLOW_LOOPBACK: z.enum(['true', 'false', '']).default(''),
+  // Delays before each retry (ms, comma-separated): 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, 24 h, 24 h by default,
+  // ten attempts over about 3 days and 3 hours. Tests shorten it.
+  WEBHOOK_RETRY_SCHEDULE_MS: z
+    .string()
+    .trim()
+    .default('5000,300000,1800000,7200000,18000000,36000000,36000000,86400000,86400000')
+    .transform((v, context): number[] => {
+      const steps = v.split(',').map((step) => Number(step.trim()));
+      if (steps.length >= 1 && steps.length <= 30 && steps.every((n) => Number.isInteger(n) && n >= 0)) return steps;
+      context.addIssue({ code: 'custom', message: 'must be 1 to 30 comma-separated delays in milliseconds' });
+      return z.NEVER;
+    }),
+  WEBHOOK_TIMEOUT_MS: positiveInt.max(10_000).default(10_000),
+  // An endpoint whose deliveries have all failed this long is disabled (audited as webhook_endpoint.disabled).
+  WEBHOOK_DISABLE_AFTER_MS: positiveInt.default(3 * 24 * 60 * 60 * 1000),
+  WEBHOOK_CONCURRENCY: positiveInt.default(10),
+  // How long the audit worker reuses a company's endpoint list before reading it again.
+  WEBHOOK_ENDPOINT_CACHE_MS: z.coerce.number().int().min(0).default(5_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -287,6 +308,14 @@ export type AppConfig = {
   };
   shutdownDeadlineMs: number;
   dashboard: { idleTimeoutSeconds: number; sessionMaxSeconds: number };
+  webhooks: {
+    allowLoopback: boolean;
+    retryScheduleMs: number[];
+    timeoutMs: number;
+    disableAfterMs: number;
+    concurrency: number;
+    endpointCacheMs: number;
+  };
 };
 
 export class ConfigError extends Error {
@@ -615,6 +644,15 @@ export function loadConfig(
     dashboard: {
       idleTimeoutSeconds: env.DASHBOARD_IDLE_TIMEOUT_SECONDS,
       sessionMaxSeconds: env.DASHBOARD_SESSION_MAX_SECONDS,
+    },
+    webhooks: {
+      allowLoopback:
+        env.WEBHOOK_ALLOW_LOOPBACK === '' ? env.NODE_ENV !== 'production' : env.WEBHOOK_ALLOW_LOOPBACK === 'true',
+      retryScheduleMs: env.WEBHOOK_RETRY_SCHEDULE_MS,
+      timeoutMs: env.WEBHOOK_TIMEOUT_MS,
+      disableAfterMs: env.WEBHOOK_DISABLE_AFTER_MS,
+      concurrency: env.WEBHOOK_CONCURRENCY,
+      endpointCacheMs: env.WEBHOOK_ENDPOINT_CACHE_MS,
     },
   };
 }

@@ -41,6 +41,14 @@ export const outboxRequeued = new Counter({
   registers: [registry],
 });
 
+/** Outgoing webhook delivery attempts by outcome (delivered, failed, refused, endpoint_disabled). */
+export const webhookDeliveries = new Counter({
+  name: 'hipaa_billing_webhook_deliveries_total',
+  help: 'Outgoing webhook delivery attempts by outcome',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+
 export const invoicesRendered = new Counter({
   name: 'hipaa_billing_invoices_rendered_total',
   help: 'Invoice and credit-note documents rendered and stored',

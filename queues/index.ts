@@ -7,6 +7,7 @@ import { ALL_QUEUE_NAMES, QUEUE_NAMES, type QueueName } from './names';
 import type { RefundJob } from './refunds.queue';
 import type { RenewalJob } from './renewals.queue';
 import type { StripeEventJob } from './stripe-events.queue';
+import type { WebhookDeliveryJob } from './webhook-deliveries.queue';
 
 /** Queue name → payload: a wrong payload for a queue does not compile, nor does a queue name without its payload. */
 export interface QueuePayloads {
@@ -17,6 +18,7 @@ export interface QueuePayloads {
   [QUEUE_NAMES.refunds]: RefundJob;
   [QUEUE_NAMES.renewals]: RenewalJob;
   [QUEUE_NAMES.invoices]: InvoiceJob;
+  [QUEUE_NAMES.webhookDeliveries]: WebhookDeliveryJob;
 }
 
 export type Queues = { [N in QueueName]: Queue<QueuePayloads[N]> };

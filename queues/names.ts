@@ -7,6 +7,7 @@ export const QUEUE_NAMES = {
   refunds: 'refunds',
   renewals: 'renewals',
   invoices: 'invoices',
+  webhookDeliveries: 'webhook-deliveries',
 } as const;
 
 export type QueueName = (typeof QUEUE_NAMES)[keyof typeof QUEUE_NAMES];

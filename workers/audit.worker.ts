@@ -8,6 +8,11 @@ import { createQueueWorker, JobFailedError, type QueueWorkerOptions } from './qu
 export interface AuditDeps {
   auditTrail: Pick<AuditTrail, 'append'>;
   logger: Logger;
+  /**
+   * After the append (a first one or a redelivery's duplicate): derives the outgoing webhook event, if the action is
+   * in the catalog (application/outgoing-webhooks/emit-event.ts). Idempotent; if it throws, the job is retried.
+   */
+  onAppended?: (event: AuditJob) => Promise<unknown>;
 }
 
 /**
@@ -19,7 +24,9 @@ export async function processAuditEvent(job: Job<AuditJob>, deps: AuditDeps): Pr
   const parsed = auditJobSchema.safeParse(job.data);
   if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid audit job payload');
   // A failed append is logged by the worker's `failed` listener (workers/main.ts), with the job id naming the event.
-  return deps.auditTrail.append(parsed.data);
+  const result = await deps.auditTrail.append(parsed.data);
+  await deps.onAppended?.(parsed.data);
+  return result;
 }
 
 export function createAuditWorker(deps: AuditDeps & QueueWorkerOptions): Worker<AuditJob, AppendResult> {

@@ -41,6 +41,11 @@ import { enqueueInvoiceRender, invoiceJobSchema } from '../queues/invoices.queue
 import type { PaymentRecord } from '../models/payment.model';
 import type { RefundRecord } from '../models/refund.model';
 import { processStripeEvent } from './stripe-events.worker';
+import { cachedEndpoints, emitWebhookEvent } from '../application/outgoing-webhooks/emit-event';
+import { enqueueWebhookDelivery, webhookDeliveryJobSchema } from '../queues/webhook-deliveries.queue';
+import { WebhookSender } from '../gateway/webhook-sender';
+import { RESPONSE_EXCERPT_BYTES } from '../domain/webhook-endpoint';
+import { createWebhookDeliveriesWorker, processWebhookDelivery } from './webhook-deliveries.worker';
 
 /** What the worker process builds once (workers/main.ts) and every worker takes its dependencies from. */
 export interface WorkerContext {
@@ -159,6 +164,20 @@ export const WORKERS = {
       ...common(context),
       concurrency: context.config.workers.auditConcurrency,
       auditTrail: context.db.auditTrail,
+      onAppended: (() => {
+        const endpointsOf = cachedEndpoints(context.db.models.WebhookEndpoint, context.config.webhooks.endpointCacheMs);
+        return (event: Parameters<typeof emitWebhookEvent>[1]) =>
+          emitWebhookEvent(
+            {
+              models: context.db.models,
+              endpointsOf,
+              enqueueDelivery: (job) =>
+                enqueueWebhookDelivery(context.queues['webhook-deliveries'], job, context.config.webhooks.retryScheduleMs),
+              logger: context.logger,
+            },
+            event,
+          );
+      })(),
     }),
   }),
   [QUEUE_NAMES.stripeEvents]: defineWorker(QUEUE_NAMES.stripeEvents, {
@@ -265,6 +284,26 @@ export const WORKERS = {
       };
     },
   }),
+  // Its own start: retries follow the configured schedule (a custom backoff strategy on the worker).
+  [QUEUE_NAMES.webhookDeliveries]: {
+    queue: QUEUE_NAMES.webhookDeliveries,
+    schema: webhookDeliveryJobSchema,
+    process: processWebhookDelivery,
+    start: (context) =>
+      createWebhookDeliveriesWorker({
+        ...common(context),
+        concurrency: context.config.webhooks.concurrency,
+        models: context.db.models,
+        sender: new WebhookSender({
+          timeoutMs: context.config.webhooks.timeoutMs,
+          allowLoopback: context.config.webhooks.allowLoopback,
+          excerptBytes: RESPONSE_EXCERPT_BYTES,
+        }),
+        enqueueAudit: context.enqueueAudit,
+        retryScheduleMs: context.config.webhooks.retryScheduleMs,
+        disableAfterMs: context.config.webhooks.disableAfterMs,
+      }),
+  },
 } satisfies { [N in QueueName]: WorkerDefinition<N> };
 
 export class UnknownQueueError extends Error {

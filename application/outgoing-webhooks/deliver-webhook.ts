@@ -1,0 +1,145 @@
+import { Webhook } from 'standardwebhooks';
+import { transitionEventId } from '../../domain/audit-actions';
+import type { AuditEventInput } from '../../domain/audit-event';
+import { RESPONSE_EXCERPT_BYTES, retryDelayMs } from '../../domain/webhook-endpoint';
+import type { SendResult } from '../../gateway/webhook-sender';
+import type { Models } from '../../models';
+import { KEPT_ATTEMPTS, type WebhookEndpointRecord } from '../../models/outgoing-webhook.model';
+import { webhookDeliveries } from '../../platform/metrics';
+
+export interface DeliverDeps {
+  models: Pick<Models, 'WebhookEndpoint' | 'OutgoingEvent' | 'WebhookDelivery'>;
+  sender: { send(url: string, headers: Record<string, string>, body: string): Promise<SendResult> };
+  enqueueAudit(event: AuditEventInput): Promise<void>;
+  retryScheduleMs: readonly number[];
+  disableAfterMs: number;
+  now?: () => Date;
+}
+
+export type DeliverOutcome = 'delivered' | 'already_delivered' | 'endpoint_disabled' | 'gone';
+
+/** A failed attempt that will be retried (BullMQ's custom backoff spaces the retries). */
+export class DeliveryFailedError extends Error {
+  override readonly name = 'DeliveryFailedError';
+  constructor(readonly code: string) {
+    super(code);
+  }
+}
+
+/** The secrets that sign now: the current one and, within a rotation's grace period, the previous one. */
+export function signingSecrets(endpoint: Pick<WebhookEndpointRecord, 'secrets'>, now: Date): string[] {
+  return endpoint.secrets
+    .filter((entry) => !entry.expiresAt || new Date(entry.expiresAt) > now)
+    .map((entry) => entry.secret)
+    .filter((secret): secret is string => typeof secret === 'string' && secret.startsWith('whsec_'));
+}
+
+/** Standard Webhooks headers: one `v1,` signature per valid secret, space-separated (the library signs). */
+export function signedHeaders(eventId: string, body: string, secrets: string[], at: Date): Record<string, string> {
+  return {
+    'webhook-id': eventId,
+    'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+    'webhook-signature': secrets.map((secret) => new Webhook(secret).sign(eventId, at, body)).join(' '),
+    'user-agent': 'hipaa-billing-webhooks/1',
+  };
+}
+
+/**
+ * One attempt to deliver an event to an endpoint: signs the stored body, POSTs it, stores the attempt. A 2xx
+ * delivers it (and clears the endpoint's failing streak); anything else is recorded and thrown to be retried, until
+ * the schedule runs out. An endpoint failing for `disableAfterMs` is disabled and that is audited; a disabled or
+ * deleted endpoint gets nothing more.
+ */
+export async function deliverWebhook(
+  deps: DeliverDeps,
+  job: { deliveryId: string; attempt: number; finalAttempt: boolean },
+): Promise<DeliverOutcome> {
+  const { WebhookDelivery, WebhookEndpoint, OutgoingEvent } = deps.models;
+  const now = deps.now?.() ?? new Date();
+  const delivery = await WebhookDelivery.findById(job.deliveryId).lean();
+  if (!delivery) return 'gone';
+  const [endpoint, event] = await Promise.all([
+    WebhookEndpoint.findById(delivery.endpointId).lean(),
+    OutgoingEvent.findById(delivery.eventId).lean(),
+  ]);
+  if (!endpoint || !event) {
+    await WebhookDelivery.updateOne({ _id: delivery._id, status: 'pending' }, { $set: { status: 'failed' } });
+    return 'gone';
+  }
+  if (endpoint.disabled) {
+    await WebhookDelivery.updateOne(
+      { _id: delivery._id, status: { $ne: 'delivered' } },
+      { $set: { status: 'endpoint_disabled' } },
+    );
+    webhookDeliveries.inc({ outcome: 'endpoint_disabled' });
+    return 'endpoint_disabled';
+  }
+  const headers = signedHeaders(event._id, event.body, signingSecrets(endpoint, now), now);
+  const result = await deps.sender.send(endpoint.url, headers, event.body);
+  const ok = result.statusCode !== undefined && result.statusCode >= 200 && result.statusCode < 300;
+  const nextRetryAt =
+    ok || job.finalAttempt ? undefined : new Date(now.getTime() + retryDelayMs(deps.retryScheduleMs, job.attempt));
+  const attempt = {
+    at: now,
+    ...(result.statusCode !== undefined ? { statusCode: result.statusCode } : {}),
+    latencyMs: result.latencyMs,
+    ...(ok ? {} : { errorCode: result.errorCode ?? `http_${result.statusCode}` }),
+    ...(result.responseExcerpt ? { responseExcerpt: result.responseExcerpt.slice(0, RESPONSE_EXCERPT_BYTES) } : {}),
+    ...(nextRetryAt ? { nextRetryAt } : {}),
+  };
+  // One job at a time per delivery writes its attempts; a redelivery of a delivered event stays `delivered`.
+  await WebhookDelivery.updateOne(
+    { _id: delivery._id },
+    {
+      $push: { attempts: { $each: [attempt], $slice: -KEPT_ATTEMPTS } },
+      $set: ok
+        ? { status: 'delivered', deliveredAt: now }
+        : delivery.status === 'delivered'
+          ? {}
+          : { status: job.finalAttempt ? 'failed' : 'pending' },
+    },
+  );
+  if (ok) {
+    webhookDeliveries.inc({ outcome: 'delivered' });
+    await WebhookEndpoint.updateOne(
+      { _id: endpoint._id, failingSince: { $exists: true } },
+      { $unset: { failingSince: 1 } },
+    );
+    return 'delivered';
+  }
+  webhookDeliveries.inc({ outcome: result.errorCode === 'address_refused' ? 'refused' : 'failed' });
+  await noteFailure(deps, endpoint, now);
+  throw new DeliveryFailedError(attempt.errorCode ?? 'delivery_failed');
+}
+
+async function noteFailure(deps: DeliverDeps, endpoint: WebhookEndpointRecord, now: Date): Promise<void> {
+  const { WebhookEndpoint } = deps.models;
+  if (!endpoint.failingSince) {
+    await WebhookEndpoint.updateOne(
+      { _id: endpoint._id, failingSince: { $exists: false } },
+      { $set: { failingSince: now } },
+    );
+    return;
+  }
+  const since = new Date(endpoint.failingSince);
+  if (now.getTime() - since.getTime() < deps.disableAfterMs) return;
+  const disabled = await WebhookEndpoint.updateOne(
+    { _id: endpoint._id, disabled: false, failingSince: since },
+    { $set: { disabled: true, disabledReason: 'failing' } },
+  );
+  // Whoever disabled it audits it; the id is fixed by the streak, so a retry after a crash records it once.
+  if (disabled.modifiedCount === 0 && disabled.matchedCount === 0) return;
+  await deps.enqueueAudit({
+    eventId: transitionEventId('webhook_endpoint.disabled', `${endpoint._id}-${since.getTime()}`),
+    companyId: endpoint.companyId,
+    ...(endpoint.officeId ? { officeId: endpoint.officeId } : {}),
+    action: 'webhook_endpoint.disabled',
+    outcome: 'success',
+    severity: 'high',
+    actor: { type: 'system', id: 'webhook-deliveries-worker' },
+    resource: { type: 'webhook_endpoint', id: endpoint._id },
+    reason: 'deliveries_failing',
+    changes: [{ field: 'disabled', before: 'false', after: 'true' }],
+    occurredAt: now.toISOString(),
+  });
+}
