@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PERMISSIONS, ROLE_PERMISSIONS } from '../../domain/access-policy';
 
-/** The README shows the access policy to people; it must say what the code does. */
-it('the README policy table equals the policy in domain/access-policy.ts', () => {
-  const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
-  const lines = readme.split('\n').filter((line) => line.startsWith('| `') || line.startsWith('| permission'));
+/** docs/integrating.md shows the access policy to people; it must say what the code does. */
+it('the documented policy table (docs/integrating.md) equals the policy in domain/access-policy.ts', () => {
+  const doc = readFileSync(join(__dirname, '../../docs/integrating.md'), 'utf8');
+  const lines = doc.split('\n').filter((line) => line.startsWith('| `') || line.startsWith('| permission'));
   const header = lines.find((line) => line.startsWith('| permission'));
   expect(header).toBeDefined();
   const roles = header!
