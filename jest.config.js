@@ -5,12 +5,13 @@ const common = {
     '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }],
     // jose 6 ships ES modules only. Node 20 loads them with require(esm); Jest's own
     // module loader does not (before Node 24.9), so Jest compiles them to CommonJS.
-    '/node_modules/jose/.+\\.js$': [
+    // request-filtering-agent 3 too (outgoing webhooks' connect-time address filter).
+    '/node_modules/(jose|request-filtering-agent)/.+\\.js$': [
       'ts-jest',
       { tsconfig: { allowJs: true, module: 'commonjs', target: 'ES2022', isolatedModules: true } },
     ],
   },
-  transformIgnorePatterns: ['/node_modules/(?!jose/)'],
+  transformIgnorePatterns: ['/node_modules/(?!(jose|request-filtering-agent)/)'],
   modulePathIgnorePatterns: ['<rootDir>/dist/'],
 };
 

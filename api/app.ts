@@ -28,6 +28,7 @@ import { registerRefundRoutes } from './routes/refunds';
 import { registerSubscriptionRoutes } from './routes/subscriptions';
 import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
 import { registerWebhookEventRoutes } from './routes/webhook-events';
+import { registerWebhookEndpointRoutes } from './routes/webhook-endpoints';
 import { enqueueInvoiceRender } from '../queues/invoices.queue';
 import { registerInvoiceRoutes } from './routes/invoices';
 import { registerInvoiceSettingsRoutes } from './routes/invoice-settings';
@@ -42,7 +43,7 @@ declare module 'fastify' {
 }
 
 export interface ApiDeps {
-  config: Pick<AppConfig, 'env' | 'payments' | 'http' | 'auth' | 'queuePrefix' | 'stripe' | 'dashboard'>;
+  config: Pick<AppConfig, 'env' | 'payments' | 'http' | 'auth' | 'queuePrefix' | 'stripe' | 'dashboard' | 'webhooks'>;
   logger: Logger;
   database: Pick<Database, 'connection' | 'models' | 'encryption' | 'auditTrail' | 'invoiceDocuments'>;
   /** Verifies the signatures of audit chain anchors. */
@@ -299,6 +300,13 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     queues: deps.queues,
     authorize: guard.authorize,
     encryption: deps.database.encryption,
+  });
+  registerWebhookEndpointRoutes(app, {
+    db: deps.database,
+    guard,
+    deliveriesQueue: deps.queues['webhook-deliveries'],
+    urlRules: { httpsOnly: deps.config.env === 'production', allowLoopback: deps.config.webhooks.allowLoopback },
+    retryScheduleMs: deps.config.webhooks.retryScheduleMs,
   });
   return app;
 }

@@ -85,8 +85,9 @@ const outgoingEventSchema = new Schema<OutgoingEventRecord>(
 outgoingEventSchema.index({ auditEventId: 1 }, { unique: true });
 outgoingEventSchema.index({ companyId: 1, _id: 1 });
 outgoingEventSchema.index({ companyId: 1, type: 1, _id: 1 });
-// Retention: receivers catch up by pulling within 30 days.
-outgoingEventSchema.index({ createdAt: 1 }, { expireAfterSeconds: EVENT_RETENTION_SECONDS });
+// Retention (30 days: receivers catch up by pulling within them) is a delete by this index
+// (pruneExpiredWebhookRecords), not a TTL index: the MongoDB-wire server used in development has no TTL indexes.
+outgoingEventSchema.index({ createdAt: 1 });
 
 export const DELIVERY_STATUSES = ['pending', 'delivered', 'failed', 'endpoint_disabled'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
@@ -140,7 +141,7 @@ const deliverySchema = new Schema<WebhookDeliveryRecord>(
 // One delivery per event and endpoint: a retried audit job finds it instead of making a second.
 deliverySchema.index({ eventId: 1, endpointId: 1 }, { unique: true });
 deliverySchema.index({ endpointId: 1, _id: -1 });
-deliverySchema.index({ createdAt: 1 }, { expireAfterSeconds: EVENT_RETENTION_SECONDS });
+deliverySchema.index({ createdAt: 1 });
 
 export type WebhookEndpointModel = Model<WebhookEndpointRecord>;
 export type OutgoingEventModel = Model<OutgoingEventRecord>;
@@ -154,4 +155,17 @@ export function createOutgoingEventModel(connection: Connection): OutgoingEventM
 }
 export function createWebhookDeliveryModel(connection: Connection): WebhookDeliveryModel {
   return connection.model<WebhookDeliveryRecord>('WebhookDelivery', deliverySchema);
+}
+
+/** Deletes events and deliveries older than the retention period; returns how many of each went. */
+export async function pruneExpiredWebhookRecords(
+  models: { OutgoingEvent: OutgoingEventModel; WebhookDelivery: WebhookDeliveryModel },
+  now = new Date(),
+): Promise<{ events: number; deliveries: number }> {
+  const cutoff = new Date(now.getTime() - EVENT_RETENTION_SECONDS * 1000);
+  const [events, deliveries] = await Promise.all([
+    models.OutgoingEvent.deleteMany({ createdAt: { $lt: cutoff } }),
+    models.WebhookDelivery.deleteMany({ createdAt: { $lt: cutoff } }),
+  ]);
+  return { events: events.deletedCount, deliveries: deliveries.deletedCount };
 }

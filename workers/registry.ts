@@ -41,7 +41,7 @@ import { enqueueInvoiceRender, invoiceJobSchema } from '../queues/invoices.queue
 import type { PaymentRecord } from '../models/payment.model';
 import type { RefundRecord } from '../models/refund.model';
 import { processStripeEvent } from './stripe-events.worker';
-import { cachedEndpoints, emitWebhookEvent } from '../application/outgoing-webhooks/emit-event';
+import { cachedEndpoints, emitWebhookEvent, retentionEvery } from '../application/outgoing-webhooks/emit-event';
 import { enqueueWebhookDelivery, webhookDeliveryJobSchema } from '../queues/webhook-deliveries.queue';
 import { WebhookSender } from '../gateway/webhook-sender';
 import { RESPONSE_EXCERPT_BYTES } from '../domain/webhook-endpoint';
@@ -166,17 +166,24 @@ export const WORKERS = {
       auditTrail: context.db.auditTrail,
       onAppended: (() => {
         const endpointsOf = cachedEndpoints(context.db.models.WebhookEndpoint, context.config.webhooks.endpointCacheMs);
-        return (event: Parameters<typeof emitWebhookEvent>[1]) =>
-          emitWebhookEvent(
+        const retention = retentionEvery(context.db.models, 60 * 60 * 1000, context.logger);
+        return (event: Parameters<typeof emitWebhookEvent>[1]) => {
+          retention();
+          return emitWebhookEvent(
             {
               models: context.db.models,
               endpointsOf,
               enqueueDelivery: (job) =>
-                enqueueWebhookDelivery(context.queues['webhook-deliveries'], job, context.config.webhooks.retryScheduleMs),
+                enqueueWebhookDelivery(
+                  context.queues['webhook-deliveries'],
+                  job,
+                  context.config.webhooks.retryScheduleMs,
+                ),
               logger: context.logger,
             },
             event,
           );
+        };
       })(),
     }),
   }),

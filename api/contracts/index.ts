@@ -5,6 +5,7 @@ import { OPERATIONS as PAYMENT_CONFIG } from './payment-config';
 import { OPERATIONS as PAYMENTS } from './payments';
 import { OPERATIONS as PLATFORM } from './platform';
 import { OPERATIONS as SUBSCRIPTIONS } from './subscriptions';
+import { OPERATIONS as WEBHOOK_ENDPOINTS } from './webhook-endpoints';
 
 /** Every api operation's contract: the OpenAPI document is generated from these (api/openapi/document.ts). */
 export const OPERATIONS: readonly OperationSpec[] = [
@@ -14,4 +15,5 @@ export const OPERATIONS: readonly OperationSpec[] = [
   ...PAYMENT_CONFIG,
   ...AUDIT,
   ...PLATFORM,
+  ...WEBHOOK_ENDPOINTS,
 ];

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { OPERATIONS } from '../contracts';
+import { WEBHOOK_EVENT_TYPES, webhookPayloadSchema } from '../../domain/webhook-catalog';
 import { errorBody, SHARED_RESPONSES, type OperationSpec, type ResponseSpec } from './spec';
 
 type Json = Record<string, unknown>;
@@ -130,7 +131,32 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   Audit: 'The append-only, hash-chained audit trail.',
   'Stripe webhooks': "Stripe's signed event deliveries, and replaying a stored event.",
   Operations: 'Liveness and readiness probes.',
+  'Outgoing webhooks':
+    'Endpoints that receive our events (Standard Webhooks signatures), their deliveries, and the events API to catch up.',
 };
+
+/** OpenAPI 3.1 `webhooks`: one entry per event type we POST to registered endpoints (docs/outgoing-webhooks.md). */
+function webhooksSection(): Json {
+  return Object.fromEntries(
+    WEBHOOK_EVENT_TYPES.map((type) => [
+      type,
+      {
+        post: {
+          operationId: `webhook_${type.replace(/[.]/g, '_')}`,
+          summary: `${type} event`,
+          description:
+            'Headers `webhook-id` (the event id: dedupe on it), `webhook-timestamp` and `webhook-signature` (Standard Webhooks; verify with the `standardwebhooks` library). Answer 2xx within 10 seconds.',
+          tags: ['Outgoing webhooks'],
+          requestBody: {
+            required: true,
+            content: { 'application/json': { schema: jsonSchema(webhookPayloadSchema(type), 'output') } },
+          },
+          responses: { '200': { description: 'Any 2xx acknowledges the delivery; anything else is retried.' } },
+        },
+      },
+    ]),
+  );
+}
 
 /** The OpenAPI 3.1 document of the api, generated from its operations' schemas (committed as openapi.json). */
 export function openApiDocument(operations: readonly OperationSpec[] = OPERATIONS): Json {
@@ -155,6 +181,7 @@ export function openApiDocument(operations: readonly OperationSpec[] = OPERATION
     servers: [{ url: 'http://127.0.0.1:3000', description: 'npm run dev' }],
     tags,
     paths,
+    webhooks: webhooksSection(),
     components: {
       securitySchemes: {
         bearer: {

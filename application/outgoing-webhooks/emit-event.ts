@@ -3,7 +3,7 @@ import type { AuditEvent } from '../../domain/audit-event';
 import { endpointWants, webhookEventTypeOf, type WebhookPayload } from '../../domain/webhook-catalog';
 import type { Models } from '../../models';
 import { isDuplicateKeyError } from '../../models/errors';
-import type { WebhookEndpointRecord } from '../../models/outgoing-webhook.model';
+import { pruneExpiredWebhookRecords, type WebhookEndpointRecord } from '../../models/outgoing-webhook.model';
 import type { Logger } from '../../platform/logger';
 import type { WebhookDeliveryJob } from '../../queues/webhook-deliveries.queue';
 import { readEventData } from './event-data';
@@ -46,6 +46,29 @@ export function cachedEndpoints(
   };
 }
 
+/**
+ * Retention of events and deliveries (30 days), run from the audit path at most once per `everyMs` per process, in
+ * the background: it never delays or fails an audit job.
+ */
+export function retentionEvery(
+  models: Parameters<typeof pruneExpiredWebhookRecords>[0],
+  everyMs: number,
+  logger: Logger,
+  now: () => number = Date.now,
+): () => void {
+  let last = 0;
+  return () => {
+    if (now() - last < everyMs) return;
+    last = now();
+    pruneExpiredWebhookRecords(models).then(
+      (pruned) => {
+        if (pruned.events + pruned.deliveries > 0) logger.info(pruned, 'expired webhook events and deliveries deleted');
+      },
+      (error: unknown) => logger.warn({ err: error }, 'webhook retention failed; it runs again later'),
+    );
+  };
+}
+
 export interface EmitResult {
   eventId?: string;
   deliveries: number;
@@ -77,10 +100,15 @@ export async function emitWebhookEvent(deps: EmitDeps, audit: AuditEvent): Promi
   return { eventId: event._id, deliveries: targets.length };
 }
 
-async function storedEvent(deps: EmitDeps, audit: AuditEvent, catalogType: NonNullable<ReturnType<typeof webhookEventTypeOf>>) {
+async function storedEvent(
+  deps: EmitDeps,
+  audit: AuditEvent,
+  catalogType: NonNullable<ReturnType<typeof webhookEventTypeOf>>,
+) {
   const { OutgoingEvent } = deps.models;
   const existing = await OutgoingEvent.findOne({ auditEventId: audit.eventId }).lean();
-  if (existing) return { _id: existing._id, type: existing.type as WebhookPayload['type'], officeId: existing.officeId };
+  if (existing)
+    return { _id: existing._id, type: existing.type as WebhookPayload['type'], officeId: existing.officeId };
   const read = await readEventData(deps.models, catalogType, audit);
   if (!read) {
     deps.logger.warn({ action: audit.action, resourceType: audit.resource.type }, 'webhook event resource not found');

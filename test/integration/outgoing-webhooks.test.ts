@@ -1,0 +1,255 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
+import { ulid } from 'ulid';
+import { createCompany } from '../../models/companies';
+import { waitFor } from '../support/harness';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { configureStripeWebhooks } from '../support/stripe-events';
+
+type Json = Record<string, any>;
+
+/** A receiver as an upstream app would run it: answers `failFirst` requests with 500, then 200. */
+interface Received {
+  id: string;
+  body: string;
+  headers: IncomingHttpHeaders;
+  answered: number;
+}
+
+let system: InProcessSystem;
+let receiver: Server;
+let receiverUrl: string;
+let received: Received[] = [];
+let failNext = 0;
+let companyId: string;
+let admin: string;
+
+const CUSTOMER = 'cus_WebhookPatientRef1';
+// What a payer profile may hold: none of it may ever reach a webhook body.
+const PHI = {
+  name: 'Margaret Oncology-Hypertension Whitfield',
+  billingAddress: ['42 Chemotherapy Lane, Suite Diagnosis F32.9'],
+  email: 'margaret.whitfield.hiv-positive@example.com',
+};
+
+async function api(method: string, path: string, options: { token?: string; body?: unknown; key?: string } = {}) {
+  const headers: Record<string, string> = { authorization: `Bearer ${options.token ?? admin}` };
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  if (options.key) headers['idempotency-key'] = options.key;
+  const response = await fetch(`${system.url}/v1/companies/${companyId}${path}`, {
+    method,
+    headers,
+    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
+  });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : {}) as Json };
+}
+
+async function charge(amount: number) {
+  const created = await api('POST', '/payments', {
+    key: `wh-key-${ulid()}`,
+    body: { amount, currency: 'usd', customer: CUSTOMER, paymentMethod: 'pm_card_visa' },
+  });
+  expect(created.status).toBe(202);
+  const paymentId = created.body.id as string;
+  await waitFor(
+    () => api('GET', `/payments/${paymentId}`),
+    (r) => r.body.status === 'succeeded',
+    { what: `payment ${paymentId} to succeed` },
+  );
+  return paymentId;
+}
+
+const delivered = (type: string, resourceId: string) =>
+  received.filter((r) => r.answered === 200 && JSON.parse(r.body).type === type && r.body.includes(resourceId));
+
+async function createEndpoint(body: Json) {
+  const created = await api('POST', '/webhook-endpoints', { body });
+  expect(created.status).toBe(201);
+  return created.body as { id: string; secret: string };
+}
+
+beforeAll(async () => {
+  receiver = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const answered = failNext > 0 ? 500 : 200;
+      if (failNext > 0) failNext -= 1;
+      received.push({
+        id: String(request.headers['webhook-id']),
+        body: Buffer.concat(chunks).toString('utf8'),
+        headers: request.headers,
+        answered,
+      });
+      response.writeHead(answered, { 'content-type': 'text/plain' }).end(answered === 200 ? 'ok' : 'try later');
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+  system = await startInProcessSystem('outgoing_webhooks', {
+    WEBHOOK_RETRY_SCHEDULE_MS: '100,200,300,400,500',
+    WEBHOOK_ENDPOINT_CACHE_MS: '0',
+  });
+  companyId = await createCompany(system.ctx.db, { name: 'Harbor Oncology' });
+  admin = await system.token(companyId, ['company_admin'], { subject: 'usr-webhook-admin' });
+  await configureStripeWebhooks(system, companyId, admin, {
+    secretKey: 'sk_test_51HarborSecretKey0001',
+    webhookSigningSecrets: ['whsec_HarborStripeSecret0001'],
+  });
+  expect((await api('PUT', `/payers/${CUSTOMER}`, { body: PHI })).status).toBe(200);
+});
+
+afterAll(async () => {
+  await system.close();
+  await new Promise<void>((resolve) => receiver.close(() => resolve()));
+});
+
+beforeEach(() => {
+  received = [];
+  failNext = 0;
+});
+
+describe('outgoing webhooks', () => {
+  it('delivers every event, signed, once per webhook-id, through a receiver that fails for a while; no payer data', async () => {
+    const endpoint = await createEndpoint({ url: receiverUrl, enabledEvents: ['*'] });
+    expect(endpoint.secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+    failNext = 4;
+    const paymentId = await charge(4_200);
+    const refund = await api('POST', `/payments/${paymentId}/refunds`, {
+      key: `wh-refund-${ulid()}`,
+      body: { amount: 1_200, reason: 'requested_by_customer' },
+    });
+    expect(refund.status).toBe(202);
+    const refundId = refund.body.id as string;
+
+    await waitFor(
+      async () => received,
+      () => delivered('payment.succeeded', paymentId).length > 0 && delivered('refund.succeeded', refundId).length > 0,
+      { what: 'payment.succeeded and refund.succeeded to arrive', timeoutMs: 30_000 },
+    );
+    // The receiver failed the first four requests: they were retried under the same webhook-id.
+    expect(received.filter((r) => r.answered === 500)).toHaveLength(4);
+    const webhook = new Webhook(endpoint.secret);
+    for (const delivery of received) {
+      const verified = webhook.verify(delivery.body, delivery.headers as Record<string, string>) as Json;
+      expect(Object.keys(verified).sort()).toEqual(['data', 'timestamp', 'type']);
+      for (const value of [PHI.name, 'Chemotherapy', 'F32.9', PHI.email, CUSTOMER]) {
+        expect(delivery.body).not.toContain(value);
+      }
+    }
+    const failedIds = new Set(received.filter((r) => r.answered === 500).map((r) => r.id));
+    const succeeded = received.filter((r) => r.answered === 200).map((r) => r.id);
+    for (const id of failedIds) expect(succeeded).toContain(id);
+    expect(new Set(succeeded).size).toBe(succeeded.length);
+
+    const payload = JSON.parse(delivered('payment.succeeded', paymentId)[0]!.body) as Json;
+    expect(payload.data).toMatchObject({ object: 'payment', id: paymentId, status: 'succeeded', amount: 4_200 });
+
+    // The deliveries API shows the failed attempts and the success; the events API has the same ids.
+    const deliveries = await api('GET', `/webhook-endpoints/${endpoint.id}/deliveries?limit=100`);
+    expect(deliveries.status).toBe(200);
+    const paid = (deliveries.body.items as Json[]).find((d) => d.eventType === 'payment.succeeded')!;
+    expect(paid.status).toBe('delivered');
+    const events = await api('GET', '/events?type=payment.succeeded');
+    expect(events.status).toBe(200);
+    expect((events.body.items as Json[]).map((e) => e.id)).toContain(paid.eventId);
+    expect(received.some((r) => r.id === paid.eventId && r.answered === 200)).toBe(true);
+    const attemptsWith500 = (deliveries.body.items as Json[]).flatMap((d) =>
+      (d.attempts as Json[]).filter((a) => a.statusCode === 500),
+    );
+    expect(attemptsWith500).toHaveLength(4);
+    expect(attemptsWith500[0]).toMatchObject({ errorCode: 'http_500', responseExcerpt: 'try later' });
+
+    // Catching up: after the first event, the rest, oldest first.
+    const all = (await api('GET', '/events')).body.items as Json[];
+    const after = await api('GET', `/events?after=${all[0]!.id}`);
+    expect((after.body.items as Json[]).map((e) => e.id)).toEqual(all.slice(1).map((e) => e.id));
+
+    expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
+  }, 60_000);
+
+  it('rotation: both the old and the new secret verify during the grace period', async () => {
+    const endpoint = await createEndpoint({ url: receiverUrl, enabledEvents: ['payment.succeeded'] });
+    const rotated = await api('POST', `/webhook-endpoints/${endpoint.id}/rotate-secret`);
+    expect(rotated.status).toBe(200);
+    expect(rotated.body.secret).not.toBe(endpoint.secret);
+    expect(rotated.body.previousSecretExpiresAt).toBeDefined();
+    const paymentId = await charge(1_500);
+    await waitFor(async () => received, () => delivered('payment.succeeded', paymentId).length > 0, {
+      what: 'the delivery after a rotation',
+    });
+    const delivery = delivered('payment.succeeded', paymentId)[0]!;
+    expect(String(delivery.headers['webhook-signature']).split(' ')).toHaveLength(2);
+    expect(() => new Webhook(endpoint.secret).verify(delivery.body, delivery.headers as any)).not.toThrow();
+    expect(() => new Webhook(rotated.body.secret).verify(delivery.body, delivery.headers as any)).not.toThrow();
+    // Only payment.succeeded was asked for.
+    expect(received.every((r) => JSON.parse(r.body).type === 'payment.succeeded')).toBe(true);
+    expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
+  }, 30_000);
+
+  it('disable, enable and redeliver', async () => {
+    const endpoint = await createEndpoint({ url: receiverUrl, enabledEvents: ['payment.succeeded'] });
+    const disabled = await api('PATCH', `/webhook-endpoints/${endpoint.id}`, { body: { disabled: true } });
+    expect(disabled.status).toBe(200);
+    expect(disabled.body).toMatchObject({ disabled: true, disabledReason: 'disabled_by_user' });
+    const quiet = await charge(1_100);
+    // The payment's event is stored (the events API has it) but nothing is delivered to a disabled endpoint.
+    await waitFor(
+      () => api('GET', '/events?type=payment.succeeded&limit=100'),
+      (r) => (r.body.items as Json[]).some((e) => e.payload.data.id === quiet),
+      { what: 'the event of a payment made while disabled' },
+    );
+    expect(delivered('payment.succeeded', quiet)).toHaveLength(0);
+    expect((await api('GET', `/webhook-endpoints/${endpoint.id}/deliveries`)).body.items).toHaveLength(0);
+
+    expect((await api('PATCH', `/webhook-endpoints/${endpoint.id}`, { body: { disabled: false } })).status).toBe(200);
+    const loud = await charge(1_300);
+    await waitFor(async () => received, () => delivered('payment.succeeded', loud).length === 1, {
+      what: 'delivery after enabling',
+    });
+    const deliveries = await api('GET', `/webhook-endpoints/${endpoint.id}/deliveries`);
+    const first = (deliveries.body.items as Json[])[0]!;
+    const again = await api('POST', `/webhook-endpoints/${endpoint.id}/deliveries/${first.id}/redeliver`);
+    expect(again.status).toBe(202);
+    await waitFor(async () => received, () => delivered('payment.succeeded', loud).length === 2, {
+      what: 'the redelivery',
+    });
+    const [one, two] = delivered('payment.succeeded', loud);
+    expect(two!.id).toBe(one!.id);
+    expect(two!.body).toBe(one!.body);
+    expect(() => new Webhook(endpoint.secret).verify(two!.body, two!.headers as any)).not.toThrow();
+    expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
+  }, 30_000);
+
+  it('refuses bad input with a clear code and changes nothing; roles without webhooks:manage get 403', async () => {
+    const count = () => system.ctx.db.models.WebhookEndpoint.countDocuments({ companyId });
+    const before = await count();
+    for (const url of [
+      'http://10.0.0.5/hook',
+      'http://169.254.169.254/latest/meta-data',
+      'http://[fd00::1]/x',
+      'http://metadata.google.internal/x',
+      'ftp://example.com/x',
+    ]) {
+      const refused = await api('POST', '/webhook-endpoints', { body: { url, enabledEvents: ['*'] } });
+      expect(refused.status).toBe(422);
+      expect(refused.body.error.code).toBe('webhook_url_refused');
+    }
+    const badEvents = await api('POST', '/webhook-endpoints', {
+      body: { url: receiverUrl, enabledEvents: ['payment.teleported'] },
+    });
+    expect(badEvents.status).toBe(400);
+    expect(badEvents.body.error.code).toBe('invalid_request');
+    const manager = await system.token(companyId, ['billing_manager'], { subject: 'usr-manager' });
+    const denied = await api('POST', '/webhook-endpoints', {
+      token: manager,
+      body: { url: receiverUrl, enabledEvents: ['*'] },
+    });
+    expect(denied.status).toBe(403);
+    expect(denied.body.error.code).toBe('permission_missing');
+    expect((await api('GET', '/events', { token: manager })).status).toBe(403);
+    expect(await count()).toBe(before);
+  });
+});
