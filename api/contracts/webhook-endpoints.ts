@@ -66,7 +66,7 @@ const deliveryView = z.strictObject({
 export const webhookPayload = z.strictObject({
   type: z.enum(WEBHOOK_EVENT_TYPES),
   timestamp,
-  data: z.union(Object.values(WEBHOOK_EVENT_DATA) as unknown as [z.ZodType, z.ZodType, ...z.ZodType[]]),
+  data: z.union([...new Set(Object.values(WEBHOOK_EVENT_DATA))] as unknown as [z.ZodType, z.ZodType, ...z.ZodType[]]),
 });
 
 const eventView = z.strictObject({

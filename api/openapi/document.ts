@@ -147,6 +147,7 @@ function webhooksSection(): Json {
           description:
             'Headers `webhook-id` (the event id: dedupe on it), `webhook-timestamp` and `webhook-signature` (Standard Webhooks; verify with the `standardwebhooks` library). Answer 2xx within 10 seconds.',
           tags: ['Outgoing webhooks'],
+          security: [{ webhookSignature: [] }],
           requestBody: {
             required: true,
             content: { 'application/json': { schema: jsonSchema(webhookPayloadSchema(type), 'output') } },
@@ -195,6 +196,13 @@ export function openApiDocument(operations: readonly OperationSpec[] = OPERATION
           in: 'header',
           name: 'Stripe-Signature',
           description: "Stripe's webhook signature, verified with the configuration's signing secrets.",
+        },
+        webhookSignature: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'webhook-signature',
+          description:
+            "Our outgoing webhooks' Standard Webhooks signature (with `webhook-id` and `webhook-timestamp`), made with the endpoint's signing secret: verify it before trusting a delivery.",
         },
       },
       parameters: {

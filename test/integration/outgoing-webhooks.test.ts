@@ -177,9 +177,13 @@ describe('outgoing webhooks', () => {
     expect(rotated.body.secret).not.toBe(endpoint.secret);
     expect(rotated.body.previousSecretExpiresAt).toBeDefined();
     const paymentId = await charge(1_500);
-    await waitFor(async () => received, () => delivered('payment.succeeded', paymentId).length > 0, {
-      what: 'the delivery after a rotation',
-    });
+    await waitFor(
+      async () => received,
+      () => delivered('payment.succeeded', paymentId).length > 0,
+      {
+        what: 'the delivery after a rotation',
+      },
+    );
     const delivery = delivered('payment.succeeded', paymentId)[0]!;
     expect(String(delivery.headers['webhook-signature']).split(' ')).toHaveLength(2);
     expect(() => new Webhook(endpoint.secret).verify(delivery.body, delivery.headers as any)).not.toThrow();
@@ -206,16 +210,24 @@ describe('outgoing webhooks', () => {
 
     expect((await api('PATCH', `/webhook-endpoints/${endpoint.id}`, { body: { disabled: false } })).status).toBe(200);
     const loud = await charge(1_300);
-    await waitFor(async () => received, () => delivered('payment.succeeded', loud).length === 1, {
-      what: 'delivery after enabling',
-    });
+    await waitFor(
+      async () => received,
+      () => delivered('payment.succeeded', loud).length === 1,
+      {
+        what: 'delivery after enabling',
+      },
+    );
     const deliveries = await api('GET', `/webhook-endpoints/${endpoint.id}/deliveries`);
     const first = (deliveries.body.items as Json[])[0]!;
     const again = await api('POST', `/webhook-endpoints/${endpoint.id}/deliveries/${first.id}/redeliver`);
     expect(again.status).toBe(202);
-    await waitFor(async () => received, () => delivered('payment.succeeded', loud).length === 2, {
-      what: 'the redelivery',
-    });
+    await waitFor(
+      async () => received,
+      () => delivered('payment.succeeded', loud).length === 2,
+      {
+        what: 'the redelivery',
+      },
+    );
     const [one, two] = delivered('payment.succeeded', loud);
     expect(two!.id).toBe(one!.id);
     expect(two!.body).toBe(one!.body);
