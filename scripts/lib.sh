@@ -13,6 +13,7 @@
 FERRETDB_VERSION=v1.24.2
 STRIPE_MOCK_VERSION=v0.203.0
 LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
+HELM_VERSION=v4.3.2
 NODE_MIN=20.19
 
 HB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -89,7 +90,7 @@ ensure_apt_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Builds the Go-written services into BIN_DIR once: ensure_go_services ferretdb stripe-mock [local-kms].
+# Builds the Go-written services and tools into BIN_DIR once: ensure_go_services ferretdb stripe-mock [local-kms] [helm].
 ensure_go_services() {
   local missing=()
   for name in "$@"; do [ -x "$BIN_DIR/$name" ] && [ "$(cat "$BIN_DIR/$name.version" 2>/dev/null)" = "$(go_service_version "$name")" ] || missing+=("$name"); done
@@ -103,6 +104,7 @@ ensure_go_services() {
       ferretdb) build_ferretdb ;;
       stripe-mock) GOBIN="$BIN_DIR" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION" ;;
       local-kms) GOBIN="$BIN_DIR" go install "github.com/nsmithuk/local-kms@$LOCAL_KMS_VERSION" ;;
+      helm) GOBIN="$BIN_DIR" go install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" ;;
     esac >&2
     go_service_version "$name" >"$BIN_DIR/$name.version"
   done
@@ -112,6 +114,7 @@ go_service_version() {
     ferretdb) echo "$FERRETDB_VERSION" ;;
     stripe-mock) echo "$STRIPE_MOCK_VERSION" ;;
     local-kms) echo "$LOCAL_KMS_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
   esac
 }
 go_version_at_least() {
