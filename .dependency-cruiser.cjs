@@ -15,7 +15,7 @@ const STORAGE = '^(models|queues|gateway|documents)/';
 const DOMAIN = '^domain/';
 const PLATFORM = '^platform/';
 const OURS =
-  '^(server|api|workers|cli|application|models|queues|gateway|documents|domain|platform|devtools|bench|test)/';
+  '^(server|api|workers|cli|application|models|queues|gateway|documents|domain|platform|devtools|bench|test|clients)/';
 
 module.exports = {
   forbidden: [
@@ -75,6 +75,20 @@ module.exports = {
       severity: 'error',
       from: { path: '^(test|bench)/' },
       to: { path: '^(cli|bench)/', pathNot: '^bench/' },
+    },
+    {
+      name: 'client-imports-nothing-of-ours',
+      comment: 'clients/typescript is published on its own: it imports only itself and its npm dependencies',
+      severity: 'error',
+      from: { path: '^clients/typescript/' },
+      to: { path: OURS, pathNot: '^clients/typescript/' },
+    },
+    {
+      name: 'only-tests-cli-and-devtools-use-the-client',
+      comment: 'our own code dogfoods the published client from tests, the cli and devtools; the product never does',
+      severity: 'error',
+      from: { path: OURS, pathNot: '^(clients|test|cli|devtools)/' },
+      to: { path: '^clients/' },
     },
     {
       name: 'tests-do-not-import-bench',
