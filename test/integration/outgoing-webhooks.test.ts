@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { ulid } from 'ulid';
 import { createCompany } from '../../models/companies';
+import { registry } from '../../platform/metrics';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { configureStripeWebhooks } from '../support/stripe-events';
@@ -89,7 +90,9 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
   system = await startInProcessSystem('outgoing_webhooks', {
-    WEBHOOK_RETRY_SCHEDULE_MS: '100,200,300,400,500',
+    // Short retries, and an endpoint failing for 5 s (instead of 3 days) is disabled.
+    WEBHOOK_RETRY_SCHEDULE_MS: '100,200,300,400,500,600,700,800,900,1000,1000,1000,1000,1000',
+    WEBHOOK_DISABLE_AFTER_MS: '5000',
     WEBHOOK_ENDPOINT_CACHE_MS: '0',
   });
   companyId = await createCompany(system.ctx.db, { name: 'Harbor Oncology' });
@@ -115,7 +118,7 @@ describe('outgoing webhooks', () => {
   it('delivers every event, signed, once per webhook-id, through a receiver that fails for a while; no payer data', async () => {
     const endpoint = await createEndpoint({ url: receiverUrl, enabledEvents: ['*'] });
     expect(endpoint.secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
-    failNext = 4;
+    failNext = 3;
     const paymentId = await charge(4_200);
     const refund = await api('POST', `/payments/${paymentId}/refunds`, {
       key: `wh-refund-${ulid()}`,
@@ -129,8 +132,8 @@ describe('outgoing webhooks', () => {
       () => delivered('payment.succeeded', paymentId).length > 0 && delivered('refund.succeeded', refundId).length > 0,
       { what: 'payment.succeeded and refund.succeeded to arrive', timeoutMs: 30_000 },
     );
-    // The receiver failed the first four requests: they were retried under the same webhook-id.
-    expect(received.filter((r) => r.answered === 500)).toHaveLength(4);
+    // The receiver failed the first three requests: they were retried under the same webhook-id.
+    expect(received.filter((r) => r.answered === 500)).toHaveLength(3);
     const webhook = new Webhook(endpoint.secret);
     for (const delivery of received) {
       const verified = webhook.verify(delivery.body, delivery.headers as Record<string, string>) as Json;
@@ -159,7 +162,7 @@ describe('outgoing webhooks', () => {
     const attemptsWith500 = (deliveries.body.items as Json[]).flatMap((d) =>
       (d.attempts as Json[]).filter((a) => a.statusCode === 500),
     );
-    expect(attemptsWith500).toHaveLength(4);
+    expect(attemptsWith500).toHaveLength(3);
     expect(attemptsWith500[0]).toMatchObject({ errorCode: 'http_500', responseExcerpt: 'try later' });
 
     // Catching up: after the first event, the rest, oldest first.
@@ -167,8 +170,45 @@ describe('outgoing webhooks', () => {
     const after = await api('GET', `/events?after=${all[0]!.id}`);
     expect((after.body.items as Json[]).map((e) => e.id)).toEqual(all.slice(1).map((e) => e.id));
 
+    const metric = await registry.getSingleMetric('hipaa_billing_webhook_deliveries_total')!.get();
+    const count = (outcome: string) => metric.values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+    expect(count('failed')).toBeGreaterThanOrEqual(3);
+    expect(count('delivered')).toBeGreaterThanOrEqual(succeeded.length);
+
     expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
   }, 60_000);
+
+  it('an endpoint whose deliveries all fail for the configured time is disabled, and that is audited', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const deadUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/gone`;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const endpoint = await createEndpoint({ url: deadUrl, enabledEvents: ['payment.succeeded'] });
+    await charge(900);
+    const after = await waitFor(
+      () => api('GET', `/webhook-endpoints/${endpoint.id}`),
+      (r) => r.body.disabled === true,
+      { what: 'the failing endpoint to be disabled', timeoutMs: 30_000 },
+    );
+    expect(after.body.disabledReason).toBe('failing');
+    await waitFor(
+      () => system.ctx.db.models.AuditEvent.find({ companyId, 'resource.id': endpoint.id }).lean(),
+      (events) => events.some((e) => e.action === 'webhook_endpoint.disabled'),
+      { what: 'the audit event of the disabling' },
+    );
+    const deliveries = await api('GET', `/webhook-endpoints/${endpoint.id}/deliveries`);
+    const attempts = (deliveries.body.items as Json[])[0]!.attempts as Json[];
+    expect(attempts.length).toBeGreaterThanOrEqual(2);
+    expect(attempts[0]!.errorCode).toBe('connection_failed');
+    // Enabling it again clears the streak; a redelivery is refused while it is disabled.
+    const refused = await api(
+      'POST',
+      `/webhook-endpoints/${endpoint.id}/deliveries/${(deliveries.body.items as Json[])[0]!.id}/redeliver`,
+    );
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.code).toBe('webhook_endpoint_disabled');
+    expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
+  }, 45_000);
 
   it('rotation: both the old and the new secret verify during the grace period', async () => {
     const endpoint = await createEndpoint({ url: receiverUrl, enabledEvents: ['payment.succeeded'] });

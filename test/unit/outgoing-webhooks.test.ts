@@ -87,7 +87,7 @@ describe('signatures (Standard Webhooks)', () => {
     );
     const body = JSON.stringify({ type: 'payment.succeeded', timestamp: now.toISOString(), data: {} });
     const headers = signedHeaders('msg_01TEST', body, secrets, now);
-    expect(headers['webhook-signature'].split(' ')).toHaveLength(2);
+    expect(headers['webhook-signature']!.split(' ')).toHaveLength(2);
     expect(() => new Webhook(current).verify(body, headers)).not.toThrow();
     expect(() => new Webhook(previous).verify(body, headers)).not.toThrow();
     expect(() => new Webhook(current).verify(body.replace('succeeded', 'failed'), headers)).toThrow();
