@@ -1,5 +1,10 @@
 import { Worker, type Job } from 'bullmq';
-import { deliverWebhook, DeliveryFailedError, type DeliverDeps, type DeliverOutcome } from '../application/outgoing-webhooks/deliver-webhook';
+import {
+  deliverWebhook,
+  DeliveryFailedError,
+  type DeliverDeps,
+  type DeliverOutcome,
+} from '../application/outgoing-webhooks/deliver-webhook';
 import { retryDelayMs } from '../domain/webhook-endpoint';
 import { QUEUE_NAMES } from '../queues/names';
 import { WEBHOOK_BACKOFF, webhookDeliveryJobSchema, type WebhookDeliveryJob } from '../queues/webhook-deliveries.queue';
