@@ -358,7 +358,7 @@ describeWithHelm('the Helm chart refuses bad values', () => {
   it('refuses a secret written into the plain environment', () => {
     const result = bad({ env: { MONGODB_URI: 'mongodb://user:password@db/hipaa_billing' } });
     expect(result.status).not.toBe(0);
-    expect(result.stderr).toContain('MONGODB_URI');
+    expect(result.stderr).toContain('/env/MONGODB_URI');
   });
 
   it('refuses an unknown queue name and a set of groups that leaves a queue unserved', () => {
