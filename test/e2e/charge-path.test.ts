@@ -7,6 +7,12 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
+import {
+  createHipaaBillingClient,
+  HipaaBillingError,
+  type HipaaBillingClient,
+  type paths,
+} from '../../clients/typescript/src';
 import { mintDevToken } from '../../devtools/tokens';
 import { startStripeSim, type RecordedStripeRequest, type StripeSim } from '../../devtools/stripe-sim';
 import { createCompany, devAttestation } from '../../models/companies';
@@ -30,12 +36,7 @@ const PATIENT_DETAILS = {
 const CARELESS_REQUEST_ID = randomUUID();
 
 type Json = Record<string, unknown>;
-interface HttpResult {
-  status: number;
-  headers: Headers;
-  body: Json;
-  text: string;
-}
+type PaymentRequest = paths['/v1/companies/{companyId}/payments']['post']['requestBody']['content']['application/json'];
 
 let ctx: TestContext | undefined;
 let sim: StripeSim | undefined;
@@ -48,6 +49,8 @@ let apiUrl = '';
 let metricsPort = 0;
 let companyId = '';
 let token = '';
+/** The published client (clients/typescript), as an upstream app uses it. */
+let billing: HipaaBillingClient | undefined;
 
 /** Payments made by the scenarios, and the request id each was made with. */
 const made: Record<'visa' | 'declined' | 'threeDSecure', { paymentId: string; requestId: string } | undefined> = {
@@ -73,45 +76,33 @@ function payment(which: keyof typeof made): { paymentId: string; requestId: stri
   return value;
 }
 
-async function http(method: 'GET' | 'POST', path: string, init: { headers?: Json; body?: unknown } = {}) {
-  const headers: Record<string, string> = { authorization: `Bearer ${token}` };
-  for (const [name, value] of Object.entries(init.headers ?? {})) headers[name] = String(value);
-  if (init.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${apiUrl}${path}`, {
-    method,
-    headers,
-    body: init.body === undefined ? undefined : JSON.stringify(init.body),
-  });
-  const text = await response.text();
-  let body: Json = {};
-  try {
-    body = JSON.parse(text) as Json;
-  } catch {
-    // not JSON: assertions on `text` / `status` will say what came back
-  }
-  const result: HttpResult = { status: response.status, headers: response.headers, body, text };
-  return result;
+function client(): HipaaBillingClient {
+  if (!billing) throw new Error('the client was not created (see beforeAll)');
+  return billing;
 }
 
-function postPayment(body: Json, idempotencyKey: string, requestId?: string): Promise<HttpResult> {
-  return http('POST', `/v1/companies/${companyId}/payments`, {
-    headers: { 'idempotency-key': idempotencyKey, ...(requestId ? { 'x-request-id': requestId } : {}) },
+/** POST …/payments through the client, with our own Idempotency-Key (and request id); errors are thrown. */
+async function postPayment(body: PaymentRequest, idempotencyKey: string, requestId?: string) {
+  const { data, response } = await client().POST('/v1/companies/{companyId}/payments', {
+    params: { path: { companyId }, header: { 'Idempotency-Key': idempotencyKey } },
     body,
+    ...(requestId ? { headers: { 'x-request-id': requestId } } : {}),
   });
+  if (!data) throw new Error(`POST …/payments answered ${response.status} without a body`);
+  return { status: response.status, headers: response.headers, body: data };
 }
 
-function getPayment(paymentId: string): Promise<HttpResult> {
-  return http('GET', `/v1/companies/${companyId}/payments/${paymentId}`);
+async function getPayment(paymentId: string) {
+  const { data } = await client().GET('/v1/companies/{companyId}/payments/{paymentId}', {
+    params: { path: { companyId, paymentId } },
+  });
+  if (!data) throw new Error(`GET payment ${paymentId} answered without a body`);
+  return data;
 }
 
-/** Polls the payment over HTTP until it leaves queued/processing. */
-async function settledPayment(paymentId: string): Promise<Json> {
-  const result = await waitFor(
-    () => getPayment(paymentId),
-    (r) => r.status === 200 && !['queued', 'processing'].includes(String(r.body.status)),
-    { timeoutMs: 30_000, what: `payment ${paymentId} to settle` },
-  );
-  return result.body;
+/** Polls the payment through the client until it leaves queued/processing. */
+function settledPayment(paymentId: string) {
+  return client().waitForPayment(companyId, paymentId, { timeoutMs: 30_000, intervalMs: 50 });
 }
 
 async function intentIdOf(paymentId: string): Promise<string> {
@@ -253,6 +244,7 @@ beforeAll(async () => {
     { timeoutMs: 20_000, what: 'GET /readyz to answer 200' },
   );
   await workers.waitForLog((r) => r.msg === 'workers started', { what: '"workers started"' });
+  billing = createHipaaBillingClient({ baseUrl: apiUrl, token });
 }, 60_000);
 
 afterAll(async () => {
@@ -265,7 +257,7 @@ describe('charge path, api and workers as separate processes', () => {
   it('charges a card once: 202 queued, then succeeded; a retried request returns the same payment and charges nothing more', async () => {
     const requestId = randomUUID();
     const key = `idem-visa-${suffix}`;
-    const body = {
+    const body: PaymentRequest = {
       amount: 4_250,
       currency: 'usd',
       customer: 'cus_E2eVisa',
@@ -277,7 +269,7 @@ describe('charge path, api and workers as separate processes', () => {
     expect(accepted.status).toBe(202);
     expect(accepted.body).toEqual({ id: expect.stringMatching(/^pay_[0-9A-Z]{26}$/), status: 'queued' });
     expect(accepted.headers.get('x-request-id')).toBe(requestId);
-    const paymentId = String(accepted.body.id);
+    const paymentId = accepted.body.id;
     made.visa = { paymentId, requestId };
 
     const settled = await settledPayment(paymentId);
@@ -326,7 +318,7 @@ describe('charge path, api and workers as separate processes', () => {
     );
     expect(accepted.status).toBe(202);
     expect(accepted.body.status).toBe('queued');
-    const paymentId = String(accepted.body.id);
+    const paymentId = accepted.body.id;
     made.declined = { paymentId, requestId };
 
     const settled = await settledPayment(paymentId);
@@ -362,7 +354,7 @@ describe('charge path, api and workers as separate processes', () => {
       requestId,
     );
     expect(accepted.status).toBe(202);
-    const paymentId = String(accepted.body.id);
+    const paymentId = accepted.body.id;
     made.threeDSecure = { paymentId, requestId };
 
     const settled = await settledPayment(paymentId);
@@ -375,7 +367,7 @@ describe('charge path, api and workers as separate processes', () => {
         clientSecret: expect.stringMatching(new RegExp(`^${intentId}_secret_\\w+$`)),
       },
     });
-    clientSecret = String((settled.nextAction as Json).clientSecret);
+    clientSecret = settled.nextAction?.clientSecret ?? '';
     expect(stripeSim().succeededChargeCount(intentId)).toBe(0);
 
     // Stored encrypted: the raw document does not hold the client secret in clear.
@@ -392,24 +384,26 @@ describe('charge path, api and workers as separate processes', () => {
   it('refuses patient details sent by a careless client with a 400 naming them, and records or queues nothing', async () => {
     const jobsBefore = await Promise.all([totalJobs(chargesQueue!), totalJobs(auditQueue!)]);
     const key = `idem-careless-${suffix}`;
-    const refused = await postPayment(
-      {
-        amount: 2_000,
-        currency: 'usd',
-        customer: 'cus_E2eCareless',
-        paymentMethod: 'pm_card_visa',
-        serviceCategory: 'copay',
-        ...PATIENT_DETAILS,
-      },
-      key,
-      CARELESS_REQUEST_ID,
+    // A careless app's body: the type would refuse these fields, so it is built as plain JSON.
+    const careless = {
+      amount: 2_000,
+      currency: 'usd',
+      customer: 'cus_E2eCareless',
+      paymentMethod: 'pm_card_visa',
+      serviceCategory: 'copay',
+      ...PATIENT_DETAILS,
+    } as PaymentRequest;
+    const refused = await postPayment(careless, key, CARELESS_REQUEST_ID).then(
+      () => undefined,
+      (error: unknown) => error,
     );
-    expect(refused.status).toBe(400);
-    expect(refused.body).toMatchObject({ error: { code: 'invalid_request' } });
-    const named = ((refused.body.error as Json).details as Array<{ field: string }>).map((d) => d.field).join(', ');
+    expect(refused).toBeInstanceOf(HipaaBillingError);
+    const error = refused as HipaaBillingError;
+    expect(error).toMatchObject({ status: 400, code: 'invalid_request', requestId: CARELESS_REQUEST_ID });
+    const named = (error.details ?? []).map((d) => d.field).join(', ');
     for (const field of Object.keys(PATIENT_DETAILS)) expect(named).toContain(field);
-    // Named, never echoed.
-    expect(leaked(refused.text, PATIENT_DETAILS)).toEqual([]);
+    // Named, never echoed: not in anything the error body carried.
+    expect(leaked(JSON.stringify({ message: error.message, details: error.details }), PATIENT_DETAILS)).toEqual([]);
 
     expect(await context().db.models.Payment.countDocuments({ companyId, idempotencyKey: key })).toBe(0);
     expect(await Promise.all([totalJobs(chargesQueue!), totalJobs(auditQueue!)])).toEqual(jobsBefore);
@@ -429,7 +423,7 @@ describe('charge path, api and workers as separate processes', () => {
     ] as const;
     for (const [which, status, actions, charges] of expectations) {
       const { paymentId } = payment(which);
-      expect((await getPayment(paymentId)).body.status).toBe(status);
+      expect((await getPayment(paymentId)).status).toBe(status);
       const intentId = await intentIdOf(paymentId);
       expect(intentCreations(paymentId)).toHaveLength(1);
       expect(confirmations(intentId)).toHaveLength(1);
