@@ -157,10 +157,14 @@ beforeAll(async () => {
   });
   api = startNodeProcess('api', 'api/main.js', { ...ctx.env, PORT: '0' });
   workers = startNodeProcess('workers', 'workers/main.js', ctx.env);
-  const listening = await api.waitForLog((r) => r.msg === 'api listening', { what: '"api listening"' });
+  // Generous: the machine may be busy with other suites.
+  const listening = await api.waitForLog((r) => r.msg === 'api listening', {
+    what: '"api listening"',
+    timeoutMs: 60_000,
+  });
   apiUrl = String(listening.url);
-  await workers.waitForLog((r) => r.msg === 'workers started', { what: '"workers started"' });
-}, 60_000);
+  await workers.waitForLog((r) => r.msg === 'workers started', { what: '"workers started"', timeoutMs: 60_000 });
+}, 150_000);
 
 afterAll(async () => {
   await Promise.all([api?.kill(), workers?.kill()]);
