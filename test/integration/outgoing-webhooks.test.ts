@@ -6,6 +6,7 @@ import { createCompany } from '../../models/companies';
 import { registry } from '../../platform/metrics';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { insertSavedCard } from '../support/records';
 import { configureStripeWebhooks } from '../support/stripe-events';
 
 type Json = Record<string, any>;
@@ -209,6 +210,64 @@ describe('outgoing webhooks', () => {
     expect(refused.body.error.code).toBe('webhook_endpoint_disabled');
     expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
   }, 45_000);
+
+  it('a subscription: created, its period paid (renewed, invoice finalized), canceled; each verified', async () => {
+    const endpoint = await createEndpoint({
+      url: receiverUrl,
+      enabledEvents: ['subscription.created', 'subscription.renewed', 'subscription.canceled', 'invoice.finalized'],
+    });
+    const plan = await api('POST', '/plans', {
+      key: `wh-plan-${ulid()}`,
+      body: {
+        category: 'membership',
+        name: 'Wellness membership',
+        amount: 2_500,
+        currency: 'usd',
+        interval: { unit: 'month', count: 1 },
+      },
+    });
+    expect(plan.status).toBe(201);
+    const clock = await api('POST', '/test-clocks', {
+      key: `wh-clock-${ulid()}`,
+      body: { frozenTime: '2026-03-01T12:00:00Z' },
+    });
+    expect(clock.status).toBe(201);
+    const paymentMethodId = await insertSavedCard(system.ctx.db, {
+      companyId,
+      customerRef: CUSTOMER,
+      paymentMethod: 'pm_card_visa',
+      savedBy: `test-${ulid()}`,
+    });
+    const created = await api('POST', '/subscriptions', {
+      key: `wh-sub-${ulid()}`,
+      body: { planId: plan.body.id, customerRef: CUSTOMER, paymentMethodId, testClockId: clock.body.id },
+    });
+    expect(created.status).toBe(201);
+    const subId = created.body.id as string;
+    await waitFor(
+      () => api('GET', `/subscriptions/${subId}`),
+      (r) => r.body.status === 'active',
+      { what: 'the subscription to be active' },
+    );
+    expect((await api('PATCH', `/subscriptions/${subId}`, { body: { cancelAt: 'now' } })).body.status).toBe('canceled');
+    const types = () => received.filter((r) => r.answered === 200).map((r) => JSON.parse(r.body).type as string);
+    await waitFor(
+      async () => types(),
+      (seen) =>
+        ['subscription.created', 'subscription.renewed', 'subscription.canceled', 'invoice.finalized'].every((t) =>
+          seen.includes(t),
+        ),
+      { what: 'the subscription events', timeoutMs: 30_000 },
+    );
+    const canceled = JSON.parse(delivered('subscription.canceled', subId)[0]!.body) as Json;
+    expect(canceled.data).toMatchObject({ object: 'subscription', id: subId, status: 'canceled', amount: 2_500 });
+    for (const delivery of received) {
+      expect(() => new Webhook(endpoint.secret).verify(delivery.body, delivery.headers as any)).not.toThrow();
+      expect(delivery.body).not.toContain(CUSTOMER);
+      expect(delivery.body).not.toContain(PHI.name);
+    }
+    expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
+  }, 60_000);
 
   it('rotation: both the old and the new secret verify during the grace period', async () => {
     const endpoint = await createEndpoint({ url: receiverUrl, enabledEvents: ['payment.succeeded'] });
