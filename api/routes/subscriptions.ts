@@ -8,7 +8,7 @@ import {
   type ManageDeps,
   type Refusal,
 } from '../../application/subscriptions/manage-subscriptions';
-import { requestClockAdvance } from '../../application/subscriptions/test-clocks';
+import { abandonClockAdvance, requestClockAdvance } from '../../application/subscriptions/test-clocks';
 import { isTimeZone } from '../../domain/billing-period';
 import { dunningPolicySchema } from '../../domain/dunning';
 import { OFFICE_ID } from '../../domain/payment-request';
@@ -354,20 +354,24 @@ export function registerSubscriptionRoutes(app: FastifyInstance, deps: Subscript
         case 'backwards':
           throw new ApiError(422, 'test_clock_backwards', 'a test clock only moves forward');
       }
-      await guard.record(request, {
-        companyId: params.companyId,
-        action: 'test_clock.advanced',
-        resource: { type: 'test_clock', id: params.testClockId },
-        changes: [{ field: 'frozenTime', before: null, after: result.clock.frozenTime.toISOString() }],
-      });
+      // Until its job is queued nothing would finish the advance: a failure before then (the audit trail or the queue
+      // unavailable) puts the clock back, ready at its previous time, so the client's retry is taken.
+      try {
+        await guard.record(request, {
+          companyId: params.companyId,
+          action: 'test_clock.advanced',
+          resource: { type: 'test_clock', id: params.testClockId },
+          changes: [{ field: 'frozenTime', before: null, after: result.clock.frozenTime.toISOString() }],
+        });
+      } catch (error) {
+        await abandonClockAdvance(models, result);
+        throw error;
+      }
       // The clock stays `advancing` until the job has run what is due (GET shows `ready` then).
       try {
         await enqueueClockAdvance(deps.queues.renewals, result.clock._id, result.clock.frozenTime);
       } catch (error) {
-        await models.TestClock.updateOne(
-          { _id: result.clock._id, status: 'advancing', frozenTime: result.clock.frozenTime },
-          { $set: { status: 'ready' } },
-        );
+        await abandonClockAdvance(models, result);
         request.log.warn({ err: error }, 'could not queue a test clock advance');
         throw new ApiError(503, 'queue_unavailable', 'the advance could not be queued; try again');
       }

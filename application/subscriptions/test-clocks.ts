@@ -8,7 +8,8 @@ const ADVANCE_BUDGET_MS = 60_000;
 const POLL_MS = 100;
 
 export type AdvanceRequest =
-  { outcome: 'advancing'; clock: TestClockRecord } | { outcome: 'not_found' | 'busy' | 'backwards' };
+  | { outcome: 'advancing'; clock: TestClockRecord; previousTime: Date }
+  | { outcome: 'not_found' | 'busy' | 'backwards' };
 
 /**
  * Moves a test clock forward: it refuses a time before its own and a clock already advancing, then records the new
@@ -27,7 +28,21 @@ export async function requestClockAdvance(
     { $set: { frozenTime: input.to, status: 'advancing' } },
     { new: true },
   ).lean();
-  return moved ? { outcome: 'advancing', clock: moved } : { outcome: 'busy' };
+  return moved ? { outcome: 'advancing', clock: moved, previousTime: clock.frozenTime } : { outcome: 'busy' };
+}
+
+/**
+ * Undoes a requested advance whose job could not be queued (nothing would ever finish it): the clock is `ready` at
+ * its previous time again, so the caller's retry is taken.
+ */
+export async function abandonClockAdvance(
+  models: Pick<Models, 'TestClock'>,
+  advance: { clock: TestClockRecord; previousTime: Date },
+): Promise<void> {
+  await models.TestClock.updateOne(
+    { _id: advance.clock._id, status: 'advancing', frozenTime: advance.clock.frozenTime },
+    { $set: { status: 'ready', frozenTime: advance.previousTime } },
+  );
 }
 
 /**

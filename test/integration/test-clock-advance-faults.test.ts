@@ -1,0 +1,53 @@
+/**
+ * Found by the chaos suite (issue 23 §3, `npm run chaos`): an advance whose audit event could not be queued (Redis
+ * restarting or paused) answered 503 but left the clock `advancing` with no job to finish it, so every retry was
+ * refused 409 test_clock_advancing and the clock never became ready again.
+ */
+import { createCompany } from '../../models/companies';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { waitFor } from '../support/harness';
+
+let system: InProcessSystem;
+let companyId = '';
+let token = '';
+
+beforeAll(async () => {
+  system = await startInProcessSystem('clock_faults');
+  companyId = await createCompany(system.ctx.db, { name: 'Clock Faults Practice' });
+  token = await system.token(companyId, ['company_admin'], { subject: 'usr-clock-admin' });
+});
+
+afterAll(async () => {
+  await system?.close();
+});
+
+async function post(url: string, path: string, body: unknown, key: string) {
+  const response = await fetch(`${url}/v1/companies/${companyId}${path}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': key },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
+it('an advance refused for want of the audit trail leaves the clock ready: the retry advances it', async () => {
+  const created = await post(system.url, '/test-clocks', { frozenTime: '2026-02-01T00:00:00.000Z' }, 'clock-1');
+  expect(created.status).toBe(201);
+  const clockId = String(created.body.id);
+  const advance = { frozenTime: '2026-03-01T00:00:00.000Z' };
+
+  const refused = await system.withRedisDownApi((url) =>
+    post(url, `/test-clocks/${clockId}/advance`, advance, 'adv-1'),
+  );
+  expect(refused.status).toBe(503);
+
+  // The client retries once Redis answers again: the advance is taken, and the clock gets there.
+  const retried = await post(system.url, `/test-clocks/${clockId}/advance`, advance, 'adv-1');
+  expect({ status: retried.status, code: retried.body.error?.code }).toEqual({ status: 202, code: undefined });
+  const clock = await waitFor(
+    async () => (await system.ctx.db.models.TestClock.findById(clockId).lean())!,
+    (c) => c.status === 'ready',
+    { what: 'the clock to be ready' },
+  );
+  expect(clock.frozenTime.toISOString()).toBe(advance.frozenTime);
+});
