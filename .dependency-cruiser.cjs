@@ -15,7 +15,7 @@ const STORAGE = '^(models|queues|gateway|documents)/';
 const DOMAIN = '^domain/';
 const PLATFORM = '^platform/';
 const OURS =
-  '^(server|api|workers|cli|application|models|queues|gateway|documents|domain|platform|devtools|bench|test|clients)/';
+  '^(server|api|workers|cli|application|models|queues|gateway|documents|domain|platform|devtools|bench|chaos|test|clients)/';
 
 module.exports = {
   forbidden: [
@@ -46,7 +46,7 @@ module.exports = {
       comment: 'use cases are entered by transports; they never import one',
       severity: 'error',
       from: { path: APPLICATION },
-      to: { path: `^server/|${TRANSPORTS}|^(devtools|bench|test)/` },
+      to: { path: `^server/|${TRANSPORTS}|^(devtools|bench|chaos|test)/` },
     },
     {
       name: 'transports-do-not-import-each-other',
@@ -64,16 +64,16 @@ module.exports = {
     },
     {
       name: 'product-does-not-import-dev-tools',
-      comment: 'devtools, bench and test serve development; nothing that ships imports them',
+      comment: 'devtools, bench, chaos and test serve development; nothing that ships imports them',
       severity: 'error',
       from: { path: `^server/|${TRANSPORTS}|${APPLICATION}|${STORAGE}|${DOMAIN}|${PLATFORM}`, pathNot: '^cli/' },
-      to: { path: '^(devtools|bench|test)/' },
+      to: { path: '^(devtools|bench|chaos|test)/' },
     },
     {
       name: 'dev-helpers-come-from-devtools',
-      comment: 'tests and benchmarks take development helpers from devtools/, never from cli or bench',
+      comment: 'tests, benchmarks and the chaos suite take development helpers from devtools/, never from cli or bench',
       severity: 'error',
-      from: { path: '^(test|bench)/' },
+      from: { path: '^(test|bench|chaos)/' },
       to: { path: '^(cli|bench)/', pathNot: '^bench/' },
     },
     {
