@@ -123,6 +123,35 @@ const afterRefundSucceeded = (context: WorkerContext) => async (refund: RefundRe
 const afterRefundFailed = (context: WorkerContext) => (refund: RefundRecord) =>
   voidCreditOfFailedRefund(invoicing(context), refund);
 
+/**
+ * The audit worker's hook that derives outgoing webhook events (application/outgoing-webhooks/emit-event.ts). Its
+ * endpoint cache and the events' retention are built on the first catalog event, so audit actions outside the catalog
+ * cost nothing.
+ */
+function webhookEventsOfAudit(context: WorkerContext) {
+  let endpoints: ReturnType<typeof cachedEndpoints> | undefined;
+  let retention: (() => void) | undefined;
+  const endpointsOf = (companyId: string) => {
+    retention ??= retentionEvery(context.db.models, 60 * 60 * 1000, context.logger);
+    retention();
+    endpoints ??= cachedEndpoints(context.db.models.WebhookEndpoint, context.config.webhooks.endpointCacheMs);
+    return endpoints(companyId);
+  };
+  return (event: Parameters<typeof emitWebhookEvent>[1]) =>
+    emitWebhookEvent(
+      {
+        get models() {
+          return context.db.models;
+        },
+        endpointsOf,
+        enqueueDelivery: (job) =>
+          enqueueWebhookDelivery(context.queues['webhook-deliveries'], job, context.config.webhooks.retryScheduleMs),
+        logger: context.logger,
+      },
+      event,
+    );
+}
+
 /** Scheduled housekeeping carries no data. */
 const maintenanceJobSchema = z.record(z.string(), z.never());
 
@@ -164,27 +193,7 @@ export const WORKERS = {
       ...common(context),
       concurrency: context.config.workers.auditConcurrency,
       auditTrail: context.db.auditTrail,
-      onAppended: (() => {
-        const endpointsOf = cachedEndpoints(context.db.models.WebhookEndpoint, context.config.webhooks.endpointCacheMs);
-        const retention = retentionEvery(context.db.models, 60 * 60 * 1000, context.logger);
-        return (event: Parameters<typeof emitWebhookEvent>[1]) => {
-          retention();
-          return emitWebhookEvent(
-            {
-              models: context.db.models,
-              endpointsOf,
-              enqueueDelivery: (job) =>
-                enqueueWebhookDelivery(
-                  context.queues['webhook-deliveries'],
-                  job,
-                  context.config.webhooks.retryScheduleMs,
-                ),
-              logger: context.logger,
-            },
-            event,
-          );
-        };
-      })(),
+      onAppended: webhookEventsOfAudit(context),
     }),
   }),
   [QUEUE_NAMES.stripeEvents]: defineWorker(QUEUE_NAMES.stripeEvents, {

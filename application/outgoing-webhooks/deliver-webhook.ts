@@ -67,6 +67,11 @@ export async function deliverWebhook(
     return 'gone';
   }
   if (endpoint.disabled) {
+    // Disabled for failing: its audit event again (same id, stored once), in case the disabling write's own send was
+    // cut short by a crash.
+    if (endpoint.disabledReason === 'failing' && endpoint.failingSince) {
+      await auditDisabled(deps, endpoint, new Date(endpoint.failingSince), now);
+    }
     await WebhookDelivery.updateOne(
       { _id: delivery._id, status: { $ne: 'delivered' } },
       { $set: { status: 'endpoint_disabled' } },
@@ -128,7 +133,16 @@ async function noteFailure(deps: DeliverDeps, endpoint: WebhookEndpointRecord, n
     { $set: { disabled: true, disabledReason: 'failing' } },
   );
   // Whoever disabled it audits it; the id is fixed by the streak, so a retry after a crash records it once.
-  if (disabled.modifiedCount === 0 && disabled.matchedCount === 0) return;
+  if (disabled.matchedCount === 0) return;
+  await auditDisabled(deps, endpoint, since, now);
+}
+
+async function auditDisabled(
+  deps: Pick<DeliverDeps, 'enqueueAudit'>,
+  endpoint: Pick<WebhookEndpointRecord, '_id' | 'companyId' | 'officeId'>,
+  since: Date,
+  now: Date,
+): Promise<void> {
   await deps.enqueueAudit({
     eventId: transitionEventId('webhook_endpoint.disabled', `${endpoint._id}-${since.getTime()}`),
     companyId: endpoint.companyId,
