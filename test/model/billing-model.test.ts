@@ -45,6 +45,44 @@ describe('the reference billing model', () => {
     expect(sub.period).toMatchObject({ start: at('2026-02-01T00:00:00Z'), end: at('2026-03-01T00:00:00Z') });
   });
 
+  it('a stub in dunning runs past its end; paid late by a new card, the next period is billed at once', () => {
+    // A 1-day trial, then Jan 30 to the billing day Feb 1: a 2-day stub, declined and retried Jan 31, Feb 2, Feb 4, Feb 6.
+    const sub = new SubscriptionModel(policy, {
+      at: at('2026-01-29T00:00:00Z'),
+      amount: 3_100,
+      trialDays: 1,
+      billingDayOfMonth: 1,
+    });
+    sub.card = 'soft';
+    sub.advanceTo(at('2026-02-03T00:00:00Z'));
+    // Past the stub's end, still in its dunning: nothing more billed, no February period yet.
+    expect(sub.status).toBe('past_due');
+    expect(sub.charges).toHaveLength(0);
+    expect(sub.period).toMatchObject({ start: at('2026-01-30T00:00:00Z'), end: at('2026-02-01T00:00:00Z') });
+    expect(sub.newCard('visa')).toBe(true);
+    expect(sub.charges.map((c) => [c.label, c.amount])).toEqual([
+      ['period 2026-01-30T00:00:00.000Z', 200],
+      ['period 2026-02-01T00:00:00.000Z', 3_100],
+    ]);
+    expect(sub.status).toBe('active');
+    sub.advanceTo(at('2026-03-01T00:00:00Z'));
+    expect(sub.charges).toHaveLength(3);
+  });
+
+  it('a stub whose dunning is given up bills no later period', () => {
+    const sub = new SubscriptionModel(policy, {
+      at: at('2026-01-29T00:00:00Z'),
+      amount: 3_100,
+      trialDays: 1,
+      billingDayOfMonth: 1,
+    });
+    sub.card = 'soft';
+    sub.advanceTo(at('2026-04-01T00:00:00Z'));
+    expect(sub.status).toBe('unpaid');
+    expect(sub.charges).toHaveLength(0);
+    expect(sub.uncertain).toBeUndefined();
+  });
+
   it('a hard decline at trial end ends in finalState once the policy window has passed', () => {
     const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:00Z'), amount: 3_000, trialDays: 7 });
     sub.card = 'hard';

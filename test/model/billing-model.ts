@@ -5,8 +5,7 @@ import { DateTime } from 'luxon';
  * Billing's documented semantics), not from application/ or domain/. Times are epoch milliseconds; the billing time
  * zone is UTC; plans bill monthly. It is deliberately small: a few dozen lines per rule.
  *
- * Where the rules do not say what happens (a period boundary while an earlier period is still in dunning, a declined
- * final bill), the model marks itself `uncertain`
+ * Where the rules do not say what happens (a declined final bill), the model marks itself `uncertain`
  * and from then on only the structural invariants are checked for that subscription, never its amounts or status.
  */
 
@@ -232,14 +231,17 @@ export class SubscriptionModel {
       // Paused inside the trial: the trial is the period a cancel at period end waits for.
       events.push({ at: this.trialEnd, run: () => this.end() });
     }
-    if (this.period && (this.status === 'active' || this.status === 'past_due' || this.status === 'paused')) {
+    // A period whose bill is still in dunning does not end: its dunning runs on past its end, and the next period (or
+    // the cancel at period end) comes when it is paid — at once then, if its boundary has passed — or never, if
+    // dunning gives it up (docs/billing-rules.md, "Dunning").
+    const inDunning = this.open?.status === 'open';
+    if (this.period && !inDunning && (this.status === 'active' || this.status === 'paused')) {
       const paused = this.status === 'paused';
       if (!paused || this.cancelAtPeriodEnd) {
         events.push({
           at: this.period.end,
           run: () => {
             if (this.cancelAtPeriodEnd) return this.end();
-            if (this.open) this.unsure('a new period while the previous one is still in dunning');
             this.enterPeriod(this.period!.index + 1);
           },
         });
@@ -332,6 +334,8 @@ export class SubscriptionModel {
     this.note(`new card ${card}`);
     if (this.open && (this.status === 'past_due' || this.status === 'unpaid')) {
       this.attempt(`period ${iso(this.open.start)}`, false);
+      // Paid late, after its period's end: the next period (or the cancel at period end) is due now.
+      this.advanceTo(this.now);
     }
     return true;
   }
