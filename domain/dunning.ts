@@ -97,7 +97,8 @@ export const DAY_MS = 86_400_000;
  * rest back. Days are 24 hours: retries are not billing boundaries, no local calendar is needed.
  * Exhausted delays give up even after a hard decline, so waiting for a card is never open-ended
  * past the policy: a hard decline waits for a new card until the window ends (when the last retry
- * would have been due), and the attempt with a new card counts as one more failed attempt if it fails.
+ * would have been due). `failedAttempts` counts the scheduled attempts only: the attempt a new card makes at once is
+ * one more chance and uses none of the retries (docs/billing-rules.md, "Dunning").
  */
 export function nextDunningStep(
   policy: DunningPolicy,

@@ -162,6 +162,8 @@ export interface SubscriptionPeriodRecord {
   lastFailure?: { paymentId: string; code: string; declineCode?: string; at?: Date };
   /** How many of `attempts` failed on the merchant's side (they are not dunning attempts). */
   merchantFailures?: number;
+  /** How many of `attempts` a new payment method made at once (they use none of the policy's retries). */
+  cardAttempts?: number;
   paidAt?: Date;
   createdAt: Date;
   updatedAt: Date;
@@ -201,6 +203,7 @@ const periodSchema = new Schema<SubscriptionPeriodRecord>(
       ),
     },
     merchantFailures: { type: Number, min: 0 },
+    cardAttempts: { type: Number, min: 0 },
     paidAt: { type: Date },
   },
   { timestamps: true, versionKey: false, collection: 'subscription_periods' },

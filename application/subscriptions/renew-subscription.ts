@@ -328,20 +328,25 @@ async function startAttempt(
   subscription: SubscriptionRecord,
   period: SubscriptionPeriodRecord,
   now: Date,
+  forNewCard = false,
 ): Promise<void> {
-  if (!(await chargeAttempt(deps, subscription, period, now))) await waitFor(deps, subscription, 'payment_method', now);
+  if (!(await chargeAttempt(deps, subscription, period, now, forNewCard))) {
+    await waitFor(deps, subscription, 'payment_method', now);
+  }
 }
 
 /**
  * The period's next attempt: its payment, made once under the unique key `sub:<period>:<attempt>` (a retry or a second
  * run finds it), recorded on the period (conditional on the attempt count it was decided from), then charged. False
- * when the subscription's payment method is gone.
+ * when the subscription's payment method is gone. `forNewCard`: the attempt a new payment method makes at once, which
+ * uses none of the policy's retries (counted in `cardAttempts`).
  */
 async function chargeAttempt(
   deps: RenewDeps,
   subscription: SubscriptionRecord,
   period: SubscriptionPeriodRecord,
   now: Date,
+  forNewCard = false,
 ): Promise<boolean> {
   const { Payment, SubscriptionPeriod, SavedPaymentMethod } = deps.models;
   const attempt = period.attempts + 1;
@@ -382,11 +387,18 @@ async function chargeAttempt(
   }
   const recorded = await SubscriptionPeriod.updateOne(
     { _id: period._id, attempts: period.attempts },
-    { $set: { attempts: attempt, paymentId: payment._id } },
+    { $set: { attempts: attempt, paymentId: payment._id }, ...(forNewCard ? { $inc: { cardAttempts: 1 } } : {}) },
   );
   if (recorded.matchedCount === 0) return true; // another run recorded this attempt (with this same payment)
   await audit(deps, subscription, 'subscription.attempt_started', `${period._id}-${attempt}`, 'success', now, {
-    reason: period.kind === 'adjustment' ? 'plan_change_invoiced' : attempt === 1 ? 'first_attempt' : 'retry',
+    reason:
+      period.kind === 'adjustment'
+        ? 'plan_change_invoiced'
+        : attempt === 1
+          ? 'first_attempt'
+          : forNewCard
+            ? 'new_payment_method'
+            : 'retry',
     changes: [{ field: 'paymentId', before: null, after: payment._id }],
   });
   await deps.enqueueCharge(payment);
@@ -572,7 +584,7 @@ async function afterFailure(
     { stripePaymentMethodId: 1 },
   ).lean();
   if (method && String(method.stripePaymentMethodId) !== payment.paymentMethod) {
-    await startAttempt(deps, subscription, period, now);
+    await startAttempt(deps, subscription, period, now, true);
     return 'charging';
   }
   if (merchantSide) {
@@ -600,7 +612,8 @@ async function afterFailure(
   }
   // The policy as it is now: a change made since the failure applies to this retry.
   const policy = await dunningPolicyOf(deps.models, subscription.companyId);
-  const failedAttempts = period.attempts - merchantFailures;
+  // Only the scheduled attempts use the policy's retries: a new card's attempt is one more chance, not one less.
+  const failedAttempts = Math.max(1, period.attempts - merchantFailures - (period.cardAttempts ?? 0));
   const step = nextDunningStep(policy, { failedAttempts, firstFailureAt, failure });
   // A hard decline waits for a new card, but no longer than the policy's window; then its end state applies.
   const decision = step.action === 'wait_for_payment_method' && step.until <= now ? giveUp(policy) : step;

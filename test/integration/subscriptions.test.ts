@@ -273,6 +273,51 @@ describe('dunning', () => {
     expect((await payments(sub.id)).at(-1)).toMatchObject({ status: 'succeeded', amount: 3_000 });
   }, 60_000);
 
+  it("a new card's failed attempt uses none of the retries: the rest of the policy's window is left", async () => {
+    const { sub, clockId, paymentMethodId } = await subscribedOnClock('2026-05-01T12:00:00Z', 'payer-dunning-02');
+    await system.ctx.db.models.SavedPaymentMethod.updateOne(
+      { _id: paymentMethodId },
+      {
+        $set: {
+          stripePaymentMethodId: await system.ctx.db.encryption.encrypt(
+            companyId,
+            'pm_card_chargeDeclinedInsufficientFunds',
+          ),
+        },
+      },
+    );
+    // Declined on Jun 1 12:00, retried Jun 2, 4 and 6: four failed attempts, the last retry due Jun 8 12:00.
+    await advance(clockId, '2026-06-07T00:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-08T12:00:00.000Z' });
+    // On Jun 7 the payer brings a card that is declined outright (expired): it is tried at once and fails, but the
+    // payer still has until the window's end (Jun 8 12:00) to bring another.
+    const expired = await api('PATCH', `/subscriptions/${sub.id}`, {
+      paymentMethodId: await savedMethod('payer-dunning-02', 'pm_card_chargeDeclinedExpiredCard'),
+    });
+    expect(expired.status).toBe(200);
+    const waiting = await waitFor(
+      () => subscription(sub.id),
+      (s) => s.waitingFor === 'payment_method' || s.status !== 'past_due',
+      { what: "the new card's decline" },
+    );
+    expect(waiting).toMatchObject({ status: 'past_due', waitingFor: 'payment_method' });
+    await advance(clockId, '2026-06-08T00:00:00Z');
+    const good = await api('PATCH', `/subscriptions/${sub.id}`, {
+      paymentMethodId: await savedMethod('payer-dunning-02'),
+    });
+    expect(good.status).toBe(200);
+    await settledStatus(sub.id, (status) => status === 'active');
+    expect((await payments(sub.id)).map((p) => p.status)).toEqual([
+      'succeeded',
+      'failed',
+      'failed',
+      'failed',
+      'failed',
+      'failed',
+      'succeeded',
+    ]);
+  }, 60_000);
+
   it('stops retrying a hard decline until the payer saves a new card, which resumes collection at once', async () => {
     const clockId = await clock('2026-05-01T12:00:00Z');
     const sub = await subscribe({
