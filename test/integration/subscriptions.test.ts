@@ -239,17 +239,7 @@ describe('dunning', () => {
   it('retries a soft decline 1, 3, 5 and 7 days after the first failure, then ends unpaid', async () => {
     const { sub, clockId, paymentMethodId } = await subscribedOnClock('2026-05-01T12:00:00Z', 'payer-dunning-01');
     // The card starts declining (insufficient funds): swap the stored method's card for a declining one.
-    await system.ctx.db.models.SavedPaymentMethod.updateOne(
-      { _id: paymentMethodId },
-      {
-        $set: {
-          stripePaymentMethodId: await system.ctx.db.encryption.encrypt(
-            companyId,
-            'pm_card_chargeDeclinedInsufficientFunds',
-          ),
-        },
-      },
-    );
+    await cardStartsDeclining(paymentMethodId);
     // The clock runs what fell due at its own time: the renewal at 12:00 was declined, so retries count from then.
     await advance(clockId, '2026-06-01T13:00:00Z');
     expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-02T12:00:00.000Z' });
@@ -275,17 +265,7 @@ describe('dunning', () => {
 
   it("a new card's failed attempt uses none of the retries: the rest of the policy's window is left", async () => {
     const { sub, clockId, paymentMethodId } = await subscribedOnClock('2026-05-01T12:00:00Z', 'payer-dunning-02');
-    await system.ctx.db.models.SavedPaymentMethod.updateOne(
-      { _id: paymentMethodId },
-      {
-        $set: {
-          stripePaymentMethodId: await system.ctx.db.encryption.encrypt(
-            companyId,
-            'pm_card_chargeDeclinedInsufficientFunds',
-          ),
-        },
-      },
-    );
+    await cardStartsDeclining(paymentMethodId);
     // Declined on Jun 1 12:00, retried Jun 2, 4 and 6: four failed attempts, the last retry due Jun 8 12:00.
     await advance(clockId, '2026-06-07T00:00:00Z');
     expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', nextBillingAt: '2026-06-08T12:00:00.000Z' });
