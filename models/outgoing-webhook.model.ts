@@ -1,4 +1,5 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import type { AuditEventInput } from '../domain/audit-event';
 
 /**
  * Outgoing webhooks (docs/outgoing-webhooks.md): the endpoints upstream apps registered, the events derived from the
@@ -29,9 +30,22 @@ export interface WebhookEndpointRecord {
   secrets: StoredWebhookSecret[];
   /** Since when every delivery failed (unset by the next success): 3 days of it disable the endpoint. */
   failingSince?: Date;
+  /**
+   * Audit events of a change to it, stored in the same write as the change until they are queued
+   * (models/pending-audit.ts); the outbox sweep queues what stays pending.
+   */
+  pendingAudit?: Record<string, AuditEventInput[]>;
+  /**
+   * Deleted: gone for every reader, kept only until the deletion's audit event is queued (the api, or the outbox
+   * sweep when Redis did not take it, then removes it).
+   */
+  deletedAt?: Date;
   createdAt: Date;
   updatedAt: Date;
 }
+
+/** The filter every reader of endpoints adds: a deleted endpoint waiting for its audit event does not exist. */
+export const LIVE_ENDPOINT = { deletedAt: { $exists: false } } as const;
 
 const endpointSchema = new Schema<WebhookEndpointRecord>(
   {
@@ -46,6 +60,8 @@ const endpointSchema = new Schema<WebhookEndpointRecord>(
     // Mixed: mongoose must pass the driver's encrypted Binary values through untouched.
     secrets: { type: Schema.Types.Mixed, required: true },
     failingSince: { type: Date },
+    pendingAudit: { type: Schema.Types.Mixed },
+    deletedAt: { type: Date },
   },
   { timestamps: true, versionKey: false, collection: 'webhook_endpoints' },
 );

@@ -13,13 +13,16 @@ import {
   type WebhookUrlRules,
 } from '../../domain/webhook-endpoint';
 import type { Database } from '../../models';
-import type {
-  OutgoingEventRecord,
-  WebhookDeliveryRecord,
-  WebhookEndpointRecord,
+import {
+  LIVE_ENDPOINT,
+  type OutgoingEventRecord,
+  type WebhookDeliveryRecord,
+  type WebhookEndpointRecord,
 } from '../../models/outgoing-webhook.model';
+import { PENDING_AUDIT_FIELD } from '../../models/pending-audit';
 import { enqueueWebhookDelivery, type WebhookDeliveryJob } from '../../queues/webhook-deliveries.queue';
 import type { AccessGuard, CallerEvent } from '../access-guard';
+import { writeAudited } from '../audited-change';
 import { ApiError } from '../errors';
 import { parse, scopeIdSchema } from '../validation';
 
@@ -134,7 +137,7 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
   }
 
   async function endpointOf(companyId: string, endpointId: string) {
-    const endpoint = await WebhookEndpoint.findOne({ _id: endpointId, companyId }).lean();
+    const endpoint = await WebhookEndpoint.findOne({ _id: endpointId, companyId, ...LIVE_ENDPOINT }).lean();
     if (!endpoint) throw new ApiError(404, 'webhook_endpoint_not_found', 'no such webhook endpoint');
     return endpoint;
   }
@@ -143,6 +146,25 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
     const problem = webhookUrlProblem(url, deps.urlRules);
     if (problem)
       throw new ApiError(422, 'webhook_url_refused', `the url ${problem}`, [{ field: 'url', message: problem }]);
+  }
+
+  /**
+   * A change to an endpoint with its audit event stored on it in the same write (api/audited-change.ts): 503
+   * `audit_unavailable` (saying it is saved) when the event cannot be queued, and the outbox sweep queues it later.
+   */
+  function auditedChange<T>(
+    request: FastifyRequest,
+    endpointId: string,
+    action: AuditAction,
+    event: Omit<CallerEvent, 'action'>,
+    write: (pendingAudit: Record<string, unknown>) => Promise<T>,
+  ): Promise<T> {
+    return writeAudited(request, deps.guard, {
+      holder: WebhookEndpoint,
+      id: endpointId,
+      event: { ...event, action },
+      write,
+    });
   }
 
   /** Audits a change already written: 503 (saying it is saved) when the event cannot be queued. */
@@ -163,24 +185,35 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
     const secret = newSecret();
     const now = new Date();
     const _id = `we_${ulid()}`;
-    await WebhookEndpoint.create({
+    const encrypted = await encryptSecret(companyId, secret);
+    await auditedChange(
+      request,
       _id,
-      companyId,
-      ...(input.officeId ? { officeId: input.officeId } : {}),
-      url: input.url,
-      enabledEvents: input.enabledEvents,
-      ...(input.description ? { description: input.description } : {}),
-      disabled: input.disabled ?? false,
-      ...(input.disabled ? { disabledReason: 'disabled_by_user' } : {}),
-      secrets: [{ secret: await encryptSecret(companyId, secret), createdAt: now }],
-    });
+      'webhook_endpoint.created',
+      {
+        companyId,
+        ...(input.officeId ? { officeId: input.officeId } : {}),
+        resource: { type: 'webhook_endpoint', id: _id },
+        changes: [{ field: 'enabledEvents', before: null, after: input.enabledEvents.join(',').slice(0, 200) }],
+      },
+      (pendingAudit) =>
+        WebhookEndpoint.create({
+          _id,
+          companyId,
+          ...(input.officeId ? { officeId: input.officeId } : {}),
+          url: input.url,
+          enabledEvents: input.enabledEvents,
+          ...(input.description ? { description: input.description } : {}),
+          disabled: input.disabled ?? false,
+          ...(input.disabled ? { disabledReason: 'disabled_by_user' } : {}),
+          secrets: [{ secret: encrypted, createdAt: now }],
+          // `pendingAudit.<key>` paths as a nested object: a new document has no field to set a path in.
+          [PENDING_AUDIT_FIELD]: Object.fromEntries(
+            Object.entries(pendingAudit).map(([path, events]) => [path.slice(PENDING_AUDIT_FIELD.length + 1), events]),
+          ),
+        }),
+    );
     const created = await endpointOf(companyId, _id);
-    await audit(request, 'webhook_endpoint.created', {
-      companyId,
-      ...(input.officeId ? { officeId: input.officeId } : {}),
-      resource: { type: 'webhook_endpoint', id: _id },
-      changes: [{ field: 'enabledEvents', before: null, after: input.enabledEvents.join(',').slice(0, 200) }],
-    });
     return reply.status(201).send({ ...presentEndpoint(created), secret });
   });
 
@@ -188,7 +221,11 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
     const { companyId } = parse(webhookCompanyParams, request.params);
     const query = parse(endpointsQuery, request.query);
     await authorize(request, companyId);
-    const page = await WebhookEndpoint.find({ companyId, ...(query.after ? { _id: { $lt: query.after } } : {}) })
+    const page = await WebhookEndpoint.find({
+      companyId,
+      ...LIVE_ENDPOINT,
+      ...(query.after ? { _id: { $lt: query.after } } : {}),
+    })
       .sort({ _id: -1 })
       .limit(query.limit + 1)
       .lean();
@@ -218,41 +255,63 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
       if (input.disabled) set.disabledReason = 'disabled_by_user';
       else Object.assign(unset, { disabledReason: 1, failingSince: 1 });
     }
-    // Conditional on what was read: a concurrent change is refused, not silently merged (or lost on FerretDB).
-    const written = await WebhookEndpoint.updateOne(
-      { _id: endpointId, companyId, updatedAt: before.updatedAt },
-      { $set: set, ...(Object.keys(unset).length > 0 ? { $unset: unset } : {}) },
-    );
-    if (written.matchedCount === 0) {
-      throw new ApiError(409, 'concurrent_change', 'the endpoint changed meanwhile; read it again and retry');
-    }
-    const after = await endpointOf(companyId, endpointId);
     const changes = (['url', 'disabled', 'enabledEvents'] as const)
       .filter((field) => input[field] !== undefined)
       .map((field) => ({
         field,
         before: String(before[field]).slice(0, 200),
-        after: String(after[field]).slice(0, 200),
+        after: String(input[field]).slice(0, 200),
       }));
-    await audit(request, 'webhook_endpoint.updated', {
-      companyId,
-      ...(before.officeId ? { officeId: before.officeId } : {}),
-      resource: { type: 'webhook_endpoint', id: endpointId },
-      changes,
-    });
-    return presentEndpoint(after);
+    await auditedChange(
+      request,
+      endpointId,
+      'webhook_endpoint.updated',
+      {
+        companyId,
+        ...(before.officeId ? { officeId: before.officeId } : {}),
+        resource: { type: 'webhook_endpoint', id: endpointId },
+        changes,
+      },
+      async (pendingAudit) => {
+        // Conditional on what was read: a concurrent change is refused, not silently merged (or lost on FerretDB).
+        const written = await WebhookEndpoint.updateOne(
+          { _id: endpointId, companyId, updatedAt: before.updatedAt, ...LIVE_ENDPOINT },
+          { $set: { ...set, ...pendingAudit }, ...(Object.keys(unset).length > 0 ? { $unset: unset } : {}) },
+        );
+        if (written.matchedCount === 0) {
+          throw new ApiError(409, 'concurrent_change', 'the endpoint changed meanwhile; read it again and retry');
+        }
+      },
+    );
+    return presentEndpoint(await endpointOf(companyId, endpointId));
   });
 
   app.delete(`${base}/:endpointId`, async (request, reply) => {
     const { companyId, endpointId } = parse(webhookEndpointParams, request.params);
     await authorize(request, companyId, endpointId);
     const before = await endpointOf(companyId, endpointId);
-    await WebhookEndpoint.deleteOne({ _id: endpointId, companyId });
-    await audit(request, 'webhook_endpoint.deleted', {
-      companyId,
-      ...(before.officeId ? { officeId: before.officeId } : {}),
-      resource: { type: 'webhook_endpoint', id: endpointId },
-    });
+    // Marked deleted (gone for every reader) with its audit event in one write; removed once the event is queued,
+    // here or by the outbox sweep.
+    await auditedChange(
+      request,
+      endpointId,
+      'webhook_endpoint.deleted',
+      {
+        companyId,
+        ...(before.officeId ? { officeId: before.officeId } : {}),
+        resource: { type: 'webhook_endpoint', id: endpointId },
+      },
+      async (pendingAudit) => {
+        const written = await WebhookEndpoint.updateOne(
+          { _id: endpointId, companyId, updatedAt: before.updatedAt, ...LIVE_ENDPOINT },
+          { $set: { deletedAt: new Date(), ...pendingAudit } },
+        );
+        if (written.matchedCount === 0) {
+          throw new ApiError(409, 'concurrent_change', 'the endpoint changed meanwhile; read it again and retry');
+        }
+      },
+    );
+    await WebhookEndpoint.deleteOne({ _id: endpointId, companyId, deletedAt: { $exists: true } });
     return reply.status(204).send();
   });
 
@@ -275,18 +334,25 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
           ]
         : []),
     ];
-    const written = await WebhookEndpoint.updateOne(
-      { _id: endpointId, companyId, updatedAt: before.updatedAt },
-      { $set: { secrets } },
+    await auditedChange(
+      request,
+      endpointId,
+      'webhook_endpoint.secret_rotated',
+      {
+        companyId,
+        ...(before.officeId ? { officeId: before.officeId } : {}),
+        resource: { type: 'webhook_endpoint', id: endpointId },
+      },
+      async (pendingAudit) => {
+        const written = await WebhookEndpoint.updateOne(
+          { _id: endpointId, companyId, updatedAt: before.updatedAt, ...LIVE_ENDPOINT },
+          { $set: { secrets, ...pendingAudit } },
+        );
+        if (written.matchedCount === 0) {
+          throw new ApiError(409, 'concurrent_change', 'the endpoint changed meanwhile; read it again and retry');
+        }
+      },
     );
-    if (written.matchedCount === 0) {
-      throw new ApiError(409, 'concurrent_change', 'the endpoint changed meanwhile; read it again and retry');
-    }
-    await audit(request, 'webhook_endpoint.secret_rotated', {
-      companyId,
-      ...(before.officeId ? { officeId: before.officeId } : {}),
-      resource: { type: 'webhook_endpoint', id: endpointId },
-    });
     return { ...presentEndpoint(await endpointOf(companyId, endpointId), now), secret };
   });
 

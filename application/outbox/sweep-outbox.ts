@@ -17,7 +17,14 @@ export interface OutboxDeps {
     Partial<
       Pick<
         Models,
-        'Company' | 'Office' | 'Invoice' | 'InvoiceSettings' | 'PayerProfile' | 'BillingSettings' | 'SweepMark'
+        | 'Company'
+        | 'Office'
+        | 'Invoice'
+        | 'InvoiceSettings'
+        | 'PayerProfile'
+        | 'BillingSettings'
+        | 'SweepMark'
+        | 'WebhookEndpoint'
       >
     >;
   chargesQueue: Queue<ChargeJob>;
@@ -163,6 +170,7 @@ const pendingAudits: OutboxSource = {
       deps.models.PayerProfile,
       deps.models.BillingSettings,
       deps.models.Invoice,
+      deps.models.WebhookEndpoint,
     ];
     const holders = (
       await Promise.all(
@@ -185,7 +193,7 @@ const pendingAudits: OutboxSource = {
         .filter(([, events]) => events.every((event) => Date.parse(event.occurredAt) < cutoff.getTime()))
         .map(([key, events]) => ({ _id: `${doc._id}/${key}`, key, events, unset })),
     );
-    return ensureJobs(deps, this.name, stale, async (entry) => {
+    const result = await ensureJobs(deps, this.name, stale, async (entry) => {
       let queued = false;
       for (const event of entry.events) {
         const added = await ensureJob(auditQueue, auditJobId(event.eventId), () =>
@@ -196,6 +204,12 @@ const pendingAudits: OutboxSource = {
       await entry.unset(pendingAuditPath(entry.key));
       return queued;
     });
+    // A deleted webhook endpoint is kept only until its deletion's audit event is queued (api/routes/webhook-endpoints.ts).
+    await deps.models.WebhookEndpoint?.deleteMany({
+      deletedAt: { $exists: true },
+      $or: [{ pendingAudit: { $exists: false } }, { pendingAudit: {} }],
+    });
+    return result;
   },
 };
 

@@ -62,7 +62,7 @@ export async function deliverWebhook(
     WebhookEndpoint.findById(delivery.endpointId).lean(),
     OutgoingEvent.findById(delivery.eventId).lean(),
   ]);
-  if (!endpoint || !event) {
+  if (!endpoint || endpoint.deletedAt || !event) {
     await WebhookDelivery.updateOne({ _id: delivery._id, status: 'pending' }, { $set: { status: 'failed' } });
     return 'gone';
   }

@@ -3,7 +3,11 @@ import type { AuditEvent } from '../../domain/audit-event';
 import { endpointWants, webhookEventTypeOf, type WebhookPayload } from '../../domain/webhook-catalog';
 import type { Models } from '../../models';
 import { isDuplicateKeyError } from '../../models/errors';
-import { pruneExpiredWebhookRecords, type WebhookEndpointRecord } from '../../models/outgoing-webhook.model';
+import {
+  LIVE_ENDPOINT,
+  pruneExpiredWebhookRecords,
+  type WebhookEndpointRecord,
+} from '../../models/outgoing-webhook.model';
 import type { Logger } from '../../platform/logger';
 import type { WebhookDeliveryJob } from '../../queues/webhook-deliveries.queue';
 import { readEventData } from './event-data';
@@ -36,7 +40,7 @@ export function cachedEndpoints(
     const hit = cache.get(companyId);
     if (hit && now() - hit.at < ttlMs) return hit.endpoints;
     const endpoints = model
-      .find({ companyId }, { _id: 1, officeId: 1, enabledEvents: 1, disabled: 1 })
+      .find({ companyId, ...LIVE_ENDPOINT }, { _id: 1, officeId: 1, enabledEvents: 1, disabled: 1 })
       .lean()
       .then((rows) => rows as EndpointView[]);
     cache.set(companyId, { at: now(), endpoints });
