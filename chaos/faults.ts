@@ -134,7 +134,7 @@ async function injectAndRecover(
     default:
       system.proxy.inject(fault.kind, STRIPE_SHARE, SLOW_MS);
       await sleep(fault.durationMs);
-      system.proxy.clear();
+      system.proxy.clear(fault.kind);
   }
   const recoveryMs = await recovery(system, workload);
   log(

@@ -35,6 +35,15 @@ async function main(): Promise<number> {
     mongodbUri,
     stripeMockUrl,
     log,
+    onStarted: (stop) => {
+      // Ctrl-C or a kill: the run's processes, Redis, database and files are removed before it exits.
+      const interrupted = (signal: NodeJS.Signals) => {
+        log(`chaos: ${signal}; stopping the system (seed ${seed})`);
+        void stop().finally(() => process.exit(130));
+      };
+      process.once('SIGINT', interrupted);
+      process.once('SIGTERM', interrupted);
+    },
   });
   console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
   if (!report.ok) console.error(`chaos: FAILED with seed ${seed}`);

@@ -17,6 +17,8 @@ export interface ChaosOptions {
   mongodbUri: string;
   stripeMockUrl: string;
   log: (line: string) => void;
+  /** Given the system's stop, for a caller that stops early (Ctrl-C): its processes, Redis and database go too. */
+  onStarted?: (stop: () => Promise<void>) => void;
 }
 
 export interface ChaosReport {
@@ -50,6 +52,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   });
   try {
     options.log(`chaos: seed ${options.seed}; starting ${options.apis} api and ${options.workers} worker processes`);
+    options.onStarted?.(() => system.stop());
     await system.start();
     const workload = new Workload(system, random.fork());
     const schedule = options.short

@@ -25,9 +25,10 @@ export interface ProxiedRequest {
 export interface StripeProxy {
   readonly url: string;
   readonly requests: ProxiedRequest[];
-  /** Every request, with probability `share`, meets `kind` until `clear()`. */
+  /** Every request, with probability `share`, meets `kind` until `clear(kind)`. */
   inject(kind: StripeFaultKind, share: number, delayMs?: number): void;
-  clear(): void;
+  /** Ends the `kind` fault (not a later one that replaced it). */
+  clear(kind: StripeFaultKind): void;
   close(): Promise<void>;
 }
 
@@ -122,8 +123,8 @@ export async function startStripeProxy(upstreamUrl: string, random: () => number
     inject(kind, share, delayMs = 0) {
       fault = { kind, share, delayMs };
     },
-    clear() {
-      fault = undefined;
+    clear(kind) {
+      if (fault?.kind === kind) fault = undefined;
     },
     close: () =>
       new Promise<void>((resolve) => {

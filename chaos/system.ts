@@ -197,7 +197,15 @@ export class ChaosSystem {
     return answers.every(Boolean);
   }
 
-  async stop(): Promise<void> {
+  private stopped: Promise<void> | undefined;
+
+  /** Removes everything the run started or made; once, however often it is called. */
+  stop(): Promise<void> {
+    this.stopped ??= this.stopOnce();
+    return this.stopped;
+  }
+
+  private async stopOnce(): Promise<void> {
     this.redisServer?.signal('SIGCONT');
     await Promise.all([...this.apis, ...this.workers].map((p) => p.kill()));
     await this.proxy?.close();
