@@ -125,7 +125,9 @@ async function inPool<T>(items: T[], concurrency: number, run: (item: T) => Prom
 }
 
 beforeAll(async () => {
-  system = await startInProcessSystem('stripe_webhooks');
+  // The scheduled outbox sweep never counts this file's hand-made payments as stale (on a slow run it re-charged the
+  // 1,000-delivery test's `processing` payments against stripe-mock mid-test); the sweep tests call sweepNow().
+  system = await startInProcessSystem('stripe_webhooks', { OUTBOX_STALE_AFTER_MS: String(60 * 60_000) });
   companyId = await createCompany(system.ctx.db, { name: 'Harbor Clinic' });
   admin = await system.token(companyId, ['company_admin'], { subject: 'usr-admin' });
   await configureStripeWebhooks(system, companyId, admin, {
