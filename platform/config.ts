@@ -194,6 +194,9 @@ const envSchema = z.object({
   WEBHOOK_CONCURRENCY: positiveInt.default(10),
   // How long the audit worker reuses a company's endpoint list before reading it again.
   WEBHOOK_ENDPOINT_CACHE_MS: z.coerce.number().int().min(0).default(5_000),
+  // A delivery worker's job lock (renewed while it runs) and how often workers look for jobs whose worker died:
+  // a delivery cut off by a crash is sent again within about twice this.
+  WEBHOOK_STALLED_CHECK_MS: positiveInt.min(1_000).default(30_000),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -315,6 +318,7 @@ export type AppConfig = {
     disableAfterMs: number;
     concurrency: number;
     endpointCacheMs: number;
+    stalledCheckMs: number;
   };
 };
 
@@ -653,6 +657,7 @@ export function loadConfig(
       disableAfterMs: env.WEBHOOK_DISABLE_AFTER_MS,
       concurrency: env.WEBHOOK_CONCURRENCY,
       endpointCacheMs: env.WEBHOOK_ENDPOINT_CACHE_MS,
+      stalledCheckMs: env.WEBHOOK_STALLED_CHECK_MS,
     },
   };
 }

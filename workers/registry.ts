@@ -318,6 +318,7 @@ export const WORKERS = {
         enqueueAudit: context.enqueueAudit,
         retryScheduleMs: context.config.webhooks.retryScheduleMs,
         disableAfterMs: context.config.webhooks.disableAfterMs,
+        stalledCheckMs: context.config.webhooks.stalledCheckMs,
       }),
   },
 } satisfies { [N in QueueName]: WorkerDefinition<N> };

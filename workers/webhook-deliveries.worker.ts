@@ -48,7 +48,7 @@ export async function processWebhookDelivery(
 
 /** A worker whose retries follow the configured schedule (BullMQ custom backoff), not BullMQ's exponential one. */
 export function createWebhookDeliveriesWorker(
-  deps: WebhookDeliveriesDeps & QueueWorkerOptions,
+  deps: WebhookDeliveriesDeps & QueueWorkerOptions & { stalledCheckMs?: number },
 ): Worker<WebhookDeliveryJob, DeliverOutcome> {
   const name = QUEUE_NAMES.webhookDeliveries;
   const worker = new Worker<WebhookDeliveryJob, DeliverOutcome>(
@@ -58,6 +58,8 @@ export function createWebhookDeliveriesWorker(
       connection: deps.connection,
       prefix: deps.prefix,
       concurrency: deps.concurrency,
+      // A delivery whose worker died (its lock not renewed) goes back to waiting and is sent again, same webhook-id.
+      ...(deps.stalledCheckMs ? { lockDuration: deps.stalledCheckMs, stalledInterval: deps.stalledCheckMs } : {}),
       settings: {
         backoffStrategy: (attemptsMade: number, type?: string) =>
           type === WEBHOOK_BACKOFF ? retryDelayMs(deps.retryScheduleMs, attemptsMade) : 1_000,
