@@ -150,7 +150,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: PERMISSION,
     params: webhookEndpointParams,
-    responses: { 204: { description: 'Deleted.' }, 404: endpointNotFound },
+    responses: { 204: { description: 'Deleted.' }, 404: endpointNotFound, 409: concurrent },
   },
   {
     method: 'post',

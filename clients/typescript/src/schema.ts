@@ -7664,6 +7664,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The endpoint changed meanwhile; read it again and retry. Codes: `concurrent_change`. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description The body is larger than this operation takes. Codes: `body_too_large`. */
             413: {
                 headers: {
