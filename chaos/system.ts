@@ -136,13 +136,21 @@ export class ChaosSystem {
   }
 
   private async configureCompany(): Promise<void> {
+    // Retried through 5xx for a minute: on a busy machine a just-started api may not queue an audit event in time.
     const must = async (method: string, path: string, body: unknown): Promise<void> => {
-      const response = await fetch(`${this.apiUrls[0]}/v1/companies/${this.companyId}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${await this.bearer()}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-      if (response.status >= 300) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+      const giveUpAt = Date.now() + 60_000;
+      for (;;) {
+        const response = await fetch(`${this.apiUrls[0]}/v1/companies/${this.companyId}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${await this.bearer()}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        if (response.status < 300) return;
+        const text = await response.text();
+        if (response.status < 500 || Date.now() > giveUpAt)
+          throw new Error(`${method} ${path}: ${response.status} ${text}`);
+        await sleep(500);
+      }
     };
     await must('PUT', '/payment-config', {
       mode: 'company',
