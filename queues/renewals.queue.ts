@@ -76,11 +76,15 @@ export async function releaseFailedRenewals(queue: Queue<RenewalJob>, jobIds: re
   return release.length;
 }
 
+export function clockAdvanceJobId(testClockId: string, frozenTime: Date): string {
+  return jobId('clock', `${testClockId}-${frozenTime.getTime()}`);
+}
+
 export async function enqueueClockAdvance(queue: Queue<RenewalJob>, testClockId: string, frozenTime: Date) {
   await queue.add(
     RENEWAL_JOBS.advanceClock,
     { testClockId },
-    { ...renewalJobOptions, jobId: jobId('clock', `${testClockId}-${frozenTime.getTime()}`) },
+    { ...renewalJobOptions, jobId: clockAdvanceJobId(testClockId, frozenTime) },
   );
 }
 

@@ -8,6 +8,7 @@ import { enqueueAuditEvent, type AuditJob } from '../queues/audit.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import type { StripeEventJob } from '../queues/stripe-events.queue';
 import type { RefundJob } from '../queues/refunds.queue';
+import type { RenewalJob } from '../queues/renewals.queue';
 import type { InvoiceJob } from '../queues/invoices.queue';
 import { sweepOutbox, type SweepResult } from '../application/outbox/sweep-outbox';
 import {
@@ -20,10 +21,14 @@ import { outboxRequeued } from '../platform/metrics';
 import { createQueueWorker, JobFailedError, type QueueWorkerOptions } from './queue-worker';
 
 export interface MaintenanceDeps extends Omit<ReconcileDeps, 'models' | 'afterMs'> {
-  models: Pick<Models, 'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger' | 'Invoice'>;
+  models: Pick<
+    Models,
+    'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger' | 'Invoice' | 'TestClock'
+  >;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
   refundsQueue: Queue<RefundJob>;
+  renewalsQueue: Queue<RenewalJob>;
   auditQueue: Queue<AuditJob>;
   invoicesQueue: Queue<InvoiceJob>;
   auditTrail: Pick<AuditTrail, 'anchorHeads' | 'purgeBefore'>;

@@ -229,6 +229,7 @@ export const WORKERS = {
       chargesQueue: context.queues.charges,
       stripeEventsQueue: context.queues['stripe-events'],
       refundsQueue: context.queues.refunds,
+      renewalsQueue: context.queues.renewals,
       auditQueue: context.queues.audit,
       auditTrail: context.db.auditTrail,
       anchorSigner: loadAnchorSigner(context.config.audit.anchorKeyFile, context.config.env !== 'production'),

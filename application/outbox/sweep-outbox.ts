@@ -10,6 +10,7 @@ import { ensureJob } from '../../queues/job-options';
 import { enqueueRefund, refundJobId, type RefundJob } from '../../queues/refunds.queue';
 import { enqueueInvoiceRender, invoiceJobId, type InvoiceJob } from '../../queues/invoices.queue';
 import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../../queues/stripe-events.queue';
+import { clockAdvanceJobId, enqueueClockAdvance, type RenewalJob } from '../../queues/renewals.queue';
 
 export interface OutboxDeps {
   /** Company and Office hold the audit events of their changes until they are queued (swept with the audit queue). */
@@ -25,6 +26,7 @@ export interface OutboxDeps {
         | 'BillingSettings'
         | 'SweepMark'
         | 'WebhookEndpoint'
+        | 'TestClock'
       >
     >;
   chargesQueue: Queue<ChargeJob>;
@@ -35,6 +37,8 @@ export interface OutboxDeps {
   auditQueue?: Queue<AuditJob>;
   /** Invoices and credit notes whose document is not stored are swept when this queue and the Invoice model are given. */
   invoicesQueue?: Queue<InvoiceJob>;
+  /** Test clocks left advancing with no job (the api stopped between the write and the enqueue) get theirs. */
+  renewalsQueue?: Queue<RenewalJob>;
   /** Issues the documents of settled payments, periods and refunds whose settling stopped before its invoicing hook. */
   invoiceSettled?: (cutoff: Date) => Promise<SweepResult>;
   logger: Logger;
@@ -267,6 +271,28 @@ const settledWithoutInvoice: OutboxSource = {
   sweep: (deps, cutoff) => deps.invoiceSettled?.(cutoff) ?? Promise.resolve({ examined: 0, requeued: 0, failed: 0 }),
 };
 
+/**
+ * A test clock marked advancing whose job was never queued (the api stopped between the two): its advance job, under
+ * the id the api would have used, finishes it (an advance is safe to run again, and runs at the clock's own time).
+ */
+const testClocks: OutboxSource = {
+  name: 'test-clocks',
+  async sweep(deps, cutoff) {
+    const queue = deps.renewalsQueue;
+    const TestClock = deps.models.TestClock;
+    if (!queue || !TestClock) return { examined: 0, requeued: 0, failed: 0 };
+    const stale = await TestClock.find({ status: 'advancing', updatedAt: { $lt: cutoff } }, { frozenTime: 1 })
+      .sort({ updatedAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean();
+    return ensureJobs(deps, this.name, stale, (clock) =>
+      ensureJob(queue, clockAdvanceJobId(clock._id, clock.frozenTime), () =>
+        enqueueClockAdvance(queue, clock._id, clock.frozenTime),
+      ),
+    );
+  },
+};
+
 export const OUTBOX_SOURCES: readonly OutboxSource[] = [
   payments,
   stripeEvents,
@@ -276,6 +302,7 @@ export const OUTBOX_SOURCES: readonly OutboxSource[] = [
   // Before the documents: an invoice it issues is queued at once, and the next source leaves it alone.
   settledWithoutInvoice,
   invoiceDocuments,
+  testClocks,
 ];
 
 /**

@@ -51,3 +51,37 @@ it('an advance refused for want of the audit trail leaves the clock ready: the r
   );
   expect(clock.frozenTime.toISOString()).toBe(advance.frozenTime);
 });
+
+it('a clock left advancing with no job (the api stopped between the two) is finished by the outbox sweep', async () => {
+  const created = await post(system.url, '/test-clocks', { frozenTime: '2026-02-01T00:00:00.000Z' }, 'clock-2');
+  expect(created.status).toBe(201);
+  const clockId = String(created.body.id);
+  // What an api killed after marking the advance, before queueing its job, leaves behind.
+  await system.ctx.db.models.TestClock.updateOne(
+    { _id: clockId },
+    { $set: { status: 'advancing', frozenTime: new Date('2026-03-01T00:00:00.000Z') } },
+  );
+  const refused = await post(
+    system.url,
+    `/test-clocks/${clockId}/advance`,
+    { frozenTime: '2026-04-01T00:00:00.000Z' },
+    'adv-2',
+  );
+  expect(refused.body.error?.code).toBe('test_clock_advancing');
+
+  const swept = await system.sweepNow();
+  expect(swept.requeued).toBeGreaterThanOrEqual(1);
+  const clock = await waitFor(
+    async () => (await system.ctx.db.models.TestClock.findById(clockId).lean())!,
+    (c) => c.status === 'ready',
+    { what: 'the swept clock to be ready' },
+  );
+  expect(clock.frozenTime.toISOString()).toBe('2026-03-01T00:00:00.000Z');
+  const retried = await post(
+    system.url,
+    `/test-clocks/${clockId}/advance`,
+    { frozenTime: '2026-04-01T00:00:00.000Z' },
+    'adv-3',
+  );
+  expect(retried.status).toBe(202);
+});

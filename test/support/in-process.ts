@@ -68,6 +68,7 @@ export async function startInProcessSystem(
         stripeEventsQueue: ctx.queues['stripe-events'],
         refundsQueue: ctx.queues.refunds,
         invoicesQueue: ctx.queues.invoices,
+        renewalsQueue: ctx.queues.renewals,
         logger: ctx.logger,
         staleAfterMs: 0,
       }),
