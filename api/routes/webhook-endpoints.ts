@@ -167,6 +167,40 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
     });
   }
 
+  /**
+   * An audited change to an existing endpoint, written on condition of what was read (`before`): a concurrent change
+   * is refused 409, not silently merged (or lost on FerretDB).
+   */
+  async function changeEndpoint(
+    request: FastifyRequest,
+    before: WebhookEndpointRecord,
+    action: AuditAction,
+    update: { set: Record<string, unknown>; unset?: Record<string, 1>; changes?: CallerEvent['changes'] },
+  ): Promise<void> {
+    const { _id: endpointId, companyId } = before;
+    await auditedChange(
+      request,
+      endpointId,
+      action,
+      {
+        companyId,
+        ...(before.officeId ? { officeId: before.officeId } : {}),
+        resource: { type: 'webhook_endpoint', id: endpointId },
+        ...(update.changes ? { changes: update.changes } : {}),
+      },
+      async (pendingAudit) => {
+        const unset = update.unset && Object.keys(update.unset).length > 0 ? { $unset: update.unset } : {};
+        const written = await WebhookEndpoint.updateOne(
+          { _id: endpointId, companyId, updatedAt: before.updatedAt, ...LIVE_ENDPOINT },
+          { $set: { ...update.set, ...pendingAudit }, ...unset },
+        );
+        if (written.matchedCount === 0) {
+          throw new ApiError(409, 'concurrent_change', 'the endpoint changed meanwhile; read it again and retry');
+        }
+      },
+    );
+  }
+
   /** Audits a change already written: 503 (saying it is saved) when the event cannot be queued. */
   async function audit(request: FastifyRequest, action: AuditAction, event: Omit<CallerEvent, 'action'>) {
     const prepared = await deps.guard.prepare(request, { ...event, action }, `evt_${ulid()}`);
@@ -262,27 +296,7 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
         before: String(before[field]).slice(0, 200),
         after: String(input[field]).slice(0, 200),
       }));
-    await auditedChange(
-      request,
-      endpointId,
-      'webhook_endpoint.updated',
-      {
-        companyId,
-        ...(before.officeId ? { officeId: before.officeId } : {}),
-        resource: { type: 'webhook_endpoint', id: endpointId },
-        changes,
-      },
-      async (pendingAudit) => {
-        // Conditional on what was read: a concurrent change is refused, not silently merged (or lost on FerretDB).
-        const written = await WebhookEndpoint.updateOne(
-          { _id: endpointId, companyId, updatedAt: before.updatedAt, ...LIVE_ENDPOINT },
-          { $set: { ...set, ...pendingAudit }, ...(Object.keys(unset).length > 0 ? { $unset: unset } : {}) },
-        );
-        if (written.matchedCount === 0) {
-          throw new ApiError(409, 'concurrent_change', 'the endpoint changed meanwhile; read it again and retry');
-        }
-      },
-    );
+    await changeEndpoint(request, before, 'webhook_endpoint.updated', { set, unset, changes });
     return presentEndpoint(await endpointOf(companyId, endpointId));
   });
 
@@ -292,25 +306,7 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
     const before = await endpointOf(companyId, endpointId);
     // Marked deleted (gone for every reader) with its audit event in one write; removed once the event is queued,
     // here or by the outbox sweep.
-    await auditedChange(
-      request,
-      endpointId,
-      'webhook_endpoint.deleted',
-      {
-        companyId,
-        ...(before.officeId ? { officeId: before.officeId } : {}),
-        resource: { type: 'webhook_endpoint', id: endpointId },
-      },
-      async (pendingAudit) => {
-        const written = await WebhookEndpoint.updateOne(
-          { _id: endpointId, companyId, updatedAt: before.updatedAt, ...LIVE_ENDPOINT },
-          { $set: { deletedAt: new Date(), ...pendingAudit } },
-        );
-        if (written.matchedCount === 0) {
-          throw new ApiError(409, 'concurrent_change', 'the endpoint changed meanwhile; read it again and retry');
-        }
-      },
-    );
+    await changeEndpoint(request, before, 'webhook_endpoint.deleted', { set: { deletedAt: new Date() } });
     await WebhookEndpoint.deleteOne({ _id: endpointId, companyId, deletedAt: { $exists: true } });
     return reply.status(204).send();
   });
@@ -334,25 +330,7 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
           ]
         : []),
     ];
-    await auditedChange(
-      request,
-      endpointId,
-      'webhook_endpoint.secret_rotated',
-      {
-        companyId,
-        ...(before.officeId ? { officeId: before.officeId } : {}),
-        resource: { type: 'webhook_endpoint', id: endpointId },
-      },
-      async (pendingAudit) => {
-        const written = await WebhookEndpoint.updateOne(
-          { _id: endpointId, companyId, updatedAt: before.updatedAt, ...LIVE_ENDPOINT },
-          { $set: { secrets, ...pendingAudit } },
-        );
-        if (written.matchedCount === 0) {
-          throw new ApiError(409, 'concurrent_change', 'the endpoint changed meanwhile; read it again and retry');
-        }
-      },
-    );
+    await changeEndpoint(request, before, 'webhook_endpoint.secret_rotated', { set: { secrets } });
     return { ...presentEndpoint(await endpointOf(companyId, endpointId), now), secret };
   });
 
