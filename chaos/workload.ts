@@ -46,7 +46,8 @@ export interface WorkloadRecord {
   /** 3-D Secure payments the payer finished at Stripe, and how; Stripe's webhooks told the system (some twice). */
   finishedActions: Array<{ paymentId: string; outcome: 'succeeded' | 'failed' }>;
   /** Each test clock and the time it was last (successfully) asked to advance to. */
-  clocks: Map<string, { subscriptionId: string; frozenTime: string }>;
+  /** Each clock's last accepted time, and a later one asked by a request that got no answer (it may have been taken). */
+  clocks: Map<string, { subscriptionId: string; frozenTime: string; unanswered?: string }>;
   downloads: { invoice: number; credit_note: number };
 }
 
@@ -353,10 +354,20 @@ export class Workload {
         });
       }
       // A month, or a few days (the dunning retries' spacing).
-      at += random.chance(0.6) ? 31 * 86_400_000 : random.int(1, 4) * 86_400_000;
+      const step = random.chance(0.6) ? 31 * 86_400_000 : random.int(1, 4) * 86_400_000;
+      at += step;
       const frozenTime = new Date(at).toISOString();
       const advanced = await this.call('clock_advance', 'POST', `/test-clocks/${clockId}/advance`, { frozenTime });
-      if (advanced?.status !== 200 && advanced?.status !== 202) break;
+      if (advanced?.status !== 200 && advanced?.status !== 202) {
+        // No answer at all (every retry met a fault): the system may have taken it, and finishes it if so.
+        if (!advanced)
+          this.record.clocks.set(clockId, {
+            subscriptionId,
+            frozenTime: new Date(at - step).toISOString(),
+            unanswered: frozenTime,
+          });
+        break;
+      }
       this.record.clocks.set(clockId, { subscriptionId, frozenTime });
       if (!(await this.clockReady(clockId))) break;
     }
