@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../platform/redis';
 import { ulid } from 'ulid';
 import type { Principal } from '../domain/access-policy';
 import { bodyContainsCardNumber, requestLineContainsCardNumber } from '../domain/card-number';
@@ -49,7 +49,7 @@ export interface ApiDeps {
   /** Verifies the signatures of audit chain anchors. */
   anchorPublicKey: KeyObject;
   queues: Queues;
-  redis: Redis;
+  redis: RedisClient;
   authenticate: Authenticator;
   /** Only for SetupIntents (a payer's browser needs the client secret now); charges and refunds go through workers. */
   gateway: Pick<PaymentGateway, 'createCustomer' | 'createSetupIntent' | 'retrieveAccountId'>;

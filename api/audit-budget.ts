@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../platform/redis';
 
 /** Audited per source address (and per kind, trail and reason) each minute; beyond that, only logged. */
 export const AUDITED_PER_SOURCE_PER_MINUTE = 20;
@@ -10,7 +10,7 @@ export const AUDITED_PER_TRAIL_PER_MINUTE = 200;
  * refused as usual but audited only up to the bounds, and logged beyond them. If Redis cannot count, the event is
  * audited: the bound protects the trail, it must not hide an attack.
  */
-export function createAuditBudget(redis: Redis, keyPrefix: string) {
+export function createAuditBudget(redis: RedisClient, keyPrefix: string) {
   return async function withinAuditBudget(kind: string, trail: string, reason: string, source: string) {
     const minute = Math.floor(Date.now() / 60_000);
     const base = `${keyPrefix}:audit-budget:${minute}:${kind}:${trail}:${reason}`;

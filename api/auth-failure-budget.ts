@@ -1,6 +1,6 @@
 import { isIPv6 } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../platform/redis';
 import { ApiError } from './errors';
 
 /**
@@ -28,7 +28,7 @@ export function budgetSource(ip: string): string {
  * signature is checked again. Counted in Redis so every api process shares it; if Redis cannot count, requests go
  * on (the general limits still stand): an outage of the counter must not take the API down.
  */
-export function createAuthFailureBudget(redis: Redis, keyPrefix: string, perMinute: number) {
+export function createAuthFailureBudget(redis: RedisClient, keyPrefix: string, perMinute: number) {
   const keyOf = (ip: string, minute: number) => `${keyPrefix}:auth-failures:${minute}:${budgetSource(ip)}`;
   return {
     /** Seconds until the source may try again, or undefined while it has budget left. */

@@ -21,8 +21,10 @@ function reachable(host: string, port: number, timeoutMs = 2_000): Promise<boole
 }
 
 function hostPort(url: string, defaultPort: number): { host: string; port: number } {
-  // A mongodb:// URL may list several hosts; the first one tells whether anything is there.
-  const parsed = new URL(url.replace(/^mongodb(\+srv)?:\/\/(?:[^@/]*@)?([^/,?]+).*$/, 'tcp://$2'));
+  // A mongodb:// or redis+cluster:// URL may list several hosts; the first one tells whether anything is there.
+  const parsed = new URL(
+    url.replace(/^(?:mongodb(?:\+srv)?|rediss?(?:\+cluster|\+sentinel)?):\/\/(?:[^@/]*@)?([^/,?]+).*$/, 'tcp://$1'),
+  );
   return { host: parsed.hostname, port: Number(parsed.port || defaultPort) };
 }
 

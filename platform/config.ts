@@ -3,6 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { stableIssueMessage } from './issue-messages';
+import { isLoopbackHost, parseRedisUrl, RedisUrlError } from './redis-url';
 
 /**
  * The one place the environment is read. Validated once at start-up; an error
@@ -55,7 +56,18 @@ const envSchema = z.object({
   // Failed authentication (bad tokens, forged webhook signatures) per source (IPv6 by /64) per minute: then 429.
   AUTH_FAILURES_PER_SOURCE_PER_MINUTE: positiveInt.default(30),
 
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  // One Redis, a Redis Cluster (redis+cluster://seed,seed) or Sentinel (redis+sentinel://s1,s2/master): redis-url.ts.
+  REDIS_URL: z
+    .string()
+    .default('redis://127.0.0.1:6379')
+    .superRefine((value, context) => {
+      try {
+        parseRedisUrl(value);
+      } catch (error) {
+        if (!(error instanceof RedisUrlError)) throw error;
+        context.addIssue({ code: 'custom', message: error.message });
+      }
+    }),
   // Hash-tagged so every key of one deployment lands in one Redis Cluster slot (BullMQ needs that).
   QUEUE_PREFIX: z
     .string()
@@ -531,8 +543,11 @@ function refuseDevelopmentSettings(source: NodeJS.ProcessEnv, env: Env, auth: Au
       "TLS_CERT_FILE/TLS_KEY_FILE: production refuses plain HTTP; configure a certificate or TRUST_PROXY with your proxies' addresses",
     );
   }
-  if (!isLoopback(env.REDIS_URL) && !env.REDIS_URL.startsWith('rediss://')) {
-    problems.push('REDIS_URL: must use TLS (rediss://) unless Redis is on this host');
+  const redis = parseRedisUrl(env.REDIS_URL);
+  if (!redis.tls && !redis.hosts.every((node) => isLoopbackHost(node.host))) {
+    // Every node: a cluster's seeds, or the sentinels (rediss+sentinel also makes the data nodes TLS).
+    const scheme = redis.mode === 'single' ? 'rediss://' : `rediss+${redis.mode}://`;
+    problems.push(`REDIS_URL: must use TLS (${scheme}) unless every Redis node is on this host`);
   }
   if (!isLoopback(env.MONGODB_URI) && !mongoUsesTls(env.MONGODB_URI)) {
     problems.push('MONGODB_URI: must use TLS (tls=true, or mongodb+srv://) unless MongoDB is on this host');
@@ -560,15 +575,9 @@ function refuseOpenMetrics(env: Env, problems: string[]): void {
   }
 }
 
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
-
 function isLoopback(url: string): boolean {
   const hosts = url.replace(/^[a-z+]+:\/\/(?:[^@/]*@)?([^/?]*).*$/, '$1').split(',');
-  // 127.0.0.0/8 by its numbers: a name that merely starts with `127.` (127.0.0.1.attacker.example) is not local.
-  return hosts.every((host) => {
-    const name = host.replace(/:\d+$/, '');
-    return LOOPBACK_HOSTS.has(name) || /^127(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(name);
-  });
+  return hosts.every((host) => isLoopbackHost(host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1')));
 }
 
 function mongoUsesTls(uri: string): boolean {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis';
 
 /**
  * Where dashboard sessions live in Redis (under the deployment's queue prefix), shared by the api that keeps them
@@ -19,7 +19,7 @@ export function dashboardSessionKeys(prefix: string) {
 }
 
 /** Ends the subject's dashboard session, on every api process at once. True when there was one. */
-export async function revokeDashboardSessions(redis: Redis, prefix: string, subject: string): Promise<boolean> {
+export async function revokeDashboardSessions(redis: RedisClient, prefix: string, subject: string): Promise<boolean> {
   const keys = dashboardSessionKeys(prefix);
   const current = await redis.getdel(keys.subject(subject));
   return current ? (await redis.del(keys.session(current))) > 0 : false;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../platform/redis';
 import { PLATFORM_AUDIT_SCOPE } from '../../domain/audit-actions';
 import {
   decideDashboardRequest,
@@ -41,7 +41,7 @@ export function isDashboardRoute(request: FastifyRequest): boolean {
 
 export interface DashboardDeps {
   queues: Queues;
-  redis: Redis;
+  redis: RedisClient;
   queuePrefix: string;
   production: boolean;
   idleTimeoutSeconds: number;

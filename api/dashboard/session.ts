@@ -1,5 +1,5 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../platform/redis';
 import { z } from 'zod';
 import { PLATFORM_ROLES } from '../../domain/access-policy';
 import { opaqueId } from '../../domain/audit-event';
@@ -59,7 +59,7 @@ export function sameSecret(given: string | undefined, expected: string): boolean
 }
 
 export function createSessionStore(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   limits: { idleSeconds: number; maxSeconds: number },
   now: () => number = Date.now,

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../platform/redis';
 import type { Connection } from 'mongoose';
 
 async function check(probe: () => Promise<unknown>): Promise<'ok' | 'unavailable'> {
@@ -17,7 +17,7 @@ type Readiness = { ready: boolean; redis: 'ok' | 'unavailable'; mongodb: 'ok' | 
 export const READINESS_CACHE_MS = 1_000;
 
 /** /healthz: the process is up. /readyz: it can do work (Redis and MongoDB answer), asked at most once a second. */
-export function registerHealthRoutes(app: FastifyInstance, deps: { redis: Redis; mongo: Connection }): void {
+export function registerHealthRoutes(app: FastifyInstance, deps: { redis: RedisClient; mongo: Connection }): void {
   let cached: { at: number; answer: Promise<Readiness> } | undefined;
   const readiness = async (): Promise<Readiness> => {
     const [redis, mongodb] = await Promise.all([

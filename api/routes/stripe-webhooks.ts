@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../platform/redis';
 import { ulid } from 'ulid';
 import {
   receiveWebhookEvent,
@@ -25,7 +25,7 @@ export interface StripeWebhookRouteDeps {
   db: Pick<Database, 'models' | 'encryption'>;
   queues: Pick<Queues, 'stripe-events' | 'audit'>;
   /** Counts rejected deliveries, so a flood of forged ones cannot flood the audit trail. */
-  redis: Redis;
+  redis: RedisClient;
   keyPrefix: string;
   /** Deliveries whose signature does not verify spend their source's failed-authentication budget. */
   authFailures: AuthFailureBudget;

@@ -1,7 +1,6 @@
 import { Queue, UnrecoverableError, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { AuditEventInput } from '../../domain/audit-event';
-import { createRedisConnection } from '../../platform/redis';
+import { createRedisConnection, type RedisClient } from '../../platform/redis';
 import { createQueues, type Queues } from '../../queues';
 import { AUDIT_JOB_NAME, enqueueAuditEvent } from '../../queues/audit.queue';
 import { chargeJobId, enqueueCharge } from '../../queues/charges.queue';
@@ -14,7 +13,7 @@ const PHI = 'Margaret Holloway';
 const COMPANY = 'co_queue_worker';
 
 let ctx: TestContext;
-let connection: Redis;
+let connection: RedisClient;
 let queues: Queues;
 
 beforeAll(async () => {

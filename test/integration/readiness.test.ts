@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../platform/redis';
 import { READINESS_CACHE_MS, registerHealthRoutes } from '../../api/routes/health';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
 
@@ -25,7 +25,7 @@ beforeAll(async () => {
       }
       return Reflect.get(target, property, receiver) as unknown;
     },
-  }) as Redis;
+  }) as RedisClient;
   app = Fastify();
   registerHealthRoutes(app, { redis, mongo: ctx.db.connection });
   url = await app.listen({ host: '127.0.0.1', port: 0 });

@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { Redis } from 'ioredis';
 import type { MongoClient } from 'mongodb';
 import { pollUntil } from '../../devtools/polling';
 import { deleteKeysByPrefix } from '../../devtools/redis-keys';
@@ -11,6 +10,7 @@ import { withDatabaseName } from '../../devtools/services';
 import { openDatabase, type Database } from '../../models';
 import { loadConfig, type AppConfig } from '../../platform/config';
 import { createLogger, type Logger } from '../../platform/logger';
+import { createRedisConnection, type RedisClient } from '../../platform/redis';
 import { closeQueues, createQueues, type Queues } from '../../queues';
 
 /** Lines a test logger wrote, parsed, so tests can assert what was (and was not) logged. */
@@ -32,7 +32,8 @@ export interface TestContext {
   logger: Logger;
   logs: CapturedLogs;
   db: Database;
-  redis: Redis;
+  /** One Redis or a Redis Cluster, as REDIS_URL says (the cluster pass: docs/testing.md). */
+  redis: RedisClient;
   /** A driver client without decryption: sees exactly what is stored. */
   rawMongo: MongoClient;
   /** Every queue of the registry under this context's prefix (for tests that look at or add jobs). */
@@ -77,7 +78,7 @@ export async function createTestContext(name: string, extraEnv: Record<string, s
   const logs = new CapturedLogs();
   const logger = createLogger({ level: 'debug', name: `test-${name}` }, logs);
   const db = await openDatabase(config);
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  const redis = createRedisConnection(config.redisUrl, 'worker');
   const rawMongo = db.plainClient;
   const queues = createQueues(redis, config.queuePrefix);
   return {
