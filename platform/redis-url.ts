@@ -57,11 +57,12 @@ function decode(text: string, what: string): string {
 /** `host`, `host:port`, `[v6]` or `[v6]:port`; the n-th of the list, for messages that name no secret. */
 function parseHost(text: string, defaultPort: number, index: number, count: number): RedisHost {
   const which = count > 1 ? `host ${index + 1} of ${count}` : 'the host';
-  const match = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d*))?$/.exec(text.trim());
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::([^:]*))?$/.exec(text.trim());
   if (!match) throw new RedisUrlError(`${which} is missing or malformed (expected host:port)`);
   const host = match[1]!.replace(/^\[(.*)\]$/, '$1');
   if (!/^[A-Za-z0-9.:_-]+$/.test(host)) throw new RedisUrlError(`${which} is not a host name or address`);
-  const port = match[2] === undefined || match[2] === '' ? defaultPort : Number(match[2]);
+  const port =
+    match[2] === undefined || match[2] === '' ? defaultPort : /^\d+$/.test(match[2]) ? Number(match[2]) : NaN;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new RedisUrlError(`${which} has no valid port (1-65535)`);
   }

@@ -116,7 +116,7 @@ describe('configuration', () => {
       KMIP_ENDPOINT: 'kmip.internal:5696',
     });
     expect(remote).toEqual([
-      'REDIS_URL: must use TLS (rediss://) unless Redis is on this host',
+      'REDIS_URL: must use TLS (rediss://) unless every Redis node is on this host',
       'MONGODB_URI: must use TLS (tls=true, or mongodb+srv://) unless MongoDB is on this host',
     ]);
     expect(() =>
