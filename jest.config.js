@@ -23,7 +23,7 @@ const REDIS_CLUSTER_SUITES = [
   'test/cluster/charges-failover.test.ts', // charges while the master owning the queues' slot is killed
   'test/integration/charge-path.test.ts', // charges queue
   'test/integration/refunds.test.ts', // refunds queue
-  'test/integration/stripe-webhooks.test.ts', // stripe-events queue
+  'test/integration/stripe-event-binding.test.ts', // stripe-events queue (webhooks applied to payments and refunds)
   'test/integration/renewal-jobs.test.ts', // renewals queue and its job scheduler
   'test/integration/invoice-lifecycle.test.ts', // invoices queue
   'test/integration/dashboard.test.ts', // Bull Board, dashboard sessions, auth-failure budget

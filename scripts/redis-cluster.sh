@@ -5,6 +5,8 @@
 #   start   starts six `redis-server --cluster-enabled yes` on REDIS_CLUSTER_PORT..+5 (7100-7105), joins them with
 #           `redis-cli --cluster create --cluster-replicas 1`, waits until every node says cluster_state:ok and every
 #           replica is in sync, and prints `export REDIS_CLUSTER_URL=redis+cluster://127.0.0.1:7100,...` (eval it).
+#   start-node PORT   starts one node again (after a failover test killed it): it rejoins from its nodes.conf, as a
+#           replica of whoever took its slots, and the command waits until it is in sync.
 #   stop    shuts down the nodes started from REDIS_CLUSTER_DIR and removes that directory.
 #   status  `cluster nodes` as the first node sees them.
 #
@@ -53,19 +55,39 @@ replicas_in_sync() {
   done
 }
 
+start_node() {
+  local server=$1 port=$2
+  mkdir -p "$CLUSTER_DIR/$port"
+  "$server" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$CLUSTER_DIR/$port" \
+    --logfile "$CLUSTER_DIR/$port/redis.log" --pidfile "$CLUSTER_DIR/$port/redis.pid" \
+    --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$NODE_TIMEOUT" \
+    --save "" --appendonly no --maxmemory-policy noeviction
+}
+
+wait_settled() {
+  for _ in $(seq 1 300); do
+    cluster_ok_everywhere && replicas_in_sync && return 0
+    sleep 0.1
+  done
+  die "the Redis Cluster on ports ${PORTS[0]}-${PORTS[5]} did not settle; see $CLUSTER_DIR"
+}
+
+restart_node() {
+  local port=$1
+  [[ " ${PORTS[*]} " == *" $port "* ]] || die "port $port is not a node of the cluster on ${PORTS[0]}-${PORTS[5]}"
+  [ -f "$CLUSTER_DIR/$port/nodes.conf" ] || die "no node of ours was on port $port (no $CLUSTER_DIR/$port/nodes.conf)"
+  require_free_port "$port" "the local Redis Cluster" REDIS_CLUSTER_PORT
+  start_node "$(redis_server_bin)" "$port"
+  wait_settled
+}
+
 start() {
   local server port
   server=$(redis_server_bin)
   command -v redis-cli >/dev/null || die "redis-cli is needed (Debian: apt-get install redis-tools)"
   for port in "${PORTS[@]}"; do require_free_port "$port" "the local Redis Cluster" REDIS_CLUSTER_PORT; done
   mkdir -p "$CLUSTER_DIR"
-  for port in "${PORTS[@]}"; do
-    mkdir -p "$CLUSTER_DIR/$port"
-    "$server" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$CLUSTER_DIR/$port" \
-      --logfile "$CLUSTER_DIR/$port/redis.log" --pidfile "$CLUSTER_DIR/$port/redis.pid" \
-      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$NODE_TIMEOUT" \
-      --save "" --appendonly no --maxmemory-policy noeviction
-  done
+  for port in "${PORTS[@]}"; do start_node "$server" "$port"; done
   for port in "${PORTS[@]}"; do
     for _ in $(seq 1 100); do port_open "$port" && break; sleep 0.1; done
     port_open "$port" || die "Redis cluster node on port $port did not start; see $CLUSTER_DIR/$port/redis.log"
@@ -74,11 +96,7 @@ start() {
   for port in "${PORTS[@]}"; do nodes+=("127.0.0.1:$port"); done
   redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$CLUSTER_DIR/create.log" 2>&1 ||
     die "redis-cli --cluster create failed; see $CLUSTER_DIR/create.log"
-  for _ in $(seq 1 300); do
-    cluster_ok_everywhere && replicas_in_sync && break
-    sleep 0.1
-  done
-  cluster_ok_everywhere && replicas_in_sync || die "the Redis Cluster on ports ${PORTS[0]}-${PORTS[5]} did not settle; see $CLUSTER_DIR"
+  wait_settled
   local seeds
   seeds=$(
     IFS=,
@@ -100,7 +118,8 @@ stop() {
 
 case "${1:-}" in
   start) start ;;
+  start-node) restart_node "${2:?start-node needs the port}" ;;
   stop) stop ;;
   status) redis-cli -p "${PORTS[0]}" cluster nodes ;;
-  *) die "usage: scripts/redis-cluster.sh start|stop|status" ;;
+  *) die "usage: scripts/redis-cluster.sh start|start-node PORT|stop|status" ;;
 esac

@@ -6,7 +6,13 @@ import { Redis } from 'ioredis';
 import { createCompany, devAttestation } from '../../models/companies';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
-import { startLocalCluster, stopLocalCluster, type ClusterSettings, type LocalCluster } from './cluster-script';
+import {
+  restartClusterNode,
+  startLocalCluster,
+  stopLocalCluster,
+  type ClusterSettings,
+  type LocalCluster,
+} from './cluster-script';
 
 /**
  * Charges on a Redis Cluster while the master that owns the deployment's hash slot (every queue key lives in it) is
@@ -86,9 +92,12 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await system?.close();
-  await stopLocalCluster(settings);
-});
+  try {
+    await system?.close();
+  } finally {
+    await stopLocalCluster(settings);
+  }
+}, 120_000);
 
 it('loses no payment, charges none twice and keeps the audit trail whole when the queues’ master is killed', async () => {
   // Charges take a while at "Stripe", so the kill lands with jobs active, waiting and just added.
@@ -172,4 +181,8 @@ it('loses no payment, charges none twice and keeps the audit trail whole when th
     (counts) => Object.values(counts).every((n) => n === 0),
     { timeoutMs: 30_000, what: 'the charges queue to drain' },
   );
+
+  // The old master comes back as a replica of the new one, as an operator would bring it back.
+  await restartClusterNode(settings, master!);
+  expect(await ownerOf(slot, cluster.ports)).toBe(newMaster);
 }, 240_000);

@@ -41,3 +41,11 @@ export async function startLocalCluster(settings: ClusterSettings): Promise<Loca
 export async function stopLocalCluster(settings: ClusterSettings): Promise<void> {
   await promisify(execFile)('bash', [SCRIPT, 'stop'], { env: scriptEnv(settings), timeout: 60_000 });
 }
+
+/** Starts a killed node again: it rejoins from its nodes.conf as a replica, and this waits until it is in sync. */
+export async function restartClusterNode(settings: ClusterSettings, port: number): Promise<void> {
+  await promisify(execFile)('bash', [SCRIPT, 'start-node', String(port)], {
+    env: scriptEnv(settings),
+    timeout: 60_000,
+  });
+}
