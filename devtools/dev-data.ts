@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { Redis } from 'ioredis';
 import { MongoClient } from 'mongodb';
 import type { AppConfig } from '../platform/config';
+import { createRedisConnection, waitForRedis } from '../platform/redis';
 import { deleteKeysByPrefix } from './redis-keys';
 
 /**
@@ -86,9 +86,10 @@ export async function resetDevData(config: AppConfig): Promise<string[]> {
     await client.db(database).dropDatabase();
     if (vaultDb !== database) await client.db(vaultDb).dropDatabase();
   });
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+  // One Redis or a Redis Cluster, as REDIS_URL says; fails fast when it does not answer.
+  const redis = createRedisConnection(config.redisUrl, 'api');
   try {
-    await redis.connect();
+    if (!(await waitForRedis(redis, 5_000))) throw new Error('Redis (REDIS_URL) does not answer');
     await deleteKeysByPrefix(redis, config.queuePrefix);
   } finally {
     redis.disconnect();
