@@ -20,6 +20,7 @@ import { loadConfig, type AppConfig } from '../platform/config';
 import { mintDevToken } from '../devtools/tokens';
 import { confirmSetupIntentLocally } from '../devtools/confirm-setup-intent';
 import { seedDemo } from '../devtools/seed-demo';
+import { createHipaaBillingClient } from '../clients/typescript/src';
 
 const USAGE = `usage: hipaa-billing <command> [options]
 
@@ -178,9 +179,13 @@ async function main(argv: string[]): Promise<void> {
     if (config.env === 'production') throw new Error('seed demo is for development only');
     const db = await openDatabase(config);
     try {
-      await withQueues(config, (queues) =>
-        seedDemo({ db, queues, log: (line) => process.stdout.write(`${line}\n`) }, DEMO_COMPANY_ID),
-      );
+      // Through the running api with the typed client, as an upstream app would (devtools/seed-demo.ts).
+      const client = createHipaaBillingClient({
+        baseUrl: values.api ?? `http://127.0.0.1:${config.http.port}`,
+        token: () =>
+          mintDevToken(config, { companyId: DEMO_COMPANY_ID, roles: ['company_admin'], subject: 'demo-seed' }),
+      });
+      await seedDemo({ db, client, log: (line) => process.stdout.write(`${line}\n`) }, DEMO_COMPANY_ID);
     } finally {
       await db.close();
     }
