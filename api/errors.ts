@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { ZodError } from 'zod';
 import { isShreddedDataError } from '../models/encryption';
+import { RETRY_AFTER_SECONDS_ON_503 } from './openapi/spec';
 
 export interface ProblemDetail {
   field: string;
@@ -40,6 +41,8 @@ export class ApiError extends Error {
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
     if (error instanceof ApiError) {
+      // A store or queue is briefly out: say when to try again (the typed client waits that long, same key).
+      if (error.statusCode === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS_ON_503));
       return reply.status(error.statusCode).send({
         error: { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) },
       });

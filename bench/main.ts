@@ -11,6 +11,7 @@
  */
 import { auditBench } from './audit.bench';
 import { chargesBench, chargesTwoWorkersBench } from './charges.bench';
+import { deliveriesBench } from './deliveries.bench';
 import { invoicesBench } from './invoices.bench';
 import { renewalsBench } from './renewals.bench';
 import { requestsBench } from './requests.bench';
@@ -21,6 +22,7 @@ import { assertServicesReachable, serviceAddresses } from './support';
 const ENTRIES: readonly BenchEntry[] = [
   requestsBench,
   webhooksBench,
+  deliveriesBench,
   chargesBench,
   chargesTwoWorkersBench,
   auditBench,

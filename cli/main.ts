@@ -20,6 +20,7 @@ import { loadConfig, type AppConfig } from '../platform/config';
 import { mintDevToken } from '../devtools/tokens';
 import { confirmSetupIntentLocally } from '../devtools/confirm-setup-intent';
 import { seedDemo } from '../devtools/seed-demo';
+import { createHipaaBillingClient } from '../clients/typescript/src';
 
 const USAGE = `usage: hipaa-billing <command> [options]
 
@@ -32,9 +33,10 @@ commands:
       mint a development token (HS256; refused when tokens are verified by public key)
   dev-setup
       create the demo company (Stripe test key for stripe-mock, a webhook signing secret) and print a token for it
-  seed demo
+  seed demo [--api http://127.0.0.1:3000]
       development only: fill the demo company (dev-setup) with offices' plans, payers, subscriptions on a
-      test clock (one in dunning), payments and a refund; the workers must be running (npm run dev)
+      test clock (one in dunning), payments and a refund, through the running api with the typed client;
+      the api and workers must be running (npm run dev)
   dev-confirm-setup-intent --company ID [--card pm_card_visa] [--api http://127.0.0.1:3000] SETUP_INTENT_ID
       development only: confirm a SetupIntent as the payer's browser would and deliver Stripe's signed
       setup_intent.succeeded to the api, which saves the card
@@ -178,9 +180,13 @@ async function main(argv: string[]): Promise<void> {
     if (config.env === 'production') throw new Error('seed demo is for development only');
     const db = await openDatabase(config);
     try {
-      await withQueues(config, (queues) =>
-        seedDemo({ db, queues, log: (line) => process.stdout.write(`${line}\n`) }, DEMO_COMPANY_ID),
-      );
+      // Through the running api with the typed client, as an upstream app would (devtools/seed-demo.ts).
+      const client = createHipaaBillingClient({
+        baseUrl: values.api ?? `http://127.0.0.1:${config.http.port}`,
+        token: () =>
+          mintDevToken(config, { companyId: DEMO_COMPANY_ID, roles: ['company_admin'], subject: 'demo-seed' }),
+      });
+      await seedDemo({ db, client, log: (line) => process.stdout.write(`${line}\n`) }, DEMO_COMPANY_ID);
     } finally {
       await db.close();
     }

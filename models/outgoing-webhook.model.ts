@@ -133,6 +133,8 @@ export interface WebhookDeliveryRecord {
   /** How many redeliveries were asked for (each is a new job for the same event id). */
   redeliveries: number;
   deliveredAt?: Date;
+  /** A redelivery's audit event until it is queued (models/pending-audit.ts; the outbox sweep sends what is left). */
+  pendingAudit?: Record<string, AuditEventInput[]>;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -151,6 +153,7 @@ const deliverySchema = new Schema<WebhookDeliveryRecord>(
     attempts: { type: Schema.Types.Mixed, required: true, default: [] },
     redeliveries: { type: Number, required: true, default: 0 },
     deliveredAt: { type: Date },
+    pendingAudit: { type: Schema.Types.Mixed },
   },
   { timestamps: true, versionKey: false, collection: 'webhook_deliveries' },
 );

@@ -26,6 +26,9 @@ const optionalString = z
   .transform((v) => (v === '' ? undefined : v))
   .optional();
 
+/** PAYMENT_MAX_AMOUNT's default, in minor units: the bound the OpenAPI document shows (api/contracts). */
+export const DEFAULT_PAYMENT_MAX_AMOUNT = 10_000_000;
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -148,7 +151,7 @@ const envSchema = z.object({
   AUDIT_RETENTION_DAYS: positiveInt.default(6 * 365),
   AUDIT_RETENTION_EVERY_MS: positiveInt.default(24 * 60 * 60 * 1000),
 
-  PAYMENT_MAX_AMOUNT: positiveInt.default(10_000_000),
+  PAYMENT_MAX_AMOUNT: positiveInt.default(DEFAULT_PAYMENT_MAX_AMOUNT),
   CHARGE_CONCURRENCY: positiveInt.default(10),
   REFUND_CONCURRENCY: positiveInt.default(5),
   RENEWAL_CONCURRENCY: positiveInt.default(10),

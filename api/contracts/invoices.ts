@@ -9,7 +9,16 @@ import {
 } from '../../domain/invoice-settings';
 import { companyParams as settingsCompanyParams, officeParams, payerParams } from '../routes/invoice-settings';
 import { companyParams, documentParams, listQuery, voidBody } from '../routes/invoices';
-import { currencyCode, failure, minorAmount, type OperationSpec, timestamp, companyNotFound } from '../openapi/spec';
+import {
+  currencyCode,
+  failure,
+  minorAmount,
+  type OperationSpec,
+  timestamp,
+  companyNotFound,
+  withExamples,
+} from '../openapi/spec';
+import { REQUEST_EXAMPLES } from './examples';
 
 /** An invoice or credit note (presentInvoice): amounts, codes and opaque ids; the payer's details stay in the PDF. */
 const documentView = (kind: DocumentKind, id: RegExp) =>
@@ -141,7 +150,7 @@ function documentOperations({ kind, path, id, notFound, name, plural, operation 
       tag: TAG,
       permission: 'refunds:create',
       params,
-      body: voidBody,
+      body: withExamples(voidBody, ...REQUEST_EXAMPLES.voidInvoice),
       responses: {
         200: { description: 'The invoice, void (also when it already was).', schema: view },
         404: failure('No such invoice, or no such company.', notFound, 'company_not_found'),
@@ -216,7 +225,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: SETTINGS,
     params: settingsCompanyParams,
-    body: companyInvoiceSettingsSchema,
+    body: withExamples(companyInvoiceSettingsSchema, ...REQUEST_EXAMPLES.putCompanyInvoiceSettings),
     responses: {
       200: {
         description: "The company's documents' settings now, defaults filled in.",
@@ -237,7 +246,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: SETTINGS,
     params: officeParams,
-    body: officeInvoiceSettingsSchema,
+    body: withExamples(officeInvoiceSettingsSchema, ...REQUEST_EXAMPLES.putOfficeInvoiceSettings),
     responses: {
       200: {
         description: "The office's documents' settings now: the company's with the office's overrides.",
@@ -258,7 +267,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: 'payments:create',
     params: payerParams,
-    body: payerProfileSchema,
+    body: withExamples(payerProfileSchema, ...REQUEST_EXAMPLES.putPayerProfile),
     responses: {
       200: {
         description: 'Stored: a new profile, or one replaced whole.',

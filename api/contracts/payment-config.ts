@@ -6,7 +6,8 @@ import {
   officePaymentConfigSchema,
 } from '../../domain/payment-config-input';
 import { companyParams, officeParams } from '../routes/payment-config';
-import { failure, type OperationSpec, timestamp, companyNotFound } from '../openapi/spec';
+import { failure, type OperationSpec, timestamp, companyNotFound, withExamples } from '../openapi/spec';
+import { REQUEST_EXAMPLES } from './examples';
 
 /** An attestation as recorded: what was attested, by whom (a user) and when. */
 const compliance = z.discriminatedUnion('status', [
@@ -112,7 +113,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: WRITE,
     params: companyParams,
-    body: companyPaymentConfigSchema,
+    body: withExamples(companyPaymentConfigSchema, ...REQUEST_EXAMPLES.putCompanyPaymentConfig),
     responses: {
       200: { description: 'What the company level holds now, masked.', schema: companyConfigView.extend({ mode }) },
       403: byUserOnly,
@@ -147,7 +148,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: WRITE,
     params: officeParams,
-    body: officePaymentConfigSchema,
+    body: withExamples(officePaymentConfigSchema, ...REQUEST_EXAMPLES.putOfficePaymentConfig),
     responses: {
       200: { description: 'What the office level holds now, masked.', schema: officeConfigView },
       403: byUserOnly,
@@ -199,7 +200,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: WRITE,
     params: companyParams,
-    body: attestationSchema,
+    body: withExamples(attestationSchema, ...REQUEST_EXAMPLES.attestPaymentConfig),
     responses: {
       201: {
         description: 'Recorded.',
@@ -220,7 +221,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: WRITE,
     params: officeParams,
-    body: attestationSchema,
+    body: withExamples(attestationSchema, ...REQUEST_EXAMPLES.attestPaymentConfig),
     responses: {
       201: {
         description: 'Recorded.',

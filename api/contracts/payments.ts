@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_PAYMENT_MAX_AMOUNT } from '../../platform/config';
 import { DISPUTE_STATUSES } from '../../domain/dispute-transitions';
 import { PAYMENT_ID, paymentRequestSchema } from '../../domain/payment-request';
 import { PAYMENT_STATUSES } from '../../domain/payment-status';
@@ -13,13 +14,15 @@ import {
 } from '../routes/payment-methods';
 import { companyParams, listQuery } from '../routes/payments';
 import { refundParams } from '../routes/refunds';
-import { currencyCode, failure, minorAmount, type OperationSpec, timestamp } from '../openapi/spec';
+import { currencyCode, failure, minorAmount, type OperationSpec, timestamp, withExamples } from '../openapi/spec';
+import { PAYMENT_EXAMPLE, REQUEST_EXAMPLES } from './examples';
 
 /**
- * The routes build their body schemas from PAYMENT_MAX_AMOUNT (`paymentRequestSchema(maxAmount)`); the document shows
- * them with its default, 10 000 000 minor units. A deployment may set another bound.
+ * The routes build their body schemas from PAYMENT_MAX_AMOUNT (`config.payments.maxAmount`); the document shows them
+ * with that setting's default, so a change of the default changes the document (and `npm run openapi:check` says so).
+ * A deployment that sets another bound answers with it.
  */
-const DOCUMENTED_MAX_AMOUNT = 10_000_000;
+const DOCUMENTED_MAX_AMOUNT = DEFAULT_PAYMENT_MAX_AMOUNT;
 
 const paymentId = z.string().regex(PAYMENT_ID);
 const refundId = z.string().regex(REFUND_ID);
@@ -119,12 +122,15 @@ export const OPERATIONS: OperationSpec[] = [
     tag: 'Payments',
     permission: 'payments:create',
     params: companyParams,
-    body: paymentRequestSchema(DOCUMENTED_MAX_AMOUNT),
+    body: withExamples(paymentRequestSchema(DOCUMENTED_MAX_AMOUNT), ...REQUEST_EXAMPLES.createPayment),
     idempotencyKey: 'required',
     responses: {
       202: {
         description: 'Accepted (or, on a retry, the payment the key already made, in its current status).',
-        schema: z.strictObject({ id: paymentId, status: z.enum(PAYMENT_STATUSES) }),
+        schema: withExamples(z.strictObject({ id: paymentId, status: z.enum(PAYMENT_STATUSES) }), {
+          id: PAYMENT_EXAMPLE.id,
+          status: 'queued',
+        }),
       },
       400: failure('No usable `Idempotency-Key`.', 'idempotency_key_required'),
       404: failure('No such company.', 'company_not_found'),
@@ -141,7 +147,16 @@ export const OPERATIONS: OperationSpec[] = [
     permission: 'payments:read',
     params: paymentParams,
     responses: {
-      200: { description: 'The payment; a succeeded one with its refund totals.', schema: paymentDetail },
+      200: {
+        description: 'The payment; a succeeded one with its refund totals.',
+        schema: withExamples(paymentDetail, PAYMENT_EXAMPLE, {
+          ...PAYMENT_EXAMPLE,
+          status: 'succeeded',
+          refundedAmount: 0,
+          refundReservedAmount: 0,
+          refundableAmount: 4500,
+        }),
+      },
       404: paymentNotFound,
       410: shredded,
     },
@@ -174,12 +189,18 @@ export const OPERATIONS: OperationSpec[] = [
     tag: 'Refunds',
     permission: 'refunds:create',
     params: paymentParams,
-    body: refundRequestSchema(DOCUMENTED_MAX_AMOUNT),
+    body: withExamples(refundRequestSchema(DOCUMENTED_MAX_AMOUNT), ...REQUEST_EXAMPLES.createRefund),
     idempotencyKey: 'required',
     responses: {
       202: {
         description: 'Accepted (or, on a retry, the refund the key already made, in its current status).',
-        schema: z.strictObject({ id: refundId, status: z.enum(REFUND_STATUSES) }),
+        headers: {
+          location: { description: 'The refund to poll.', required: true, schema: { type: 'string' } },
+        },
+        schema: withExamples(z.strictObject({ id: refundId, status: z.enum(REFUND_STATUSES) }), {
+          id: 'ref_01JEXAMP1E0000000000000000',
+          status: 'queued',
+        }),
       },
       400: failure('No usable `Idempotency-Key`.', 'idempotency_key_required'),
       404: paymentNotFound,
@@ -232,7 +253,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: 'Payment methods',
     permission: 'payments:create',
     params: methodCompanyParams,
-    body: setupIntentBody,
+    body: withExamples(setupIntentBody, ...REQUEST_EXAMPLES.createSetupIntent),
     idempotencyKey: 'optional',
     responses: {
       201: {

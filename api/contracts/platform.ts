@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { replayBody, replayParams } from '../routes/webhook-events';
-import { failure, type OperationSpec } from '../openapi/spec';
+import { failure, type OperationSpec, withExamples } from '../openapi/spec';
+import { REQUEST_EXAMPLES } from './examples';
 
 const probe = z.enum(['ok', 'unavailable']);
 const readiness = z.strictObject({ status: z.enum(['ready', 'unavailable']), redis: probe, mongodb: probe });
@@ -49,7 +50,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: 'Stripe webhooks',
     permission: 'webhook_events:replay',
     params: replayParams,
-    body: replayBody,
+    body: withExamples(replayBody, ...REQUEST_EXAMPLES.replayWebhookEvent),
     responses: {
       202: {
         description: 'Queued for processing again.',

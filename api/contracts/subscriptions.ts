@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_PAYMENT_MAX_AMOUNT } from '../../platform/config';
 import { INTERVAL_UNITS } from '../../domain/billing-period';
 import { PLAN_CATEGORIES, PLAN_ID, planRequestSchema } from '../../domain/plan';
 import { SUBSCRIPTION_STATUSES } from '../../domain/subscription-state';
@@ -15,13 +16,15 @@ import {
   subscriptionBody,
   subscriptionParams,
 } from '../routes/subscriptions';
-import { currencyCode, failure, minorAmount, type OperationSpec, timestamp } from '../openapi/spec';
+import { currencyCode, failure, minorAmount, type OperationSpec, timestamp, withExamples } from '../openapi/spec';
+import { REQUEST_EXAMPLES } from './examples';
 
 /**
- * The plan route builds its body schema from PAYMENT_MAX_AMOUNT (`planRequestSchema(maxAmount)`); the document shows
- * it with its default, 10 000 000 minor units. A deployment may set another bound.
+ * The routes build their body schemas from PAYMENT_MAX_AMOUNT (`config.payments.maxAmount`); the document shows them
+ * with that setting's default, so a change of the default changes the document (and `npm run openapi:check` says so).
+ * A deployment that sets another bound answers with it.
  */
-const DOCUMENTED_MAX_AMOUNT = 10_000_000;
+const DOCUMENTED_MAX_AMOUNT = DEFAULT_PAYMENT_MAX_AMOUNT;
 
 const planId = z.string().regex(PLAN_ID);
 const subscriptionId = z.string().regex(SUBSCRIPTION_ID);
@@ -125,7 +128,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: MANAGE,
     params: companyParams,
-    body: planRequestSchema(DOCUMENTED_MAX_AMOUNT),
+    body: withExamples(planRequestSchema(DOCUMENTED_MAX_AMOUNT), ...REQUEST_EXAMPLES.createPlan),
     idempotencyKey: 'required',
     responses: {
       201: { description: 'The plan (or, on a retry, the plan the key already made).', schema: planView },
@@ -158,7 +161,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: MANAGE,
     params: companyParams,
-    body: subscriptionBody,
+    body: withExamples(subscriptionBody, ...REQUEST_EXAMPLES.createSubscription),
     idempotencyKey: 'required',
     responses: {
       201: {
@@ -230,7 +233,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: MANAGE,
     params: subscriptionParams,
-    body: changeBody,
+    body: withExamples(changeBody, ...REQUEST_EXAMPLES.changeSubscription),
     responses: {
       200: { description: 'The subscription as changed.', schema: subscriptionView },
       404: failure('No such subscription, or no such plan to change to.', 'subscription_not_found', 'plan_not_found'),
@@ -266,7 +269,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: MANAGE,
     params: companyParams,
-    body: billingSettingsBody,
+    body: withExamples(billingSettingsBody, ...REQUEST_EXAMPLES.putBillingSettings),
     responses: {
       200: { description: 'The settings as stored.', schema: billingSettingsView },
     },
@@ -281,7 +284,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: MANAGE,
     params: companyParams,
-    body: clockBody,
+    body: withExamples(clockBody, ...REQUEST_EXAMPLES.testClock),
     responses: {
       201: { description: 'The clock, `ready`.', schema: clockView },
       403: testClocksDisabled,
@@ -311,7 +314,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: MANAGE,
     params: clockParams,
-    body: clockBody,
+    body: withExamples(clockBody, ...REQUEST_EXAMPLES.testClock),
     responses: {
       202: { description: 'Accepted: the clock at its new time, `advancing`.', schema: clockView },
       403: testClocksDisabled,

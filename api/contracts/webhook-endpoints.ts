@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { WEBHOOK_EVENT_TYPES, WEBHOOK_EVENT_DATA } from '../../domain/webhook-catalog';
 import { webhookEndpointCreateSchema, webhookEndpointUpdateSchema } from '../../domain/webhook-endpoint';
 import { DELIVERY_STATUSES } from '../../models/outgoing-webhook.model';
-import { companyNotFound, failure, timestamp, type OperationSpec } from '../openapi/spec';
+import { companyNotFound, failure, timestamp, type OperationSpec, withExamples } from '../openapi/spec';
+import { REQUEST_EXAMPLES } from './examples';
 import {
   deliveriesQuery,
   endpointsQuery,
@@ -100,8 +101,24 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: PERMISSION,
     params: webhookCompanyParams,
-    body: webhookEndpointCreateSchema,
-    responses: { 201: { description: 'Registered.', schema: withSecret }, 404: companyNotFound, 422: urlRefused },
+    body: withExamples(webhookEndpointCreateSchema, ...REQUEST_EXAMPLES.createWebhookEndpoint),
+    responses: {
+      201: {
+        description: 'Registered.',
+        schema: withExamples(withSecret, {
+          id: 'we_01JEXAMP1E0000000000000000',
+          companyId: 'co_northside',
+          url: 'https://billing.example.com/hooks/hipaa-billing',
+          enabledEvents: ['payment.succeeded', 'payment.failed', 'refund.succeeded'],
+          disabled: false,
+          secret: 'whsec_c2hvd24gb25jZSwgc3RvcmUgaXQ=',
+          createdAt: '2026-03-01T15:04:05.000Z',
+          updatedAt: '2026-03-01T15:04:05.000Z',
+        }),
+      },
+      404: companyNotFound,
+      422: urlRefused,
+    },
   },
   {
     method: 'get',
@@ -133,7 +150,7 @@ export const OPERATIONS: OperationSpec[] = [
     tag: TAG,
     permission: PERMISSION,
     params: webhookEndpointParams,
-    body: webhookEndpointUpdateSchema,
+    body: withExamples(webhookEndpointUpdateSchema, ...REQUEST_EXAMPLES.updateWebhookEndpoint),
     responses: {
       200: { description: 'The endpoint now.', schema: endpointView },
       404: endpointNotFound,

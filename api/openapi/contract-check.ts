@@ -7,7 +7,7 @@ import type { OperationSpec } from './spec';
 
 /**
  * Holds the api to its contract (API_CONTRACT_CHECK, on in the test suites): a response whose status is not documented
- * for its operation, or whose body does not match the documented schema, leaves as `500 contract_violation` naming
+ * for its operation, whose body does not match the documented schema, or that lacks a header documented as required, leaves as `500 contract_violation` naming
  * what differs (and is logged). So every response the integration suite receives is validated against the document;
  * test/integration/openapi.test.ts checks that every route has its operation.
  */
@@ -53,6 +53,10 @@ export function registerContractCheck(app: FastifyInstance, operations: readonly
       });
     };
     if (!spec) return violation(`status ${status} is not documented`);
+    const missing = Object.entries(spec.headers ?? {})
+      .filter(([name, header]) => header.required && reply.getHeader(name) === undefined)
+      .map(([name]) => name);
+    if (missing.length) return violation(`header ${missing.join(', ')} missing`);
     const type = String(reply.getHeader('content-type') ?? '');
     if (spec.alsoAs?.some((other) => type.startsWith(other))) return payload;
     if (spec.contentType) {

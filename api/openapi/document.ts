@@ -1,7 +1,17 @@
 import { z } from 'zod';
 import { OPERATIONS } from '../contracts';
 import { WEBHOOK_EVENT_TYPES, webhookPayloadSchema } from '../../domain/webhook-catalog';
-import { errorBody, SHARED_RESPONSES, type OperationSpec, type ResponseSpec } from './spec';
+import {
+  errorBody,
+  IDEMPOTENT_REPLAYED_HEADER,
+  RATE_LIMIT_HEADERS,
+  REQUEST_ID_HEADER,
+  RETRY_AFTER,
+  SHARED_RESPONSES,
+  type HeaderSpec,
+  type OperationSpec,
+  type ResponseSpec,
+} from './spec';
 
 type Json = Record<string, unknown>;
 
@@ -34,15 +44,43 @@ function parameters(schema: z.ZodType | undefined, where: 'path' | 'query'): Jso
   });
 }
 
+/**
+ * A JSON media type: the schema, and the examples its zod schema carries (`withExamples`) lifted to the media type,
+ * where OpenAPI tools show them (and Redocly's lint checks them against the schema).
+ */
+function jsonMediaType(schema: z.ZodType, io: 'input' | 'output'): Json {
+  // From the registry, not the converted schema: zod drops an input schema's examples when it transforms (`currency`
+  // is lower-cased), though they are exactly what a caller sends.
+  const examples = z.globalRegistry.get(schema)?.examples;
+  const { examples: _converted, ...rest } = jsonSchema(schema, io);
+  if (!Array.isArray(examples) || examples.length === 0) return { schema: rest };
+  return {
+    schema: rest,
+    examples: Object.fromEntries(examples.map((value, i) => [i === 0 ? 'example' : `example${i + 1}`, { value }])),
+  };
+}
+
+const headerObject = (header: HeaderSpec): Json => ({
+  description: header.description,
+  ...(header.required ? { required: true } : {}),
+  schema: header.schema,
+});
+
 function response(spec: ResponseSpec): Json {
   const codes = spec.codes?.length ? ` Codes: ${spec.codes.map((c) => `\`${c}\``).join(', ')}.` : '';
   return {
     description: spec.description + codes,
     ...(spec.codes?.length ? { 'x-error-codes': spec.codes } : {}),
+    headers: Object.fromEntries(
+      Object.entries({ 'x-request-id': REQUEST_ID_HEADER, ...spec.headers }).map(([name, header]) => [
+        name,
+        header.component ? { $ref: `#/components/headers/${header.component}` } : headerObject(header),
+      ]),
+    ),
     ...(spec.schema || spec.contentType
       ? {
           content: {
-            ...(spec.schema ? { 'application/json': { schema: jsonSchema(spec.schema, 'output') } } : {}),
+            ...(spec.schema ? { 'application/json': jsonMediaType(spec.schema, 'output') } : {}),
             ...Object.fromEntries(
               [spec.contentType, ...(spec.alsoAs ?? [])]
                 .filter((type): type is string => Boolean(type))
@@ -54,18 +92,37 @@ function response(spec: ResponseSpec): Json {
   };
 }
 
-/** An operation's own responses and the shared ones it can meet (a bearer route meets them all). */
+/**
+ * An operation's own responses and the shared ones it can meet (a bearer route meets them all), with the headers they
+ * carry: the rate limits on a bearer route's answers, `idempotent-replayed` on an idempotent POST's success.
+ */
 export function responsesOf(operation: OperationSpec): Record<number, ResponseSpec> {
+  const bearer = (operation.security ?? 'bearer') === 'bearer';
   const shared = Object.entries(SHARED_RESPONSES).filter(
-    ([status]) => (operation.security ?? 'bearer') === 'bearer' || ['400', '413', '429', '500', '503'].includes(status),
+    ([status]) => bearer || ['400', '413', '429', '500', '503'].includes(status),
   );
   const merged: Record<number, ResponseSpec> = Object.fromEntries(shared);
   for (const [status, spec] of Object.entries(operation.responses)) {
     const common = merged[Number(status)];
-    // An operation's own codes for a shared status add to the shared ones.
+    // An operation's own codes and headers for a shared status add to the shared ones.
     merged[Number(status)] = common
-      ? { ...spec, codes: [...new Set([...(common.codes ?? []), ...(spec.codes ?? [])])] }
+      ? {
+          ...spec,
+          codes: [...new Set([...(common.codes ?? []), ...(spec.codes ?? [])])],
+          headers: { ...common.headers, ...spec.headers },
+        }
       : spec;
+  }
+  for (const [status, spec] of Object.entries(merged)) {
+    const success = Number(status) < 300;
+    merged[Number(status)] = {
+      ...spec,
+      headers: {
+        ...(bearer ? RATE_LIMIT_HEADERS : {}),
+        ...(success && operation.idempotencyKey === 'required' ? IDEMPOTENT_REPLAYED_HEADER : {}),
+        ...spec.headers,
+      },
+    };
   }
   return merged;
 }
@@ -100,7 +157,7 @@ function operationObject(operation: OperationSpec): Json {
       ? {
           requestBody: {
             required: true,
-            content: { 'application/json': { schema: jsonSchema(operation.body, 'input') } },
+            content: { 'application/json': jsonMediaType(operation.body, 'input') },
           },
         }
       : {}),
@@ -208,6 +265,12 @@ export function openApiDocument(operations: readonly OperationSpec[] = OPERATION
       parameters: {
         IdempotencyKey: IDEMPOTENCY_KEY,
       },
+      headers: Object.fromEntries(
+        [
+          REQUEST_ID_HEADER,
+          ...Object.values({ ...RATE_LIMIT_HEADERS, ...RETRY_AFTER, ...IDEMPOTENT_REPLAYED_HEADER }),
+        ].map((header) => [header.component, headerObject(header)]),
+      ),
       schemas: { Error: converted(errorBody, 'output') },
     },
   };

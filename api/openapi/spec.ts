@@ -36,7 +36,75 @@ export interface ResponseSpec {
   alsoAs?: string[];
   /** The error `code`s this status carries here. */
   codes?: string[];
+  /** Headers this answer carries (by lower-case name); a required one missing is a contract violation in tests. */
+  headers?: Record<string, HeaderSpec>;
 }
+
+export interface HeaderSpec {
+  description: string;
+  /** Always sent with this status (the contract check holds the api to it). */
+  required?: boolean;
+  schema: { type: 'string' | 'integer'; enum?: string[] };
+  /** A header many answers share: documented once under `components.headers` by this name, referred to elsewhere. */
+  component?: string;
+}
+
+/**
+ * A schema with examples (`.meta({ examples })`, typed by what the schema takes): the document shows them as the
+ * media type's examples, and test/unit/openapi-examples.test.ts parses each with the schema, so none can go stale.
+ */
+export const withExamples = <T extends z.ZodType>(schema: T, ...examples: z.input<T>[]): T =>
+  schema.meta({ examples }) as T;
+
+/** Sent on every answer: the request's id (yours, if you sent a well-formed `x-request-id`). */
+export const REQUEST_ID_HEADER: HeaderSpec = {
+  description:
+    'The id of this request in our logs: the `x-request-id` you sent (16–64 hex digits and dashes, or a ULID), otherwise one we made.',
+  required: true,
+  schema: { type: 'string' },
+  component: 'RequestId',
+};
+
+/** On a 202/201 that a retry with the same `Idempotency-Key` answered from the first request's record. */
+export const IDEMPOTENT_REPLAYED_HEADER: Record<string, HeaderSpec> = {
+  'idempotent-replayed': {
+    description: '`true` when this answer replays what an earlier request with the same `Idempotency-Key` made.',
+    schema: { type: 'string', enum: ['true'] },
+    component: 'IdempotentReplayed',
+  },
+};
+
+/** The per-minute limits (per source address, then per token holder) on authenticated routes; absent when the limiter's store is down. */
+export const RATE_LIMIT_HEADERS: Record<string, HeaderSpec> = {
+  'x-ratelimit-limit': {
+    description: 'Requests allowed in the current minute.',
+    schema: { type: 'integer' },
+    component: 'RateLimitLimit',
+  },
+  'x-ratelimit-remaining': {
+    description: 'Requests left in the current minute.',
+    schema: { type: 'integer' },
+    component: 'RateLimitRemaining',
+  },
+  'x-ratelimit-reset': {
+    description: 'Seconds until the window resets.',
+    schema: { type: 'integer' },
+    component: 'RateLimitReset',
+  },
+};
+
+/** Seconds to wait before retrying (429 and 503); the typed client honours it, resending the same `Idempotency-Key`. */
+export const RETRY_AFTER: Record<string, HeaderSpec> = {
+  'retry-after': {
+    description: 'Seconds to wait before retrying.',
+    required: true,
+    schema: { type: 'integer' },
+    component: 'RetryAfter',
+  },
+};
+
+/** What a 503 says in `Retry-After` (api/errors.ts): outages this api answers 503 for are usually seconds long. */
+export const RETRY_AFTER_SECONDS_ON_503 = 2;
 
 /** Every error: `{ error: { code, message, details? } }` (api/errors.ts). */
 export const errorBody = z.strictObject({
@@ -101,6 +169,7 @@ export const SHARED_RESPONSES: Record<number, ResponseSpec> = {
     description: 'Too many requests from this token or address; retry after the `Retry-After` seconds.',
     schema: errorBody,
     codes: ['rate_limited', 'auth_rate_limited'],
+    headers: RETRY_AFTER,
   },
   500: {
     description: 'Something failed on our side; quote `requestId`.',
@@ -112,5 +181,6 @@ export const SHARED_RESPONSES: Record<number, ResponseSpec> = {
       'A store the operation needs is down, or its audit event could not be recorded; nothing changed unless the message says so.',
     schema: errorBody,
     codes: ['audit_unavailable', 'unavailable'],
+    headers: RETRY_AFTER,
   },
 };

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { RedisClient } from '../../platform/redis';
 import type { Connection } from 'mongoose';
+import { RETRY_AFTER_SECONDS_ON_503 } from '../openapi/spec';
 
 async function check(probe: () => Promise<unknown>): Promise<'ok' | 'unavailable'> {
   try {
@@ -35,6 +36,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: { redis: RedisC
     const now = Date.now();
     if (!cached || now - cached.at >= READINESS_CACHE_MS) cached = { at: now, answer: readiness() };
     const { ready, redis, mongodb } = await cached.answer;
+    if (!ready) void reply.header('retry-after', String(RETRY_AFTER_SECONDS_ON_503));
     return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', redis, mongodb });
   });
 }

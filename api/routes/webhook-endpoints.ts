@@ -20,6 +20,7 @@ import {
   type WebhookEndpointRecord,
 } from '../../models/outgoing-webhook.model';
 import { PENDING_AUDIT_FIELD } from '../../models/pending-audit';
+import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
 import { enqueueWebhookDelivery, type WebhookDeliveryJob } from '../../queues/webhook-deliveries.queue';
 import type { AccessGuard, CallerEvent } from '../access-guard';
 import { writeAudited } from '../audited-change';
@@ -201,14 +202,6 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
     );
   }
 
-  /** Audits a change already written: 503 (saying it is saved) when the event cannot be queued. */
-  async function audit(request: FastifyRequest, action: AuditAction, event: Omit<CallerEvent, 'action'>) {
-    const prepared = await deps.guard.prepare(request, { ...event, action }, `evt_${ulid()}`);
-    if (!(await deps.guard.send(request, [prepared]))) {
-      throw new ApiError(503, 'audit_unavailable', 'the change is saved, but its audit event could not be queued');
-    }
-  }
-
   const encryptSecret = (companyId: string, secret: string) => deps.db.encryption.encrypt(companyId, secret);
 
   app.post(base, async (request, reply) => {
@@ -358,25 +351,42 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
     if (endpoint.disabled) {
       throw new ApiError(409, 'webhook_endpoint_disabled', 'the endpoint is disabled; enable it first');
     }
-    const delivery = await WebhookDelivery.findOneAndUpdate(
-      { _id: deliveryId, companyId, endpointId },
-      { $inc: { redeliveries: 1 }, $set: { status: 'pending' } },
-      { new: true },
-    ).lean();
-    if (!delivery) throw new ApiError(404, 'webhook_delivery_not_found', 'no such delivery');
-    try {
-      await enqueueWebhookDelivery(
-        deps.deliveriesQueue,
-        { deliveryId, redelivery: delivery.redeliveries },
-        deps.retryScheduleMs,
-      );
-    } catch (error) {
-      request.log.error({ err: error }, 'could not enqueue a redelivery');
-      throw new ApiError(503, 'unavailable', 'the redelivery could not be queued; try again');
-    }
-    await audit(request, 'webhook_delivery.redelivered', {
-      companyId,
-      resource: { type: 'webhook_delivery', id: deliveryId },
+    // The audit event is stored on the delivery in the same write as the redelivery it records (api/audited-change.ts):
+    // a crash or a Redis outage after that write leaves it for the outbox sweep, which records it once.
+    const delivery = await writeAudited(request, deps.guard, {
+      holder: WebhookDelivery,
+      id: deliveryId,
+      event: {
+        action: 'webhook_delivery.redelivered',
+        companyId,
+        ...(endpoint.officeId ? { officeId: endpoint.officeId } : {}),
+        resource: { type: 'webhook_delivery', id: deliveryId },
+      },
+      write: async (pendingAudit) => {
+        const updated = await WebhookDelivery.findOneAndUpdate(
+          { _id: deliveryId, companyId, endpointId },
+          { $inc: { redeliveries: 1 }, $set: { status: 'pending', ...pendingAudit } },
+          { new: true },
+        ).lean();
+        if (!updated) throw new ApiError(404, 'webhook_delivery_not_found', 'no such delivery');
+        try {
+          // Bounded: BullMQ waits for a connection that may never come, and the caller must get its 503.
+          await withDeadline(
+            enqueueWebhookDelivery(
+              deps.deliveriesQueue,
+              { deliveryId, redelivery: updated.redeliveries },
+              deps.retryScheduleMs,
+            ),
+            ENQUEUE_DEADLINE_MS,
+            'enqueue',
+          );
+        } catch (error) {
+          request.log.error({ err: error }, 'could not enqueue a redelivery');
+          // The request stays in the audit trail (the sweep records its stored event); asking again is a new one.
+          throw new ApiError(503, 'unavailable', 'the redelivery could not be queued; try again');
+        }
+        return updated;
+      },
     });
     return reply.status(202).send(presentDelivery(delivery));
   });

@@ -26,6 +26,7 @@ export interface OutboxDeps {
         | 'BillingSettings'
         | 'SweepMark'
         | 'WebhookEndpoint'
+        | 'WebhookDelivery'
         | 'TestClock'
       >
     >;
@@ -175,6 +176,8 @@ const pendingAudits: OutboxSource = {
       deps.models.BillingSettings,
       deps.models.Invoice,
       deps.models.WebhookEndpoint,
+      // A redelivery's event (api/routes/webhook-endpoints.ts).
+      deps.models.WebhookDelivery,
     ];
     const holders = (
       await Promise.all(

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { createHipaaBillingClient } from '../../clients/typescript/src';
 import { seedDemo } from '../../devtools/seed-demo';
 import { createCompany, devAttestation } from '../../models/companies';
 import { ALL_QUEUE_NAMES } from '../../queues';
@@ -58,7 +59,17 @@ if (!chromiumFound) {
       webhookSigningSecrets: [WEBHOOK_SECRET],
     });
     // Plans, subscriptions renewed on a test clock (one declined into dunning), visits paid, a refund.
-    await seedDemo({ db: system.ctx.db, queues: system.ctx.queues, log: () => undefined }, companyId);
+    await seedDemo(
+      {
+        db: system.ctx.db,
+        client: createHipaaBillingClient({
+          baseUrl: system.url,
+          token: () => system.token(companyId, ['company_admin'], { subject: 'demo-seed' }),
+        }),
+        log: () => undefined,
+      },
+      companyId,
+    );
     // A signed webhook, and a declined one-off charge whose job fails with a reason code.
     const webhook = await deliverSigned(
       system.url,

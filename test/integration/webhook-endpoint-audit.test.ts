@@ -2,6 +2,7 @@ import { ulid } from 'ulid';
 import type { AuditAction } from '../../domain/audit-actions';
 import { createCompany } from '../../models/companies';
 import { MAINTENANCE_JOBS } from '../../queues/maintenance.queue';
+import { webhookDeliveryJobId } from '../../queues/webhook-deliveries.queue';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 
@@ -9,6 +10,7 @@ import { startInProcessSystem, type InProcessSystem } from '../support/in-proces
  * Issue 21 §3: a change to a webhook endpoint (created, updated, secret rotated, deleted) keeps its audit event on
  * the endpoint in the same write as the change. With Redis down (a second api pointed at a dead port) the change
  * answers 503 `audit_unavailable` saying it is saved, and the outbox sweep records the event once Redis is back.
+ * A redelivery keeps its event on the delivery the same way.
  */
 
 let system: InProcessSystem;
@@ -146,5 +148,82 @@ describe('webhook endpoint changes while Redis is down', () => {
     await auditQueueIdle();
     expect(await recorded('webhook_endpoint.deleted', endpointId)).toHaveLength(1);
     expect(await stored(endpointId)).toBeNull();
+  });
+});
+
+describe('a redelivery keeps its audit event on the delivery until it is queued', () => {
+  async function deliveryOfNewEndpoint() {
+    const created = await call(system.url, 'POST', '', { url: DEAD_URL, enabledEvents: ['*'] });
+    expect(created.status).toBe(201);
+    const endpointId = created.body.id as string;
+    const { OutgoingEvent, WebhookDelivery } = system.ctx.db.models;
+    const eventId = `msg_${ulid()}`;
+    await OutgoingEvent.create({
+      _id: eventId,
+      auditEventId: `evt_redeliver_${ulid()}`,
+      companyId,
+      type: 'payment.succeeded',
+      occurredAt: new Date(),
+      body: '{"type":"payment.succeeded"}',
+      createdAt: new Date(),
+    });
+    const deliveryId = `dlv_${ulid()}`;
+    await WebhookDelivery.create({
+      _id: deliveryId,
+      companyId,
+      endpointId,
+      eventId,
+      eventType: 'payment.succeeded',
+      status: 'failed',
+      attempts: [],
+      redeliveries: 0,
+    });
+    return { endpointId, deliveryId, path: `/${endpointId}/deliveries/${deliveryId}/redeliver` };
+  }
+  const redelivered = (deliveryId: string) => recorded('webhook_delivery.redelivered', deliveryId);
+  const deliveryDoc = (deliveryId: string) =>
+    system.ctx.rawMongo
+      .db()
+      .collection('webhook_deliveries')
+      .findOne({ _id: deliveryId as never }, { projection: { pendingAudit: 1, redeliveries: 1 } });
+
+  it('with Redis down: 503 saying to try again, the request kept with its event, recorded once by the sweep', async () => {
+    const { deliveryId, path } = await deliveryOfNewEndpoint();
+    const answer = await system.withRedisDownApi((url) => call(url, 'POST', path));
+    expect(answer.status).toBe(503);
+    expect(answer.body.error.code).toBe('unavailable');
+    const kept = await deliveryDoc(deliveryId);
+    expect(kept?.redeliveries).toBe(1);
+    expect(Object.keys((kept?.pendingAudit as object | undefined) ?? {})).toHaveLength(1);
+    await auditQueueIdle();
+    expect(await redelivered(deliveryId)).toHaveLength(0);
+
+    await sweepAsScheduled();
+    await auditQueueIdle();
+    await sweepAsScheduled();
+    await auditQueueIdle();
+    const events = await redelivered(deliveryId);
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({
+      actor: { type: 'user', id: 'usr-hooks-admin' },
+      resource: { type: 'webhook_delivery', id: deliveryId },
+    });
+    expect((await deliveryDoc(deliveryId))?.pendingAudit ?? {}).toEqual({});
+  });
+
+  it('with Redis up: 202, the redelivery queued, audited at once, nothing left pending', async () => {
+    const { deliveryId, path } = await deliveryOfNewEndpoint();
+    const answer = await call(system.url, 'POST', path);
+    expect(answer.status).toBe(202);
+    expect(answer.body).toMatchObject({ id: deliveryId, status: 'pending', redeliveries: 1 });
+    expect(
+      await system.ctx.queues['webhook-deliveries'].getJob(webhookDeliveryJobId({ deliveryId, redelivery: 1 })),
+    ).toBeDefined();
+    await auditQueueIdle();
+    expect(await redelivered(deliveryId)).toHaveLength(1);
+    expect((await deliveryDoc(deliveryId))?.pendingAudit ?? {}).toEqual({});
+    await sweepAsScheduled();
+    await auditQueueIdle();
+    expect(await redelivered(deliveryId)).toHaveLength(1);
   });
 });

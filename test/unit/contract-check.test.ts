@@ -99,4 +99,34 @@ describe('the api contract check', () => {
       content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
     });
   });
+
+  it('holds a 429 or 503 to its documented Retry-After header', async () => {
+    const app = Fastify();
+    registerContractCheck(app, operations);
+    app.get('/v1/things/:id', async (request, reply) => {
+      if (request.query && (request.query as { header?: string }).header) void reply.header('retry-after', '2');
+      return reply.status(503).send({ error: { code: 'unavailable', message: 'try again' } });
+    });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    apps.push(app);
+    const without = await fetch(`${url}/v1/things/a`);
+    expect(without.status).toBe(500);
+    expect(((await without.json()) as any).error.message).toMatch(/header retry-after missing/);
+    const withHeader = await fetch(`${url}/v1/things/a?header=1`);
+    expect(withHeader.status).toBe(503);
+    expect(withHeader.headers.get('retry-after')).toBe('2');
+  });
+
+  it('documents the headers answers carry: request id everywhere, rate limits, Retry-After on 429 and 503', () => {
+    const operation = (openApiDocument(operations) as any).paths['/v1/things/{id}'].get;
+    for (const status of Object.keys(operation.responses)) {
+      expect(operation.responses[status].headers['x-request-id']).toEqual({ $ref: '#/components/headers/RequestId' });
+      expect(operation.responses[status].headers['x-ratelimit-remaining']).toEqual({
+        $ref: '#/components/headers/RateLimitRemaining',
+      });
+    }
+    expect(operation.responses['429'].headers['retry-after']).toEqual({ $ref: '#/components/headers/RetryAfter' });
+    expect(operation.responses['503'].headers['retry-after']).toEqual({ $ref: '#/components/headers/RetryAfter' });
+    expect(operation.responses['200'].headers['retry-after']).toBeUndefined();
+  });
 });
