@@ -238,6 +238,13 @@ async function seedSettled(world: BenchWorld, db: Database, count: number, compa
   };
 }
 
+async function countStoredInvoices(world: BenchWorld, collection: string): Promise<number> {
+  return world.rawMongo
+    .db(world.dbName)
+    .collection(collection)
+    .countDocuments({ status: 'paid', documentStatus: 'stored', number: { $exists: true } });
+}
+
 async function countPaid(world: BenchWorld, collection: string): Promise<number> {
   return world.rawMongo.db(world.dbName).collection(collection).countDocuments({ status: 'paid' });
 }
@@ -304,9 +311,15 @@ export const renewalsBench: BenchEntry = {
         } else {
           await data.request('sweep');
         }
-        const doneAt = await counters[which].until(before + n, deadlineMs);
-        await waitForDrained(world, which === 'product' ? QUEUE_NAMES.audit : DATA_RENEWAL_QUEUES.audit, deadlineMs);
-        return (doneAt - startedAt) / 1000;
+        await counters[which].until(before + n, deadlineMs);
+        // Each paid period's invoice is rendered and stored, and every audit event appended, before the next round.
+        const [invoices, audit] =
+          which === 'product'
+            ? [QUEUE_NAMES.invoices, QUEUE_NAMES.audit]
+            : [DATA_RENEWAL_QUEUES.invoices, DATA_RENEWAL_QUEUES.audit];
+        await waitForDrained(world, invoices, deadlineMs);
+        await waitForDrained(world, audit, deadlineMs);
+        return (Date.now() - startedAt) / 1000;
       };
       const round = async (n: number) => {
         await insertSettled(offset, n);
@@ -346,6 +359,16 @@ export const renewalsBench: BenchEntry = {
       };
       if (paid.product !== total || paid.data !== total) {
         throw new Error(`paid periods: product ${paid.product}, data-bound ${paid.data}, of ${total}`);
+      }
+      // Every paid period's invoice issued, numbered and its PDF stored, in both.
+      const storedInvoices = {
+        product: await countStoredInvoices(world, 'invoices'),
+        data: await countStoredInvoices(world, DATA_RENEWAL_COLLECTIONS.invoices),
+      };
+      if (storedInvoices.product !== total || storedInvoices.data !== total) {
+        throw new Error(
+          `paid invoices stored: product ${storedInvoices.product}, data-bound ${storedInvoices.data}, of ${total}`,
+        );
       }
       // Both paths charge through the same sim: half its requests are the product's.
       const stripeRequests = sim.requests.length / (2 * total);

@@ -30,12 +30,15 @@ import {
 import { processRefund } from './refunds.worker';
 import { processInvoice } from './invoices.worker';
 import {
+  cachedPlanCategories,
   creditRefund,
   creditReturnedMoney,
   invoicePayment,
   invoicePeriod,
   voidCreditOfFailedRefund,
+  type KnownRecords,
 } from '../application/invoices/issue-invoice';
+import type { SubscriptionPeriodRecord } from '../models/subscription.model';
 import type { RenderPool } from '../documents/render-pool';
 import { enqueueInvoiceRender, invoiceJobSchema } from '../queues/invoices.queue';
 import type { PaymentRecord } from '../models/payment.model';
@@ -249,39 +252,43 @@ export const WORKERS = {
   [QUEUE_NAMES.renewals]: defineWorker(QUEUE_NAMES.renewals, {
     schema: renewalJobSchema,
     process: processRenewal,
-    deps: (context) => ({
-      ...common(context),
-      concurrency: context.config.workers.renewalConcurrency,
-      models: context.db.models,
-      renewalsQueue: context.queues.renewals,
-      enqueueCharge: (payment) =>
-        enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
-      enqueueAudit: context.enqueueAudit,
-      onPeriodPaid: async (period) => {
-        await invoicePeriod(invoicing(context), period, 'paid');
-      },
-      onPeriodUncollectible: async (period, at) => {
-        await invoicePeriod(invoicing(context), period, 'uncollectible', at);
-      },
-      // A canceled subscription's pending credit goes back through the refund use case (queued, audited, and given
-      // its credit note like any refund).
-      refundCredit: (payment, amount, idempotencyKey) =>
-        requestRefund(
-          {
-            models: context.db.models,
-            enqueueRefund: async (job, audit) => {
-              await Promise.all([enqueueRefund(context.queues.refunds, job), context.enqueueAudit(audit)]);
+    deps: (context) => {
+      // One plan-category cache for this worker's invoices (plans never change).
+      const invoices = { ...invoicing(context), planCategory: cachedPlanCategories(context.db.models.Plan) };
+      return {
+        ...common(context),
+        concurrency: context.config.workers.renewalConcurrency,
+        models: context.db.models,
+        renewalsQueue: context.queues.renewals,
+        enqueueCharge: (payment: PaymentRecord) =>
+          enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
+        enqueueAudit: context.enqueueAudit,
+        onPeriodPaid: async (period: SubscriptionPeriodRecord, known?: KnownRecords) => {
+          await invoicePeriod(invoices, period, 'paid', undefined, known);
+        },
+        onPeriodUncollectible: async (period: SubscriptionPeriodRecord, at: Date) => {
+          await invoicePeriod(invoices, period, 'uncollectible', at);
+        },
+        // A canceled subscription's pending credit goes back through the refund use case (queued, audited, and given
+        // its credit note like any refund).
+        refundCredit: (payment, amount, idempotencyKey) =>
+          requestRefund(
+            {
+              models: context.db.models,
+              enqueueRefund: async (job, audit) => {
+                await Promise.all([enqueueRefund(context.queues.refunds, job), context.enqueueAudit(audit)]);
+              },
             },
-          },
-          {
-            payment,
-            idempotencyKey,
-            request: { amount, reason: 'requested_by_customer' },
-            requestedBy: { type: 'service', id: 'renewals-worker' },
-            requestId: `req_${idempotencyKey}`,
-          },
-        ),
-    }),
+            {
+              payment,
+              idempotencyKey,
+              request: { amount, reason: 'requested_by_customer' },
+              requestedBy: { type: 'service', id: 'renewals-worker' },
+              requestId: `req_${idempotencyKey}`,
+            },
+          ),
+      };
+    },
   }),
   [QUEUE_NAMES.invoices]: defineWorker(QUEUE_NAMES.invoices, {
     schema: invoiceJobSchema,
