@@ -71,19 +71,8 @@ export function createInvoiceReplay({ db, clientEncryption, pool, auditQueue, co
   const settingsCollection = db.collection<InvoiceSettingsRecord>('invoice_settings');
   const payerProfiles = db.collection<Document & { _id: string }>('payer_profiles');
 
-  return async (invoiceId: string) => {
-    const invoice = await invoices.findOne({ _id: invoiceId });
-    if (!invoice) throw new Error(`no invoice ${invoiceId}`);
-    if (invoice.document) return { invoiceId, sha256: invoice.document.sha256, rendered: false };
-    const company = await companies.findOne({ _id: invoice.companyId }, { projection: { name: 1, shreddedAt: 1 } });
-    if (!company || company.shreddedAt) throw new Error(`company of ${invoiceId} missing or shredded`);
-    await documentAudit(
-      auditQueue,
-      invoice,
-      invoice.kind === 'invoice' ? 'invoice.finalized' : 'credit_note.finalized',
-      finalizedChanges(invoice),
-      invoice.finalizedAt ?? new Date(),
-    );
+  /** The PDF of an invoice in hand: company, settings, (profile), render, encrypt, store. */
+  const renderAndStore = async (invoice: InvoiceRecord, company: Document) => {
     const settings = await settingsCollection.findOne({ _id: invoiceSettingsId(invoice.companyId) });
     const profile =
       settings?.phiLevel === 'standard'
@@ -116,20 +105,50 @@ export function createInvoiceReplay({ db, clientEncryption, pool, auditQueue, co
       size: pdf.length,
       renderedAt,
     };
-    await invoices.updateOne(
-      { _id: invoice._id, documentStatus: 'pending' },
-      { $set: { document, documentStatus: 'stored', updatedAt: new Date() } },
-    );
-    await documentAudit(
+    return { document, phiLevel: String(settings?.phiLevel ?? 'minimal') };
+  };
+
+  const rendered = (invoice: InvoiceRecord, document: { sha256: string; renderedAt: Date }, phiLevel: string) =>
+    documentAudit(
       auditQueue,
       invoice,
       invoice.kind === 'invoice' ? 'invoice.rendered' : 'credit_note.rendered',
       [
         { field: 'document.sha256', before: null, after: document.sha256 },
-        { field: 'phiLevel', before: null, after: settings?.phiLevel ?? 'minimal' },
+        { field: 'phiLevel', before: null, after: phiLevel },
       ],
-      renderedAt,
+      document.renderedAt,
     );
+
+  /** A render job: read the invoice and its company, re-send `finalized`, render and store, record, `rendered`. */
+  const renderJob = async (invoiceId: string) => {
+    const invoice = await invoices.findOne({ _id: invoiceId });
+    if (!invoice) throw new Error(`no invoice ${invoiceId}`);
+    if (invoice.document) return { invoiceId, sha256: invoice.document.sha256, rendered: false };
+    const company = await companies.findOne({ _id: invoice.companyId }, { projection: { name: 1, shreddedAt: 1 } });
+    if (!company || company.shreddedAt) throw new Error(`company of ${invoiceId} missing or shredded`);
+    await documentAudit(
+      auditQueue,
+      invoice,
+      invoice.kind === 'invoice' ? 'invoice.finalized' : 'credit_note.finalized',
+      finalizedChanges(invoice),
+      invoice.finalizedAt ?? new Date(),
+    );
+    const { document, phiLevel } = await renderAndStore(invoice, company);
+    await invoices.updateOne(
+      { _id: invoice._id, documentStatus: 'pending' },
+      { $set: { document, documentStatus: 'stored', updatedAt: new Date() } },
+    );
+    await rendered(invoice, document, phiLevel);
     return { invoiceId, sha256: document.sha256, rendered: true };
   };
+
+  /** An invoice being issued, rendered before its insert: read its company, render and store; no job, no re-read. */
+  const renderNow = async (invoice: InvoiceRecord) => {
+    const company = await companies.findOne({ _id: invoice.companyId }, { projection: { name: 1, shreddedAt: 1 } });
+    if (!company || company.shreddedAt) throw new Error(`company of ${invoice._id} missing or shredded`);
+    return renderAndStore(invoice, company);
+  };
+
+  return { renderJob, renderNow, rendered };
 }

@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     auditQueue,
     collections: DATA_INVOICE_COLLECTIONS,
   });
-  const render = (job: Job<{ invoiceId: string }>) => replay(job.data.invoiceId);
+  const render = (job: Job<{ invoiceId: string }>) => replay.renderJob(job.data.invoiceId);
 
   const worker = new Worker(DATA_INVOICE_QUEUES.invoices, render, {
     connection,

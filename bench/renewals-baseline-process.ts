@@ -9,10 +9,10 @@
  *   create and confirm a PaymentIntent (two Stripe requests, the intent id saved between), record the outcome, add
  *   its audit job and the renew job that records the paid period;
  * - that renew job: read the subscription, its open periods and the payment, add the paid audit job; issue the
- *   period's invoice (read the plan once per plan, insert its number, read the number prefix, insert the invoice
- *   numbered and paid, add its `finalized` audit job and its render job); mark the period paid, move the subscription
- *   to the period's end (the write answers the moved subscription);
- * - a render job: bench/invoice-replay.ts (read, render on the pool, encrypt, store, record, audit);
+ *   period's invoice (read the plan once per plan, insert its number, read the number prefix; render its PDF on the
+ *   pool and store it encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming
+ *   its document, add its `finalized` and `rendered` audit jobs); mark the period paid, move the subscription to the
+ *   period's end (the write answers the moved subscription);
  * - an audit job: one insert.
  *
  * Like the product's processes it counts its own commands (bench/instrument.ts).
@@ -31,7 +31,6 @@ import { periodId } from '../models/subscription.model';
 import { loadConfig } from '../platform/config';
 import { auditJobOptions } from '../queues/audit.queue';
 import { chargeJobOptions } from '../queues/charges.queue';
-import { invoiceJobOptions } from '../queues/invoices.queue';
 import { renewalJob, renewalJobOptions } from '../queues/renewals.queue';
 import { announceFailure, announceReady, serveParent } from './child';
 import { createInvoiceReplay, documentAudit, finalizedChanges } from './invoice-replay';
@@ -91,7 +90,7 @@ async function main(): Promise<void> {
     audit: queue(DATA_RENEWAL_QUEUES.audit),
     invoices: queue(DATA_RENEWAL_QUEUES.invoices),
   };
-  const renderInvoice = createInvoiceReplay({
+  const invoiceReplay = createInvoiceReplay({
     db,
     clientEncryption,
     pool,
@@ -121,7 +120,7 @@ async function main(): Promise<void> {
     );
     const line = planLine(category as 'membership', sub.interval);
     const now = new Date();
-    const invoice: InvoiceRecord = {
+    let invoice: InvoiceRecord = {
       _id: invoiceId,
       companyId: String(sub.companyId),
       kind: 'invoice',
@@ -154,9 +153,13 @@ async function main(): Promise<void> {
       createdAt: now,
       updatedAt: now,
     };
+    // Rendered and stored before the invoice's insert, which names the document (the product's workers process
+    // has the render threads, so it does this instead of a render job).
+    const { document, phiLevel } = await invoiceReplay.renderNow(invoice);
+    invoice = { ...invoice, documentStatus: 'stored', document };
     await invoices.insertOne(invoice);
     await documentAudit(queues.audit, invoice, 'invoice.finalized', finalizedChanges(invoice), now);
-    await queues.invoices.add('render', { invoiceId }, { ...invoiceJobOptions, jobId: `invoice-${invoiceId}` });
+    await invoiceReplay.rendered(invoice, document, phiLevel);
   };
   const audit = (companyId: string, action: string, key: string, resourceId: string) =>
     queues.audit.add(
@@ -324,7 +327,7 @@ async function main(): Promise<void> {
     new Worker(DATA_RENEWAL_QUEUES.charges, charge, options(config.workers.chargeConcurrency)),
     new Worker<{ invoiceId: string }>(
       DATA_RENEWAL_QUEUES.invoices,
-      (job) => renderInvoice(job.data.invoiceId),
+      (job) => invoiceReplay.renderJob(job.data.invoiceId),
       options(config.workers.invoiceConcurrency),
     ),
     new Worker<Row>(

@@ -29,6 +29,8 @@ import {
 } from './queue-worker';
 import { processRefund } from './refunds.worker';
 import { processInvoice } from './invoices.worker';
+import { renderDocumentNow } from '../application/invoices/render-invoice';
+import type { InvoiceRecord } from '../models/invoice.model';
 import {
   cachedPlanCategories,
   creditRefund,
@@ -253,8 +255,27 @@ export const WORKERS = {
     schema: renewalJobSchema,
     process: processRenewal,
     deps: (context) => {
-      // One plan-category cache for this worker's invoices (plans never change).
-      const invoices = { ...invoicing(context), planCategory: cachedPlanCategories(context.db.models.Plan) };
+      // One plan-category cache for this worker's invoices (plans never change); in a process with the render threads
+      // a paid period's PDF is rendered and stored as its invoice is issued, from the record in hand (no render job).
+      const pool = context.renderPool;
+      const invoices: InvoiceSettledDeps = {
+        ...invoicing(context),
+        planCategory: cachedPlanCategories(context.db.models.Plan),
+        ...(pool
+          ? {
+              renderNow: (invoice: InvoiceRecord) =>
+                renderDocumentNow(
+                  {
+                    models: context.db.models,
+                    documents: context.db.invoiceDocuments,
+                    encryption: context.db.encryption,
+                    render: (view) => pool.render(view),
+                  },
+                  invoice,
+                ),
+            }
+          : {}),
+      };
       return {
         ...common(context),
         concurrency: context.config.workers.renewalConcurrency,

@@ -14,7 +14,7 @@ import type { Models } from '../../models';
 import { isDuplicateKeyError } from '../../models/errors';
 import type { InvoiceNumbering } from '../../models/invoice-number.model';
 import { invoiceSettingsId } from '../../models/invoice-settings.model';
-import type { InvoiceLineRecord, InvoiceRecord } from '../../models/invoice.model';
+import type { InvoiceLineRecord, InvoiceRecord, StoredDocumentRef } from '../../models/invoice.model';
 import type { PaymentRecord } from '../../models/payment.model';
 import type { RefundRecord } from '../../models/refund.model';
 import type { SubscriptionPeriodRecord, SubscriptionRecord } from '../../models/subscription.model';
@@ -41,6 +41,12 @@ export interface IssueInvoiceDeps {
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Queues the rendering of a finalized document (job id = its id, and its document version after the first). */
   enqueueRender: (invoiceId: string, version?: number) => Promise<void>;
+  /**
+   * Renders and stores the document of an invoice being issued, from the record this process holds (no render job, no
+   * second read of it): in a process with the render threads. Undefined when nothing was stored (a shredded company);
+   * a failure leaves the document to its render job.
+   */
+  renderNow?: (invoice: InvoiceRecord) => Promise<{ document: StoredDocumentRef; phiLevel: string } | undefined>;
   /** A plan's category (plans never change once created, so a per-process cache may answer: `cachedPlanCategories`). */
   planCategory?: (planId: string) => Promise<PlanCategory | undefined>;
   logger: Logger;
@@ -60,15 +66,15 @@ export function cachedPlanCategories(
   Plan: Models['Plan'],
   max = 10_000,
 ): (planId: string) => Promise<PlanCategory | undefined> {
-  const categories = new Map<string, PlanCategory>();
+  // A plan not found stays not found (ids are never reused): null.
+  const categories = new Map<string, PlanCategory | null>();
   return async (planId) => {
     const known = categories.get(planId);
-    if (known) return known;
+    if (known !== undefined) return known ?? undefined;
     const plan = await Plan.findById(planId, { category: 1 }).lean();
-    if (!plan) return undefined;
     if (categories.size >= max) categories.delete(categories.keys().next().value!);
-    categories.set(planId, plan.category);
-    return plan.category;
+    categories.set(planId, plan?.category ?? null);
+    return plan?.category;
   };
 }
 
@@ -458,7 +464,7 @@ async function issue(deps: IssueInvoiceDeps, draft: Draft, numberPrefix?: string
   const sequence = await deps.numbering.assign(draft.companyId, draft.kind, draft._id);
   const prefix = numberPrefix ?? (await numberPrefixOf(deps, draft.companyId));
   const now = new Date();
-  let invoice: InvoiceRecord | null = {
+  const finalized: InvoiceRecord = {
     ...draft,
     status: draft.settleAs,
     number: formatDocumentNumber(draft.kind, prefix, yearIn(draft.issuedAt, draft.timeZone), sequence),
@@ -467,6 +473,11 @@ async function issue(deps: IssueInvoiceDeps, draft: Draft, numberPrefix?: string
     createdAt: now,
     updatedAt: now,
   };
+  // Rendered here when this process can (its PDF stored before the record, so the record is written once, naming it).
+  const rendered = await renderBeforeInsert(deps, finalized);
+  let invoice: InvoiceRecord | null = rendered
+    ? { ...finalized, documentStatus: 'stored', document: rendered.document }
+    : finalized;
   try {
     await Invoice.insertMany([invoice], { lean: true });
   } catch (error) {
@@ -476,6 +487,10 @@ async function issue(deps: IssueInvoiceDeps, draft: Draft, numberPrefix?: string
   }
   // Sends `finalized` (under its fixed id); numbers a draft left by an older version.
   invoice = await finalizeInvoice(deps, invoice);
+  // Its document recorded with it: `rendered` now (again on a retry, under its fixed id: recorded once).
+  if (rendered && invoice.document?.storedSha256 === rendered.document.storedSha256) {
+    await deps.enqueueAudit(renderedEvent(invoice, invoice.document, rendered.phiLevel));
+  }
   if (invoice.documentStatus === 'pending') {
     try {
       await deps.enqueueRender(invoice._id);
@@ -485,6 +500,17 @@ async function issue(deps: IssueInvoiceDeps, draft: Draft, numberPrefix?: string
     }
   }
   return invoice;
+}
+
+/** The PDF of a document being issued, when this process renders (`renderNow`); a failure leaves it to its job. */
+async function renderBeforeInsert(deps: IssueInvoiceDeps, invoice: InvoiceRecord) {
+  if (!deps.renderNow) return undefined;
+  try {
+    return await deps.renderNow(invoice);
+  } catch (error) {
+    deps.logger.warn({ invoiceId: invoice._id, err: error }, 'invoice not rendered at issue; its render job will');
+    return undefined;
+  }
 }
 
 async function numberPrefixOf(deps: Pick<IssueInvoiceDeps, 'models'>, companyId: string): Promise<string> {
@@ -577,6 +603,20 @@ export function documentEvent(
     changes,
     occurredAt: at.toISOString(),
   };
+}
+
+/** `rendered`: the document stored, with the PHI level it was rendered at. */
+export function renderedEvent(
+  invoice: InvoiceRecord,
+  document: StoredDocumentRef,
+  phiLevel: string,
+  actor: AuditEventInput['actor'] = ACTOR,
+): AuditEventInput {
+  const changes = [
+    { field: 'document.sha256', before: null, after: document.sha256 },
+    { field: 'phiLevel', before: null, after: phiLevel },
+  ];
+  return documentEvent(invoice, 'rendered', changes, document.renderedAt, actor);
 }
 
 function finalizedEvent(invoice: InvoiceRecord): AuditEventInput {
