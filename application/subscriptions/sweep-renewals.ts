@@ -52,9 +52,11 @@ export async function sweepRenewals(deps: SweepRenewalsDeps): Promise<SweepRenew
     batch = [];
   };
 
-  const cursor = deps.models.Subscription.find(due, { _id: 1, companyId: 1, currentPeriod: 1 })
-    .lean<DueRow>()
-    .cursor({ batchSize });
+  // The driver's cursor: nothing is cast or hydrated per row (the rows are ids and a date).
+  const cursor = deps.models.Subscription.collection.find<DueRow>(due, {
+    projection: { _id: 1, companyId: 1, currentPeriod: 1 },
+    batchSize,
+  });
   try {
     for (let row = await cursor.next(); row; row = await cursor.next()) {
       const rank = (queued.get(row.companyId) ?? 0) + 1;
