@@ -275,14 +275,16 @@ async function countPaid(world: BenchWorld, collection: string): Promise<number>
 }
 
 /**
- * `npm run bench -- renewals` (issue 13). Part 1, enqueue: `sweepRenewals` over BENCH_RENEWALS_DUE subscriptions due
- * at the same instant (spread over BENCH_RENEWALS_COMPANIES companies), in a child process of its own, against
- * `addBulk` of as many no-op jobs (batches of 1,000, fresh queue prefix) in another: the ratio, and the sweep's
- * peak RSS at BENCH_RENEWALS_DUE_SMALL and BENCH_RENEWALS_DUE. Part 2, settled: BENCH_RENEWALS_SETTLED renewals
- * through the real workers process (renew → charge via stripe-sim over stripe-mock → renew records the paid
- * period, audits appended), timed from the sweep job's add to the last settled renewal; data-bound baseline: the
- * same commands and Stripe requests from plain clients in a process of their own; limit: 3 no-op jobs per renewal
- * (renew, charge, renew) through a no-op worker.
+ * `npm run bench -- renewals` (issues 13 and 22). Part 1, enqueue: `sweepRenewals` over BENCH_RENEWALS_DUE subscriptions
+ * due at the same instant (spread over BENCH_RENEWALS_COMPANIES companies), in a child process of its own, against its
+ * data-bound replay (the same query through the plain driver's cursor, the same ranks, `addBulk` of each 1,000) and
+ * `addBulk` of as many no-op jobs (batches of 1,000, fresh queue prefix), each in another: the ratios, and the peak RSS
+ * at BENCH_RENEWALS_DUE_SMALL and BENCH_RENEWALS_DUE. Part 2, settled: BENCH_RENEWALS_SETTLED renewals through the real
+ * workers process (renew → charge via stripe-sim over stripe-mock → renew records the paid period and issues its
+ * invoice, rendered and stored; audits appended), timed from the sweep job's add until every renewal settled and the
+ * invoices and audit queues drained; data-bound baseline: the same commands, Stripe requests and invoice render from
+ * plain clients in a process of their own; limit: 3 no-op jobs per renewal (renew, charge, renew) through a no-op
+ * worker.
  */
 export const renewalsBench: BenchEntry = {
   name: 'renewals',
