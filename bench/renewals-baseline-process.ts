@@ -2,34 +2,45 @@
  * The renewals entry's data-bound baseline: the database, Redis and Stripe work of one settled renewal, done by plain
  * clients (the `mongodb` driver, ioredis, BullMQ, fetch) with no product code on the path, in a process of its own:
  *
- * - `sweep`: reads the due subscriptions' ids (one find) and adds their renew jobs in batches of 1,000;
- * - a renew job: read the subscription, read (then insert) its period, read its saved method, insert the payment,
- *   record the attempt on the period, add the attempt's audit job and the charge job;
+ * - `sweep`: reads the due subscriptions' ids through one cursor and adds their renew jobs in batches of 1,000;
+ * - a renew job: read the subscription, read its open periods, insert its period, read its saved method, insert the
+ *   payment, record the attempt (and its card) on the period, add the attempt's audit job and the charge job;
  * - a charge job: claim the payment, add its requested audit job, read the company, record the gateway account,
  *   create and confirm a PaymentIntent (two Stripe requests, the intent id saved between), record the outcome, add
  *   its audit job and the renew job that records the paid period;
- * - that renew job: read the subscription, period and payment, add the paid audit job, mark the period paid, move
- *   the subscription to the period's end and read it once more (the product's loop looks again);
+ * - that renew job: read the subscription, its open periods and the payment, add the paid audit job; issue the
+ *   period's invoice (read the plan once per plan, insert its number, read the number prefix; render its PDF on the
+ *   pool and store it encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming
+ *   its document, add its `finalized` and `rendered` audit jobs); mark the period paid, move the subscription to the
+ *   period's end (the write answers the moved subscription);
  * - an audit job: one insert.
  *
  * Like the product's processes it counts its own commands (bench/instrument.ts).
  */
 import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { MongoClient, type Document } from 'mongodb';
+import { ClientEncryption, MongoClient, type Document } from 'mongodb';
 import { ulid } from 'ulid';
+import { planLine } from '../domain/invoice-catalog';
+import { DEFAULT_INVOICE_NUMBER_PREFIX, formatDocumentNumber, invoiceIdFor, yearIn } from '../domain/invoice-number';
+import { createRenderPool } from '../documents/render-pool';
+import { kmsProvidersFor, localMasterKeyFor } from '../models/encryption';
+import { invoiceSettingsId } from '../models/invoice-settings.model';
+import type { InvoiceRecord } from '../models/invoice.model';
 import { periodId } from '../models/subscription.model';
 import { loadConfig } from '../platform/config';
 import { auditJobOptions } from '../queues/audit.queue';
 import { chargeJobOptions } from '../queues/charges.queue';
 import { renewalJob, renewalJobOptions } from '../queues/renewals.queue';
 import { announceFailure, announceReady, serveParent } from './child';
+import { createInvoiceReplay, documentAudit, finalizedChanges } from './invoice-replay';
 import { installCommandCounters } from './instrument';
 
 export const DATA_RENEWAL_QUEUES = {
   renewals: 'bench-data-renewals',
   charges: 'bench-data-renewal-charges',
   audit: 'bench-data-renewal-audit',
+  invoices: 'bench-data-renewal-invoices',
 } as const;
 
 export const DATA_RENEWAL_COLLECTIONS = {
@@ -38,6 +49,9 @@ export const DATA_RENEWAL_COLLECTIONS = {
   payments: 'data_renewal_payments',
   savedMethods: 'data_saved_payment_methods',
   auditEvents: 'data_renewal_audit_events',
+  invoices: 'data_renewal_invoices',
+  invoiceNumbers: 'data_renewal_invoice_numbers',
+  documents: 'data_renewal_invoice_documents',
 } as const;
 
 type Row = Document & { _id: string };
@@ -46,14 +60,26 @@ async function main(): Promise<void> {
   const counters = installCommandCounters();
   const config = loadConfig(process.env);
   const stripeBase = (process.env.STRIPE_API_BASE ?? '').replace(/\/$/, '');
-  const client = await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
+  const kmsProviders = kmsProvidersFor(config.kms, localMasterKeyFor(config.kms, false));
+  const keyVaultNamespace = config.keyVaultNamespace;
+  const client = await MongoClient.connect(config.mongodbUri, {
+    autoEncryption: { keyVaultNamespace, kmsProviders, bypassAutoEncryption: true },
+    serverSelectionTimeoutMS: 10_000,
+  });
+  const clientEncryption = new ClientEncryption(client, { keyVaultNamespace, kmsProviders });
   const db = client.db();
+  const pool = createRenderPool({ threads: config.workers.invoiceRenderThreads });
   const subscriptions = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.subscriptions);
   const periods = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.periods);
   const payments = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.payments);
   const savedMethods = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.savedMethods);
   const auditEvents = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.auditEvents);
   const companies = db.collection<Row>('companies');
+  const plans = db.collection<Row>('plans');
+  const invoiceSettings = db.collection<Row>('invoice_settings');
+  const invoices = db.collection<InvoiceRecord>(DATA_RENEWAL_COLLECTIONS.invoices);
+  const invoiceNumbers = db.collection<Row>(DATA_RENEWAL_COLLECTIONS.invoiceNumbers);
+  await invoiceNumbers.createIndex({ key: 1, sequence: 1 }, { unique: true });
 
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const producer = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
@@ -62,6 +88,78 @@ async function main(): Promise<void> {
     renewals: queue(DATA_RENEWAL_QUEUES.renewals),
     charges: queue(DATA_RENEWAL_QUEUES.charges),
     audit: queue(DATA_RENEWAL_QUEUES.audit),
+    invoices: queue(DATA_RENEWAL_QUEUES.invoices),
+  };
+  const invoiceReplay = createInvoiceReplay({
+    db,
+    clientEncryption,
+    pool,
+    auditQueue: queues.audit,
+    collections: { invoices: DATA_RENEWAL_COLLECTIONS.invoices, documents: DATA_RENEWAL_COLLECTIONS.documents },
+  });
+  // Like the product's numbering: the head of each company's sequence kept in the process, one insert per number.
+  const heads = new Map<string, number>();
+  const categories = new Map<string, string>();
+  /** The period's invoice, as the product issues it: number, prefix, insert (numbered, paid), audit, render job. */
+  const issueInvoice = async (sub: Row, period: Row, payment: Row, paidAt: Date) => {
+    const invoiceId = invoiceIdFor({ type: 'subscription_period', id: String(period._id) });
+    let category = categories.get(String(sub.planId));
+    if (!category) {
+      category = String(
+        (await plans.findOne({ _id: String(sub.planId) }, { projection: { category: 1 } }))?.category ?? 'membership',
+      );
+      categories.set(String(sub.planId), category);
+    }
+    const key = `${sub.companyId}|invoice`;
+    const sequence = (heads.get(key) ?? 0) + 1;
+    heads.set(key, sequence);
+    await invoiceNumbers.insertOne({ _id: invoiceId, key, sequence, createdAt: new Date() });
+    const settings = await invoiceSettings.findOne(
+      { _id: invoiceSettingsId(String(sub.companyId)) },
+      { projection: { numberPrefix: 1 } },
+    );
+    const line = planLine(category as 'membership', sub.interval);
+    const now = new Date();
+    let invoice: InvoiceRecord = {
+      _id: invoiceId,
+      companyId: String(sub.companyId),
+      kind: 'invoice',
+      status: 'paid',
+      source: { type: 'subscription_period', id: String(period._id) },
+      settleAs: 'paid',
+      customerRef: String(sub.customerRef),
+      subscriptionId: sub._id,
+      paymentId: String(payment._id),
+      number: formatDocumentNumber(
+        'invoice',
+        String(settings?.numberPrefix ?? DEFAULT_INVOICE_NUMBER_PREFIX),
+        yearIn(paidAt, sub.cycle.timeZone),
+        sequence,
+      ),
+      sequence,
+      currency: String(period.currency),
+      lines: [{ ...line, quantity: 1, unitAmount: period.amount, amount: period.amount }],
+      subtotal: period.amount,
+      total: period.amount,
+      amountPaid: period.amount,
+      amountDue: 0,
+      period: { start: period.start, end: period.end },
+      ...(period.attemptCard ? { paidWith: { brand: period.attemptCard.brand, last4: period.attemptCard.last4 } } : {}),
+      issuedAt: paidAt,
+      timeZone: sub.cycle.timeZone,
+      finalizedAt: now,
+      paidAt,
+      documentStatus: 'pending',
+      createdAt: now,
+      updatedAt: now,
+    };
+    // Rendered and stored before the invoice's insert, which names the document (the product's workers process
+    // has the render threads, so it does this instead of a render job).
+    const { document, phiLevel } = await invoiceReplay.renderNow(invoice);
+    invoice = { ...invoice, documentStatus: 'stored', document };
+    await invoices.insertOne(invoice);
+    await documentAudit(queues.audit, invoice, 'invoice.finalized', finalizedChanges(invoice), now);
+    await invoiceReplay.rendered(invoice, document, phiLevel);
   };
   const audit = (companyId: string, action: string, key: string, resourceId: string) =>
     queues.audit.add(
@@ -83,7 +181,8 @@ async function main(): Promise<void> {
     const sub = await subscriptions.findOne({ _id: job.data.subscriptionId });
     if (!sub || !(sub.nextBillingAt <= now)) return { outcome: 'not_due' };
     const id = periodId(sub._id, sub.currentPeriod.start);
-    let period = await periods.findOne({ _id: id });
+    const open = await periods.find({ subscriptionId: sub._id, status: 'open' }).toArray();
+    let period = open.find((row) => row._id === id);
     if (!period) {
       period = {
         _id: id,
@@ -105,15 +204,16 @@ async function main(): Promise<void> {
       const payment = await payments.findOne({ _id: period.paymentId });
       if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
       await audit(sub.companyId, 'subscription.period_paid', period._id, sub._id);
+      await issueInvoice(sub, period, payment, now);
       await periods.updateOne(
         { _id: period._id, status: 'open', paymentId: payment._id },
         { $set: { status: 'paid', paidAt: now, updatedAt: now } },
       );
-      await subscriptions.updateOne(
+      await subscriptions.findOneAndUpdate(
         { _id: sub._id, status: sub.status, 'currentPeriod.start': sub.currentPeriod.start, updatedAt: sub.updatedAt },
         { $set: { nextBillingAt: period.end, status: 'active', updatedAt: now }, $unset: { waitingFor: 1 } },
+        { returnDocument: 'after' },
       );
-      await subscriptions.findOne({ _id: sub._id });
       return { outcome: 'settled' };
     }
     const method = await savedMethods.findOne({ _id: sub.paymentMethodId, companyId: sub.companyId });
@@ -141,7 +241,13 @@ async function main(): Promise<void> {
     await payments.insertOne(payment);
     await periods.updateOne(
       { _id: period._id, attempts: period.attempts },
-      { $set: { attempts: attempt, paymentId: payment._id } },
+      {
+        $set: {
+          attempts: attempt,
+          paymentId: payment._id,
+          attemptCard: { paymentId: payment._id, brand: method.card.brand, last4: method.card.last4 },
+        },
+      },
     );
     await audit(sub.companyId, 'subscription.attempt_started', `${period._id}-${attempt}`, sub._id);
     await queues.charges.add(
@@ -219,6 +325,11 @@ async function main(): Promise<void> {
   const workers = [
     new Worker(DATA_RENEWAL_QUEUES.renewals, renew, options(config.workers.renewalConcurrency)),
     new Worker(DATA_RENEWAL_QUEUES.charges, charge, options(config.workers.chargeConcurrency)),
+    new Worker<{ invoiceId: string }>(
+      DATA_RENEWAL_QUEUES.invoices,
+      (job) => invoiceReplay.renderJob(job.data.invoiceId),
+      options(config.workers.invoiceConcurrency),
+    ),
     new Worker<Row>(
       DATA_RENEWAL_QUEUES.audit,
       async (job) => {
@@ -240,17 +351,30 @@ async function main(): Promise<void> {
       stats: () => counters.stats(),
       /** The sweep's data: the due subscriptions' ids and periods, and their renew jobs in batches of 1,000. */
       sweep: async () => {
-        const due = await subscriptions
-          .find({ nextBillingAt: { $lte: new Date() } }, { projection: { _id: 1, currentPeriod: 1 } })
-          .toArray();
-        for (let start = 0; start < due.length; start += 1_000) {
-          await queues.renewals.addBulk(due.slice(start, start + 1_000).map((row) => renewalJob(row as never)));
+        const ranks = new Map<string, number>();
+        const cursor = subscriptions.find(
+          { nextBillingAt: { $lte: new Date() }, testClockId: { $exists: false } },
+          { projection: { _id: 1, companyId: 1, currentPeriod: 1 }, batchSize: 1_000 },
+        );
+        let batch: ReturnType<typeof renewalJob>[] = [];
+        let queued = 0;
+        for await (const row of cursor) {
+          const rank = (ranks.get(String(row.companyId)) ?? 0) + 1;
+          ranks.set(String(row.companyId), rank);
+          batch.push(renewalJob(row as never, rank));
+          if (batch.length === 1_000) {
+            await queues.renewals.addBulk(batch);
+            queued += batch.length;
+            batch = [];
+          }
         }
-        return due.length;
+        if (batch.length > 0) await queues.renewals.addBulk(batch);
+        return queued + batch.length;
       },
     },
     async () => {
       await Promise.all(workers.map((worker) => worker.close()));
+      await pool.close();
       await Promise.all(Object.values(queues).map((q) => q.close()));
       connection.disconnect();
       producer.disconnect();

@@ -4,11 +4,15 @@
  *
  * - `sweep`: the product's `sweepRenewals` (application/subscriptions/sweep-renewals.ts) over the world's database and
  *   renewals queue, as the renewals worker runs it (its default page and batch sizes).
+ * - `replay` {prefix}: the data-bound replay, the sweep's reads and adds from plain clients: the `mongodb` driver's
+ *   cursor over the same query and projection (batches of 1,000), each company's rank counted, `addBulk` of each 1,000
+ *   renewal jobs (the product's name, options, id and priority) on a queue prefix of its own;
  * - `addbulk` {n, prefix}: the limit, `Queue.addBulk` of n no-op jobs in batches of 1,000 on a queue prefix of its
  *   own, with the renewal job's name, options and id shape (the same Redis work per job, no database).
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { MongoClient, type Document } from 'mongodb';
 import { sweepRenewals } from '../application/subscriptions/sweep-renewals';
 import { openDatabase } from '../models';
 import { loadConfig } from '../platform/config';
@@ -41,6 +45,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel, name: 'bench-renewals-sweep' }, process.stderr);
   const db = await openDatabase(config);
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+  let plain: MongoClient | undefined;
 
   const measure = async (run: () => Promise<number>): Promise<EnqueueMeasurement> => {
     if (global.gc) global.gc();
@@ -75,6 +80,35 @@ async function main(): Promise<void> {
           const result = await sweepRenewals({ models: db.models, renewalsQueue, logger });
           return result.enqueued;
         }),
+      replay: (payload) =>
+        measure(async () => {
+          const { prefix } = payload as { prefix: string };
+          plain ??= await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
+          const queue = new Queue(QUEUE_NAMES.renewals, { connection, prefix });
+          queues.push(queue);
+          const cursor = plain
+            .db()
+            .collection<Document & { _id: string }>('subscriptions')
+            .find(
+              { nextBillingAt: { $lte: new Date() }, testClockId: { $exists: false } },
+              { projection: { _id: 1, companyId: 1, currentPeriod: 1 }, batchSize: 1_000 },
+            );
+          const ranks = new Map<string, number>();
+          let batch: ReturnType<typeof renewalJob>[] = [];
+          let queued = 0;
+          for await (const row of cursor) {
+            const rank = (ranks.get(String(row.companyId)) ?? 0) + 1;
+            ranks.set(String(row.companyId), rank);
+            batch.push(renewalJob(row as never, rank));
+            if (batch.length === 1_000) {
+              await queue.addBulk(batch);
+              queued += batch.length;
+              batch = [];
+            }
+          }
+          if (batch.length > 0) await queue.addBulk(batch);
+          return queued + batch.length;
+        }),
       addbulk: (payload) =>
         measure(async () => {
           const { n, prefix } = payload as { n: number; prefix: string };
@@ -98,6 +132,7 @@ async function main(): Promise<void> {
       await Promise.all(queues.map((queue) => queue.close()));
       connection.disconnect();
       await db.close();
+      await plain?.close();
     },
   );
   announceReady({ pid: process.pid });

@@ -39,7 +39,7 @@ const DAY = 24 * 60 * 60 * 1000;
 /** `--quick` (BENCH_QUICK=1): sizes for a smoke run. */
 function sizes() {
   const quick = process.env.BENCH_QUICK === '1';
-  const due = positiveIntFromEnv('BENCH_RENEWALS_DUE', quick ? 5_000 : 20_000);
+  const due = positiveIntFromEnv('BENCH_RENEWALS_DUE', quick ? 5_000 : 100_000);
   return {
     due,
     dueSmall: positiveIntFromEnv('BENCH_RENEWALS_DUE_SMALL', Math.max(1, Math.round(due / 10))),
@@ -128,8 +128,12 @@ interface EnqueueRun {
   due: number;
   sweep: EnqueueMeasurement;
   addBulk: EnqueueMeasurement;
+  /** The same reads and adds from plain clients (bench/renewals-sweep-process.ts `replay`). */
+  replay: EnqueueMeasurement;
   /** addBulk seconds / sweep seconds: 1 means the sweep enqueues as fast as bare addBulk. */
   ratio: number;
+  /** replay seconds / sweep seconds: 1 means the sweep costs what its reads and adds cost. */
+  ratioToDataBound: number;
 }
 
 /**
@@ -175,10 +179,31 @@ async function measureEnqueue(
     const waiting = await renewals.getJobCountByTypes('waiting', 'prioritized');
     if (waiting !== due) throw new Error(`${waiting} renewal jobs waiting after the sweep, ${due} expected`);
     await renewals.obliterate({ force: true });
-    const run = { due, sweep, addBulk, ratio: Number((addBulk.seconds / sweep.seconds).toFixed(3)) };
+    // After the sweep: whatever FerretDB keeps warm from the first read helps the replay, not the product.
+    const replayPrefix = `${world.config.queuePrefix}-replay-${due}`;
+    teardown.defer(
+      'delete the replayed renewal jobs',
+      async () => void (await deleteKeysByPrefix(world.redis, replayPrefix)),
+    );
+    const replayChild = await startOwnChild<{ pid: number }>(world, teardown, 'renewals-sweep-process');
+    const replay = await replayChild.request<EnqueueMeasurement>('replay', { prefix: replayPrefix });
+    await replayChild.stop();
+    await deleteKeysByPrefix(world.redis, replayPrefix);
+    if (replay.enqueued !== due) throw new Error(`the replay queued ${replay.enqueued} renewals of ${due} due`);
+
+    const run = {
+      due,
+      sweep,
+      addBulk,
+      replay,
+      ratio: Number((addBulk.seconds / sweep.seconds).toFixed(3)),
+      ratioToDataBound: Number((replay.seconds / sweep.seconds).toFixed(3)),
+    };
     process.stderr.write(
       `bench: renewals: ${due} due: sweep ${sweep.seconds.toFixed(2)} s (peak RSS ${sweep.maxRssMb} MB), ` +
-        `addBulk ${addBulk.seconds.toFixed(2)} s (peak RSS ${addBulk.maxRssMb} MB), ratio ${run.ratio}\n`,
+        `replay ${replay.seconds.toFixed(2)} s (peak RSS ${replay.maxRssMb} MB), ` +
+        `addBulk ${addBulk.seconds.toFixed(2)} s (peak RSS ${addBulk.maxRssMb} MB), ` +
+        `×${run.ratioToDataBound} replay, ×${run.ratio} addBulk\n`,
     );
     runs.push(run);
   }
@@ -238,19 +263,28 @@ async function seedSettled(world: BenchWorld, db: Database, count: number, compa
   };
 }
 
+async function countStoredInvoices(world: BenchWorld, collection: string): Promise<number> {
+  return world.rawMongo
+    .db(world.dbName)
+    .collection(collection)
+    .countDocuments({ status: 'paid', documentStatus: 'stored', number: { $exists: true } });
+}
+
 async function countPaid(world: BenchWorld, collection: string): Promise<number> {
   return world.rawMongo.db(world.dbName).collection(collection).countDocuments({ status: 'paid' });
 }
 
 /**
- * `npm run bench -- renewals` (issue 13). Part 1, enqueue: `sweepRenewals` over BENCH_RENEWALS_DUE subscriptions due
- * at the same instant (spread over BENCH_RENEWALS_COMPANIES companies), in a child process of its own, against
- * `addBulk` of as many no-op jobs (batches of 1,000, fresh queue prefix) in another: the ratio, and the sweep's
- * peak RSS at BENCH_RENEWALS_DUE_SMALL and BENCH_RENEWALS_DUE. Part 2, settled: BENCH_RENEWALS_SETTLED renewals
- * through the real workers process (renew → charge via stripe-sim over stripe-mock → renew records the paid
- * period, audits appended), timed from the sweep job's add to the last settled renewal; data-bound baseline: the
- * same commands and Stripe requests from plain clients in a process of their own; limit: 3 no-op jobs per renewal
- * (renew, charge, renew) through a no-op worker.
+ * `npm run bench -- renewals` (issues 13 and 22). Part 1, enqueue: `sweepRenewals` over BENCH_RENEWALS_DUE subscriptions
+ * due at the same instant (spread over BENCH_RENEWALS_COMPANIES companies), in a child process of its own, against its
+ * data-bound replay (the same query through the plain driver's cursor, the same ranks, `addBulk` of each 1,000) and
+ * `addBulk` of as many no-op jobs (batches of 1,000, fresh queue prefix), each in another: the ratios, and the peak RSS
+ * at BENCH_RENEWALS_DUE_SMALL and BENCH_RENEWALS_DUE. Part 2, settled: BENCH_RENEWALS_SETTLED renewals through the real
+ * workers process (renew → charge via stripe-sim over stripe-mock → renew records the paid period and issues its
+ * invoice, rendered and stored; audits appended), timed from the sweep job's add until every renewal settled and the
+ * invoices and audit queues drained; data-bound baseline: the same commands, Stripe requests and invoice render from
+ * plain clients in a process of their own; limit: 3 no-op jobs per renewal (renew, charge, renew) through a no-op
+ * worker.
  */
 export const renewalsBench: BenchEntry = {
   name: 'renewals',
@@ -304,9 +338,15 @@ export const renewalsBench: BenchEntry = {
         } else {
           await data.request('sweep');
         }
-        const doneAt = await counters[which].until(before + n, deadlineMs);
-        await waitForDrained(world, which === 'product' ? QUEUE_NAMES.audit : DATA_RENEWAL_QUEUES.audit, deadlineMs);
-        return (doneAt - startedAt) / 1000;
+        await counters[which].until(before + n, deadlineMs);
+        // Each paid period's invoice is rendered and stored, and every audit event appended, before the next round.
+        const [invoices, audit] =
+          which === 'product'
+            ? [QUEUE_NAMES.invoices, QUEUE_NAMES.audit]
+            : [DATA_RENEWAL_QUEUES.invoices, DATA_RENEWAL_QUEUES.audit];
+        await waitForDrained(world, invoices, deadlineMs);
+        await waitForDrained(world, audit, deadlineMs);
+        return (Date.now() - startedAt) / 1000;
       };
       const round = async (n: number) => {
         await insertSettled(offset, n);
@@ -347,6 +387,16 @@ export const renewalsBench: BenchEntry = {
       if (paid.product !== total || paid.data !== total) {
         throw new Error(`paid periods: product ${paid.product}, data-bound ${paid.data}, of ${total}`);
       }
+      // Every paid period's invoice issued, numbered and its PDF stored, in both.
+      const storedInvoices = {
+        product: await countStoredInvoices(world, 'invoices'),
+        data: await countStoredInvoices(world, DATA_RENEWAL_COLLECTIONS.invoices),
+      };
+      if (storedInvoices.product !== total || storedInvoices.data !== total) {
+        throw new Error(
+          `paid invoices stored: product ${storedInvoices.product}, data-bound ${storedInvoices.data}, of ${total}`,
+        );
+      }
       // Both paths charge through the same sim: half its requests are the product's.
       const stripeRequests = sim.requests.length / (2 * total);
       const [small, large] = [enqueue[0]!, enqueue.at(-1)!];
@@ -355,7 +405,8 @@ export const renewalsBench: BenchEntry = {
         summary:
           `${size.settled} renewals settled (renew → charge, ${stripeRequests.toFixed(1)} Stripe requests each → period paid), ` +
           `1 worker process, renewal concurrency ${world.config.workers.renewalConcurrency}; ` +
-          `enqueue: sweep of ${large.due} due over ${size.companies} companies ${large.sweep.seconds.toFixed(1)} s vs addBulk ` +
+          `enqueue: sweep of ${large.due} due over ${size.companies} companies ${large.sweep.seconds.toFixed(1)} s vs its ` +
+          `replay ${large.replay.seconds.toFixed(1)} s (×${large.ratioToDataBound}) and addBulk ` +
           `${large.addBulk.seconds.toFixed(1)} s (×${large.ratio}); sweep peak RSS ${small.sweep.maxRssMb} MB at ${small.due}, ` +
           `${large.sweep.maxRssMb} MB at ${large.due}`,
         unit: 'renewals',
@@ -382,6 +433,7 @@ export const renewalsBench: BenchEntry = {
           companies: size.companies,
           runs: enqueue,
           ratio: large.ratio,
+          ratioToDataBound: large.ratioToDataBound,
         },
       });
     }),

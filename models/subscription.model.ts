@@ -164,6 +164,11 @@ export interface SubscriptionPeriodRecord {
   merchantFailures?: number;
   /** How many of `attempts` a new payment method made at once (they use none of the policy's retries). */
   cardAttempts?: number;
+  /**
+   * The card (brand and last four only) of the latest attempt's payment, recorded with it: its invoice prints the card
+   * that certainly paid without reading the payment method again.
+   */
+  attemptCard?: { paymentId: string; brand: string; last4: string };
   paidAt?: Date;
   createdAt: Date;
   updatedAt: Date;
@@ -204,6 +209,16 @@ const periodSchema = new Schema<SubscriptionPeriodRecord>(
     },
     merchantFailures: { type: Number, min: 0 },
     cardAttempts: { type: Number, min: 0 },
+    attemptCard: {
+      type: new Schema(
+        {
+          paymentId: { type: String, required: true },
+          brand: { type: String, required: true },
+          last4: { type: String, required: true },
+        },
+        { _id: false },
+      ),
+    },
     paidAt: { type: Date },
   },
   { timestamps: true, versionKey: false, collection: 'subscription_periods' },

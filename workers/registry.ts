@@ -29,13 +29,18 @@ import {
 } from './queue-worker';
 import { processRefund } from './refunds.worker';
 import { processInvoice } from './invoices.worker';
+import { renderDocumentNow } from '../application/invoices/render-invoice';
+import type { InvoiceRecord } from '../models/invoice.model';
 import {
+  cachedPlanCategories,
   creditRefund,
   creditReturnedMoney,
   invoicePayment,
   invoicePeriod,
   voidCreditOfFailedRefund,
+  type KnownRecords,
 } from '../application/invoices/issue-invoice';
+import type { SubscriptionPeriodRecord } from '../models/subscription.model';
 import type { RenderPool } from '../documents/render-pool';
 import { enqueueInvoiceRender, invoiceJobSchema } from '../queues/invoices.queue';
 import type { PaymentRecord } from '../models/payment.model';
@@ -249,39 +254,62 @@ export const WORKERS = {
   [QUEUE_NAMES.renewals]: defineWorker(QUEUE_NAMES.renewals, {
     schema: renewalJobSchema,
     process: processRenewal,
-    deps: (context) => ({
-      ...common(context),
-      concurrency: context.config.workers.renewalConcurrency,
-      models: context.db.models,
-      renewalsQueue: context.queues.renewals,
-      enqueueCharge: (payment) =>
-        enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
-      enqueueAudit: context.enqueueAudit,
-      onPeriodPaid: async (period) => {
-        await invoicePeriod(invoicing(context), period, 'paid');
-      },
-      onPeriodUncollectible: async (period, at) => {
-        await invoicePeriod(invoicing(context), period, 'uncollectible', at);
-      },
-      // A canceled subscription's pending credit goes back through the refund use case (queued, audited, and given
-      // its credit note like any refund).
-      refundCredit: (payment, amount, idempotencyKey) =>
-        requestRefund(
-          {
-            models: context.db.models,
-            enqueueRefund: async (job, audit) => {
-              await Promise.all([enqueueRefund(context.queues.refunds, job), context.enqueueAudit(audit)]);
+    deps: (context) => {
+      // One plan-category cache for this worker's invoices (plans never change); in a process with the render threads
+      // a paid period's PDF is rendered and stored as its invoice is issued, from the record in hand (no render job).
+      const pool = context.renderPool;
+      const invoices: InvoiceSettledDeps = {
+        ...invoicing(context),
+        planCategory: cachedPlanCategories(context.db.models.Plan),
+        ...(pool
+          ? {
+              renderNow: (invoice: InvoiceRecord) =>
+                renderDocumentNow(
+                  {
+                    models: context.db.models,
+                    documents: context.db.invoiceDocuments,
+                    encryption: context.db.encryption,
+                    render: (view) => pool.render(view),
+                  },
+                  invoice,
+                ),
+            }
+          : {}),
+      };
+      return {
+        ...common(context),
+        concurrency: context.config.workers.renewalConcurrency,
+        models: context.db.models,
+        renewalsQueue: context.queues.renewals,
+        enqueueCharge: (payment: PaymentRecord) =>
+          enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
+        enqueueAudit: context.enqueueAudit,
+        onPeriodPaid: async (period: SubscriptionPeriodRecord, known?: KnownRecords) => {
+          await invoicePeriod(invoices, period, 'paid', undefined, known);
+        },
+        onPeriodUncollectible: async (period: SubscriptionPeriodRecord, at: Date) => {
+          await invoicePeriod(invoices, period, 'uncollectible', at);
+        },
+        // A canceled subscription's pending credit goes back through the refund use case (queued, audited, and given
+        // its credit note like any refund).
+        refundCredit: (payment, amount, idempotencyKey) =>
+          requestRefund(
+            {
+              models: context.db.models,
+              enqueueRefund: async (job, audit) => {
+                await Promise.all([enqueueRefund(context.queues.refunds, job), context.enqueueAudit(audit)]);
+              },
             },
-          },
-          {
-            payment,
-            idempotencyKey,
-            request: { amount, reason: 'requested_by_customer' },
-            requestedBy: { type: 'service', id: 'renewals-worker' },
-            requestId: `req_${idempotencyKey}`,
-          },
-        ),
-    }),
+            {
+              payment,
+              idempotencyKey,
+              request: { amount, reason: 'requested_by_customer' },
+              requestedBy: { type: 'service', id: 'renewals-worker' },
+              requestId: `req_${idempotencyKey}`,
+            },
+          ),
+      };
+    },
   }),
   [QUEUE_NAMES.invoices]: defineWorker(QUEUE_NAMES.invoices, {
     schema: invoiceJobSchema,

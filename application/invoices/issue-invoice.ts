@@ -14,10 +14,11 @@ import type { Models } from '../../models';
 import { isDuplicateKeyError } from '../../models/errors';
 import type { InvoiceNumbering } from '../../models/invoice-number.model';
 import { invoiceSettingsId } from '../../models/invoice-settings.model';
-import type { InvoiceLineRecord, InvoiceRecord } from '../../models/invoice.model';
+import type { InvoiceLineRecord, InvoiceRecord, StoredDocumentRef } from '../../models/invoice.model';
 import type { PaymentRecord } from '../../models/payment.model';
 import type { RefundRecord } from '../../models/refund.model';
-import type { SubscriptionPeriodRecord } from '../../models/subscription.model';
+import type { SubscriptionPeriodRecord, SubscriptionRecord } from '../../models/subscription.model';
+import type { PlanCategory } from '../../domain/plan';
 import type { FieldEncryption } from '../../models/encryption';
 import type { Logger } from '../../platform/logger';
 import { voidDocument, voidedEvent } from './void-invoice';
@@ -40,7 +41,41 @@ export interface IssueInvoiceDeps {
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Queues the rendering of a finalized document (job id = its id, and its document version after the first). */
   enqueueRender: (invoiceId: string, version?: number) => Promise<void>;
+  /**
+   * Renders and stores the document of an invoice being issued, from the record this process holds (no render job, no
+   * second read of it): in a process with the render threads. Undefined when nothing was stored (a shredded company);
+   * a failure leaves the document to its render job.
+   */
+  renderNow?: (invoice: InvoiceRecord) => Promise<{ document: StoredDocumentRef; phiLevel: string } | undefined>;
+  /** A plan's category (plans never change once created, so a per-process cache may answer: `cachedPlanCategories`). */
+  planCategory?: (planId: string) => Promise<PlanCategory | undefined>;
   logger: Logger;
+}
+
+/** What the caller of `invoicePeriod` already read in the same job (a renewal): not read again. */
+export interface KnownRecords {
+  subscription?: SubscriptionRecord;
+  payment?: PaymentRecord;
+}
+
+/**
+ * Plan categories, read once per plan and process: a plan is never updated (a change of price or category is a new
+ * plan), so a cached category cannot go stale. Bounded: the oldest entry goes first.
+ */
+export function cachedPlanCategories(
+  Plan: Models['Plan'],
+  max = 10_000,
+): (planId: string) => Promise<PlanCategory | undefined> {
+  // A plan not found stays not found (ids are never reused): null.
+  const categories = new Map<string, PlanCategory | null>();
+  return async (planId) => {
+    const known = categories.get(planId);
+    if (known !== undefined) return known ?? undefined;
+    const plan = await Plan.findById(planId, { category: 1 }).lean();
+    if (categories.size >= max) categories.delete(categories.keys().next().value!);
+    categories.set(planId, plan?.category ?? null);
+    return plan?.category;
+  };
 }
 
 const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'invoicing' };
@@ -57,6 +92,7 @@ export async function invoicePeriod(
   period: SubscriptionPeriodRecord,
   settleAs: 'paid' | 'uncollectible',
   at: Date = new Date(),
+  known: KnownRecords = {},
 ): Promise<InvoiceRecord | undefined> {
   if (period.amount <= 0) return undefined;
   if (settleAs === 'uncollectible' && period.kind === 'adjustment') {
@@ -72,10 +108,15 @@ export async function invoicePeriod(
     return undefined;
   }
   const { Subscription, Plan, Payment, SavedPaymentMethod } = deps.models;
-  const subscription = await Subscription.findById(period.subscriptionId).lean();
+  const subscription =
+    known.subscription?._id === period.subscriptionId
+      ? known.subscription
+      : await Subscription.findById(period.subscriptionId).lean();
   if (!subscription) throw new Error(`subscription ${period.subscriptionId} of period ${period._id} is missing`);
-  const plan = await Plan.findById(subscription.planId, { category: 1 }).lean();
-  const line = planLine(plan?.category ?? 'membership', subscription.interval);
+  const category = deps.planCategory
+    ? await deps.planCategory(subscription.planId)
+    : (await Plan.findById(subscription.planId, { category: 1 }).lean())?.category;
+  const line = planLine(category ?? 'membership', subscription.interval);
   const proration = period.proration ?? 0;
   const base = period.amount - proration;
   // A plan change billed at once (an adjustment record) is its difference alone. No line is negative (the billing
@@ -103,15 +144,22 @@ export async function invoicePeriod(
       amount: proration,
     });
   }
-  // The card is printed only when it is certainly the one that paid (the subscription's card may have changed since).
+  // The card is printed only when it is certainly the one that paid: the one recorded with the attempt that paid, or
+  // (a period recorded before attempts kept their card) the subscription's card if it is the payment's.
   let paidWith: InvoiceRecord['paidWith'];
   if (settleAs === 'paid' && period.paymentId) {
-    const [payment, method] = await Promise.all([
-      Payment.findById(period.paymentId, { paymentMethod: 1 }).lean(),
-      SavedPaymentMethod.findById(subscription.paymentMethodId, { stripePaymentMethodId: 1, card: 1 }).lean(),
-    ]);
-    if (payment && method?.card && String(method.stripePaymentMethodId) === payment.paymentMethod) {
-      paidWith = { brand: method.card.brand, last4: method.card.last4 };
+    if (period.attemptCard?.paymentId === period.paymentId) {
+      paidWith = { brand: period.attemptCard.brand, last4: period.attemptCard.last4 };
+    } else {
+      const [payment, method] = await Promise.all([
+        known.payment?._id === period.paymentId
+          ? known.payment
+          : Payment.findById(period.paymentId, { paymentMethod: 1 }).lean(),
+        SavedPaymentMethod.findById(subscription.paymentMethodId, { stripePaymentMethodId: 1, card: 1 }).lean(),
+      ]);
+      if (payment && method?.card && String(method.stripePaymentMethodId) === payment.paymentMethod) {
+        paidWith = { brand: method.card.brand, last4: method.card.last4 };
+      }
     }
   }
   const issuedAt = settleAs === 'paid' ? (period.paidAt ?? at) : at;
@@ -217,27 +265,35 @@ export async function invoicePayment(
   if (payment.status !== 'succeeded' || payment.subscription) return undefined;
   const line = serviceLine(payment.serviceCategory);
   const issuedAt = payment.completedAt ?? payment.updatedAt;
-  return issue(deps, {
-    _id: invoiceIdFor({ type: 'payment', id: payment._id }),
-    companyId: payment.companyId,
-    ...(payment.officeId ? { officeId: payment.officeId } : {}),
-    kind: 'invoice',
-    status: 'draft',
-    source: { type: 'payment', id: payment._id },
-    settleAs: 'paid',
-    customerRef: await payerReferenceOf(deps, payment),
-    paymentId: payment._id,
-    currency: payment.currency,
-    lines: [{ ...line, quantity: 1, unitAmount: payment.amount, amount: payment.amount }],
-    subtotal: payment.amount,
-    total: payment.amount,
-    amountPaid: payment.amount,
-    amountDue: 0,
-    issuedAt,
-    timeZone: await timeZoneOf(deps, payment.companyId),
-    paidAt: issuedAt,
-    documentStatus: 'pending',
-  });
+  const [customerRef, company] = await Promise.all([
+    payerReferenceOf(deps, payment),
+    oneOffSettingsOf(deps, payment.companyId),
+  ]);
+  return issue(
+    deps,
+    {
+      _id: invoiceIdFor({ type: 'payment', id: payment._id }),
+      companyId: payment.companyId,
+      ...(payment.officeId ? { officeId: payment.officeId } : {}),
+      kind: 'invoice',
+      status: 'draft',
+      source: { type: 'payment', id: payment._id },
+      settleAs: 'paid',
+      customerRef,
+      paymentId: payment._id,
+      currency: payment.currency,
+      lines: [{ ...line, quantity: 1, unitAmount: payment.amount, amount: payment.amount }],
+      subtotal: payment.amount,
+      total: payment.amount,
+      amountPaid: payment.amount,
+      amountDue: 0,
+      issuedAt,
+      timeZone: company.timeZone,
+      paidAt: issuedAt,
+      documentStatus: 'pending',
+    },
+    company.numberPrefix,
+  );
 }
 
 /**
@@ -365,14 +421,20 @@ async function payerReferenceOf(deps: IssueInvoiceDeps, payment: PaymentRecord):
 
 /**
  * The company's time zone for a one-off document: its billing settings' (the one its subscriptions bill in), else the
- * one its invoice settings name, else UTC.
+ * one its invoice settings name, else UTC; and its number prefix (read with it: one read of the invoice settings).
  */
-async function timeZoneOf(deps: Pick<IssueInvoiceDeps, 'models'>, companyId: string): Promise<string> {
+async function oneOffSettingsOf(
+  deps: Pick<IssueInvoiceDeps, 'models'>,
+  companyId: string,
+): Promise<{ timeZone: string; numberPrefix: string }> {
   const [billing, invoicing] = await Promise.all([
     deps.models.BillingSettings.findById(companyId, { timeZone: 1 }).lean(),
-    deps.models.InvoiceSettings.findById(invoiceSettingsId(companyId), { timeZone: 1 }).lean(),
+    deps.models.InvoiceSettings.findById(invoiceSettingsId(companyId), { timeZone: 1, numberPrefix: 1 }).lean(),
   ]);
-  return billing?.timeZone ?? invoicing?.timeZone ?? 'UTC';
+  return {
+    timeZone: billing?.timeZone ?? invoicing?.timeZone ?? 'UTC',
+    numberPrefix: invoicing?.numberPrefix ?? DEFAULT_INVOICE_NUMBER_PREFIX,
+  };
 }
 
 /** A document whose amounts do not hold (docs/billing-rules.md): refused before anything is numbered. */
@@ -386,23 +448,49 @@ export class InvoiceAmountsError extends Error {
   }
 }
 
-/** Inserts the draft under its id (or finds the one inserted before), finalizes it and queues its rendering. */
-async function issue(deps: IssueInvoiceDeps, draft: Draft): Promise<InvoiceRecord> {
+/**
+ * Issues a document in two writes: its number first (the next place in the company's sequence for its kind, a
+ * sequenced append keyed by the document's id: the same number however often this runs), then the document itself,
+ * inserted already numbered and settled under its id. A run that stops between the two leaves the number taken by a
+ * document not yet stored; whatever issues it again (the job's retry, the settled-sources sweep) gets that same
+ * number, so the sequence has no gap once it is issued and never a duplicate. A document stored before (a retry, a
+ * racing run) is the one kept; a draft left by an older version is finalized. Then its rendering is queued.
+ */
+async function issue(deps: IssueInvoiceDeps, draft: Draft, numberPrefix?: string): Promise<InvoiceRecord> {
   const { Invoice } = deps.models;
   // Nothing is numbered that does not add up (a bug upstream, not an outage: retrying cannot fix it).
   const problem = invoiceAmountsProblem(draft.lines, draft);
   if (problem !== undefined) throw new InvoiceAmountsError(draft._id, problem);
-  let invoice: InvoiceRecord | null;
+  const sequence = await deps.numbering.assign(draft.companyId, draft.kind, draft._id);
+  const prefix = numberPrefix ?? (await numberPrefixOf(deps, draft.companyId));
+  const now = new Date();
+  const finalized: InvoiceRecord = {
+    ...draft,
+    status: draft.settleAs,
+    number: formatDocumentNumber(draft.kind, prefix, yearIn(draft.issuedAt, draft.timeZone), sequence),
+    sequence,
+    finalizedAt: now,
+    createdAt: now,
+    updatedAt: now,
+  };
+  // Rendered here when this process can (its PDF stored before the record, so the record is written once, naming it).
+  const rendered = await renderBeforeInsert(deps, finalized);
+  let invoice: InvoiceRecord | null = rendered
+    ? { ...finalized, documentStatus: 'stored', document: rendered.document }
+    : finalized;
   try {
-    const now = new Date();
-    await Invoice.insertMany([{ ...draft, createdAt: now, updatedAt: now }], { lean: true });
-    invoice = { ...draft, createdAt: now, updatedAt: now };
+    await Invoice.insertMany([invoice], { lean: true });
   } catch (error) {
     if (!isDuplicateKeyError(error)) throw error;
     invoice = await Invoice.findById(draft._id).lean();
     if (!invoice) throw error;
   }
+  // Sends `finalized` (under its fixed id); numbers a draft left by an older version.
   invoice = await finalizeInvoice(deps, invoice);
+  // Its document recorded with it: `rendered` now (again on a retry, under its fixed id: recorded once).
+  if (rendered && invoice.document?.storedSha256 === rendered.document.storedSha256) {
+    await deps.enqueueAudit(renderedEvent(invoice, invoice.document, rendered.phiLevel));
+  }
   if (invoice.documentStatus === 'pending') {
     try {
       await deps.enqueueRender(invoice._id);
@@ -412,6 +500,24 @@ async function issue(deps: IssueInvoiceDeps, draft: Draft): Promise<InvoiceRecor
     }
   }
   return invoice;
+}
+
+/** The PDF of a document being issued, when this process renders (`renderNow`); a failure leaves it to its job. */
+async function renderBeforeInsert(deps: IssueInvoiceDeps, invoice: InvoiceRecord) {
+  if (!deps.renderNow) return undefined;
+  try {
+    return await deps.renderNow(invoice);
+  } catch (error) {
+    deps.logger.warn({ invoiceId: invoice._id, err: error }, 'invoice not rendered at issue; its render job will');
+    return undefined;
+  }
+}
+
+async function numberPrefixOf(deps: Pick<IssueInvoiceDeps, 'models'>, companyId: string): Promise<string> {
+  const settings = await deps.models.InvoiceSettings.findById(invoiceSettingsId(companyId), {
+    numberPrefix: 1,
+  }).lean();
+  return settings?.numberPrefix ?? DEFAULT_INVOICE_NUMBER_PREFIX;
 }
 
 /**
@@ -425,12 +531,11 @@ export async function finalizeInvoice(
   deps: Pick<IssueInvoiceDeps, 'models' | 'numbering' | 'enqueueAudit'>,
   invoice: InvoiceRecord,
 ): Promise<InvoiceRecord> {
-  const { Invoice, InvoiceSettings } = deps.models;
+  const { Invoice } = deps.models;
   let current = invoice;
   if (current.status === 'draft') {
     const sequence = await deps.numbering.assign(current.companyId, current.kind, current._id);
-    const settings = await InvoiceSettings.findById(invoiceSettingsId(current.companyId), { numberPrefix: 1 }).lean();
-    const prefix = settings?.numberPrefix ?? DEFAULT_INVOICE_NUMBER_PREFIX;
+    const prefix = await numberPrefixOf(deps, current.companyId);
     const number = formatDocumentNumber(current.kind, prefix, yearIn(current.issuedAt, current.timeZone), sequence);
     // Numbered and settled in one write (open is where it passes through, never where it waits).
     current =
@@ -498,6 +603,20 @@ export function documentEvent(
     changes,
     occurredAt: at.toISOString(),
   };
+}
+
+/** `rendered`: the document stored, with the PHI level it was rendered at. */
+export function renderedEvent(
+  invoice: InvoiceRecord,
+  document: StoredDocumentRef,
+  phiLevel: string,
+  actor: AuditEventInput['actor'] = ACTOR,
+): AuditEventInput {
+  const changes = [
+    { field: 'document.sha256', before: null, after: document.sha256 },
+    { field: 'phiLevel', before: null, after: phiLevel },
+  ];
+  return documentEvent(invoice, 'rendered', changes, document.renderedAt, actor);
 }
 
 function finalizedEvent(invoice: InvoiceRecord): AuditEventInput {

@@ -10,7 +10,7 @@ import { invoiceSettingsId } from '../../models/invoice-settings.model';
 import type { InvoiceRecord, StoredDocumentRef } from '../../models/invoice.model';
 import { payerAccountDigest, payerAccountSource, payerProfileId } from '../../models/payer-profile.model';
 import type { Logger } from '../../platform/logger';
-import { documentEvent, finalizeInvoice, paidEvent, type IssueInvoiceDeps } from './issue-invoice';
+import { finalizeInvoice, paidEvent, renderedEvent, type IssueInvoiceDeps } from './issue-invoice';
 
 export interface RenderInvoiceDeps {
   models: IssueInvoiceDeps['models'] & Pick<Models, 'Company' | 'PayerProfile'>;
@@ -50,7 +50,7 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
 }
 
 async function renderOnce(deps: RenderInvoiceDeps, invoiceId: string): Promise<RenderOutcome> {
-  const { Invoice, Company, InvoiceSettings, PayerProfile } = deps.models;
+  const { Invoice, Company } = deps.models;
   const found: InvoiceRecord | null = await Invoice.findById(invoiceId).lean();
   if (!found) return { outcome: 'not_found' };
   if (found.document) return { outcome: 'stored', document: found.document, rendered: false, kind: found.kind };
@@ -62,25 +62,71 @@ async function renderOnce(deps: RenderInvoiceDeps, invoiceId: string): Promise<R
   const invoice = await finalizeInvoice(deps, found);
   if (invoice.status === 'paid' && (invoice.documentVersion ?? 1) > 1) await deps.enqueueAudit(paidEvent(invoice));
 
-  const [companySettings, officeSettings] = await Promise.all([
+  const rendered = await renderAndStore(deps, invoice, company.name);
+  if (!rendered) return { outcome: 'company_shredded' };
+  const { document, phiLevel } = rendered;
+  await Invoice.updateOne(
+    { _id: invoice._id, documentStatus: 'pending', documentVersion: invoice.documentVersion ?? { $exists: false } },
+    { $set: { document, documentStatus: 'stored' } },
+  );
+  await deps.enqueueAudit(renderedEvent(invoice, document, phiLevel, ACTOR));
+  return { outcome: 'stored', document, rendered: true, kind: invoice.kind };
+}
+
+/**
+ * Renders a finalized document the caller holds (an invoice being issued: nothing is read again) and stores its PDF,
+ * encrypted: the company's name and shredded mark, its invoice settings and (at the `standard` PHI level) the payer's
+ * profile are read here. Undefined when the company was shredded (nothing stored).
+ */
+export async function renderDocumentNow(
+  deps: Omit<RenderInvoiceDeps, 'numbering' | 'enqueueAudit' | 'logger'>,
+  invoice: InvoiceRecord,
+): Promise<{ document: StoredDocumentRef; phiLevel: string } | undefined> {
+  try {
+    const company = await deps.models.Company.findById(invoice.companyId, { name: 1, shreddedAt: 1 }).lean();
+    if (!company || company.shreddedAt) return undefined;
+    return await renderAndStore(deps, invoice, company.name);
+  } catch (error) {
+    if (error instanceof CompanyShreddedError) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Reads what the document shows besides itself (settings; the payer's profile only at the `standard` PHI level),
+ * minimizes it into an `InvoiceView`, renders it on a worker thread and stores it encrypted (the PDF's hash in the same
+ * insert as its bytes). A render that finds bytes stored before (a retry, a racing render) keeps them. Undefined when
+ * the company was shredded meanwhile.
+ */
+async function renderAndStore(
+  deps: Omit<RenderInvoiceDeps, 'numbering' | 'enqueueAudit' | 'logger'>,
+  invoice: InvoiceRecord,
+  companyName: string,
+): Promise<{ document: StoredDocumentRef; phiLevel: string } | undefined> {
+  const { Invoice, Company, InvoiceSettings, PayerProfile } = deps.models;
+  const [companySettings, officeSettings, account] = await Promise.all([
     InvoiceSettings.findById(invoiceSettingsId(invoice.companyId)).lean(),
     invoice.officeId ? InvoiceSettings.findById(invoiceSettingsId(invoice.companyId, invoice.officeId)).lean() : null,
+    payerAccount(deps, invoice.companyId, invoice.customerRef),
   ]);
-  const settings = effectiveInvoiceSettings(company.name, companySettings ?? undefined, officeSettings ?? undefined);
+  const settings = effectiveInvoiceSettings(companyName, companySettings ?? undefined, officeSettings ?? undefined);
   // Minimum necessary: the payer's details are read (and decrypted) only when the document may show them.
-  const profile =
+  const [profile, creditsInvoice] = await Promise.all([
     settings.phiLevel === 'standard'
-      ? await PayerProfile.findById(payerProfileId(invoice.companyId, invoice.customerRef), {
+      ? PayerProfile.findById(payerProfileId(invoice.companyId, invoice.customerRef), {
           name: 1,
           billingAddress: 1,
         }).lean()
-      : null;
-  const creditsInvoice = invoice.creditsInvoiceId
-    ? (await Invoice.findById(invoice.creditsInvoiceId, { number: 1 }).lean())?.number
-    : undefined;
+      : null,
+    invoice.creditsInvoiceId
+      ? Invoice.findById(invoice.creditsInvoiceId, { number: 1 })
+          .lean()
+          .then((credited) => credited?.number)
+      : undefined,
+  ]);
   const view = invoiceView({
     document: documentInput(invoice, creditsInvoice),
-    account: await payerAccount(deps, invoice.companyId, invoice.customerRef),
+    account,
     payer: profile ? { name: String(profile.name), billingAddress: parseLines(profile.billingAddress) } : {},
     phiLevel: settings.phiLevel,
     letterhead: settings.letterhead,
@@ -89,9 +135,7 @@ async function renderOnce(deps: RenderInvoiceDeps, invoiceId: string): Promise<R
 
   const ciphertext = await deps.encryption.encrypt(invoice.companyId, pdf.toString('base64'));
   // Shredding tombstones first: a key still cached here (libmongocrypt keeps one up to a minute) stores nothing either.
-  if (await Company.exists({ _id: invoice.companyId, shreddedAt: { $exists: true } })) {
-    return { outcome: 'company_shredded' };
-  }
+  if (await Company.exists({ _id: invoice.companyId, shreddedAt: { $exists: true } })) return undefined;
   // The PDF's hash goes into the same insert as its bytes.
   const stored = await deps.documents.put({
     _id: documentKey(invoice),
@@ -108,23 +152,7 @@ async function renderOnce(deps: RenderInvoiceDeps, invoiceId: string): Promise<R
     storedSha256: storedHashOf(stored.entry.ciphertext),
     renderedAt: stored.entry.createdAt,
   };
-  await Invoice.updateOne(
-    { _id: invoice._id, documentStatus: 'pending', documentVersion: invoice.documentVersion ?? { $exists: false } },
-    { $set: { document, documentStatus: 'stored' } },
-  );
-  await deps.enqueueAudit(
-    documentEvent(
-      invoice,
-      'rendered',
-      [
-        { field: 'document.sha256', before: null, after: document.sha256 },
-        { field: 'phiLevel', before: null, after: settings.phiLevel },
-      ],
-      document.renderedAt,
-      ACTOR,
-    ),
-  );
-  return { outcome: 'stored', document, rendered: true, kind: invoice.kind };
+  return { document, phiLevel: settings.phiLevel };
 }
 
 /**

@@ -32,8 +32,14 @@ export interface RenewDeps {
   /** Queues the charge of a period's payment (the one-off charge path; idempotent by payment id). */
   enqueueCharge: (payment: PaymentRecord) => Promise<void>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
-  /** Called once a period is paid (again after a crash: it must be idempotent per period): its invoice starts here. */
-  onPeriodPaid?: (period: SubscriptionPeriodRecord) => Promise<void>;
+  /**
+   * Called once a period is paid (again after a crash: it must be idempotent per period): its invoice starts here.
+   * `known`: the subscription (and the payment) this run read, so the invoice need not read them again.
+   */
+  onPeriodPaid?: (
+    period: SubscriptionPeriodRecord,
+    known?: { subscription: SubscriptionRecord; payment?: PaymentRecord },
+  ) => Promise<void>;
   /**
    * Called once dunning gave up on a period (it is `uncollectible`), with the subscription's time then. Idempotent
    * per period, like `onPeriodPaid`: its uncollectible invoice starts here.
@@ -109,13 +115,30 @@ export async function renewSubscription(
   options: { now?: Date } = {},
 ): Promise<RenewOutcome> {
   let moved = false;
+  // The subscription as this run's last write left it (that write returned it): the next round starts from it instead
+  // of reading it again. Any later change by another writer makes the next conditional write miss, and the run reads.
+  let carried: SubscriptionRecord | undefined;
+  const carry = (next: SubscriptionRecord) => void (carried = next);
   for (let round = 0; round < MAX_DECISIONS * 4; round += 1) {
-    const subscription = await deps.models.Subscription.findById(subscriptionId).lean();
+    const subscription = carried ?? (await deps.models.Subscription.findById(subscriptionId).lean());
+    carried = undefined;
+    let current: CurrentPeriodRead | undefined;
     // Whatever else is due, a charged plan change whose payment has an outcome is settled first (once per run).
     if (round === 0 && subscription) {
       // A plan change's charge the change could not make (it stopped after its write) is made now, once.
       await chargeAdjustment(deps, subscription);
-      await settleAdjustments(deps, subscription);
+      // One read for the subscription's open records: its open adjustments, and its current period if that is open.
+      const open = await deps.models.SubscriptionPeriod.find({
+        subscriptionId: subscription._id,
+        status: 'open',
+      }).lean();
+      await settleAdjustments(
+        deps,
+        subscription,
+        open.filter((record) => record.kind === 'adjustment'),
+      );
+      const id = periodId(subscription._id, subscription.currentPeriod.start);
+      current = { open: open.find((record) => record._id === id && record.kind !== 'adjustment') };
     }
     if (subscription?.status === 'canceled') {
       return settleCanceled(deps, subscription, options.now ?? (await subscriptionNow(deps.models, subscription)));
@@ -126,11 +149,22 @@ export async function renewSubscription(
     if (!subscription.nextBillingAt && !waitingOnPayer) break;
     const now = options.now ?? (await subscriptionNow(deps.models, subscription));
     if (subscription.nextBillingAt && subscription.nextBillingAt > now && !waitingOnPayer) break;
-    const step = await renewStep(deps, subscription, now);
+    const step = await renewStep(deps, subscription, now, { current, carry });
     if (step !== 'again') return step === 'not_due' && moved ? 'settled' : step;
     moved = true;
   }
   return moved ? 'settled' : 'not_due';
+}
+
+/** What a run read before its first step: the current period if it was among the open records (none: not open). */
+interface CurrentPeriodRead {
+  open: SubscriptionPeriodRecord | undefined;
+}
+
+interface StepContext {
+  current: CurrentPeriodRead | undefined;
+  /** Hands the subscription as a write of this step left it to the next round. */
+  carry: (next: SubscriptionRecord) => void;
 }
 
 /** One decision and its write; `again` when there is more to do at this time (e.g. a test clock jumped a year). */
@@ -138,6 +172,7 @@ async function renewStep(
   deps: RenewDeps,
   subscription: SubscriptionRecord,
   now: Date,
+  step: StepContext,
 ): Promise<RenewOutcome | 'again'> {
   const { Subscription } = deps.models;
   const current = subscription.currentPeriod;
@@ -163,13 +198,13 @@ async function renewStep(
     return 'not_due';
   }
 
-  const period = await openPeriod(deps, subscription);
+  const period = await openPeriod(deps, subscription, step.current);
   if (period.status === 'paid' && period.attempts > 0 && STILL_OWING.has(subscription.status)) {
     // The period was paid but the status move after it was lost (a crash between the two writes, or a write decided
     // from a stale read): make it now.
     const payment = period.paymentId ? await deps.models.Payment.findById(period.paymentId).lean() : null;
     if (payment?.status === 'succeeded') {
-      await periodPaid(deps, subscription, period, payment, now);
+      await periodPaid(deps, subscription, period, payment, now, step.carry);
       return 'again';
     }
   }
@@ -198,7 +233,7 @@ async function renewStep(
     if (subscription.cancelAtPeriodEnd) {
       return (await cancelMove(deps, subscription, now, current.end)) ? 'settled' : 'again';
     }
-    await advancePeriod(deps, subscription);
+    await advancePeriod(deps, subscription, step.carry);
     return 'again';
   }
 
@@ -214,7 +249,7 @@ async function renewStep(
         await deps.enqueueCharge(payment);
         return 'charging';
       case 'succeeded':
-        await periodPaid(deps, subscription, period, payment, now);
+        await periodPaid(deps, subscription, period, payment, now, step.carry);
         return 'again';
       case 'requires_action':
         return (await waitFor(deps, subscription, 'payer_action', now, { type: 'payment_requires_action' }))
@@ -249,11 +284,19 @@ async function firstPaymentUnsettled(deps: RenewDeps, subscription: Subscription
  * currency's minimum charge, or a credit covers it. What the period did not take stays pending: the difference is
  * taken off the subscription once (a single conditional write naming the period), so none is lost or counted twice.
  */
-async function openPeriod(deps: RenewDeps, subscription: SubscriptionRecord): Promise<SubscriptionPeriodRecord> {
+async function openPeriod(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  read?: CurrentPeriodRead,
+): Promise<SubscriptionPeriodRecord> {
   const { SubscriptionPeriod } = deps.models;
   const { index, start, end } = subscription.currentPeriod;
   const id = periodId(subscription._id, start);
-  let period: SubscriptionPeriodRecord | null = await SubscriptionPeriod.findById(id).lean();
+  // Due at its start, the period is most likely not there yet: its insert is tried first (a duplicate reads the stored
+  // one). Otherwise it is read first. Either order ends with the one stored record.
+  const likelyNew = subscription.nextBillingAt?.getTime() === start.getTime();
+  let period: SubscriptionPeriodRecord | null =
+    read?.open ?? (likelyNew ? null : await SubscriptionPeriod.findById(id).lean());
   if (!period) {
     const isTrial = subscription.trialEnd?.getTime() === end.getTime() && index < 0;
     const base = isTrial ? 0 : baseAmount(subscription);
@@ -312,15 +355,21 @@ function baseAmount(subscription: SubscriptionRecord): number {
 }
 
 /** The next period becomes current (once: conditional on the period it was decided from), due at its start. */
-async function advancePeriod(deps: RenewDeps, subscription: SubscriptionRecord): Promise<void> {
+async function advancePeriod(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  carry?: StepContext['carry'],
+): Promise<void> {
   const { index, end } = subscription.currentPeriod;
   const cycle = { ...subscription.cycle, interval: subscription.interval };
   // Period k ends at boundary k+1; the periods before the cycle (a trial, a stub) end at boundary 0.
   const next = { index: index + 1, start: end, end: cycleBoundary(cycle, Math.max(index + 2, 0)) };
-  await deps.models.Subscription.updateOne(
+  const advanced = await deps.models.Subscription.findOneAndUpdate(
     { _id: subscription._id, 'currentPeriod.start': subscription.currentPeriod.start },
     { $set: { currentPeriod: next, nextBillingAt: next.start } },
-  );
+    { new: true },
+  ).lean();
+  if (advanced) carry?.(advanced);
 }
 
 async function startAttempt(
@@ -385,9 +434,18 @@ async function chargeAttempt(
     if (!existing) throw error;
     payment = existing;
   }
+  // The card that this attempt charges, for its invoice (only when the payment is certainly made with it).
+  const card =
+    method.card && String(method.stripePaymentMethodId) === payment.paymentMethod
+      ? { paymentId: payment._id, brand: method.card.brand, last4: method.card.last4 }
+      : undefined;
   const recorded = await SubscriptionPeriod.updateOne(
     { _id: period._id, attempts: period.attempts },
-    { $set: { attempts: attempt, paymentId: payment._id }, ...(forNewCard ? { $inc: { cardAttempts: 1 } } : {}) },
+    {
+      $set: { attempts: attempt, paymentId: payment._id, ...(card ? { attemptCard: card } : {}) },
+      ...(card ? {} : { $unset: { attemptCard: 1 } }),
+      ...(forNewCard ? { $inc: { cardAttempts: 1 } } : {}),
+    },
   );
   if (recorded.matchedCount === 0) return true; // another run recorded this attempt (with this same payment)
   await audit(deps, subscription, 'subscription.attempt_started', `${period._id}-${attempt}`, 'success', now, {
@@ -463,18 +521,17 @@ async function insertAdjustment(
  * Settles the subscription's charged plan-change adjustments whose payment has an outcome: paid (its invoice hook),
  * or, failed, carried onto the next period's bill. Each adjustment is carried once (the subscription records it).
  */
-async function settleAdjustments(deps: RenewDeps, subscription: SubscriptionRecord): Promise<void> {
-  const open = await deps.models.SubscriptionPeriod.find({
-    subscriptionId: subscription._id,
-    kind: 'adjustment',
-    status: 'open',
-  }).lean();
+async function settleAdjustments(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  open: SubscriptionPeriodRecord[],
+): Promise<void> {
   for (const adjustment of open) {
     if (!adjustment.paymentId) continue;
     const payment = await deps.models.Payment.findById(adjustment.paymentId, { status: 1 }).lean();
     if (payment?.status === 'succeeded') {
       const paidAt = new Date();
-      await deps.onPeriodPaid?.({ ...adjustment, status: 'paid', paidAt });
+      await deps.onPeriodPaid?.({ ...adjustment, status: 'paid', paidAt }, { subscription });
       await deps.models.SubscriptionPeriod.updateOne(
         { _id: adjustment._id, status: 'open' },
         { $set: { status: 'paid', paidAt } },
@@ -507,6 +564,7 @@ async function periodPaid(
   period: SubscriptionPeriodRecord,
   payment: PaymentRecord,
   now: Date,
+  carry?: StepContext['carry'],
 ): Promise<void> {
   // Audited first (a deterministic id): the payment succeeded, so the period is paid whatever happens next.
   await audit(deps, subscription, 'subscription.period_paid', period._id, 'success', now, {
@@ -518,7 +576,7 @@ async function periodPaid(
   });
   // The hook for its invoice (idempotent per period), before the period is recorded paid: if it fails, the next run
   // finds the period still open with its payment succeeded, and comes here again.
-  await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt: now });
+  await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt: now }, { subscription, payment });
   await deps.models.SubscriptionPeriod.updateOne(
     { _id: period._id, status: 'open', paymentId: payment._id },
     { $set: { status: 'paid', paidAt: now } },
@@ -526,7 +584,7 @@ async function periodPaid(
   // The next thing is the period's end; after dunning ended unpaid, a period that ended meanwhile is followed by a new
   // cycle from now (the time that passed while unpaid is never billed).
   const restart = subscription.restartOnCollection && now >= period.end && period.kind !== 'adjustment';
-  await move(
+  const moved = await moveTo(
     deps,
     subscription,
     { type: 'payment_succeeded' },
@@ -536,6 +594,7 @@ async function periodPaid(
       : { nextBillingAt: period.end },
     subscription.restartOnCollection ? ['waitingFor', 'restartOnCollection'] : ['waitingFor'],
   );
+  if (moved) carry?.(moved);
 }
 
 async function afterFailure(
@@ -756,7 +815,7 @@ async function settleAttemptInFlight(
   if (!payment || OUTCOME_UNKNOWN.has(payment.status)) return 'charging';
   if (payment.status !== 'succeeded' || !deps.refundCredit) return undefined;
   const paidAt = payment.completedAt ?? new Date();
-  await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt });
+  await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt }, { subscription, payment });
   // Until the refund is recorded the period stays open, so a refusal (busy) is asked again, never forgotten.
   const refunded = await refundUpTo(deps, payment, payment.amount, `sub-canceled-${period._id}`);
   await audit(deps, subscription, 'subscription.late_charge_refunded', period._id, 'success', paidAt, {
@@ -869,11 +928,23 @@ export async function move(
   set: Record<string, unknown> = {},
   unset: string[] = [],
 ): Promise<boolean> {
+  return (await moveTo(deps, subscription, event, now, set, unset)) !== null;
+}
+
+/** `move`, answering the subscription as its write left it (null when it changed meanwhile). */
+async function moveTo(
+  deps: { models: Pick<Models, 'Subscription'>; enqueueAudit: RenewDeps['enqueueAudit'] },
+  subscription: SubscriptionRecord,
+  event: SubscriptionEvent,
+  now: Date,
+  set: Record<string, unknown> = {},
+  unset: string[] = [],
+): Promise<SubscriptionRecord | null> {
   const decision = decideSubscription(subscription.status, event);
   const to = decision.ok ? decision.to : subscription.status;
   const update: Record<string, unknown> = { $set: { ...set, status: to } };
   if (unset.length > 0) update.$unset = Object.fromEntries(unset.map((field) => [field, 1]));
-  const moved = await deps.models.Subscription.updateOne(
+  const moved: SubscriptionRecord | null = await deps.models.Subscription.findOneAndUpdate(
     {
       _id: subscription._id,
       status: subscription.status,
@@ -881,8 +952,9 @@ export async function move(
       updatedAt: subscription.updatedAt,
     },
     update,
-  );
-  if (moved.matchedCount === 0) return false;
+    { new: true },
+  ).lean();
+  if (!moved) return null;
   if (to !== subscription.status) {
     await audit(
       deps,
@@ -898,7 +970,7 @@ export async function move(
       },
     );
   }
-  return true;
+  return moved;
 }
 
 export async function audit(

@@ -8,10 +8,8 @@ export interface SweepRenewalsDeps {
   renewalsQueue: Queue<RenewalJob>;
   logger: Logger;
   now?: () => Date;
-  /** Jobs per `addBulk` call. */
+  /** Jobs per `addBulk` call, and rows per cursor batch. */
   batchSize?: number;
-  /** Companies read at once (one cursor each). */
-  companiesAtOnce?: number;
 }
 
 export interface SweepRenewalsResult {
@@ -19,25 +17,27 @@ export interface SweepRenewalsResult {
   enqueued: number;
 }
 
-type DueRow = { _id: string; currentPeriod: { start: Date } };
+type DueRow = { _id: string; companyId: string; currentPeriod: { start: Date } };
 
 /**
- * Enqueues a renewal for every subscription due now (not on a test clock), fairly: it streams each company's due
- * subscriptions through a cursor of its own and interleaves the companies one job at a time, so a company with
- * 100,000 renewals due cannot hold back another company's ten (BullMQ runs a queue in order, and its groups are a paid
- * feature). Each company's k-th job is queued with priority k, so that fairness lasts beyond one sweep: the next
- * sweep's first renewals of another company run before the rest of a backlog queued earlier. At most
- * `companiesAtOnce` cursors are open; a company whose cursor ends makes room for the next. Memory is one cursor batch
- * per open company and one addBulk batch, whatever the number due; each cursor is one query, read in batches (no page
- * re-queries: FerretDB cannot seek an index for keyset pages). Job ids (subscription, period start) collapse what an
- * earlier sweep or a payment's outcome already queued.
+ * Enqueues a renewal for every subscription due now (not on a test clock), fairly: each company's k-th due
+ * subscription is queued with priority k, so the queue runs every company's first renewal before any company's second
+ * (BullMQ runs the lowest priority number first, and its groups are a paid feature). One company with 100,000
+ * renewals due cannot hold back another company's ten, in this sweep or the next: the next sweep's first renewals of
+ * another company (priority 1) run before the rest of a backlog queued earlier.
+ *
+ * One query, read through one cursor in batches and queued with `addBulk` a batch at a time: memory is one cursor
+ * batch, one addBulk batch and a counter per company, whatever the number due. (A cursor per company, interleaved,
+ * made FerretDB scan the due subscriptions once per company; keyset pages were quadratic there, as it cannot seek an
+ * index for them.) Job ids (subscription, period start) collapse what an earlier sweep or a payment's outcome already
+ * queued.
  */
 export async function sweepRenewals(deps: SweepRenewalsDeps): Promise<SweepRenewalsResult> {
   const now = deps.now?.() ?? new Date();
   const batchSize = deps.batchSize ?? 1_000;
-  const companiesAtOnce = deps.companiesAtOnce ?? 50;
   const due = { nextBillingAt: { $lte: now }, testClockId: { $exists: false } };
-  const companies: string[] = await deps.models.Subscription.distinct('companyId', due);
+  // How many renewals of each company this sweep queued (the next one's priority is one more).
+  const queued = new Map<string, number>();
 
   let batch: ReturnType<typeof renewalJob>[] = [];
   let enqueued = 0;
@@ -52,41 +52,22 @@ export async function sweepRenewals(deps: SweepRenewalsDeps): Promise<SweepRenew
     batch = [];
   };
 
-  let nextCompany = 0;
-  // Each open company's cursor, and how many of its jobs this sweep queued (the next one's rank is one more).
-  const open: Array<{ cursor: { next(): Promise<DueRow | null>; close(): Promise<unknown> }; queued: number }> = [];
-  const fill = () => {
-    while (open.length < companiesAtOnce && nextCompany < companies.length) {
-      const companyId = companies[nextCompany++]!;
-      const cursor = deps.models.Subscription.find({ companyId, ...due }, { _id: 1, currentPeriod: 1 })
-        .lean<DueRow>()
-        .cursor({ batchSize: Math.min(batchSize, 500) });
-      open.push({ cursor, queued: 0 });
-    }
-  };
-  fill();
+  // The driver's cursor: nothing is cast or hydrated per row (the rows are ids and a date).
+  const cursor = deps.models.Subscription.collection.find<DueRow>(due, {
+    projection: { _id: 1, companyId: 1, currentPeriod: 1 },
+    batchSize,
+  });
   try {
-    while (open.length > 0) {
-      // One job per company in turn.
-      for (let i = 0; i < open.length;) {
-        const company = open[i]!;
-        const row = await company.cursor.next();
-        if (!row) {
-          await open.splice(i, 1)[0]!.cursor.close();
-          continue;
-        }
-        company.queued += 1;
-        batch.push(renewalJob(row, company.queued));
-        if (batch.length >= batchSize) await flush();
-        i += 1;
-      }
-      fill();
+    for (let row = await cursor.next(); row; row = await cursor.next()) {
+      const rank = (queued.get(row.companyId) ?? 0) + 1;
+      queued.set(row.companyId, rank);
+      batch.push(renewalJob(row, rank));
+      if (batch.length >= batchSize) await flush();
     }
     await flush();
   } finally {
-    await Promise.all(open.map((company) => company.cursor.close()));
+    await cursor.close();
   }
-  if (enqueued > 0)
-    deps.logger.info({ companies: companies.length, enqueued }, 'renewal sweep queued due subscriptions');
-  return { companies: companies.length, enqueued };
+  if (enqueued > 0) deps.logger.info({ companies: queued.size, enqueued }, 'renewal sweep queued due subscriptions');
+  return { companies: queued.size, enqueued };
 }

@@ -12,6 +12,7 @@ import { createCompany, shredCompany } from '../../models/companies';
 import { isShreddedDataError } from '../../models/encryption';
 import { InvoiceNumbering } from '../../models/invoice-number.model';
 import type { InvoiceRecord } from '../../models/invoice.model';
+import type { PaymentRecord } from '../../models/payment.model';
 import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
 import { enqueueInvoiceRender } from '../../queues/invoices.queue';
 import { waitFor } from '../support/harness';
@@ -339,6 +340,58 @@ describe('numbering', () => {
       .sort();
     expect(otherSequences).toEqual([1, 2]);
     expect(await system.ctx.db.models.InvoiceNumber.countDocuments({ key: `${busy}|invoice` })).toBe(50);
+  }, 60_000);
+
+  it('issues numbered in one insert: a run killed after taking its number, and runs racing one payment, leave no gap', async () => {
+    const company = await createCompany(system.ctx.db, { name: 'Racing Clinic' });
+    const deps = issueDeps();
+    const paidAt = new Date();
+    const payment = (i: number) =>
+      ({
+        _id: `pay_${ulid()}`,
+        companyId: company,
+        status: 'succeeded',
+        amount: 1_000 + i,
+        currency: 'usd',
+        customer: 'cus_Racing01',
+        paymentMethod: 'pm_card_visa',
+        serviceCategory: 'office_visit',
+        completedAt: paidAt,
+        createdAt: paidAt,
+        updatedAt: paidAt,
+      }) as PaymentRecord;
+    // A run that took the first payment's number, then was killed before its invoice was stored.
+    const killed = payment(0);
+    const killedId = invoiceIdFor({ type: 'payment', id: killed._id });
+    expect(await system.ctx.db.invoiceNumbering.assign(company, 'invoice', killedId)).toBe(1);
+    expect(await system.ctx.db.models.Invoice.findById(killedId).lean()).toBeNull();
+    // Twenty payments, each issued three times at once from three processes (their own numberings), the killed
+    // one's retry among them.
+    const payments = [killed, ...Array.from({ length: 19 }, (_, i) => payment(i + 1))];
+    const numberings = [
+      system.ctx.db.invoiceNumbering,
+      new InvoiceNumbering(system.ctx.db.models.InvoiceNumber),
+      new InvoiceNumbering(system.ctx.db.models.InvoiceNumber, { cacheHeads: false }),
+    ];
+    const issued = await Promise.all(
+      payments.flatMap((p) => numberings.map((numbering) => invoicePayment({ ...deps, numbering }, p))),
+    );
+    const stored = await system.ctx.db.models.Invoice.find({ companyId: company }).lean();
+    expect(stored).toHaveLength(20);
+    expect(stored.map((invoice) => invoice.sequence).sort((a, b) => a! - b!)).toEqual(
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    );
+    // The killed run's number is its invoice's; every racing run answers the stored invoice; each matches its money.
+    expect(stored.find((invoice) => invoice._id === killedId)).toMatchObject({ sequence: 1, status: 'paid' });
+    for (const invoice of issued) {
+      const record = stored.find((row) => row._id === invoice!._id)!;
+      expect(invoice).toMatchObject({ number: record.number, status: 'paid' });
+    }
+    for (const p of payments) {
+      const record = stored.find((row) => row._id === invoiceIdFor({ type: 'payment', id: p._id }))!;
+      expect(record).toMatchObject({ total: p.amount, amountPaid: p.amount, amountDue: 0 });
+    }
+    expect(await system.ctx.db.models.InvoiceNumber.countDocuments({ key: `${company}|invoice` })).toBe(20);
   }, 60_000);
 });
 
