@@ -96,7 +96,7 @@ export async function checkWebhookInvariants(system: ChaosSystem, workload: Work
     results.push(
       result(
         'each webhook-id accepted at most once, a repeat only where delivery is at least once',
-        `${receiver.events.size} webhook-ids; ${repeats} repeat(s) of an accepted id, each of an unrecorded acceptance`,
+        `${receiver.events.size} webhook-ids; ${repeats} repeat(s) of an accepted id`,
         v,
       ),
     );
