@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
 import type { FastifyInstance } from 'fastify';
 import { StripeGateway } from '../gateway/stripe-gateway';
 import { openDatabase, type Database } from '../models';
@@ -20,6 +22,31 @@ export interface RunningApi {
 }
 
 const REDIS_STARTUP_WAIT_MS = 3_000;
+const QUEUE_SETUP_WAIT_MS = 60_000;
+
+/**
+ * The queues, each past its connection set-up. BullMQ keeps a queue's set-up error for good: when its Redis version
+ * check timed out (the api's 2 s command timeout, on a machine under load), every later enqueue of that queue failed
+ * at once with "Command timed out" until the api was restarted. Queues whose set-up failed are made again.
+ */
+async function readyQueues(redis: Redis, prefix: string, logger: Logger): Promise<Queues> {
+  const giveUpAt = Date.now() + QUEUE_SETUP_WAIT_MS;
+  for (;;) {
+    const queues = createQueues(redis, prefix);
+    try {
+      await Promise.all(Object.values(queues).map((queue) => queue.waitUntilReady()));
+      return queues;
+    } catch (error) {
+      await closeQueues(queues).catch(() => undefined);
+      if (Date.now() > giveUpAt) {
+        logger.error({ reason: (error as Error).message }, 'queue set-up kept failing; starting anyway');
+        return createQueues(redis, prefix);
+      }
+      logger.warn({ reason: (error as Error).message }, 'queue set-up failed; trying again');
+      await sleep(500);
+    }
+  }
+}
 
 /** Composition root of the api process. */
 export async function startApi(config: AppConfig, logger: Logger, database?: Database): Promise<RunningApi> {
@@ -27,10 +54,12 @@ export async function startApi(config: AppConfig, logger: Logger, database?: Dat
   const redis = createRedisConnection(config.redisUrl, 'api');
   // Without a listener ioredis prints every reconnect failure; requests answer 503 meanwhile.
   redis.on('error', (error: Error) => logger.warn({ reason: error.message }, 'redis unavailable'));
-  if (!(await waitForRedis(redis, REDIS_STARTUP_WAIT_MS)))
-    logger.warn('starting without Redis; requests that enqueue answer 503');
+  const redisUp = await waitForRedis(redis, REDIS_STARTUP_WAIT_MS);
+  if (!redisUp) logger.warn('starting without Redis; requests that enqueue answer 503');
   else await warnUnlessNoEviction(redis, logger);
-  const queues = createQueues(redis, config.queuePrefix);
+  const queues = redisUp
+    ? await readyQueues(redis, config.queuePrefix, logger)
+    : createQueues(redis, config.queuePrefix);
   const app = await buildApp({
     config,
     logger,

@@ -5,12 +5,14 @@ import type { StripeFaultKind } from './stripe-proxy';
 import type { ChaosSystem } from './system';
 import type { Workload } from './workload';
 
-export type FaultKind = 'worker_kill' | 'api_kill' | 'redis_restart' | 'redis_pause' | StripeFaultKind;
+export type FaultKind =
+  'worker_kill' | 'api_kill' | 'redis_restart' | 'redis_pause' | 'database_restart' | StripeFaultKind;
 export const FAULT_KINDS: readonly FaultKind[] = [
   'worker_kill',
   'api_kill',
   'redis_restart',
   'redis_pause',
+  'database_restart',
   'stripe_slow',
   'stripe_5xx',
   'stripe_reset_after',
@@ -55,6 +57,7 @@ export function randomSchedule(random: SeededRandom, workloadMs: number, counts:
             api_kill: 3,
             redis_restart: 2,
             redis_pause: 2,
+            database_restart: 2,
             stripe_slow: 1,
             stripe_5xx: 1,
             stripe_reset_after: 2,
@@ -80,6 +83,7 @@ export const SHORT_SCHEDULE: readonly ScheduledFault[] = [
   { atMs: 6_000, kind: 'worker_kill', target: 0, durationMs: 1_000 },
   { atMs: 14_000, kind: 'api_kill', target: 1, durationMs: 1_000 },
   { atMs: 24_000, kind: 'redis_restart', target: 0, durationMs: 1_500 },
+  { atMs: 30_000, kind: 'database_restart', target: 0, durationMs: 2_000 },
   { atMs: 36_000, kind: 'stripe_5xx', target: 0, durationMs: 6_000 },
   { atMs: 48_000, kind: 'stripe_reset_after', target: 0, durationMs: 6_000 },
   { atMs: 60_000, kind: 'redis_pause', target: 0, durationMs: 2_000 },
@@ -130,6 +134,10 @@ async function injectAndRecover(
       break;
     case 'redis_pause':
       await system.pauseRedis(fault.durationMs);
+      break;
+    case 'database_restart':
+      note = `ferretdb pid ${system.database.process.pid}`;
+      await system.restartDatabase(fault.durationMs);
       break;
     default:
       system.proxy.inject(fault.kind, STRIPE_SHARE, SLOW_MS);

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ALL_QUEUE_NAMES } from '../queues';
 import type { ChaosSystem } from './system';
+import { checkWebhookInvariants } from './webhook-invariants';
 import type { Workload } from './workload';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -73,7 +74,7 @@ async function busyJobs(system: ChaosSystem): Promise<string[]> {
 export async function drain(system: ChaosSystem, drainMs: number): Promise<number | undefined> {
   const from = Date.now();
   while (Date.now() - from < drainMs) {
-    const stores = await readStores(system);
+    const stores = await system.withDatabase(() => readStores(system));
     const flying =
       stores.payments.some((p) => IN_FLIGHT_PAYMENT.includes(p.status)) ||
       stores.refunds.some((r) => !FINAL_REFUND.includes(r.status) && r.status !== 'needs_attention') ||
@@ -91,7 +92,7 @@ function result(name: string, checked: string, violations: string[]): InvariantR
 export async function checkInvariants(system: ChaosSystem, workload: Workload): Promise<InvariantResult[]> {
   // Read first: the audit chain's verification below records an audit event of its own (a job of the audit queue).
   const busy = await busyJobs(system);
-  const stores = await readStores(system);
+  const stores = await system.withDatabase(() => readStores(system));
   const { record } = workload;
   const { sim, proxy } = system;
   const results: InvariantResult[] = [];
@@ -325,7 +326,10 @@ export async function checkInvariants(system: ChaosSystem, workload: Workload): 
     );
   }
 
-  // 7. No job is left stuck.
+  // 7, 8. Outgoing webhooks: every listed event delivered and verified; each webhook-id accepted at most once.
+  results.push(...(await checkWebhookInvariants(system, workload)));
+
+  // 9. No job is left stuck.
   {
     results.push(result('no job is left stuck', `${ALL_QUEUE_NAMES.length} queues after the drain`, busy));
   }

@@ -14,7 +14,6 @@ export interface ChaosOptions {
   workers: number;
   apis: number;
   drainMs: number;
-  mongodbUri: string;
   stripeMockUrl: string;
   log: (line: string) => void;
   /** Given the system's stop, for a caller that stops early (Ctrl-C): its processes, Redis and database go too. */
@@ -32,6 +31,8 @@ export interface ChaosReport {
   invariants: InvariantResult[];
   /** Errors of the workload's own (e.g. an Idempotency-Key answered with two payments). */
   workloadErrors: string[];
+  /** What the webhook receiver saw, by its answer (accepted, duplicate, error_500, hung, bad_signature). */
+  webhookArrivals: Record<string, number>;
   /** Processes that exited without being killed by the suite. */
   crashes: string[];
   ok: boolean;
@@ -45,7 +46,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const system = new ChaosSystem({
     workers: options.workers,
     apis: options.apis,
-    mongodbUri: options.mongodbUri,
     stripeMockUrl: options.stripeMockUrl,
     random: () => proxyRandom.int(0, 999_999) / 1_000_000,
     log: options.log,
@@ -75,7 +75,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       checked: `${faults.length} faults, each within 120 s`,
       violations: notRecovered.map((f) => `${f.kind} at ${f.startedAtMs} ms${f.note ? ` (${f.note})` : ''}`),
     });
-    const crashes = [...system.apis, ...system.workers]
+    const webhookArrivals: Record<string, number> = {};
+    for (const arrival of system.receiver.arrivals) {
+      webhookArrivals[arrival.answer] = (webhookArrivals[arrival.answer] ?? 0) + 1;
+    }
+    const crashes = [...system.apis, ...system.workers, system.database.process]
       .filter((p) => p.unexpectedExits > 0)
       .map((p) => `${p.name} exited ${p.unexpectedExits} time(s) on its own:\n${p.tail(20)}`);
     const byKind = Object.fromEntries(FAULT_KINDS.map((kind) => [kind, 0])) as Record<FaultKind, number>;
@@ -90,6 +94,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       drainMs,
       invariants,
       workloadErrors: workload.errors,
+      webhookArrivals,
       crashes,
       ok: invariants.every((i) => i.ok) && workload.errors.length === 0 && crashes.length === 0,
     };
@@ -116,6 +121,10 @@ export function formatReport(report: ChaosReport): string {
         (refusals ? `  (${refusals})` : ''),
     );
   }
+  const arrivals = Object.entries(report.webhookArrivals)
+    .map(([answer, n]) => `${n} ${answer}`)
+    .join(', ');
+  lines.push(`  ${pad('webhook deliveries', 22)} ${arrivals || 'none'}  (the receiver's answers)`);
   lines.push('', 'faults injected');
   for (const [kind, n] of Object.entries(report.faults.byKind)) if (n > 0) lines.push(`  ${pad(kind, 22)} ${n}`);
   lines.push('', 'recovery after each fault (until every api is ready and a new payment succeeds)');

@@ -1,6 +1,7 @@
 import Stripe from 'stripe';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ulid } from 'ulid';
+import { isDuplicateKeyError } from '../models/errors';
 import { savedPaymentMethodId } from '../models/saved-payment-method.model';
 import type { SeededRandom } from './random';
 import { WEBHOOK_SECRET, type ChaosSystem } from './system';
@@ -247,7 +248,7 @@ export class Workload {
     if (!paymentId) return void (await sleep(300));
     const payment = await this.waitForPayment(paymentId, ['requires_action', 'failed', 'succeeded', 'needs_attention']);
     if (payment?.status !== 'requires_action') return;
-    const stored = await this.system.db.models.Payment.findById(paymentId).lean();
+    const stored = await this.system.withDatabase(() => this.system.db.models.Payment.findById(paymentId).lean());
     const intentId = stored?.stripePaymentIntentId;
     if (!intentId) return;
     const outcome = random.chance(0.7) ? 'succeeded' : 'failed';
@@ -387,19 +388,26 @@ export class Workload {
   private async savedCard(customerRef: string, paymentMethod: string): Promise<string> {
     const { db, companyId } = this.system;
     const id = savedPaymentMethodId(companyId, `seti_${ulid()}`);
-    await db.models.SavedPaymentMethod.create({
-      _id: id,
-      companyId,
-      customerRef,
-      stripeCustomerId: await db.encryption.encrypt(companyId, `cus_${customerRef.replace(/[^A-Za-z0-9]/g, '')}`),
-      stripePaymentMethodId: await db.encryption.encrypt(companyId, paymentMethod),
-      usage: 'off_session',
-      status: 'active',
-      brand: 'visa',
-      last4: '4242',
-      expMonth: 12,
-      expYear: 2030,
-      savedBy: 'chaos-suite',
+    // Retried through a database fault; a create that was stored before its answer was lost is a duplicate key.
+    await this.system.withDatabase(async () => {
+      try {
+        await db.models.SavedPaymentMethod.create({
+          _id: id,
+          companyId,
+          customerRef,
+          stripeCustomerId: await db.encryption.encrypt(companyId, `cus_${customerRef.replace(/[^A-Za-z0-9]/g, '')}`),
+          stripePaymentMethodId: await db.encryption.encrypt(companyId, paymentMethod),
+          usage: 'off_session',
+          status: 'active',
+          brand: 'visa',
+          last4: '4242',
+          expMonth: 12,
+          expYear: 2030,
+          savedBy: 'chaos-suite',
+        });
+      } catch (error) {
+        if (!isDuplicateKeyError(error)) throw error;
+      }
     });
     return id;
   }

@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { anchorKeyId, type AnchorSigner } from './audit-trail';
 
@@ -12,11 +12,17 @@ export function loadAnchorSigner(keyFile: string, createIfMissing: boolean): Anc
     if (!createIfMissing) throw new Error(`audit anchor key file ${keyFile} does not exist`);
     mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
     const { privateKey } = generateKeyPairSync('ed25519');
+    // Written aside, then linked into place: the key file appears whole or not at all. Written in place, another
+    // process starting at the same moment read it half-written and failed (ERR_OSSL_UNSUPPORTED).
+    const written = `${keyFile}.${process.pid}.${Date.now()}.tmp`;
+    writeFileSync(written, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
     try {
-      writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+      linkSync(written, keyFile);
     } catch (error) {
       // Another process created it at the same moment: use theirs.
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    } finally {
+      rmSync(written, { force: true });
     }
   }
   const privateKey = createPrivateKey(readFileSync(keyFile));

@@ -37,6 +37,7 @@ export async function processWebhookDelivery(
       deliveryId: parsed.data.deliveryId,
       attempt,
       finalAttempt: attempt >= (job.opts.attempts ?? 1),
+      redelivery: parsed.data.redelivery !== undefined,
     });
   } catch (error) {
     if (error instanceof DeliveryFailedError) {

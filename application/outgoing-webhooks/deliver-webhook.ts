@@ -52,12 +52,15 @@ export function signedHeaders(eventId: string, body: string, secrets: string[], 
  */
 export async function deliverWebhook(
   deps: DeliverDeps,
-  job: { deliveryId: string; attempt: number; finalAttempt: boolean },
+  job: { deliveryId: string; attempt: number; finalAttempt: boolean; redelivery?: boolean },
 ): Promise<DeliverOutcome> {
   const { WebhookDelivery, WebhookEndpoint, OutgoingEvent } = deps.models;
   const now = deps.now?.() ?? new Date();
   const delivery = await WebhookDelivery.findById(job.deliveryId).lean();
   if (!delivery) return 'gone';
+  // A job run again after its success was recorded (its worker killed before BullMQ marked it done, a Redis restart
+  // that lost that mark): the receiver has it already. Only a redelivery the company asked for sends it again.
+  if (delivery.status === 'delivered' && !job.redelivery) return 'already_delivered';
   const [endpoint, event] = await Promise.all([
     WebhookEndpoint.findById(delivery.endpointId).lean(),
     OutgoingEvent.findById(delivery.eventId).lean(),

@@ -18,7 +18,7 @@ import { startStripeSim, type RecordedStripeRequest, type StripeSim } from '../.
 import { createCompany, devAttestation } from '../../models/companies';
 import { QUEUE_NAMES } from '../../queues/names';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
-import { freePort } from '../support/ports';
+import { freePort } from '../../devtools/ports';
 import { assertBuildIsCurrent, startNodeProcess, type NodeProcess } from '../support/processes';
 import { chargeJobId } from '../../queues/charges.queue';
 

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { deleteKeysByPrefix } from '../../devtools/redis-keys';
 import { withDatabaseName } from '../../devtools/services';
 import { waitFor } from '../support/harness';
-import { freePort } from '../support/ports';
+import { freePort } from '../../devtools/ports';
 
 /**
  * `npm run dev` as a newcomer uses it: run scripts/dev.sh, follow what it prints to charge a test payment, press

@@ -12,7 +12,7 @@ import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event'
 import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { createAuditWorker } from '../../workers/audit.worker';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
-import { freePort } from '../support/ports';
+import { freePort } from '../../devtools/ports';
 
 const FERRETDB_BIN =
   process.env.FERRETDB_BIN ??

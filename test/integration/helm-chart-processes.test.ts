@@ -6,7 +6,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dump, loadAll } from 'js-yaml';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
-import { freePort } from '../support/ports';
+import { freePort } from '../../devtools/ports';
 import { assertBuildIsCurrent } from '../support/processes';
 
 /**

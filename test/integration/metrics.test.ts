@@ -5,7 +5,7 @@ import { DEFAULT_METRICS_PORTS, serveMetrics } from '../../application/ops/serve
 import { createCompany } from '../../models/companies';
 import { startMetricsServer } from '../../platform/metrics';
 import { waitFor } from '../support/harness';
-import { freePort } from '../support/ports';
+import { freePort } from '../../devtools/ports';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { configureStripeWebhooks } from '../support/stripe-events';
 

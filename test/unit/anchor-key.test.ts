@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadAnchorPublicKey, loadAnchorSigner } from '../../models/anchor-key';
@@ -37,4 +37,28 @@ it('refuses a public key that is not Ed25519', () => {
   expect(() =>
     loadAnchorPublicKey({ anchorKeyFile: join(dir, 'x.pem'), anchorPublicKeyFile: publicKeyFile }, true),
   ).toThrow(/must hold an Ed25519 public key/);
+});
+
+it('two processes creating the key at once: the second never reads it half-written, both sign with one key', () => {
+  // The race three worker processes started together hit: while the first writes the new key, the second finds
+  // the file and reads it. The write is cut in two here and the second process's load runs in between.
+  const anchorKeyFile = join(dir, 'anchor.pem');
+  const write = fs.writeFileSync;
+  let concurrent: ReturnType<typeof loadAnchorSigner> | undefined;
+  const spy = jest.spyOn(fs, 'writeFileSync').mockImplementation((file, data, options) => {
+    if (concurrent !== undefined || typeof data !== 'string') return write(file, data, options);
+    write(file, data.slice(0, data.length / 2), options);
+    spy.mockRestore();
+    concurrent = loadAnchorSigner(anchorKeyFile, true);
+    fs.appendFileSync(file, data.slice(data.length / 2));
+  });
+  try {
+    const first = loadAnchorSigner(anchorKeyFile, true);
+    expect(concurrent?.keyId).toBeDefined();
+    expect(first.keyId).toBe(concurrent?.keyId);
+    expect(loadAnchorSigner(anchorKeyFile, false).keyId).toBe(first.keyId);
+    expect(readdirSync(dir)).toEqual(['anchor.pem']);
+  } finally {
+    spy.mockRestore();
+  }
 });

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 
-/** A port nothing listens on right now (the kernel's choice), for a server a test starts itself. */
+/** A port nothing listens on right now (the kernel's choice): for a server a test or the chaos suite starts itself, and starts again on it. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
