@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import type { FastifyInstance } from 'fastify';
 import { StripeGateway } from '../gateway/stripe-gateway';
 import { openDatabase, type Database } from '../models';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
 import { loadAnchorPublicKey } from '../models/anchor-key';
-import { createRedisConnection, waitForRedis, warnUnlessNoEviction } from '../platform/redis';
+import { createRedisConnection, waitForRedis, warnUnlessNoEviction, type RedisClient } from '../platform/redis';
 import { serveMetrics } from '../application/ops/serve-metrics';
 import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
 import { closeQueues, createQueues, type Queues } from '../queues';
@@ -29,7 +28,7 @@ const QUEUE_SETUP_WAIT_MS = 60_000;
  * check timed out (the api's 2 s command timeout, on a machine under load), every later enqueue of that queue failed
  * at once with "Command timed out" until the api was restarted. Queues whose set-up failed are made again.
  */
-async function readyQueues(redis: Redis, prefix: string, logger: Logger): Promise<Queues> {
+async function readyQueues(redis: RedisClient, prefix: string, logger: Logger): Promise<Queues> {
   const giveUpAt = Date.now() + QUEUE_SETUP_WAIT_MS;
   for (;;) {
     const queues = createQueues(redis, prefix);
