@@ -16,7 +16,7 @@ import {
 } from '../../models/audit-trail';
 import { loadAnchorSigner } from '../../models/anchor-key';
 import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event';
-import { auditJobSchema } from '../../queues/audit.queue';
+import { auditJobSchema, type AuditJob } from '../../queues/audit.queue';
 import { createAuditWorker } from '../../workers/audit.worker';
 import { purgeExpiredAuditEvents } from '../../workers/maintenance.worker';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
@@ -352,8 +352,8 @@ describe('concurrent appends', () => {
 });
 
 describe('retention', () => {
-  let auditQueue: Queue<AuditEvent>;
-  let worker: Worker<AuditEvent, AppendResult>;
+  let auditQueue: Queue<AuditJob>;
+  let worker: Worker<AuditJob, AppendResult[]>;
   const yearsAgo = (years: number) => new Date(Date.now() - years * 365 * DAY_MS);
 
   beforeAll(async () => {
@@ -526,14 +526,14 @@ describe('append-only', () => {
     expect(await verify(companyId)).toMatchObject({ ok: true, checked: 3 });
   });
 
-  it('has exactly two writes to audit_events in the source: append’s insertOne and purgeBefore’s deleteMany', () => {
+  it('has exactly two writes to audit_events in the source: appendChain’s insertMany and purgeBefore’s deleteMany', () => {
     const dirs = ['api', 'workers', 'models', 'queues', 'domain', 'platform', 'cli'];
     const files = dirs.flatMap((dir) => tsFilesUnder(dir));
     expect(files).toEqual(expect.arrayContaining(['models/audit-trail.ts', 'workers/audit.worker.ts']));
 
     const WRITE =
       /\b(?:AuditEvent|events)\s*\.\s*(?:collection\s*\.\s*)?(update\w*|replace\w*|delete\w*|remove\w*|insert\w*|bulk\w*|findOneAnd\w*|findByIdAnd\w*|create|drop\w*)\s*\(/g;
-    const METHOD = /^\s{2}(?:async\s+)?(\w+)\s*\(/gm;
+    const METHOD = /^\s{2}(?:private\s+)?(?:async\s+)?(\w+)\s*\(/gm;
     const writes: string[] = [];
     const otherHandles = new Set<string>();
     for (const file of files) {
@@ -549,7 +549,7 @@ describe('append-only', () => {
       }
     }
     expect(writes.sort()).toEqual([
-      'models/audit-trail.ts append insertOne',
+      'models/audit-trail.ts appendChain insertMany',
       'models/audit-trail.ts purgeBefore deleteMany',
     ]);
     expect([...otherHandles].sort()).toEqual([
