@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { FastifyRequest } from 'fastify';
-import { ulid } from 'ulid';
+import { ulid } from '../platform/ids';
 import { ZodError } from 'zod';
 import {
   decideAccess,
