@@ -1,4 +1,3 @@
-import type { RecordOutcomeDeps } from '../application/payments/record-outcome';
 import { type Job, type Worker } from 'bullmq';
 import { paymentRequestedEvent } from '../domain/payment-audit';
 import {
@@ -19,7 +18,7 @@ import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from '../application/gateway-access';
 import { auditPaymentOutcome, recordPaymentOutcome } from '../application/payments/record-outcome';
 import { decideCharge, type SettledOutcome } from '../domain/payment-outcome';
-import { ACCOUNT_CHANGED, isSameGatewayAccount } from '../domain/gateway-account';
+import { ACCOUNT_CHANGED, isSameGatewayAccount, type GatewayAccountRef } from '../domain/gateway-account';
 import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOptions } from './queue-worker';
 
 export interface ChargeDeps {
@@ -27,8 +26,13 @@ export interface ChargeDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
   gateway: PaymentGateway;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
-  /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
-  onOutcome?: RecordOutcomeDeps['onOutcome'];
+  /** Queues several events of one outcome as one audit job (queues/audit.queue.ts `enqueueAuditEvents`). */
+  enqueueAudits?: (events: AuditEventInput[]) => Promise<void>;
+  /**
+   * Told of every payment outcome recorded (a subscription's period payment renews its subscription, a one-off
+   * payment gets its invoice); `enqueueAudit` puts its audit events into this job's batch.
+   */
+  onOutcome?: (payment: PaymentRecord, enqueueAudit?: (event: AuditEventInput) => Promise<void>) => Promise<void>;
   logger: Logger;
 }
 
@@ -56,7 +60,41 @@ class PaymentFailedError extends JobFailedError {
 export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, context: JobContext): Promise<ChargeResult> {
   const parsed = chargeJobSchema.safeParse(job.data);
   if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid charge job payload');
-  const { paymentId } = parsed.data;
+  if (!deps.enqueueAudits) return chargePayment(parsed.data.paymentId, job, deps, context, deps.enqueueAudit);
+  // The job's audit events (its outcome, its invoice's) go out as one audit job when it ends, however it ends. A
+  // failed flush fails the job (retried): the retry finds the payment settled and sends its events again.
+  const events: AuditEventInput[] = [];
+  const collect = async (event: AuditEventInput) => {
+    events.push(event);
+  };
+  const { onOutcome } = deps;
+  const batched: ChargeDeps = {
+    ...deps,
+    enqueueAudit: collect,
+    ...(onOutcome ? { onOutcome: (payment) => onOutcome(payment, collect) } : {}),
+  };
+  let result: ChargeResult;
+  try {
+    result = await chargePayment(parsed.data.paymentId, job, batched, context, deps.enqueueAudit);
+  } catch (error) {
+    await deps.enqueueAudits(events);
+    throw error;
+  }
+  await deps.enqueueAudits(events);
+  return result;
+}
+
+async function chargePayment(
+  paymentId: string,
+  job: Job<ChargeJob>,
+  deps: ChargeDeps,
+  context: JobContext,
+  /**
+   * `payment.requested` goes out alone, under the job id the api queued it with: BullMQ keeps one job for both, so
+   * the usual case appends nothing twice, and a lost enqueue at the ingress cannot lose it.
+   */
+  sendRequested: (event: AuditEventInput) => Promise<void>,
+): Promise<ChargeResult> {
   const { Payment } = deps.models;
   const log = context.logger.child({ paymentId });
 
@@ -70,7 +108,7 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
   if (!payment) {
     const stored = await Payment.findById(paymentId).lean();
     if (!stored) throw new JobFailedError('payment_not_found', `payment ${paymentId} not found`);
-    await deps.enqueueAudit(paymentRequestedEvent(stored));
+    await sendRequested(paymentRequestedEvent(stored));
     if (isSettled(stored.status)) {
       await auditPaymentOutcome(deps, stored, { actor: ACTOR, jobId: job.id });
       // What follows an outcome (a renewal, an invoice) is idempotent: told again, in case it failed the first time.
@@ -79,7 +117,7 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
     }
     return { paymentId, status: stored.status };
   }
-  await deps.enqueueAudit(paymentRequestedEvent(payment));
+  await sendRequested(paymentRequestedEvent(payment));
 
   const settle = (outcome: SettledOutcome) => settlePayment(payment, outcome, job, deps, log);
 
@@ -104,22 +142,11 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
   const access = await resolveGatewayAccess(deps.models, target, payment.gatewayAccount);
   if (!access.ok) return giveUp(access.failure);
   const { credentials, charge } = access;
-  if (!payment.gatewayAccount) {
-    const recorded = await Payment.updateOne(
-      { _id: paymentId, gatewayAccount: { $exists: false } },
-      { $set: { gatewayAccount: access.account } },
-    );
-    // Another attempt recorded one first (after a stall): charge only through that one.
-    if (recorded.matchedCount === 0) {
-      const stored = await Payment.findById(paymentId, { gatewayAccount: 1 }).lean();
-      if (stored?.gatewayAccount && !isSameGatewayAccount(stored.gatewayAccount, access.account)) {
-        return giveUp({ ...ACCOUNT_CHANGED });
-      }
-    }
-  }
 
   try {
-    const intent = await chargeIntent(payment, credentials, charge, deps);
+    // The account is recorded with the PaymentIntent's id, in one write before anything is confirmed: nothing can be
+    // charged through an account the payment does not name.
+    const intent = await chargeIntent(payment, credentials, charge, access.account, deps);
     return await applyIntent(intent, settle, paymentId);
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error;
@@ -137,6 +164,7 @@ async function chargeIntent(
   payment: PaymentRecord,
   credentials: GatewayCredentials,
   charge: GatewayChargeSettings,
+  account: GatewayAccountRef,
   deps: ChargeDeps,
 ): Promise<GatewayIntent> {
   const { gateway } = deps;
@@ -164,13 +192,17 @@ async function chargeIntent(
     // Saved before confirming: after Stripe's 24-hour idempotency window only this record prevents a second intent.
     const recorded = await deps.models.Payment.updateOne(
       { _id: payment._id, stripePaymentIntentId: { $exists: false } },
-      { $set: { stripePaymentIntentId: created.id } },
+      { $set: { stripePaymentIntentId: created.id, gatewayAccount: payment.gatewayAccount ?? account } },
     );
-    // Not recorded: an earlier attempt saved an intent id first, and that one is charged.
+    // Not recorded: an earlier attempt (after a stall) saved an intent id first, and that one is charged, through the
+    // account it recorded and no other.
     const saved =
       recorded.matchedCount > 0
         ? undefined
-        : await deps.models.Payment.findById(payment._id, { stripePaymentIntentId: 1 }).lean();
+        : await deps.models.Payment.findById(payment._id, { stripePaymentIntentId: 1, gatewayAccount: 1 }).lean();
+    if (saved?.gatewayAccount && !isSameGatewayAccount(saved.gatewayAccount, account)) {
+      throw new GatewayError('permanent', ACCOUNT_CHANGED.code, ACCOUNT_CHANGED.message);
+    }
     intentId = saved?.stripePaymentIntentId ?? created.id;
   }
   try {
