@@ -263,6 +263,8 @@ export class AuditTrail {
     const jobs = entries.map((entry) => entry.job);
     /** What is known to be stored: by an earlier round of this call (with its place), or before it (a duplicate). */
     const known = new Map<string, AppendResult>();
+    /** The last round: the head it was placed on, its documents and how many of them the ordered insert stored. */
+    let round: { head: ChainStart; documents: StoredAuditEvent[]; inserted: number } | undefined;
     const ordered = (placed: Map<string, AppendResult> = known) =>
       jobs.map((job) => placed.get(job.eventId) ?? known.get(job.eventId) ?? { eventId: job.eventId, duplicate: true });
     return this.appender.append<StoredAuditEvent[], AppendResult[]>(companyId, {
@@ -280,6 +282,7 @@ export class AuditTrail {
           documents.push({ ...(body as StoredAuditEvent), hash: link });
           placed.set(job.eventId, { eventId: job.eventId, sequence: first + i, duplicate: false });
         });
+        round = { head, documents, inserted: 0 };
         return {
           insert: documents,
           result: ordered(placed),
@@ -292,6 +295,7 @@ export class AuditTrail {
         } catch (error) {
           // An ordered insert stores the prefix before the refused document: those are appended, the rest decided again.
           const inserted = (error as { insertedCount?: number }).insertedCount ?? 0;
+          if (round) round.inserted = inserted;
           for (const d of documents.slice(0, inserted)) {
             known.set(d._id, { eventId: d._id, sequence: d.sequence, duplicate: false });
           }
@@ -303,7 +307,15 @@ export class AuditTrail {
         const ids = jobs.map((job) => job.eventId).filter((id) => !known.has(id));
         const found = await this.events.find({ _id: { $in: ids } }, { projection: { _id: 1 } }).toArray();
         for (const { _id } of found) known.set(_id, { eventId: _id, duplicate: true });
-        return ids.every((id) => known.has(id)) ? { done: ordered() } : undefined;
+        if (ids.every((id) => known.has(id))) return { done: ordered() };
+        // Refused by an event stored before (a redelivery), not by a place another writer took: the head is the
+        // last document this round stored, and the rest goes on from there without a head read.
+        const refused = round?.documents[round.inserted];
+        if (round && refused && found.some(({ _id }) => _id === refused._id)) {
+          const last = round.documents[round.inserted - 1];
+          return { head: last ? { sequence: last.sequence, hash: last.hash } : round.head };
+        }
+        return undefined;
       },
     });
   }

@@ -26,13 +26,8 @@ export interface ChargeDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
   gateway: PaymentGateway;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
-  /** Queues several events of one outcome as one audit job (queues/audit.queue.ts `enqueueAuditEvents`). */
-  enqueueAudits?: (events: AuditEventInput[]) => Promise<void>;
-  /**
-   * Told of every payment outcome recorded (a subscription's period payment renews its subscription, a one-off
-   * payment gets its invoice); `enqueueAudit` puts its audit events into this job's batch.
-   */
-  onOutcome?: (payment: PaymentRecord, enqueueAudit?: (event: AuditEventInput) => Promise<void>) => Promise<void>;
+  /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
+  onOutcome?: (payment: PaymentRecord) => Promise<void>;
   logger: Logger;
 }
 
@@ -60,28 +55,7 @@ class PaymentFailedError extends JobFailedError {
 export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, context: JobContext): Promise<ChargeResult> {
   const parsed = chargeJobSchema.safeParse(job.data);
   if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid charge job payload');
-  if (!deps.enqueueAudits) return chargePayment(parsed.data.paymentId, job, deps, context, deps.enqueueAudit);
-  // The job's audit events (its outcome, its invoice's) go out as one audit job when it ends, however it ends. A
-  // failed flush fails the job (retried): the retry finds the payment settled and sends its events again.
-  const events: AuditEventInput[] = [];
-  const collect = async (event: AuditEventInput) => {
-    events.push(event);
-  };
-  const { onOutcome } = deps;
-  const batched: ChargeDeps = {
-    ...deps,
-    enqueueAudit: collect,
-    ...(onOutcome ? { onOutcome: (payment) => onOutcome(payment, collect) } : {}),
-  };
-  let result: ChargeResult;
-  try {
-    result = await chargePayment(parsed.data.paymentId, job, batched, context, deps.enqueueAudit);
-  } catch (error) {
-    await deps.enqueueAudits(events);
-    throw error;
-  }
-  await deps.enqueueAudits(events);
-  return result;
+  return chargePayment(parsed.data.paymentId, job, deps, context);
 }
 
 async function chargePayment(
@@ -89,11 +63,6 @@ async function chargePayment(
   job: Job<ChargeJob>,
   deps: ChargeDeps,
   context: JobContext,
-  /**
-   * `payment.requested` goes out alone, under the job id the api queued it with: BullMQ keeps one job for both, so
-   * the usual case appends nothing twice, and a lost enqueue at the ingress cannot lose it.
-   */
-  sendRequested: (event: AuditEventInput) => Promise<void>,
 ): Promise<ChargeResult> {
   const { Payment } = deps.models;
   const log = context.logger.child({ paymentId });
@@ -108,7 +77,7 @@ async function chargePayment(
   if (!payment) {
     const stored = await Payment.findById(paymentId).lean();
     if (!stored) throw new JobFailedError('payment_not_found', `payment ${paymentId} not found`);
-    await sendRequested(paymentRequestedEvent(stored));
+    await deps.enqueueAudit(paymentRequestedEvent(stored));
     if (isSettled(stored.status)) {
       await auditPaymentOutcome(deps, stored, { actor: ACTOR, jobId: job.id });
       // What follows an outcome (a renewal, an invoice) is idempotent: told again, in case it failed the first time.
@@ -117,7 +86,7 @@ async function chargePayment(
     }
     return { paymentId, status: stored.status };
   }
-  await sendRequested(paymentRequestedEvent(payment));
+  await deps.enqueueAudit(paymentRequestedEvent(payment));
 
   const settle = (outcome: SettledOutcome) => settlePayment(payment, outcome, job, deps, log);
 

@@ -6,7 +6,7 @@ import { createLogger, type Logger } from '../platform/logger';
 import { createRedisConnection, warnUnlessNoEviction } from '../platform/redis';
 import { serveMetrics } from '../application/ops/serve-metrics';
 import { exitOnStartupFailure, onShutdownSignal } from '../platform/shutdown';
-import { enqueueAuditEvent, enqueueAuditEvents } from '../queues/audit.queue';
+import { enqueueAuditEvent } from '../queues/audit.queue';
 import { closeQueues, createQueues, type Queues } from '../queues';
 import { scheduleMaintenance } from '../queues/maintenance.queue';
 import { RENEWAL_JOBS } from '../queues/renewals.queue';
@@ -53,7 +53,6 @@ export async function startWorkers(
     // One gateway for charges and refunds: it keeps one SDK client per secret key.
     gateway: new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs }),
     enqueueAudit: (event) => enqueueAuditEvent(queues.audit, event),
-    enqueueAudits: (events) => enqueueAuditEvents(queues.audit, events),
     // PDF rendering on worker threads, only where invoices are served (INVOICE_RENDER_THREADS at most).
     ...(names.includes(QUEUE_NAMES.invoices)
       ? { renderPool: createRenderPool({ threads: config.workers.invoiceRenderThreads }) }

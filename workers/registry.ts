@@ -56,8 +56,6 @@ export interface WorkerContext {
   queues: Queues;
   gateway: PaymentGateway;
   enqueueAudit: (event: Parameters<typeof enqueueAuditEvent>[1]) => Promise<void>;
-  /** Several events of one outcome as one audit job. */
-  enqueueAudits: (events: Parameters<typeof enqueueAuditEvent>[1][]) => Promise<void>;
   /** The PDF render threads: built by workers/main.ts when this process serves the invoices queue. */
   renderPool?: RenderPool;
 }
@@ -111,15 +109,11 @@ function invoicing(context: WorkerContext): InvoiceSettledDeps {
   };
 }
 
-/**
- * A recorded payment outcome: its subscription renews; a succeeded one-off payment gets its invoice (its audit events
- * through `enqueueAudit` when given: the charge job's batch).
- */
-const afterPaymentOutcome =
-  (context: WorkerContext) => async (payment: PaymentRecord, enqueueAudit?: WorkerContext['enqueueAudit']) => {
-    await renewAfterPayment(context.queues.renewals, payment);
-    await invoicePayment(invoicing(enqueueAudit ? { ...context, enqueueAudit } : context), payment);
-  };
+/** A recorded payment outcome: its subscription renews; a succeeded one-off payment gets its invoice. */
+const afterPaymentOutcome = (context: WorkerContext) => async (payment: PaymentRecord) => {
+  await renewAfterPayment(context.queues.renewals, payment);
+  await invoicePayment(invoicing(context), payment);
+};
 
 /** A succeeded refund of an invoiced payment gets its credit note. */
 const afterRefundSucceeded = (context: WorkerContext) => async (refund: RefundRecord) => {
@@ -177,7 +171,6 @@ export const WORKERS = {
       encryption: context.db.encryption,
       gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
-      enqueueAudits: context.enqueueAudits,
       onOutcome: afterPaymentOutcome(context),
     }),
   }),
