@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { FastifyRequest } from 'fastify';
-import { ulid } from 'ulid';
+import { ulid } from '../platform/ids';
 import { ZodError } from 'zod';
 import {
   decideAccess,
@@ -14,15 +14,15 @@ import {
 import { PLATFORM_AUDIT_SCOPE, type AuditAction } from '../domain/audit-actions';
 import type { FieldEncryption } from '../models/encryption';
 import { withDeadline } from '../platform/deadline';
-import { type AuditEventInput, type AuditEvent } from '../domain/audit-event';
-import { enqueueAuditEvent } from '../queues/audit.queue';
+import { type AuditEventInput } from '../domain/audit-event';
+import { enqueueAuditEvent, type AuditJob } from '../queues/audit.queue';
 import { sealRequestContext, sealValue } from './audit-context';
 import { ApiError } from './errors';
 import { scopeIdSchema } from './validation';
 import type { AuditBudget } from './audit-budget';
 
 export interface AccessGuardDeps {
-  auditQueue: Queue<AuditEvent>;
+  auditQueue: Queue<AuditJob>;
   encryption: Pick<FieldEncryption, 'encrypt'>;
   emergencyWindowSeconds: number;
   /** Bounds the auth.failed events unauthenticated traffic can write (see audit-budget.ts). */

@@ -4,7 +4,7 @@ import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { RedisClient } from '../platform/redis';
-import { ulid } from 'ulid';
+import { ulid } from '../platform/ids';
 import type { Principal } from '../domain/access-policy';
 import { bodyContainsCardNumber, requestLineContainsCardNumber } from '../domain/card-number';
 import type { PaymentGateway } from '../domain/payment-gateway';

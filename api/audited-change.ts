@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { ulid } from 'ulid';
+import { ulid } from '../platform/ids';
 import { transitionEventId } from '../domain/audit-actions';
 import type { AuditEventInput } from '../domain/audit-event';
 import { pendingAuditPath, pendingAuditSet } from '../models/pending-audit';

@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import { ulid } from 'ulid';
+import { ulid } from '../platform/ids';
 import { sealValue } from '../api/audit-context';
 import { openDatabase } from '../models';
 import { loadAnchorSigner } from '../models/anchor-key';

@@ -21,7 +21,7 @@ import Fastify from 'fastify';
 import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { MongoClient, type Collection, type Document } from 'mongodb';
-import { ulid } from 'ulid';
+import { ulid } from '../platform/ids';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { auditJobOptions } from '../queues/audit.queue';
 import { chargeJobOptions } from '../queues/charges.queue';

@@ -197,3 +197,60 @@ function chargesEntry(name: string, workerProcesses: number): BenchEntry {
 
 export const chargesBench = chargesEntry('charges', 1);
 export const chargesTwoWorkersBench = chargesEntry('charges-2w', 2);
+export const chargesFourWorkersBench = chargesEntry('charges-4w', 4);
+
+/** Worker processes of a charges entry, from its name (`charges` 1, `charges-2w` 2, …); undefined for other entries. */
+export function chargeWorkerProcesses(name: string): number | undefined {
+  if (name === 'charges') return 1;
+  const match = /^charges-(\d+)w$/.exec(name);
+  return match ? Number(match[1]) : undefined;
+}
+
+export interface ScalingRow {
+  workerProcesses: number;
+  perSecond: number;
+  dataBoundPerSecond: number;
+  /** Throughput over the 1-process entry's, and that over the number of processes (1 = perfect scaling). */
+  speedup: number;
+  efficiency: number;
+  dataBoundEfficiency: number;
+}
+
+/**
+ * Charges with 1, 2, 4 worker processes side by side (the entries that ran): throughput, speedup over one process and
+ * efficiency (speedup / processes), for the product and its data-bound replay. On a machine with few cores the
+ * processes share them with the api, the database and the load generator, so efficiency says how far adding workers
+ * helps here, not what more machines would give.
+ */
+export function chargesScaling(results: readonly EntryResult[]): ScalingRow[] {
+  const rows = results
+    .map((result) => ({ result, n: chargeWorkerProcesses(result.name) }))
+    .filter((row): row is { result: EntryResult; n: number } => row.n !== undefined)
+    .sort((a, b) => a.n - b.n);
+  const one = rows.find((row) => row.n === 1);
+  if (!one || rows.length < 2) return [];
+  const base = one.result.perSecond;
+  const dataBase = one.result.baselines.dataBound.perSecond;
+  return rows.map(({ result, n }) => {
+    const speedup = result.perSecond / base;
+    return {
+      workerProcesses: n,
+      perSecond: Number(result.perSecond.toFixed(1)),
+      dataBoundPerSecond: Number(result.baselines.dataBound.perSecond.toFixed(1)),
+      speedup: Number(speedup.toFixed(2)),
+      efficiency: Number((speedup / n).toFixed(2)),
+      dataBoundEfficiency: Number((result.baselines.dataBound.perSecond / dataBase / n).toFixed(2)),
+    };
+  });
+}
+
+export function formatScaling(rows: readonly ScalingRow[]): string {
+  const lines = ['charges scaling (worker processes: charges/s, speedup over 1, efficiency; data-bound efficiency)'];
+  for (const row of rows) {
+    lines.push(
+      `  ${row.workerProcesses}: ${row.perSecond}/s, ${row.speedup}x, efficiency ${row.efficiency}` +
+        ` (data-bound ${row.dataBoundPerSecond}/s, efficiency ${row.dataBoundEfficiency})`,
+    );
+  }
+  return lines.join('\n');
+}

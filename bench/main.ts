@@ -10,7 +10,13 @@
  * Adding an entry: a `bench/<name>.bench.ts` exporting a `BenchEntry`, and one line in ENTRIES.
  */
 import { auditBench } from './audit.bench';
-import { chargesBench, chargesTwoWorkersBench } from './charges.bench';
+import {
+  chargesBench,
+  chargesFourWorkersBench,
+  chargesScaling,
+  chargesTwoWorkersBench,
+  formatScaling,
+} from './charges.bench';
 import { deliveriesBench } from './deliveries.bench';
 import { invoicesBench } from './invoices.bench';
 import { renewalsBench } from './renewals.bench';
@@ -25,6 +31,7 @@ const ENTRIES: readonly BenchEntry[] = [
   deliveriesBench,
   chargesBench,
   chargesTwoWorkersBench,
+  chargesFourWorkersBench,
   auditBench,
   renewalsBench,
   invoicesBench,
@@ -61,8 +68,12 @@ async function main(argv: string[]): Promise<void> {
     if (json) process.stderr.write(`bench: ${entry.name} done${took}\n`);
     else process.stdout.write(`${formatResult(result)}\n${took}\n\n`);
   }
-  if (json) process.stdout.write(`${JSON.stringify({ entries: results }, null, 2)}\n`);
-  else if (results.length > 1) process.stdout.write(`${formatSummary(results)}\n`);
+  const scaling = chargesScaling(results);
+  if (json) process.stdout.write(`${JSON.stringify({ entries: results, chargesScaling: scaling }, null, 2)}\n`);
+  else {
+    if (results.length > 1) process.stdout.write(`${formatSummary(results)}\n`);
+    if (scaling.length > 0) process.stdout.write(`\n${formatScaling(scaling)}\n`);
+  }
 }
 
 /** Normally the process ends by itself once everything is closed; if something still holds it open, say so and go. */

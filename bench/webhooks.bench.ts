@@ -1,5 +1,5 @@
 import Stripe from 'stripe';
-import { ulid } from 'ulid';
+import { ulid } from '../platform/ids';
 import { openDatabase } from '../models';
 import { createCompany, devAttestation } from '../models/companies';
 import { updatePaymentSettings } from '../models/payment-config';

@@ -4,7 +4,7 @@ import { MongoClient } from 'mongodb';
 import { PERMISSIONS, ROLES } from '../domain/access-policy';
 import { createInterface } from 'node:readline/promises';
 import { userInfo } from 'node:os';
-import { ulid } from 'ulid';
+import { ulid } from '../platform/ids';
 import { devAttestation } from '../models/companies';
 import { createCompanyAudited, shredCompanyAudited } from '../application/companies/company-lifecycle';
 import { createRedisConnection } from '../platform/redis';

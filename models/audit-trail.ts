@@ -64,6 +64,14 @@ export interface AppendResult {
 }
 
 const MAX_APPEND_ATTEMPTS = 50;
+/** The most events one write appends (they are small; the bound keeps one insert's batch modest). */
+const MAX_GROUP_EVENTS = 100;
+
+interface WaitingAppend {
+  jobs: Array<{ job: AuditEvent; recordedAt: Date }>;
+  resolve(results: AppendResult[]): void;
+  reject(error: unknown): void;
+}
 
 export function anchorKeyId(publicKey: KeyObject): string {
   return createHash('sha256')
@@ -139,6 +147,10 @@ export class AuditTrail {
   readonly events: Collection<StoredAuditEvent>;
   readonly anchors: Collection<AuditAnchor>;
 
+  /** Appends waiting per company, and the companies whose appends are being written (see `appendMany`). */
+  private readonly waiting = new Map<string, WaitingAppend[]>();
+  private readonly flushing = new Set<string>();
+
   /** Appends at the head of a company's chain; caches the last head this process wrote, per company. */
   private readonly appender = new SequencedAppender<ChainStart>({
     readHead: (companyId) => this.head(companyId),
@@ -168,30 +180,143 @@ export class AuditTrail {
     return last ? { sequence: last.sequence, hash: last.hash } : GENESIS;
   }
 
+  /** Appends one event at the head of its company's chain (see `appendMany`). A redelivered event is stored once. */
+  async append(job: AuditEvent, recordedAt = new Date()): Promise<AppendResult> {
+    const [result] = await this.appendMany(job.companyId, [job], recordedAt);
+    return result!;
+  }
+
   /**
-   * Appends one event at the head of its company's chain. Safe with many
-   * writers: the unique (company, sequence) index lets one win, the others
-   * re-read the head and try again. A redelivered event is stored once.
-   * Within a process, appends to one company run one at a time from a cached
-   * head, so concurrent audit jobs do not race each other for the same sequence.
+   * Appends events of one company, in order, at the head of its chain. Safe with many writers: the unique (company,
+   * sequence) index lets one win, the others re-read the head and try again; a redelivered event is stored once (the
+   * event id is the key).
+   *
+   * Group commit: within a process, appends to one company run one write at a time, and whatever arrived while a
+   * write was under way (other jobs' events) goes into the next one: consecutive events of a chain in one ordered
+   * `insertMany`. An idle chain writes at once; a busy one writes fewer, larger batches.
    */
-  append(job: AuditEvent, recordedAt = new Date()): Promise<AppendResult> {
-    return this.appender.append<StoredAuditEvent, AppendResult>(job.companyId, {
-      decide: (head, sequence) => {
-        const body = storedBody(job, sequence, head.hash, recordedAt);
-        const hash = eventHash(head.hash, hashBody(body));
+  appendMany(companyId: string, jobs: AuditEvent[], recordedAt = new Date()): Promise<AppendResult[]> {
+    if (jobs.some((job) => job.companyId !== companyId)) {
+      return Promise.reject(new Error('appendMany takes the events of one company'));
+    }
+    if (jobs.length === 0) return Promise.resolve([]);
+    return new Promise<AppendResult[]>((resolve, reject) => {
+      const queue = this.waiting.get(companyId) ?? [];
+      queue.push({ jobs: jobs.map((job) => ({ job, recordedAt })), resolve, reject });
+      this.waiting.set(companyId, queue);
+      if (!this.flushing.has(companyId)) void this.flush(companyId);
+    });
+  }
+
+  /** Writes a company's waiting appends, a group at a time, until none is left. */
+  private async flush(companyId: string): Promise<void> {
+    this.flushing.add(companyId);
+    try {
+      for (;;) {
+        const queue = this.waiting.get(companyId) ?? [];
+        if (queue.length === 0) break;
+        let events = 0;
+        let taken = 0;
+        while (taken < queue.length && (taken === 0 || events + queue[taken]!.jobs.length <= MAX_GROUP_EVENTS)) {
+          events += queue[taken]!.jobs.length;
+          taken += 1;
+        }
+        const group = queue.splice(0, taken);
+        if (queue.length === 0) this.waiting.delete(companyId);
+        try {
+          const results = await this.appendChain(
+            companyId,
+            group.flatMap((entry) => entry.jobs),
+          );
+          // An event given twice (two deliveries of one job in one group) is appended by the first: the second is a duplicate.
+          const byId = new Map(results.map((result) => [result.eventId, result]));
+          const handedOut = new Set<string>();
+          const resultOf = (eventId: string): AppendResult => {
+            const result = byId.get(eventId)!;
+            if (result.duplicate || !handedOut.has(eventId)) {
+              handedOut.add(eventId);
+              return result;
+            }
+            return { eventId, duplicate: true };
+          };
+          for (const entry of group) entry.resolve(entry.jobs.map(({ job }) => resultOf(job.eventId)));
+        } catch (error) {
+          // Each job of the group is retried by its queue; what was stored is found by id then.
+          for (const entry of group) entry.reject(error);
+        }
+      }
+    } finally {
+      this.flushing.delete(companyId);
+    }
+  }
+
+  /**
+   * One round of writes for a group: its events in one ordered `insertMany` at head + 1, head + 2, … An ordered
+   * insert stores a prefix and stops at its first refused document, so the chain never gets a gap or a fork; after a
+   * duplicate key, the events already stored (a redelivery, an event sent twice) are found and left out, and the rest
+   * is placed again on the new head.
+   */
+  private appendChain(
+    companyId: string,
+    entries: Array<{ job: AuditEvent; recordedAt: Date }>,
+  ): Promise<AppendResult[]> {
+    const jobs = entries.map((entry) => entry.job);
+    /** What is known to be stored: by an earlier round of this call (with its place), or before it (a duplicate). */
+    const known = new Map<string, AppendResult>();
+    /** The last round: the head it was placed on, its documents and how many of them the ordered insert stored. */
+    let round: { head: ChainStart; documents: StoredAuditEvent[]; inserted: number } | undefined;
+    const ordered = (placed: Map<string, AppendResult> = known) =>
+      jobs.map((job) => placed.get(job.eventId) ?? known.get(job.eventId) ?? { eventId: job.eventId, duplicate: true });
+    return this.appender.append<StoredAuditEvent[], AppendResult[]>(companyId, {
+      decide: (head, first) => {
+        const pending = jobs.filter(
+          (job, i) => !known.has(job.eventId) && jobs.findIndex((other) => other.eventId === job.eventId) === i,
+        );
+        if (pending.length === 0) return { done: ordered() };
+        const documents: StoredAuditEvent[] = [];
+        const placed = new Map<string, AppendResult>();
+        let link = head.hash;
+        pending.forEach((job, i) => {
+          const body = storedBody(job, first + i, link, entries.find((entry) => entry.job === job)!.recordedAt);
+          link = eventHash(link, hashBody(body));
+          documents.push({ ...(body as StoredAuditEvent), hash: link });
+          placed.set(job.eventId, { eventId: job.eventId, sequence: first + i, duplicate: false });
+        });
+        round = { head, documents, inserted: 0 };
         return {
-          insert: { ...(body as StoredAuditEvent), hash },
-          result: { eventId: job.eventId, sequence, duplicate: false },
-          head: { sequence, hash },
+          insert: documents,
+          result: ordered(placed),
+          head: { sequence: first + pending.length - 1, hash: link },
         };
       },
-      insert: (event) => this.events.insertOne(event),
-      // A duplicate: either this very event is stored already (a redelivery), or another process took the place.
-      alreadyStored: async () =>
-        (await this.events.findOne({ _id: job.eventId }, { projection: { _id: 1 } }))
-          ? { done: { eventId: job.eventId, duplicate: true } }
-          : undefined,
+      insert: async (documents) => {
+        try {
+          await this.events.insertMany(documents, { ordered: true });
+        } catch (error) {
+          // An ordered insert stores the prefix before the refused document: those are appended, the rest decided again.
+          const inserted = (error as { insertedCount?: number }).insertedCount ?? 0;
+          if (round) round.inserted = inserted;
+          for (const d of documents.slice(0, inserted)) {
+            known.set(d._id, { eventId: d._id, sequence: d.sequence, duplicate: false });
+          }
+          throw error;
+        }
+      },
+      // After a duplicate key: which of the rest are stored already (a redelivery); those are left out from now on.
+      alreadyStored: async () => {
+        const ids = jobs.map((job) => job.eventId).filter((id) => !known.has(id));
+        const found = await this.events.find({ _id: { $in: ids } }, { projection: { _id: 1 } }).toArray();
+        for (const { _id } of found) known.set(_id, { eventId: _id, duplicate: true });
+        if (ids.every((id) => known.has(id))) return { done: ordered() };
+        // Refused by an event stored before (a redelivery), not by a place another writer took: the head is the
+        // last document this round stored, and the rest goes on from there without a head read.
+        const refused = round?.documents[round.inserted];
+        if (round && refused && found.some(({ _id }) => _id === refused._id)) {
+          const last = round.documents[round.inserted - 1];
+          return { head: last ? { sequence: last.sequence, hash: last.hash } : round.head };
+        }
+        return undefined;
+      },
     });
   }
 

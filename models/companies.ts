@@ -1,4 +1,4 @@
-import { ulid } from 'ulid';
+import { ulid } from '../platform/ids';
 import type { Compliance, PaymentMode } from '../domain/payment-config';
 import type { Database } from './index';
 import { recordAttestation, updatePaymentSettings } from './payment-config';

@@ -39,8 +39,12 @@ export interface AppendStep<H extends SequenceHead, D, T> {
   decide(head: H, sequence: number): AppendDecision<H, D, T> | Promise<AppendDecision<H, D, T>>;
   /** Must fail with a duplicate-key error when the place (or the document's own id) is taken. */
   insert(document: D): Promise<unknown>;
-  /** After a duplicate key: whether this very append is stored already (a redelivery), and its result if so. */
-  alreadyStored?(): Promise<{ done: T } | undefined>;
+  /**
+   * After a duplicate key: whether this very append is stored already (a redelivery), and its result if so; or,
+   * when what refused it is known to be a stored document of its own (not a place another writer took), the head
+   * to go on from without reading it.
+   */
+  alreadyStored?(): Promise<{ done: T } | { head: H } | undefined>;
 }
 
 export interface SequencedAppenderOptions<H extends SequenceHead> {
@@ -96,8 +100,14 @@ export class SequencedAppender<H extends SequenceHead> {
       } catch (error) {
         if (!isDuplicateKeyError(error)) throw error;
         const stored = await step.alreadyStored?.();
-        if (stored) return stored.done;
+        if (stored && 'done' in stored) return stored.done;
         this.heads.delete(key);
+        if (stored) {
+          // Not a lost race: the head is known, and the next round needs no read (and no pause).
+          head = stored.head;
+          if (attempt >= maxAttempts) throw this.options.busy(key);
+          continue;
+        }
       }
       if (attempt >= maxAttempts) throw this.options.busy(key);
       if (jitterMs > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * jitterMs * attempt));

@@ -1,4 +1,3 @@
-import type { RecordOutcomeDeps } from '../application/payments/record-outcome';
 import { type Job, type Worker } from 'bullmq';
 import { paymentRequestedEvent } from '../domain/payment-audit';
 import {
@@ -19,7 +18,7 @@ import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from '../application/gateway-access';
 import { auditPaymentOutcome, recordPaymentOutcome } from '../application/payments/record-outcome';
 import { decideCharge, type SettledOutcome } from '../domain/payment-outcome';
-import { ACCOUNT_CHANGED, isSameGatewayAccount } from '../domain/gateway-account';
+import { ACCOUNT_CHANGED, isSameGatewayAccount, type GatewayAccountRef } from '../domain/gateway-account';
 import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOptions } from './queue-worker';
 
 export interface ChargeDeps {
@@ -28,7 +27,7 @@ export interface ChargeDeps {
   gateway: PaymentGateway;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
-  onOutcome?: RecordOutcomeDeps['onOutcome'];
+  onOutcome?: (payment: PaymentRecord) => Promise<void>;
   logger: Logger;
 }
 
@@ -56,7 +55,15 @@ class PaymentFailedError extends JobFailedError {
 export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, context: JobContext): Promise<ChargeResult> {
   const parsed = chargeJobSchema.safeParse(job.data);
   if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid charge job payload');
-  const { paymentId } = parsed.data;
+  return chargePayment(parsed.data.paymentId, job, deps, context);
+}
+
+async function chargePayment(
+  paymentId: string,
+  job: Job<ChargeJob>,
+  deps: ChargeDeps,
+  context: JobContext,
+): Promise<ChargeResult> {
   const { Payment } = deps.models;
   const log = context.logger.child({ paymentId });
 
@@ -104,22 +111,11 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
   const access = await resolveGatewayAccess(deps.models, target, payment.gatewayAccount);
   if (!access.ok) return giveUp(access.failure);
   const { credentials, charge } = access;
-  if (!payment.gatewayAccount) {
-    const recorded = await Payment.updateOne(
-      { _id: paymentId, gatewayAccount: { $exists: false } },
-      { $set: { gatewayAccount: access.account } },
-    );
-    // Another attempt recorded one first (after a stall): charge only through that one.
-    if (recorded.matchedCount === 0) {
-      const stored = await Payment.findById(paymentId, { gatewayAccount: 1 }).lean();
-      if (stored?.gatewayAccount && !isSameGatewayAccount(stored.gatewayAccount, access.account)) {
-        return giveUp({ ...ACCOUNT_CHANGED });
-      }
-    }
-  }
 
   try {
-    const intent = await chargeIntent(payment, credentials, charge, deps);
+    // The account is recorded with the PaymentIntent's id, in one write before anything is confirmed: nothing can be
+    // charged through an account the payment does not name.
+    const intent = await chargeIntent(payment, credentials, charge, access.account, deps);
     return await applyIntent(intent, settle, paymentId);
   } catch (error) {
     if (!(error instanceof GatewayError)) throw error;
@@ -137,6 +133,7 @@ async function chargeIntent(
   payment: PaymentRecord,
   credentials: GatewayCredentials,
   charge: GatewayChargeSettings,
+  account: GatewayAccountRef,
   deps: ChargeDeps,
 ): Promise<GatewayIntent> {
   const { gateway } = deps;
@@ -164,13 +161,17 @@ async function chargeIntent(
     // Saved before confirming: after Stripe's 24-hour idempotency window only this record prevents a second intent.
     const recorded = await deps.models.Payment.updateOne(
       { _id: payment._id, stripePaymentIntentId: { $exists: false } },
-      { $set: { stripePaymentIntentId: created.id } },
+      { $set: { stripePaymentIntentId: created.id, gatewayAccount: payment.gatewayAccount ?? account } },
     );
-    // Not recorded: an earlier attempt saved an intent id first, and that one is charged.
+    // Not recorded: an earlier attempt (after a stall) saved an intent id first, and that one is charged, through the
+    // account it recorded and no other.
     const saved =
       recorded.matchedCount > 0
         ? undefined
-        : await deps.models.Payment.findById(payment._id, { stripePaymentIntentId: 1 }).lean();
+        : await deps.models.Payment.findById(payment._id, { stripePaymentIntentId: 1, gatewayAccount: 1 }).lean();
+    if (saved?.gatewayAccount && !isSameGatewayAccount(saved.gatewayAccount, account)) {
+      throw new GatewayError('permanent', ACCOUNT_CHANGED.code, ACCOUNT_CHANGED.message);
+    }
     intentId = saved?.stripePaymentIntentId ?? created.id;
   }
   try {

@@ -6,7 +6,7 @@ import { loadAnchorSigner } from '../models/anchor-key';
 import type { AppConfig } from '../platform/config';
 import type { Logger } from '../platform/logger';
 import type { QueuePayloads, Queues } from '../queues';
-import { auditJobSchema, type enqueueAuditEvent } from '../queues/audit.queue';
+import { auditQueueJobSchema, type enqueueAuditEvent } from '../queues/audit.queue';
 import { chargeJobSchema } from '../queues/charges.queue';
 import { ALL_QUEUE_NAMES, isQueueName, QUEUE_NAMES, type QueueName } from '../queues/names';
 import { enqueueRefund, refundJobSchema } from '../queues/refunds.queue';
@@ -192,7 +192,7 @@ export const WORKERS = {
     }),
   }),
   [QUEUE_NAMES.audit]: defineWorker(QUEUE_NAMES.audit, {
-    schema: auditJobSchema,
+    schema: auditQueueJobSchema,
     process: processAuditEvent,
     deps: (context) => ({
       ...common(context),

@@ -1,12 +1,12 @@
 import type { Queue } from 'bullmq';
 import type { FastifyRequest } from 'fastify';
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 import { ZodError } from 'zod';
 import { PLATFORM_AUDIT_SCOPE, type AuditAction, type AuditOutcome } from '../../domain/audit-actions';
-import type { AuditEvent, AuditEventInput } from '../../domain/audit-event';
+import type { AuditEventInput } from '../../domain/audit-event';
 import type { FieldEncryption } from '../../models/encryption';
 import { withDeadline } from '../../platform/deadline';
-import { enqueueAuditEvent } from '../../queues/audit.queue';
+import { enqueueAuditEvent, type AuditJob } from '../../queues/audit.queue';
 import { routeOf } from '../access-guard';
 import { sealRequestContext } from '../audit-context';
 
@@ -29,7 +29,7 @@ export function auditableId(value: string): string {
 }
 
 export function createDashboardAudit(deps: {
-  auditQueue: Queue<AuditEvent>;
+  auditQueue: Queue<AuditJob>;
   encryption: Pick<FieldEncryption, 'encrypt'>;
 }): DashboardAudit {
   return async (request, event) => {

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 import { z } from 'zod';
 import type { Permission } from '../../domain/access-policy';
 import { transitionEventId } from '../../domain/audit-actions';

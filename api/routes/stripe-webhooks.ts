@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RedisClient } from '../../platform/redis';
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 import {
   receiveWebhookEvent,
   SIGNATURE_TOLERANCE_SECONDS,

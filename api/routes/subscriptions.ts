@@ -27,7 +27,7 @@ import { writeAudited } from '../audited-change';
 import type { AccessGuard } from '../access-guard';
 import { ApiError } from '../errors';
 import { parse, requireIdempotencyKey, scopeIdSchema } from '../validation';
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 
 export interface SubscriptionRouteDeps {
   models: Models;

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 import { z } from 'zod';
 import type { AuditAction } from '../../domain/audit-actions';
 import { WEBHOOK_EVENT_TYPES } from '../../domain/webhook-catalog';

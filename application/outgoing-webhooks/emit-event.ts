@@ -1,4 +1,4 @@
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 import type { AuditEvent } from '../../domain/audit-event';
 import { endpointWants, webhookEventTypeOf, type WebhookPayload } from '../../domain/webhook-catalog';
 import type { Models } from '../../models';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 import { transitionEventId } from '../../domain/audit-actions';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { GatewayError, type GatewayCredentials, type PaymentGateway } from '../../domain/payment-gateway';

@@ -1,4 +1,4 @@
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 import { paymentRequestHash, type PaymentRequest } from '../../domain/payment-request';
 import type { Models } from '../../models';
 import { isDuplicateKeyError } from '../../models/errors';

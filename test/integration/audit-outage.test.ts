@@ -8,8 +8,8 @@ import { AUDIT_EVENTS_COLLECTION } from '../../models/audit-event.model';
 import type { AppendResult } from '../../models/audit-trail';
 import { loadAnchorSigner } from '../../models/anchor-key';
 import { createRedisConnection, type RedisClient } from '../../platform/redis';
-import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event';
-import { enqueueAuditEvent } from '../../queues/audit.queue';
+import { type AuditEventInput } from '../../domain/audit-event';
+import { enqueueAuditEvent, type AuditJob } from '../../queues/audit.queue';
 import { createAuditWorker } from '../../workers/audit.worker';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
 import { freePort } from '../../devtools/ports';
@@ -129,8 +129,8 @@ let dir: string;
 let server: PrivateFerretDb;
 let ctx: TestContext | undefined;
 let workerRedis: RedisClient | undefined;
-let worker: Worker<AuditEvent, AppendResult> | undefined;
-let auditQueue: Queue<AuditEvent> | undefined;
+let worker: Worker<AuditJob, AppendResult[]> | undefined;
+let auditQueue: Queue<AuditJob> | undefined;
 const failedAttempts: string[] = [];
 
 beforeAll(async () => {

@@ -64,7 +64,13 @@ describe('the job wrapper on a real worker', () => {
       config: ctx.config,
       logger: ctx.logger,
       connection,
-      db: { auditTrail: { append: (event: { eventId: string }) => outcomes[event.eventId]!() } },
+      db: {
+        auditTrail: {
+          appendMany: async (_companyId: string, events: Array<{ eventId: string }>) => [
+            await outcomes[events[0]!.eventId]!(),
+          ],
+        },
+      },
     } as unknown as WorkerContext;
     const worker = WORKERS.audit.start(context);
     try {
