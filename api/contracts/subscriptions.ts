@@ -310,13 +310,16 @@ export const OPERATIONS: OperationSpec[] = [
     operationId: 'advanceTestClock',
     summary: 'Move a test clock forward (outside production)',
     description:
-      'Records the new time (`advancing`) and queues a job that runs everything due up to it, in time order: trial ends, renewals, dunning retries, expiries. Poll the clock until it is `ready`. Audited (`test_clock.advanced`).',
+      'Records the new time (`advancing`) and queues a job that runs everything due up to it, in time order: trial ends, renewals, dunning retries, expiries. Poll the clock until it is `ready`. Audited (`test_clock.advanced`). Asking again for the time the clock already has (a retry whose first answer was lost) is answered 202 with the clock as it is, and changes nothing.',
     tag: TAG,
     permission: MANAGE,
     params: clockParams,
     body: withExamples(clockBody, ...REQUEST_EXAMPLES.testClock),
     responses: {
-      202: { description: 'Accepted: the clock at its new time, `advancing`.', schema: clockView },
+      202: {
+        description: 'Accepted: the clock at its new time, `advancing` (a repeat: the clock as it is now).',
+        schema: clockView,
+      },
       403: testClocksDisabled,
       404: clockNotFound,
       409: failure('The clock is still advancing; wait until its status is `ready`.', 'test_clock_advancing'),

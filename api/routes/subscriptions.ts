@@ -353,6 +353,9 @@ export function registerSubscriptionRoutes(app: FastifyInstance, deps: Subscript
           );
         case 'backwards':
           throw new ApiError(422, 'test_clock_backwards', 'a test clock only moves forward');
+        case 'already_there':
+          // A repeat: that advance was taken (and audited and queued) before; GET shows when it is ready.
+          return reply.status(202).send(presentClock(result.clock));
       }
       // Until its job is queued nothing would finish the advance: a failure before then (the audit trail or the queue
       // unavailable) puts the clock back, ready at its previous time, so the client's retry is taken.

@@ -9,11 +9,14 @@ const POLL_MS = 100;
 
 export type AdvanceRequest =
   | { outcome: 'advancing'; clock: TestClockRecord; previousTime: Date }
+  | { outcome: 'already_there'; clock: TestClockRecord }
   | { outcome: 'not_found' | 'busy' | 'backwards' };
 
 /**
  * Moves a test clock forward: it refuses a time before its own and a clock already advancing, then records the new
- * time with status `advancing`. The caller queues the advance job, which runs what became due.
+ * time with status `advancing`. The caller queues the advance job, which runs what became due. Asking for the time the
+ * clock already has is a repeat (a client's retry of an advance whose answer it never got): `already_there`, nothing
+ * moves, so a retry learns its advance was taken instead of being told the clock went backwards.
  */
 export async function requestClockAdvance(
   models: Pick<Models, 'TestClock'>,
@@ -21,6 +24,7 @@ export async function requestClockAdvance(
 ): Promise<AdvanceRequest> {
   const clock = await models.TestClock.findOne({ _id: input.testClockId, companyId: input.companyId }).lean();
   if (!clock) return { outcome: 'not_found' };
+  if (input.to.getTime() === clock.frozenTime.getTime()) return { outcome: 'already_there', clock };
   if (clock.status === 'advancing') return { outcome: 'busy' };
   if (input.to <= clock.frozenTime) return { outcome: 'backwards' };
   const moved = await models.TestClock.findOneAndUpdate(

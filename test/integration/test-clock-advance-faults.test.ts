@@ -85,3 +85,44 @@ it('a clock left advancing with no job (the api stopped between the two) is fini
   );
   expect(retried.status).toBe(202);
 });
+
+it('an advance asked again after it was taken (its answer lost) is answered with the clock, not refused as backwards', async () => {
+  // Found by the chaos suite: an api killed after taking an advance sent no answer; the client's retry was told 422
+  // test_clock_backwards, so it could not tell its advance had happened.
+  const created = await post(system.url, '/test-clocks', { frozenTime: '2026-02-01T00:00:00.000Z' }, 'clock-3');
+  expect(created.status).toBe(201);
+  const clockId = String(created.body.id);
+  const advance = { frozenTime: '2026-03-01T00:00:00.000Z' };
+  expect((await post(system.url, `/test-clocks/${clockId}/advance`, advance, 'adv-4')).status).toBe(202);
+  await waitFor(
+    async () => (await system.ctx.db.models.TestClock.findById(clockId).lean())!,
+    (c) => c.status === 'ready',
+    { what: 'the clock to be ready' },
+  );
+
+  const repeated = await post(system.url, `/test-clocks/${clockId}/advance`, advance, 'adv-4');
+  expect({ status: repeated.status, frozenTime: repeated.body.frozenTime, state: repeated.body.status }).toEqual({
+    status: 202,
+    frozenTime: advance.frozenTime,
+    state: 'ready',
+  });
+  // Nothing moved and nothing was recorded twice; an earlier time is still refused.
+  const audited = await waitFor(
+    () =>
+      system.ctx.db.models.AuditEvent.find({
+        companyId,
+        action: 'test_clock.advanced',
+        'resource.id': clockId,
+      }).lean(),
+    (events) => events.length >= 1,
+    { what: 'the advance audited' },
+  );
+  expect(audited).toHaveLength(1);
+  const earlier = await post(
+    system.url,
+    `/test-clocks/${clockId}/advance`,
+    { frozenTime: '2026-02-15T00:00:00.000Z' },
+    'adv-5',
+  );
+  expect(earlier.body.error?.code).toBe('test_clock_backwards');
+});

@@ -303,7 +303,7 @@ export interface paths {
         put?: never;
         /**
          * Move a test clock forward (outside production)
-         * @description Records the new time (`advancing`) and queues a job that runs everything due up to it, in time order: trial ends, renewals, dunning retries, expiries. Poll the clock until it is `ready`. Audited (`test_clock.advanced`).
+         * @description Records the new time (`advancing`) and queues a job that runs everything due up to it, in time order: trial ends, renewals, dunning retries, expiries. Poll the clock until it is `ready`. Audited (`test_clock.advanced`). Asking again for the time the clock already has (a retry whose first answer was lost) is answered 202 with the clock as it is, and changes nothing.
          *
          *     Requires the `subscriptions:manage` permission.
          */
@@ -4577,7 +4577,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Accepted: the clock at its new time, `advancing`. */
+            /** @description Accepted: the clock at its new time, `advancing` (a repeat: the clock as it is now). */
             202: {
                 headers: {
                     "x-request-id": components["headers"]["RequestId"];
