@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { anchorKeyId, type AnchorSigner } from './audit-trail';
@@ -14,7 +14,7 @@ export function loadAnchorSigner(keyFile: string, createIfMissing: boolean): Anc
     const { privateKey } = generateKeyPairSync('ed25519');
     // Written aside, then linked into place: the key file appears whole or not at all. Written in place, another
     // process starting at the same moment read it half-written and failed (ERR_OSSL_UNSUPPORTED).
-    const written = `${keyFile}.${process.pid}.${Date.now()}.tmp`;
+    const written = `${keyFile}.${randomUUID()}.tmp`;
     writeFileSync(written, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
     try {
       linkSync(written, keyFile);
