@@ -13,6 +13,7 @@ import { loadConfig } from '../../platform/config';
 import { QUEUE_NAMES } from '../../queues/names';
 import { enqueueWebhookDelivery } from '../../queues/webhook-deliveries.queue';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
+import { insertOutgoingDeliveries } from '../support/records';
 import { findLocalKms, startLocalKms, type LocalKms } from '../support/local-kms';
 import { assertBuildIsCurrent, startNodeProcess, type NodeProcess } from '../support/processes';
 import { rsaKeyPair, selfSignedCertificate } from '../support/tls';
@@ -201,35 +202,12 @@ describeWithKms('outgoing webhooks in production refuse private receivers', () =
       secrets: [{ secret: await prodDb.encryption.encrypt(companyId, named.body.secret), createdAt: new Date() }],
     });
 
-    const { OutgoingEvent, WebhookDelivery } = prodDb.models;
-    const eventId = `msg_${ulid()}`;
-    await OutgoingEvent.create({
-      _id: eventId,
-      auditEventId: `evt_ssrf_${ulid()}`,
-      companyId,
-      type: 'payment.succeeded',
-      occurredAt: new Date(),
-      body: JSON.stringify({
-        type: 'payment.succeeded',
-        timestamp: new Date().toISOString(),
-        data: { object: 'payment', id: `pay_${ulid()}`, status: 'succeeded', amount: 2500, currency: 'usd' },
-      }),
-      createdAt: new Date(),
-    });
+    const endpointIds = [named.body.id as string, storedId];
+    const stored = await insertOutgoingDeliveries(prodDb.models, { companyId, endpointIds });
     const deliveryIds: Record<string, string> = {};
-    for (const endpointId of [named.body.id as string, storedId]) {
-      const deliveryId = `dlv_${ulid()}`;
+    for (const [i, endpointId] of endpointIds.entries()) {
+      const deliveryId = stored.deliveryIds[i]!;
       deliveryIds[endpointId] = deliveryId;
-      await WebhookDelivery.create({
-        _id: deliveryId,
-        companyId,
-        endpointId,
-        eventId,
-        eventType: 'payment.succeeded',
-        status: 'pending',
-        attempts: [],
-        redeliveries: 0,
-      });
       await enqueueWebhookDelivery(ctx.queues[QUEUE_NAMES.webhookDeliveries], { deliveryId }, [200, 200]);
     }
 

@@ -5,6 +5,7 @@ import { ulid } from 'ulid';
 import { createCompany } from '../../models/companies';
 import { enqueueWebhookDelivery } from '../../queues/webhook-deliveries.queue';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
+import { insertOutgoingDeliveries } from '../support/records';
 import { assertBuildIsCurrent, startNodeProcess, type NodeProcess } from '../support/processes';
 
 /**
@@ -64,7 +65,7 @@ afterAll(async () => {
 
 it('a delivery in flight when its worker is SIGKILLed is sent again by the next worker, same webhook-id', async () => {
   const companyId = await createCompany(ctx.db, { name: 'Northgate Pediatrics' });
-  const { WebhookEndpoint, OutgoingEvent, WebhookDelivery } = ctx.db.models;
+  const { WebhookEndpoint, WebhookDelivery } = ctx.db.models;
   const endpointId = `we_${ulid()}`;
   await WebhookEndpoint.create({
     _id: endpointId,
@@ -74,32 +75,12 @@ it('a delivery in flight when its worker is SIGKILLed is sent again by the next 
     disabled: false,
     secrets: [{ secret: await ctx.db.encryption.encrypt(companyId, SECRET), createdAt: new Date() }],
   });
-  const eventId = `msg_${ulid()}`;
-  const body = JSON.stringify({
-    type: 'payment.succeeded',
-    timestamp: new Date().toISOString(),
-    data: { object: 'payment', id: `pay_${ulid()}`, status: 'succeeded', amount: 4_200, currency: 'usd' },
-  });
-  await OutgoingEvent.create({
-    _id: eventId,
-    auditEventId: `evt_${ulid()}`,
+  const { eventId, body, deliveryIds } = await insertOutgoingDeliveries(ctx.db.models, {
     companyId,
-    type: 'payment.succeeded',
-    occurredAt: new Date(),
-    body,
-    createdAt: new Date(),
+    endpointIds: [endpointId],
+    amount: 4_200,
   });
-  const deliveryId = `dlv_${ulid()}`;
-  await WebhookDelivery.create({
-    _id: deliveryId,
-    companyId,
-    endpointId,
-    eventId,
-    eventType: 'payment.succeeded',
-    status: 'pending',
-    attempts: [],
-    redeliveries: 0,
-  });
+  const deliveryId = deliveryIds[0]!;
 
   first = startNodeProcess('workers', 'workers/main.js', ctx.env);
   await first.waitForLog((r) => r.msg === 'workers started', { what: '"workers started"' });

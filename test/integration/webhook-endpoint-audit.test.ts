@@ -4,6 +4,7 @@ import { createCompany } from '../../models/companies';
 import { MAINTENANCE_JOBS } from '../../queues/maintenance.queue';
 import { webhookDeliveryJobId } from '../../queues/webhook-deliveries.queue';
 import { waitFor } from '../support/harness';
+import { insertOutgoingDeliveries } from '../support/records';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 
 /**
@@ -156,28 +157,12 @@ describe('a redelivery keeps its audit event on the delivery until it is queued'
     const created = await call(system.url, 'POST', '', { url: DEAD_URL, enabledEvents: ['*'] });
     expect(created.status).toBe(201);
     const endpointId = created.body.id as string;
-    const { OutgoingEvent, WebhookDelivery } = system.ctx.db.models;
-    const eventId = `msg_${ulid()}`;
-    await OutgoingEvent.create({
-      _id: eventId,
-      auditEventId: `evt_redeliver_${ulid()}`,
+    const { deliveryIds } = await insertOutgoingDeliveries(system.ctx.db.models, {
       companyId,
-      type: 'payment.succeeded',
-      occurredAt: new Date(),
-      body: '{"type":"payment.succeeded"}',
-      createdAt: new Date(),
-    });
-    const deliveryId = `dlv_${ulid()}`;
-    await WebhookDelivery.create({
-      _id: deliveryId,
-      companyId,
-      endpointId,
-      eventId,
-      eventType: 'payment.succeeded',
+      endpointIds: [endpointId],
       status: 'failed',
-      attempts: [],
-      redeliveries: 0,
     });
+    const deliveryId = deliveryIds[0]!;
     return { endpointId, deliveryId, path: `/${endpointId}/deliveries/${deliveryId}/redeliver` };
   }
   const redelivered = (deliveryId: string) => recorded('webhook_delivery.redelivered', deliveryId);

@@ -81,3 +81,57 @@ export async function insertSavedCard(
   });
   return id;
 }
+
+/**
+ * An outgoing webhook event of one payment (`payment.succeeded`, as the audit worker derives it) and one delivery of
+ * it to each endpoint named, written straight to the database. Returns the event's id and the delivery ids, by
+ * endpoint, in the order given, and the event's body as delivered.
+ */
+export async function insertOutgoingDeliveries(
+  models: Pick<Models, 'OutgoingEvent' | 'WebhookDelivery'>,
+  fields: {
+    companyId: string;
+    endpointIds: string[];
+    status?: 'pending' | 'failed';
+    amount?: number;
+  },
+): Promise<{ eventId: string; body: string; deliveryIds: string[] }> {
+  const { companyId } = fields;
+  const eventId = `msg_${ulid()}`;
+  const body = JSON.stringify({
+    type: 'payment.succeeded',
+    timestamp: new Date().toISOString(),
+    data: {
+      object: 'payment',
+      id: `pay_${ulid()}`,
+      status: 'succeeded',
+      amount: fields.amount ?? 2500,
+      currency: 'usd',
+    },
+  });
+  await models.OutgoingEvent.create({
+    _id: eventId,
+    auditEventId: `evt_${ulid()}`,
+    companyId,
+    type: 'payment.succeeded',
+    occurredAt: new Date(),
+    body,
+    createdAt: new Date(),
+  });
+  const deliveryIds: string[] = [];
+  for (const endpointId of fields.endpointIds) {
+    const deliveryId = `dlv_${ulid()}`;
+    await models.WebhookDelivery.create({
+      _id: deliveryId,
+      companyId,
+      endpointId,
+      eventId,
+      eventType: 'payment.succeeded',
+      status: fields.status ?? 'pending',
+      attempts: [],
+      redeliveries: 0,
+    });
+    deliveryIds.push(deliveryId);
+  }
+  return { eventId, body, deliveryIds };
+}
