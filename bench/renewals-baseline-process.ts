@@ -31,8 +31,9 @@ import { periodId } from '../models/subscription.model';
 import { loadConfig } from '../platform/config';
 import { auditJobOptions } from '../queues/audit.queue';
 import { chargeJobOptions } from '../queues/charges.queue';
-import { renewalJob, renewalJobOptions } from '../queues/renewals.queue';
+import { renewalJobOptions } from '../queues/renewals.queue';
 import { announceFailure, announceReady, serveParent } from './child';
+import { replaySweep } from './sweep-replay';
 import { createInvoiceReplay, documentAudit, finalizedChanges } from './invoice-replay';
 import { installCommandCounters } from './instrument';
 
@@ -350,27 +351,7 @@ async function main(): Promise<void> {
       reset: () => counters.reset(),
       stats: () => counters.stats(),
       /** The sweep's data: the due subscriptions' ids and periods, and their renew jobs in batches of 1,000. */
-      sweep: async () => {
-        const ranks = new Map<string, number>();
-        const cursor = subscriptions.find(
-          { nextBillingAt: { $lte: new Date() }, testClockId: { $exists: false } },
-          { projection: { _id: 1, companyId: 1, currentPeriod: 1 }, batchSize: 1_000 },
-        );
-        let batch: ReturnType<typeof renewalJob>[] = [];
-        let queued = 0;
-        for await (const row of cursor) {
-          const rank = (ranks.get(String(row.companyId)) ?? 0) + 1;
-          ranks.set(String(row.companyId), rank);
-          batch.push(renewalJob(row as never, rank));
-          if (batch.length === 1_000) {
-            await queues.renewals.addBulk(batch);
-            queued += batch.length;
-            batch = [];
-          }
-        }
-        if (batch.length > 0) await queues.renewals.addBulk(batch);
-        return queued + batch.length;
-      },
+      sweep: () => replaySweep(subscriptions, queues.renewals),
     },
     async () => {
       await Promise.all(workers.map((worker) => worker.close()));

@@ -20,6 +20,7 @@ import { createLogger } from '../platform/logger';
 import { QUEUE_NAMES } from '../queues/names';
 import { renewalJob, type RenewalJob } from '../queues/renewals.queue';
 import { announceFailure, announceReady, serveParent } from './child';
+import { replaySweep } from './sweep-replay';
 import { installCommandCounters, total } from './instrument';
 
 export interface EnqueueMeasurement {
@@ -86,28 +87,7 @@ async function main(): Promise<void> {
           plain ??= await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
           const queue = new Queue(QUEUE_NAMES.renewals, { connection, prefix });
           queues.push(queue);
-          const cursor = plain
-            .db()
-            .collection<Document & { _id: string }>('subscriptions')
-            .find(
-              { nextBillingAt: { $lte: new Date() }, testClockId: { $exists: false } },
-              { projection: { _id: 1, companyId: 1, currentPeriod: 1 }, batchSize: 1_000 },
-            );
-          const ranks = new Map<string, number>();
-          let batch: ReturnType<typeof renewalJob>[] = [];
-          let queued = 0;
-          for await (const row of cursor) {
-            const rank = (ranks.get(String(row.companyId)) ?? 0) + 1;
-            ranks.set(String(row.companyId), rank);
-            batch.push(renewalJob(row as never, rank));
-            if (batch.length === 1_000) {
-              await queue.addBulk(batch);
-              queued += batch.length;
-              batch = [];
-            }
-          }
-          if (batch.length > 0) await queue.addBulk(batch);
-          return queued + batch.length;
+          return replaySweep(plain.db().collection<Document & { _id: string }>('subscriptions'), queue);
         }),
       addbulk: (payload) =>
         measure(async () => {
