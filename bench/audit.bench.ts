@@ -7,7 +7,7 @@ import { type AuditEventInput } from '../domain/audit-event';
 import { enqueueAuditEvent } from '../queues/audit.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { BASELINE_QUEUES } from './baseline-process';
-import { entryResult, type BenchEntry, type EntryResult } from './report';
+import { entryResult, type BenchEntry, type EntryResult, dataBoundBaseline } from './report';
 import { createBenchWorld, positiveIntFromEnv, runBounded, serviceAddresses, withTeardown } from './support';
 import {
   clientSettings,
@@ -121,14 +121,7 @@ export const auditBench: BenchEntry = {
         p99Ms: null,
         baselines: {
           limit: { what: 'no-op worker, same jobs', perSecond: ops / limitSeconds },
-          dataBound: {
-            what: 'plain insert of each event, same jobs',
-            perSecond: ops / dataSeconds,
-            mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
-            redisCommandsPerOp: dataPerOp.redisCommandsPerOp,
-            cpuMsPerOp: dataPerOp.cpuMsPerOp,
-            processes: dataPerOp.processes,
-          },
+          dataBound: dataBoundBaseline('plain insert of each event, same jobs', ops / dataSeconds, dataPerOp),
         },
         perOp: productPerOp,
       });

@@ -6,7 +6,7 @@ import { QUEUE_NAMES } from '../queues/names';
 import { BASELINE_COLLECTIONS, BASELINE_QUEUES } from './baseline-process';
 import { postSpec } from './http-entry';
 import type { LoadVariant } from './load-process';
-import { entryResult, type BenchEntry, type EntryResult } from './report';
+import { entryResult, type BenchEntry, type EntryResult, dataBoundBaseline } from './report';
 import { PAYMENT_BODY, seedPayingCompany } from './requests.bench';
 import { createBenchWorld, positiveIntFromEnv, serviceAddresses, withTeardown, type BenchWorld } from './support';
 import {
@@ -179,15 +179,12 @@ function chargesEntry(name: string, workerProcesses: number): BenchEntry {
               perSecond: ops / limit.seconds,
               p99Ms: limit.p99Ms,
             },
-            dataBound: {
-              what: 'same MongoDB + Redis commands and Stripe calls, plain clients',
-              perSecond: ops / data.seconds,
-              p99Ms: data.p99Ms,
-              mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
-              redisCommandsPerOp: dataPerOp.redisCommandsPerOp,
-              cpuMsPerOp: dataPerOp.cpuMsPerOp,
-              processes: dataPerOp.processes,
-            },
+            dataBound: dataBoundBaseline(
+              'same MongoDB + Redis commands and Stripe calls, plain clients',
+              ops / data.seconds,
+              dataPerOp,
+              data.p99Ms,
+            ),
           },
           perOp: productPerOp,
         });

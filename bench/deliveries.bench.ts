@@ -12,7 +12,7 @@ import {
 import { startChild } from './child';
 import { DATA_DELIVERIES, type LimitSpec } from './deliveries-baseline-process';
 import type { ReceiverInfo } from './receiver-process';
-import { entryResult, type BenchEntry, type EntryResult } from './report';
+import { entryResult, type BenchEntry, type EntryResult, dataBoundBaseline } from './report';
 import { createBenchWorld, positiveIntFromEnv, serviceAddresses, withTeardown, type BenchWorld } from './support';
 import {
   clientSettings,
@@ -241,14 +241,11 @@ export const deliveriesBench: BenchEntry = {
             what: 'bare loop: sign + POST, new connection each, same concurrency',
             perSecond: ops / limitRun.seconds,
           },
-          dataBound: {
-            what: 'same MongoDB + Redis commands and signed POST, plain clients',
-            perSecond: ops / dataSeconds,
-            mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
-            redisCommandsPerOp: dataPerOp.redisCommandsPerOp,
-            cpuMsPerOp: dataPerOp.cpuMsPerOp,
-            processes: dataPerOp.processes,
-          },
+          dataBound: dataBoundBaseline(
+            'same MongoDB + Redis commands and signed POST, plain clients',
+            ops / dataSeconds,
+            dataPerOp,
+          ),
         },
         perOp: productPerOp,
       });

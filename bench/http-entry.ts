@@ -5,7 +5,7 @@
  */
 import type { Child } from './child';
 import type { LoadSpec, LoadVariant } from './load-process';
-import { entryResult, type Baseline, type EntryResult } from './report';
+import { entryResult, type Baseline, type EntryResult, dataBoundBaseline } from './report';
 import {
   combineRounds,
   perOp,
@@ -82,15 +82,7 @@ export async function measureHttp(options: {
 
   return {
     product: { seconds: product.seconds, p50Ms: product.p50Ms, p99Ms: product.p99Ms, perOp: productPerOp },
-    dataBound: {
-      what: options.dataBound.what,
-      perSecond: ops / data.seconds,
-      p99Ms: data.p99Ms,
-      mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
-      redisCommandsPerOp: dataPerOp.redisCommandsPerOp,
-      cpuMsPerOp: dataPerOp.cpuMsPerOp,
-      processes: dataPerOp.processes,
-    },
+    dataBound: dataBoundBaseline(options.dataBound.what, ops / data.seconds, dataPerOp, data.p99Ms),
     limit: { what: options.limit.what, perSecond: limit.perSecond, p99Ms: limit.p99Ms },
   };
 }

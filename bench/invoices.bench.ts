@@ -13,7 +13,7 @@ import type { BareRenderResult } from './invoices-bare-process';
 import { DATA_INVOICE_COLLECTIONS, DATA_INVOICE_QUEUES } from './invoices-baseline-process';
 import { payerAccount } from '../application/invoices/render-invoice';
 import { invoiceViewOf } from './invoices-view';
-import { entryResult, type BenchEntry, type EntryResult } from './report';
+import { entryResult, type BenchEntry, type EntryResult, dataBoundBaseline } from './report';
 import {
   createBenchWorld,
   positiveIntFromEnv,
@@ -305,14 +305,11 @@ export const invoicesBench: BenchEntry = {
             cpuMsPerOp: barePerOp.cpuMsPerOp,
             processes: barePerOp.processes,
           },
-          dataBound: {
-            what: 'same reads, decryption, encryption, writes and job adds, plain clients, same pool',
-            perSecond: size.invoices / seconds.data,
-            mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
-            redisCommandsPerOp: dataPerOp.redisCommandsPerOp,
-            cpuMsPerOp: dataPerOp.cpuMsPerOp,
-            processes: dataPerOp.processes,
-          },
+          dataBound: dataBoundBaseline(
+            'same reads, decryption, encryption, writes and job adds, plain clients, same pool',
+            size.invoices / seconds.data,
+            dataPerOp,
+          ),
         },
         perOp: productPerOp,
       });

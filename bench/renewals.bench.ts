@@ -15,7 +15,7 @@ import { startChild, type Child } from './child';
 import { waitForDrained } from './charges.bench';
 import { DATA_RENEWAL_COLLECTIONS, DATA_RENEWAL_QUEUES } from './renewals-baseline-process';
 import type { EnqueueMeasurement } from './renewals-sweep-process';
-import { entryResult, type BenchEntry, type EntryResult } from './report';
+import { entryResult, type BenchEntry, type EntryResult, dataBoundBaseline } from './report';
 import {
   createBenchWorld,
   positiveIntFromEnv,
@@ -416,14 +416,11 @@ export const renewalsBench: BenchEntry = {
         p99Ms: null,
         baselines: {
           limit: { what: '3 no-op jobs per renewal, no-op worker', perSecond: size.settled / limitSeconds },
-          dataBound: {
-            what: 'same MongoDB + Redis commands and Stripe calls, plain clients',
-            perSecond: size.settled / dataSeconds,
-            mongoCommandsPerOp: dataPerOp.mongoCommandsPerOp,
-            redisCommandsPerOp: dataPerOp.redisCommandsPerOp,
-            cpuMsPerOp: dataPerOp.cpuMsPerOp,
-            processes: dataPerOp.processes,
-          },
+          dataBound: dataBoundBaseline(
+            'same MongoDB + Redis commands and Stripe calls, plain clients',
+            size.settled / dataSeconds,
+            dataPerOp,
+          ),
         },
         perOp: productPerOp,
       });

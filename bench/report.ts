@@ -16,6 +16,25 @@ export interface Baseline {
   processes?: PerOp['processes'];
 }
 
+/** The data-bound baseline of an entry: what its replay did and what that cost per operation (`perOp` of its run). */
+export function dataBoundBaseline(
+  what: string,
+  perSecond: number,
+  cost: Pick<PerOp, 'mongoCommandsPerOp' | 'redisCommandsPerOp' | 'cpuMsPerOp' | 'processes'>,
+  p99Ms?: number | null,
+): Baseline {
+  const { mongoCommandsPerOp, redisCommandsPerOp, cpuMsPerOp, processes } = cost;
+  return {
+    what,
+    perSecond,
+    ...(p99Ms === undefined ? {} : { p99Ms }),
+    mongoCommandsPerOp,
+    redisCommandsPerOp,
+    cpuMsPerOp,
+    processes,
+  };
+}
+
 export interface EntryResult extends Omit<PerOp, 'processes' | 'commands'> {
   name: string;
   /** One line: what was measured and with which parameters. */
