@@ -1,10 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { create, type Font } from 'fontkit';
 
-/** The TrueType fonts embedded (subset) in every document: DejaVu Sans, vendored with its license. */
+/**
+ * The TrueType fonts embedded (subset) in every document: DejaVu Sans, vendored with its license, parsed (fontkit, as
+ * PDFKit parses them). Parsing is most of a render's cost (the tables of 1.4 MB of fonts, and the garbage they leave),
+ * so it is done once per process or render thread and every document subsets the same parsed fonts: a parsed font is
+ * only read by the layout and subsetting of a document (its glyph caches fill once), so documents cannot see each other.
+ */
 export interface DocumentFonts {
-  regular: Buffer;
-  bold: Buffer;
+  regular: Font;
+  bold: Font;
 }
 
 const FILES = { regular: 'DejaVuSans.ttf', bold: 'DejaVuSans-Bold.ttf' } as const;
@@ -23,11 +29,17 @@ function fontDirectory(): string {
 
 let loaded: DocumentFonts | undefined;
 
-/** Read once per process (or render thread): about 1.4 MB, immutable. */
+function parse(file: string): Font {
+  const font = create(readFileSync(file));
+  if (!('layout' in font)) throw new Error(`${path.basename(file)} is a font collection, not one font`);
+  return font;
+}
+
+/** Read and parsed once per process (or render thread). */
 export function loadDocumentFonts(): DocumentFonts {
   if (!loaded) {
     const dir = fontDirectory();
-    loaded = { regular: readFileSync(path.join(dir, FILES.regular)), bold: readFileSync(path.join(dir, FILES.bold)) };
+    loaded = { regular: parse(path.join(dir, FILES.regular)), bold: parse(path.join(dir, FILES.bold)) };
   }
   return loaded;
 }

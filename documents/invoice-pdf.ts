@@ -46,6 +46,8 @@ export async function renderInvoicePdf(view: InvoiceView, fonts: DocumentFonts =
     compress: false,
     lang: 'en-US',
     displayTitle: true,
+    // The document's own font from the start: PDFKit's default (Helvetica) would be parsed for every document, unused.
+    font: fonts.regular as unknown as string,
     info: {
       Title: title,
       Author: view.from.name,
@@ -55,8 +57,9 @@ export async function renderInvoicePdf(view: InvoiceView, fonts: DocumentFonts =
       ModDate: issued,
     },
   });
-  doc.registerFont(REGULAR, fonts.regular);
-  doc.registerFont(BOLD, fonts.bold);
+  // PDFKit takes a parsed (fontkit) font as it takes the file's bytes, and subsets it per document.
+  doc.registerFont(REGULAR, fonts.regular as unknown as PDFKit.Mixins.PDFFontSource);
+  doc.registerFont(BOLD, fonts.bold as unknown as PDFKit.Mixins.PDFFontSource);
   const chunks: Uint8Array[] = [];
   const done = new Promise<Buffer>((resolve, reject) => {
     doc.on('data', (chunk: Uint8Array) => chunks.push(chunk));

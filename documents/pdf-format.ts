@@ -11,18 +11,37 @@ export function moneyFormatter(
   currency: string,
   canPrint: (text: string) => boolean = () => true,
 ): (minorUnits: number) => string {
-  const code = currency.toUpperCase();
-  const digits = minorUnitDigits(code);
-  const options = { style: 'currency', currency: code, minimumFractionDigits: digits, maximumFractionDigits: digits };
-  const bySymbol = new Intl.NumberFormat('en-US', options as Intl.NumberFormatOptions);
-  const byCode = new Intl.NumberFormat('en-US', { ...options, currencyDisplay: 'code' } as Intl.NumberFormatOptions);
-  const scale = 10 ** digits;
+  const { bySymbol, byCode, scale } = currencyFormats(currency.toUpperCase());
   return (minorUnits) => {
     const major = minorUnits / scale;
     const text = bySymbol.format(major);
     // A symbol the font cannot draw prints as the ISO code instead.
     return canPrint(text) ? text : byCode.format(major);
   };
+}
+
+interface CurrencyFormats {
+  bySymbol: Intl.NumberFormat;
+  byCode: Intl.NumberFormat;
+  scale: number;
+}
+
+/** Made once per currency and process: an `Intl.NumberFormat` is costly to make and immutable once made. */
+const formatsByCurrency = new Map<string, CurrencyFormats>();
+
+function currencyFormats(code: string): CurrencyFormats {
+  let formats = formatsByCurrency.get(code);
+  if (!formats) {
+    const digits = minorUnitDigits(code);
+    const options = { style: 'currency', currency: code, minimumFractionDigits: digits, maximumFractionDigits: digits };
+    formats = {
+      bySymbol: new Intl.NumberFormat('en-US', options as Intl.NumberFormatOptions),
+      byCode: new Intl.NumberFormat('en-US', { ...options, currencyDisplay: 'code' } as Intl.NumberFormatOptions),
+      scale: 10 ** digits,
+    };
+    formatsByCurrency.set(code, formats);
+  }
+  return formats;
 }
 
 const QUANTITY = new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 });

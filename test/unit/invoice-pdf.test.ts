@@ -96,6 +96,18 @@ describe('renderInvoicePdf', () => {
     expect(first.toString('latin1')).toContain('(D:20260501000000Z)');
   });
 
+  it('renders a document the same whatever other documents the parsed fonts served before', async () => {
+    // The fonts are parsed once per process and every document subsets them: a document's bytes (its subset, its
+    // glyph widths) may not depend on what was rendered before it.
+    const latin = invoiceView(viewInput('standard'));
+    const before = await renderInvoicePdf(latin);
+    const payer = { reference: 'PAY-7', name: 'Ξένια Пушкина', billingAddress: ['Οδός Ερμού 12', 'ул. Пушкина'] };
+    await renderInvoicePdf(invoiceView({ ...viewInput('standard'), payer }));
+    const after = await renderInvoicePdf(structuredClone(latin));
+    expect(sha256(after)).toBe(sha256(before));
+    expect(pdfText(after)).not.toContain('Ξένια');
+  });
+
   it('renders a credit note with the invoice it credits', async () => {
     const document = paidInvoice({
       kind: 'credit_note',
