@@ -157,9 +157,14 @@ const envSchema = z.object({
   RENEWAL_CONCURRENCY: positiveInt.default(10),
   RENEWAL_SWEEP_EVERY_MS: positiveInt.default(60_000),
   AUDIT_CONCURRENCY: positiveInt.default(20),
-  /** Invoices rendered at once per worker process, and the worker threads that render their PDFs. */
+  /**
+   * Invoices rendered at once per worker process, and the worker threads that render their PDFs. One thread by
+   * default: a render takes about 10 ms of CPU (about 100 PDFs a second per thread, far above what one process
+   * charges or renews), and each thread holds about 75 MB (its own V8 heap, the parsed fonts); an invoices-only pod
+   * gives each thread a core of its own (docs/deploy.md).
+   */
   INVOICE_CONCURRENCY: positiveInt.default(4),
-  INVOICE_RENDER_THREADS: positiveInt.max(64).default(2),
+  INVOICE_RENDER_THREADS: positiveInt.max(64).default(1),
   OUTBOX_SWEEP_EVERY_MS: positiveInt.default(30_000),
   OUTBOX_STALE_AFTER_MS: positiveInt.default(60_000),
   /** Payments and refunds waiting on a gateway decision (or needing attention) this long are asked about at Stripe. */
