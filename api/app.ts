@@ -9,6 +9,7 @@ import type { Principal } from '../domain/access-policy';
 import { bodyContainsCardNumber, requestLineContainsCardNumber } from '../domain/card-number';
 import type { PaymentGateway } from '../domain/payment-gateway';
 import type { Database } from '../models';
+import { plainCollection } from '../models/connection';
 import type { AppConfig } from '../platform/config';
 import type { Logger } from '../platform/logger';
 import type { Queues } from '../queues';
@@ -45,7 +46,7 @@ declare module 'fastify' {
 export interface ApiDeps {
   config: Pick<AppConfig, 'env' | 'payments' | 'http' | 'auth' | 'queuePrefix' | 'stripe' | 'dashboard' | 'webhooks'>;
   logger: Logger;
-  database: Pick<Database, 'connection' | 'models' | 'encryption' | 'auditTrail' | 'invoiceDocuments'>;
+  database: Pick<Database, 'connection' | 'plainClient' | 'models' | 'encryption' | 'auditTrail' | 'invoiceDocuments'>;
   /** Verifies the signatures of audit chain anchors. */
   anchorPublicKey: KeyObject;
   queues: Queues;
@@ -251,6 +252,10 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     authorize: guard.authorize,
     authorizeList: guard.authorizeList,
     encryption: deps.database.encryption,
+    intake: {
+      companies: plainCollection(deps.database, deps.database.models.Company),
+      payments: plainCollection(deps.database, deps.database.models.Payment),
+    },
   });
   registerPaymentMethodRoutes(app, {
     models: deps.database.models,

@@ -1,4 +1,4 @@
-import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { z } from 'zod';
 import { PERMISSIONS, ROLES, type Principal } from '../domain/access-policy';
@@ -60,11 +60,61 @@ function reasonFor(error: unknown): string {
 /** The `typ` headers accepted (RFC 9068's `at+jwt`, and plain `JWT`); a token without one is judged by its claims. */
 const ACCESS_TOKEN_TYPES: ReadonlySet<string> = new Set(['jwt', 'at+jwt', 'application/at+jwt']);
 
-export function createAuthenticator(config: AuthConfig): Authenticator {
+/**
+ * How long a verified token's principal may be served without verifying the token again. Short on purpose: a key
+ * removed from the JWKS stops being honoured within this (jose's own JWKS cache keeps a fetched key set for 10
+ * minutes), and an entry never outlives the token's `exp` or its maximum age since `iat`.
+ */
+export const VERIFIED_TOKEN_TTL_MS = 30_000;
+/** Bounds the cache's memory whatever the number of distinct tokens (each entry is a digest and a principal). */
+export const VERIFIED_TOKEN_CACHE_ENTRIES = 5_000;
+
+type CachedPrincipal = { principal: Principal; validUntilMs: number };
+
+/**
+ * Principals of tokens that verified, by the SHA-256 of the token (the cache holds no bearer credential), so an
+ * upstream service that sends the same token with each request pays for the signature check and the claims' parse
+ * once per TTL. Failures are never cached: every invalid token is checked in full. Oldest entries go first when full.
+ */
+function verifiedTokenCache(maxEntries: number, ttlMs: number, now: () => number) {
+  const entries = new Map<string, CachedPrincipal>();
+  return {
+    get(digest: string): Principal | undefined {
+      const entry = entries.get(digest);
+      if (!entry) return undefined;
+      if (now() < entry.validUntilMs) return entry.principal;
+      entries.delete(digest);
+      return undefined;
+    },
+    set(digest: string, principal: Principal, tokenValidUntilMs: number): void {
+      const validUntilMs = Math.min(tokenValidUntilMs, now() + ttlMs);
+      if (validUntilMs <= now()) return;
+      entries.delete(digest);
+      if (entries.size >= maxEntries) entries.delete(entries.keys().next().value!);
+      entries.set(digest, { principal, validUntilMs });
+    },
+  };
+}
+
+export interface AuthenticatorOptions {
+  /** 0 turns the verified-token cache off. */
+  cacheEntries?: number;
+  cacheTtlMs?: number;
+  now?: () => number;
+}
+
+export function createAuthenticator(config: AuthConfig, options: AuthenticatorOptions = {}): Authenticator {
   const { get, algorithms } = verificationKey(config);
+  const now = options.now ?? Date.now;
+  const cacheEntries = options.cacheEntries ?? VERIFIED_TOKEN_CACHE_ENTRIES;
+  const cache =
+    cacheEntries > 0 ? verifiedTokenCache(cacheEntries, options.cacheTtlMs ?? VERIFIED_TOKEN_TTL_MS, now) : undefined;
   return async (header) => {
     const match = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header ?? '');
     if (!match?.[1]) throw new AuthenticationError(header ? 'authorization_malformed' : 'authorization_missing');
+    const digest = cache ? createHash('sha256').update(match[1]).digest('base64') : '';
+    const cached = cache?.get(digest);
+    if (cached) return cached;
     let payload: JWTPayload;
     let typ: string | undefined;
     try {
@@ -89,7 +139,7 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
     }
     const claims = claimsSchema.safeParse(payload);
     if (!claims.success) throw new AuthenticationError('token_claims_invalid');
-    return {
+    const principal: Principal = deepFreeze({
       subject: claims.data.sub,
       subjectType: claims.data.sub_type,
       companyId: claims.data.company_id,
@@ -99,6 +149,16 @@ export function createAuthenticator(config: AuthConfig): Authenticator {
       issuedAt: claims.data.iat,
       expiresAt: claims.data.exp,
       ...(claims.data.jti ? { tokenId: claims.data.jti } : {}),
-    };
+    });
+    // Served from the cache only while jose would still accept it without its clock tolerance: before `exp` and
+    // within the maximum age since `iat` (nbf has passed: it verified now).
+    cache?.set(digest, principal, Math.min(claims.data.exp, claims.data.iat + config.maxTokenAgeSeconds) * 1000);
+    return principal;
   };
+}
+
+/** A cached principal is shared by the requests that present its token: none of them may change it. */
+function deepFreeze<T extends object>(value: T): T {
+  for (const field of Object.values(value)) if (field && typeof field === 'object') Object.freeze(field);
+  return Object.freeze(value);
 }

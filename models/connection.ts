@@ -1,5 +1,5 @@
 import mongoose, { type Connection } from 'mongoose';
-import type { CSFLEKMSTlsOptions } from 'mongodb';
+import type { Collection, CSFLEKMSTlsOptions, Document, MongoClient } from 'mongodb';
 import type { KmsProviders } from './encryption';
 
 /**
@@ -19,4 +19,17 @@ export async function connectDatabase(
     autoIndex: false,
   });
   return connection.asPromise();
+}
+
+/**
+ * A model's collection on the driver client without automatic decryption, typed by its stored record: for hot paths
+ * that read fields stored in the clear, or insert records already validated and encrypted in full, without mongoose's
+ * query and document machinery or the decryption pass over every reply. Nothing is cast, defaulted or decrypted, so
+ * the caller writes every field and reads only plaintext ones.
+ */
+export function plainCollection<TRecord extends Document>(
+  database: { plainClient: MongoClient; connection: Connection },
+  model: { collection: { collectionName: string } },
+): Collection<TRecord> {
+  return database.plainClient.db(database.connection.name).collection<TRecord>(model.collection.collectionName);
 }

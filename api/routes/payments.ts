@@ -14,7 +14,7 @@ import type { AccessGuard } from '../access-guard';
 import { enqueueRecordedIntent } from '../enqueue';
 import { ApiError } from '../errors';
 import { authorizedPayment, companyShredded, paymentParams } from '../payment-access';
-import { requestPayment } from '../../application/payments/request-payment';
+import { requestPayment, type RequestPaymentDeps } from '../../application/payments/request-payment';
 import { parse, requireIdempotencyKey, scopeIdSchema } from '../validation';
 
 export interface PaymentRouteDeps {
@@ -24,6 +24,7 @@ export interface PaymentRouteDeps {
   authorize: AccessGuard['authorize'];
   authorizeList: AccessGuard['authorizeList'];
   encryption: Pick<FieldEncryption, 'encrypt'>;
+  intake: RequestPaymentDeps['intake'];
 }
 
 export const companyParams = z.object({ companyId: scopeIdSchema }).strict();
@@ -117,7 +118,7 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
 
     const principal = request.principal!;
     const result = await requestPayment(
-      { models: deps.models, enqueuePayment: (payment) => enqueuePayment(payment, request) },
+      { models: deps.models, intake: deps.intake, enqueuePayment: (payment) => enqueuePayment(payment, request) },
       {
         companyId,
         idempotencyKey,

@@ -10,7 +10,9 @@ import {
 import { PLATFORM_AUDIT_SCOPE } from '../../domain/audit-actions';
 import { type AuditEventInput } from '../../domain/audit-event';
 import type { Database } from '../../models';
+import { plainCollection } from '../../models/connection';
 import type { PaymentTarget } from '../../models/payment-config';
+import type { WebhookEventRecord } from '../../models/webhook-event.model';
 import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
 import type { Queues } from '../../queues';
 import { enqueueAuditEvent } from '../../queues/audit.queue';
@@ -22,7 +24,7 @@ import { refuseSpentSource, type AuthFailureBudget } from '../auth-failure-budge
 import { AUDITED_PER_SOURCE_PER_MINUTE, createAuditBudget } from '../audit-budget';
 
 export interface StripeWebhookRouteDeps {
-  db: Pick<Database, 'models' | 'encryption'>;
+  db: Pick<Database, 'models' | 'encryption' | 'plainClient' | 'connection'>;
   queues: Pick<Queues, 'stripe-events' | 'audit'>;
   /** Counts rejected deliveries, so a flood of forged ones cannot flood the audit trail. */
   redis: RedisClient;
@@ -82,6 +84,7 @@ export function parseConfigId(configId: unknown): PaymentTarget | undefined {
  */
 export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: StripeWebhookRouteDeps): Promise<void> {
   const { models, encryption } = deps.db;
+  const inbox = plainCollection<WebhookEventRecord>(deps.db, models.WebhookEvent);
   const withinAuditBudget = createAuditBudget(deps.redis, deps.keyPrefix);
 
   async function audit(request: FastifyRequest, event: Omit<AuditEventInput, 'requestId' | 'route' | 'sealed'>) {
@@ -154,6 +157,7 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
           {
             models,
             encryption,
+            inbox,
             enqueueEvent: (job, replays) => enqueueStripeEvent(deps.queues['stripe-events'], job, replays),
             enqueueAudit: (event) => audit(request, event),
             logger: request.log,

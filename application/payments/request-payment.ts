@@ -1,17 +1,23 @@
 import { ulid } from '../../platform/ids';
 import { paymentRequestHash, type PaymentRequest } from '../../domain/payment-request';
 import type { Models } from '../../models';
+import type { Collection } from 'mongodb';
 import { isDuplicateKeyError } from '../../models/errors';
 import type { PaymentRecord } from '../../models/payment.model';
 
 export interface RequestPaymentDeps {
-  models: Pick<Models, 'Company' | 'Payment'>;
+  models: Pick<Models, 'Payment'>;
   /**
    * Queues the payment's charge job together with its `payment.requested` audit event. Both are idempotent (ids from
    * the payment), so a retry or the outbox sweep may repeat them. The payment is recorded by then, so the request is
    * accepted even when they cannot be queued: the sweep queues it, and the charge worker emits `payment.requested`.
    */
   enqueuePayment: (payment: PaymentRecord) => Promise<void>;
+  /**
+   * The two collections of the usual path on the client without decryption (models/connection.ts `plainCollection`):
+   * the company's shredding mark and the payment are stored in the clear.
+   */
+  intake: { companies: Collection<{ _id: string; shreddedAt?: Date }>; payments: Collection<PaymentRecord> };
 }
 
 export interface PaymentRequestInput {
@@ -41,8 +47,9 @@ export async function requestPayment(
   deps: RequestPaymentDeps,
   input: PaymentRequestInput,
 ): Promise<PaymentRequestResult> {
-  const { Company, Payment } = deps.models;
-  const company = await Company.findById(input.companyId, { shreddedAt: 1 }).lean();
+  const { Payment } = deps.models;
+  // The driver's calls, without mongoose's query and document machinery (the request was validated in full).
+  const company = await deps.intake.companies.findOne({ _id: input.companyId }, { projection: { shreddedAt: 1 } });
   if (!company) return { outcome: 'company_not_found' };
   if (company.shreddedAt) return { outcome: 'company_shredded' };
 
@@ -64,8 +71,7 @@ export async function requestPayment(
       createdAt: now,
       updatedAt: now,
     };
-    // The request was validated in full (domain/payment-request.ts): a plain insert, no document machinery.
-    await Payment.insertMany([payment], { lean: true });
+    await deps.intake.payments.insertOne(payment);
   } catch (error) {
     if (!isDuplicateKeyError(error)) throw error;
     const existing = await Payment.findOne({ companyId: input.companyId, idempotencyKey: input.idempotencyKey }).lean();

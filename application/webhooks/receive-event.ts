@@ -1,3 +1,4 @@
+import type { Collection } from 'mongodb';
 import Stripe from 'stripe';
 import { z } from 'zod';
 import { PLATFORM_AUDIT_SCOPE, transitionEventId } from '../../domain/audit-actions';
@@ -7,7 +8,12 @@ import type { Models } from '../../models';
 import { isShreddedDataError, type FieldEncryption } from '../../models/encryption';
 import { isDuplicateKeyError } from '../../models/errors';
 import { loadPaymentLevels, type PaymentTarget } from '../../models/payment-config';
-import { companyInboxKey, inboxKeys, isFinishedWebhookEvent } from '../../models/webhook-event.model';
+import {
+  companyInboxKey,
+  inboxKeys,
+  isFinishedWebhookEvent,
+  type WebhookEventRecord,
+} from '../../models/webhook-event.model';
 import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
 import { STRIPE_EVENT_ID } from '../../domain/stripe-ids';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
@@ -76,6 +82,11 @@ export interface ReceiveEventLog {
 export interface ReceiveEventDeps {
   models: Pick<Models, 'Company' | 'Office' | 'WebhookEvent'>;
   encryption: Pick<FieldEncryption, 'encrypt'>;
+  /**
+   * The inbox's collection on the client without decryption (models/connection.ts `plainCollection`): the row is
+   * inserted with its payload already encrypted, and the reply needs no decryption pass.
+   */
+  inbox: Collection<WebhookEventRecord>;
   /** Queues the stored event's job (job id from the event id and its replay number). */
   enqueueEvent: (job: StripeEventJob, replays: number) => Promise<void>;
   /** Queues an audit event (the api seals the request's context into it). */
@@ -149,7 +160,8 @@ export async function receiveWebhookEvent(
   const verified = verifyStripeEvent(raw, delivery.signature, secrets);
   if (!verified.ok) return rejected(verified.reason, companyId);
   const { event } = verified;
-  const log = deps.logger.child({ stripeEventId: event.id, stripeEventType: event.type, companyId });
+  // Made only when a line is written (a redelivery, a failure): most deliveries write none.
+  const log = () => deps.logger.child({ stripeEventId: event.id, stripeEventType: event.type, companyId });
 
   let enqueue = true;
   // A redelivery while a replay is pending must name the replay's job, not start a second one.
@@ -167,10 +179,10 @@ export async function receiveWebhookEvent(
   // The inbox key: Stripe's event id, or, when another company (same Stripe account) stored that first, this
   // company's own key. The insert under a unique key is what makes a redelivery a no-op.
   let key = event.id;
-  let stored = await insertOrFind(models, key, row, companyId, event.id);
+  let stored = await insertOrFind(models, deps.inbox, key, row, companyId, event.id);
   if (stored === 'taken') {
     key = companyInboxKey(companyId, event.id);
-    stored = await insertOrFind(models, key, { ...row, stripeEventId: event.id }, companyId, event.id);
+    stored = await insertOrFind(models, deps.inbox, key, { ...row, stripeEventId: event.id }, companyId, event.id);
     if (stored === 'taken') throw new Error(`inbox key ${key} holds another company's event`);
   }
   if (stored !== 'inserted') {
@@ -178,7 +190,7 @@ export async function receiveWebhookEvent(
     key = stored._id;
     enqueue = !isFinishedWebhookEvent(stored.status);
     replays = stored.replays;
-    log.info({ status: stored.status }, 'stripe event redelivered');
+    log().info({ status: stored.status }, 'stripe event redelivered');
   }
 
   try {
@@ -201,7 +213,7 @@ export async function receiveWebhookEvent(
       'enqueue',
     );
   } catch (error) {
-    log.error({ err: error }, 'stripe event stored but not queued');
+    log().error({ err: error }, 'stripe event stored but not queued');
     throw new WebhookNotQueuedError(event.id, { cause: error });
   }
   return { outcome: 'received', event };
@@ -215,13 +227,15 @@ type StoredRow = { _id: string; status: Parameters<typeof isFinishedWebhookEvent
  */
 async function insertOrFind(
   models: Pick<Models, 'WebhookEvent'>,
+  inbox: Collection<WebhookEventRecord>,
   key: string,
-  row: object,
+  row: Omit<WebhookEventRecord, '_id' | 'replays'>,
   companyId: string,
   stripeEventId: string,
 ): Promise<'inserted' | 'taken' | StoredRow> {
   try {
-    await models.WebhookEvent.create({ _id: key, ...row });
+    // Every field is validated or built here (the envelope by its schema): the driver's insert, no mongoose document.
+    await inbox.insertOne({ _id: key, ...row, replays: 0 });
     return 'inserted';
   } catch (error) {
     if (!isDuplicateKeyError(error)) throw error;
