@@ -11,7 +11,12 @@
  *     (read the company, insert the record, the rate limiter's script, the two job adds).
  * - workers (argv[2] "workers"): BullMQ workers for the no-op jobs and data-bound
  *   charge and audit workers that replay the product's commands (and a charge's two
- *   Stripe requests) with plain clients.
+ *   Stripe requests) with plain clients. A succeeded charge is invoiced as the product
+ *   invoices it: the payer reference and the company's billing and invoice settings
+ *   read, the number inserted, the PDF rendered on the render threads (bare PDFKit)
+ *   and stored encrypted (bench/invoice-replay.ts `renderNow`), the invoice inserted
+ *   naming it; the outcome's audit events (succeeded, finalized, rendered) go in one
+ *   job, appended in one insert.
  *
  * Like the product's processes it counts its own commands, so a run shows the
  * replay issues what the product does.
@@ -20,7 +25,15 @@ import { createHash } from 'node:crypto';
 import Fastify from 'fastify';
 import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import { MongoClient, type Collection, type Document } from 'mongodb';
+import { ClientEncryption, MongoClient, type Collection, type Document } from 'mongodb';
+import { serviceLine } from '../domain/invoice-catalog';
+import { DEFAULT_INVOICE_NUMBER_PREFIX, formatDocumentNumber, invoiceIdFor, yearIn } from '../domain/invoice-number';
+import { createRenderPool } from '../documents/render-pool';
+import { ALGORITHMS, companyKeyAltName, kmsProvidersFor, localMasterKeyFor } from '../models/encryption';
+import { invoiceSettingsId } from '../models/invoice-settings.model';
+import type { InvoiceRecord } from '../models/invoice.model';
+import { auditBatchJobId } from '../queues/audit.queue';
+import { createInvoiceReplay, finalizedChanges } from './invoice-replay';
 import { ulid } from '../platform/ids';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { auditJobOptions } from '../queues/audit.queue';
@@ -49,6 +62,9 @@ export const BASELINE_COLLECTIONS = {
   payments: 'data_payments',
   webhookEvents: 'data_webhook_events',
   auditEvents: 'data_audit_events',
+  invoices: 'data_invoices',
+  invoiceNumbers: 'data_invoice_numbers',
+  documents: 'data_invoice_documents',
 } as const;
 
 // The same work as @fastify/rate-limit's Redis store: INCR, PEXPIRE on the first hit, else PTTL.
@@ -66,10 +82,18 @@ interface PaymentBody {
 }
 
 async function connectData(config: AppConfig) {
-  const client = await MongoClient.connect(config.mongodbUri, { serverSelectionTimeoutMS: 10_000 });
+  // Reads of encrypted fields decrypt as the product's do; writes encrypt explicitly (the invoice replay).
+  const kmsProviders = kmsProvidersFor(config.kms, localMasterKeyFor(config.kms, false));
+  const keyVaultNamespace = config.keyVaultNamespace;
+  const client = await MongoClient.connect(config.mongodbUri, {
+    autoEncryption: { keyVaultNamespace, kmsProviders, bypassAutoEncryption: true },
+    serverSelectionTimeoutMS: 10_000,
+  });
   const db = client.db();
   return {
     client,
+    db,
+    clientEncryption: new ClientEncryption(client, { keyVaultNamespace, kmsProviders }),
     companies: db.collection<Document>('companies'),
     payments: db.collection<Document>(BASELINE_COLLECTIONS.payments),
     webhookEvents: db.collection<Document>(BASELINE_COLLECTIONS.webhookEvents),
@@ -207,6 +231,7 @@ async function chargeAsData(
   data: Awaited<ReturnType<typeof connectData>>,
   audit: Queue,
   stripeBase: string,
+  issueInvoice: (payment: Document) => Promise<Document[]>,
 ): Promise<void> {
   const { paymentId } = job.data;
   const payments = data.payments as Collection<Document>;
@@ -258,16 +283,111 @@ async function chargeAsData(
     { payment_method: String(stored.paymentMethod) },
     `${paymentId}-confirm`,
   );
-  await payments.findOneAndUpdate(
+  const settled = await payments.findOneAndUpdate(
     { _id: paymentId as never, status: 'processing' },
     { $set: { status: confirmed.status, completedAt: new Date(), updatedAt: new Date() }, $unset: { lastError: 1 } },
     { returnDocument: 'after' },
   );
+  if (!settled) throw new Error(`payment ${paymentId} not settled`);
+  // The outcome's events in one job: succeeded, and its invoice's finalized and rendered.
+  const events = [auditJob(companyId, 'payment.succeeded', paymentId), ...(await issueInvoice(settled))];
   await audit.add(
-    'append',
-    auditJob(companyId, 'payment.succeeded', paymentId),
-    jobOptions(auditJobOptions, `audit-payment.succeeded-${paymentId}`),
+    'append-batch',
+    { events },
+    jobOptions(auditJobOptions, auditBatchJobId(events.map((event) => String(event.eventId)))),
   );
+}
+
+/**
+ * A succeeded one-off payment's invoice, as the product issues it with the render threads in its process: the payer's
+ * reference (its Customer, by the deterministic ciphertext of `cus_…`), the billing and invoice settings together, the
+ * number (an insert, the head kept in the process), the PDF rendered and stored, the invoice inserted naming it.
+ * Answers its audit events (finalized, rendered) for the outcome's job.
+ */
+function invoiceAsData(data: Awaited<ReturnType<typeof connectData>>, replay: ReturnType<typeof createInvoiceReplay>) {
+  const heads = new Map<string, number>();
+  const invoices = data.db.collection<InvoiceRecord>(BASELINE_COLLECTIONS.invoices);
+  const numbers = data.db.collection<Document & { _id: string }>(BASELINE_COLLECTIONS.invoiceNumbers);
+  return async (payment: Document): Promise<Document[]> => {
+    const companyId = String(payment.companyId);
+    const key = await data.clientEncryption.encrypt(String(payment.customer), {
+      keyAltName: companyKeyAltName(companyId),
+      algorithm: ALGORITHMS.deterministic,
+    });
+    const [customer, billing, settings] = await Promise.all([
+      data.db
+        .collection('stripe_customers')
+        .findOne({ companyId, stripeCustomerKey: key }, { projection: { customerRef: 1 } }),
+      data.db.collection('billing_settings').findOne({ _id: companyId as never }, { projection: { timeZone: 1 } }),
+      data.db
+        .collection('invoice_settings')
+        .findOne({ _id: invoiceSettingsId(companyId) as never }, { projection: { timeZone: 1, numberPrefix: 1 } }),
+    ]);
+    const invoiceId = invoiceIdFor({ type: 'payment', id: String(payment._id) });
+    const sequence = (heads.get(companyId) ?? 0) + 1;
+    heads.set(companyId, sequence);
+    await numbers.insertOne({ _id: invoiceId, key: `${companyId}|invoice`, sequence, createdAt: new Date() });
+    const issuedAt = payment.completedAt as Date;
+    const timeZone = String(billing?.timeZone ?? settings?.timeZone ?? 'UTC');
+    const line = serviceLine(payment.serviceCategory as string | undefined);
+    const now = new Date();
+    const amount = Number(payment.amount);
+    let invoice: InvoiceRecord = {
+      _id: invoiceId,
+      companyId,
+      ...(payment.officeId ? { officeId: String(payment.officeId) } : {}),
+      kind: 'invoice',
+      status: 'paid',
+      source: { type: 'payment', id: String(payment._id) },
+      settleAs: 'paid',
+      customerRef: String(customer?.customerRef ?? payment.customer),
+      paymentId: String(payment._id),
+      number: formatDocumentNumber(
+        'invoice',
+        String(settings?.numberPrefix ?? DEFAULT_INVOICE_NUMBER_PREFIX),
+        yearIn(issuedAt, timeZone),
+        sequence,
+      ),
+      sequence,
+      currency: String(payment.currency),
+      lines: [{ ...line, quantity: 1, unitAmount: amount, amount }],
+      subtotal: amount,
+      total: amount,
+      amountPaid: amount,
+      amountDue: 0,
+      issuedAt,
+      timeZone,
+      finalizedAt: now,
+      paidAt: issuedAt,
+      documentStatus: 'pending',
+      createdAt: now,
+      updatedAt: now,
+    };
+    const { document, phiLevel } = await replay.renderNow(invoice);
+    invoice = { ...invoice, documentStatus: 'stored', document };
+    await invoices.insertOne(invoice);
+    const event = (action: string, changes: Document[], at: Date) => ({
+      eventId: `${action}-${invoiceId}`,
+      companyId,
+      action,
+      outcome: 'success',
+      actor: { type: 'system', id: 'invoicing' },
+      resource: { type: 'invoice', id: invoiceId },
+      changes,
+      occurredAt: at.toISOString(),
+    });
+    return [
+      event('invoice.finalized', finalizedChanges(invoice), now),
+      event(
+        'invoice.rendered',
+        [
+          { field: 'document.sha256', before: null, after: document.sha256 },
+          { field: 'phiLevel', before: null, after: phiLevel },
+        ],
+        document.renderedAt,
+      ),
+    ];
+  };
 }
 
 async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> }> {
@@ -276,6 +396,18 @@ async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> 
   const connection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const producer = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const audit = new Queue(BASELINE_QUEUES.audit, { connection: producer, prefix: config.queuePrefix });
+  const pool = createRenderPool({ threads: config.workers.invoiceRenderThreads });
+  await data.db.collection(BASELINE_COLLECTIONS.invoiceNumbers).createIndex({ key: 1, sequence: 1 }, { unique: true });
+  const issueInvoice = invoiceAsData(
+    data,
+    createInvoiceReplay({
+      db: data.db,
+      clientEncryption: data.clientEncryption,
+      pool,
+      auditQueue: audit,
+      collections: { invoices: BASELINE_COLLECTIONS.invoices, documents: BASELINE_COLLECTIONS.documents },
+    }),
+  );
   const options = (concurrency: number) => ({ connection, prefix: config.queuePrefix, concurrency });
   // One head per company in memory, like the product's chain; the unique index still refuses a second writer.
   const sequences = new Map<string, number>();
@@ -284,21 +416,23 @@ async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> 
     new Worker(BASELINE_QUEUES.noopAudit, async () => undefined, options(config.workers.auditConcurrency)),
     new Worker<{ paymentId: string }>(
       BASELINE_QUEUES.charges,
-      (job) => chargeAsData(job, data, audit, (process.env.STRIPE_API_BASE ?? '').replace(/\/$/, '')),
+      (job) => chargeAsData(job, data, audit, (process.env.STRIPE_API_BASE ?? '').replace(/\/$/, ''), issueInvoice),
       options(config.workers.chargeConcurrency),
     ),
-    new Worker<{ companyId: string; eventId: string }>(
+    new Worker<{ companyId: string; eventId: string } | { events: Array<{ companyId: string; eventId: string }> }>(
       BASELINE_QUEUES.audit,
       async (job) => {
-        const sequence = (sequences.get(job.data.companyId) ?? 0) + 1;
-        sequences.set(job.data.companyId, sequence);
+        // One event, or an outcome's events in one ordered insert (one company's, consecutive places).
+        const events = 'events' in job.data ? job.data.events : [job.data];
+        const companyId = events[0]!.companyId;
+        const first = (sequences.get(companyId) ?? 0) + 1;
+        sequences.set(companyId, first + events.length - 1);
+        const recordedAt = new Date();
         try {
-          await data.auditEvents.insertOne({
-            _id: job.data.eventId as never,
-            ...job.data,
-            sequence,
-            recordedAt: new Date(),
-          });
+          await data.auditEvents.insertMany(
+            events.map((event, i) => ({ _id: event.eventId as never, ...event, sequence: first + i, recordedAt })),
+            { ordered: true },
+          );
         } catch (error) {
           // A repeated event (the api and the charge worker both add "requested"): stored once, like the product.
           if ((error as { code?: number }).code !== 11000) throw error;
@@ -313,6 +447,7 @@ async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> 
     async stop() {
       await Promise.all(workers.map((worker) => worker.close()));
       await audit.close();
+      await pool.close();
       connection.disconnect();
       producer.disconnect();
       await data.client.close();

@@ -73,7 +73,13 @@ export function createInvoiceReplay({ db, clientEncryption, pool, auditQueue, co
 
   /** The PDF of an invoice in hand: company, settings, (profile), render, encrypt, store. */
   const renderAndStore = async (invoice: InvoiceRecord, company: Document) => {
-    const settings = await settingsCollection.findOne({ _id: invoiceSettingsId(invoice.companyId) });
+    // The office's settings too when the document names an office (the product reads both, together).
+    const [settings] = await Promise.all([
+      settingsCollection.findOne({ _id: invoiceSettingsId(invoice.companyId) }),
+      invoice.officeId
+        ? settingsCollection.findOne({ _id: invoiceSettingsId(invoice.companyId, invoice.officeId) })
+        : null,
+    ]);
     const profile =
       settings?.phiLevel === 'standard'
         ? await payerProfiles.findOne(

@@ -11,6 +11,11 @@ export const invoiceJobSchema = z
       .refine((id) => INVOICE_ID.test(id) || CREDIT_NOTE_ID.test(id), 'an invoice or credit note id'),
     /** A later version of its document (paid later, voided): a job of its own, since the first one's id is taken. */
     version: z.number().int().min(2).max(99).optional(),
+    /**
+     * Queued by whoever issued the document, after its `finalized` event was queued: the render does not send it again
+     * (without the mark, from the outbox sweep or an older version, it does, under the event's fixed id).
+     */
+    finalizedQueued: z.literal(true).optional(),
   })
   .strict();
 export type InvoiceJob = z.infer<typeof invoiceJobSchema>;

@@ -17,6 +17,7 @@ import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
 import { QUEUE_NAMES } from '../queues/names';
 import { resolveGatewayAccess } from '../application/gateway-access';
 import { auditPaymentOutcome, recordPaymentOutcome } from '../application/payments/record-outcome';
+import { OutcomeAudit } from '../application/payments/outcome-audit';
 import { decideCharge, type SettledOutcome } from '../domain/payment-outcome';
 import { ACCOUNT_CHANGED, isSameGatewayAccount, type GatewayAccountRef } from '../domain/gateway-account';
 import { createQueueWorker, JobFailedError, type JobContext, type QueueWorkerOptions } from './queue-worker';
@@ -26,8 +27,13 @@ export interface ChargeDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
   gateway: PaymentGateway;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
-  /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
-  onOutcome?: (payment: PaymentRecord) => Promise<void>;
+  /** Queues several events of one outcome in one audit job (`enqueueAuditEvents`); without it, one job each. */
+  enqueueAuditEvents?: (events: readonly AuditEventInput[]) => Promise<void>;
+  /**
+   * Told of every payment outcome recorded (a subscription's period payment renews its subscription, a one-off one is
+   * invoiced), with the outcome's audit batch: its events go out with the outcome's, in one job.
+   */
+  onOutcome?: (payment: PaymentRecord, audit?: OutcomeAudit) => Promise<void>;
   logger: Logger;
 }
 
@@ -55,7 +61,26 @@ class PaymentFailedError extends JobFailedError {
 export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, context: JobContext): Promise<ChargeResult> {
   const parsed = chargeJobSchema.safeParse(job.data);
   if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid charge job payload');
-  return chargePayment(parsed.data.paymentId, job, deps, context);
+  // The outcome's events (settled, invoice finalized and rendered) are queued together when the job ends, however it
+  // ends: a job that throws is retried (or failed for good) only after they are queued, and a crash before that
+  // leaves the job to be run again, which sends them again under their fixed ids.
+  const { enqueueAuditEvents } = deps;
+  if (!enqueueAuditEvents) return chargePayment(parsed.data.paymentId, job, deps, context);
+  const audit = new OutcomeAudit(enqueueAuditEvents);
+  const batched: ChargeDeps = {
+    ...deps,
+    enqueueAudit: audit.add,
+    ...(deps.onOutcome ? { onOutcome: (payment) => deps.onOutcome!(payment, audit) } : {}),
+  };
+  let result: ChargeResult;
+  try {
+    result = await chargePayment(parsed.data.paymentId, job, batched, context, deps.enqueueAudit);
+  } catch (error) {
+    await audit.flush();
+    throw error;
+  }
+  await audit.flush();
+  return result;
 }
 
 async function chargePayment(
@@ -63,6 +88,8 @@ async function chargePayment(
   job: Job<ChargeJob>,
   deps: ChargeDeps,
   context: JobContext,
+  /** Queues `payment.requested` at once, alone: under the job id the api used, so BullMQ adds nothing while it has it. */
+  enqueueRequested: ChargeDeps['enqueueAudit'] = deps.enqueueAudit,
 ): Promise<ChargeResult> {
   const { Payment } = deps.models;
   const log = context.logger.child({ paymentId });
@@ -77,7 +104,7 @@ async function chargePayment(
   if (!payment) {
     const stored = await Payment.findById(paymentId).lean();
     if (!stored) throw new JobFailedError('payment_not_found', `payment ${paymentId} not found`);
-    await deps.enqueueAudit(paymentRequestedEvent(stored));
+    await enqueueRequested(paymentRequestedEvent(stored));
     if (isSettled(stored.status)) {
       await auditPaymentOutcome(deps, stored, { actor: ACTOR, jobId: job.id });
       // What follows an outcome (a renewal, an invoice) is idempotent: told again, in case it failed the first time.
@@ -86,7 +113,7 @@ async function chargePayment(
     }
     return { paymentId, status: stored.status };
   }
-  await deps.enqueueAudit(paymentRequestedEvent(payment));
+  await enqueueRequested(paymentRequestedEvent(payment));
 
   const settle = (outcome: SettledOutcome) => settlePayment(payment, outcome, job, deps, log);
 

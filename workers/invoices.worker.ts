@@ -21,11 +21,11 @@ export interface InvoiceResult {
 export async function processInvoice(job: Job<InvoiceJob>, deps: InvoicesDeps, context: JobContext) {
   const parsed = invoiceJobSchema.safeParse(job.data);
   if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid invoice job payload');
-  const { invoiceId } = parsed.data;
+  const { invoiceId, finalizedQueued } = parsed.data;
   const logger = context.logger.child({ invoiceId });
   let result;
   try {
-    result = await renderInvoiceDocument({ ...deps, logger }, invoiceId);
+    result = await renderInvoiceDocument({ ...deps, logger }, invoiceId, finalizedQueued ? { finalizedQueued } : {});
   } catch (error) {
     if (error instanceof InvoiceViewError) throw new JobFailedError('invoice_data_invalid', error.message);
     throw error;

@@ -6,7 +6,8 @@ import { loadAnchorSigner } from '../models/anchor-key';
 import type { AppConfig } from '../platform/config';
 import type { Logger } from '../platform/logger';
 import type { QueuePayloads, Queues } from '../queues';
-import { auditQueueJobSchema, type enqueueAuditEvent } from '../queues/audit.queue';
+import { auditQueueJobSchema, enqueueAuditEvents, type enqueueAuditEvent } from '../queues/audit.queue';
+import type { OutcomeAudit } from '../application/payments/outcome-audit';
 import { chargeJobSchema } from '../queues/charges.queue';
 import { ALL_QUEUE_NAMES, isQueueName, QUEUE_NAMES, type QueueName } from '../queues/names';
 import { enqueueRefund, refundJobSchema } from '../queues/refunds.queue';
@@ -108,16 +109,53 @@ function invoicing(context: WorkerContext): InvoiceSettledDeps {
     encryption: context.db.encryption,
     numbering: context.db.invoiceNumbering,
     enqueueAudit: context.enqueueAudit,
-    enqueueRender: (invoiceId, version) =>
-      enqueueInvoiceRender(context.queues.invoices, { invoiceId, ...(version && version > 1 ? { version } : {}) }),
+    enqueueRender: (invoiceId, version, finalizedQueued) =>
+      enqueueInvoiceRender(context.queues.invoices, {
+        invoiceId,
+        ...(version && version > 1 ? { version } : {}),
+        ...(finalizedQueued ? { finalizedQueued } : {}),
+      }),
     logger: context.logger,
   };
 }
 
-/** A recorded payment outcome: its subscription renews; a succeeded one-off payment gets its invoice. */
-const afterPaymentOutcome = (context: WorkerContext) => async (payment: PaymentRecord) => {
-  await renewAfterPayment(context.queues.renewals, payment);
-  await invoicePayment(invoicing(context), payment);
+/**
+ * In a process with the render threads, a document being issued is rendered and stored from the record in hand (no
+ * render job, no second read of it, no update of it); a failed render leaves it to its render job.
+ */
+function renderingAtIssue(context: WorkerContext): Pick<InvoiceSettledDeps, 'renderNow'> {
+  const pool = context.renderPool;
+  if (!pool) return {};
+  const deps = {
+    models: context.db.models,
+    documents: context.db.invoiceDocuments,
+    encryption: context.db.encryption,
+    render: (view: Parameters<RenderPool['render']>[0]) => pool.render(view),
+  };
+  return { renderNow: (invoice: InvoiceRecord) => renderDocumentNow(deps, invoice) };
+}
+
+/**
+ * A recorded payment outcome: its subscription renews; a succeeded one-off payment gets its invoice (rendered at once
+ * where this process can). Given the outcome's audit batch (the charge worker's), the invoice's events go into it, and
+ * a fallback render job is queued only after them (so it need not send `finalized` again).
+ */
+export const afterPaymentOutcome = (context: WorkerContext) => {
+  const invoices: InvoiceSettledDeps = { ...invoicing(context), ...renderingAtIssue(context) };
+  return async (payment: PaymentRecord, audit?: OutcomeAudit) => {
+    await renewAfterPayment(context.queues.renewals, payment);
+    await invoicePayment(
+      audit
+        ? {
+            ...invoices,
+            enqueueAudit: audit.add,
+            enqueueRender: (invoiceId, version, finalizedQueued) =>
+              audit.whenQueued(() => invoices.enqueueRender(invoiceId, version, finalizedQueued)),
+          }
+        : invoices,
+      payment,
+    );
+  };
 };
 
 /** A succeeded refund of an invoiced payment gets its credit note. */
@@ -176,6 +214,8 @@ export const WORKERS = {
       encryption: context.db.encryption,
       gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
+      enqueueAuditEvents: (events: Parameters<typeof enqueueAuditEvents>[1]) =>
+        enqueueAuditEvents(context.queues.audit, events),
       onOutcome: afterPaymentOutcome(context),
     }),
   }),
@@ -257,24 +297,10 @@ export const WORKERS = {
     deps: (context) => {
       // One plan-category cache for this worker's invoices (plans never change); in a process with the render threads
       // a paid period's PDF is rendered and stored as its invoice is issued, from the record in hand (no render job).
-      const pool = context.renderPool;
       const invoices: InvoiceSettledDeps = {
         ...invoicing(context),
         planCategory: cachedPlanCategories(context.db.models.Plan),
-        ...(pool
-          ? {
-              renderNow: (invoice: InvoiceRecord) =>
-                renderDocumentNow(
-                  {
-                    models: context.db.models,
-                    documents: context.db.invoiceDocuments,
-                    encryption: context.db.encryption,
-                    render: (view) => pool.render(view),
-                  },
-                  invoice,
-                ),
-            }
-          : {}),
+        ...renderingAtIssue(context),
       };
       return {
         ...common(context),

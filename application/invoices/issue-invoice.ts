@@ -39,8 +39,11 @@ export interface IssueInvoiceDeps {
   encryption?: Pick<FieldEncryption, 'encrypt'>;
   numbering: Pick<InvoiceNumbering, 'assign'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
-  /** Queues the rendering of a finalized document (job id = its id, and its document version after the first). */
-  enqueueRender: (invoiceId: string, version?: number) => Promise<void>;
+  /**
+   * Queues the rendering of a finalized document (job id = its id, and its document version after the first);
+   * `finalizedQueued` when its `finalized` event was queued (or collected by the job that queues this) before.
+   */
+  enqueueRender: (invoiceId: string, version?: number, finalizedQueued?: boolean) => Promise<void>;
   /**
    * Renders and stores the document of an invoice being issued, from the record this process holds (no render job, no
    * second read of it): in a process with the render threads. Undefined when nothing was stored (a shredded company);
@@ -493,7 +496,8 @@ async function issue(deps: IssueInvoiceDeps, draft: Draft, numberPrefix?: string
   }
   if (invoice.documentStatus === 'pending') {
     try {
-      await deps.enqueueRender(invoice._id);
+      // `finalized` went to the audit sink above (finalizeInvoice): the render job need not send it again.
+      await deps.enqueueRender(invoice._id, undefined, invoice.number !== undefined);
     } catch (error) {
       // Finalized and recorded: the outbox sweep queues a document left pending.
       deps.logger.warn({ invoiceId: invoice._id, err: error }, 'invoice finalized but not queued for rendering');

@@ -39,9 +39,13 @@ const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'invoices-worker' 
  * `InvoiceView`; renders the PDF on a worker thread; stores it encrypted with the company's data key, with the
  * SHA-256 of the PDF and of the ciphertext recorded on the invoice. Safe to repeat: a stored document is kept.
  */
-export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: string): Promise<RenderOutcome> {
+export async function renderInvoiceDocument(
+  deps: RenderInvoiceDeps,
+  invoiceId: string,
+  options: { finalizedQueued?: boolean } = {},
+): Promise<RenderOutcome> {
   try {
-    return await renderOnce(deps, invoiceId);
+    return await renderOnce(deps, invoiceId, options);
   } catch (error) {
     // Shredded while this render was in flight: nothing of it is stored, and no key is created for it.
     if (error instanceof CompanyShreddedError) return { outcome: 'company_shredded' };
@@ -49,7 +53,11 @@ export async function renderInvoiceDocument(deps: RenderInvoiceDeps, invoiceId: 
   }
 }
 
-async function renderOnce(deps: RenderInvoiceDeps, invoiceId: string): Promise<RenderOutcome> {
+async function renderOnce(
+  deps: RenderInvoiceDeps,
+  invoiceId: string,
+  options: { finalizedQueued?: boolean },
+): Promise<RenderOutcome> {
   const { Invoice, Company } = deps.models;
   const found: InvoiceRecord | null = await Invoice.findById(invoiceId).lean();
   if (!found) return { outcome: 'not_found' };
@@ -58,8 +66,11 @@ async function renderOnce(deps: RenderInvoiceDeps, invoiceId: string): Promise<R
   if (!company || company.shreddedAt) return { outcome: 'company_shredded' };
   // A draft left by a crash is finalized here. A settled one was finalized when it was issued, but its event may not
   // have been queued (Redis down, then the sweep found the invoice already there): it is sent again, under its fixed
-  // id, so it is recorded once whoever sends it. The same for an uncollectible invoice paid later.
-  const invoice = await finalizeInvoice(deps, found);
+  // id, so it is recorded once whoever sends it. The same for an uncollectible invoice paid later. Not when its issuer
+  // queued this job after queuing the event (`finalizedQueued`): inside an outcome's batch job, a second send would be
+  // a real second append attempt, not a job BullMQ drops by its id.
+  const settled = found.number !== undefined && found.status !== 'draft' && found.status !== 'open';
+  const invoice = options.finalizedQueued && settled ? found : await finalizeInvoice(deps, found);
   if (invoice.status === 'paid' && (invoice.documentVersion ?? 1) > 1) await deps.enqueueAudit(paidEvent(invoice));
 
   const rendered = await renderAndStore(deps, invoice, company.name);

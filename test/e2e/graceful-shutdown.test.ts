@@ -58,7 +58,7 @@ it('finishes a charge that is waiting on Stripe when SIGTERM arrives, then exits
   expect(sim.requests.filter((r) => r.path.endsWith('/confirm'))).toHaveLength(1);
 }, 60_000);
 
-it('finishes the invoice renders it has when SIGTERM arrives, leaving the rest waiting, then exits 0', async () => {
+it('finishes the charges and invoice renders it has when SIGTERM arrives, leaving the rest waiting, then exits 0', async () => {
   workers = startNodeProcess('workers', 'workers/main.js', ctx.env);
   await workers.waitForLog((r) => r.msg === 'workers started', { what: '"workers started"' });
   const payments = await Promise.all(
@@ -67,22 +67,31 @@ it('finishes the invoice renders it has when SIGTERM arrives, leaving the rest w
   for (const payment of payments) {
     await enqueueCharge(ctx.queues.charges, { paymentId: payment._id, requestId: payment.requestId });
   }
-  // Each succeeded payment gets an invoice, rendered on the worker threads: stop while renders are running.
+  // Each succeeded payment's invoice is rendered on the worker threads inside its charge job (issue 22): stop while
+  // charges are running.
   await waitFor(
-    () => ctx.queues.invoices.getActiveCount(),
+    () => ctx.queues.charges.getActiveCount(),
     (active) => active > 0,
-    { what: 'an invoice render to be running', intervalMs: 5 },
+    { what: 'a charge to be running', intervalMs: 5 },
   );
   const exit = await workers.stop('SIGTERM', 25_000);
   expect(exit).toEqual({ code: 0, signal: null });
   expect(workers.logRecords().some((r) => r.msg === 'job stalled')).toBe(false);
 
   // Nothing was cut off: no job is left active, none failed; what did not start waits for the next process.
-  expect(await ctx.queues.invoices.getActiveCount()).toBe(0);
-  expect(await ctx.queues.invoices.getFailedCount()).toBe(0);
-  const invoices = await ctx.db.models.Invoice.find({ companyId }).lean();
-  const stored = invoices.filter((invoice) => invoice.documentStatus === 'stored');
-  expect(stored.length).toBeGreaterThan(0);
-  const waiting = await ctx.queues.invoices.getWaitingCount();
-  expect(stored.length + waiting).toBe(invoices.length);
+  for (const queue of [ctx.queues.charges, ctx.queues.invoices]) {
+    expect(await queue.getActiveCount()).toBe(0);
+    expect(await queue.getFailedCount()).toBe(0);
+  }
+  const states = await Promise.all(
+    payments.map(async (payment) => (await ctx.queues.charges.getJob(chargeJobId(payment._id)))?.getState()),
+  );
+  expect(states.every((state) => state === 'completed' || state === 'waiting')).toBe(true);
+  const charged = payments.filter((_, i) => states[i] === 'completed').map((payment) => payment._id);
+  expect(charged.length).toBeGreaterThan(0);
+  // Every charge that finished has its invoice, inserted with its PDF stored: none half-rendered, none left to a job.
+  const invoices = await ctx.db.models.Invoice.find({ companyId, paymentId: { $in: charged } }).lean();
+  expect(invoices).toHaveLength(charged.length);
+  expect(invoices.every((invoice) => invoice.documentStatus === 'stored')).toBe(true);
+  expect(await ctx.queues.invoices.getWaitingCount()).toBe(0);
 }, 60_000);
