@@ -11,6 +11,7 @@ import { isSettled } from '../domain/payment-status';
 import type { FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
 import type { PaymentRecord } from '../models/payment.model';
+import type { SettingsReads } from '../models/settings-cache';
 import type { Logger } from '../platform/logger';
 import type { AuditEventInput } from '../domain/audit-event';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
@@ -28,6 +29,8 @@ export interface ChargeDeps {
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /** Told of every payment outcome recorded (a subscription's period payment renews its subscription). */
   onOutcome?: (payment: PaymentRecord) => Promise<void>;
+  /** The process's settings cache (models/settings-cache.ts). */
+  settings?: SettingsReads;
   logger: Logger;
 }
 
@@ -108,7 +111,7 @@ async function chargePayment(
   // Every charge uses the effective configuration (the company's, or the office's where the mode says so), and a
   // retry only the gateway account its first call used.
   const target = { companyId: payment.companyId, officeId: payment.officeId };
-  const access = await resolveGatewayAccess(deps.models, target, payment.gatewayAccount);
+  const access = await resolveGatewayAccess(deps.models, target, payment.gatewayAccount, deps.settings);
   if (!access.ok) return giveUp(access.failure);
   const { credentials, charge } = access;
 
