@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
 import type { Models } from './index';
 import type { BillingSettingsRecord } from './billing-settings.model';
 import type { StoredPaymentInfo } from './company.model';
@@ -31,6 +32,15 @@ export interface SettingsReads {
   office(companyId: string, officeId: string): Promise<CachedOffice | null>;
   invoiceSettings(companyId: string, officeId?: string): Promise<InvoiceSettingsRecord | null>;
   billingSettings(companyId: string): Promise<BillingSettingsRecord | null>;
+  /**
+   * The payer reference of a Stripe Customer (`cus_…`) of the company, as `load` finds it. A Customer record is written
+   * once and never changed or removed, so one found is kept; one not found is asked again (it may be made later).
+   */
+  payerReference(
+    companyId: string,
+    customer: string,
+    load: () => Promise<string | undefined>,
+  ): Promise<string | undefined>;
 }
 
 interface Entry {
@@ -55,6 +65,7 @@ export const DEFAULT_SETTINGS_CACHE_ENTRIES = 2_000;
  */
 export class SettingsCache implements SettingsReads {
   private readonly entries = new Map<string, Entry>();
+  private readonly payerReferences = new Map<string, string>();
   private readonly jobs = new AsyncLocalStorage<JobTokens>();
 
   constructor(
@@ -124,6 +135,26 @@ export class SettingsCache implements SettingsReads {
       const { cacheToken, ...rest } = found;
       return { doc: rest, token: cacheToken };
     });
+  }
+
+  async payerReference(
+    companyId: string,
+    customer: string,
+    load: () => Promise<string | undefined>,
+  ): Promise<string | undefined> {
+    const key = createHash('sha256')
+      .update(JSON.stringify([companyId, customer]))
+      .digest('base64url');
+    const known = this.payerReferences.get(key);
+    if (known !== undefined) return known;
+    const found = await load();
+    if (found !== undefined) {
+      this.payerReferences.set(key, found);
+      while (this.payerReferences.size > this.maxEntries) {
+        this.payerReferences.delete(this.payerReferences.keys().next().value!);
+      }
+    }
+    return found;
   }
 
   /** Every key a job may read for this company (and office): validated together, in one MGET. */

@@ -414,12 +414,19 @@ export async function voidCreditOfFailedRefund(deps: IssueInvoiceDeps, refund: R
  */
 async function payerReferenceOf(deps: IssueInvoiceDeps, payment: PaymentRecord): Promise<string> {
   if (!deps.encryption) return payment.customer;
+  // Encrypted first whatever the cache holds: a shredded company's key is gone, and this fails as it did.
   const key = await deps.encryption.encrypt(payment.companyId, payment.customer, 'deterministic');
-  const customer = await deps.models.StripeCustomer.findOne(
-    { companyId: payment.companyId, stripeCustomerKey: key },
-    { customerRef: 1 },
-  ).lean();
-  return customer?.customerRef ?? payment.customer;
+  const find = async () =>
+    (
+      await deps.models.StripeCustomer.findOne(
+        { companyId: payment.companyId, stripeCustomerKey: key },
+        { customerRef: 1 },
+      ).lean()
+    )?.customerRef;
+  const found = deps.settings
+    ? await deps.settings.payerReference(payment.companyId, payment.customer, find)
+    : await find();
+  return found ?? payment.customer;
 }
 
 /**

@@ -175,6 +175,18 @@ describe('the settings cache of a worker process', () => {
     });
   });
 
+  it('keeps a payer reference once found (Customer records never change), and asks again while there is none', async () => {
+    const cache = new SettingsCache(other.models, other.documentTokens);
+    const found = jest.fn(async () => 'payer-ref-1');
+    const missing = jest.fn(async () => undefined);
+    expect(await cache.payerReference(companyId, 'cus_A', found)).toBe('payer-ref-1');
+    expect(await cache.payerReference(companyId, 'cus_A', found)).toBe('payer-ref-1');
+    expect(found).toHaveBeenCalledTimes(1);
+    expect(await cache.payerReference(companyId, 'cus_B', missing)).toBeUndefined();
+    expect(await cache.payerReference(companyId, 'cus_B', missing)).toBeUndefined();
+    expect(missing).toHaveBeenCalledTimes(2);
+  });
+
   it('keeps at most its configured number of entries', async () => {
     const cache = new SettingsCache(other.models, other.documentTokens, 3);
     const ids = await Promise.all(
