@@ -41,6 +41,12 @@ export interface SettingsReads {
     customer: string,
     load: () => Promise<string | undefined>,
   ): Promise<string | undefined>;
+  /**
+   * Whether the company is certainly not shredded *now*: Redis' token, read now (not the job's validated one), is
+   * still that of a cached record without the shredded mark, so no write of the company (shredding first sets its
+   * token) has begun since. False when that cannot be said: the caller asks the database.
+   */
+  certainlyNotShredded(companyId: string): Promise<boolean>;
 }
 
 interface Entry {
@@ -155,6 +161,19 @@ export class SettingsCache implements SettingsReads {
       }
     }
     return found;
+  }
+
+  async certainlyNotShredded(companyId: string): Promise<boolean> {
+    const key = this.tokens.key('company', companyId);
+    const entry = this.entries.get(key);
+    const company = entry?.doc as CachedCompany | null | undefined;
+    if (!entry || entry.token === null || !company || company.shreddedAt || company.paymentInfoShredded) return false;
+    try {
+      const [now] = await this.tokens.current([key]);
+      return now === entry.token;
+    } catch {
+      return false;
+    }
   }
 
   /** Every key a job may read for this company (and office): validated together, in one MGET. */
