@@ -32,7 +32,14 @@ export class DocumentTokens {
   /** A fresh token for a document about to be written, stored in Redis first (a failure refuses the write). */
   async bump(kind: TokenedKind, id: string): Promise<string> {
     const token = randomBytes(12).toString('base64url');
-    await this.redis.set(this.key(kind, id), token);
+    try {
+      await this.redis.set(this.key(kind, id), token);
+    } catch (error) {
+      // Stored without its token, another process could keep serving what this write replaces: not stored.
+      throw new UntokenedWriteError(`the ${kind} is not written: Redis did not take its cache token`, {
+        cause: error,
+      });
+    }
     return token;
   }
 

@@ -164,12 +164,15 @@ export async function openDatabase(
   };
 }
 
-/** The connection for document tokens: the api's fail-fast options, ready before the database is handed out. */
+/**
+ * The connection for document tokens: the api's fail-fast options, given up to 10 s to be ready. Without Redis the
+ * database still opens (reads work); a write of a tokened document is refused until Redis is back.
+ */
 async function connectTokenRedis(url: string): Promise<RedisClient> {
   const redis = createRedisConnection(url, 'api');
   redis.on('error', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('redis for document tokens not ready within 10 s')), 10_000);
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 10_000);
     redis.once('ready', () => {
       clearTimeout(timer);
       resolve();
