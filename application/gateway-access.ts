@@ -4,7 +4,8 @@ import { configurationId, isLiveModeKey } from '../domain/webhook-binding';
 import type { GatewayChargeSettings, GatewayCredentials } from '../domain/payment-gateway';
 import type { Models } from '../models';
 import { isShreddedDataError } from '../models/encryption';
-import { loadPaymentLevels, type PaymentTarget } from '../models/payment-config';
+import { loadPaymentLevels, ShreddedPaymentInfoError, type PaymentTarget } from '../models/payment-config';
+import type { SettingsReads } from '../models/settings-cache';
 
 export type GatewayAccess =
   | { ok: true; credentials: GatewayCredentials; charge: GatewayChargeSettings; account: GatewayAccountRef }
@@ -22,12 +23,14 @@ export async function resolveGatewayAccess(
   models: Pick<Models, 'Company' | 'Office'>,
   target: PaymentTarget,
   servedBy?: GatewayAccountRef,
+  /** A worker's settings cache: the company and office read through it (validated against Redis' tokens). */
+  reads?: SettingsReads,
 ): Promise<GatewayAccess> {
   let levels: Awaited<ReturnType<typeof loadPaymentLevels>>;
   try {
-    levels = await loadPaymentLevels(models, target, { officeOnlyWhenUsed: true });
+    levels = await loadPaymentLevels(models, target, { officeOnlyWhenUsed: true, ...(reads ? { reads } : {}) });
   } catch (error) {
-    if (!isShreddedDataError(error)) throw error;
+    if (!isShreddedDataError(error) && !(error instanceof ShreddedPaymentInfoError)) throw error;
     return {
       ok: false,
       failure: { code: 'data_shredded', message: "the company's payment configuration was crypto-shredded" },

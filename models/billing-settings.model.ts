@@ -1,9 +1,12 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import { tokenedDocuments } from './document-tokens';
 import type { AuditEventInput } from '../domain/audit-event';
 import type { DunningPolicy } from '../domain/dunning';
 
 /** A company's billing settings: the time zone its billing days are counted in, and its dunning policy. */
 export interface BillingSettingsRecord {
+  /** The token of its last write (models/document-tokens.ts). */
+  cacheToken?: string;
   /** The company id: one document per company. */
   _id: string;
   timeZone: string;
@@ -40,6 +43,9 @@ const billingSettingsSchema = new Schema<BillingSettingsRecord>(
   },
   { timestamps: true, versionKey: false, collection: 'billing_settings' },
 );
+
+// Every write sets its cache token, Redis first (models/document-tokens.ts).
+tokenedDocuments(billingSettingsSchema, 'billing_settings');
 
 export type BillingSettingsModel = Model<BillingSettingsRecord>;
 

@@ -1,4 +1,5 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import { tokenedDocuments } from './document-tokens';
 import type { AuditEventInput } from '../domain/audit-event';
 import { PAYMENT_MODES, type Compliance, type PaymentMode } from '../domain/payment-config';
 
@@ -36,6 +37,8 @@ export interface StoredPaymentInfo {
 }
 
 export interface CompanyRecord {
+  /** The token of its last write (models/document-tokens.ts). */
+  cacheToken?: string;
   _id: string;
   name: string;
   payment_info?: StoredPaymentInfo;
@@ -74,6 +77,9 @@ const companySchema = new Schema<CompanyRecord>(
   },
   { timestamps: true, versionKey: false, collection: 'companies' },
 );
+
+// Every write sets its cache token, Redis first (models/document-tokens.ts).
+tokenedDocuments(companySchema, 'company');
 
 export type CompanyModel = Model<CompanyRecord>;
 

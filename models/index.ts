@@ -6,6 +6,8 @@ import { createAuditEventModel, type AuditEventModel } from './audit-event.model
 import { AuditTrail } from './audit-trail';
 import { createCompanyModel, type CompanyModel } from './company.model';
 import { connectDatabase } from './connection';
+import { DocumentTokens, registerDocumentTokens } from './document-tokens';
+import { createRedisConnection, type RedisClient } from '../platform/redis';
 import { FieldEncryption, kmsProvidersFor, kmsTlsOptionsFor, localMasterKeyFor } from './encryption';
 import { createOfficeModel, type OfficeModel } from './office.model';
 import { createPaymentModel, type PaymentModel } from './payment.model';
@@ -83,6 +85,8 @@ export interface Database {
   invoiceDocuments: InvoiceDocumentStore;
   /** This process's invoice numbering (it caches the heads it wrote). */
   invoiceNumbering: InvoiceNumbering;
+  /** Cache tokens of companies, offices, invoice and billing settings (every write of one sets its token first). */
+  documentTokens: DocumentTokens;
   close(): Promise<void>;
 }
 
@@ -118,7 +122,7 @@ export function createModels(connection: Connection): Models {
 
 /** Connects, wires encryption and models, and makes sure indexes exist (idempotent). */
 export async function openDatabase(
-  config: Pick<AppConfig, 'mongodbUri' | 'keyVaultNamespace' | 'kms' | 'env'>,
+  config: Pick<AppConfig, 'mongodbUri' | 'keyVaultNamespace' | 'kms' | 'env' | 'redisUrl' | 'queuePrefix'>,
 ): Promise<Database> {
   const localKey = localMasterKeyFor(config.kms, config.env !== 'production');
   const kmsProviders = kmsProvidersFor(config.kms, localKey);
@@ -129,6 +133,10 @@ export async function openDatabase(
     kmsTlsOptionsFor(config.kms),
   );
   const models = createModels(connection);
+  // Fails fast while Redis is down (a settings write is refused, never stored without its token).
+  const tokenRedis = await connectTokenRedis(config.redisUrl);
+  const documentTokens = new DocumentTokens(tokenRedis, config.queuePrefix);
+  registerDocumentTokens(connection, documentTokens);
   const encryption = new FieldEncryption(
     connection.getClient(),
     config.kms,
@@ -149,8 +157,26 @@ export async function openDatabase(
     auditTrail,
     invoiceDocuments: new InvoiceDocumentStore(plainClient.db(connection.name)),
     invoiceNumbering: new InvoiceNumbering(models.InvoiceNumber),
+    documentTokens,
     close: async () => {
-      await Promise.all([connection.close(), plainClient.close()]);
+      await Promise.all([connection.close(), plainClient.close(), tokenRedis.quit().catch(() => undefined)]);
     },
   };
+}
+
+/**
+ * The connection for document tokens: the api's fail-fast options, given up to 10 s to be ready. Without Redis the
+ * database still opens (reads work); a write of a tokened document is refused until Redis is back.
+ */
+async function connectTokenRedis(url: string): Promise<RedisClient> {
+  const redis = createRedisConnection(url, 'api');
+  redis.on('error', () => undefined);
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 10_000);
+    redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  return redis;
 }

@@ -1,4 +1,5 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import { tokenedDocuments } from './document-tokens';
 import type { AuditEventInput } from '../domain/audit-event';
 import { PHI_LEVELS, type Letterhead, type PhiLevel } from '../domain/invoice';
 import { LETTERHEAD_STYLES, type LetterheadStyle } from '../domain/invoice-settings';
@@ -9,6 +10,8 @@ import { LETTERHEAD_STYLES, type LetterheadStyle } from '../domain/invoice-setti
  * letterhead or letterhead style. Nothing here is PHI.
  */
 export interface InvoiceSettingsRecord {
+  /** The token of its last write (models/document-tokens.ts). */
+  cacheToken?: string;
   /** `company|<companyId>` or `office|<companyId>|<officeId>`. */
   _id: string;
   companyId: string;
@@ -66,6 +69,9 @@ const invoiceSettingsSchema = new Schema<InvoiceSettingsRecord>(
   },
   { timestamps: true, versionKey: false, collection: 'invoice_settings' },
 );
+
+// Every write sets its cache token, Redis first (models/document-tokens.ts).
+tokenedDocuments(invoiceSettingsSchema, 'invoice_settings');
 
 export type InvoiceSettingsModel = Model<InvoiceSettingsRecord>;
 

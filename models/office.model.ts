@@ -1,9 +1,12 @@
 import { Schema, type Connection, type Model } from 'mongoose';
+import { tokenedDocuments } from './document-tokens';
 import type { AuditEventInput } from '../domain/audit-event';
 import { paymentInfoSchema, type StoredPaymentInfo } from './company.model';
 
 /** An office of a company. Its `payment_info` overrides the company's where the company's mode allows. */
 export interface OfficeRecord {
+  /** The token of its last write (models/document-tokens.ts). */
+  cacheToken?: string;
   _id: string;
   companyId: string;
   officeId: string;
@@ -25,6 +28,9 @@ const officeSchema = new Schema<OfficeRecord>(
   { timestamps: true, versionKey: false, collection: 'offices' },
 );
 officeSchema.index({ companyId: 1, officeId: 1 }, { unique: true, name: 'company_office' });
+
+// Every write sets its cache token, Redis first (models/document-tokens.ts).
+tokenedDocuments(officeSchema, 'office');
 
 export type OfficeModel = Model<OfficeRecord>;
 

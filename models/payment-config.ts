@@ -9,6 +9,7 @@ import type { Database, Models } from './index';
 import { PAYMENT_INFO_VERSION, type StoredPaymentInfo } from './company.model';
 import { officeRecordId } from './office.model';
 import { pendingAuditPath, pendingAuditSet, type PendingAudit } from './pending-audit';
+import type { SettingsReads } from './settings-cache';
 
 export interface PaymentTarget {
   companyId: string;
@@ -43,7 +44,11 @@ export async function loadPaymentLevels(
   models: Pick<Models, 'Company' | 'Office'>,
   target: PaymentTarget,
   /** Read the office only when the company's mode uses office settings (one round trip fewer per charge). */
-  options: { officeOnlyWhenUsed?: boolean } = {},
+  options: {
+    officeOnlyWhenUsed?: boolean;
+    /** The process's settings cache (models/settings-cache.ts): reads it validates instead of the database's. */
+    reads?: SettingsReads;
+  } = {},
 ): Promise<{
   company?: CompanyPaymentLevel;
   office?: OfficePaymentLevel;
@@ -55,9 +60,19 @@ export async function loadPaymentLevels(
     target.officeId
       ? models.Office.findById(officeRecordId(target.companyId, target.officeId), { payment_info: 1 }).lean()
       : null;
-  let company: Awaited<ReturnType<typeof findCompany>>;
-  let office: Awaited<ReturnType<typeof findOffice>>;
-  if (options.officeOnlyWhenUsed) {
+  let company: { payment_info?: StoredPaymentInfo; shreddedAt?: Date } | null;
+  let office: { payment_info?: StoredPaymentInfo } | null;
+  const { reads } = options;
+  if (reads) {
+    const cached = await reads.company(target.companyId, target.officeId);
+    if (cached?.paymentInfoShredded) throw new ShreddedPaymentInfoError(target.companyId);
+    company = cached;
+    const mode = company?.payment_info?.mode ?? 'company';
+    office =
+      target.officeId && (mode !== 'company' || !options.officeOnlyWhenUsed)
+        ? await reads.office(target.companyId, target.officeId)
+        : null;
+  } else if (options.officeOnlyWhenUsed) {
     company = await findCompany();
     const mode = company?.payment_info?.mode ?? 'company';
     office = mode === 'company' ? null : await findOffice();
@@ -78,6 +93,14 @@ export async function loadPaymentLevels(
       ? { officeId: target.officeId, settings: settingsFromStored(office?.payment_info) }
       : undefined,
   };
+}
+
+/** A cached company whose payment configuration could not be decrypted (its data key was shredded). */
+export class ShreddedPaymentInfoError extends Error {
+  override readonly name = 'ShreddedPaymentInfoError';
+  constructor(readonly companyId: string) {
+    super(`company ${companyId}'s payment configuration was crypto-shredded`);
+  }
 }
 
 const SECRET_PATHS = {

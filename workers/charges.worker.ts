@@ -11,6 +11,7 @@ import { isSettled } from '../domain/payment-status';
 import type { FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
 import type { PaymentRecord } from '../models/payment.model';
+import type { SettingsReads } from '../models/settings-cache';
 import type { Logger } from '../platform/logger';
 import type { AuditEventInput } from '../domain/audit-event';
 import { chargeJobSchema, type ChargeJob } from '../queues/charges.queue';
@@ -34,6 +35,8 @@ export interface ChargeDeps {
    * invoiced), with the outcome's audit batch: its events go out with the outcome's, in one job.
    */
   onOutcome?: (payment: PaymentRecord, audit?: OutcomeAudit) => Promise<void>;
+  /** The process's settings cache (models/settings-cache.ts). */
+  settings?: SettingsReads;
   logger: Logger;
 }
 
@@ -135,7 +138,7 @@ async function chargePayment(
   // Every charge uses the effective configuration (the company's, or the office's where the mode says so), and a
   // retry only the gateway account its first call used.
   const target = { companyId: payment.companyId, officeId: payment.officeId };
-  const access = await resolveGatewayAccess(deps.models, target, payment.gatewayAccount);
+  const access = await resolveGatewayAccess(deps.models, target, payment.gatewayAccount, deps.settings);
   if (!access.ok) return giveUp(access.failure);
   const { credentials, charge } = access;
 

@@ -1,3 +1,4 @@
+import { SettingsCache } from '../models/settings-cache';
 import type { Worker } from 'bullmq';
 import { StripeGateway } from '../gateway/stripe-gateway';
 import { openDatabase, type Database } from '../models';
@@ -53,6 +54,8 @@ export async function startWorkers(
     // One gateway for charges and refunds: it keeps one SDK client per secret key.
     gateway: new StripeGateway({ endpoint: config.stripe.endpoint, timeoutMs: config.stripe.timeoutMs }),
     enqueueAudit: (event) => enqueueAuditEvent(queues.audit, event),
+    // Companies, offices, invoice and billing settings: cached per process, used while Redis' tokens say current.
+    settings: new SettingsCache(db.models, db.documentTokens),
     // PDF rendering on worker threads, only where invoices are served (INVOICE_RENDER_THREADS at most).
     ...(names.includes(QUEUE_NAMES.invoices)
       ? { renderPool: createRenderPool({ threads: config.workers.invoiceRenderThreads }) }

@@ -2,6 +2,7 @@ import { type ConnectionOptions, type Job, type Worker } from 'bullmq';
 import { z } from 'zod';
 import type { PaymentGateway } from '../domain/payment-gateway';
 import type { Database } from '../models';
+import type { SettingsCache } from '../models/settings-cache';
 import { loadAnchorSigner } from '../models/anchor-key';
 import type { AppConfig } from '../platform/config';
 import type { Logger } from '../platform/logger';
@@ -64,6 +65,8 @@ export interface WorkerContext {
   enqueueAudit: (event: Parameters<typeof enqueueAuditEvent>[1]) => Promise<void>;
   /** The PDF render threads: built by workers/main.ts when this process serves the invoices queue. */
   renderPool?: RenderPool;
+  /** This process's cache of company and settings documents, validated per job (models/settings-cache.ts). */
+  settings?: SettingsCache;
 }
 
 /** A queue's entry: its payload schema, its processor, and how to start a worker for it. */
@@ -97,7 +100,18 @@ function defineWorker<N extends QueueName, Deps, Result>(
     }
     return process(job, deps, context);
   };
-  return { queue, schema, process, start: (context) => createQueueWorker(queue, checked, definition.deps(context)) };
+  // Each job validates the settings it reads once (its own scope of the process's settings cache).
+  const inJob =
+    (settings: SettingsCache): JobProcessor<QueuePayloads[N], Result, Deps> =>
+    (job, deps, context) =>
+      settings.inJob(() => checked(job, deps, context));
+  return {
+    queue,
+    schema,
+    process,
+    start: (context) =>
+      createQueueWorker(queue, context.settings ? inJob(context.settings) : checked, definition.deps(context)),
+  };
 }
 
 const common = ({ connection, config, logger }: WorkerContext) => ({ connection, prefix: config.queuePrefix, logger });
@@ -115,6 +129,7 @@ function invoicing(context: WorkerContext): InvoiceSettledDeps {
         ...(version && version > 1 ? { version } : {}),
         ...(finalizedQueued ? { finalizedQueued } : {}),
       }),
+    ...(context.settings ? { settings: context.settings } : {}),
     logger: context.logger,
   };
 }
@@ -131,6 +146,7 @@ function renderingAtIssue(context: WorkerContext): Pick<InvoiceSettledDeps, 'ren
     documents: context.db.invoiceDocuments,
     encryption: context.db.encryption,
     render: (view: Parameters<RenderPool['render']>[0]) => pool.render(view),
+    ...(context.settings ? { settings: context.settings } : {}),
   };
   return { renderNow: (invoice: InvoiceRecord) => renderDocumentNow(deps, invoice) };
 }
@@ -217,6 +233,7 @@ export const WORKERS = {
       enqueueAuditEvents: (events: Parameters<typeof enqueueAuditEvents>[1]) =>
         enqueueAuditEvents(context.queues.audit, events),
       onOutcome: afterPaymentOutcome(context),
+      ...(context.settings ? { settings: context.settings } : {}),
     }),
   }),
   [QUEUE_NAMES.refunds]: defineWorker(QUEUE_NAMES.refunds, {
@@ -310,6 +327,7 @@ export const WORKERS = {
         enqueueCharge: (payment: PaymentRecord) =>
           enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
         enqueueAudit: context.enqueueAudit,
+        ...(context.settings ? { settings: context.settings } : {}),
         onPeriodPaid: async (period: SubscriptionPeriodRecord, known?: KnownRecords) => {
           await invoicePeriod(invoices, period, 'paid', undefined, known);
         },
@@ -352,6 +370,7 @@ export const WORKERS = {
         encryption: context.db.encryption,
         render: (view) => pool.render(view),
         enqueueAudit: context.enqueueAudit,
+        ...(context.settings ? { settings: context.settings } : {}),
       };
     },
   }),

@@ -1,3 +1,4 @@
+import type { SettingsReads } from '../../models/settings-cache';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction } from '../../domain/audit-actions';
 import { invoiceAmountsProblem, type DocumentKind } from '../../domain/invoice';
@@ -52,6 +53,8 @@ export interface IssueInvoiceDeps {
   renderNow?: (invoice: InvoiceRecord) => Promise<{ document: StoredDocumentRef; phiLevel: string } | undefined>;
   /** A plan's category (plans never change once created, so a per-process cache may answer: `cachedPlanCategories`). */
   planCategory?: (planId: string) => Promise<PlanCategory | undefined>;
+  /** The worker's settings cache (models/settings-cache.ts): invoice and billing settings read through it. */
+  settings?: SettingsReads;
   logger: Logger;
 }
 
@@ -414,12 +417,19 @@ export async function voidCreditOfFailedRefund(deps: IssueInvoiceDeps, refund: R
  */
 async function payerReferenceOf(deps: IssueInvoiceDeps, payment: PaymentRecord): Promise<string> {
   if (!deps.encryption) return payment.customer;
+  // Encrypted first whatever the cache holds: a shredded company's key is gone, and this fails as it did.
   const key = await deps.encryption.encrypt(payment.companyId, payment.customer, 'deterministic');
-  const customer = await deps.models.StripeCustomer.findOne(
-    { companyId: payment.companyId, stripeCustomerKey: key },
-    { customerRef: 1 },
-  ).lean();
-  return customer?.customerRef ?? payment.customer;
+  const find = async () =>
+    (
+      await deps.models.StripeCustomer.findOne(
+        { companyId: payment.companyId, stripeCustomerKey: key },
+        { customerRef: 1 },
+      ).lean()
+    )?.customerRef;
+  const found = deps.settings
+    ? await deps.settings.payerReference(payment.companyId, payment.customer, find)
+    : await find();
+  return found ?? payment.customer;
 }
 
 /**
@@ -427,13 +437,18 @@ async function payerReferenceOf(deps: IssueInvoiceDeps, payment: PaymentRecord):
  * one its invoice settings name, else UTC; and its number prefix (read with it: one read of the invoice settings).
  */
 async function oneOffSettingsOf(
-  deps: Pick<IssueInvoiceDeps, 'models'>,
+  deps: Pick<IssueInvoiceDeps, 'models' | 'settings'>,
   companyId: string,
 ): Promise<{ timeZone: string; numberPrefix: string }> {
-  const [billing, invoicing] = await Promise.all([
-    deps.models.BillingSettings.findById(companyId, { timeZone: 1 }).lean(),
-    deps.models.InvoiceSettings.findById(invoiceSettingsId(companyId), { timeZone: 1, numberPrefix: 1 }).lean(),
-  ]);
+  const { settings } = deps;
+  const [billing, invoicing] = await Promise.all(
+    settings
+      ? [settings.billingSettings(companyId), settings.invoiceSettings(companyId)]
+      : [
+          deps.models.BillingSettings.findById(companyId, { timeZone: 1 }).lean(),
+          deps.models.InvoiceSettings.findById(invoiceSettingsId(companyId), { timeZone: 1, numberPrefix: 1 }).lean(),
+        ],
+  );
   return {
     timeZone: billing?.timeZone ?? invoicing?.timeZone ?? 'UTC',
     numberPrefix: invoicing?.numberPrefix ?? DEFAULT_INVOICE_NUMBER_PREFIX,
@@ -517,10 +532,10 @@ async function renderBeforeInsert(deps: IssueInvoiceDeps, invoice: InvoiceRecord
   }
 }
 
-async function numberPrefixOf(deps: Pick<IssueInvoiceDeps, 'models'>, companyId: string): Promise<string> {
-  const settings = await deps.models.InvoiceSettings.findById(invoiceSettingsId(companyId), {
-    numberPrefix: 1,
-  }).lean();
+async function numberPrefixOf(deps: Pick<IssueInvoiceDeps, 'models' | 'settings'>, companyId: string): Promise<string> {
+  const settings = deps.settings
+    ? await deps.settings.invoiceSettings(companyId)
+    : await deps.models.InvoiceSettings.findById(invoiceSettingsId(companyId), { numberPrefix: 1 }).lean();
   return settings?.numberPrefix ?? DEFAULT_INVOICE_NUMBER_PREFIX;
 }
 
@@ -532,7 +547,7 @@ async function numberPrefixOf(deps: Pick<IssueInvoiceDeps, 'models'>, companyId:
  * `credit_note.finalized`) is sent under an id fixed by the document.
  */
 export async function finalizeInvoice(
-  deps: Pick<IssueInvoiceDeps, 'models' | 'numbering' | 'enqueueAudit'>,
+  deps: Pick<IssueInvoiceDeps, 'models' | 'numbering' | 'enqueueAudit' | 'settings'>,
   invoice: InvoiceRecord,
 ): Promise<InvoiceRecord> {
   const { Invoice } = deps.models;

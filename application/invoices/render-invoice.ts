@@ -1,3 +1,4 @@
+import type { SettingsReads } from '../../models/settings-cache';
 import type { DocumentKind } from '../../domain/invoice';
 import type { AuditEventInput } from '../../domain/audit-event';
 import type { InvoiceView } from '../../domain/invoice';
@@ -20,6 +21,8 @@ export interface RenderInvoiceDeps {
   /** PDF bytes of a view: a worker thread renders it (the view travels over a MessagePort, never through Redis). */
   render: (view: InvoiceView) => Promise<Buffer>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
+  /** The worker's settings cache (models/settings-cache.ts): the company and invoice settings read through it. */
+  settings?: SettingsReads;
   logger: Logger;
 }
 
@@ -58,11 +61,11 @@ async function renderOnce(
   invoiceId: string,
   options: { finalizedQueued?: boolean },
 ): Promise<RenderOutcome> {
-  const { Invoice, Company } = deps.models;
+  const { Invoice } = deps.models;
   const found: InvoiceRecord | null = await Invoice.findById(invoiceId).lean();
   if (!found) return { outcome: 'not_found' };
   if (found.document) return { outcome: 'stored', document: found.document, rendered: false, kind: found.kind };
-  const company = await Company.findById(found.companyId, { name: 1, shreddedAt: 1 }).lean();
+  const company = await companyOf(deps, found.companyId, found.officeId);
   if (!company || company.shreddedAt) return { outcome: 'company_shredded' };
   // A draft left by a crash is finalized here. A settled one was finalized when it was issued, but its event may not
   // have been queued (Redis down, then the sweep found the invoice already there): it is sent again, under its fixed
@@ -94,7 +97,7 @@ export async function renderDocumentNow(
   invoice: InvoiceRecord,
 ): Promise<{ document: StoredDocumentRef; phiLevel: string } | undefined> {
   try {
-    const company = await deps.models.Company.findById(invoice.companyId, { name: 1, shreddedAt: 1 }).lean();
+    const company = await companyOf(deps, invoice.companyId, invoice.officeId);
     if (!company || company.shreddedAt) return undefined;
     return await renderAndStore(deps, invoice, company.name);
   } catch (error) {
@@ -115,9 +118,16 @@ async function renderAndStore(
   companyName: string,
 ): Promise<{ document: StoredDocumentRef; phiLevel: string } | undefined> {
   const { Invoice, Company, InvoiceSettings, PayerProfile } = deps.models;
+  const { settings: reads } = deps;
   const [companySettings, officeSettings, account] = await Promise.all([
-    InvoiceSettings.findById(invoiceSettingsId(invoice.companyId)).lean(),
-    invoice.officeId ? InvoiceSettings.findById(invoiceSettingsId(invoice.companyId, invoice.officeId)).lean() : null,
+    reads
+      ? reads.invoiceSettings(invoice.companyId)
+      : InvoiceSettings.findById(invoiceSettingsId(invoice.companyId)).lean(),
+    invoice.officeId
+      ? reads
+        ? reads.invoiceSettings(invoice.companyId, invoice.officeId)
+        : InvoiceSettings.findById(invoiceSettingsId(invoice.companyId, invoice.officeId)).lean()
+      : null,
     payerAccount(deps, invoice.companyId, invoice.customerRef),
   ]);
   const settings = effectiveInvoiceSettings(companyName, companySettings ?? undefined, officeSettings ?? undefined);
@@ -146,7 +156,11 @@ async function renderAndStore(
 
   const ciphertext = await deps.encryption.encrypt(invoice.companyId, pdf.toString('base64'));
   // Shredding tombstones first: a key still cached here (libmongocrypt keeps one up to a minute) stores nothing either.
-  if (await Company.exists({ _id: invoice.companyId, shreddedAt: { $exists: true } })) return undefined;
+  // Through the settings cache, a Redis read of the company's token now stands for the database's answer.
+  const notShredded = (await deps.settings?.certainlyNotShredded(invoice.companyId)) ?? false;
+  if (!notShredded && (await Company.exists({ _id: invoice.companyId, shreddedAt: { $exists: true } }))) {
+    return undefined;
+  }
   // The PDF's hash goes into the same insert as its bytes.
   const stored = await deps.documents.put({
     _id: documentKey(invoice),
@@ -164,6 +178,16 @@ async function renderAndStore(
     renderedAt: stored.entry.createdAt,
   };
   return { document, phiLevel: settings.phiLevel };
+}
+
+/** The company's name and shredded mark: through the settings cache when the worker has one. */
+function companyOf(
+  deps: Pick<RenderInvoiceDeps, 'models' | 'settings'>,
+  companyId: string,
+  officeId?: string,
+): Promise<{ name: string; shreddedAt?: Date } | null> {
+  if (deps.settings) return deps.settings.company(companyId, officeId);
+  return deps.models.Company.findById(companyId, { name: 1, shreddedAt: 1 }).lean();
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { SettingsReads } from '../../models/settings-cache';
 import { ulid } from 'ulid';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction, type AuditOutcome } from '../../domain/audit-actions';
@@ -54,6 +55,8 @@ export interface RenewDeps {
     amount: number,
     idempotencyKey: string,
   ) => Promise<{ outcome: string; refundable?: number }>;
+  /** The worker's settings cache (models/settings-cache.ts): the billing settings read through it. */
+  settings?: SettingsReads;
   logger?: Logger;
 }
 
@@ -94,8 +97,11 @@ export async function subscriptionNow(
 export async function dunningPolicyOf(
   models: Pick<Models, 'BillingSettings'>,
   companyId: string,
+  reads?: SettingsReads,
 ): Promise<DunningPolicy> {
-  const settings = await models.BillingSettings.findById(companyId, { dunning: 1 }).lean();
+  const settings = reads
+    ? await reads.billingSettings(companyId)
+    : await models.BillingSettings.findById(companyId, { dunning: 1 }).lean();
   return settings?.dunning ?? DEFAULT_DUNNING_POLICY;
 }
 
@@ -218,7 +224,12 @@ async function renewStep(
   }
   if (period.status === 'uncollectible' && subscription.status === 'past_due') {
     // Dunning gave the period up, but the status move after it was lost (a crash between the two writes): make it now.
-    await endDunning(deps, subscription, (await dunningPolicyOf(deps.models, subscription.companyId)).finalState, now);
+    await endDunning(
+      deps,
+      subscription,
+      (await dunningPolicyOf(deps.models, subscription.companyId, deps.settings)).finalState,
+      now,
+    );
     return 'again';
   }
   if (period.status !== 'open') {
@@ -670,7 +681,7 @@ async function afterFailure(
     return (await waitFor(deps, subscription, 'payment_method', now)) ? 'settled' : 'again';
   }
   // The policy as it is now: a change made since the failure applies to this retry.
-  const policy = await dunningPolicyOf(deps.models, subscription.companyId);
+  const policy = await dunningPolicyOf(deps.models, subscription.companyId, deps.settings);
   // Only the scheduled attempts use the policy's retries: a new card's attempt is one more chance, not one less.
   const failedAttempts = Math.max(1, period.attempts - merchantFailures - (period.cardAttempts ?? 0));
   const step = nextDunningStep(policy, { failedAttempts, firstFailureAt, failure });
