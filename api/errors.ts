@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { ZodError } from 'zod';
+import { TokenStoreUnavailableError } from '../models/document-tokens';
 import { isShreddedDataError } from '../models/encryption';
 import { RETRY_AFTER_SECONDS_ON_503 } from './openapi/spec';
 
@@ -45,6 +46,13 @@ export function registerErrorHandler(app: FastifyInstance): void {
       if (error.statusCode === 503) void reply.header('retry-after', String(RETRY_AFTER_SECONDS_ON_503));
       return reply.status(error.statusCode).send({
         error: { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) },
+      });
+    }
+    if (error instanceof TokenStoreUnavailableError) {
+      // A settings write is made only with its cache token set first (models/document-tokens.ts): nothing was stored.
+      void reply.header('retry-after', String(RETRY_AFTER_SECONDS_ON_503));
+      return reply.status(503).send({
+        error: { code: 'unavailable', message: 'a store this change needs is briefly unavailable; try again' },
       });
     }
     if (isShreddedDataError(error)) {

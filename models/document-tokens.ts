@@ -36,7 +36,7 @@ export class DocumentTokens {
       await this.redis.set(this.key(kind, id), token);
     } catch (error) {
       // Stored without its token, another process could keep serving what this write replaces: not stored.
-      throw new UntokenedWriteError(`the ${kind} is not written: Redis did not take its cache token`, {
+      throw new TokenStoreUnavailableError(`the ${kind} is not written: Redis did not take its cache token`, {
         cause: error,
       });
     }
@@ -58,7 +58,12 @@ export function registerDocumentTokens(connection: Connection, tokens: DocumentT
 }
 
 export class UntokenedWriteError extends Error {
-  override readonly name = 'UntokenedWriteError';
+  override readonly name: string = 'UntokenedWriteError';
+}
+
+/** Refused because Redis is out: the same write succeeds once it is back (the api answers 503, try again). */
+export class TokenStoreUnavailableError extends UntokenedWriteError {
+  override readonly name = 'TokenStoreUnavailableError';
 }
 
 function storeOf(connection: Connection, kind: TokenedKind): DocumentTokens {

@@ -6,7 +6,8 @@ import { payerProfileId } from '../../models/payer-profile.model';
 import { MAINTENANCE_JOBS } from '../../queues/maintenance.queue';
 import { cli } from '../support/cli';
 import { waitFor } from '../support/harness';
-import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { startApi } from '../../api/main';
 import { assertBuildIsCurrent } from '../support/processes';
 import { stripeEventEnvelope } from '../support/stripe-events';
 
@@ -343,6 +344,32 @@ describe('audit trail reads and exports', () => {
       { what: 'the audit read to be audited' },
     );
   });
+});
+
+describe('a settings change in an api whose Redis is down altogether', () => {
+  it('is refused 503 with Retry-After and stores nothing (its cache token could not be set first)', async () => {
+    // Unlike withRedisDownApi (the queues down, the database's token store up), this api opens its own database, so
+    // the token store is down too, as in production when Redis is.
+    const isolated = await startApi(configWith(system.ctx, { REDIS_URL: DEAD_REDIS, PORT: '0' }), system.ctx.logger);
+    try {
+      const body = { timeZone: 'America/Denver', dunning: { retryDelaysDays: [2], finalState: 'canceled' } };
+      const response = await fetch(`${isolated.url}/v1/companies/${companyId}/billing-settings`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(response.status).toBe(503);
+      expect(response.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(((await response.json()) as any).error.code).toBe('unavailable');
+    } finally {
+      await isolated.stop();
+    }
+    const stored = await system.ctx.rawMongo
+      .db()
+      .collection('billing_settings')
+      .findOne({ _id: companyId as never });
+    expect(stored?.timeZone).not.toBe('America/Denver');
+  }, 60_000);
 });
 
 describe('cli company create', () => {
