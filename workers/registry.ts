@@ -1,3 +1,4 @@
+import { invoicesRendered } from '../platform/metrics';
 import { type ConnectionOptions, type Job, type Worker } from 'bullmq';
 import { z } from 'zod';
 import type { PaymentGateway } from '../domain/payment-gateway';
@@ -148,7 +149,14 @@ function renderingAtIssue(context: WorkerContext): Pick<InvoiceSettledDeps, 'ren
     render: (view: Parameters<RenderPool['render']>[0]) => pool.render(view),
     ...(context.settings ? { settings: context.settings } : {}),
   };
-  return { renderNow: (invoice: InvoiceRecord) => renderDocumentNow(deps, invoice) };
+  return {
+    renderNow: async (invoice: InvoiceRecord) => {
+      const stored = await renderDocumentNow(deps, invoice);
+      // Counted as the render job counts its documents: a dashboard of rendered PDFs sees these too.
+      if (stored) invoicesRendered.inc({ kind: invoice.kind });
+      return stored;
+    },
+  };
 }
 
 /**
