@@ -3,6 +3,7 @@ import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, t
 import { z } from 'zod';
 import { PERMISSIONS, ROLES, type Principal } from '../domain/access-policy';
 import type { AuthConfig } from '../platform/config';
+import { deepFreeze } from '../platform/freeze';
 import { opaqueId } from '../domain/audit-event';
 import { scopeIdSchema } from './validation';
 
@@ -139,6 +140,7 @@ export function createAuthenticator(config: AuthConfig, options: AuthenticatorOp
     }
     const claims = claimsSchema.safeParse(payload);
     if (!claims.success) throw new AuthenticationError('token_claims_invalid');
+    // Frozen: a cached principal is shared by the requests that present its token, and none of them may change it.
     const principal: Principal = deepFreeze({
       subject: claims.data.sub,
       subjectType: claims.data.sub_type,
@@ -155,10 +157,4 @@ export function createAuthenticator(config: AuthConfig, options: AuthenticatorOp
     cache?.set(digest, principal, Math.min(claims.data.exp, claims.data.iat + config.maxTokenAgeSeconds) * 1000);
     return principal;
   };
-}
-
-/** A cached principal is shared by the requests that present its token: none of them may change it. */
-function deepFreeze<T extends object>(value: T): T {
-  for (const field of Object.values(value)) if (field && typeof field === 'object') Object.freeze(field);
-  return Object.freeze(value);
 }

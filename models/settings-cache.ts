@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
+import { deepFreeze } from '../platform/freeze';
 import type { Models } from './index';
 import type { BillingSettingsRecord } from './billing-settings.model';
 import type { StoredPaymentInfo } from './company.model';
@@ -252,19 +253,4 @@ function withoutWebhookSecrets(info: StoredPaymentInfo): StoredPaymentInfo {
       ...(Array.isArray(secrets) ? { webhookSigningSecrets: secrets.map(() => SIGNING_SECRET_NOT_KEPT) } : {}),
     },
   };
-}
-
-function deepFreeze<T>(value: T): T {
-  if (
-    value &&
-    typeof value === 'object' &&
-    !Object.isFrozen(value) &&
-    !(value instanceof Date) &&
-    !ArrayBuffer.isView(value) &&
-    !('_bsontype' in value)
-  ) {
-    Object.freeze(value);
-    for (const inner of Object.values(value as Record<string, unknown>)) deepFreeze(inner);
-  }
-  return value;
 }
