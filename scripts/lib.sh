@@ -7,7 +7,7 @@
 # REDIS_PORT (6379), FERRETDB_PORT (27017), STRIPE_MOCK_PORT (12111), FERRETDB_POSTGRESQL_URL (the PostgreSQL FerretDB
 # stores into; default: the machine's on 127.0.0.1:POSTGRESQL_PORT (5432), else a cluster of our own on
 # OWN_POSTGRESQL_PORT (54329) with its data in SERVICES_RUN_DIR),
-# FERRETDB_PG_DATABASE (hipaa_billing_ferretdb), FERRETDB_PG_POOL_MAX_CONNS (20: the PostgreSQL connections one FerretDB
+# FERRETDB_PG_DATABASE (hipaa_billing_ferretdb), FERRETDB_PG_POOL_MAX_CONNS (40: the PostgreSQL connections one FerretDB
 # may hold).
 
 FERRETDB_VERSION=v1.24.2
@@ -25,7 +25,7 @@ STRIPE_MOCK_PORT="${STRIPE_MOCK_PORT:-12111}"
 POSTGRESQL_PORT="${POSTGRESQL_PORT:-5432}"
 OWN_POSTGRESQL_PORT="${OWN_POSTGRESQL_PORT:-54329}"
 FERRETDB_PG_DATABASE="${FERRETDB_PG_DATABASE:-hipaa_billing_ferretdb}"
-FERRETDB_PG_POOL_MAX_CONNS="${FERRETDB_PG_POOL_MAX_CONNS:-20}"
+FERRETDB_PG_POOL_MAX_CONNS="${FERRETDB_PG_POOL_MAX_CONNS:-40}"
 
 # Everything this run started, stopped again by stop_started_services (last started, first stopped).
 STARTED=()
@@ -235,6 +235,9 @@ start_ferretdb() {
   ensure_pg_database "$POSTGRESQL_URL" "$FERRETDB_PG_DATABASE"
   mkdir -p "$RUN_DIR/ferretdb-state"
   # A bounded pool (FerretDB's own default is 50 connections): dev, tests and CI share one PostgreSQL (100 by default).
+  # Not much smaller: FerretDB 1.24 deadlocks when every pooled connection is held by a query waiting for its metadata
+  # registry's read lock while a create or drop of a database or collection holds the write lock and waits for a
+  # connection (seen twice on 2026-12-06 with 20, under benches and tests creating and dropping databases at once).
   nohup "$BIN_DIR/ferretdb" --handler=postgresql \
     --postgresql-url="$POSTGRESQL_URL/$FERRETDB_PG_DATABASE?pool_max_conns=$FERRETDB_PG_POOL_MAX_CONNS" \
     --listen-addr="127.0.0.1:$FERRETDB_PORT" --debug-addr=- --state-dir="$RUN_DIR/ferretdb-state" \
