@@ -304,8 +304,11 @@ async function chargeAsData(
  * number (an insert, the head kept in the process), the PDF rendered and stored, the invoice inserted naming it.
  * Answers its audit events (finalized, rendered) for the outcome's job.
  */
-function invoiceAsData(data: Awaited<ReturnType<typeof connectData>>, replay: ReturnType<typeof createInvoiceReplay>) {
-  const heads = new Map<string, number>();
+function invoiceAsData(
+  data: Awaited<ReturnType<typeof connectData>>,
+  replay: ReturnType<typeof createInvoiceReplay>,
+  places: ReturnType<typeof replayPlaces>,
+) {
   const invoices = data.db.collection<InvoiceRecord>(BASELINE_COLLECTIONS.invoices);
   const numbers = data.db.collection<Document & { _id: string }>(BASELINE_COLLECTIONS.invoiceNumbers);
   return async (payment: Document): Promise<Document[]> => {
@@ -324,8 +327,7 @@ function invoiceAsData(data: Awaited<ReturnType<typeof connectData>>, replay: Re
         .findOne({ _id: invoiceSettingsId(companyId) as never }, { projection: { timeZone: 1, numberPrefix: 1 } }),
     ]);
     const invoiceId = invoiceIdFor({ type: 'payment', id: String(payment._id) });
-    const sequence = (heads.get(companyId) ?? 0) + 1;
-    heads.set(companyId, sequence);
+    const sequence = places.take(`${companyId}|invoice`, 1);
     await numbers.insertOne({ _id: invoiceId, key: `${companyId}|invoice`, sequence, createdAt: new Date() });
     const issuedAt = payment.completedAt as Date;
     const timeZone = String(billing?.timeZone ?? settings?.timeZone ?? 'UTC');
@@ -390,6 +392,36 @@ function invoiceAsData(data: Awaited<ReturnType<typeof connectData>>, replay: Re
   };
 }
 
+/** Environment of a replay workers process: its slot among `BENCH_REPLAY_SLOTS` replay workers processes (from 0). */
+export function replaySlotEnv(slot: number, slots: number): Record<string, string> {
+  return { BENCH_REPLAY_SLOT: String(slot), BENCH_REPLAY_SLOTS: String(slots) };
+}
+
+/**
+ * The places (invoice numbers, audit sequences) a replay workers process takes, from heads it keeps in memory, in
+ * blocks of 16 consecutive places (an outcome's audit events are one ordered insert): with n processes, the one in
+ * slot i takes blocks i, i+n, i+2n… of each key, so processes never collide under the unique indexes and none reads a
+ * head. A lower bound on the product's sequenced inserts (which re-read a head after losing a place to another
+ * process); a replay may leave gaps.
+ */
+export function replayPlaces(env: NodeJS.ProcessEnv): { take(key: string, count: number): number } {
+  const slots = Number(env.BENCH_REPLAY_SLOTS ?? 1);
+  const slot = Number(env.BENCH_REPLAY_SLOT ?? 0);
+  if (!Number.isInteger(slots) || slots < 1 || !Number.isInteger(slot) || slot < 0 || slot >= slots) {
+    throw new Error(`replay slot ${String(env.BENCH_REPLAY_SLOT)} of ${String(env.BENCH_REPLAY_SLOTS)} is not valid`);
+  }
+  const blocks = new Map<string, number>();
+  const BLOCK = 16;
+  return {
+    take(key, count) {
+      if (count > BLOCK) throw new Error(`at most ${BLOCK} places at once, asked ${count}`);
+      const used = blocks.get(key) ?? 0;
+      blocks.set(key, used + 1);
+      return (used * slots + slot) * BLOCK + 1;
+    },
+  };
+}
+
 async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> }> {
   const data = await connectData(config);
   await data.auditEvents.createIndex({ companyId: 1, sequence: 1 }, { unique: true });
@@ -398,6 +430,7 @@ async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> 
   const audit = new Queue(BASELINE_QUEUES.audit, { connection: producer, prefix: config.queuePrefix });
   const pool = createRenderPool({ threads: config.workers.invoiceRenderThreads });
   await data.db.collection(BASELINE_COLLECTIONS.invoiceNumbers).createIndex({ key: 1, sequence: 1 }, { unique: true });
+  const places = replayPlaces(process.env);
   const issueInvoice = invoiceAsData(
     data,
     createInvoiceReplay({
@@ -407,10 +440,9 @@ async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> 
       auditQueue: audit,
       collections: { invoices: BASELINE_COLLECTIONS.invoices, documents: BASELINE_COLLECTIONS.documents },
     }),
+    places,
   );
   const options = (concurrency: number) => ({ connection, prefix: config.queuePrefix, concurrency });
-  // One head per company in memory, like the product's chain; the unique index still refuses a second writer.
-  const sequences = new Map<string, number>();
   const workers = [
     new Worker(BASELINE_QUEUES.noop, async () => undefined, options(config.workers.chargeConcurrency)),
     new Worker(BASELINE_QUEUES.noopAudit, async () => undefined, options(config.workers.auditConcurrency)),
@@ -425,8 +457,7 @@ async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> 
         // One event, or an outcome's events in one ordered insert (one company's, consecutive places).
         const events = 'events' in job.data ? job.data.events : [job.data];
         const companyId = events[0]!.companyId;
-        const first = (sequences.get(companyId) ?? 0) + 1;
-        sequences.set(companyId, first + events.length - 1);
+        const first = places.take(`${companyId}|audit`, events.length);
         const recordedAt = new Date();
         try {
           await data.auditEvents.insertMany(

@@ -3,7 +3,7 @@ import type { Collection } from 'mongodb';
 import { startStripeSim } from '../devtools/stripe-sim';
 import { pollUntil } from '../devtools/polling';
 import { QUEUE_NAMES } from '../queues/names';
-import { BASELINE_COLLECTIONS, BASELINE_QUEUES } from './baseline-process';
+import { BASELINE_COLLECTIONS, BASELINE_QUEUES, replaySlotEnv } from './baseline-process';
 import { postSpec } from './http-entry';
 import type { LoadVariant } from './load-process';
 import { entryResult, type BenchEntry, type EntryResult, dataBoundBaseline } from './report';
@@ -101,7 +101,7 @@ function chargesEntry(name: string, workerProcesses: number): BenchEntry {
           startProduct(world, teardown, 'api'),
           times(workerProcesses, () => startProduct(world, teardown, 'workers')),
           startBaselines(world, teardown, 'server'),
-          times(workerProcesses, () => startBaselines(world, teardown, 'workers')),
+          times(workerProcesses, (i) => startBaselines(world, teardown, 'workers', replaySlotEnv(i, workerProcesses))),
           startLoadGenerator(teardown),
         ]);
         const counters = {
