@@ -179,9 +179,12 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       isApiReferenceRoute(request)
     )
       return payload;
-    await refuseSpentSource(authFailures, request, reply);
     try {
-      request.principal = await deps.authenticate(request.headers.authorization);
+      // A source that spent its failed-authentication budget is refused before any token of it is checked; a token
+      // this process verified moments ago is not checked again, and needs no look at the budget either.
+      request.principal = await deps.authenticate(request.headers.authorization, () =>
+        refuseSpentSource(authFailures, request, reply),
+      );
     } catch (error) {
       if (!(error instanceof AuthenticationError)) throw error;
       await authFailures.record(request.ip);

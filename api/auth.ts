@@ -26,7 +26,15 @@ const claimsSchema = z.object({
   permissions: z.array(z.enum(PERMISSIONS)).default([]),
 });
 
-export type Authenticator = (authorizationHeader: string | undefined) => Promise<Principal>;
+/**
+ * Verifies a bearer token. `beforeVerifying` runs only when the token is not one this process verified within
+ * the cache's TTL, before anything of it is checked: a caller's refusal (the failed-authentication budget) goes there,
+ * so a token already verified costs no Redis round trip.
+ */
+export type Authenticator = (
+  authorizationHeader: string | undefined,
+  beforeVerifying?: () => Promise<void>,
+) => Promise<Principal>;
 
 type VerificationKey = { get: JWTVerifyGetKey; algorithms: string[] };
 
@@ -110,19 +118,20 @@ export function createAuthenticator(config: AuthConfig, options: AuthenticatorOp
   const cacheEntries = options.cacheEntries ?? VERIFIED_TOKEN_CACHE_ENTRIES;
   const cache =
     cacheEntries > 0 ? verifiedTokenCache(cacheEntries, options.cacheTtlMs ?? VERIFIED_TOKEN_TTL_MS, now) : undefined;
-  return async (header) => {
-    const match = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header ?? '');
-    if (!match?.[1]) throw new AuthenticationError(header ? 'authorization_malformed' : 'authorization_missing');
-    const digest = cache ? createHash('sha256').update(match[1]).digest('base64') : '';
-    const cached = cache?.get(digest);
+  return async (header, beforeVerifying) => {
+    const token = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header ?? '')?.[1];
+    const digest = token && cache ? createHash('sha256').update(token).digest('base64') : '';
+    const cached = digest ? cache?.get(digest) : undefined;
     if (cached) return cached;
+    await beforeVerifying?.();
+    if (!token) throw new AuthenticationError(header ? 'authorization_malformed' : 'authorization_missing');
     let payload: JWTPayload;
     let typ: string | undefined;
     try {
       ({
         payload,
         protectedHeader: { typ },
-      } = await jwtVerify(match[1], get, {
+      } = await jwtVerify(token, get, {
         issuer: config.issuer,
         audience: config.audience,
         algorithms,

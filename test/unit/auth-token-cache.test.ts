@@ -98,4 +98,20 @@ describe('verified tokens served from the cache (issue 22)', () => {
     expect(await reasonOf(authenticate(`Bearer ${idToken}`))).toBe('token_type_refused');
     expect(await reasonOf(authenticate(`Bearer ${idToken}`))).toBe('token_type_refused');
   });
+
+  it("runs the caller's check (the failed-authentication budget) before every token it verifies, and for none it serves from the cache", async () => {
+    const authenticate = createAuthenticator(config);
+    const checks: string[] = [];
+    const check = (what: string) => async () => void checks.push(what);
+    const bearer = `Bearer ${await token('5m')}`;
+    await authenticate(bearer, check('first'));
+    await authenticate(bearer, check('cached'));
+    expect(await reasonOf(authenticate('Bearer not-a-jwt', check('invalid')))).toBe('token_invalid');
+    expect(await reasonOf(authenticate('Basic dXNlcjpwdw==', check('malformed')))).toBe('authorization_malformed');
+    expect(await reasonOf(authenticate(undefined, check('missing')))).toBe('authorization_missing');
+    expect(checks).toEqual(['first', 'invalid', 'malformed', 'missing']);
+    // A refusal there stops the token from being checked at all.
+    const refusal = new Error('source spent its budget');
+    await expect(authenticate(`Bearer ${await token('6m')}`, () => Promise.reject(refusal))).rejects.toBe(refusal);
+  });
 });
