@@ -7,14 +7,13 @@ import { enqueueAuditEvent } from '../queues/audit.queue';
 import { sealRequestContext } from './audit-context';
 
 /**
- * Queues the job for a recorded intent together with its audit event. Both are
- * idempotent (job ids from business keys), so a retry or the outbox sweep may
- * repeat them. Called only once the intent is recorded, so it never fails the
- * request: a 5xx would tell the client "not done", and a client that then retries
- * with a new Idempotency-Key would pay (or refund) twice. When Redis does not take
- * them in time (BullMQ waits for a connection that may never come), the failure is
- * logged and the request is still accepted: the outbox sweep queues the recorded
- * intent, and its worker emits the same `*.requested` audit event (same event id).
+ * Queues the job for a recorded intent, with its audit event when the caller gives one (a refund's; a payment's
+ * charge job is all its ingress queues: the charge worker sends `payment.requested` from the stored payment). Both
+ * are idempotent (job ids from business keys), so a retry or the outbox sweep may repeat them. Called only once the
+ * intent is recorded, so it never fails the request: a 5xx would tell the client "not done", and a client that then
+ * retries with a new Idempotency-Key would pay (or refund) twice. When Redis does not take them in time (BullMQ waits
+ * for a connection that may never come), the failure is logged and the request is still accepted: the outbox sweep
+ * queues the recorded intent, and its worker emits the same `*.requested` audit event (same event id).
  */
 export async function enqueueRecordedIntent(
   request: FastifyRequest,
@@ -22,14 +21,17 @@ export async function enqueueRecordedIntent(
   intent: {
     what: 'payment' | 'refund';
     id: string;
-    audit: Omit<AuditEventInput, 'sealed'> & { companyId: string };
+    audit?: Omit<AuditEventInput, 'sealed'> & { companyId: string };
     enqueueJob: () => Promise<void>;
   },
 ): Promise<void> {
   try {
-    const sealed = await sealRequestContext(request, intent.audit.companyId, deps.encryption);
-    await withDeadline(
-      Promise.all([intent.enqueueJob(), enqueueAuditEvent(deps.queues.audit, { ...intent.audit, sealed })]),
+    const { audit } = intent;
+    const sealed = audit ? await sealRequestContext(request, audit.companyId, deps.encryption) : undefined;
+    await withDeadline<unknown>(
+      audit
+        ? Promise.all([intent.enqueueJob(), enqueueAuditEvent(deps.queues.audit, { ...audit, sealed })])
+        : intent.enqueueJob(),
       ENQUEUE_DEADLINE_MS,
       'enqueue',
     );

@@ -162,14 +162,8 @@ async function startServer(config: AppConfig): Promise<{ url: string; stop(): Pr
       createdAt: now,
       updatedAt: now,
     });
-    await Promise.all([
-      queues.charges.add('charge', { paymentId }, jobOptions(chargeJobOptions, `charge-${paymentId}`)),
-      queues.audit.add(
-        'append',
-        auditJob(companyId, 'payment.requested', paymentId),
-        jobOptions(auditJobOptions, `audit-payment.requested-${paymentId}`),
-      ),
-    ]);
+    // One add, as the product's ingress: the charge's run sends `payment.requested` first in its outcome's batch.
+    await queues.charges.add('charge', { paymentId }, jobOptions(chargeJobOptions, `charge-${paymentId}`));
     return reply.status(202).send({ id: paymentId, status: 'queued' });
   });
 
@@ -243,11 +237,6 @@ async function chargeAsData(
   );
   if (!stored) throw new Error(`no payment ${paymentId} to claim`);
   const companyId = String(stored.companyId);
-  await audit.add(
-    'append',
-    auditJob(companyId, 'payment.requested', paymentId),
-    jobOptions(auditJobOptions, `audit-payment.requested-${paymentId}`),
-  );
   // The gateway configuration: the company's (its mode is `company`, so the office's is not read).
   await data.companies.findOne({ _id: companyId as never });
   const stripe = async (path: string, form: Record<string, string>, key: string) => {
@@ -289,8 +278,12 @@ async function chargeAsData(
     { returnDocument: 'after' },
   );
   if (!settled) throw new Error(`payment ${paymentId} not settled`);
-  // The outcome's events in one job: succeeded, and its invoice's finalized and rendered.
-  const events = [auditJob(companyId, 'payment.succeeded', paymentId), ...(await issueInvoice(settled))];
+  // The request's and the outcome's events in one job: requested, succeeded, and its invoice's finalized and rendered.
+  const events = [
+    auditJob(companyId, 'payment.requested', paymentId),
+    auditJob(companyId, 'payment.succeeded', paymentId),
+    ...(await issueInvoice(settled)),
+  ];
   await audit.add(
     'append-batch',
     { events },

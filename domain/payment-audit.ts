@@ -10,6 +10,8 @@ export interface AuditablePayment {
   status: PaymentStatus;
   requestedBy: { type: 'user' | 'service'; id: string };
   requestId: string;
+  /** The requesting call's sealed context (ip, user agent as ciphertext), when an api request made the payment. */
+  sealedContext?: { sourceIp?: string; userAgent?: string };
   failure?: { code: string };
   attention?: { code: string; since: Date };
   createdAt: Date;
@@ -23,6 +25,10 @@ const OUTCOME_EVENTS: Partial<Record<PaymentStatus, { action: AuditAction; outco
   needs_attention: { action: 'payment.needs_attention', outcome: 'failure' },
 };
 
+/**
+ * The request, as the charge worker sends it first in the outcome's batch: everything from the stored payment, the
+ * api's sealed context included, so the event is what the api would have sent itself.
+ */
 export function paymentRequestedEvent(payment: AuditablePayment): AuditEventInput {
   return {
     eventId: transitionEventId('payment.requested', payment._id),
@@ -33,6 +39,7 @@ export function paymentRequestedEvent(payment: AuditablePayment): AuditEventInpu
     actor: payment.requestedBy,
     resource: { type: 'payment', id: payment._id },
     requestId: payment.requestId,
+    ...(payment.sealedContext ? { sealed: payment.sealedContext } : {}),
     occurredAt: payment.createdAt.toISOString(),
   };
 }

@@ -31,6 +31,12 @@ export interface PaymentDispute {
   revision?: number;
 }
 
+/** A request's sealed context: base64 ciphertexts (the audit event's `sealed` fields of a request). */
+export interface SealedRequestContext {
+  sourceIp?: string;
+  userAgent?: string;
+}
+
 export interface PaymentRecord {
   _id: string;
   companyId: string;
@@ -61,6 +67,12 @@ export interface PaymentRecord {
   dispute?: PaymentDispute;
   requestedBy: { type: 'user' | 'service'; id: string };
   requestId: string;
+  /**
+   * Where the api request came from (ip, user agent), sealed as its audit event carries it: base64 ciphertext under
+   * the company's data key (api/audit-context.ts), never decrypted here. The charge worker's `payment.requested` event
+   * carries it, so the event says what the api would have sent. Absent on payments no api request made (renewals).
+   */
+  sealedContext?: SealedRequestContext;
   attempts: number;
   lastError?: string;
   completedAt?: Date;
@@ -150,6 +162,9 @@ const paymentSchema = new Schema<PaymentRecord>(
     dispute: { type: disputeSchema },
     requestedBy: { type: requestedBySchema, required: true },
     requestId: { type: String, required: true },
+    sealedContext: {
+      type: new Schema<SealedRequestContext>({ sourceIp: String, userAgent: String }, { _id: false }),
+    },
     attempts: { type: Number, required: true, default: 0 },
     lastError: { type: String },
     completedAt: { type: Date },

@@ -64,9 +64,10 @@ class PaymentFailedError extends JobFailedError {
 export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, context: JobContext): Promise<ChargeResult> {
   const parsed = chargeJobSchema.safeParse(job.data);
   if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid charge job payload');
-  // The outcome's events (settled, invoice finalized and rendered) are queued together when the job ends, however it
-  // ends: a job that throws is retried (or failed for good) only after they are queued, and a crash before that
-  // leaves the job to be run again, which sends them again under their fixed ids.
+  // The request's and the outcome's events (requested, settled, invoice finalized and rendered, in that order) are
+  // queued together when the job ends, however it ends: a job that throws is retried (or failed for good) only after
+  // they are queued, and a crash before that leaves the job to be run again, which sends them again under their fixed
+  // ids. The api queues no audit job of its own for the request: this is the one that sends `payment.requested`.
   const { enqueueAuditEvents } = deps;
   if (!enqueueAuditEvents) return chargePayment(parsed.data.paymentId, job, deps, context);
   const audit = new OutcomeAudit(enqueueAuditEvents);
@@ -77,7 +78,7 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
   };
   let result: ChargeResult;
   try {
-    result = await chargePayment(parsed.data.paymentId, job, batched, context, deps.enqueueAudit);
+    result = await chargePayment(parsed.data.paymentId, job, batched, context);
   } catch (error) {
     await audit.flush();
     throw error;
@@ -91,14 +92,13 @@ async function chargePayment(
   job: Job<ChargeJob>,
   deps: ChargeDeps,
   context: JobContext,
-  /** Queues `payment.requested` at once, alone: under the job id the api used, so BullMQ adds nothing while it has it. */
-  enqueueRequested: ChargeDeps['enqueueAudit'] = deps.enqueueAudit,
 ): Promise<ChargeResult> {
   const { Payment } = deps.models;
   const log = context.logger.child({ paymentId });
 
-  // Claim first: the usual case needs no separate read. The requested event is enqueued again here, so a lost
-  // enqueue at the ingress cannot lose it.
+  // Claim first: the usual case needs no separate read. The requested event goes first into the outcome's batch, built
+  // from the stored payment (the api's sealed context included): however the charge was queued (the api, the outbox
+  // sweep after a lost add, a retry), its run sends it.
   const payment = await Payment.findOneAndUpdate(
     { _id: paymentId, status: { $in: ['queued', 'processing'] } },
     { $set: { status: 'processing' }, $inc: { attempts: 1 } },
@@ -107,7 +107,7 @@ async function chargePayment(
   if (!payment) {
     const stored = await Payment.findById(paymentId).lean();
     if (!stored) throw new JobFailedError('payment_not_found', `payment ${paymentId} not found`);
-    await enqueueRequested(paymentRequestedEvent(stored));
+    await deps.enqueueAudit(paymentRequestedEvent(stored));
     if (isSettled(stored.status)) {
       await auditPaymentOutcome(deps, stored, { actor: ACTOR, jobId: job.id });
       // What follows an outcome (a renewal, an invoice) is idempotent: told again, in case it failed the first time.
@@ -116,7 +116,7 @@ async function chargePayment(
     }
     return { paymentId, status: stored.status };
   }
-  await enqueueRequested(paymentRequestedEvent(payment));
+  await deps.enqueueAudit(paymentRequestedEvent(payment));
 
   const settle = (outcome: SettledOutcome) => settlePayment(payment, outcome, job, deps, log);
 

@@ -1,7 +1,6 @@
 import type { Attention } from '../../domain/gateway-account';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { paymentRequestedEvent } from '../../domain/payment-audit';
 import { PAYMENT_ID, paymentRequestSchema } from '../../domain/payment-request';
 import type { Models } from '../../models';
 import type { PaymentRecord } from '../../models/payment.model';
@@ -11,6 +10,7 @@ import { enqueueCharge } from '../../queues/charges.queue';
 import type { Queues } from '../../queues';
 import type { FieldEncryption } from '../../models/encryption';
 import type { AccessGuard } from '../access-guard';
+import { sealRequestContext } from '../audit-context';
 import { enqueueRecordedIntent } from '../enqueue';
 import { ApiError } from '../errors';
 import { authorizedPayment, companyShredded, paymentParams } from '../payment-access';
@@ -102,11 +102,12 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
   const { Payment, RefundLedger } = deps.models;
   const bodySchema = paymentRequestSchema(deps.maxAmount);
 
+  // The charge job only: its worker sends `payment.requested` (from the payment, with the sealed context it stores)
+  // first in the outcome's audit job.
   const enqueuePayment = (payment: PaymentRecord, request: FastifyRequest) =>
     enqueueRecordedIntent(request, deps, {
       what: 'payment',
       id: payment._id,
-      audit: paymentRequestedEvent(payment),
       enqueueJob: () => enqueueCharge(deps.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
     });
 
@@ -118,7 +119,12 @@ export function registerPaymentRoutes(app: FastifyInstance, deps: PaymentRouteDe
 
     const principal = request.principal!;
     const result = await requestPayment(
-      { models: deps.models, intake: deps.intake, enqueuePayment: (payment) => enqueuePayment(payment, request) },
+      {
+        models: deps.models,
+        intake: deps.intake,
+        enqueuePayment: (payment) => enqueuePayment(payment, request),
+        sealContext: () => sealRequestContext(request, companyId, deps.encryption),
+      },
       {
         companyId,
         idempotencyKey,

@@ -3,19 +3,25 @@ import { paymentRequestHash, type PaymentRequest } from '../../domain/payment-re
 import type { Models } from '../../models';
 import type { Collection } from 'mongodb';
 import { isDuplicateKeyError } from '../../models/errors';
-import type { PaymentRecord } from '../../models/payment.model';
+import type { PaymentRecord, SealedRequestContext } from '../../models/payment.model';
 
 export interface RequestPaymentDeps {
   models: Pick<Models, 'Payment'>;
   /**
-   * Queues the payment's charge job together with its `payment.requested` audit event. Both are idempotent (ids from
-   * the payment), so a retry or the outbox sweep may repeat them. The payment is recorded by then, so the request is
-   * accepted even when they cannot be queued: the sweep queues it, and the charge worker emits `payment.requested`.
+   * Queues the payment's charge job, and only it: the charge worker sends `payment.requested` first in its outcome's
+   * audit job, built from the stored payment (`sealedContext` included). Idempotent (the job id is the payment's), so a
+   * retry or the outbox sweep may repeat it. The payment is recorded by then, so the request is accepted even when it
+   * cannot be queued: the sweep queues the charge, whose run sends `payment.requested`.
    */
   enqueuePayment: (payment: PaymentRecord) => Promise<void>;
   /**
+   * Seals where the request came from (ip, user agent) under the company's data key, for the payment record: the
+   * `payment.requested` event the charge worker sends carries it. Called once the company is known to exist.
+   */
+  sealContext: () => Promise<SealedRequestContext>;
+  /**
    * The two collections of the usual path on the client without decryption (models/connection.ts `plainCollection`):
-   * the company's shredding mark and the payment are stored in the clear.
+   * the company's shredding mark and the payment are stored in the clear (its sealed context is ciphertext already).
    */
   intake: { companies: Collection<{ _id: string; shreddedAt?: Date }>; payments: Collection<PaymentRecord> };
 }
@@ -54,6 +60,8 @@ export async function requestPayment(
   if (company.shreddedAt) return { outcome: 'company_shredded' };
 
   const requestHash = paymentRequestHash(input.request);
+  // Sealed before the insert: the record is all the charge worker has to build the request's audit event from.
+  const sealedContext = await deps.sealContext();
   let payment: PaymentRecord;
   let replayed = false;
   try {
@@ -67,6 +75,7 @@ export async function requestPayment(
       status: 'queued',
       requestedBy: input.requestedBy,
       requestId: input.requestId,
+      sealedContext,
       attempts: 0,
       createdAt: now,
       updatedAt: now,

@@ -16,8 +16,9 @@ import { startInProcessSystem, type InProcessSystem } from '../support/in-proces
 import { insertPayment } from '../support/records';
 
 /**
- * Issue 22: a charge's invoice is rendered and stored as it is issued (no render job), and the outcome's audit events
- * (payment settled, invoice finalized and rendered) go out in one job: each appended once whatever is retried.
+ * Issue 22: a charge's invoice is rendered and stored as it is issued (no render job), and the request's and the
+ * outcome's audit events (payment requested and settled, invoice finalized and rendered) go out in one job: each
+ * appended once whatever is retried.
  */
 let system: InProcessSystem;
 let companyId: string;
@@ -177,6 +178,56 @@ describe("the outcome's audit events, exactly once", () => {
     }
   });
 
+  it('sends `payment.requested` when an attempt fails transiently, and once in all, before the outcome, when its retry succeeds', async () => {
+    const pool = renderPool();
+    try {
+      const payment = await insertPayment(system.ctx.db.models, {
+        companyId,
+        status: 'queued',
+        attempts: 0,
+        customer: 'cus_Transient01',
+      });
+      const invoiceId = invoiceIdFor({ type: 'payment', id: payment._id });
+      const batches: string[][] = [];
+      const deps = chargeDeps(pool, async (events) => {
+        batches.push(events.map((event) => event.action));
+        await enqueueAuditEvents(system.ctx.queues.audit, events);
+      });
+      // Stripe answers the first confirm with a 503: the attempt throws for BullMQ to retry.
+      system.sim.script({ method: 'POST', path: /\/confirm$/, status: 503 });
+      await expect(processCharge(chargeJob(payment._id), deps, { logger: system.ctx.logger })).rejects.toThrow();
+      expect(await system.ctx.db.models.Payment.findById(payment._id).lean()).toMatchObject({ status: 'processing' });
+      // The request is on the trail already, before any retry: the failed attempt queued it as it ended.
+      const afterFirst = await waitFor(
+        async () => {
+          const counts = await system.ctx.queues.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+          const stored = await system.ctx.db.models.AuditEvent.find({ companyId, 'resource.id': payment._id }).lean();
+          return { idle: Object.values(counts).every((n) => n === 0), stored };
+        },
+        ({ idle, stored }) => idle && stored.length > 0,
+        { what: `the request of ${payment._id} on the trail`, timeoutMs: 30_000 },
+      );
+      expect(afterFirst.stored.map((event) => event.action)).toEqual(['payment.requested']);
+
+      await expect(processCharge(chargeJob(payment._id, 1), deps, { logger: system.ctx.logger })).resolves.toEqual({
+        paymentId: payment._id,
+        status: 'succeeded',
+      });
+      expect(batches).toEqual([['payment.requested'], OUTCOME_ACTIONS]);
+      // Each event once, and in the chain the request comes first.
+      expect(await trailOf(payment._id)).toEqual([...OUTCOME_ACTIONS].sort());
+      const chain = await system.ctx.db.models.AuditEvent.find({
+        companyId,
+        'resource.id': { $in: [payment._id, invoiceId] },
+      })
+        .sort({ sequence: 1 })
+        .lean();
+      expect(chain.map((event) => event.action)).toEqual(OUTCOME_ACTIONS);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('leaves a failed render to its job, queued after the events, which does not send `finalized` again', async () => {
     const broken: RenderPool = {
       render: () => Promise.reject(new Error('render thread died')),
@@ -206,9 +257,9 @@ describe("the outcome's audit events, exactly once", () => {
     } finally {
       spy.mockRestore();
     }
-    // The settled and finalized events in one job; the render job queued only after it, marked.
-    expect(batches).toEqual([['payment.succeeded', 'invoice.finalized']]);
-    expect(renderQueuedAfter).toEqual(['payment.succeeded', 'invoice.finalized']);
+    // The requested, settled and finalized events in one job; the render job queued only after it, marked.
+    expect(batches).toEqual([['payment.requested', 'payment.succeeded', 'invoice.finalized']]);
+    expect(renderQueuedAfter).toEqual(['payment.requested', 'payment.succeeded', 'invoice.finalized']);
     const job = await system.ctx.queues.invoices.getJob(invoiceJobId(invoiceId));
     expect(job?.data).toEqual({ invoiceId, finalizedQueued: true });
 

@@ -1,10 +1,12 @@
-import type { Queue } from 'bullmq';
+import { Queue } from 'bullmq';
 import { startApi, type RunningApi } from '../../api/main';
 import { createCompany, devAttestation } from '../../models/companies';
 import { sweepOutbox } from '../../application/outbox/sweep-outbox';
 import { waitFor } from '../support/harness';
 import { configWith, startInProcessSystem, type InProcessSystem } from '../support/in-process';
-import { chargeJobId } from '../../queues/charges.queue';
+import { chargeJobId, enqueueCharge, type ChargeJob } from '../../queues/charges.queue';
+import { ALL_QUEUE_NAMES } from '../../queues/names';
+import { deleteKeysByPrefix } from '../../devtools/redis-keys';
 
 let system: InProcessSystem;
 let companyId: string;
@@ -34,6 +36,45 @@ async function post(
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
+/**
+ * A payment's events as an auditor reads them (sealed fields decrypted), in chain order, once its two events are
+ * stored and the audit queue is idle (so a duplicate would be there too).
+ */
+async function paymentTrail(paymentId: string): Promise<Array<Record<string, any>>> {
+  await waitFor(
+    async () => {
+      const counts = await system.ctx.queues.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      const stored = await system.ctx.db.models.AuditEvent.countDocuments({ companyId, 'resource.id': paymentId });
+      return Object.values(counts).every((n) => n === 0) && stored >= 2;
+    },
+    (done) => done,
+    { what: `the audit events of ${paymentId}`, timeoutMs: 30_000 },
+  );
+  const auditor = await system.token(companyId, ['auditor'], { subject: 'usr-auditor' });
+  const response = await fetch(`${system.url}/v1/companies/${companyId}/audit-events?resourceId=${paymentId}`, {
+    headers: { authorization: `Bearer ${auditor}` },
+  });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { items: Array<Record<string, any>> }).items.sort(
+    (a, b) => Number(a.sequence) - Number(b.sequence),
+  );
+}
+
+/** The `payment.requested` event of a payment the api recorded: its caller, its request id, where it came from. */
+function requestedAsTheApiSaw(payment: { _id: string; requestId: string }, userAgent?: string) {
+  return {
+    action: 'payment.requested',
+    outcome: 'success',
+    actor: { type: 'service', id: 'svc-dev-app' },
+    resource: { type: 'payment', id: payment._id },
+    request: {
+      requestId: payment.requestId,
+      sourceIp: expect.stringMatching(/127\.0\.0\.1/),
+      ...(userAgent ? { userAgent } : {}),
+    },
+  };
 }
 
 async function nothingWritten() {
@@ -204,13 +245,10 @@ describe('Redis down at request time', () => {
     const retry = await post(valid, { 'idempotency-key': key });
     expect(retry.body).toEqual({ id: recorded!._id, status: 'succeeded' });
 
-    // The audit trail still has the request, emitted by the worker since the ingress could not.
-    const actions = await waitFor(
-      () => system.ctx.db.models.AuditEvent.find({ 'resource.id': recorded!._id }).lean(),
-      (events) => events.length === 2,
-      { what: 'audit events' },
-    );
-    expect(actions.map((e) => e.action).sort()).toEqual(['payment.requested', 'payment.succeeded']);
+    // The audit trail still has the request, sent by the charge the sweep queued, as the api would have sent it.
+    const trail = await paymentTrail(recorded!._id);
+    expect(trail.map((e) => e.action)).toEqual(['payment.requested', 'payment.succeeded']);
+    expect(trail[0]).toMatchObject(requestedAsTheApiSaw(recorded!));
 
     // A second sweep finds nothing to do: no duplicate job.
     const again = await sweepOutbox({
@@ -221,5 +259,54 @@ describe('Redis down at request time', () => {
       staleAfterMs: 0,
     });
     expect(again.requeued).toBe(0);
+  });
+});
+
+describe('one job at the ingress', () => {
+  it('POST payment queues its charge job and nothing else; the charge puts payment.requested, as the api saw it, before its outcome, each once', async () => {
+    // An api on queues of its own, which no worker takes from: what one POST queues stays there to be counted.
+    const prefix = system.ctx.config.queuePrefix.replace(/\}$/, '-apionly}');
+    const apiOnly = await startApi(
+      configWith(system.ctx, { QUEUE_PREFIX: prefix, PORT: '0' }),
+      system.ctx.logger,
+      system.ctx.db,
+    );
+    let paymentId: string;
+    let charge: ChargeJob;
+    try {
+      const userAgent = 'PortalApp/7.1 (front desk)';
+      const response = await post(valid, { 'user-agent': userAgent }, { url: apiOnly.url });
+      expect(response.status).toBe(202);
+      paymentId = response.body.id as string;
+
+      const queued: Array<{ queue: string; id?: string; data: unknown }> = [];
+      for (const name of ALL_QUEUE_NAMES) {
+        const queue = new Queue(name, { connection: system.ctx.redis, prefix });
+        try {
+          const jobs = await queue.getJobs(['waiting', 'delayed', 'prioritized', 'active', 'completed', 'failed']);
+          queued.push(...jobs.map((job) => ({ queue: name, id: job.id, data: job.data as unknown })));
+        } finally {
+          await queue.close();
+        }
+      }
+      const recorded = await system.ctx.db.models.Payment.findById(paymentId).lean();
+      // Exactly one job: the charge, ids only. No audit job: the request's event waits for the charge's run.
+      expect(queued).toEqual([
+        { queue: 'charges', id: chargeJobId(paymentId), data: { paymentId, requestId: recorded!.requestId } },
+      ]);
+      charge = queued[0]!.data as ChargeJob;
+      // Where the request came from is on the payment, sealed (ciphertext), for that event: not in the clear.
+      expect(recorded?.sealedContext).toEqual({ sourceIp: expect.any(String), userAgent: expect.any(String) });
+      expect(JSON.stringify(recorded?.sealedContext)).not.toMatch(/127\.0\.0\.1|PortalApp/);
+
+      // The same job, run by the workers: the request and its outcome on the trail, in that order, each once.
+      await enqueueCharge(chargesQueue, charge);
+      const trail = await paymentTrail(paymentId);
+      expect(trail.map((e) => e.action)).toEqual(['payment.requested', 'payment.succeeded']);
+      expect(trail[0]).toMatchObject(requestedAsTheApiSaw(recorded!, userAgent));
+    } finally {
+      await apiOnly.stop();
+      await deleteKeysByPrefix(system.ctx.redis, prefix);
+    }
   });
 });
