@@ -37,10 +37,13 @@ afterAll(async () => {
   await system.close();
 });
 
-/** The system's own renewals worker: paused while a test runs the renew jobs itself. */
-const renewalsWorker = () => system.workers.workers.find((worker) => worker.name === 'renewals')!;
-/** The system's invoices worker: paused while a test looks at a render job before it runs. */
-const invoicesWorker = () => system.workers.workers.find((worker) => worker.name === 'invoices')!;
+/**
+ * The system's renewals queue is paused while a test runs the renew jobs itself (the renew job a charge's outcome
+ * queues waits), and its invoices queue while a test looks at a render job before it runs. The queue, not the worker:
+ * a worker already waiting for a job when it is paused may still take the next one.
+ */
+const renewals = () => system.ctx.queues.renewals;
+const invoices = () => system.ctx.queues.invoices;
 
 /** An active monthly subscription whose next period started a minute ago: due, with a saved card. */
 async function dueSubscription(payer: string) {
@@ -162,7 +165,7 @@ async function trailOf(subscriptionId: string, paymentId: string, invoiceId: str
 describe("a renewal's audit events", () => {
   it('go in one audit job per run, each appended once after a killed run, its retry and a redelivery, in order', async () => {
     const pool = createRenderPool({ threads: 1 });
-    await renewalsWorker().pause(true);
+    await renewals().pause();
     try {
       const { subscriptionId, periodKey } = await dueSubscription('payer-batch-01');
       const invoiceId = invoiceIdFor({ type: 'subscription_period', id: periodKey });
@@ -222,7 +225,7 @@ describe("a renewal's audit events", () => {
       ]);
     } finally {
       await pool.close();
-      void renewalsWorker().resume();
+      await renewals().resume();
     }
   });
 
@@ -231,8 +234,8 @@ describe("a renewal's audit events", () => {
       render: () => Promise.reject(new Error('render thread died')),
       close: () => Promise.resolve(),
     };
-    await renewalsWorker().pause(true);
-    await invoicesWorker().pause(true);
+    await renewals().pause();
+    await invoices().pause();
     const original = system.ctx.queues.invoices.add.bind(system.ctx.queues.invoices);
     let renderQueuedAfter: string[] | undefined;
     try {
@@ -256,8 +259,8 @@ describe("a renewal's audit events", () => {
       const job = await system.ctx.queues.invoices.getJob(invoiceJobId(invoiceId));
       expect(job?.data).toEqual({ invoiceId, finalizedQueued: true });
     } finally {
-      void invoicesWorker().resume();
-      void renewalsWorker().resume();
+      await invoices().resume();
+      await renewals().resume();
     }
   });
 });
