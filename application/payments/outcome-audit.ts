@@ -8,6 +8,8 @@ import type { AuditEventInput } from '../../domain/audit-event';
  *
  * Exactly once: every event keeps its fixed id (the trail stores an id once), and the job that collected them only
  * completes after `flush`; a crash or a failed flush before that retries the job, which collects and sends them again.
+ * A job whose retry would not send an event again once some write is made (a renewal, once the period is recorded
+ * paid) flushes before that write too (workers/renewals.worker.ts).
  */
 export class OutcomeAudit {
   private events: AuditEventInput[] = [];
