@@ -8,12 +8,13 @@
  * - a charge job: claim the payment, add its requested audit job, read the company, record the gateway account,
  *   create and confirm a PaymentIntent (two Stripe requests, the intent id saved between), record the outcome, add
  *   its audit job and the renew job that records the paid period;
- * - that renew job: read the subscription, its open periods and the payment, add the paid audit job; issue the
- *   period's invoice (read the plan once per plan, insert its number, read the number prefix; render its PDF on the
- *   pool and store it encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming
- *   its document, add its `finalized` and `rendered` audit jobs); mark the period paid, move the subscription to the
+ * - that renew job: read the subscription, its open periods and the payment; issue the period's invoice (read the
+ *   plan once per plan, insert its number, read the number prefix; render its PDF on the pool and store it
+ *   encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming its document); add
+ *   one audit job carrying the period's paid event and the invoice's `finalized` and `rendered` (as the product's
+ *   renew job does since issue 22: one batch job per run); mark the period paid, move the subscription to the
  *   period's end (the write answers the moved subscription);
- * - an audit job: one insert.
+ * - an audit job: one insert (a batch's events in one ordered insert).
  *
  * Like the product's processes it counts its own commands (bench/instrument.ts).
  */
@@ -29,12 +30,12 @@ import { invoiceSettingsId } from '../models/invoice-settings.model';
 import type { InvoiceRecord } from '../models/invoice.model';
 import { periodId } from '../models/subscription.model';
 import { loadConfig } from '../platform/config';
-import { auditJobOptions } from '../queues/audit.queue';
+import { auditBatchJobId, auditJobOptions } from '../queues/audit.queue';
 import { chargeJobOptions } from '../queues/charges.queue';
 import { renewalJobOptions } from '../queues/renewals.queue';
 import { announceFailure, announceReady, serveParent } from './child';
 import { replaySweep } from './sweep-replay';
-import { createInvoiceReplay, documentAudit, finalizedChanges } from './invoice-replay';
+import { createInvoiceReplay, finalizedChanges } from './invoice-replay';
 import { installCommandCounters } from './instrument';
 
 export const DATA_RENEWAL_QUEUES = {
@@ -101,8 +102,11 @@ async function main(): Promise<void> {
   // Like the product's numbering: the head of each company's sequence kept in the process, one insert per number.
   const heads = new Map<string, number>();
   const categories = new Map<string, string>();
-  /** The period's invoice, as the product issues it: number, prefix, insert (numbered, paid), audit, render job. */
-  const issueInvoice = async (sub: Row, period: Row, payment: Row, paidAt: Date) => {
+  /**
+   * The period's invoice, as the product issues it: number, prefix, render and store, insert (numbered, paid, naming
+   * its document). Answers its `finalized` and `rendered` events for the run's audit job.
+   */
+  const issueInvoice = async (sub: Row, period: Row, payment: Row, paidAt: Date): Promise<Document[]> => {
     const invoiceId = invoiceIdFor({ type: 'subscription_period', id: String(period._id) });
     let category = categories.get(String(sub.planId));
     if (!category) {
@@ -159,22 +163,48 @@ async function main(): Promise<void> {
     const { document, phiLevel } = await invoiceReplay.renderNow(invoice);
     invoice = { ...invoice, documentStatus: 'stored', document };
     await invoices.insertOne(invoice);
-    await documentAudit(queues.audit, invoice, 'invoice.finalized', finalizedChanges(invoice), now);
-    await invoiceReplay.rendered(invoice, document, phiLevel);
+    const event = (action: string, changes: Document[], at: Date) => ({
+      eventId: `${action}-${invoiceId}`,
+      companyId: invoice.companyId,
+      action,
+      outcome: 'success',
+      actor: { type: 'system', id: 'invoicing' },
+      resource: { type: 'invoice', id: invoiceId },
+      changes,
+      occurredAt: at.toISOString(),
+    });
+    return [
+      event('invoice.finalized', finalizedChanges(invoice), now),
+      event(
+        'invoice.rendered',
+        [
+          { field: 'document.sha256', before: null, after: document.sha256 },
+          { field: 'phiLevel', before: null, after: phiLevel },
+        ],
+        document.renderedAt,
+      ),
+    ];
   };
+  const auditEvent = (companyId: string, action: string, key: string, resourceId: string) => ({
+    eventId: `${action}-${key}`,
+    companyId,
+    action,
+    outcome: 'success',
+    actor: { type: 'system', id: 'renewals-worker' },
+    resource: { type: 'subscription', id: resourceId },
+    occurredAt: new Date().toISOString(),
+  });
   const audit = (companyId: string, action: string, key: string, resourceId: string) =>
+    queues.audit.add('append', auditEvent(companyId, action, key, resourceId), {
+      ...auditJobOptions,
+      jobId: `audit-${action}-${key}`,
+    });
+  /** Several events in one audit job, as the product's renew job queues a run's events. */
+  const auditBatch = (events: Document[]) =>
     queues.audit.add(
-      'append',
-      {
-        eventId: `${action}-${key}`,
-        companyId,
-        action,
-        outcome: 'success',
-        actor: { type: 'system', id: 'renewals-worker' },
-        resource: { type: 'subscription', id: resourceId },
-        occurredAt: new Date().toISOString(),
-      },
-      { ...auditJobOptions, jobId: `audit-${action}-${key}` },
+      'append-batch',
+      { events },
+      { ...auditJobOptions, jobId: auditBatchJobId(events.map((event) => String(event.eventId))) },
     );
 
   const renew = async (job: Job<{ subscriptionId: string }>) => {
@@ -204,8 +234,8 @@ async function main(): Promise<void> {
     if (period.paymentId) {
       const payment = await payments.findOne({ _id: period.paymentId });
       if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
-      await audit(sub.companyId, 'subscription.period_paid', period._id, sub._id);
-      await issueInvoice(sub, period, payment, now);
+      const paidEvent = auditEvent(sub.companyId, 'subscription.period_paid', period._id, sub._id);
+      await auditBatch([paidEvent, ...(await issueInvoice(sub, period, payment, now))]);
       await periods.updateOne(
         { _id: period._id, status: 'open', paymentId: payment._id },
         { $set: { status: 'paid', paidAt: now, updatedAt: now } },
@@ -331,11 +361,17 @@ async function main(): Promise<void> {
       (job) => invoiceReplay.renderJob(job.data.invoiceId),
       options(config.workers.invoiceConcurrency),
     ),
-    new Worker<Row>(
+    new Worker<Document>(
       DATA_RENEWAL_QUEUES.audit,
       async (job) => {
+        // One event, or a run's events in one ordered insert.
+        const events: Document[] = Array.isArray(job.data.events) ? job.data.events : [job.data];
+        const recordedAt = new Date();
         try {
-          await auditEvents.insertOne({ ...job.data, _id: String(job.data.eventId), recordedAt: new Date() });
+          await auditEvents.insertMany(
+            events.map((event) => ({ ...event, _id: String(event.eventId), recordedAt })),
+            { ordered: true },
+          );
         } catch (error) {
           // A repeated event: stored once, like the product.
           if ((error as { code?: number }).code !== 11000) throw error;

@@ -19,7 +19,7 @@ import { enqueueCharge } from '../queues/charges.queue';
 import { renewAfterPayment, renewalJobSchema } from '../queues/renewals.queue';
 import { invoiceSettledSources, type InvoiceSettledDeps } from '../application/invoices/invoice-settled';
 import { manageDepsFor, resumeCollectionForPayer } from '../application/subscriptions/manage-subscriptions';
-import { processRenewal } from './renewals.worker';
+import { processRenewal, type RenewalsDeps } from './renewals.worker';
 import { processAuditEvent } from './audit.worker';
 import { processCharge } from './charges.worker';
 import { processMaintenance } from './maintenance.worker';
@@ -160,27 +160,78 @@ function renderingAtIssue(context: WorkerContext): Pick<InvoiceSettledDeps, 'ren
 }
 
 /**
+ * Invoicing inside a job that collects its audit events (`OutcomeAudit`): the invoice's events go into the job's
+ * batch, and a fallback render job is queued only after them (so it need not send `finalized` again).
+ */
+function invoicingInBatch(invoices: InvoiceSettledDeps, audit: OutcomeAudit | undefined): InvoiceSettledDeps {
+  if (!audit) return invoices;
+  return {
+    ...invoices,
+    enqueueAudit: audit.add,
+    flushAudit: () => audit.flush(),
+    enqueueRender: (invoiceId, version, finalizedQueued) =>
+      audit.whenQueued(() => invoices.enqueueRender(invoiceId, version, finalizedQueued)),
+  };
+}
+
+/**
  * A recorded payment outcome: its subscription renews; a succeeded one-off payment gets its invoice (rendered at once
- * where this process can). Given the outcome's audit batch (the charge worker's), the invoice's events go into it, and
- * a fallback render job is queued only after them (so it need not send `finalized` again).
+ * where this process can). Given the outcome's audit batch (the charge worker's), the invoice's events go into it.
  */
 export const afterPaymentOutcome = (context: WorkerContext) => {
   const invoices: InvoiceSettledDeps = { ...invoicing(context), ...renderingAtIssue(context) };
   return async (payment: PaymentRecord, audit?: OutcomeAudit) => {
     await renewAfterPayment(context.queues.renewals, payment);
-    await invoicePayment(
-      audit
-        ? {
-            ...invoices,
-            enqueueAudit: audit.add,
-            enqueueRender: (invoiceId, version, finalizedQueued) =>
-              audit.whenQueued(() => invoices.enqueueRender(invoiceId, version, finalizedQueued)),
-          }
-        : invoices,
-      payment,
-    );
+    await invoicePayment(invoicingInBatch(invoices, audit), payment);
   };
 };
+
+/**
+ * What the renewals worker's processor takes. One plan-category cache for its invoices (plans never change); in a
+ * process with the render threads a paid period's PDF is rendered and stored as its invoice is issued, from the record
+ * in hand (no render job); a renew job's events, its invoice's with them, go in one audit job
+ * (workers/renewals.worker.ts).
+ */
+export function renewalsDeps(context: WorkerContext): RenewalsDeps {
+  const invoices: InvoiceSettledDeps = {
+    ...invoicing(context),
+    planCategory: cachedPlanCategories(context.db.models.Plan),
+    ...renderingAtIssue(context),
+  };
+  return {
+    models: context.db.models,
+    renewalsQueue: context.queues.renewals,
+    enqueueCharge: (payment: PaymentRecord) =>
+      enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
+    enqueueAudit: context.enqueueAudit,
+    enqueueAuditEvents: (events) => enqueueAuditEvents(context.queues.audit, events),
+    ...(context.settings ? { settings: context.settings } : {}),
+    onPeriodPaid: async (period: SubscriptionPeriodRecord, known?: KnownRecords, audit?: OutcomeAudit) => {
+      await invoicePeriod(invoicingInBatch(invoices, audit), period, 'paid', undefined, known);
+    },
+    onPeriodUncollectible: async (period: SubscriptionPeriodRecord, at: Date, audit?: OutcomeAudit) => {
+      await invoicePeriod(invoicingInBatch(invoices, audit), period, 'uncollectible', at);
+    },
+    // A canceled subscription's pending credit goes back through the refund use case (queued, audited, and given its
+    // credit note like any refund).
+    refundCredit: (payment, amount, idempotencyKey) =>
+      requestRefund(
+        {
+          models: context.db.models,
+          enqueueRefund: async (job, audit) => {
+            await Promise.all([enqueueRefund(context.queues.refunds, job), context.enqueueAudit(audit)]);
+          },
+        },
+        {
+          payment,
+          idempotencyKey,
+          request: { amount, reason: 'requested_by_customer' },
+          requestedBy: { type: 'service', id: 'renewals-worker' },
+          requestId: `req_${idempotencyKey}`,
+        },
+      ),
+  };
+}
 
 /** A succeeded refund of an invoiced payment gets its credit note. */
 const afterRefundSucceeded = (context: WorkerContext) => async (refund: RefundRecord) => {
@@ -319,49 +370,11 @@ export const WORKERS = {
   [QUEUE_NAMES.renewals]: defineWorker(QUEUE_NAMES.renewals, {
     schema: renewalJobSchema,
     process: processRenewal,
-    deps: (context) => {
-      // One plan-category cache for this worker's invoices (plans never change); in a process with the render threads
-      // a paid period's PDF is rendered and stored as its invoice is issued, from the record in hand (no render job).
-      const invoices: InvoiceSettledDeps = {
-        ...invoicing(context),
-        planCategory: cachedPlanCategories(context.db.models.Plan),
-        ...renderingAtIssue(context),
-      };
-      return {
-        ...common(context),
-        concurrency: context.config.workers.renewalConcurrency,
-        models: context.db.models,
-        renewalsQueue: context.queues.renewals,
-        enqueueCharge: (payment: PaymentRecord) =>
-          enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
-        enqueueAudit: context.enqueueAudit,
-        ...(context.settings ? { settings: context.settings } : {}),
-        onPeriodPaid: async (period: SubscriptionPeriodRecord, known?: KnownRecords) => {
-          await invoicePeriod(invoices, period, 'paid', undefined, known);
-        },
-        onPeriodUncollectible: async (period: SubscriptionPeriodRecord, at: Date) => {
-          await invoicePeriod(invoices, period, 'uncollectible', at);
-        },
-        // A canceled subscription's pending credit goes back through the refund use case (queued, audited, and given
-        // its credit note like any refund).
-        refundCredit: (payment, amount, idempotencyKey) =>
-          requestRefund(
-            {
-              models: context.db.models,
-              enqueueRefund: async (job, audit) => {
-                await Promise.all([enqueueRefund(context.queues.refunds, job), context.enqueueAudit(audit)]);
-              },
-            },
-            {
-              payment,
-              idempotencyKey,
-              request: { amount, reason: 'requested_by_customer' },
-              requestedBy: { type: 'service', id: 'renewals-worker' },
-              requestId: `req_${idempotencyKey}`,
-            },
-          ),
-      };
-    },
+    deps: (context) => ({
+      ...common(context),
+      concurrency: context.config.workers.renewalConcurrency,
+      ...renewalsDeps(context),
+    }),
   }),
   [QUEUE_NAMES.invoices]: defineWorker(QUEUE_NAMES.invoices, {
     schema: invoiceJobSchema,

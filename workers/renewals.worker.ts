@@ -1,12 +1,28 @@
 import type { Job, Queue } from 'bullmq';
+import type { AuditEventInput } from '../domain/audit-event';
+import type { SubscriptionPeriodRecord } from '../models/subscription.model';
+import { OutcomeAudit } from '../application/payments/outcome-audit';
 import { renewSubscription, type RenewDeps, type RenewOutcome } from '../application/subscriptions/renew-subscription';
 import { sweepRenewals, type SweepRenewalsResult } from '../application/subscriptions/sweep-renewals';
 import { runClockAdvance } from '../application/subscriptions/test-clocks';
 import { continueClockAdvance, RENEWAL_JOBS, type RenewalJob } from '../queues/renewals.queue';
 import { JobFailedError, type JobContext } from './queue-worker';
 
-export interface RenewalsDeps extends Omit<RenewDeps, 'logger'> {
+export interface RenewalsDeps extends Omit<
+  RenewDeps,
+  'logger' | 'flushAudit' | 'onPeriodPaid' | 'onPeriodUncollectible'
+> {
   renewalsQueue: Queue<RenewalJob>;
+  /** Queues several events in one audit job (`enqueueAuditEvents`); without it, a renewal queues one job per event. */
+  enqueueAuditEvents?: (events: readonly AuditEventInput[]) => Promise<void>;
+  /** `RenewDeps.onPeriodPaid`, given the run's audit batch: the invoice's events go into it. */
+  onPeriodPaid?: (
+    period: SubscriptionPeriodRecord,
+    known?: Parameters<NonNullable<RenewDeps['onPeriodPaid']>>[1],
+    audit?: OutcomeAudit,
+  ) => Promise<void>;
+  /** `RenewDeps.onPeriodUncollectible`, given the run's audit batch. */
+  onPeriodUncollectible?: (period: SubscriptionPeriodRecord, at: Date, audit?: OutcomeAudit) => Promise<void>;
 }
 
 export type RenewalResult = { outcome: RenewOutcome } | SweepRenewalsResult | { renewed: number };
@@ -25,7 +41,7 @@ export async function processRenewal(
   switch (job.name) {
     case RENEWAL_JOBS.renew:
       if (!data.subscriptionId) throw new JobFailedError('invalid_payload', 'a renew job names its subscription');
-      return { outcome: await renewSubscription({ ...deps, logger }, data.subscriptionId) };
+      return { outcome: await renewWithOneAuditJob(deps, context, data.subscriptionId) };
     case RENEWAL_JOBS.sweep:
       return sweepRenewals({ ...deps, logger });
     case RENEWAL_JOBS.advanceClock: {
@@ -38,4 +54,42 @@ export async function processRenewal(
     default:
       throw new JobFailedError('unknown_renewal_job', `unknown renewal job ${job.name}`);
   }
+}
+
+/**
+ * One renewal run with its audit events collected (its own, and those of the invoice it issues) and queued together:
+ * one audit job and one ordered append, where the run's writes allow it. Events a rerun would send again (the period
+ * paid, its invoice finalized and rendered: fixed ids, sent before the write that records the period) are queued just
+ * before that write; an event sent after its write (a status move, an attempt recorded) before the run's next write or
+ * at its end; everything collected is queued however the run ends (a throw queues first). The charge the run starts
+ * is queued after its events, so a charge's own events follow the attempt's on the chain.
+ */
+async function renewWithOneAuditJob(
+  deps: RenewalsDeps,
+  context: JobContext,
+  subscriptionId: string,
+): Promise<RenewOutcome> {
+  const { enqueueAuditEvents, onPeriodPaid, onPeriodUncollectible } = deps;
+  if (!enqueueAuditEvents) return renewSubscription({ ...deps, logger: context.logger }, subscriptionId);
+  const audit = new OutcomeAudit(enqueueAuditEvents);
+  const batched: RenewDeps = {
+    ...deps,
+    logger: context.logger,
+    enqueueAudit: audit.add,
+    flushAudit: () => audit.flush(),
+    enqueueCharge: (payment) => audit.whenQueued(() => deps.enqueueCharge(payment)),
+    ...(onPeriodPaid ? { onPeriodPaid: (period, known) => onPeriodPaid(period, known, audit) } : {}),
+    ...(onPeriodUncollectible
+      ? { onPeriodUncollectible: (period, at) => onPeriodUncollectible(period, at, audit) }
+      : {}),
+  };
+  let outcome: RenewOutcome;
+  try {
+    outcome = await renewSubscription(batched, subscriptionId);
+  } catch (error) {
+    await audit.flush();
+    throw error;
+  }
+  await audit.flush();
+  return outcome;
 }

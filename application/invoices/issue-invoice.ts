@@ -41,6 +41,11 @@ export interface IssueInvoiceDeps {
   numbering: Pick<InvoiceNumbering, 'assign'>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /**
+   * Where `enqueueAudit` only collects events into the job's one audit batch (`OutcomeAudit`): queues them now. For a
+   * write that relies on an event being queued already (an outbox entry cleared after it, void-invoice.ts).
+   */
+  flushAudit?: () => Promise<void>;
+  /**
    * Queues the rendering of a finalized document (job id = its id, and its document version after the first);
    * `finalizedQueued` when its `finalized` event was queued (or collected by the job that queues this) before.
    */

@@ -4,7 +4,7 @@ import type { InvoiceRecord } from '../../models/invoice.model';
 import { pendingAuditPath, pendingAuditSet } from '../../models/pending-audit';
 import { documentEvent, type IssueInvoiceDeps } from './issue-invoice';
 
-export type VoidDeps = Pick<IssueInvoiceDeps, 'models' | 'enqueueAudit' | 'enqueueRender' | 'logger'>;
+export type VoidDeps = Pick<IssueInvoiceDeps, 'models' | 'enqueueAudit' | 'flushAudit' | 'enqueueRender' | 'logger'>;
 
 /** What voiding came to: `voided` (now, or by an earlier call), or `not_voidable` (its status, which stays). */
 export type VoidOutcome =
@@ -64,6 +64,8 @@ export async function voidDocument(
   }
   // Throws when the queue does not take it: the void stands with its event, which the sweep sends.
   await deps.enqueueAudit(audit);
+  // Collected into a batch (a renewal's), it is queued now: the stored copy is cleared only once the queue has it.
+  await deps.flushAudit?.();
   await Invoice.updateOne({ _id: voided._id }, { $unset: { [pendingAuditPath(key)]: 1 } });
   return { outcome: 'voided', invoice: voided };
 }

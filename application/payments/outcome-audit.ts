@@ -8,6 +8,8 @@ import type { AuditEventInput } from '../../domain/audit-event';
  *
  * Exactly once: every event keeps its fixed id (the trail stores an id once), and the job that collected them only
  * completes after `flush`; a crash or a failed flush before that retries the job, which collects and sends them again.
+ * A job whose retry would not send an event again once some write is made (a renewal, once the period is recorded
+ * paid) flushes before that write too (workers/renewals.worker.ts).
  */
 export class OutcomeAudit {
   private events: AuditEventInput[] = [];
@@ -27,11 +29,22 @@ export class OutcomeAudit {
     return Promise.resolve();
   };
 
-  /** Queues what was collected (in one job), then the work that waited for it. */
+  /**
+   * Queues what was collected (in one job), then the work that waited for it. May be called again: each call sends
+   * what was collected since the last. Events the queue did not take stay collected (a flush in a `catch` tries them
+   * once more before the job fails).
+   */
   async flush(): Promise<void> {
     const events = this.events.splice(0);
+    if (events.length > 0) {
+      try {
+        await this.send(events);
+      } catch (error) {
+        this.events.unshift(...events);
+        throw error;
+      }
+    }
     const tasks = this.afterFlush.splice(0);
-    if (events.length > 0) await this.send(events);
     for (const task of tasks) await task();
   }
 }

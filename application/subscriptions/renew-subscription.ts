@@ -34,6 +34,14 @@ export interface RenewDeps {
   enqueueCharge: (payment: PaymentRecord) => Promise<void>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /**
+   * Where `enqueueAudit` only collects the run's events (the renewals worker: one audit job for them,
+   * application/payments/outcome-audit.ts), queues what was collected so far. Called before each write after which a
+   * rerun would not send those events again — the period recorded paid or given up, a balance taken off, the next
+   * step's first write after a status move — so a crash after that write has left them queued, as `enqueueAudit`
+   * itself did before. Without it each event is queued as it is sent, and there is nothing to do.
+   */
+  flushAudit?: () => Promise<void>;
+  /**
    * Called once a period is paid (again after a crash: it must be idempotent per period): its invoice starts here.
    * `known`: the subscription (and the payment) this run read, so the invoice need not read them again.
    */
@@ -126,6 +134,8 @@ export async function renewSubscription(
   let carried: SubscriptionRecord | undefined;
   const carry = (next: SubscriptionRecord) => void (carried = next);
   for (let round = 0; round < MAX_DECISIONS * 4; round += 1) {
+    // What the step before wrote and sent (a status move's event) is queued before this step writes anything.
+    if (round > 0) await deps.flushAudit?.();
     const subscription = carried ?? (await deps.models.Subscription.findById(subscriptionId).lean());
     carried = undefined;
     let current: CurrentPeriodRead | undefined;
@@ -487,6 +497,8 @@ export async function chargeAdjustment(deps: RenewDeps, subscription: Subscripti
   if (adjustment.attempts === 0 && !(await chargeAttempt(deps, subscription, adjustment, due.at))) {
     await carryAdjustment(deps, subscription, adjustment);
   }
+  // Its attempt's event (and charge) queued before the mark that keeps a rerun from coming here is cleared.
+  await deps.flushAudit?.();
   await deps.models.Subscription.updateOne(
     { _id: subscription._id, 'adjustmentDue.id': due.id },
     { $unset: { adjustmentDue: 1 } },
@@ -543,6 +555,8 @@ async function settleAdjustments(
     if (payment?.status === 'succeeded') {
       const paidAt = new Date();
       await deps.onPeriodPaid?.({ ...adjustment, status: 'paid', paidAt }, { subscription });
+      // Its invoice's events queued before the write after which a rerun would not issue it again.
+      await deps.flushAudit?.();
       await deps.models.SubscriptionPeriod.updateOne(
         { _id: adjustment._id, status: 'open' },
         { $set: { status: 'paid', paidAt } },
@@ -588,6 +602,8 @@ async function periodPaid(
   // The hook for its invoice (idempotent per period), before the period is recorded paid: if it fails, the next run
   // finds the period still open with its payment succeeded, and comes here again.
   await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt: now }, { subscription, payment });
+  // The paid event and its invoice's events queued (in one job) before the write after which a rerun sends none again.
+  await deps.flushAudit?.();
   await deps.models.SubscriptionPeriod.updateOne(
     { _id: period._id, status: 'open', paymentId: payment._id },
     { $set: { status: 'paid', paidAt: now } },
@@ -646,6 +662,8 @@ async function afterFailure(
           reason: failure.code,
         },
       );
+      // Sent after its write (a rerun finds the failure recorded and does not send it): queued before any other write.
+      await deps.flushAudit?.();
     }
   }
   // A new payment method since that attempt (the payer brought one): collection resumes at once.
@@ -703,6 +721,7 @@ async function afterFailure(
       // The period first (with its uncollectible invoice), then the status: a run that stops between the two finds
       // the period given up and the subscription still past due, and makes the move then (renewStep).
       await deps.onPeriodUncollectible?.({ ...period, status: 'uncollectible' }, now);
+      await deps.flushAudit?.();
       await deps.models.SubscriptionPeriod.updateOne(
         { _id: period._id, status: 'open' },
         { $set: { status: 'uncollectible' } },
@@ -789,6 +808,7 @@ async function settleCanceled(deps: RenewDeps, subscription: SubscriptionRecord,
         { field: 'amount', before: null, after: String(settledAmount) },
       ],
     });
+    await deps.flushAudit?.();
     await Subscription.updateOne(
       { _id: subscription._id, prorationsApplied: { $ne: id } },
       { $inc: { pendingProration: -pending }, $push: { prorationsApplied: id } },
@@ -827,6 +847,8 @@ async function settleAttemptInFlight(
   if (payment.status !== 'succeeded' || !deps.refundCredit) return undefined;
   const paidAt = payment.completedAt ?? new Date();
   await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt }, { subscription, payment });
+  // Its invoice's events queued before the refund's writes (an invoice collected later sends `paid` after its write).
+  await deps.flushAudit?.();
   // Until the refund is recorded the period stays open, so a refusal (busy) is asked again, never forgotten.
   const refunded = await refundUpTo(deps, payment, payment.amount, `sub-canceled-${period._id}`);
   await audit(deps, subscription, 'subscription.late_charge_refunded', period._id, 'success', paidAt, {
@@ -836,6 +858,7 @@ async function settleAttemptInFlight(
       { field: 'amount', before: null, after: String(refunded) },
     ],
   });
+  await deps.flushAudit?.();
   await deps.models.SubscriptionPeriod.updateOne(
     { _id: period._id, status: 'open' },
     { $set: { status: 'paid', paidAt } },
