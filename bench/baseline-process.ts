@@ -33,7 +33,7 @@ import { ALGORITHMS, companyKeyAltName, kmsProvidersFor, localMasterKeyFor } fro
 import { invoiceSettingsId } from '../models/invoice-settings.model';
 import type { InvoiceRecord } from '../models/invoice.model';
 import { auditBatchJobId } from '../queues/audit.queue';
-import { createInvoiceReplay, finalizedChanges } from './invoice-replay';
+import { createInvoiceReplay, issuedInvoiceEvents } from './invoice-replay';
 import { ulid } from '../platform/ids';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { auditJobOptions } from '../queues/audit.queue';
@@ -361,27 +361,7 @@ function invoiceAsData(
     const { document, phiLevel } = await replay.renderNow(invoice);
     invoice = { ...invoice, documentStatus: 'stored', document };
     await invoices.insertOne(invoice);
-    const event = (action: string, changes: Document[], at: Date) => ({
-      eventId: `${action}-${invoiceId}`,
-      companyId,
-      action,
-      outcome: 'success',
-      actor: { type: 'system', id: 'invoicing' },
-      resource: { type: 'invoice', id: invoiceId },
-      changes,
-      occurredAt: at.toISOString(),
-    });
-    return [
-      event('invoice.finalized', finalizedChanges(invoice), now),
-      event(
-        'invoice.rendered',
-        [
-          { field: 'document.sha256', before: null, after: document.sha256 },
-          { field: 'phiLevel', before: null, after: phiLevel },
-        ],
-        document.renderedAt,
-      ),
-    ];
+    return issuedInvoiceEvents({ ...invoice, document }, phiLevel, now);
   };
 }
 

@@ -64,6 +64,38 @@ export function finalizedChanges(invoice: InvoiceRecord): Document[] {
   ];
 }
 
+/**
+ * The events of an invoice issued with its document rendered at issue, as the product's invoice worker path sends
+ * them into the outcome's audit batch: finalized (at `finalizedAt`), then rendered (when the document was).
+ */
+export function issuedInvoiceEvents(
+  invoice: InvoiceRecord & { document: { sha256: string; renderedAt: Date } },
+  phiLevel: string,
+  finalizedAt: Date,
+): Document[] {
+  const event = (action: string, changes: Document[], at: Date) => ({
+    eventId: `${action}-${invoice._id}`,
+    companyId: invoice.companyId,
+    action,
+    outcome: 'success',
+    actor: { type: 'system', id: 'invoicing' },
+    resource: { type: 'invoice', id: invoice._id },
+    changes,
+    occurredAt: at.toISOString(),
+  });
+  return [
+    event('invoice.finalized', finalizedChanges(invoice), finalizedAt),
+    event(
+      'invoice.rendered',
+      [
+        { field: 'document.sha256', before: null, after: invoice.document.sha256 },
+        { field: 'phiLevel', before: null, after: phiLevel },
+      ],
+      invoice.document.renderedAt,
+    ),
+  ];
+}
+
 export function createInvoiceReplay({ db, clientEncryption, pool, auditQueue, collections }: InvoiceReplayDeps) {
   const invoices = db.collection<InvoiceRecord>(collections.invoices);
   const documents = db.collection<Document & { _id: string }>(collections.documents);

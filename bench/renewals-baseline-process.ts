@@ -35,7 +35,7 @@ import { chargeJobOptions } from '../queues/charges.queue';
 import { renewalJobOptions } from '../queues/renewals.queue';
 import { announceFailure, announceReady, serveParent } from './child';
 import { replaySweep } from './sweep-replay';
-import { createInvoiceReplay, finalizedChanges } from './invoice-replay';
+import { createInvoiceReplay, issuedInvoiceEvents } from './invoice-replay';
 import { installCommandCounters } from './instrument';
 
 export const DATA_RENEWAL_QUEUES = {
@@ -163,27 +163,7 @@ async function main(): Promise<void> {
     const { document, phiLevel } = await invoiceReplay.renderNow(invoice);
     invoice = { ...invoice, documentStatus: 'stored', document };
     await invoices.insertOne(invoice);
-    const event = (action: string, changes: Document[], at: Date) => ({
-      eventId: `${action}-${invoiceId}`,
-      companyId: invoice.companyId,
-      action,
-      outcome: 'success',
-      actor: { type: 'system', id: 'invoicing' },
-      resource: { type: 'invoice', id: invoiceId },
-      changes,
-      occurredAt: at.toISOString(),
-    });
-    return [
-      event('invoice.finalized', finalizedChanges(invoice), now),
-      event(
-        'invoice.rendered',
-        [
-          { field: 'document.sha256', before: null, after: document.sha256 },
-          { field: 'phiLevel', before: null, after: phiLevel },
-        ],
-        document.renderedAt,
-      ),
-    ];
+    return issuedInvoiceEvents({ ...invoice, document }, phiLevel, now);
   };
   const auditEvent = (companyId: string, action: string, key: string, resourceId: string) => ({
     eventId: `${action}-${key}`,
