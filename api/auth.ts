@@ -31,10 +31,16 @@ const claimsSchema = z.object({
  * the cache's TTL, before anything of it is checked: a caller's refusal (the failed-authentication budget) goes there,
  * so a token already verified costs no Redis round trip.
  */
-export type Authenticator = (
+export type Authenticator = ((
   authorizationHeader: string | undefined,
   beforeVerifying?: () => Promise<void>,
-) => Promise<Principal>;
+) => Promise<Principal>) & {
+  /**
+   * Whether the header's token is one this process verified within the cache's TTL (so serving it costs no
+   * signature check): the limits that keep unverified tokens cheap need not count it.
+   */
+  verifiedRecently(authorizationHeader: string | undefined): boolean;
+};
 
 type VerificationKey = { get: JWTVerifyGetKey; algorithms: string[] };
 
@@ -118,9 +124,12 @@ export function createAuthenticator(config: AuthConfig, options: AuthenticatorOp
   const cacheEntries = options.cacheEntries ?? VERIFIED_TOKEN_CACHE_ENTRIES;
   const cache =
     cacheEntries > 0 ? verifiedTokenCache(cacheEntries, options.cacheTtlMs ?? VERIFIED_TOKEN_TTL_MS, now) : undefined;
-  return async (header, beforeVerifying) => {
-    const token = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header ?? '')?.[1];
-    const digest = token && cache ? createHash('sha256').update(token).digest('base64') : '';
+  const bearer = (header: string | undefined) => /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(header ?? '')?.[1];
+  const digestOf = (token: string | undefined) =>
+    token && cache ? createHash('sha256').update(token).digest('base64') : '';
+  const authenticate = async (header: string | undefined, beforeVerifying?: () => Promise<void>) => {
+    const token = bearer(header);
+    const digest = digestOf(token);
     const cached = digest ? cache?.get(digest) : undefined;
     if (cached) return cached;
     await beforeVerifying?.();
@@ -166,4 +175,10 @@ export function createAuthenticator(config: AuthConfig, options: AuthenticatorOp
     cache?.set(digest, principal, Math.min(claims.data.exp, claims.data.iat + config.maxTokenAgeSeconds) * 1000);
     return principal;
   };
+  return Object.assign(authenticate, {
+    verifiedRecently(header: string | undefined): boolean {
+      const digest = digestOf(bearer(header));
+      return digest !== '' && cache?.get(digest) !== undefined;
+    },
+  });
 }

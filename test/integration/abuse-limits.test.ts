@@ -92,6 +92,17 @@ it('rotating what the client puts in X-Forwarded-For does not escape the per-sou
   expect(statuses[429]).toBeGreaterThanOrEqual(2 * PER_SOURCE);
 });
 
+it('a token this api verified moments ago is held to its per-holder limit only; unverified ones from its address still count at the source', async () => {
+  const source = '198.51.100.30';
+  const token = await system.token(companyId, ['billing_manager']);
+  // Twice the source's limit, all served: only the first verification of the token counted at the source.
+  expect(await flood(2 * PER_SOURCE, 8, () => list(source, token))).toEqual({ 200: 2 * PER_SOURCE });
+  const forged = await flood(2 * PER_SOURCE, 8, () => list(source, 'not-a-jwt'));
+  expect(forged[401]).toBeLessThanOrEqual(PER_SOURCE);
+  expect(forged[429]).toBeGreaterThanOrEqual(PER_SOURCE);
+  expect(Object.keys(forged).sort()).toEqual(['401', '429']);
+});
+
 it('failures from many sources fill the trail no further than its own bound', async () => {
   const before = await authFailuresAudited();
   // 1,000 sources, one bad token each: every one is under its own bound, not under the trail's.

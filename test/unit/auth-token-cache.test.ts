@@ -114,4 +114,25 @@ describe('verified tokens served from the cache (issue 22)', () => {
     const refusal = new Error('source spent its budget');
     await expect(authenticate(`Bearer ${await token('6m')}`, () => Promise.reject(refusal))).rejects.toBe(refusal);
   });
+
+  it('says a token was verified recently only while its principal is served from the cache', async () => {
+    const authenticate = createAuthenticator(config);
+    const signed = await token('1h');
+    const bearer = `Bearer ${signed}`;
+    expect(authenticate.verifiedRecently(bearer)).toBe(false);
+    await authenticate(bearer);
+    expect(authenticate.verifiedRecently(bearer)).toBe(true);
+    // Not a token that failed, a tampered copy of the cached one, another scheme or no header at all.
+    expect(await reasonOf(authenticate('Bearer not-a-jwt'))).toBe('token_invalid');
+    expect(authenticate.verifiedRecently('Bearer not-a-jwt')).toBe(false);
+    expect(authenticate.verifiedRecently(`Bearer ${signed.slice(0, -2)}xx`)).toBe(false);
+    expect(authenticate.verifiedRecently(`Basic ${signed}`)).toBe(false);
+    expect(authenticate.verifiedRecently(undefined)).toBe(false);
+    jest.setSystemTime(Date.now() + VERIFIED_TOKEN_TTL_MS + 1);
+    expect(authenticate.verifiedRecently(bearer)).toBe(false);
+    // With the cache turned off nothing is.
+    const uncached = createAuthenticator(config, { cacheEntries: 0 });
+    await uncached(bearer);
+    expect(uncached.verifiedRecently(bearer)).toBe(false);
+  });
 });
