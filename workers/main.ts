@@ -56,6 +56,7 @@ export async function startWorkers(
     enqueueAudit: (event) => enqueueAuditEvent(queues.audit, event),
     // Companies, offices, invoice and billing settings: cached per process, used while Redis' tokens say current.
     settings: new SettingsCache(db.models, db.documentTokens),
+    servesRenewals: names.includes(QUEUE_NAMES.renewals),
     // PDF rendering on worker threads, only where invoices are served (INVOICE_RENDER_THREADS at most).
     ...(names.includes(QUEUE_NAMES.invoices)
       ? { renderPool: createRenderPool({ threads: config.workers.invoiceRenderThreads }) }

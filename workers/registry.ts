@@ -19,7 +19,7 @@ import { enqueueCharge } from '../queues/charges.queue';
 import { renewAfterPayment, renewalJobSchema } from '../queues/renewals.queue';
 import { invoiceSettledSources, type InvoiceSettledDeps } from '../application/invoices/invoice-settled';
 import { manageDepsFor, resumeCollectionForPayer } from '../application/subscriptions/manage-subscriptions';
-import { processRenewal, type RenewalsDeps } from './renewals.worker';
+import { processRenewal, renewInBatch, type RenewalsDeps } from './renewals.worker';
 import { processAuditEvent } from './audit.worker';
 import { processCharge } from './charges.worker';
 import { processMaintenance } from './maintenance.worker';
@@ -68,6 +68,8 @@ export interface WorkerContext {
   renderPool?: RenderPool;
   /** This process's cache of company and settings documents, validated per job (models/settings-cache.ts). */
   settings?: SettingsCache;
+  /** This process serves the renewals queue: a subscription's payment outcome renews it in the charge's job. */
+  servesRenewals?: boolean;
 }
 
 /** A queue's entry: its payload schema, its processor, and how to start a worker for it. */
@@ -177,11 +179,33 @@ function invoicingInBatch(invoices: InvoiceSettledDeps, audit: OutcomeAudit | un
 /**
  * A recorded payment outcome: its subscription renews; a succeeded one-off payment gets its invoice (rendered at once
  * where this process can). Given the outcome's audit batch (the charge worker's), the invoice's events go into it.
+ *
+ * In a process that serves the renewals queue, a subscription's payment outcome given a batch is recorded on its
+ * period by a renewal run inside this job (its events, the period's invoice's with them, in the same batch), where a
+ * renew job used to be queued for it: one job, one audit job and their reads fewer per renewal. The run is the renew
+ * job's (`renewSubscription`): a crash in it leaves this job to be run again, whose retry finds the payment settled and
+ * tells its outcome again; a run that throws queues the renew job instead, as before.
  */
 export const afterPaymentOutcome = (context: WorkerContext) => {
   const invoices: InvoiceSettledDeps = { ...invoicing(context), ...renderingAtIssue(context) };
-  return async (payment: PaymentRecord, audit?: OutcomeAudit) => {
+  const renewals = context.servesRenewals ? renewalsDeps(context) : undefined;
+  const renew = async (payment: PaymentRecord, audit?: OutcomeAudit) => {
+    const subscriptionId = payment.subscription?.subscriptionId;
+    if (renewals && audit && subscriptionId) {
+      try {
+        await renewInBatch(renewals, context.logger, subscriptionId, audit);
+        return;
+      } catch (error) {
+        context.logger.warn(
+          { paymentId: payment._id, subscriptionId, err: error },
+          'renewal after the payment outcome failed; queued as a renew job',
+        );
+      }
+    }
     await renewAfterPayment(context.queues.renewals, payment);
+  };
+  return async (payment: PaymentRecord, audit?: OutcomeAudit) => {
+    await renew(payment, audit);
     await invoicePayment(invoicingInBatch(invoices, audit), payment);
   };
 };

@@ -69,27 +69,44 @@ async function renewWithOneAuditJob(
   context: JobContext,
   subscriptionId: string,
 ): Promise<RenewOutcome> {
-  const { enqueueAuditEvents, onPeriodPaid, onPeriodUncollectible } = deps;
+  const { enqueueAuditEvents } = deps;
   if (!enqueueAuditEvents) return renewSubscription({ ...deps, logger: context.logger }, subscriptionId);
   const audit = new OutcomeAudit(enqueueAuditEvents);
-  const batched: RenewDeps = {
-    ...deps,
-    logger: context.logger,
-    enqueueAudit: audit.add,
-    flushAudit: () => audit.flush(),
-    enqueueCharge: (payment) => audit.whenQueued(() => deps.enqueueCharge(payment)),
-    ...(onPeriodPaid ? { onPeriodPaid: (period, known) => onPeriodPaid(period, known, audit) } : {}),
-    ...(onPeriodUncollectible
-      ? { onPeriodUncollectible: (period, at) => onPeriodUncollectible(period, at, audit) }
-      : {}),
-  };
   let outcome: RenewOutcome;
   try {
-    outcome = await renewSubscription(batched, subscriptionId);
+    outcome = await renewInBatch(deps, context.logger, subscriptionId, audit);
   } catch (error) {
     await audit.flush();
     throw error;
   }
   await audit.flush();
   return outcome;
+}
+
+/**
+ * A renewal run whose events go into `audit`, a batch its caller queues when its job ends (however it ends): the renew
+ * job's own, or the charge job's whose payment outcome the run records (workers/registry.ts `afterPaymentOutcome`).
+ * The run flushes the batch before each write after which a rerun would not send what was collected (see above).
+ */
+export function renewInBatch(
+  deps: RenewalsDeps,
+  logger: JobContext['logger'],
+  subscriptionId: string,
+  audit: OutcomeAudit,
+): Promise<RenewOutcome> {
+  const { onPeriodPaid, onPeriodUncollectible } = deps;
+  return renewSubscription(
+    {
+      ...deps,
+      logger,
+      enqueueAudit: audit.add,
+      flushAudit: () => audit.flush(),
+      enqueueCharge: (payment) => audit.whenQueued(() => deps.enqueueCharge(payment)),
+      ...(onPeriodPaid ? { onPeriodPaid: (period, known) => onPeriodPaid(period, known, audit) } : {}),
+      ...(onPeriodUncollectible
+        ? { onPeriodUncollectible: (period, at) => onPeriodUncollectible(period, at, audit) }
+        : {}),
+    },
+    subscriptionId,
+  );
 }

@@ -1,19 +1,18 @@
 import type { Job } from 'bullmq';
-import { ulid } from 'ulid';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { invoiceIdFor } from '../../domain/invoice-number';
 import { createRenderPool, type RenderPool } from '../../documents/render-pool';
 import { StripeGateway } from '../../gateway/stripe-gateway';
 import { createCompany, devAttestation } from '../../models/companies';
-import { periodId } from '../../models/subscription.model';
 import { enqueueAuditEvent, enqueueAuditEvents } from '../../queues/audit.queue';
 import { invoiceJobId } from '../../queues/invoices.queue';
+import { ALL_QUEUE_NAMES, QUEUE_NAMES } from '../../queues/names';
 import { RENEWAL_JOBS, type RenewalJob } from '../../queues/renewals.queue';
 import { renewalsDeps, type WorkerContext } from '../../workers/registry';
 import { processRenewal, type RenewalsDeps } from '../../workers/renewals.worker';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
-import { insertSavedCard } from '../support/records';
+import { insertDueSubscription } from '../support/records';
 
 /**
  * Issue 22: a renew job's audit events, and those of the invoice it issues, go out in one audit job per run (the
@@ -22,10 +21,15 @@ import { insertSavedCard } from '../support/records';
  */
 let system: InProcessSystem;
 let companyId: string;
-const DAY = 24 * 60 * 60 * 1000;
 
 beforeAll(async () => {
-  system = await startInProcessSystem('renewal_audit_batch');
+  // Every queue but renewals: the test runs the renew jobs itself, and a charge's outcome queues its renew job (a
+  // process serving renewals records it inside the charge's job instead: renewal-in-charge.test.ts).
+  system = await startInProcessSystem(
+    'renewal_audit_batch',
+    {},
+    ALL_QUEUE_NAMES.filter((name) => name !== QUEUE_NAMES.renewals),
+  );
   companyId = await createCompany(system.ctx.db, {
     name: 'Hillside Dental',
     stripeSecretKey: 'sk_test_hillside',
@@ -38,44 +42,13 @@ afterAll(async () => {
 });
 
 /**
- * The system's renewals queue is paused while a test runs the renew jobs itself (the renew job a charge's outcome
- * queues waits), and its invoices queue while a test looks at a render job before it runs. The queue, not the worker:
+ * The system's invoices queue is paused while a test looks at a render job before it runs. The queue, not the worker:
  * a worker already waiting for a job when it is paused may still take the next one.
  */
-const renewals = () => system.ctx.queues.renewals;
 const invoices = () => system.ctx.queues.invoices;
 
-/** An active monthly subscription whose next period started a minute ago: due, with a saved card. */
-async function dueSubscription(payer: string) {
-  const paymentMethodId = await insertSavedCard(system.ctx.db, {
-    companyId,
-    customerRef: payer,
-    paymentMethod: 'pm_card_visa',
-    savedBy: `test-${payer}`,
-  });
-  const dueAt = new Date(Date.now() - 60_000);
-  const id = `sub_${ulid()}`;
-  await system.ctx.db.models.Subscription.create({
-    _id: id,
-    companyId,
-    planId: `plan_${ulid()}`,
-    customerRef: payer,
-    paymentMethodId,
-    status: 'active',
-    amount: 4_200,
-    currency: 'usd',
-    interval: { unit: 'month', count: 1 },
-    cycle: { anchor: dueAt, timeZone: 'UTC' },
-    currentPeriod: { index: 0, start: dueAt, end: new Date(dueAt.getTime() + 30 * DAY) },
-    nextBillingAt: dueAt,
-    cancelAtPeriodEnd: false,
-    idempotencyKey: `renewal-audit-${ulid()}`,
-    requestHash: 'x',
-    requestedBy: { type: 'service', id: 'test' },
-    requestId: 'req_renewal_audit',
-  });
-  return { subscriptionId: id, periodKey: periodId(id, dueAt) };
-}
+const dueSubscription = (payer: string) =>
+  insertDueSubscription(system.ctx.db, { companyId, customerRef: payer });
 
 /** The renewals worker's dependencies as workers/registry.ts builds them, with the test's render pool and audit sink. */
 function deps(
@@ -165,7 +138,6 @@ async function trailOf(subscriptionId: string, paymentId: string, invoiceId: str
 describe("a renewal's audit events", () => {
   it('go in one audit job per run, each appended once after a killed run, its retry and a redelivery, in order', async () => {
     const pool = createRenderPool({ threads: 1 });
-    await renewals().pause();
     try {
       const { subscriptionId, periodKey } = await dueSubscription('payer-batch-01');
       const invoiceId = invoiceIdFor({ type: 'subscription_period', id: periodKey });
@@ -225,7 +197,6 @@ describe("a renewal's audit events", () => {
       ]);
     } finally {
       await pool.close();
-      await renewals().resume();
     }
   });
 
@@ -234,7 +205,6 @@ describe("a renewal's audit events", () => {
       render: () => Promise.reject(new Error('render thread died')),
       close: () => Promise.resolve(),
     };
-    await renewals().pause();
     await invoices().pause();
     const original = system.ctx.queues.invoices.add.bind(system.ctx.queues.invoices);
     let renderQueuedAfter: string[] | undefined;
@@ -260,7 +230,6 @@ describe("a renewal's audit events", () => {
       expect(job?.data).toEqual({ invoiceId, finalizedQueued: true });
     } finally {
       await invoices().resume();
-      await renewals().resume();
     }
   });
 });

@@ -36,10 +36,12 @@ export interface InProcessSystem {
 export async function startInProcessSystem(
   name: string,
   extraEnv: Record<string, string> = {},
+  /** The queues the system's workers serve (`--queues`); every queue when not given. */
+  workerQueues?: readonly string[],
 ): Promise<InProcessSystem> {
   const sim = await startStripeSim({ upstreamUrl: process.env.STRIPE_API_BASE ?? '' });
   const ctx = await createTestContext(name, { PORT: '0', STRIPE_API_BASE: sim.url, ...extraEnv });
-  const workers = await startWorkers(ctx.config, ctx.logger, ctx.db);
+  const workers = await startWorkers(ctx.config, ctx.logger, ctx.db, workerQueues ? { queues: workerQueues } : {});
   const api = await startApi(ctx.config, ctx.logger, ctx.db);
   return {
     ctx,

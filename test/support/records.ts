@@ -1,3 +1,4 @@
+import { periodId } from '../../models/subscription.model';
 import { ulid } from 'ulid';
 import type { Database, Models } from '../../models';
 import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
@@ -135,3 +136,44 @@ export async function insertOutgoingDeliveries(
   }
   return { eventId, body, deliveryIds };
 }
+
+/**
+ * An active monthly subscription of `amount` cents whose next period started a minute ago: due, with a saved card
+ * (`paymentMethod`, a stripe-mock test method). Its id and the due period's id.
+ */
+export async function insertDueSubscription(
+  db: Pick<Database, 'models' | 'encryption'>,
+  fields: { companyId: string; customerRef: string; paymentMethod?: string; amount?: number },
+): Promise<{ subscriptionId: string; periodKey: string }> {
+  const { companyId, customerRef } = fields;
+  const paymentMethodId = await insertSavedCard(db, {
+    companyId,
+    customerRef,
+    paymentMethod: fields.paymentMethod ?? 'pm_card_visa',
+    savedBy: `test-${customerRef}`,
+  });
+  const day = 24 * 60 * 60 * 1000;
+  const dueAt = new Date(Date.now() - 60_000);
+  const id = `sub_${ulid()}`;
+  await db.models.Subscription.create({
+    _id: id,
+    companyId,
+    planId: `plan_${ulid()}`,
+    customerRef,
+    paymentMethodId,
+    status: 'active',
+    amount: fields.amount ?? 4_200,
+    currency: 'usd',
+    interval: { unit: 'month', count: 1 },
+    cycle: { anchor: dueAt, timeZone: 'UTC' },
+    currentPeriod: { index: 0, start: dueAt, end: new Date(dueAt.getTime() + 30 * day) },
+    nextBillingAt: dueAt,
+    cancelAtPeriodEnd: false,
+    idempotencyKey: `due-${ulid()}`,
+    requestHash: 'x',
+    requestedBy: { type: 'service', id: 'test' },
+    requestId: 'req_due_subscription',
+  });
+  return { subscriptionId: id, periodKey: periodId(id, dueAt) };
+}
+

@@ -1,0 +1,170 @@
+import { invoiceIdFor } from '../../domain/invoice-number';
+import { createCompany, devAttestation } from '../../models/companies';
+import { AUDIT_BATCH_JOB_NAME, type AuditBatchJob, type AuditEvent } from '../../queues/audit.queue';
+import { jobId } from '../../queues/job-options';
+import { RENEWAL_JOBS } from '../../queues/renewals.queue';
+import { waitFor } from '../support/harness';
+import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
+import { insertDueSubscription } from '../support/records';
+
+/**
+ * Issue 22: in a workers process that serves the renewals queue, a subscription's payment outcome is recorded on its
+ * period inside the charge's job (workers/registry.ts `afterPaymentOutcome`): no renew job for it, and the charge's
+ * events and the paid period's (its invoice's with them) go out in one audit job; each once, in order, whatever fails.
+ */
+let system: InProcessSystem;
+let companyId: string;
+
+beforeAll(async () => {
+  system = await startInProcessSystem('renewal_in_charge');
+  companyId = await createCompany(system.ctx.db, {
+    name: 'Riverbend Physical Therapy',
+    stripeSecretKey: 'sk_test_riverbend',
+    compliance: devAttestation('test'),
+  });
+});
+
+afterAll(async () => {
+  await system.close();
+});
+
+const RENEWAL_ACTIONS = [
+  'subscription.attempt_started',
+  'payment.requested',
+  'payment.succeeded',
+  'subscription.period_paid',
+  'invoice.finalized',
+  'invoice.rendered',
+];
+
+/** Renews the due subscription through the system's queue, as the sweep does; its period once paid, and its payment. */
+async function renewUntilPaid(subscriptionId: string, periodKey: string) {
+  await system.workers.queues.renewals.add(RENEWAL_JOBS.renew, { subscriptionId });
+  const period = await waitFor(
+    () => system.ctx.db.models.SubscriptionPeriod.findById(periodKey).lean(),
+    (found) => found?.status === 'paid',
+    { what: `the period ${periodKey} paid`, timeoutMs: 30_000 },
+  );
+  const payment = await system.ctx.db.models.Payment.findById(period!.paymentId).lean();
+  return { period: period!, payment: payment! };
+}
+
+/** The trail's events of a renewal in chain order, once the audit queue is idle and all six are there. */
+async function trailOf(subscriptionId: string, paymentId: string, invoiceId: string) {
+  const { stored } = await waitFor(
+    async () => {
+      const counts = await system.ctx.queues.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      const stored = await system.ctx.db.models.AuditEvent.find({
+        companyId,
+        'resource.id': { $in: [subscriptionId, paymentId, invoiceId] },
+      })
+        .sort({ sequence: 1 })
+        .lean();
+      return { idle: Object.values(counts).every((n) => n === 0), stored };
+    },
+    ({ idle, stored }) => idle && RENEWAL_ACTIONS.every((action) => stored.some((event) => event.action === action)),
+    { what: `the audit events of ${subscriptionId}`, timeoutMs: 30_000 },
+  );
+  return stored;
+}
+
+/**
+ * Records the actions of every audit job the system's workers queue (one event, or a batch), the `refuseNth` one
+ * (from 1) refused, and the ids of the renew jobs they queue.
+ */
+function recordQueued(refuseNth?: number) {
+  const { audit, renewals } = system.workers.queues;
+  const addAudit = audit.add.bind(audit);
+  const addRenewal = renewals.add.bind(renewals);
+  const batches: string[][] = [];
+  const renewJobs: string[] = [];
+  const spies = [
+    jest.spyOn(audit, 'add').mockImplementation(async (name, data, options) => {
+      if (batches.length + 1 === refuseNth) {
+        refuseNth = undefined;
+        throw new Error('Connection is closed.');
+      }
+      batches.push(
+        name === AUDIT_BATCH_JOB_NAME
+          ? (data as AuditBatchJob).events.map((event) => event.action)
+          : [(data as AuditEvent).action],
+      );
+      return addAudit(name, data, options);
+    }),
+    jest.spyOn(renewals, 'add').mockImplementation(async (name, data, options) => {
+      if (options?.jobId) renewJobs.push(options.jobId);
+      return addRenewal(name, data, options);
+    }),
+  ];
+  return { batches, renewJobs, restore: () => spies.forEach((spy) => spy.mockRestore()) };
+}
+
+/** The id of the renew job a payment's outcome queues (queues/renewals.queue.ts `renewAfterPayment`). */
+const renewJobAfter = (subscriptionId: string, paymentId: string) =>
+  jobId('renewal', `${subscriptionId}-${paymentId}-succeeded`);
+
+async function expectSettledOnce(subscriptionId: string, periodKey: string, paymentId: string) {
+  expect(await system.ctx.db.models.Payment.countDocuments({ 'subscription.subscriptionId': subscriptionId })).toBe(1);
+  const period = await system.ctx.db.models.SubscriptionPeriod.findById(periodKey).lean();
+  expect(period).toMatchObject({ status: 'paid', paymentId });
+  const invoiceId = invoiceIdFor({ type: 'subscription_period', id: periodKey });
+  expect(await system.ctx.db.models.Invoice.find({ subscriptionId }).lean()).toEqual([
+    expect.objectContaining({ _id: invoiceId, status: 'paid', total: 4_200, documentStatus: 'stored' }),
+  ]);
+  // Billed next when the paid period ends.
+  expect(await system.ctx.db.models.Subscription.findById(subscriptionId).lean()).toMatchObject({
+    status: 'active',
+    nextBillingAt: period!.end,
+  });
+  return invoiceId;
+}
+
+describe("a subscription's payment outcome, in a process serving renewals", () => {
+  it("records the paid period inside the charge's job: no renew job, the charge's and the period's events in one audit job", async () => {
+    const recorded = recordQueued();
+    try {
+      const { subscriptionId, periodKey } = await insertDueSubscription(system.ctx.db, {
+        companyId,
+        customerRef: 'payer-inline-01',
+      });
+      const { payment } = await renewUntilPaid(subscriptionId, periodKey);
+      const invoiceId = await expectSettledOnce(subscriptionId, periodKey, payment._id);
+      expect(recorded.renewJobs).not.toContain(renewJobAfter(subscriptionId, payment._id));
+
+      const stored = await trailOf(subscriptionId, payment._id, invoiceId);
+      expect(stored.map((event) => event.action)).toEqual(RENEWAL_ACTIONS);
+      // The opening run's job, then the charge's: the outcome and the period it paid, one job, consecutive places.
+      expect(recorded.batches).toEqual([RENEWAL_ACTIONS.slice(0, 1), RENEWAL_ACTIONS.slice(1)]);
+      const places = stored.slice(1).map((event) => event.sequence);
+      expect(places).toEqual(places.map((_, i) => places[0]! + i));
+    } finally {
+      recorded.restore();
+    }
+  });
+
+  it('queues the renew job when that run fails, and each event still reaches the trail once', async () => {
+    // The opening run's audit job goes; the charge's (sent by the renewal run inside it, before the period is recorded
+    // paid) is refused, so that run fails with the period open and the renew job is queued instead.
+    const recorded = recordQueued(2);
+    try {
+      const { subscriptionId, periodKey } = await insertDueSubscription(system.ctx.db, {
+        companyId,
+        customerRef: 'payer-inline-02',
+      });
+      const { payment } = await renewUntilPaid(subscriptionId, periodKey);
+      const invoiceId = await expectSettledOnce(subscriptionId, periodKey, payment._id);
+      expect(recorded.renewJobs).toContain(renewJobAfter(subscriptionId, payment._id));
+      const stored = await trailOf(subscriptionId, payment._id, invoiceId);
+      expect(stored.map((event) => event.action)).toEqual(RENEWAL_ACTIONS);
+      // The refused batch went again with the charge job's end; the renew job sent the period's events again (the
+      // trail keeps each event id once).
+      expect(recorded.batches).toEqual([
+        RENEWAL_ACTIONS.slice(0, 1),
+        RENEWAL_ACTIONS.slice(1),
+        RENEWAL_ACTIONS.slice(3),
+      ]);
+    } finally {
+      recorded.restore();
+    }
+  });
+});
