@@ -47,8 +47,7 @@ afterAll(async () => {
  */
 const invoices = () => system.ctx.queues.invoices;
 
-const dueSubscription = (payer: string) =>
-  insertDueSubscription(system.ctx.db, { companyId, customerRef: payer });
+const dueSubscription = (payer: string) => insertDueSubscription(system.ctx.db, { companyId, customerRef: payer });
 
 /** The renewals worker's dependencies as workers/registry.ts builds them, with the test's render pool and audit sink. */
 function deps(

@@ -176,4 +176,3 @@ export async function insertDueSubscription(
   });
   return { subscriptionId: id, periodKey: periodId(id, dueAt) };
 }
-
