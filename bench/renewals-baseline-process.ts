@@ -5,15 +5,14 @@
  * - `sweep`: reads the due subscriptions' ids through one cursor and adds their renew jobs in batches of 1,000;
  * - a renew job: read the subscription, read its open periods, insert its period, read its saved method, insert the
  *   payment, record the attempt (and its card) on the period, add the attempt's audit job and the charge job;
- * - a charge job: claim the payment, add its requested audit job, read the company, record the gateway account,
- *   create and confirm a PaymentIntent (two Stripe requests, the intent id saved between), record the outcome, add
- *   its audit job and the renew job that records the paid period;
- * - that renew job: read the subscription, its open periods and the payment; issue the period's invoice (read the
- *   plan once per plan, insert its number, read the number prefix; render its PDF on the pool and store it
- *   encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming its document); add
- *   one audit job carrying the period's paid event and the invoice's `finalized` and `rendered` (as the product's
- *   renew job does since issue 22: one batch job per run); mark the period paid, move the subscription to the
- *   period's end (the write answers the moved subscription);
+ * - a charge job: claim the payment, read the company, record the gateway account, create and confirm a
+ *   PaymentIntent (two Stripe requests, the intent id saved between), record the outcome; then, as the product's
+ *   charge job does since issue 22 in a process serving renewals, record the paid period itself: read the
+ *   subscription, its open periods and the payment; issue the period's invoice (read the plan once per plan, insert
+ *   its number, read the number prefix; render its PDF on the pool and store it encrypted, bench/invoice-replay.ts
+ *   `renderNow`; insert the invoice numbered, paid and naming its document); add one audit job carrying the
+ *   payment's requested and succeeded events, the period's paid event and the invoice's `finalized` and `rendered`;
+ *   mark the period paid, move the subscription to the period's end (the write answers the moved subscription);
  * - an audit job: one insert (a batch's events in one ordered insert).
  *
  * Like the product's processes it counts its own commands (bench/instrument.ts).
@@ -32,7 +31,6 @@ import { periodId } from '../models/subscription.model';
 import { loadConfig } from '../platform/config';
 import { auditBatchJobId, auditJobOptions } from '../queues/audit.queue';
 import { chargeJobOptions } from '../queues/charges.queue';
-import { renewalJobOptions } from '../queues/renewals.queue';
 import { announceFailure, announceReady, serveParent } from './child';
 import { replaySweep } from './sweep-replay';
 import { createInvoiceReplay, issuedInvoiceEvents } from './invoice-replay';
@@ -187,6 +185,27 @@ async function main(): Promise<void> {
       { ...auditJobOptions, jobId: auditBatchJobId(events.map((event) => String(event.eventId))) },
     );
 
+  /**
+   * The period's payment succeeded: read it, issue the period's invoice, queue `before` (the charge's events, when the
+   * charge's job does this) with the period's and the invoice's events in one batch, mark the period paid, move the
+   * subscription.
+   */
+  const settlePeriod = async (sub: Row, period: Row, now: Date, before: Document[]) => {
+    const payment = await payments.findOne({ _id: period.paymentId });
+    if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
+    const paidEvent = auditEvent(sub.companyId, 'subscription.period_paid', period._id, sub._id);
+    await auditBatch([...before, paidEvent, ...(await issueInvoice(sub, period, payment, now))]);
+    await periods.updateOne(
+      { _id: period._id, status: 'open', paymentId: payment._id },
+      { $set: { status: 'paid', paidAt: now, updatedAt: now } },
+    );
+    await subscriptions.findOneAndUpdate(
+      { _id: sub._id, status: sub.status, 'currentPeriod.start': sub.currentPeriod.start, updatedAt: sub.updatedAt },
+      { $set: { nextBillingAt: period.end, status: 'active', updatedAt: now }, $unset: { waitingFor: 1 } },
+      { returnDocument: 'after' },
+    );
+  };
+
   const renew = async (job: Job<{ subscriptionId: string }>) => {
     const now = new Date();
     const sub = await subscriptions.findOne({ _id: job.data.subscriptionId });
@@ -212,19 +231,7 @@ async function main(): Promise<void> {
       await periods.insertOne(period);
     }
     if (period.paymentId) {
-      const payment = await payments.findOne({ _id: period.paymentId });
-      if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
-      const paidEvent = auditEvent(sub.companyId, 'subscription.period_paid', period._id, sub._id);
-      await auditBatch([paidEvent, ...(await issueInvoice(sub, period, payment, now))]);
-      await periods.updateOne(
-        { _id: period._id, status: 'open', paymentId: payment._id },
-        { $set: { status: 'paid', paidAt: now, updatedAt: now } },
-      );
-      await subscriptions.findOneAndUpdate(
-        { _id: sub._id, status: sub.status, 'currentPeriod.start': sub.currentPeriod.start, updatedAt: sub.updatedAt },
-        { $set: { nextBillingAt: period.end, status: 'active', updatedAt: now }, $unset: { waitingFor: 1 } },
-        { returnDocument: 'after' },
-      );
+      await settlePeriod(sub, period, now, []);
       return { outcome: 'settled' };
     }
     const method = await savedMethods.findOne({ _id: sub.paymentMethodId, companyId: sub.companyId });
@@ -293,7 +300,6 @@ async function main(): Promise<void> {
     );
     if (!payment) throw new Error(`no payment ${paymentId} to claim`);
     const companyId = String(payment.companyId);
-    await audit(companyId, 'payment.requested', paymentId, paymentId);
     await companies.findOne({ _id: companyId });
     await payments.updateOne(
       { _id: paymentId, gatewayAccount: { $exists: false } },
@@ -323,13 +329,18 @@ async function main(): Promise<void> {
       { $set: { status: confirmed.status, completedAt: new Date(), updatedAt: new Date() } },
       { returnDocument: 'after' },
     );
-    await audit(companyId, 'payment.succeeded', paymentId, paymentId);
-    const subscriptionId = String(settled?.subscription?.subscriptionId);
-    await queues.renewals.add(
-      'renew',
-      { subscriptionId },
-      { ...renewalJobOptions, jobId: `renewal-${subscriptionId}-${paymentId}-${confirmed.status}` },
-    );
+    if (settled?.status !== 'succeeded') throw new Error(`payment ${paymentId} is ${settled?.status}`);
+    // The product's charge job records the paid period itself (a renewal run inside it), its events in one batch.
+    const sub = await subscriptions.findOne({ _id: settled.subscription.subscriptionId });
+    if (!sub) throw new Error(`no subscription for ${paymentId}`);
+    const open = await periods.find({ subscriptionId: sub._id, status: 'open' }).toArray();
+    const period = open.find((row) => row._id === periodId(sub._id, sub.currentPeriod.start));
+    if (!period) throw new Error(`no open period for ${paymentId}`);
+    await settlePeriod(sub, period, new Date(), [
+      auditEvent(companyId, 'payment.requested', paymentId, paymentId),
+      auditEvent(companyId, 'payment.succeeded', paymentId, paymentId),
+    ]);
+    return { status: settled.status };
   };
 
   const options = (concurrency: number) => ({ connection, prefix: config.queuePrefix, concurrency });
