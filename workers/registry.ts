@@ -193,7 +193,7 @@ export const afterPaymentOutcome = (context: WorkerContext) => {
     const subscriptionId = payment.subscription?.subscriptionId;
     if (renewals && audit && subscriptionId) {
       try {
-        await renewInBatch(renewals, context.logger, subscriptionId, audit);
+        await renewInBatch(renewals, context.logger, subscriptionId, audit, payment);
         return;
       } catch (error) {
         context.logger.warn(

@@ -93,12 +93,14 @@ export function renewInBatch(
   logger: JobContext['logger'],
   subscriptionId: string,
   audit: OutcomeAudit,
+  settledPayment?: RenewDeps['settledPayment'],
 ): Promise<RenewOutcome> {
   const { onPeriodPaid, onPeriodUncollectible } = deps;
   return renewSubscription(
     {
       ...deps,
       logger,
+      ...(settledPayment ? { settledPayment } : {}),
       enqueueAudit: audit.add,
       flushAudit: () => audit.flush(),
       enqueueCharge: (payment) => audit.whenQueued(() => deps.enqueueCharge(payment)),

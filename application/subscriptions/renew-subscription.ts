@@ -66,7 +66,15 @@ export interface RenewDeps {
   /** The worker's settings cache (models/settings-cache.ts): the billing settings read through it. */
   settings?: SettingsReads;
   logger?: Logger;
+  /**
+   * A payment whose final outcome (succeeded or failed: neither ever changes) the caller just recorded, as its write
+   * returned it: a run inside the charge's job takes it for the period's payment instead of reading it again.
+   */
+  settledPayment?: PaymentRecord;
 }
+
+/** Outcomes a payment never leaves. */
+const FINAL_OUTCOMES: ReadonlySet<string> = new Set(['succeeded', 'failed']);
 
 /**
  * What one renewal run came to:
@@ -259,7 +267,11 @@ async function renewStep(
   }
 
   if (period.paymentId) {
-    const payment = await deps.models.Payment.findById(period.paymentId).lean();
+    const known = deps.settledPayment;
+    const payment =
+      known?._id === period.paymentId && FINAL_OUTCOMES.has(known.status)
+        ? known
+        : await deps.models.Payment.findById(period.paymentId).lean();
     if (!payment) throw new Error(`payment ${period.paymentId} of period ${period._id} is missing`);
     switch (payment.status) {
       case 'queued':
