@@ -12,7 +12,7 @@ import { renewalsDeps, type WorkerContext } from '../../workers/registry';
 import { processRenewal, type RenewalsDeps } from '../../workers/renewals.worker';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
-import { insertDueSubscription } from '../support/records';
+import { insertDueSubscription, RENEWAL_ACTIONS, trailOf } from '../support/records';
 
 /**
  * Issue 22: a renew job's audit events, and those of the invoice it issues, go out in one audit job per run (the
@@ -106,34 +106,6 @@ const chargedPayment = (subscriptionId: string) =>
     { what: `the charge of ${subscriptionId}`, timeoutMs: 30_000 },
   );
 
-const RENEWAL_ACTIONS = [
-  'subscription.attempt_started',
-  'payment.requested',
-  'payment.succeeded',
-  'subscription.period_paid',
-  'invoice.finalized',
-  'invoice.rendered',
-];
-
-/** The trail's events of a renewal (its subscription, payment and invoice) in chain order, once all are there. */
-async function trailOf(subscriptionId: string, paymentId: string, invoiceId: string) {
-  const { stored } = await waitFor(
-    async () => {
-      const counts = await system.ctx.queues.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      const stored = await system.ctx.db.models.AuditEvent.find({
-        companyId,
-        'resource.id': { $in: [subscriptionId, paymentId, invoiceId] },
-      })
-        .sort({ sequence: 1 })
-        .lean();
-      return { idle: Object.values(counts).every((n) => n === 0), stored };
-    },
-    ({ idle, stored }) => idle && RENEWAL_ACTIONS.every((action) => stored.some((event) => event.action === action)),
-    { what: `the audit events of ${subscriptionId}`, timeoutMs: 30_000 },
-  );
-  return stored;
-}
-
 describe("a renewal's audit events", () => {
   it('go in one audit job per run, each appended once after a killed run, its retry and a redelivery, in order', async () => {
     const pool = createRenderPool({ threads: 1 });
@@ -178,7 +150,7 @@ describe("a renewal's audit events", () => {
       expect(await run(subscriptionId, deps(pool, again.send), 2)).toEqual({ outcome: 'not_due' });
       expect(again.batches).toEqual([]);
 
-      const stored = await trailOf(subscriptionId, payment!._id, invoiceId);
+      const stored = await trailOf(system.ctx, companyId, [subscriptionId, payment!._id, invoiceId]);
       // Each event once, in the order it happened; the run's batch as consecutive places of the chain.
       expect(stored.map((event) => event.action)).toEqual(RENEWAL_ACTIONS);
       const places = stored.map((event) => event.sequence);

@@ -5,7 +5,7 @@ import { jobId } from '../../queues/job-options';
 import { RENEWAL_JOBS } from '../../queues/renewals.queue';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
-import { insertDueSubscription } from '../support/records';
+import { insertDueSubscription, RENEWAL_ACTIONS, trailOf } from '../support/records';
 
 /**
  * Issue 22: in a workers process that serves the renewals queue, a subscription's payment outcome is recorded on its
@@ -28,15 +28,6 @@ afterAll(async () => {
   await system.close();
 });
 
-const RENEWAL_ACTIONS = [
-  'subscription.attempt_started',
-  'payment.requested',
-  'payment.succeeded',
-  'subscription.period_paid',
-  'invoice.finalized',
-  'invoice.rendered',
-];
-
 /** Renews the due subscription through the system's queue, as the sweep does; its period once paid, and its payment. */
 async function renewUntilPaid(subscriptionId: string, periodKey: string) {
   await system.workers.queues.renewals.add(RENEWAL_JOBS.renew, { subscriptionId });
@@ -47,25 +38,6 @@ async function renewUntilPaid(subscriptionId: string, periodKey: string) {
   );
   const payment = await system.ctx.db.models.Payment.findById(period!.paymentId).lean();
   return { period: period!, payment: payment! };
-}
-
-/** The trail's events of a renewal in chain order, once the audit queue is idle and all six are there. */
-async function trailOf(subscriptionId: string, paymentId: string, invoiceId: string) {
-  const { stored } = await waitFor(
-    async () => {
-      const counts = await system.ctx.queues.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
-      const stored = await system.ctx.db.models.AuditEvent.find({
-        companyId,
-        'resource.id': { $in: [subscriptionId, paymentId, invoiceId] },
-      })
-        .sort({ sequence: 1 })
-        .lean();
-      return { idle: Object.values(counts).every((n) => n === 0), stored };
-    },
-    ({ idle, stored }) => idle && RENEWAL_ACTIONS.every((action) => stored.some((event) => event.action === action)),
-    { what: `the audit events of ${subscriptionId}`, timeoutMs: 30_000 },
-  );
-  return stored;
 }
 
 /**
@@ -131,7 +103,7 @@ describe("a subscription's payment outcome, in a process serving renewals", () =
       const invoiceId = await expectSettledOnce(subscriptionId, periodKey, payment._id);
       expect(recorded.renewJobs).not.toContain(renewJobAfter(subscriptionId, payment._id));
 
-      const stored = await trailOf(subscriptionId, payment._id, invoiceId);
+      const stored = await trailOf(system.ctx, companyId, [subscriptionId, payment._id, invoiceId]);
       expect(stored.map((event) => event.action)).toEqual(RENEWAL_ACTIONS);
       // The opening run's job, then the charge's: the outcome and the period it paid, one job, consecutive places.
       expect(recorded.batches).toEqual([RENEWAL_ACTIONS.slice(0, 1), RENEWAL_ACTIONS.slice(1)]);
@@ -154,7 +126,7 @@ describe("a subscription's payment outcome, in a process serving renewals", () =
       const { payment } = await renewUntilPaid(subscriptionId, periodKey);
       const invoiceId = await expectSettledOnce(subscriptionId, periodKey, payment._id);
       expect(recorded.renewJobs).toContain(renewJobAfter(subscriptionId, payment._id));
-      const stored = await trailOf(subscriptionId, payment._id, invoiceId);
+      const stored = await trailOf(system.ctx, companyId, [subscriptionId, payment._id, invoiceId]);
       expect(stored.map((event) => event.action)).toEqual(RENEWAL_ACTIONS);
       // The refused batch went again with the charge job's end; the renew job sent the period's events again (the
       // trail keeps each event id once).

@@ -1,6 +1,8 @@
 import { periodId } from '../../models/subscription.model';
 import { ulid } from 'ulid';
 import type { Database, Models } from '../../models';
+import type { Queues } from '../../queues';
+import { waitFor } from './harness';
 import { savedPaymentMethodId } from '../../models/saved-payment-method.model';
 import type { PaymentRecord } from '../../models/payment.model';
 import type { RefundRecord } from '../../models/refund.model';
@@ -175,4 +177,38 @@ export async function insertDueSubscription(
     requestId: 'req_due_subscription',
   });
   return { subscriptionId: id, periodKey: periodId(id, dueAt) };
+}
+
+/** What a renewal leaves on its company's trail, in the order it happens. */
+export const RENEWAL_ACTIONS = [
+  'subscription.attempt_started',
+  'payment.requested',
+  'payment.succeeded',
+  'subscription.period_paid',
+  'invoice.finalized',
+  'invoice.rendered',
+];
+
+/**
+ * The company's trail events about `resourceIds` (a subscription, its payment, its invoice) in chain order, once the
+ * audit queue is idle and every one of `actions` is there.
+ */
+export async function trailOf(
+  ctx: { db: Pick<Database, 'models'>; queues: Pick<Queues, 'audit'> },
+  companyId: string,
+  resourceIds: string[],
+  actions: readonly string[] = RENEWAL_ACTIONS,
+) {
+  const { stored } = await waitFor(
+    async () => {
+      const counts = await ctx.queues.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+      const stored = await ctx.db.models.AuditEvent.find({ companyId, 'resource.id': { $in: resourceIds } })
+        .sort({ sequence: 1 })
+        .lean();
+      return { idle: Object.values(counts).every((n) => n === 0), stored };
+    },
+    ({ idle, stored }) => idle && actions.every((action) => stored.some((event) => event.action === action)),
+    { what: `the audit events of ${resourceIds.join(', ')}`, timeoutMs: 30_000 },
+  );
+  return stored;
 }
