@@ -8,7 +8,7 @@
  * - a charge job: claim the payment, read the company, record the gateway account, create and confirm a
  *   PaymentIntent (two Stripe requests, the intent id saved between), record the outcome; then, as the product's
  *   charge job does since issue 22 in a process serving renewals, record the paid period itself: read the
- *   subscription, its open periods and the payment; issue the period's invoice (read the plan once per plan, insert
+ *   subscription and its open periods (the payment is the outcome's write's answer); issue the period's invoice (read the plan once per plan, insert
  *   its number, read the number prefix; render its PDF on the pool and store it encrypted, bench/invoice-replay.ts
  *   `renderNow`; insert the invoice numbered, paid and naming its document); add one audit job carrying the
  *   payment's requested and succeeded events, the period's paid event and the invoice's `finalized` and `rendered`;
@@ -186,13 +186,11 @@ async function main(): Promise<void> {
     );
 
   /**
-   * The period's payment succeeded: read it, issue the period's invoice, queue `before` (the charge's events, when the
+   * The period's payment succeeded: issue the period's invoice, queue `before` (the charge's events, when the
    * charge's job does this) with the period's and the invoice's events in one batch, mark the period paid, move the
    * subscription.
    */
-  const settlePeriod = async (sub: Row, period: Row, now: Date, before: Document[]) => {
-    const payment = await payments.findOne({ _id: period.paymentId });
-    if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
+  const settlePeriod = async (sub: Row, period: Row, payment: Row, now: Date, before: Document[]) => {
     const paidEvent = auditEvent(sub.companyId, 'subscription.period_paid', period._id, sub._id);
     await auditBatch([...before, paidEvent, ...(await issueInvoice(sub, period, payment, now))]);
     await periods.updateOne(
@@ -231,7 +229,9 @@ async function main(): Promise<void> {
       await periods.insertOne(period);
     }
     if (period.paymentId) {
-      await settlePeriod(sub, period, now, []);
+      const payment = await payments.findOne({ _id: period.paymentId });
+      if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
+      await settlePeriod(sub, period, payment, now, []);
       return { outcome: 'settled' };
     }
     const method = await savedMethods.findOne({ _id: sub.paymentMethodId, companyId: sub.companyId });
@@ -336,7 +336,8 @@ async function main(): Promise<void> {
     const open = await periods.find({ subscriptionId: sub._id, status: 'open' }).toArray();
     const period = open.find((row) => row._id === periodId(sub._id, sub.currentPeriod.start));
     if (!period) throw new Error(`no open period for ${paymentId}`);
-    await settlePeriod(sub, period, new Date(), [
+    // The payment as the outcome's write returned it, as the product's run takes it (no second read).
+    await settlePeriod(sub, period, settled, new Date(), [
       auditEvent(companyId, 'payment.requested', paymentId, paymentId),
       auditEvent(companyId, 'payment.succeeded', paymentId, paymentId),
     ]);

@@ -140,18 +140,18 @@ export async function insertOutgoingDeliveries(
 }
 
 /**
- * An active monthly subscription of `amount` cents whose next period started a minute ago: due, with a saved card
- * (`paymentMethod`, a stripe-mock test method). Its id and the due period's id.
+ * An active monthly subscription of 42.00 USD whose next period started a minute ago: due, with a saved card
+ * (`pm_card_visa`). Its id and the due period's id.
  */
 export async function insertDueSubscription(
   db: Pick<Database, 'models' | 'encryption'>,
-  fields: { companyId: string; customerRef: string; paymentMethod?: string; amount?: number },
+  fields: { companyId: string; customerRef: string },
 ): Promise<{ subscriptionId: string; periodKey: string }> {
   const { companyId, customerRef } = fields;
   const paymentMethodId = await insertSavedCard(db, {
     companyId,
     customerRef,
-    paymentMethod: fields.paymentMethod ?? 'pm_card_visa',
+    paymentMethod: 'pm_card_visa',
     savedBy: `test-${customerRef}`,
   });
   const day = 24 * 60 * 60 * 1000;
@@ -164,7 +164,7 @@ export async function insertDueSubscription(
     customerRef,
     paymentMethodId,
     status: 'active',
-    amount: fields.amount ?? 4_200,
+    amount: 4_200,
     currency: 'usd',
     interval: { unit: 'month', count: 1 },
     cycle: { anchor: dueAt, timeZone: 'UTC' },
