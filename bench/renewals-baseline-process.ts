@@ -8,9 +8,9 @@
  * - a charge job: claim the payment, read the company, record the gateway account, create and confirm a
  *   PaymentIntent (two Stripe requests, the intent id saved between), record the outcome; then, as the product's
  *   charge job does since issue 22 in a process serving renewals, record the paid period itself: read the
- *   subscription and its open periods (the payment is the outcome's write's answer); issue the period's invoice (read the plan once per plan, insert
- *   its number, read the number prefix; render its PDF on the pool and store it encrypted, bench/invoice-replay.ts
- *   `renderNow`; insert the invoice numbered, paid and naming its document); add one audit job carrying the
+ *   subscription and its open periods (the payment is the outcome's write's answer); issue the period's invoice
+ *   (read the plan once per plan, insert its number, read the number prefix; render its PDF on the pool and store it
+ *   encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming its document); add one audit job carrying the
  *   payment's requested and succeeded events, the period's paid event and the invoice's `finalized` and `rendered`;
  *   mark the period paid, move the subscription to the period's end (the write answers the moved subscription);
  * - an audit job: one insert (a batch's events in one ordered insert).
