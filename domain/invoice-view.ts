@@ -73,8 +73,9 @@ export function invoiceView(input: InvoiceViewInput): InvoiceView {
   if (!(DOCUMENT_KINDS as readonly string[]).includes(doc.kind)) throw new InvoiceViewError('unknown document kind');
   if (!(INVOICE_STATUSES as readonly string[]).includes(doc.status)) throw new InvoiceViewError('unknown status');
   if (doc.status === 'draft') throw new InvoiceViewError('a draft has no number and is not rendered');
-  if (!IANAZone.isValidZone(doc.timeZone)) throw new InvoiceViewError('time zone must be an IANA zone');
-  const zone = doc.timeZone;
+  // luxon keeps one zone per name (its validity checked once); `isValidZone` would build an Intl formatter per call.
+  const zone = typeof doc.timeZone === 'string' ? IANAZone.create(doc.timeZone) : undefined;
+  if (!zone?.isValid) throw new InvoiceViewError('time zone must be an IANA zone');
   if (!/^[a-zA-Z]{3}$/.test(doc.currency) || !isIsoCurrency(doc.currency)) {
     throw new InvoiceViewError('currency must be an ISO 4217 code');
   }
@@ -221,7 +222,7 @@ export function cleanText(value: string, max: number): string {
         .trimEnd()}…`;
 }
 
-function calendarDate(value: Date, zone: string, what: string): string {
+function calendarDate(value: Date, zone: IANAZone, what: string): string {
   if (!isDate(value)) throw new InvoiceViewError(`${what} must be a valid date`);
   const date = DateTime.fromJSDate(value, { zone }).toISODate();
   if (date === null) throw new InvoiceViewError(`${what} must be a valid date`);
