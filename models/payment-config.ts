@@ -55,10 +55,19 @@ export async function loadPaymentLevels(
   companyExists: boolean;
   companyShredded: boolean;
 }> {
-  const findCompany = () => models.Company.findById(target.companyId, { payment_info: 1, shreddedAt: 1 }).lean();
+  // Driver calls on the models' collections (the decrypting client): a mongoose query per read cost the webhook
+  // path about a tenth of its CPU (casting, the query object, the stack it keeps) for two plain `_id` reads.
+  const findCompany = () =>
+    models.Company.collection.findOne<{ payment_info?: StoredPaymentInfo; shreddedAt?: Date }>(
+      { _id: target.companyId as never },
+      { projection: { payment_info: 1, shreddedAt: 1 } },
+    );
   const findOffice = () =>
     target.officeId
-      ? models.Office.findById(officeRecordId(target.companyId, target.officeId), { payment_info: 1 }).lean()
+      ? models.Office.collection.findOne<{ payment_info?: StoredPaymentInfo }>(
+          { _id: officeRecordId(target.companyId, target.officeId) as never },
+          { projection: { payment_info: 1 } },
+        )
       : null;
   let company: { payment_info?: StoredPaymentInfo; shreddedAt?: Date } | null;
   let office: { payment_info?: StoredPaymentInfo } | null;
