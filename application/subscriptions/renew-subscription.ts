@@ -222,7 +222,18 @@ async function renewStep(
     return 'not_due';
   }
 
-  const period = await openPeriod(deps, subscription, step.current);
+  const { period, firstAttempt } = await openPeriod(deps, subscription, step.current);
+  if (firstAttempt) {
+    await announceAttempt(
+      deps,
+      subscription,
+      period,
+      await makeNamedPayment(deps, subscription, period, firstAttempt),
+      now,
+      false,
+    );
+    return 'charging';
+  }
   if (period.status === 'paid' && period.attempts > 0 && STILL_OWING.has(subscription.status)) {
     // The period was paid but the status move after it was lost (a crash between the two writes, or a write decided
     // from a stale read): make it now.
@@ -272,7 +283,12 @@ async function renewStep(
       known?._id === period.paymentId && FINAL_OUTCOMES.has(known.status)
         ? known
         : await deps.models.Payment.findById(period.paymentId).lean();
-    if (!payment) throw new Error(`payment ${period.paymentId} of period ${period._id} is missing`);
+    if (!payment) {
+      // The period names its first payment, not made yet: a run stopped between the two writes (or is between them
+      // now). It is made under the id the period names, and announced (the event is kept once by its id).
+      await announceAttempt(deps, subscription, period, await makeNamedPayment(deps, subscription, period), now, false);
+      return 'charging';
+    }
     switch (payment.status) {
       case 'queued':
       case 'processing':
@@ -321,7 +337,7 @@ async function openPeriod(
   deps: RenewDeps,
   subscription: SubscriptionRecord,
   read?: CurrentPeriodRead,
-): Promise<SubscriptionPeriodRecord> {
+): Promise<{ period: SubscriptionPeriodRecord; firstAttempt?: PaymentRecord }> {
   const { SubscriptionPeriod } = deps.models;
   const { index, start, end } = subscription.currentPeriod;
   const id = periodId(subscription._id, start);
@@ -330,6 +346,7 @@ async function openPeriod(
   const likelyNew = subscription.nextBillingAt?.getTime() === start.getTime();
   let period: SubscriptionPeriodRecord | null =
     read?.open ?? (likelyNew ? null : await SubscriptionPeriod.findById(id).lean());
+  let firstAttempt: PaymentRecord | undefined;
   if (!period) {
     const isTrial = subscription.trialEnd?.getTime() === end.getTime() && index < 0;
     const base = isTrial ? 0 : baseAmount(subscription);
@@ -356,9 +373,23 @@ async function openPeriod(
       createdAt: now,
       updatedAt: now,
     };
+    // A period with something to collect is stored with its first attempt recorded: it names the attempt's payment,
+    // which is made right after it (one write fewer than recording the attempt on the stored period). The period
+    // comes first, so a run that loses its insert has made no payment; one that stops between the two writes leaves
+    // a period naming a payment not made yet, which the next run makes (`remakeAttemptPayment`). Without a saved
+    // payment method it opens with no attempt, and the step that follows waits for one.
+    const method = record.status === 'open' ? await savedPaymentMethod(deps, subscription) : null;
+    const attempt = method ? attemptPayment(subscription, record, 1, method) : undefined;
+    if (attempt) {
+      record.attempts = 1;
+      record.paymentId = attempt._id;
+      const card = cardOf(method!, attempt);
+      if (card) record.attemptCard = card;
+    }
     try {
       await SubscriptionPeriod.insertMany([record], { lean: true });
       period = record;
+      firstAttempt = attempt;
     } catch (error) {
       if (!isDuplicateKeyError(error)) throw error;
       period = await SubscriptionPeriod.findById(id).lean();
@@ -371,7 +402,7 @@ async function openPeriod(
       { $inc: { pendingProration: -period.proration }, $push: { prorationsApplied: id } },
     );
   }
-  return period;
+  return { period, ...(firstAttempt ? { firstAttempt } : {}) };
 }
 
 /**
@@ -430,17 +461,46 @@ async function chargeAttempt(
   now: Date,
   forNewCard = false,
 ): Promise<boolean> {
-  const { Payment, SubscriptionPeriod, SavedPaymentMethod } = deps.models;
   const attempt = period.attempts + 1;
-  const method = await SavedPaymentMethod.findOne({
+  const method = await savedPaymentMethod(deps, subscription);
+  if (!method) return false;
+  const payment = await insertAttemptPayment(deps, attemptPayment(subscription, period, attempt, method));
+  // The card that this attempt charges, for its invoice (only when the payment is certainly made with it).
+  const card = cardOf(method, payment);
+  const recorded = await deps.models.SubscriptionPeriod.updateOne(
+    { _id: period._id, attempts: period.attempts },
+    {
+      $set: { attempts: attempt, paymentId: payment._id, ...(card ? { attemptCard: card } : {}) },
+      ...(card ? {} : { $unset: { attemptCard: 1 } }),
+      ...(forNewCard ? { $inc: { cardAttempts: 1 } } : {}),
+    },
+  );
+  if (recorded.matchedCount === 0) return true; // another run recorded this attempt (with this same payment)
+  await announceAttempt(deps, subscription, { ...period, attempts: attempt }, payment, now, forNewCard);
+  return true;
+}
+
+type SavedMethod = NonNullable<Awaited<ReturnType<typeof savedPaymentMethod>>>;
+
+async function savedPaymentMethod(deps: RenewDeps, subscription: SubscriptionRecord) {
+  return deps.models.SavedPaymentMethod.findOne({
     _id: subscription.paymentMethodId,
     companyId: subscription.companyId,
   }).lean();
-  if (!method) return false;
+}
+
+/** Attempt `attempt` of the period as a payment (not stored yet), under the unique key `sub:<period>:<attempt>`. */
+function attemptPayment(
+  subscription: SubscriptionRecord,
+  period: SubscriptionPeriodRecord,
+  attempt: number,
+  method: SavedMethod,
+  id = `pay_${ulid()}`,
+): PaymentRecord {
   const idempotencyKey = `sub:${period._id}:${attempt}`;
   const created = new Date();
-  let payment: PaymentRecord = {
-    _id: `pay_${ulid()}`,
+  return {
+    _id: id,
     companyId: subscription.companyId,
     ...(subscription.officeId ? { officeId: subscription.officeId } : {}),
     idempotencyKey,
@@ -458,29 +518,65 @@ async function chargeAttempt(
     createdAt: created,
     updatedAt: created,
   };
+}
+
+/** The attempt's payment, made once: an earlier run that made it under its unique key made the attempt. */
+async function insertAttemptPayment(deps: RenewDeps, payment: PaymentRecord): Promise<PaymentRecord> {
   try {
-    await Payment.insertMany([payment], { lean: true });
+    await deps.models.Payment.insertMany([payment], { lean: true });
+    return payment;
   } catch (error) {
     if (!isDuplicateKeyError(error)) throw error;
-    // An earlier run made this attempt's payment, then stopped: that one is the attempt.
-    const existing = await Payment.findOne({ companyId: subscription.companyId, idempotencyKey }).lean();
+    const existing = await deps.models.Payment.findOne({
+      companyId: payment.companyId,
+      idempotencyKey: payment.idempotencyKey,
+    }).lean();
     if (!existing) throw error;
-    payment = existing;
+    return existing;
   }
-  // The card that this attempt charges, for its invoice (only when the payment is certainly made with it).
-  const card =
-    method.card && String(method.stripePaymentMethodId) === payment.paymentMethod
-      ? { paymentId: payment._id, brand: method.card.brand, last4: method.card.last4 }
-      : undefined;
-  const recorded = await SubscriptionPeriod.updateOne(
-    { _id: period._id, attempts: period.attempts },
-    {
-      $set: { attempts: attempt, paymentId: payment._id, ...(card ? { attemptCard: card } : {}) },
-      ...(card ? {} : { $unset: { attemptCard: 1 } }),
-      ...(forNewCard ? { $inc: { cardAttempts: 1 } } : {}),
-    },
-  );
-  if (recorded.matchedCount === 0) return true; // another run recorded this attempt (with this same payment)
+}
+
+/**
+ * The payment the period names for its latest attempt, made under that id: `payment` as this run built it, or, when
+ * an earlier run stopped before making it, built again from the subscription's payment method. If no method is
+ * saved this throws: the run is retried, and makes it once the subscription has a method again.
+ */
+async function makeNamedPayment(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  period: SubscriptionPeriodRecord,
+  payment?: PaymentRecord,
+): Promise<PaymentRecord> {
+  let built = payment;
+  if (!built) {
+    const method = await savedPaymentMethod(deps, subscription);
+    if (!method) throw new Error(`period ${period._id} names a payment not made, and the payment method is gone`);
+    built = attemptPayment(subscription, period, period.attempts, method, period.paymentId);
+  }
+  const made = await insertAttemptPayment(deps, built);
+  if (made._id !== period.paymentId) {
+    throw new Error(`period ${period._id} names payment ${period.paymentId}, but its attempt is ${made._id}`);
+  }
+  return made;
+}
+
+/** The card a payment is made with, when it is certainly the saved method's. */
+function cardOf(method: SavedMethod, payment: PaymentRecord): SubscriptionPeriodRecord['attemptCard'] {
+  return method.card && String(method.stripePaymentMethodId) === payment.paymentMethod
+    ? { paymentId: payment._id, brand: method.card.brand, last4: method.card.last4 }
+    : undefined;
+}
+
+/** The attempt this run recorded: its event, then its charge. */
+async function announceAttempt(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  period: SubscriptionPeriodRecord,
+  payment: PaymentRecord,
+  now: Date,
+  forNewCard: boolean,
+): Promise<void> {
+  const attempt = period.attempts;
   await audit(deps, subscription, 'subscription.attempt_started', `${period._id}-${attempt}`, 'success', now, {
     reason:
       period.kind === 'adjustment'
@@ -493,7 +589,6 @@ async function chargeAttempt(
     changes: [{ field: 'paymentId', before: null, after: payment._id }],
   });
   await deps.enqueueCharge(payment);
-  return true;
 }
 
 /**

@@ -1083,6 +1083,15 @@ describe('exactly once per period', () => {
       },
     ],
     [
+      'after opening the period with its first attempt, before that attempt’s payment was made',
+      async (sub, key, period) => {
+        const paymentId = `pay_${ulid()}`;
+        await openPeriodRecord(sub, key, period);
+        await system.ctx.db.models.SubscriptionPeriod.updateOne({ _id: key }, { $set: { attempts: 1, paymentId } });
+        return paymentId;
+      },
+    ],
+    [
       'after the period recorded the attempt, before its charge was queued',
       async (sub, key, period, payer) => {
         await openPeriodRecord(sub, key, period);
