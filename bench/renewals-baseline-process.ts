@@ -172,11 +172,6 @@ async function main(): Promise<void> {
     resource: { type: 'subscription', id: resourceId },
     occurredAt: new Date().toISOString(),
   });
-  const audit = (companyId: string, action: string, key: string, resourceId: string) =>
-    queues.audit.add('append', auditEvent(companyId, action, key, resourceId), {
-      ...auditJobOptions,
-      jobId: `audit-${action}-${key}`,
-    });
   /** Several events in one audit job, as the product's renew job queues a run's events. */
   const auditBatch = (events: Document[]) =>
     queues.audit.add(
@@ -211,7 +206,44 @@ async function main(): Promise<void> {
     const id = periodId(sub._id, sub.currentPeriod.start);
     const open = await periods.find({ subscriptionId: sub._id, status: 'open' }).toArray();
     let period = open.find((row) => row._id === id);
-    if (!period) {
+    if (period?.paymentId) {
+      const payment = await payments.findOne({ _id: period.paymentId });
+      if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
+      await settlePeriod(sub, period, payment, now, []);
+      return { outcome: 'settled' };
+    }
+    const method = await savedMethods.findOne({ _id: sub.paymentMethodId, companyId: sub.companyId });
+    if (!method) throw new Error(`no saved method ${sub.paymentMethodId}`);
+    const attempt = (period?.attempts ?? 0) + 1;
+    const idempotencyKey = `sub:${id}:${attempt}`;
+    const payment = {
+      _id: `pay_${ulid()}`,
+      companyId: sub.companyId,
+      idempotencyKey,
+      requestHash: idempotencyKey,
+      amount: period?.amount ?? sub.amount,
+      currency: sub.currency,
+      customer: method.stripeCustomerId,
+      paymentMethod: method.stripePaymentMethodId,
+      serviceCategory: 'membership',
+      status: 'queued',
+      subscription: { subscriptionId: sub._id, periodId: id },
+      requestedBy: { type: 'service', id: 'renewals-worker' },
+      requestId: `req_${sub._id}_${sub.currentPeriod.index}_${attempt}`,
+      attempts: 0,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const recorded = {
+      attempts: attempt,
+      paymentId: payment._id,
+      attemptCard: { paymentId: payment._id, brand: method.card.brand, last4: method.card.last4 },
+    };
+    if (period) {
+      await payments.insertOne(payment);
+      await periods.updateOne({ _id: period._id, attempts: period.attempts }, { $set: recorded });
+    } else {
+      // As the product: a new period is inserted with its first attempt recorded, then that attempt's payment.
       period = {
         _id: id,
         companyId: sub.companyId,
@@ -222,52 +254,13 @@ async function main(): Promise<void> {
         amount: sub.amount,
         currency: sub.currency,
         status: 'open',
-        attempts: 0,
+        ...recorded,
         createdAt: now,
         updatedAt: now,
       };
       await periods.insertOne(period);
+      await payments.insertOne(payment);
     }
-    if (period.paymentId) {
-      const payment = await payments.findOne({ _id: period.paymentId });
-      if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
-      await settlePeriod(sub, period, payment, now, []);
-      return { outcome: 'settled' };
-    }
-    const method = await savedMethods.findOne({ _id: sub.paymentMethodId, companyId: sub.companyId });
-    if (!method) throw new Error(`no saved method ${sub.paymentMethodId}`);
-    const attempt = period.attempts + 1;
-    const idempotencyKey = `sub:${period._id}:${attempt}`;
-    const payment = {
-      _id: `pay_${ulid()}`,
-      companyId: sub.companyId,
-      idempotencyKey,
-      requestHash: idempotencyKey,
-      amount: period.amount,
-      currency: period.currency,
-      customer: method.stripeCustomerId,
-      paymentMethod: method.stripePaymentMethodId,
-      serviceCategory: 'membership',
-      status: 'queued',
-      subscription: { subscriptionId: sub._id, periodId: period._id },
-      requestedBy: { type: 'service', id: 'renewals-worker' },
-      requestId: `req_${sub._id}_${period.index}_${attempt}`,
-      attempts: 0,
-      createdAt: now,
-      updatedAt: now,
-    };
-    await payments.insertOne(payment);
-    await periods.updateOne(
-      { _id: period._id, attempts: period.attempts },
-      {
-        $set: {
-          attempts: attempt,
-          paymentId: payment._id,
-          attemptCard: { paymentId: payment._id, brand: method.card.brand, last4: method.card.last4 },
-        },
-      },
-    );
-    await audit(sub.companyId, 'subscription.attempt_started', `${period._id}-${attempt}`, sub._id);
     await queues.charges.add(
       'charge',
       { paymentId: payment._id },
@@ -337,7 +330,9 @@ async function main(): Promise<void> {
     const period = open.find((row) => row._id === periodId(sub._id, sub.currentPeriod.start));
     if (!period) throw new Error(`no open period for ${paymentId}`);
     // The payment as the outcome's write returned it, as the product's run takes it (no second read).
+    // The attempt's event first, from what the payment records of it (the opening run sends none), as the product's.
     await settlePeriod(sub, period, settled, new Date(), [
+      auditEvent(companyId, 'subscription.attempt_started', `${period._id}-${period.attempts}`, sub._id),
       auditEvent(companyId, 'payment.requested', paymentId, paymentId),
       auditEvent(companyId, 'payment.succeeded', paymentId, paymentId),
     ]);

@@ -2,11 +2,30 @@ import type { AuditEventInput } from './audit-event';
 import { transitionEventId, type AuditAction, type AuditOutcome } from './audit-actions';
 import type { PaymentStatus } from './payment-status';
 
+/** Who a renewal's events name: the renewals worker, whichever job (renew or charge) sends them. */
+export const RENEWALS_ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'renewals-worker' };
+
+/** Why a subscription's attempt was made: its period's first, a dunning retry, a new card's, or a plan change billed. */
+export const SUBSCRIPTION_ATTEMPT_REASONS = [
+  'first_attempt',
+  'retry',
+  'new_payment_method',
+  'plan_change_invoiced',
+] as const;
+
+/** The attempt a subscription's payment is: its number for the period, why it was made, the subscription's time. */
+export interface SubscriptionAttempt {
+  number: number;
+  reason: (typeof SUBSCRIPTION_ATTEMPT_REASONS)[number];
+  at: Date;
+}
+
 /** What an audit event about a payment is built from: the stored record, nothing else. */
 export interface AuditablePayment {
   _id: string;
   companyId: string;
   officeId?: string;
+  subscription?: { subscriptionId: string; periodId: string; attempt?: SubscriptionAttempt };
   status: PaymentStatus;
   requestedBy: { type: 'user' | 'service'; id: string };
   requestId: string;
@@ -41,6 +60,29 @@ export function paymentRequestedEvent(payment: AuditablePayment): AuditEventInpu
     requestId: payment.requestId,
     ...(payment.sealedContext ? { sealed: payment.sealedContext } : {}),
     occurredAt: payment.createdAt.toISOString(),
+  };
+}
+
+/**
+ * A subscription's attempt, as the charge worker sends it first in the outcome's batch (before the request) from the
+ * stored payment: the event the renewal run that recorded the attempt sent before, with the same id. Undefined for a
+ * payment that is no subscription's attempt, or was made before payments recorded their attempt (its run sent it).
+ */
+export function attemptStartedEvent(payment: AuditablePayment): AuditEventInput | undefined {
+  const attempt = payment.subscription?.attempt;
+  if (!attempt) return undefined;
+  const { subscriptionId, periodId } = payment.subscription!;
+  return {
+    eventId: transitionEventId('subscription.attempt_started', `${subscriptionId}-${periodId}-${attempt.number}`),
+    companyId: payment.companyId,
+    ...(payment.officeId ? { officeId: payment.officeId } : {}),
+    action: 'subscription.attempt_started',
+    outcome: 'success',
+    actor: RENEWALS_ACTOR,
+    resource: { type: 'subscription', id: subscriptionId },
+    reason: attempt.reason,
+    changes: [{ field: 'paymentId', before: null, after: payment._id }],
+    occurredAt: attempt.at.toISOString(),
   };
 }
 

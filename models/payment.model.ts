@@ -2,6 +2,7 @@ import { Schema, type Connection, type Model } from 'mongoose';
 import { DISPUTE_STATUSES, type DisputeOutcome, type DisputeStatus } from '../domain/dispute-transitions';
 import type { Attention, GatewayAccountRef } from '../domain/gateway-account';
 import { PAYMENT_STATUSES, type PaymentStatus } from '../domain/payment-status';
+import { SUBSCRIPTION_ATTEMPT_REASONS, type SubscriptionAttempt } from '../domain/payment-audit';
 
 export interface PaymentFailure {
   /** Our reason code, e.g. card_declined, payment_config_missing. */
@@ -61,8 +62,13 @@ export interface PaymentRecord {
   reconciledAt?: Date;
   /** For requires_action: what the upstream app needs to let the payer finish. clientSecret is encrypted. */
   action?: { clientSecret: unknown; nextActionType: string };
-  /** A subscription period's charge (off-session: the payer is not there): which subscription and period. */
-  subscription?: { subscriptionId: string; periodId: string };
+  /**
+   * A subscription period's charge (off-session: the payer is not there): which subscription and period, and the
+   * attempt it is (its number, why it was made, the subscription's time then), from which the charge worker sends
+   * `subscription.attempt_started` first in its outcome's batch. Payments made before attempts were recorded here have
+   * no `attempt`: the renewal run that recorded theirs sent the event.
+   */
+  subscription?: { subscriptionId: string; periodId: string; attempt?: SubscriptionAttempt };
   /** The chargeback (or inquiry) on this payment, from Stripe's `charge.dispute.*` events. */
   dispute?: PaymentDispute;
   requestedBy: { type: 'user' | 'service'; id: string };
@@ -155,7 +161,20 @@ const paymentSchema = new Schema<PaymentRecord>(
     reconciledAt: { type: Date },
     subscription: {
       type: new Schema(
-        { subscriptionId: { type: String, required: true }, periodId: { type: String, required: true } },
+        {
+          subscriptionId: { type: String, required: true },
+          periodId: { type: String, required: true },
+          attempt: {
+            type: new Schema(
+              {
+                number: { type: Number, required: true },
+                reason: { type: String, enum: SUBSCRIPTION_ATTEMPT_REASONS, required: true },
+                at: { type: Date, required: true },
+              },
+              { _id: false },
+            ),
+          },
+        },
         { _id: false },
       ),
     },

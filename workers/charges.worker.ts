@@ -1,5 +1,5 @@
 import { type Job, type Worker } from 'bullmq';
-import { paymentRequestedEvent } from '../domain/payment-audit';
+import { attemptStartedEvent, paymentRequestedEvent } from '../domain/payment-audit';
 import {
   GatewayError,
   type GatewayChargeSettings,
@@ -87,6 +87,13 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
   return result;
 }
 
+/** The payment's request, after the subscription attempt it is (if it is one and records it), into the batch. */
+async function sendRequested(deps: ChargeDeps, payment: PaymentRecord): Promise<void> {
+  const attempt = attemptStartedEvent(payment);
+  if (attempt) await deps.enqueueAudit(attempt);
+  await deps.enqueueAudit(paymentRequestedEvent(payment));
+}
+
 async function chargePayment(
   paymentId: string,
   job: Job<ChargeJob>,
@@ -107,7 +114,7 @@ async function chargePayment(
   if (!payment) {
     const stored = await Payment.findById(paymentId).lean();
     if (!stored) throw new JobFailedError('payment_not_found', `payment ${paymentId} not found`);
-    await deps.enqueueAudit(paymentRequestedEvent(stored));
+    await sendRequested(deps, stored);
     if (isSettled(stored.status)) {
       await auditPaymentOutcome(deps, stored, { actor: ACTOR, jobId: job.id });
       // What follows an outcome (a renewal, an invoice) is idempotent: told again, in case it failed the first time.
@@ -116,7 +123,7 @@ async function chargePayment(
     }
     return { paymentId, status: stored.status };
   }
-  await deps.enqueueAudit(paymentRequestedEvent(payment));
+  await sendRequested(deps, payment);
 
   const settle = (outcome: SettledOutcome) => settlePayment(payment, outcome, job, deps, log);
 

@@ -4,6 +4,7 @@ import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction, type AuditOutcome } from '../../domain/audit-actions';
 import { cycleBoundary, pricingCycleOf, restartedCycle } from '../../domain/billing-period';
 import { minimumChargeAmount } from '../../domain/money';
+import { RENEWALS_ACTOR, type SubscriptionAttempt } from '../../domain/payment-audit';
 import {
   DAY_MS,
   DEFAULT_DUNNING_POLICY,
@@ -88,7 +89,7 @@ export type RenewOutcome = 'not_due' | 'charging' | 'settled';
 const OUTCOME_UNKNOWN: ReadonlySet<string> = new Set(['queued', 'processing', 'needs_attention']);
 /** Statuses that say a period is owed: a paid current period moves them on. */
 const STILL_OWING: ReadonlySet<string> = new Set(['incomplete', 'past_due', 'unpaid']);
-const ACTOR: AuditEventInput['actor'] = { type: 'system', id: 'renewals-worker' };
+const ACTOR = RENEWALS_ACTOR;
 /** How long an incomplete first payment may wait for the payer before the subscription expires (Stripe: 23 hours). */
 export const INCOMPLETE_EXPIRES_AFTER_MS = 23 * 60 * 60 * 1000;
 
@@ -222,13 +223,13 @@ async function renewStep(
     return 'not_due';
   }
 
-  const { period, firstAttempt } = await openPeriod(deps, subscription, step.current);
+  const { period, firstAttempt } = await openPeriod(deps, subscription, now, step.current);
   if (firstAttempt) {
     await announceAttempt(
       deps,
       subscription,
       period,
-      await makeNamedPayment(deps, subscription, period, firstAttempt),
+      await makeNamedPayment(deps, subscription, period, now, firstAttempt),
       now,
       false,
     );
@@ -286,7 +287,14 @@ async function renewStep(
     if (!payment) {
       // The period names its first payment, not made yet: a run stopped between the two writes (or is between them
       // now). It is made under the id the period names, and announced (the event is kept once by its id).
-      await announceAttempt(deps, subscription, period, await makeNamedPayment(deps, subscription, period), now, false);
+      await announceAttempt(
+        deps,
+        subscription,
+        period,
+        await makeNamedPayment(deps, subscription, period, now),
+        now,
+        false,
+      );
       return 'charging';
     }
     switch (payment.status) {
@@ -336,6 +344,7 @@ async function firstPaymentUnsettled(deps: RenewDeps, subscription: Subscription
 async function openPeriod(
   deps: RenewDeps,
   subscription: SubscriptionRecord,
+  now: Date,
   read?: CurrentPeriodRead,
 ): Promise<{ period: SubscriptionPeriodRecord; firstAttempt?: PaymentRecord }> {
   const { SubscriptionPeriod } = deps.models;
@@ -354,7 +363,7 @@ async function openPeriod(
     // one (so is a credit the bill could not use up).
     const bill = base + (subscription.pendingProration ?? 0);
     const amount = bill >= minimumChargeAmount(subscription.currency) ? bill : 0;
-    const now = new Date();
+    const written = new Date();
     const record: SubscriptionPeriodRecord = {
       _id: id,
       companyId: subscription.companyId,
@@ -369,9 +378,9 @@ async function openPeriod(
       // Nothing to collect (a trial, or a credit that covers it all): paid as it opens.
       status: amount === 0 ? 'paid' : 'open',
       attempts: 0,
-      ...(amount === 0 ? { paidAt: now } : {}),
-      createdAt: now,
-      updatedAt: now,
+      ...(amount === 0 ? { paidAt: written } : {}),
+      createdAt: written,
+      updatedAt: written,
     };
     // A period with something to collect is stored with its first attempt recorded: it names the attempt's payment,
     // which is made right after it (one write fewer than recording the attempt on the stored period). The period
@@ -379,7 +388,9 @@ async function openPeriod(
     // a period naming a payment not made yet, which the next run makes (`remakeAttemptPayment`). Without a saved
     // payment method it opens with no attempt, and the step that follows waits for one.
     const method = record.status === 'open' ? await savedPaymentMethod(deps, subscription) : null;
-    const attempt = method ? attemptPayment(subscription, record, 1, method) : undefined;
+    const attempt = method
+      ? attemptPayment(subscription, record, { number: 1, forNewCard: false, now }, method)
+      : undefined;
     if (attempt) {
       record.attempts = 1;
       record.paymentId = attempt._id;
@@ -464,7 +475,10 @@ async function chargeAttempt(
   const attempt = period.attempts + 1;
   const method = await savedPaymentMethod(deps, subscription);
   if (!method) return false;
-  const payment = await insertAttemptPayment(deps, attemptPayment(subscription, period, attempt, method));
+  const payment = await insertAttemptPayment(
+    deps,
+    attemptPayment(subscription, period, { number: attempt, forNewCard, now }, method),
+  );
   // The card that this attempt charges, for its invoice (only when the payment is certainly made with it).
   const card = cardOf(method, payment);
   const recorded = await deps.models.SubscriptionPeriod.updateOne(
@@ -489,15 +503,29 @@ async function savedPaymentMethod(deps: RenewDeps, subscription: SubscriptionRec
   }).lean();
 }
 
-/** Attempt `attempt` of the period as a payment (not stored yet), under the unique key `sub:<period>:<attempt>`. */
+/** Why an attempt is made: the reason its `subscription.attempt_started` event gives. */
+function attemptReason(
+  period: SubscriptionPeriodRecord,
+  attempt: number,
+  forNewCard: boolean,
+): SubscriptionAttempt['reason'] {
+  if (period.kind === 'adjustment') return 'plan_change_invoiced';
+  if (attempt === 1) return 'first_attempt';
+  return forNewCard ? 'new_payment_method' : 'retry';
+}
+
+/**
+ * Attempt `attempt` of the period as a payment (not stored yet), under the unique key `sub:<period>:<attempt>`. It
+ * records the attempt (why, and the subscription's time `now`): its charge sends the attempt's event from it.
+ */
 function attemptPayment(
   subscription: SubscriptionRecord,
   period: SubscriptionPeriodRecord,
-  attempt: number,
+  attempt: { number: number; forNewCard: boolean; now: Date },
   method: SavedMethod,
   id = `pay_${ulid()}`,
 ): PaymentRecord {
-  const idempotencyKey = `sub:${period._id}:${attempt}`;
+  const idempotencyKey = `sub:${period._id}:${attempt.number}`;
   const created = new Date();
   return {
     _id: id,
@@ -511,9 +539,17 @@ function attemptPayment(
     paymentMethod: String(method.stripePaymentMethodId),
     serviceCategory: 'membership',
     status: 'queued',
-    subscription: { subscriptionId: subscription._id, periodId: period._id },
+    subscription: {
+      subscriptionId: subscription._id,
+      periodId: period._id,
+      attempt: {
+        number: attempt.number,
+        reason: attemptReason(period, attempt.number, attempt.forNewCard),
+        at: attempt.now,
+      },
+    },
     requestedBy: { type: 'service', id: 'renewals-worker' },
-    requestId: `req_${subscription._id}_${period.index}_${attempt}`,
+    requestId: `req_${subscription._id}_${period.index}_${attempt.number}`,
     attempts: 0,
     createdAt: created,
     updatedAt: created,
@@ -545,13 +581,20 @@ async function makeNamedPayment(
   deps: RenewDeps,
   subscription: SubscriptionRecord,
   period: SubscriptionPeriodRecord,
+  now: Date,
   payment?: PaymentRecord,
 ): Promise<PaymentRecord> {
   let built = payment;
   if (!built) {
     const method = await savedPaymentMethod(deps, subscription);
     if (!method) throw new Error(`period ${period._id} names a payment not made, and the payment method is gone`);
-    built = attemptPayment(subscription, period, period.attempts, method, period.paymentId);
+    built = attemptPayment(
+      subscription,
+      period,
+      { number: period.attempts, forNewCard: false, now },
+      method,
+      period.paymentId,
+    );
   }
   const made = await insertAttemptPayment(deps, built);
   if (made._id !== period.paymentId) {
@@ -567,7 +610,10 @@ function cardOf(method: SavedMethod, payment: PaymentRecord): SubscriptionPeriod
     : undefined;
 }
 
-/** The attempt this run recorded: its event, then its charge. */
+/**
+ * The attempt this run recorded: its charge, and its event where the payment does not record the attempt (one made
+ * before payments did); otherwise the charge sends the event first in its own batch, from the payment.
+ */
 async function announceAttempt(
   deps: RenewDeps,
   subscription: SubscriptionRecord,
@@ -577,17 +623,12 @@ async function announceAttempt(
   forNewCard: boolean,
 ): Promise<void> {
   const attempt = period.attempts;
-  await audit(deps, subscription, 'subscription.attempt_started', `${period._id}-${attempt}`, 'success', now, {
-    reason:
-      period.kind === 'adjustment'
-        ? 'plan_change_invoiced'
-        : attempt === 1
-          ? 'first_attempt'
-          : forNewCard
-            ? 'new_payment_method'
-            : 'retry',
-    changes: [{ field: 'paymentId', before: null, after: payment._id }],
-  });
+  if (!payment.subscription?.attempt) {
+    await audit(deps, subscription, 'subscription.attempt_started', `${period._id}-${attempt}`, 'success', now, {
+      reason: attemptReason(period, attempt, forNewCard),
+      changes: [{ field: 'paymentId', before: null, after: payment._id }],
+    });
+  }
   await deps.enqueueCharge(payment);
 }
 

@@ -92,7 +92,7 @@ async function expectSettledOnce(subscriptionId: string, periodKey: string, paym
 }
 
 describe("a subscription's payment outcome, in a process serving renewals", () => {
-  it("records the paid period inside the charge's job: no renew job, the charge's and the period's events in one audit job", async () => {
+  it("records the paid period inside the charge's job: no renew job, the attempt's, the charge's and the period's events in one audit job", async () => {
     const recorded = recordQueued();
     try {
       const { subscriptionId, periodKey } = await insertDueSubscription(system.ctx.db, {
@@ -105,9 +105,10 @@ describe("a subscription's payment outcome, in a process serving renewals", () =
 
       const stored = await trailOf(system.ctx, companyId, [subscriptionId, payment._id, invoiceId]);
       expect(stored.map((event) => event.action)).toEqual(RENEWAL_ACTIONS);
-      // The opening run's job, then the charge's: the outcome and the period it paid, one job, consecutive places.
-      expect(recorded.batches).toEqual([RENEWAL_ACTIONS.slice(0, 1), RENEWAL_ACTIONS.slice(1)]);
-      const places = stored.slice(1).map((event) => event.sequence);
+      // One job, the charge's: the attempt (which its payment records; the opening run queued no audit job), the
+      // request, the outcome and the period it paid, at consecutive places.
+      expect(recorded.batches).toEqual([RENEWAL_ACTIONS]);
+      const places = stored.map((event) => event.sequence);
       expect(places).toEqual(places.map((_, i) => places[0]! + i));
     } finally {
       recorded.restore();
@@ -115,9 +116,9 @@ describe("a subscription's payment outcome, in a process serving renewals", () =
   });
 
   it('queues the renew job when that run fails, and each event still reaches the trail once', async () => {
-    // The opening run's audit job goes; the charge's (sent by the renewal run inside it, before the period is recorded
-    // paid) is refused, so that run fails with the period open and the renew job is queued instead.
-    const recorded = recordQueued(2);
+    // The charge's audit job (sent by the renewal run inside it, before the period is recorded paid; the opening run
+    // queues none) is refused, so that run fails with the period open and the renew job is queued instead.
+    const recorded = recordQueued(1);
     try {
       const { subscriptionId, periodKey } = await insertDueSubscription(system.ctx.db, {
         companyId,
@@ -130,11 +131,7 @@ describe("a subscription's payment outcome, in a process serving renewals", () =
       expect(stored.map((event) => event.action)).toEqual(RENEWAL_ACTIONS);
       // The refused batch went again with the charge job's end; the renew job sent the period's events again (the
       // trail keeps each event id once).
-      expect(recorded.batches).toEqual([
-        RENEWAL_ACTIONS.slice(0, 1),
-        RENEWAL_ACTIONS.slice(1),
-        RENEWAL_ACTIONS.slice(3),
-      ]);
+      expect(recorded.batches).toEqual([RENEWAL_ACTIONS, RENEWAL_ACTIONS.slice(3)]);
     } finally {
       recorded.restore();
     }

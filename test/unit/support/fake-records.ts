@@ -27,7 +27,8 @@ const lean = <T>(value: T) => ({ lean: () => Promise.resolve(value === undefined
 
 /**
  * The few mongoose calls the refund use cases make (`findById`, `findOne`,
- * `findOneAndUpdate`, `updateOne`, `create`), on documents kept in memory, with
+ * `findOneAndUpdate`, `updateOne`, `create`, and the driver's `collection.findOne`
+ * the payment configuration is read with), on documents kept in memory, with
  * the conditions they use (equality, `$in`, `$exists`) honoured, so a
  * conditional write that would lose a race loses it here too.
  */
@@ -50,6 +51,11 @@ export class FakeCollection<T extends { _id: string }> {
 
   findById(id: string) {
     return lean(this.docs.get(id));
+  }
+
+  /** The driver's collection: its `findOne` answers with the whole document (a projection is not applied). */
+  get collection() {
+    return { findOne: (filter: Filter) => lean(this.first(filter)).lean() };
   }
 
   findOne(filter: Filter) {
