@@ -17,7 +17,7 @@ import { enqueueCharge } from '../../queues/charges.queue';
 import { enqueueRefund } from '../../queues/refunds.queue';
 import type { RenewalJob } from '../../queues/renewals.queue';
 import { waitFor } from '../support/harness';
-import { insertSavedCard } from '../support/records';
+import { insertSavedCard, trailOf } from '../support/records';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { configureStripeWebhooks, deliverSigned, stripeEventEnvelope } from '../support/stripe-events';
 
@@ -1044,7 +1044,9 @@ describe('exactly once per period', () => {
       attempts: 0,
     });
 
-  const attemptPayment = (subscriptionId: string, key: string, payer: string) =>
+  // As the renewal makes it (recording the attempt, from which its charge sends the attempt's event), or as a version
+  // before that made it (without: the run that records the attempt sends the event).
+  const attemptPayment = (subscriptionId: string, key: string, payer: string, recordsAttempt = true) =>
     system.ctx.db.models.Payment.create({
       _id: `pay_${ulid()}`,
       companyId,
@@ -1055,7 +1057,11 @@ describe('exactly once per period', () => {
       customer: `cus_${payer.replace(/-/g, '')}`,
       paymentMethod: 'pm_card_visa',
       status: 'queued',
-      subscription: { subscriptionId, periodId: key },
+      subscription: {
+        subscriptionId,
+        periodId: key,
+        ...(recordsAttempt ? { attempt: { number: 1, reason: 'first_attempt', at: new Date() } } : {}),
+      },
       requestedBy: { type: 'service', id: 'renewals-worker' },
       requestId: `req_${payer}`,
       attempts: 0,
@@ -1080,6 +1086,13 @@ describe('exactly once per period', () => {
       async (sub, key, period, payer) => {
         await openPeriodRecord(sub, key, period);
         return (await attemptPayment(sub, key, payer))._id;
+      },
+    ],
+    [
+      'after making the attempt’s payment (an earlier version’s, which does not record the attempt), before the period recorded it',
+      async (sub, key, period, payer) => {
+        await openPeriodRecord(sub, key, period);
+        return (await attemptPayment(sub, key, payer, false))._id;
       },
     ],
     [
@@ -1115,6 +1128,14 @@ describe('exactly once per period', () => {
     if (left) expect(made[0]!._id).toBe(left);
     expect(system.sim.succeededChargeCount(made[0]!.stripePaymentIntentId!)).toBe(1);
     expect((await periods(sub.id)).map((p) => [p.status, p.attempts])).toEqual([['paid', 1]]);
+    // The attempt is on the trail once, naming its payment: sent by the charge from what the payment records, or by
+    // the run that recorded the attempt when the payment (made before payments recorded it) does not.
+    const attempts = (await trailOf(system.ctx, companyId, [sub.id], ['subscription.attempt_started'])).filter(
+      (event) => event.action === 'subscription.attempt_started',
+    );
+    expect(attempts.map((event) => [event.reason, event.changes?.[0]?.after])).toEqual([
+      ['first_attempt', made[0]!._id],
+    ]);
   });
 
   it('a renewal killed after the payment succeeded, before the period was marked paid: the next run marks it, charging nothing', async () => {
