@@ -266,7 +266,14 @@ async function renewStep(
     // Paid (or given up): the next thing is the period's end.
     if (now < current.end) {
       await Subscription.updateOne(
-        { _id: subscription._id, 'currentPeriod.start': current.start, nextBillingAt: subscription.nextBillingAt },
+        // Conditional on the status too: a cancel made meanwhile may have left `nextBillingAt` at the same instant
+        // (on a test clock that has not moved), and a canceled subscription is never billed again.
+        {
+          _id: subscription._id,
+          status: subscription.status,
+          'currentPeriod.start': current.start,
+          nextBillingAt: subscription.nextBillingAt,
+        },
         { $set: { nextBillingAt: current.end } },
       );
       return 'not_due';
@@ -385,7 +392,7 @@ async function openPeriod(
     // A period with something to collect is stored with its first attempt recorded: it names the attempt's payment,
     // which is made right after it (one write fewer than recording the attempt on the stored period). The period
     // comes first, so a run that loses its insert has made no payment; one that stops between the two writes leaves
-    // a period naming a payment not made yet, which the next run makes (`remakeAttemptPayment`). Without a saved
+    // a period naming a payment not made yet, which the next run makes (`makeNamedPayment`). Without a saved
     // payment method it opens with no attempt, and the step that follows waits for one.
     const method = record.status === 'open' ? await savedPaymentMethod(deps, subscription) : null;
     const attempt = method
@@ -440,7 +447,7 @@ async function advancePeriod(
   // Period k ends at boundary k+1; the periods before the cycle (a trial, a stub) end at boundary 0.
   const next = { index: index + 1, start: end, end: cycleBoundary(cycle, Math.max(index + 2, 0)) };
   const advanced = await deps.models.Subscription.findOneAndUpdate(
-    { _id: subscription._id, 'currentPeriod.start': subscription.currentPeriod.start },
+    { _id: subscription._id, status: subscription.status, 'currentPeriod.start': subscription.currentPeriod.start },
     { $set: { currentPeriod: next, nextBillingAt: next.start } },
     { new: true },
   ).lean();
