@@ -89,7 +89,6 @@ export type RenewOutcome = 'not_due' | 'charging' | 'settled';
 const OUTCOME_UNKNOWN: ReadonlySet<string> = new Set(['queued', 'processing', 'needs_attention']);
 /** Statuses that say a period is owed: a paid current period moves them on. */
 const STILL_OWING: ReadonlySet<string> = new Set(['incomplete', 'past_due', 'unpaid']);
-const ACTOR = RENEWALS_ACTOR;
 /** How long an incomplete first payment may wait for the payer before the subscription expires (Stripe: 23 hours). */
 export const INCOMPLETE_EXPIRES_AFTER_MS = 23 * 60 * 60 * 1000;
 
@@ -224,17 +223,7 @@ async function renewStep(
   }
 
   const { period, firstAttempt } = await openPeriod(deps, subscription, now, step.current);
-  if (firstAttempt) {
-    await announceAttempt(
-      deps,
-      subscription,
-      period,
-      await makeNamedPayment(deps, subscription, period, now, firstAttempt),
-      now,
-      false,
-    );
-    return 'charging';
-  }
+  if (firstAttempt) return chargeNamedPayment(deps, subscription, period, now, firstAttempt);
   if (period.status === 'paid' && period.attempts > 0 && STILL_OWING.has(subscription.status)) {
     // The period was paid but the status move after it was lost (a crash between the two writes, or a write decided
     // from a stale read): make it now.
@@ -291,19 +280,9 @@ async function renewStep(
       known?._id === period.paymentId && FINAL_OUTCOMES.has(known.status)
         ? known
         : await deps.models.Payment.findById(period.paymentId).lean();
-    if (!payment) {
-      // The period names its first payment, not made yet: a run stopped between the two writes (or is between them
-      // now). It is made under the id the period names, and announced (the event is kept once by its id).
-      await announceAttempt(
-        deps,
-        subscription,
-        period,
-        await makeNamedPayment(deps, subscription, period, now),
-        now,
-        false,
-      );
-      return 'charging';
-    }
+    // The period names its first payment, not made yet: a run stopped between the two writes (or is between them
+    // now). It is made under the id the period names, and announced (the event is kept once by its id).
+    if (!payment) return chargeNamedPayment(deps, subscription, period, now);
     switch (payment.status) {
       case 'queued':
       case 'processing':
@@ -608,6 +587,19 @@ async function makeNamedPayment(
     throw new Error(`period ${period._id} names payment ${period.paymentId}, but its attempt is ${made._id}`);
   }
   return made;
+}
+
+/** The payment the period names for its first attempt, made (`built` by this run, or built again) and charged. */
+async function chargeNamedPayment(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  period: SubscriptionPeriodRecord,
+  now: Date,
+  built?: PaymentRecord,
+): Promise<'charging'> {
+  const payment = await makeNamedPayment(deps, subscription, period, now, built);
+  await announceAttempt(deps, subscription, period, payment, now, false);
+  return 'charging';
 }
 
 /** The card a payment is made with, when it is certainly the saved method's. */
@@ -1178,7 +1170,7 @@ export async function audit(
     ...(subscription.officeId ? { officeId: subscription.officeId } : {}),
     action,
     outcome,
-    actor: actor ?? ACTOR,
+    actor: actor ?? RENEWALS_ACTOR,
     resource: { type: 'subscription', id: subscription._id },
     ...rest,
     occurredAt: at.toISOString(),
