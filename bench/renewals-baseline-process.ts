@@ -205,62 +205,60 @@ async function main(): Promise<void> {
     if (!sub || !(sub.nextBillingAt <= now)) return { outcome: 'not_due' };
     const id = periodId(sub._id, sub.currentPeriod.start);
     const open = await periods.find({ subscriptionId: sub._id, status: 'open' }).toArray();
-    let period = open.find((row) => row._id === id);
+    const period = open.find((row) => row._id === id);
     if (period?.paymentId) {
       const payment = await payments.findOne({ _id: period.paymentId });
       if (payment?.status !== 'succeeded') throw new Error(`payment ${period.paymentId} is ${payment?.status}`);
       await settlePeriod(sub, period, payment, now, []);
       return { outcome: 'settled' };
     }
+    // Every renewal here opens a new period (no dunning, no retries): an open one without its payment is a bug.
+    if (period) throw new Error(`period ${id} is open without a payment`);
     const method = await savedMethods.findOne({ _id: sub.paymentMethodId, companyId: sub.companyId });
     if (!method) throw new Error(`no saved method ${sub.paymentMethodId}`);
-    const attempt = (period?.attempts ?? 0) + 1;
+    const attempt = 1;
     const idempotencyKey = `sub:${id}:${attempt}`;
     const payment = {
       _id: `pay_${ulid()}`,
       companyId: sub.companyId,
       idempotencyKey,
       requestHash: idempotencyKey,
-      amount: period?.amount ?? sub.amount,
+      amount: sub.amount,
       currency: sub.currency,
       customer: method.stripeCustomerId,
       paymentMethod: method.stripePaymentMethodId,
       serviceCategory: 'membership',
       status: 'queued',
-      subscription: { subscriptionId: sub._id, periodId: id },
+      // As the product's: the payment records its attempt, from which the charge sends the attempt's event.
+      subscription: {
+        subscriptionId: sub._id,
+        periodId: id,
+        attempt: { number: attempt, reason: 'first_attempt', at: now },
+      },
       requestedBy: { type: 'service', id: 'renewals-worker' },
       requestId: `req_${sub._id}_${sub.currentPeriod.index}_${attempt}`,
       attempts: 0,
       createdAt: now,
       updatedAt: now,
     };
-    const recorded = {
+    // As the product: a new period is inserted with its first attempt recorded, then that attempt's payment.
+    await periods.insertOne({
+      _id: id,
+      companyId: sub.companyId,
+      subscriptionId: sub._id,
+      index: sub.currentPeriod.index,
+      start: sub.currentPeriod.start,
+      end: sub.currentPeriod.end,
+      amount: sub.amount,
+      currency: sub.currency,
+      status: 'open',
       attempts: attempt,
       paymentId: payment._id,
       attemptCard: { paymentId: payment._id, brand: method.card.brand, last4: method.card.last4 },
-    };
-    if (period) {
-      await payments.insertOne(payment);
-      await periods.updateOne({ _id: period._id, attempts: period.attempts }, { $set: recorded });
-    } else {
-      // As the product: a new period is inserted with its first attempt recorded, then that attempt's payment.
-      period = {
-        _id: id,
-        companyId: sub.companyId,
-        subscriptionId: sub._id,
-        index: sub.currentPeriod.index,
-        start: sub.currentPeriod.start,
-        end: sub.currentPeriod.end,
-        amount: sub.amount,
-        currency: sub.currency,
-        status: 'open',
-        ...recorded,
-        createdAt: now,
-        updatedAt: now,
-      };
-      await periods.insertOne(period);
-      await payments.insertOne(payment);
-    }
+      createdAt: now,
+      updatedAt: now,
+    });
+    await payments.insertOne(payment);
     await queues.charges.add(
       'charge',
       { paymentId: payment._id },

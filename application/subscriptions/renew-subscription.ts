@@ -4,7 +4,7 @@ import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction, type AuditOutcome } from '../../domain/audit-actions';
 import { cycleBoundary, pricingCycleOf, restartedCycle } from '../../domain/billing-period';
 import { minimumChargeAmount } from '../../domain/money';
-import { RENEWALS_ACTOR, type SubscriptionAttempt } from '../../domain/payment-audit';
+import { attemptStartedEvent, RENEWALS_ACTOR, type SubscriptionAttempt } from '../../domain/payment-audit';
 import {
   DAY_MS,
   DEFAULT_DUNNING_POLICY,
@@ -621,12 +621,14 @@ async function announceAttempt(
   now: Date,
   forNewCard: boolean,
 ): Promise<void> {
-  const attempt = period.attempts;
   if (!payment.subscription?.attempt) {
-    await audit(deps, subscription, 'subscription.attempt_started', `${period._id}-${attempt}`, 'success', now, {
-      reason: attemptReason(period, attempt, forNewCard),
-      changes: [{ field: 'paymentId', before: null, after: payment._id }],
+    const number = period.attempts;
+    const attempt = { number, reason: attemptReason(period, number, forNewCard), at: now };
+    const event = attemptStartedEvent({
+      ...payment,
+      subscription: { subscriptionId: subscription._id, periodId: period._id, attempt },
     });
+    if (event) await deps.enqueueAudit(event);
   }
   await deps.enqueueCharge(payment);
 }
