@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { ZodError } from 'zod';
 import { TokenStoreUnavailableError } from '../models/document-tokens';
+import { DocumentWriteUnavailableError } from '../models/serialized-writes';
 import { isShreddedDataError } from '../models/encryption';
 import { RETRY_AFTER_SECONDS_ON_503 } from './openapi/spec';
 
@@ -48,8 +49,9 @@ export function registerErrorHandler(app: FastifyInstance): void {
         error: { code: error.code, message: error.message, ...(error.details ? { details: error.details } : {}) },
       });
     }
-    if (error instanceof TokenStoreUnavailableError) {
-      // A settings write is made only with its cache token set first (models/document-tokens.ts): nothing was stored.
+    if (error instanceof TokenStoreUnavailableError || error instanceof DocumentWriteUnavailableError) {
+      // A settings write is made only with its cache token set first (models/document-tokens.ts), a serialized write
+      // only under its lease (models/serialized-writes.ts): nothing was stored.
       void reply.header('retry-after', String(RETRY_AFTER_SECONDS_ON_503));
       return reply.status(503).send({
         error: { code: 'unavailable', message: 'a store this change needs is briefly unavailable; try again' },

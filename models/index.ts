@@ -7,6 +7,7 @@ import { AuditTrail } from './audit-trail';
 import { createCompanyModel, type CompanyModel } from './company.model';
 import { connectDatabase } from './connection';
 import { DocumentTokens, registerDocumentTokens } from './document-tokens';
+import { DocumentWriteLeases, registerDocumentWriteLeases } from './serialized-writes';
 import { createRedisConnection, type RedisClient } from '../platform/redis';
 import { FieldEncryption, kmsProvidersFor, kmsTlsOptionsFor, localMasterKeyFor } from './encryption';
 import { createOfficeModel, type OfficeModel } from './office.model';
@@ -137,6 +138,9 @@ export async function openDatabase(
   const tokenRedis = await connectTokenRedis(config.redisUrl);
   const documentTokens = new DocumentTokens(tokenRedis, config.queuePrefix);
   registerDocumentTokens(connection, documentTokens);
+  if (!(await updatesAreAtomic(connection))) {
+    registerDocumentWriteLeases(connection, new DocumentWriteLeases(tokenRedis, config.queuePrefix));
+  }
   const encryption = new FieldEncryption(
     connection.getClient(),
     config.kms,
@@ -162,6 +166,12 @@ export async function openDatabase(
       await Promise.all([connection.close(), plainClient.close(), tokenRedis.quit().catch(() => undefined)]);
     },
   };
+}
+
+/** MongoDB updates one document atomically; FerretDB (it says so in buildInfo) does not (models/serialized-writes.ts). */
+async function updatesAreAtomic(connection: Connection): Promise<boolean> {
+  const build = await connection.db!.admin().command({ buildInfo: 1 });
+  return build.ferretdbVersion === undefined;
 }
 
 /**

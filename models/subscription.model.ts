@@ -4,6 +4,7 @@ import type { BillingInterval } from '../domain/billing-period';
 import { SUBSCRIPTION_STATUSES, type SubscriptionStatus } from '../domain/subscription-state';
 import { intervalSchema } from './plan.model';
 import { requestedBySchema } from './payment.model';
+import { serializedWrites } from './serialized-writes';
 
 /** Why collection stopped until someone acts: a hard decline (a new payment method), or 3-D Secure (the payer). */
 export const COLLECTION_WAITS = ['payment_method', 'payer_action'] as const;
@@ -122,6 +123,8 @@ subscriptionSchema.index({ nextBillingAt: 1 }, { name: 'next_billing' });
 subscriptionSchema.index({ companyId: 1, nextBillingAt: 1, _id: 1 }, { name: 'company_next_billing' });
 subscriptionSchema.index({ testClockId: 1, nextBillingAt: 1 }, { name: 'clock_next_billing', sparse: true });
 subscriptionSchema.index({ companyId: 1, customerRef: 1 }, { name: 'company_customer_ref' });
+// A cancel, a plan change and a renewal may write one subscription at the same moment (models/serialized-writes.ts).
+serializedWrites(subscriptionSchema, 'subscription');
 
 export type SubscriptionModel = Model<SubscriptionRecord>;
 
@@ -224,6 +227,8 @@ const periodSchema = new Schema<SubscriptionPeriodRecord>(
   { timestamps: true, versionKey: false, collection: 'subscription_periods' },
 );
 periodSchema.index({ subscriptionId: 1, start: 1 }, { name: 'subscription_start' });
+// The sweep's renewal run and the one inside a charge may write one period at the same moment.
+serializedWrites(periodSchema, 'subscription_period');
 
 export type SubscriptionPeriodModel = Model<SubscriptionPeriodRecord>;
 
