@@ -101,9 +101,12 @@ export function serializedWrites(schema: Schema, kind: string): void {
       await release(this);
     });
     // Three parameters: mongoose calls it when the update (or a hook before it) failed.
-    schema.post(op, function (this: Query<unknown, unknown>, error: Error, _result: unknown, next: (e?: Error) => void) {
-      void release(this).then(() => next(error));
-    });
+    schema.post(
+      op,
+      function (this: Query<unknown, unknown>, error: Error, _result: unknown, next: (e?: Error) => void) {
+        void release(this).then(() => next(error));
+      },
+    );
   }
   // Not serializable: a write of many documents, or one a hook cannot see.
   const refuse = (next: (error?: Error) => void) =>
