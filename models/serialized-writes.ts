@@ -76,7 +76,15 @@ export function registerDocumentWriteLeases(connection: Connection, leases: Docu
 }
 
 const UPDATES = ['updateOne', 'findOneAndUpdate', 'replaceOne', 'findOneAndReplace'] as const;
-const held = new WeakMap<object, { key: string; token: string }>();
+/** The lease an update in flight holds (by its query), and where it came from. */
+const held = new WeakMap<object, { leases: DocumentWriteLeases; lease: { key: string; token: string } }>();
+
+async function releaseHeld(query: object): Promise<void> {
+  const holding = held.get(query);
+  if (!holding) return;
+  held.delete(query);
+  await holding.leases.release(holding.lease);
+}
 
 /** Makes the updates of a schema's documents one at a time per document where the server needs it (above). */
 export function serializedWrites(schema: Schema, kind: string): void {
@@ -88,23 +96,16 @@ export function serializedWrites(schema: Schema, kind: string): void {
         throw new Error(`a ${kind} update must name one document by its _id (its write lease)`);
       }
       const leases = leasesByConnection.get(this.model.db);
-      if (!leases) return;
-      held.set(this, await leases.acquire(kind, id));
+      if (leases) held.set(this, { leases, lease: await leases.acquire(kind, id) });
     });
-    const release = async (query: Query<unknown, unknown>) => {
-      const lease = held.get(query);
-      if (!lease) return;
-      held.delete(query);
-      await leasesByConnection.get(query.model.db)?.release(lease);
-    };
     schema.post(op, async function (this: Query<unknown, unknown>) {
-      await release(this);
+      await releaseHeld(this);
     });
     // Three parameters: mongoose calls it when the update (or a hook before it) failed.
     schema.post(
       op,
       function (this: Query<unknown, unknown>, error: Error, _result: unknown, next: (e?: Error) => void) {
-        void release(this).then(() => next(error));
+        void releaseHeld(this).then(() => next(error));
       },
     );
   }

@@ -82,9 +82,13 @@ describe('updates of one subscription from two processes at once', () => {
   it('frees the document when an update fails, so the next one is not held up', async () => {
     const id = await activeSubscription();
     const leases = new DocumentWriteLeases(ctx.redis, ctx.config.queuePrefix);
+    const acquire = jest.spyOn(DocumentWriteLeases.prototype, 'acquire');
     await expect(
       ctx.db.models.Subscription.updateOne({ _id: id }, { $set: { amount: 'not a number' } }),
     ).rejects.toThrow(/Cast to Number failed/);
+    // It held the document while it failed (this server needs the leases), and let it go.
+    expect(acquire).toHaveBeenCalledWith('subscription', id);
+    acquire.mockRestore();
     expect(await ctx.redis.exists(leases.key('subscription', id))).toBe(0);
     await ctx.db.models.Subscription.updateOne({ _id: id }, { $set: { amount: 5_000 } });
     expect((await ctx.db.models.Subscription.findById(id).lean())?.amount).toBe(5_000);
