@@ -2,6 +2,7 @@ import { ulid } from 'ulid';
 import { openDatabase, type Database } from '../../models';
 import { DocumentWriteLeases, DocumentWriteUnavailableError } from '../../models/serialized-writes';
 import { createTestContext, type TestContext } from '../support/harness';
+import { insertDueSubscription } from '../support/records';
 
 // The dev and test server (FerretDB) applies an update as a read, then a write of the whole document: two updates of
 // one subscription at the same moment can revert each other. These tests write one subscription from two processes
@@ -21,30 +22,9 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-async function activeSubscription(): Promise<string> {
-  const id = `sub_${ulid()}`;
-  const start = new Date('2027-01-01T00:00:00Z');
-  await ctx.db.models.Subscription.create({
-    _id: id,
-    companyId,
-    planId: 'plan_x',
-    customerRef: 'cust_x',
-    paymentMethodId: 'spm_x',
-    status: 'active',
-    amount: 4_200,
-    currency: 'usd',
-    interval: { unit: 'month', count: 1 },
-    cycle: { anchor: start, timeZone: 'UTC' },
-    currentPeriod: { index: 0, start, end: new Date('2027-02-01T00:00:00Z') },
-    nextBillingAt: start,
-    cancelAtPeriodEnd: false,
-    idempotencyKey: `sw-${id}`,
-    requestHash: 'x',
-    requestedBy: { type: 'service', id: 'test' },
-    requestId: 'req_serialized_writes',
-  });
-  return id;
-}
+/** An active subscription, due: written by the api and a renewal below. */
+const activeSubscription = async () =>
+  (await insertDueSubscription(ctx.db, { companyId, customerRef: 'cust_x' })).subscriptionId;
 
 describe('updates of one subscription from two processes at once', () => {
   it('a cancel made while a renewal writes its next billing time stays canceled (30 races)', async () => {
