@@ -27,8 +27,9 @@ export function createRenderPool(options: { threads: number }): RenderPool {
     minThreads: 1,
     maxThreads: threads,
     idleTimeout: 60_000,
-    // A render allocates a few MB that die with it; V8's default young generation for a thread (up to 48 MB) keeps that
-    // much resident in every thread. 8 MB scavenges a little more often (docs/performance.md, "Memory").
+    // A render allocates a few MB that die with it; V8's default young generation for a thread (up to 48 MB) keeps
+    // that much resident in every thread. 8 MB scavenges a little more often (docs/performance.md, "the render
+    // thread's memory").
     resourceLimits: { maxYoungGenerationSizeMb: RENDER_YOUNG_GENERATION_MB },
   });
   return {
