@@ -128,10 +128,19 @@ describe('outgoing webhooks', () => {
     expect(refund.status).toBe(202);
     const refundId = refund.body.id as string;
 
+    // Both events arrived, and every request the receiver failed was retried until it took it: a retry still waiting
+    // its backoff would otherwise arrive during the next test.
+    const retriedUntilTaken = () =>
+      received
+        .filter((r) => r.answered === 500)
+        .every((failed) => received.some((r) => r.id === failed.id && r.answered === 200));
     await waitFor(
       async () => received,
-      () => delivered('payment.succeeded', paymentId).length > 0 && delivered('refund.succeeded', refundId).length > 0,
-      { what: 'payment.succeeded and refund.succeeded to arrive', timeoutMs: 30_000 },
+      () =>
+        delivered('payment.succeeded', paymentId).length > 0 &&
+        delivered('refund.succeeded', refundId).length > 0 &&
+        retriedUntilTaken(),
+      { what: 'payment.succeeded and refund.succeeded to arrive, and every failed request retried', timeoutMs: 30_000 },
     );
     // The receiver failed the first three requests: they were retried under the same webhook-id.
     expect(received.filter((r) => r.answered === 500)).toHaveLength(3);
