@@ -25,8 +25,7 @@ export interface OutcomeSource {
  * writers racing from the same state exactly one wins on MongoDB; on FerretDB, which checks the filter when it reads,
  * both may apply and the later stays: the racers are the charge worker and a webhook reporting the same intent's
  * outcome, and what follows is idempotent, the outcome's event under a fixed id, its renewal and invoice made once),
- * then the outcome's audit event. Returns the updated payment, or null when the payment had
- * already left `from`.
+ * then the outcome's audit event. Returns the updated payment, or null when the payment had already left `from`.
  * A 3-D Secure client secret is stored encrypted; a final outcome clears what no longer applies, and any outcome
  * clears the reason a payment needed attention (but `needs_attention` itself, which records it).
  */

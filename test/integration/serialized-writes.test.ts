@@ -89,10 +89,11 @@ describe('updates of one subscription from two processes at once', () => {
 describe('a document write lease', () => {
   it('left by a writer that stopped runs out, and the next write takes the document then', async () => {
     const leases = new DocumentWriteLeases(ctx.redis, ctx.config.queuePrefix, { leaseMs: 5_000, waitMs: 5_000 });
-    const key = leases.key('subscription', `sub_${ulid()}`);
+    const id = `sub_${ulid()}`;
+    const key = leases.key('subscription', id);
     // A process stopped while holding it: its lease is still there for 300 ms.
     await ctx.redis.set(key, 'a-stopped-writer', 'PX', 300);
-    const lease = await leases.acquire('subscription', key.split(':').pop()!);
+    const lease = await leases.acquire('subscription', id);
     expect(await ctx.redis.get(key)).toBe(lease.token);
     await leases.release(lease);
     expect(await ctx.redis.exists(key)).toBe(0);
