@@ -28,8 +28,11 @@ export interface ChargeDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
   gateway: PaymentGateway;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
-  /** Queues several events of one outcome in one audit job (`enqueueAuditEvents`); without it, one job each. */
-  enqueueAuditEvents?: (events: readonly AuditEventInput[]) => Promise<void>;
+  /**
+   * Records several events of one outcome together: appended in the job, or queued as one audit job when that fails
+   * (application/audit/append-events.ts). Without it, one audit job each.
+   */
+  sendAuditEvents?: (events: readonly AuditEventInput[]) => Promise<void>;
   /**
    * Told of every payment outcome recorded (a subscription's period payment renews its subscription, a one-off one is
    * invoiced), with the outcome's audit batch: its events go out with the outcome's, in one job.
@@ -69,9 +72,9 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
   // failed for good) only after they are queued, and a crash before that leaves the job to be run again, which sends
   // them again under their fixed ids. The api queues no audit job of its own for the request: this is the one that
   // sends `payment.requested`.
-  const { enqueueAuditEvents } = deps;
-  if (!enqueueAuditEvents) return chargePayment(parsed.data.paymentId, job, deps, context);
-  const audit = new OutcomeAudit(enqueueAuditEvents);
+  const { sendAuditEvents } = deps;
+  if (!sendAuditEvents) return chargePayment(parsed.data.paymentId, job, deps, context);
+  const audit = new OutcomeAudit(sendAuditEvents);
   const batched: ChargeDeps = {
     ...deps,
     enqueueAudit: audit.add,

@@ -10,6 +10,8 @@ import type { Logger } from '../platform/logger';
 import type { QueuePayloads, Queues } from '../queues';
 import { auditQueueJobSchema, enqueueAuditEvents, type enqueueAuditEvent } from '../queues/audit.queue';
 import type { OutcomeAudit } from '../application/payments/outcome-audit';
+import { appendOrQueueAuditEvents } from '../application/audit/append-events';
+import type { AuditEvent } from '../domain/audit-event';
 import { chargeJobSchema } from '../queues/charges.queue';
 import { ALL_QUEUE_NAMES, isQueueName, QUEUE_NAMES, type QueueName } from '../queues/names';
 import { enqueueRefund, refundJobSchema } from '../queues/refunds.queue';
@@ -228,7 +230,7 @@ export function renewalsDeps(context: WorkerContext): RenewalsDeps {
     enqueueCharge: (payment: PaymentRecord) =>
       enqueueCharge(context.queues.charges, { paymentId: payment._id, requestId: payment.requestId }),
     enqueueAudit: context.enqueueAudit,
-    enqueueAuditEvents: (events) => enqueueAuditEvents(context.queues.audit, events),
+    sendAuditEvents: outcomeAuditSender(context),
     ...(context.settings ? { settings: context.settings } : {}),
     onPeriodPaid: async (period: SubscriptionPeriodRecord, known?: KnownRecords, audit?: OutcomeAudit) => {
       await invoicePeriod(invoicingInBatch(invoices, audit), period, 'paid', undefined, known);
@@ -270,7 +272,19 @@ const afterRefundFailed = (context: WorkerContext) => (refund: RefundRecord) =>
  * endpoint cache and the events' retention are built on the first catalog event, so audit actions outside the catalog
  * cost nothing.
  */
-function webhookEventsOfAudit(context: WorkerContext) {
+function webhookEventsOfAudit(context: WorkerContext): (event: AuditEvent) => Promise<unknown> {
+  let hook = auditHooks.get(context);
+  if (!hook) {
+    hook = buildWebhookEventsOfAudit(context);
+    auditHooks.set(context, hook);
+  }
+  return hook;
+}
+
+/** One hook per context (its endpoint cache), shared by the audit worker and the jobs that append their own events. */
+const auditHooks = new WeakMap<WorkerContext, (event: AuditEvent) => Promise<unknown>>();
+
+function buildWebhookEventsOfAudit(context: WorkerContext) {
   let endpoints: ReturnType<typeof cachedEndpoints> | undefined;
   let retention: (() => void) | undefined;
   const endpointsOf = (companyId: string) => {
@@ -294,6 +308,20 @@ function webhookEventsOfAudit(context: WorkerContext) {
     );
 }
 
+/**
+ * How a charge or a renewal job records its outcome's audit events: appended in the job, through this process's group
+ * commit of each chain, with the audit worker's webhook hook; queued as one audit job when the append fails.
+ */
+export function outcomeAuditSender(context: WorkerContext) {
+  return appendOrQueueAuditEvents({
+    auditTrail: context.db.auditTrail,
+    onAppended: webhookEventsOfAudit(context),
+    queue: (events) => enqueueAuditEvents(context.queues.audit, events),
+    onQueued: (error) =>
+      context.logger.warn({ err: error }, 'audit append in the job failed; queued for the audit worker'),
+  });
+}
+
 /** Scheduled housekeeping carries no data. */
 const maintenanceJobSchema = z.record(z.string(), z.never());
 
@@ -313,8 +341,7 @@ export const WORKERS = {
       encryption: context.db.encryption,
       gateway: context.gateway,
       enqueueAudit: context.enqueueAudit,
-      enqueueAuditEvents: (events: Parameters<typeof enqueueAuditEvents>[1]) =>
-        enqueueAuditEvents(context.queues.audit, events),
+      sendAuditEvents: outcomeAuditSender(context),
       onOutcome: afterPaymentOutcome(context),
       ...(context.settings ? { settings: context.settings } : {}),
     }),

@@ -13,8 +13,11 @@ export interface RenewalsDeps extends Omit<
   'logger' | 'flushAudit' | 'onPeriodPaid' | 'onPeriodUncollectible'
 > {
   renewalsQueue: Queue<RenewalJob>;
-  /** Queues several events in one audit job (`enqueueAuditEvents`); without it, a renewal queues one job per event. */
-  enqueueAuditEvents?: (events: readonly AuditEventInput[]) => Promise<void>;
+  /**
+   * Records several events together: appended in the job, or queued as one audit job when that fails
+   * (application/audit/append-events.ts). Without it, a renewal queues one audit job per event.
+   */
+  sendAuditEvents?: (events: readonly AuditEventInput[]) => Promise<void>;
   /** `RenewDeps.onPeriodPaid`, given the run's audit batch: the invoice's events go into it. */
   onPeriodPaid?: (
     period: SubscriptionPeriodRecord,
@@ -69,9 +72,9 @@ async function renewWithOneAuditJob(
   context: JobContext,
   subscriptionId: string,
 ): Promise<RenewOutcome> {
-  const { enqueueAuditEvents } = deps;
-  if (!enqueueAuditEvents) return renewSubscription({ ...deps, logger: context.logger }, subscriptionId);
-  const audit = new OutcomeAudit(enqueueAuditEvents);
+  const { sendAuditEvents } = deps;
+  if (!sendAuditEvents) return renewSubscription({ ...deps, logger: context.logger }, subscriptionId);
+  const audit = new OutcomeAudit(sendAuditEvents);
   let outcome: RenewOutcome;
   try {
     outcome = await renewInBatch(deps, context.logger, subscriptionId, audit);

@@ -18,6 +18,7 @@ import { loadAnchorSigner } from '../../models/anchor-key';
 import { type AuditEventInput, type AuditEvent } from '../../domain/audit-event';
 import { auditJobSchema, enqueueAuditEvents, eventsOfAuditJob, type AuditJob } from '../../queues/audit.queue';
 import { createAuditWorker, processAuditEvent } from '../../workers/audit.worker';
+import { appendOrQueueAuditEvents } from '../../application/audit/append-events';
 import { purgeExpiredAuditEvents } from '../../workers/maintenance.worker';
 import { createTestContext, waitFor, type TestContext } from '../support/harness';
 
@@ -430,6 +431,85 @@ describe('batches', () => {
       await queue.obliterate({ force: true });
       await queue.close();
     }
+  });
+});
+
+describe("an outcome's events recorded from its own job (a charge, a renewal)", () => {
+  const outage = { appendMany: () => Promise.reject(new Error('connection refused')) };
+
+  async function withQueue(name: string, test: (queue: Queue<AuditJob>) => Promise<void>): Promise<void> {
+    const queue = new Queue<AuditJob>(`${name}-${Date.now()}`, {
+      connection: ctx.redis,
+      prefix: ctx.config.queuePrefix,
+    });
+    try {
+      await test(queue);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+    }
+  }
+
+  it('are appended in the job, in order and once however often it sends them, with no audit job', async () => {
+    const companyId = 'co_outcome_inline';
+    await withQueue('inline', async (queue) => {
+      const told: string[] = [];
+      const queued: unknown[] = [];
+      const send = appendOrQueueAuditEvents({
+        auditTrail: ctx.db.auditTrail,
+        onAppended: async (event) => {
+          told.push(event.eventId);
+        },
+        queue: (events) => enqueueAuditEvents(queue, events),
+        onQueued: (error) => queued.push(error),
+      });
+      const events = [1, 2, 3].map((n) => auditJob(companyId, n));
+      await send(events);
+      // A retried job sends the same events again: stored once, told again (the webhook hook is idempotent).
+      await send(events);
+      expect((await rawChain(companyId)).map((e) => [e._id, e.sequence])).toEqual(
+        events.map((event, i) => [event.eventId, i + 1]),
+      );
+      expect(await verify(companyId)).toMatchObject({ ok: true, checked: 3 });
+      expect(told).toEqual([...events, ...events].map((event) => event.eventId));
+      expect(queued).toEqual([]);
+      expect(await queue.count()).toBe(0);
+    });
+  });
+
+  it('are queued as one audit job when the append fails, which the audit worker appends once', async () => {
+    const companyId = 'co_outcome_queued';
+    await withQueue('fallback', async (queue) => {
+      const queued: unknown[] = [];
+      const send = appendOrQueueAuditEvents({
+        auditTrail: outage,
+        queue: (events) => enqueueAuditEvents(queue, events),
+        onQueued: (error) => queued.push(error),
+      });
+      const events = [1, 2].map((n) => auditJob(companyId, n));
+      await send(events);
+      expect(queued).toEqual([new Error('connection refused')]);
+      expect(await rawChain(companyId)).toEqual([]);
+      const [job, ...others] = await queue.getJobs(['waiting']);
+      expect(others).toEqual([]);
+      expect(eventsOfAuditJob(job!.data).map((event) => event.eventId)).toEqual(events.map((e) => e.eventId));
+      await processAuditEvent(job!, { auditTrail: ctx.db.auditTrail, logger: ctx.logger });
+      expect((await rawChain(companyId)).map((e) => [e._id, e.sequence])).toEqual([
+        [events[0]!.eventId, 1],
+        [events[1]!.eventId, 2],
+      ]);
+    });
+  });
+
+  it('fail, for the job to be retried, when neither the trail nor the queue takes them', async () => {
+    const companyId = 'co_outcome_lost';
+    const send = appendOrQueueAuditEvents({
+      auditTrail: outage,
+      queue: () => Promise.reject(new Error('redis unavailable')),
+      onQueued: () => undefined,
+    });
+    await expect(send([auditJob(companyId, 1)])).rejects.toThrow('redis unavailable');
+    expect(await rawChain(companyId)).toEqual([]);
   });
 });
 

@@ -4,13 +4,13 @@ import type { AuditEventInput } from '../../domain/audit-event';
 import { invoiceIdFor } from '../../domain/invoice-number';
 import { StripeGateway } from '../../gateway/stripe-gateway';
 import { documentKey } from '../../models/invoice-document';
-import { enqueueAuditEvent, enqueueAuditEvents } from '../../queues/audit.queue';
+import { enqueueAuditEvent } from '../../queues/audit.queue';
 import type { ChargeJob } from '../../queues/charges.queue';
 import { invoiceJobId, type InvoiceJob } from '../../queues/invoices.queue';
 import { createRenderPool, type RenderPool } from '../../documents/render-pool';
 import { processCharge, type ChargeDeps } from '../../workers/charges.worker';
 import { processInvoice } from '../../workers/invoices.worker';
-import { afterPaymentOutcome, type WorkerContext } from '../../workers/registry';
+import { afterPaymentOutcome, outcomeAuditSender, type WorkerContext } from '../../workers/registry';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
 import { insertPayment } from '../support/records';
@@ -59,11 +59,13 @@ async function trailOf(paymentId: string) {
   return events.stored.map((event) => event.action).sort();
 }
 
-/** A charges worker's dependencies as workers/registry.ts builds them, with a render pool and audit sink of the test's. */
+/**
+ * A charges worker's dependencies as workers/registry.ts builds them, with a render pool of the test's; `tap` sees each
+ * batch of audit events before the registry's sender records it (and, by throwing, stops it as a killed process would).
+ */
 function chargeDeps(
   renderPool: RenderPool | undefined,
-  enqueueAuditEventsOf: ChargeDeps['enqueueAuditEvents'] = (events) =>
-    enqueueAuditEvents(system.ctx.queues.audit, events),
+  tap?: (events: readonly AuditEventInput[]) => Promise<void> | void,
 ): ChargeDeps {
   const { ctx } = system;
   const gateway = new StripeGateway({ endpoint: ctx.config.stripe.endpoint, timeoutMs: ctx.config.stripe.timeoutMs });
@@ -78,12 +80,16 @@ function chargeDeps(
     enqueueAudit,
     ...(renderPool ? { renderPool } : {}),
   };
+  const send = outcomeAuditSender(context);
   return {
     models: ctx.db.models,
     encryption: ctx.db.encryption,
     gateway,
     enqueueAudit,
-    ...(enqueueAuditEventsOf ? { enqueueAuditEvents: enqueueAuditEventsOf } : {}),
+    sendAuditEvents: async (events) => {
+      await tap?.(events);
+      await send(events);
+    },
     onOutcome: afterPaymentOutcome(context),
     logger: ctx.logger,
   };
@@ -135,8 +141,11 @@ describe("a charge's invoice, issued with its PDF", () => {
       .findOne({ _id: documentKey(invoice!) as never });
     expect(stored).not.toBeNull();
     expect(await system.ctx.queues.invoices.getJob(invoiceJobId(invoiceId))).toBeUndefined();
-    // Each event of the charge and its invoice once.
+    // Each event of the charge and its invoice once, appended by the charge job itself: no audit job carries them.
     expect(await trailOf(paymentId)).toEqual([...OUTCOME_ACTIONS].sort());
+    const auditJobs = await system.ctx.queues.audit.getJobs(['completed', 'failed', 'waiting', 'active', 'delayed']);
+    const carried = auditJobs.filter((job) => JSON.stringify(job.data).includes(paymentId));
+    expect(carried).toEqual([]);
   });
 });
 
@@ -189,9 +198,8 @@ describe("the outcome's audit events, exactly once", () => {
       });
       const invoiceId = invoiceIdFor({ type: 'payment', id: payment._id });
       const batches: string[][] = [];
-      const deps = chargeDeps(pool, async (events) => {
+      const deps = chargeDeps(pool, (events) => {
         batches.push(events.map((event) => event.action));
-        await enqueueAuditEvents(system.ctx.queues.audit, events);
       });
       // Stripe answers the first confirm with a 503: the attempt throws for BullMQ to retry.
       system.sim.script({ method: 'POST', path: /\/confirm$/, status: 503 });
@@ -242,9 +250,8 @@ describe("the outcome's audit events, exactly once", () => {
     const invoiceId = invoiceIdFor({ type: 'payment', id: payment._id });
     let batches: string[][] = [];
     let renderQueuedAfter: string[] | undefined;
-    const deps = chargeDeps(broken, async (events) => {
+    const deps = chargeDeps(broken, (events) => {
       batches = [...batches, events.map((event) => event.action)];
-      await enqueueAuditEvents(system.ctx.queues.audit, events);
     });
     const original = system.ctx.queues.invoices.add.bind(system.ctx.queues.invoices);
     await invoicesWorker().pause(true);

@@ -4,7 +4,7 @@ import { invoiceIdFor } from '../../domain/invoice-number';
 import { createRenderPool, type RenderPool } from '../../documents/render-pool';
 import { StripeGateway } from '../../gateway/stripe-gateway';
 import { createCompany, devAttestation } from '../../models/companies';
-import { enqueueAuditEvent, enqueueAuditEvents } from '../../queues/audit.queue';
+import { enqueueAuditEvent } from '../../queues/audit.queue';
 import { invoiceJobId } from '../../queues/invoices.queue';
 import { ALL_QUEUE_NAMES, QUEUE_NAMES } from '../../queues/names';
 import { RENEWAL_JOBS, type RenewalJob } from '../../queues/renewals.queue';
@@ -49,10 +49,13 @@ const invoices = () => system.ctx.queues.invoices;
 
 const dueSubscription = (payer: string) => insertDueSubscription(system.ctx.db, { companyId, customerRef: payer });
 
-/** The renewals worker's dependencies as workers/registry.ts builds them, with the test's render pool and audit sink. */
+/**
+ * The renewals worker's dependencies as workers/registry.ts builds them, with the test's render pool; `tap` sees each
+ * batch of audit events before the registry's sender records it (and, by throwing, stops it as a killed process would).
+ */
 function deps(
   renderPool: RenderPool,
-  sendBatch: RenewalsDeps['enqueueAuditEvents'],
+  tap: (events: readonly AuditEventInput[]) => Promise<void> | void,
   onChargeQueued?: () => void,
 ): RenewalsDeps {
   const { ctx } = system;
@@ -69,7 +72,10 @@ function deps(
   const built = renewalsDeps(context);
   return {
     ...built,
-    ...(sendBatch ? { enqueueAuditEvents: sendBatch } : {}),
+    sendAuditEvents: async (events) => {
+      await tap(events);
+      await built.sendAuditEvents!(events);
+    },
     enqueueCharge: async (payment) => {
       await built.enqueueCharge(payment);
       onChargeQueued?.();
@@ -77,12 +83,11 @@ function deps(
   };
 }
 
-/** An audit sink that records each batch (its actions, in order) and queues it as the registry's does. */
+/** Records each batch of audit events (its actions, in order) on its way to the registry's sender. */
 function recordingSink() {
   const batches: string[][] = [];
-  const send = async (events: readonly AuditEventInput[]) => {
+  const send = (events: readonly AuditEventInput[]) => {
     batches.push(events.map((event) => event.action));
-    await enqueueAuditEvents(system.ctx.queues.audit, events);
   };
   return { batches, send };
 }
