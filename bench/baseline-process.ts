@@ -15,8 +15,8 @@
  *   invoices it: the payer reference and the company's billing and invoice settings
  *   read, the number inserted, the PDF rendered on the render threads (bare PDFKit)
  *   and stored encrypted (bench/invoice-replay.ts `renderNow`), the invoice inserted
- *   naming it; the outcome's audit events (succeeded, finalized, rendered) go in one
- *   job, appended in one insert.
+ *   naming it; the outcome's audit events (requested, succeeded, finalized, rendered) are
+ *   appended in one insert by the charge job itself, as the product's charge job does.
  *
  * Like the product's processes it counts its own commands, so a run shows the
  * replay issues what the product does.
@@ -32,7 +32,6 @@ import { createRenderPool } from '../documents/render-pool';
 import { ALGORITHMS, companyKeyAltName, kmsProvidersFor, localMasterKeyFor } from '../models/encryption';
 import { invoiceSettingsId } from '../models/invoice-settings.model';
 import type { InvoiceRecord } from '../models/invoice.model';
-import { auditBatchJobId } from '../queues/audit.queue';
 import { createInvoiceReplay, issuedInvoiceEvents } from './invoice-replay';
 import { ulid } from '../platform/ids';
 import { loadConfig, type AppConfig } from '../platform/config';
@@ -219,11 +218,11 @@ async function startServer(config: AppConfig): Promise<{ url: string; stop(): Pr
   };
 }
 
-/** The product's charge, as data: the same reads and writes, the same two Stripe requests, the same audit adds. */
+/** The product's charge, as data: the same reads and writes, the same two Stripe requests, the same audit insert. */
 async function chargeAsData(
   job: Job<{ paymentId: string }>,
   data: Awaited<ReturnType<typeof connectData>>,
-  audit: Queue,
+  appendEvents: (events: Document[]) => Promise<void>,
   stripeBase: string,
   issueInvoice: (payment: Document) => Promise<Document[]>,
 ): Promise<void> {
@@ -278,17 +277,12 @@ async function chargeAsData(
     { returnDocument: 'after' },
   );
   if (!settled) throw new Error(`payment ${paymentId} not settled`);
-  // The request's and the outcome's events in one job: requested, succeeded, and its invoice's finalized and rendered.
-  const events = [
+  // The request's and the outcome's events in one insert: requested, succeeded, and its invoice's finalized and rendered.
+  await appendEvents([
     auditJob(companyId, 'payment.requested', paymentId),
     auditJob(companyId, 'payment.succeeded', paymentId),
     ...(await issueInvoice(settled)),
-  ];
-  await audit.add(
-    'append-batch',
-    { events },
-    jobOptions(auditJobOptions, auditBatchJobId(events.map((event) => String(event.eventId)))),
-  );
+  ]);
 }
 
 /**
@@ -415,33 +409,34 @@ async function startWorkers(config: AppConfig): Promise<{ stop(): Promise<void> 
     }),
     places,
   );
+  /** One event, or an outcome's events in one ordered insert (one company's, consecutive places). */
+  const appendEvents = async (events: Document[]) => {
+    const companyId = String(events[0]!.companyId);
+    const first = places.take(`${companyId}|audit`, events.length);
+    const recordedAt = new Date();
+    try {
+      await data.auditEvents.insertMany(
+        events.map((event, i) => ({ _id: event.eventId as never, ...event, sequence: first + i, recordedAt })),
+        { ordered: true },
+      );
+    } catch (error) {
+      // A repeated event: stored once, like the product.
+      if ((error as { code?: number }).code !== 11000) throw error;
+    }
+  };
   const options = (concurrency: number) => ({ connection, prefix: config.queuePrefix, concurrency });
   const workers = [
     new Worker(BASELINE_QUEUES.noop, async () => undefined, options(config.workers.chargeConcurrency)),
     new Worker(BASELINE_QUEUES.noopAudit, async () => undefined, options(config.workers.auditConcurrency)),
     new Worker<{ paymentId: string }>(
       BASELINE_QUEUES.charges,
-      (job) => chargeAsData(job, data, audit, (process.env.STRIPE_API_BASE ?? '').replace(/\/$/, ''), issueInvoice),
+      (job) =>
+        chargeAsData(job, data, appendEvents, (process.env.STRIPE_API_BASE ?? '').replace(/\/$/, ''), issueInvoice),
       options(config.workers.chargeConcurrency),
     ),
     new Worker<{ companyId: string; eventId: string } | { events: Array<{ companyId: string; eventId: string }> }>(
       BASELINE_QUEUES.audit,
-      async (job) => {
-        // One event, or an outcome's events in one ordered insert (one company's, consecutive places).
-        const events = 'events' in job.data ? job.data.events : [job.data];
-        const companyId = events[0]!.companyId;
-        const first = places.take(`${companyId}|audit`, events.length);
-        const recordedAt = new Date();
-        try {
-          await data.auditEvents.insertMany(
-            events.map((event, i) => ({ _id: event.eventId as never, ...event, sequence: first + i, recordedAt })),
-            { ordered: true },
-          );
-        } catch (error) {
-          // A repeated event (the api and the charge worker both add "requested"): stored once, like the product.
-          if ((error as { code?: number }).code !== 11000) throw error;
-        }
-      },
+      (job) => appendEvents('events' in job.data ? job.data.events : [job.data]),
       options(config.workers.auditConcurrency),
     ),
     new Worker(BASELINE_QUEUES.stripeEvents, async () => undefined, options(config.workers.chargeConcurrency)),

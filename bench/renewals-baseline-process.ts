@@ -4,16 +4,17 @@
  *
  * - `sweep`: reads the due subscriptions' ids through one cursor and adds their renew jobs in batches of 1,000;
  * - a renew job: read the subscription, read its open periods, insert its period, read its saved method, insert the
- *   payment, record the attempt (and its card) on the period, add the attempt's audit job and the charge job;
+ *   payment, record the attempt (and its card) on the period, add the charge job (the attempt's event goes with the charge's);
  * - a charge job: claim the payment, read the company, record the gateway account, create and confirm a
  *   PaymentIntent (two Stripe requests, the intent id saved between), record the outcome; then, as the product's
  *   charge job does since issue 22 in a process serving renewals, record the paid period itself: read the
  *   subscription and its open periods (the payment is the outcome's write's answer); issue the period's invoice
  *   (read the plan once per plan, insert its number, read the number prefix; render its PDF on the pool and store it
- *   encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming its document); add one audit job carrying the
- *   payment's requested and succeeded events, the period's paid event and the invoice's `finalized` and `rendered`;
+ *   encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming its document); append the
+ *   payment's requested and succeeded events, the period's paid event and the invoice's `finalized` and `rendered` in
+ *   one ordered insert, in the job, as the product's job does since it records its outcome's events itself;
  *   mark the period paid, move the subscription to the period's end (the write answers the moved subscription);
- * - an audit job: one insert (a batch's events in one ordered insert).
+ * - an audit job (none on this path now, as in the product): one insert (a batch's events in one ordered insert).
  *
  * Like the product's processes it counts its own commands (bench/instrument.ts).
  */
@@ -29,7 +30,6 @@ import { invoiceSettingsId } from '../models/invoice-settings.model';
 import type { InvoiceRecord } from '../models/invoice.model';
 import { periodId } from '../models/subscription.model';
 import { loadConfig } from '../platform/config';
-import { auditBatchJobId, auditJobOptions } from '../queues/audit.queue';
 import { chargeJobOptions } from '../queues/charges.queue';
 import { announceFailure, announceReady, serveParent } from './child';
 import { replaySweep } from './sweep-replay';
@@ -172,22 +172,28 @@ async function main(): Promise<void> {
     resource: { type: 'subscription', id: resourceId },
     occurredAt: new Date().toISOString(),
   });
-  /** Several events in one audit job, as the product's renew job queues a run's events. */
-  const auditBatch = (events: Document[]) =>
-    queues.audit.add(
-      'append-batch',
-      { events },
-      { ...auditJobOptions, jobId: auditBatchJobId(events.map((event) => String(event.eventId))) },
-    );
+  /** One event, or a run's events in one ordered insert: the audit job's work, and a run's in its own job. */
+  const appendEvents = async (events: Document[]) => {
+    const recordedAt = new Date();
+    try {
+      await auditEvents.insertMany(
+        events.map((event) => ({ ...event, _id: String(event.eventId), recordedAt })),
+        { ordered: true },
+      );
+    } catch (error) {
+      // A repeated event: stored once, like the product.
+      if ((error as { code?: number }).code !== 11000) throw error;
+    }
+  };
 
   /**
-   * The period's payment succeeded: issue the period's invoice, queue `before` (the charge's events, when the
-   * charge's job does this) with the period's and the invoice's events in one batch, mark the period paid, move the
+   * The period's payment succeeded: issue the period's invoice, append `before` (the charge's events, when the
+   * charge's job does this) with the period's and the invoice's events in one insert, mark the period paid, move the
    * subscription.
    */
   const settlePeriod = async (sub: Row, period: Row, payment: Row, now: Date, before: Document[]) => {
     const paidEvent = auditEvent(sub.companyId, 'subscription.period_paid', period._id, sub._id);
-    await auditBatch([...before, paidEvent, ...(await issueInvoice(sub, period, payment, now))]);
+    await appendEvents([...before, paidEvent, ...(await issueInvoice(sub, period, payment, now))]);
     await periods.updateOne(
       { _id: period._id, status: 'open', paymentId: payment._id },
       { $set: { status: 'paid', paidAt: now, updatedAt: now } },
@@ -348,20 +354,7 @@ async function main(): Promise<void> {
     ),
     new Worker<Document>(
       DATA_RENEWAL_QUEUES.audit,
-      async (job) => {
-        // One event, or a run's events in one ordered insert.
-        const events: Document[] = Array.isArray(job.data.events) ? job.data.events : [job.data];
-        const recordedAt = new Date();
-        try {
-          await auditEvents.insertMany(
-            events.map((event) => ({ ...event, _id: String(event.eventId), recordedAt })),
-            { ordered: true },
-          );
-        } catch (error) {
-          // A repeated event: stored once, like the product.
-          if ((error as { code?: number }).code !== 11000) throw error;
-        }
-      },
+      (job) => appendEvents(Array.isArray(job.data.events) ? job.data.events : [job.data]),
       options(config.workers.auditConcurrency),
     ),
   ];
