@@ -68,8 +68,8 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
   const parsed = chargeJobSchema.safeParse(job.data);
   if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid charge job payload');
   // The request's and the outcome's events (a subscription's attempt, requested, settled, invoice finalized and
-  // rendered, in that order) are queued together when the job ends, however it ends: a job that throws is retried (or
-  // failed for good) only after they are queued, and a crash before that leaves the job to be run again, which sends
+  // rendered, in that order) are sent together when the job ends, however it ends: a job that throws is retried (or
+  // failed for good) only after they are appended (or queued), and a crash before that leaves the job to be run again, which sends
   // them again under their fixed ids. The api queues no audit job of its own for the request: this is the one that
   // sends `payment.requested`.
   const { sendAuditEvents } = deps;

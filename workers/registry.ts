@@ -184,7 +184,7 @@ function invoicingInBatch(invoices: InvoiceSettledDeps, audit: OutcomeAudit | un
  *
  * In a process that serves the renewals queue, a subscription's payment outcome given a batch is recorded on its
  * period by a renewal run inside this job (its events, the period's invoice's with them, in the same batch), where a
- * renew job used to be queued for it: one job, one audit job and their reads fewer per renewal. The run is the renew
+ * renew job used to be queued for it: one job and its reads fewer per renewal. The run is the renew
  * job's (`renewSubscription`): a crash in it leaves this job to be run again, whose retry finds the payment settled and
  * tells its outcome again; a run that throws queues the renew job instead, as before.
  */
@@ -215,7 +215,7 @@ export const afterPaymentOutcome = (context: WorkerContext) => {
 /**
  * What the renewals worker's processor takes. One plan-category cache for its invoices (plans never change); in a
  * process with the render threads a paid period's PDF is rendered and stored as its invoice is issued, from the record
- * in hand (no render job); a renew job's events, its invoice's with them, go in one audit job
+ * in hand (no render job); a renew job's events, its invoice's with them, are appended together
  * (workers/renewals.worker.ts).
  */
 export function renewalsDeps(context: WorkerContext): RenewalsDeps {

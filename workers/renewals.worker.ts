@@ -60,8 +60,8 @@ export async function processRenewal(
 }
 
 /**
- * One renewal run with its audit events collected (its own, and those of the invoice it issues) and queued together:
- * one audit job and one ordered append, where the run's writes allow it. Events a rerun would send again (the period
+ * One renewal run with its audit events collected (its own, and those of the invoice it issues) and sent together:
+ * one ordered append, where the run's writes allow it. Events a rerun would send again (the period
  * paid, its invoice finalized and rendered: fixed ids, sent before the write that records the period) are queued just
  * before that write; an event sent after its write (a status move, an attempt recorded) before the run's next write or
  * at its end; everything collected is queued however the run ends (a throw queues first). The charge the run starts

@@ -2,9 +2,10 @@ import type { AuditEventInput } from '../../domain/audit-event';
 
 /**
  * The audit events of one outcome (a payment settled, its invoice issued and rendered), collected while the job works
- * and queued together at its end: one audit job and one ordered append for all of them, instead of one of each per
- * event. Work that must only be queued once those events are (the fallback render job, which then knows `finalized`
- * was sent) waits for the flush too.
+ * and sent together at its end: one ordered append for all of them (in the job itself, or one audit job when that
+ * fails: application/audit/append-events.ts), instead of one job and one append per event. Work that must only be
+ * queued once those events are recorded (the fallback render job, which then knows `finalized` was sent) waits for the
+ * flush too.
  *
  * Exactly once: every event keeps its fixed id (the trail stores an id once), and the job that collected them only
  * completes after `flush`; a crash or a failed flush before that retries the job, which collects and sends them again.

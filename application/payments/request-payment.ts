@@ -9,7 +9,7 @@ export interface RequestPaymentDeps {
   models: Pick<Models, 'Payment'>;
   /**
    * Queues the payment's charge job, and only it: the charge worker sends `payment.requested` first in its outcome's
-   * audit job, built from the stored payment (`sealedContext` included). Idempotent (the job id is the payment's), so a
+   * audit batch, built from the stored payment (`sealedContext` included). Idempotent (the job id is the payment's), so a
    * retry or the outbox sweep may repeat it. The payment is recorded by then, so the request is accepted even when it
    * cannot be queued: the sweep queues the charge, whose run sends `payment.requested`.
    */

@@ -35,8 +35,8 @@ export interface RenewDeps {
   enqueueCharge: (payment: PaymentRecord) => Promise<void>;
   enqueueAudit: (event: AuditEventInput) => Promise<void>;
   /**
-   * Where `enqueueAudit` only collects the run's events (the renewals worker: one audit job for them,
-   * application/payments/outcome-audit.ts), queues what was collected so far. Called before each write after which a
+   * Where `enqueueAudit` only collects the run's events (the renewals worker: one append for them,
+   * application/payments/outcome-audit.ts), sends what was collected so far. Called before each write after which a
    * rerun would not send those events again — the period recorded paid or given up, a balance taken off, the next
    * step's first write after a status move — so a crash after that write has left them queued, as `enqueueAudit`
    * itself did before. Without it each event is queued as it is sent, and there is nothing to do.

@@ -205,7 +205,7 @@ describe("the outcome's audit events, exactly once", () => {
       system.sim.script({ method: 'POST', path: /\/confirm$/, status: 503 });
       await expect(processCharge(chargeJob(payment._id), deps, { logger: system.ctx.logger })).rejects.toThrow();
       expect(await system.ctx.db.models.Payment.findById(payment._id).lean()).toMatchObject({ status: 'processing' });
-      // The request is on the trail already, before any retry: the failed attempt queued it as it ended.
+      // The request is on the trail already, before any retry: the failed attempt appended it as it ended.
       const afterFirst = await waitFor(
         async () => {
           const counts = await system.ctx.queues.audit.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
@@ -264,7 +264,7 @@ describe("the outcome's audit events, exactly once", () => {
     } finally {
       spy.mockRestore();
     }
-    // The requested, settled and finalized events in one job; the render job queued only after it, marked.
+    // The requested, settled and finalized events in one batch; the render job queued only after it, marked.
     expect(batches).toEqual([['payment.requested', 'payment.succeeded', 'invoice.finalized']]);
     expect(renderQueuedAfter).toEqual(['payment.requested', 'payment.succeeded', 'invoice.finalized']);
     const job = await system.ctx.queues.invoices.getJob(invoiceJobId(invoiceId));

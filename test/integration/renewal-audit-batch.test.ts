@@ -15,8 +15,8 @@ import { startInProcessSystem, type InProcessSystem } from '../support/in-proces
 import { insertDueSubscription, RENEWAL_ACTIONS, trailOf } from '../support/records';
 
 /**
- * Issue 22: a renew job's audit events, and those of the invoice it issues, go out in one audit job per run (the
- * paid period, its invoice finalized and rendered: one job, one ordered append), each appended once whatever is
+ * Issue 22: a renew job's audit events, and those of the invoice it issues, go out in one batch per run (the
+ * paid period, its invoice finalized and rendered: one ordered append, made by the job itself), each appended once whatever is
  * retried, in the order they happened; the charge a run starts is queued after the run's events.
  */
 let system: InProcessSystem;
@@ -112,13 +112,13 @@ const chargedPayment = (subscriptionId: string) =>
   );
 
 describe("a renewal's audit events", () => {
-  it('go in one audit job per run, each appended once after a killed run, its retry and a redelivery, in order', async () => {
+  it('go in one batch per run, each appended once after a killed run, its retry and a redelivery, in order', async () => {
     const pool = createRenderPool({ threads: 1 });
     try {
       const { subscriptionId, periodKey } = await dueSubscription('payer-batch-01');
       const invoiceId = invoiceIdFor({ type: 'subscription_period', id: periodKey });
 
-      // The run that opens the period queues no audit job: its payment records the attempt, whose charge sends its
+      // The run that opens the period sends no event: its payment records the attempt, whose charge sends its
       // event first in the charge's own batch.
       const opening = recordingSink();
       let batchesWhenCharged: string[][] | undefined;
