@@ -41,22 +41,37 @@ async function renewUntilPaid(subscriptionId: string, periodKey: string) {
 }
 
 /**
- * Records the actions of every audit job the system's workers queue (one event, or a batch), the `refuseNth` one
- * (from 1) refused, and the ids of the renew jobs they queue.
+ * Records the actions of every batch of audit events the system's workers append (in a job, or the audit worker's) and
+ * of every audit job they queue, and the ids of the renew jobs they queue. `refuseNth` (from 1): that append is refused
+ * as by a MongoDB outage, and so is the next audit job's add unless `queueTakes` (Redis too).
  */
-function recordQueued(refuseNth?: number) {
+function recordSent(refuseNth?: number, queueTakes = false) {
   const { audit, renewals } = system.workers.queues;
+  const trail = system.ctx.db.auditTrail;
+  const appendMany = trail.appendMany.bind(trail);
   const addAudit = audit.add.bind(audit);
   const addRenewal = renewals.add.bind(renewals);
   const batches: string[][] = [];
+  const queued: string[][] = [];
   const renewJobs: string[] = [];
+  let appends = 0;
+  let refuseAdd = false;
   const spies = [
+    jest.spyOn(trail, 'appendMany').mockImplementation(async (id, events, recordedAt) => {
+      appends += 1;
+      if (appends === refuseNth) {
+        refuseAdd = !queueTakes;
+        throw new Error('connection refused');
+      }
+      batches.push(events.map((event) => event.action));
+      return appendMany(id, events, recordedAt);
+    }),
     jest.spyOn(audit, 'add').mockImplementation(async (name, data, options) => {
-      if (batches.length + 1 === refuseNth) {
-        refuseNth = undefined;
+      if (refuseAdd) {
+        refuseAdd = false;
         throw new Error('Connection is closed.');
       }
-      batches.push(
+      queued.push(
         name === AUDIT_BATCH_JOB_NAME
           ? (data as AuditBatchJob).events.map((event) => event.action)
           : [(data as AuditEvent).action],
@@ -68,7 +83,7 @@ function recordQueued(refuseNth?: number) {
       return addRenewal(name, data, options);
     }),
   ];
-  return { batches, renewJobs, restore: () => spies.forEach((spy) => spy.mockRestore()) };
+  return { batches, queued, renewJobs, restore: () => spies.forEach((spy) => spy.mockRestore()) };
 }
 
 /** The id of the renew job a payment's outcome queues (queues/renewals.queue.ts `renewAfterPayment`). */
@@ -92,8 +107,8 @@ async function expectSettledOnce(subscriptionId: string, periodKey: string, paym
 }
 
 describe("a subscription's payment outcome, in a process serving renewals", () => {
-  it("records the paid period inside the charge's job: no renew job, the attempt's, the charge's and the period's events in one audit job", async () => {
-    const recorded = recordQueued();
+  it("records the paid period inside the charge's job: no renew job, the attempt's, the charge's and the period's events in one append, no audit job", async () => {
+    const recorded = recordSent();
     try {
       const { subscriptionId, periodKey } = await insertDueSubscription(system.ctx.db, {
         companyId,
@@ -105,9 +120,10 @@ describe("a subscription's payment outcome, in a process serving renewals", () =
 
       const stored = await trailOf(system.ctx, companyId, [subscriptionId, payment._id, invoiceId]);
       expect(stored.map((event) => event.action)).toEqual(RENEWAL_ACTIONS);
-      // One job, the charge's: the attempt (which its payment records; the opening run queued no audit job), the
-      // request, the outcome and the period it paid, at consecutive places.
+      // One append, the charge job's: the attempt (which its payment records; the opening run sends none), the request,
+      // the outcome and the period it paid, at consecutive places.
       expect(recorded.batches).toEqual([RENEWAL_ACTIONS]);
+      expect(recorded.queued).toEqual([]);
       const places = stored.map((event) => event.sequence);
       expect(places).toEqual(places.map((_, i) => places[0]! + i));
     } finally {
@@ -115,10 +131,30 @@ describe("a subscription's payment outcome, in a process serving renewals", () =
     }
   });
 
-  it('queues the renew job when that run fails, and each event still reaches the trail once', async () => {
-    // The charge's audit job (sent by the renewal run inside it, before the period is recorded paid; the opening run
-    // queues none) is refused, so that run fails with the period open and the renew job is queued instead.
-    const recorded = recordQueued(1);
+  it('queues the events as one audit job when their append fails, and the run goes on', async () => {
+    const recorded = recordSent(1, true);
+    try {
+      const { subscriptionId, periodKey } = await insertDueSubscription(system.ctx.db, {
+        companyId,
+        customerRef: 'payer-inline-03',
+      });
+      const { payment } = await renewUntilPaid(subscriptionId, periodKey);
+      const invoiceId = await expectSettledOnce(subscriptionId, periodKey, payment._id);
+      expect(recorded.renewJobs).not.toContain(renewJobAfter(subscriptionId, payment._id));
+      const stored = await trailOf(system.ctx, companyId, [subscriptionId, payment._id, invoiceId]);
+      expect(stored.map((event) => event.action)).toEqual(RENEWAL_ACTIONS);
+      // The refused append's events in one audit job, which the audit worker appended.
+      expect(recorded.queued).toEqual([RENEWAL_ACTIONS]);
+      expect(recorded.batches).toEqual([RENEWAL_ACTIONS]);
+    } finally {
+      recorded.restore();
+    }
+  });
+
+  it('queues the renew job when that run can neither append nor queue its events, and each still reaches the trail once', async () => {
+    // The charge's events (sent by the renewal run inside it, before the period is recorded paid; the opening run sends
+    // none) are refused by the trail and the queue, so that run fails with the period open and the renew job is queued.
+    const recorded = recordSent(1);
     try {
       const { subscriptionId, periodKey } = await insertDueSubscription(system.ctx.db, {
         companyId,
@@ -132,6 +168,7 @@ describe("a subscription's payment outcome, in a process serving renewals", () =
       // The refused batch went again with the charge job's end; the renew job sent the period's events again (the
       // trail keeps each event id once).
       expect(recorded.batches).toEqual([RENEWAL_ACTIONS, RENEWAL_ACTIONS.slice(3)]);
+      expect(recorded.queued).toEqual([]);
     } finally {
       recorded.restore();
     }
