@@ -35,7 +35,7 @@ export interface ChargeDeps {
   sendAuditEvents?: (events: readonly AuditEventInput[]) => Promise<void>;
   /**
    * Told of every payment outcome recorded (a subscription's period payment renews its subscription, a one-off one is
-   * invoiced), with the outcome's audit batch: its events go out with the outcome's, in one job.
+   * invoiced), with the outcome's audit batch: its events go out with the outcome's, in one append.
    */
   onOutcome?: (payment: PaymentRecord, audit?: OutcomeAudit) => Promise<void>;
   /** The process's settings cache (models/settings-cache.ts). */
@@ -69,9 +69,9 @@ export async function processCharge(job: Job<ChargeJob>, deps: ChargeDeps, conte
   if (!parsed.success) throw new JobFailedError('invalid_payload', 'invalid charge job payload');
   // The request's and the outcome's events (a subscription's attempt, requested, settled, invoice finalized and
   // rendered, in that order) are sent together when the job ends, however it ends: a job that throws is retried (or
-  // failed for good) only after they are appended (or queued), and a crash before that leaves the job to be run again, which sends
-  // them again under their fixed ids. The api queues no audit job of its own for the request: this is the one that
-  // sends `payment.requested`.
+  // failed for good) only after they are appended (or queued), and a crash before that leaves the job to be run again,
+  // which sends them again under their fixed ids. The api queues no audit job of its own for the request: this is the
+  // one that sends `payment.requested`.
   const { sendAuditEvents } = deps;
   if (!sendAuditEvents) return chargePayment(parsed.data.paymentId, job, deps, context);
   const audit = new OutcomeAudit(sendAuditEvents);

@@ -184,9 +184,9 @@ function invoicingInBatch(invoices: InvoiceSettledDeps, audit: OutcomeAudit | un
  *
  * In a process that serves the renewals queue, a subscription's payment outcome given a batch is recorded on its
  * period by a renewal run inside this job (its events, the period's invoice's with them, in the same batch), where a
- * renew job used to be queued for it: one job and its reads fewer per renewal. The run is the renew
- * job's (`renewSubscription`): a crash in it leaves this job to be run again, whose retry finds the payment settled and
- * tells its outcome again; a run that throws queues the renew job instead, as before.
+ * renew job used to be queued for it: one job and its reads fewer per renewal. The run is the renew job's
+ * (`renewSubscription`): a crash in it leaves this job to be run again, whose retry finds the payment settled and tells
+ * its outcome again; a run that throws queues the renew job instead, as before.
  */
 export const afterPaymentOutcome = (context: WorkerContext) => {
   const invoices: InvoiceSettledDeps = { ...invoicing(context), ...renderingAtIssue(context) };

@@ -81,8 +81,9 @@ export interface EmitResult {
 /**
  * Turns an appended audit event into an outgoing webhook event when its action is in the catalog, and queues one
  * delivery per enabled endpoint that wants it. Idempotent: the event is keyed by the audit event's id and each
- * delivery by (event, endpoint), so a retried append (an audit job's, or a charge's) makes the same event and the same deliveries (their job ids
- * come from the delivery ids). Companies without any endpoint pay one cached lookup and store nothing.
+ * delivery by (event, endpoint), so a retried append (an audit job's, or a charge's) makes the same event and the same
+ * deliveries (their job ids come from the delivery ids). Companies without any endpoint pay one cached lookup and
+ * store nothing.
  */
 export async function emitWebhookEvent(deps: EmitDeps, audit: AuditEvent): Promise<EmitResult> {
   const type = webhookEventTypeOf(audit);
