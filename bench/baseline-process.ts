@@ -277,7 +277,7 @@ async function chargeAsData(
     { returnDocument: 'after' },
   );
   if (!settled) throw new Error(`payment ${paymentId} not settled`);
-  // The request's and the outcome's events in one insert: requested, succeeded, and its invoice's finalized and rendered.
+  // The request's and the outcome's events in one insert: requested, succeeded, its invoice's finalized and rendered.
   await appendEvents([
     auditJob(companyId, 'payment.requested', paymentId),
     auditJob(companyId, 'payment.succeeded', paymentId),

@@ -4,15 +4,16 @@
  *
  * - `sweep`: reads the due subscriptions' ids through one cursor and adds their renew jobs in batches of 1,000;
  * - a renew job: read the subscription, read its open periods, insert its period, read its saved method, insert the
- *   payment, record the attempt (and its card) on the period, add the charge job (the attempt's event goes with the charge's);
+ *   payment, record the attempt (and its card) on the period, add the charge job (the attempt's event goes with the
+ *   charge's);
  * - a charge job: claim the payment, read the company, record the gateway account, create and confirm a
  *   PaymentIntent (two Stripe requests, the intent id saved between), record the outcome; then, as the product's
  *   charge job does since issue 22 in a process serving renewals, record the paid period itself: read the
  *   subscription and its open periods (the payment is the outcome's write's answer); issue the period's invoice
  *   (read the plan once per plan, insert its number, read the number prefix; render its PDF on the pool and store it
- *   encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming its document); append the
- *   payment's requested and succeeded events, the period's paid event and the invoice's `finalized` and `rendered` in
- *   one ordered insert, in the job, as the product's job does since it records its outcome's events itself;
+ *   encrypted, bench/invoice-replay.ts `renderNow`; insert the invoice numbered, paid and naming its document);
+ *   append the payment's requested and succeeded events, the period's paid event and the invoice's `finalized` and
+ *   `rendered` in one ordered insert, in the job, as the product's job appends its outcome's events itself;
  *   mark the period paid, move the subscription to the period's end (the write answers the moved subscription);
  * - an audit job (none on this path now, as in the product): one insert (a batch's events in one ordered insert).
  *

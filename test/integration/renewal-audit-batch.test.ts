@@ -15,9 +15,9 @@ import { startInProcessSystem, type InProcessSystem } from '../support/in-proces
 import { insertDueSubscription, RENEWAL_ACTIONS, trailOf } from '../support/records';
 
 /**
- * Issue 22: a renew job's audit events, and those of the invoice it issues, go out in one batch per run (the
- * paid period, its invoice finalized and rendered: one ordered append, made by the job itself), each appended once whatever is
- * retried, in the order they happened; the charge a run starts is queued after the run's events.
+ * Issue 22: a renew job's audit events, and those of the invoice it issues, go out in one batch per run (the paid
+ * period, its invoice finalized and rendered: one ordered append, made by the job itself), each appended once whatever
+ * is retried, in the order they happened; the charge a run starts is queued after the run's events.
  */
 let system: InProcessSystem;
 let companyId: string;

@@ -152,8 +152,8 @@ describe("a subscription's payment outcome, in a process serving renewals", () =
   });
 
   it('queues the renew job when that run can neither append nor queue its events, and each still reaches the trail once', async () => {
-    // The charge's events (sent by the renewal run inside it, before the period is recorded paid; the opening run sends
-    // none) are refused by the trail and the queue, so that run fails with the period open and the renew job is queued.
+    // The charge's events (sent by the renewal run inside it, before the period is recorded paid; the opening run
+    // sends none) are refused by the trail and the queue: that run fails with the period open, the renew job is queued.
     const recorded = recordSent(1);
     try {
       const { subscriptionId, periodKey } = await insertDueSubscription(system.ctx.db, {
