@@ -785,11 +785,13 @@ async function afterFailure(
   const firstFailureAt = period.firstFailureAt ?? now;
   let failedAt = period.lastFailure?.at ?? now;
   let merchantFailures = period.merchantFailures ?? 0;
+  // The period as this run last read or wrote it: a give-up is written only if no one wrote it since.
+  let decidedOn = period;
   if (period.lastFailure?.paymentId !== payment._id) {
     failedAt = now;
     if (merchantSide) merchantFailures += 1;
     // A merchant-side failure is counted apart: it starts no dunning window and uses no dunning attempt.
-    const recorded = await deps.models.SubscriptionPeriod.updateOne(
+    const recorded = await deps.models.SubscriptionPeriod.findOneAndUpdate(
       { _id: period._id, paymentId: payment._id, 'lastFailure.paymentId': { $ne: payment._id } },
       {
         $set: {
@@ -798,8 +800,10 @@ async function afterFailure(
         },
         ...(merchantSide ? { $inc: { merchantFailures: 1 } } : {}),
       },
-    );
-    if (recorded.modifiedCount > 0) {
+      { new: true },
+    ).lean();
+    if (recorded) {
+      decidedOn = recorded;
       await audit(
         deps,
         subscription,
@@ -866,16 +870,21 @@ async function afterFailure(
       ))
         ? 'settled'
         : 'again';
-    case 'give_up':
+    case 'give_up': {
       // The period first (with its uncollectible invoice), then the status: a run that stops between the two finds
       // the period given up and the subscription still past due, and makes the move then (renewStep).
       await deps.onPeriodUncollectible?.({ ...period, status: 'uncollectible' }, now);
       await deps.flushAudit?.();
-      await deps.models.SubscriptionPeriod.updateOne(
-        { _id: period._id, status: 'open' },
+      // Conditional on the period as it was decided from, not only on `open`: a new card reopens a given-up period
+      // (`open` again), and a run that decided to give it up before that must not give it up a second time.
+      const givenUp = await deps.models.SubscriptionPeriod.updateOne(
+        { _id: period._id, status: 'open', updatedAt: decidedOn.updatedAt },
         { $set: { status: 'uncollectible' } },
       );
+      // Written by someone else since (given up by another run, reopened by a new card): decided again from it.
+      if (givenUp.matchedCount === 0) return 'again';
       return (await endDunning(deps, subscription, decision.endState, now)) ? 'settled' : 'again';
+    }
     case 'retry':
       if (decision.at <= now) {
         await startAttempt(deps, subscription, period, now);

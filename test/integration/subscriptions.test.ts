@@ -1353,6 +1353,64 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     ]);
   }, 120_000);
 
+  it('a run that decided to give a period up before a new card reopened it does not give it up again', async () => {
+    const payer = 'payer-late-give-up';
+    const { sub, clockId, paymentMethodId } = await subscribedOnClock('2027-08-01T12:00:00Z', payer);
+    await cardStartsDeclining(paymentMethodId);
+    await advance(clockId, '2027-09-01T13:00:00Z');
+    await advance(clockId, '2027-09-09T00:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'unpaid', nextBillingAt: null });
+    const owed = (await periods(sub.id)).at(-1)!;
+    expect(owed).toMatchObject({ status: 'uncollectible', attempts: 5 });
+    // Back to the moment before the give-up (the last retry failed, dunning not yet ended), so that two runs decide it.
+    const { models } = system.ctx.db;
+    await models.SubscriptionPeriod.updateOne({ _id: owed._id }, { $set: { status: 'open' } });
+    await models.Subscription.updateOne(
+      { _id: sub.id },
+      { $set: { status: 'past_due', nextBillingAt: new Date('2027-09-08T12:00:00Z') } },
+    );
+    const now = new Date('2027-09-09T00:00:00Z');
+    // Run B decides to give the period up, then waits in its uncollectible invoice's hook.
+    let release!: () => void;
+    let decided!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const decidedGivingUp = new Promise<void>((resolve) => (decided = resolve));
+    const late = renewSubscription(
+      {
+        ...renewDeps(),
+        onPeriodUncollectible: async () => {
+          decided();
+          await gate;
+        },
+      },
+      sub.id,
+      { now },
+    );
+    await decidedGivingUp;
+    // Run A gives the period up and ends dunning; then the payer brings a new card, which reopens the period.
+    expect(await renewSubscription(renewDeps(), sub.id, { now })).toBe('settled');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'unpaid' });
+    const manage = {
+      ...manageDepsFor({
+        models,
+        queues: system.ctx.queues,
+        enqueueAudit: (event) => enqueueAuditEvent(system.ctx.queues.audit, event),
+      }),
+      // The renewal it would queue is run B's own next round here.
+      enqueueRenewal: async () => undefined,
+    };
+    expect(
+      await resumeCollectionForPayer(manage, { _id: await savedMethod(payer), companyId, customerRef: payer }),
+    ).toBe(1);
+    expect(await models.SubscriptionPeriod.findById(owed._id).lean()).toMatchObject({ status: 'open' });
+    // B goes on: the period it decided from has changed, so it decides again and collects with the new card.
+    release();
+    expect(await late).toBe('charging');
+    expect(await models.SubscriptionPeriod.findById(owed._id).lean()).toMatchObject({ status: 'open', attempts: 6 });
+    await settledStatus(sub.id, (status) => status === 'active');
+    expect(await models.SubscriptionPeriod.findById(owed._id).lean()).toMatchObject({ status: 'paid', attempts: 6 });
+  }, 120_000);
+
   it('a cancel at period end can be undone before the period ends: it renews as before', async () => {
     const { sub, clockId } = await subscribedOnClock('2027-05-01T12:00:00Z', 'payer-undo-01');
     expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'none' })).body).toMatchObject({
