@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -9,6 +9,8 @@ export const REPO_ROOT = basename(PARENT) === 'dist' ? resolve(PARENT, '..') : P
 
 /** How many of a process's last output lines are kept (for a failure's report; a long run prints a lot). */
 const KEPT_LINES = 300;
+/** CHAOS_LOG_DIR: every line of every process also goes to `<dir>/<name>.log` (appended across restarts). */
+const LOG_DIR = process.env.CHAOS_LOG_DIR;
 
 /** A child process the suite may SIGKILL, SIGSTOP and start again. */
 export class ChaosProcess {
@@ -56,6 +58,8 @@ export class ChaosProcess {
           if (!ready && this.readyLine.test(line)) ready = true;
           this.lines.push(line);
         }
+        if (LOG_DIR)
+          appendFileSync(join(LOG_DIR, `${this.name}.log`), parts.filter((line) => line !== '').join('\n') + '\n');
         if (this.lines.length > KEPT_LINES * 2) this.lines.splice(0, this.lines.length - KEPT_LINES);
       });
     };
