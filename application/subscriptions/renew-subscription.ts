@@ -251,6 +251,11 @@ async function renewStep(
     );
     return 'again';
   }
+  if (period.status === 'uncollectible' && subscription.status === 'unpaid') {
+    // Given up, and dunning has ended: nothing more is billed until a new card reopens the period. A run still due
+    // from a new card's resume finds it so when another run tried that card first; never a new cycle from here.
+    return (await endDunning(deps, subscription, 'unpaid', now)) ? 'settled' : 'again';
+  }
   if (period.status !== 'open') {
     // Paid (or given up): the next thing is the period's end.
     if (now < current.end) {
@@ -856,8 +861,14 @@ async function afterFailure(
   // Only the scheduled attempts use the policy's retries: a new card's attempt is one more chance, not one less.
   const failedAttempts = Math.max(1, period.attempts - merchantFailures - (period.cardAttempts ?? 0));
   const step = nextDunningStep(policy, { failedAttempts, firstFailureAt, failure });
-  // A hard decline waits for a new card, but no longer than the policy's window; then its end state applies.
-  const decision = step.action === 'wait_for_payment_method' && step.until <= now ? giveUp(policy) : step;
+  // A hard decline waits for a new card, but no longer than the policy's window; then its end state applies. Unpaid,
+  // dunning has ended: a new card's attempt was its one more chance, and the retries the policy had are not made up.
+  const decision =
+    subscription.status === 'unpaid'
+      ? ({ action: 'give_up', endState: 'unpaid' } as const)
+      : step.action === 'wait_for_payment_method' && step.until <= now
+        ? giveUp(policy)
+        : step;
   switch (decision.action) {
     case 'wait_for_payment_method':
       return (await waitFor(

@@ -1411,6 +1411,72 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     expect(await models.SubscriptionPeriod.findById(owed._id).lean()).toMatchObject({ status: 'paid', attempts: 6 });
   }, 120_000);
 
+  /**
+   * Unpaid on a clock: its first renewal declined until dunning gave the period up (`uncollectible`): after its four
+   * retries (a soft decline), or at the policy window's end after one attempt (a hard decline).
+   */
+  async function unpaidOnClock(payer: string, decline: 'soft' | 'hard' = 'soft') {
+    const { sub, clockId, paymentMethodId } = await subscribedOnClock('2027-08-01T12:00:00Z', payer);
+    await cardStartsDeclining(
+      paymentMethodId,
+      decline === 'soft' ? 'pm_card_chargeDeclinedInsufficientFunds' : 'pm_card_chargeDeclinedExpiredCard',
+    );
+    await advance(clockId, '2027-09-01T13:00:00Z');
+    await advance(clockId, '2027-09-09T00:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'unpaid', nextBillingAt: null });
+    const owed = (await periods(sub.id)).at(-1)!;
+    expect(owed).toMatchObject({ status: 'uncollectible', attempts: decline === 'soft' ? 5 : 1 });
+    return { sub, clockId, owed };
+  }
+
+  it('a run that finds a new card already given up again leaves the subscription unpaid: no new cycle', async () => {
+    const { sub, owed } = await unpaidOnClock('payer-given-up-again');
+    // As a new card's resume leaves it (due now, to restart on collection) once another run has tried that card and
+    // given the period up again: a run still due from the resume finds the period given up.
+    const { models } = system.ctx.db;
+    await models.Subscription.updateOne(
+      { _id: sub.id },
+      { $set: { nextBillingAt: new Date('2027-10-15T00:00:00Z'), restartOnCollection: true } },
+    );
+    const before = await payments(sub.id);
+    expect(await renewSubscription(renewDeps(), sub.id, { now: new Date('2027-10-15T00:00:00Z') })).toBe('settled');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'unpaid', nextBillingAt: null });
+    expect((await periods(sub.id)).map((p) => [p._id, p.status])).toEqual([
+      [expect.any(String), 'paid'],
+      [owed._id, 'uncollectible'],
+    ]);
+    expect(await payments(sub.id)).toHaveLength(before.length);
+  }, 120_000);
+
+  it("an unpaid subscription's new card that is declined is tried once, not once per retry the policy had", async () => {
+    const payer = 'payer-unpaid-new-card-declined';
+    // Given up at the window's end after one attempt: four of the policy's retries were never made.
+    const { sub, owed } = await unpaidOnClock(payer, 'hard');
+    const before = (await payments(sub.id)).length;
+    const declining = await savedMethod(payer, 'pm_card_chargeDeclinedInsufficientFunds');
+    const manage = manageDepsFor({
+      models: system.ctx.db.models,
+      queues: system.ctx.queues,
+      enqueueAudit: (event) => enqueueAuditEvent(system.ctx.queues.audit, event),
+    });
+    expect(await resumeCollectionForPayer(manage, { _id: declining, companyId, customerRef: payer })).toBe(1);
+    await waitFor(
+      () => payments(sub.id),
+      (all) => all.length > before && all.slice(before).every((p) => p.status === 'failed'),
+      { what: "the new card's attempt, declined" },
+    );
+    await settledStatus(sub.id, (status) => status === 'unpaid');
+    await waitFor(
+      () => subscription(sub.id),
+      (s) => s.nextBillingAt === null,
+      { what: 'nothing due any more' },
+    );
+    expect((await payments(sub.id)).length).toBe(before + 1);
+    expect(await system.ctx.db.models.SubscriptionPeriod.findById(owed._id).lean()).toMatchObject({
+      status: 'uncollectible',
+    });
+  }, 120_000);
+
   it('a cancel at period end can be undone before the period ends: it renews as before', async () => {
     const { sub, clockId } = await subscribedOnClock('2027-05-01T12:00:00Z', 'payer-undo-01');
     expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'none' })).body).toMatchObject({
