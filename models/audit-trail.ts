@@ -14,6 +14,7 @@ import {
 import type { AuditEvent } from '../domain/audit-event';
 import { AUDIT_EVENTS_COLLECTION } from './audit-event.model';
 import { isDuplicateKeyError } from './errors';
+import { DeadlineExceededError, withDeadline } from '../platform/deadline';
 import { SequencedAppender } from './sequenced-append';
 
 export const AUDIT_ANCHORS_COLLECTION = 'audit_anchors';
@@ -66,6 +67,8 @@ export interface AppendResult {
 const MAX_APPEND_ATTEMPTS = 50;
 /** The most events one write appends (they are small; the bound keeps one insert's batch modest). */
 const MAX_GROUP_EVENTS = 100;
+/** A group write unanswered this long is given up (see the constructor): far above any write's seconds under load. */
+const APPEND_STALL_MS = 30_000;
 
 interface WaitingAppend {
   jobs: Array<{ job: AuditEvent; recordedAt: Date }>;
@@ -160,7 +163,16 @@ export class AuditTrail {
     busy: (companyId) => new Error(`audit chain of ${companyId} too contended; will retry`),
   });
 
-  constructor(db: Db) {
+  /**
+   * `stallMs`: how long one group's write may go unanswered (a database connection that hangs rather than fails)
+   * before its appends are failed, to be sent again, and the chain's next group is written without it. Every append of
+   * a company in this process waits on the one before it, so one write that never answers would otherwise hold them
+   * all, and with them every job that appends.
+   */
+  constructor(
+    db: Db,
+    private readonly options: { stallMs?: number } = {},
+  ) {
     this.events = db.collection<StoredAuditEvent>(AUDIT_EVENTS_COLLECTION);
     this.anchors = db.collection<AuditAnchor>(AUDIT_ANCHORS_COLLECTION);
   }
@@ -224,10 +236,18 @@ export class AuditTrail {
         const group = queue.splice(0, taken);
         if (queue.length === 0) this.waiting.delete(companyId);
         try {
-          const results = await this.appendChain(
-            companyId,
-            group.flatMap((entry) => entry.jobs),
-          );
+          const stallMs = this.options.stallMs ?? APPEND_STALL_MS;
+          const results = await withDeadline(
+            this.appendChain(
+              companyId,
+              group.flatMap((entry) => entry.jobs),
+            ),
+            stallMs,
+            `the audit chain write of ${companyId}`,
+          ).catch((error: unknown) => {
+            if (error instanceof DeadlineExceededError) this.appender.forget(companyId);
+            throw error;
+          });
           // An event given twice (two deliveries of one job in one group) is appended by the first: the second is a duplicate.
           const byId = new Map(results.map((result) => [result.eventId, result]));
           const handedOut = new Set<string>();

@@ -84,6 +84,16 @@ export class SequencedAppender<H extends SequenceHead> {
     return run;
   }
 
+  /**
+   * Forgets a key's cached head and its place in this process's order: after a write that never answered, the next
+   * append goes on without waiting for it, from the head as stored (the unique index keeps the sequence whole whether
+   * or not the lost write lands later).
+   */
+  forget(key: string): void {
+    this.heads.delete(key);
+    this.appending.delete(key);
+  }
+
   private async appendAtHead<D, T>(key: string, step: AppendStep<H, D, T>): Promise<T> {
     const { readHead, maxAttempts, jitterMs = 0, cacheHeads = false } = this.options;
     let head = (cacheHeads ? this.heads.get(key) : undefined) ?? (await readHead(key));

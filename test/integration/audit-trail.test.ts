@@ -383,6 +383,29 @@ describe('batches', () => {
     expect(await verify(one)).toMatchObject({ ok: true, checked: 5 });
   });
 
+  it('a chain write the database never answers fails its appends after the stall limit; the next write goes on', async () => {
+    const companyId = 'co_batch_stalled';
+    await appendChain(companyId, 2);
+    // This process's trail on the same database, with a short stall limit; its first write is sent down a connection
+    // that never answers (a hung socket: the database neither replies nor closes it).
+    const trail = new AuditTrail(ctx.rawMongo.db(), { stallMs: 300 });
+    const insertMany = jest
+      .spyOn(trail.events, 'insertMany')
+      .mockImplementationOnce(() => new Promise(() => undefined));
+    await expect(trail.appendMany(companyId, [auditJob(companyId, 3)])).rejects.toThrow(
+      `the audit chain write of ${companyId} did not finish within 300 ms`,
+    );
+    // Sent again with what came next, as a retried job does: written from the stored head, nothing lost or doubled.
+    const results = await trail.appendMany(companyId, [auditJob(companyId, 3), auditJob(companyId, 4)]);
+    expect(results.map((r) => [r.sequence, r.duplicate])).toEqual([
+      [3, false],
+      [4, false],
+    ]);
+    expect(insertMany).toHaveBeenCalledTimes(2);
+    expect((await rawChain(companyId)).map((e) => e.sequence)).toEqual([1, 2, 3, 4]);
+    expect(await verify(companyId)).toMatchObject({ ok: true, checked: 4 });
+  });
+
   it('finishes a batch whose first part another process stored before it crashed, and one whose place was taken', async () => {
     const companyId = 'co_batch_crash';
     // A second "process" on the same database: its own head cache and group commit.
