@@ -99,10 +99,19 @@ export const DAY_MS = 86_400_000;
  * past the policy: a hard decline waits for a new card until the window ends (when the last retry
  * would have been due). `failedAttempts` counts the scheduled attempts only: the attempt a new card makes at once is
  * one more chance and uses none of the retries (docs/billing-rules.md, "Dunning").
+ *
+ * `lastFailureAt`, when the latest attempt was declined: a retry whose time is not after it is passed over, not made
+ * at once. A new card declined late in the window, or a retry that ran late, is followed by the next retry still
+ * ahead, never by a burst of charges on one card; with none ahead, the period is given up.
  */
 export function nextDunningStep(
   policy: DunningPolicy,
-  input: { failedAttempts: number; firstFailureAt: Date; failure: { code: string; declineCode?: string } },
+  input: {
+    failedAttempts: number;
+    firstFailureAt: Date;
+    lastFailureAt?: Date;
+    failure: { code: string; declineCode?: string };
+  },
 ): DunningStep {
   const parsed = dunningPolicySchema.safeParse(policy);
   if (!parsed.success) throw new RangeError(`invalid dunning policy: ${parsed.error.issues[0]?.message ?? ''}`);
@@ -114,11 +123,14 @@ export function nextDunningStep(
     throw new RangeError('firstFailureAt is not a valid date');
   }
 
-  const delay = policy.retryDelaysDays[failedAttempts - 1];
-  if (delay === undefined) return { action: 'give_up', endState: policy.finalState };
+  const delays = policy.retryDelaysDays;
+  const retryAt = (index: number) => firstFailureAt.getTime() + delays[index]! * DAY_MS;
+  let index = failedAttempts - 1;
+  while (index < delays.length && input.lastFailureAt && retryAt(index) <= input.lastFailureAt.getTime()) index += 1;
+  if (index >= delays.length) return { action: 'give_up', endState: policy.finalState };
   if (isHardDecline(failure)) {
     const window = policy.retryDelaysDays[policy.retryDelaysDays.length - 1]!;
     return { action: 'wait_for_payment_method', until: new Date(firstFailureAt.getTime() + window * DAY_MS) };
   }
-  return { action: 'retry', at: new Date(firstFailureAt.getTime() + delay * DAY_MS), attempt: failedAttempts + 1 };
+  return { action: 'retry', at: new Date(retryAt(index)), attempt: failedAttempts + 1 };
 }

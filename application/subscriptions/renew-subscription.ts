@@ -860,7 +860,9 @@ async function afterFailure(
   const policy = await dunningPolicyOf(deps.models, subscription.companyId, deps.settings);
   // Only the scheduled attempts use the policy's retries: a new card's attempt is one more chance, not one less.
   const failedAttempts = Math.max(1, period.attempts - merchantFailures - (period.cardAttempts ?? 0));
-  const step = nextDunningStep(policy, { failedAttempts, firstFailureAt, failure });
+  // A retry already due when this attempt was made (a new card's, late in the window) is passed over.
+  const lastFailureAt = payment.subscription?.attempt?.at ?? failedAt;
+  const step = nextDunningStep(policy, { failedAttempts, firstFailureAt, lastFailureAt, failure });
   // A hard decline waits for a new card, but no longer than the policy's window; then its end state applies. Unpaid,
   // dunning has ended: a new card's attempt was its one more chance, and the retries the policy had are not made up.
   const decision =

@@ -1477,6 +1477,43 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     });
   }, 120_000);
 
+  it('a new card declined late in the window is tried once; dunning goes on from the retry still ahead', async () => {
+    const payer = 'payer-late-new-card';
+    const { sub, clockId, paymentMethodId } = await subscribedOnClock('2027-08-01T12:00:00Z', payer);
+    // Declined hard on Sep 1 at noon: no retry on that card, a wait for a new one until the window ends (Sep 8).
+    await cardStartsDeclining(paymentMethodId, 'pm_card_chargeDeclinedExpiredCard');
+    await advance(clockId, '2027-09-04T00:00:00Z');
+    expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', waitingFor: 'payment_method' });
+    const before = (await payments(sub.id)).length;
+    // Day 2.5: the retry of day 1 (Sep 2) had passed. The new card's attempt is the only charge now.
+    const declining = await savedMethod(payer, 'pm_card_chargeDeclinedInsufficientFunds');
+    const manage = manageDepsFor({
+      models: system.ctx.db.models,
+      queues: system.ctx.queues,
+      enqueueAudit: (event) => enqueueAuditEvent(system.ctx.queues.audit, event),
+    });
+    expect(await resumeCollectionForPayer(manage, { _id: declining, companyId, customerRef: payer })).toBe(1);
+    const due = await waitFor(
+      () => subscription(sub.id),
+      // Past the resume (due now): the attempt settled and the next thing set, whatever it is.
+      (s) => s.status !== 'past_due' || (s.nextBillingAt !== null && s.nextBillingAt > '2027-09-04T00:00:00.000Z'),
+      { what: "the new card's attempt declined, and the next retry set" },
+    );
+    expect(due).toMatchObject({ status: 'past_due', nextBillingAt: '2027-09-04T12:00:00.000Z' });
+    const attempts = async () =>
+      (await payments(sub.id)).slice(before).map((p) => [p.status, p.subscription?.attempt?.at?.toISOString()]);
+    expect(await attempts()).toEqual([['failed', '2027-09-04T00:00:00.000Z']]);
+    // Then the retries of day 3 and 5 and 7 (Sep 4, 6, 8 at noon), and the end state.
+    await advance(clockId, '2027-09-09T00:00:00Z');
+    await settledStatus(sub.id, (status) => status === 'unpaid');
+    expect(await attempts()).toEqual([
+      ['failed', '2027-09-04T00:00:00.000Z'],
+      ['failed', '2027-09-04T12:00:00.000Z'],
+      ['failed', '2027-09-06T12:00:00.000Z'],
+      ['failed', '2027-09-08T12:00:00.000Z'],
+    ]);
+  }, 120_000);
+
   it('a cancel at period end can be undone before the period ends: it renews as before', async () => {
     const { sub, clockId } = await subscribedOnClock('2027-05-01T12:00:00Z', 'payer-undo-01');
     expect((await api('PATCH', `/subscriptions/${sub.id}`, { cancelAt: 'none' })).body).toMatchObject({

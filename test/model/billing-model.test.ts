@@ -108,6 +108,26 @@ describe('the reference billing model', () => {
     expect(sub.status).toBe('unpaid');
   });
 
+  it('a new card declined late in the window passes over the retries already due: no burst of charges on it', () => {
+    // Billed when the 1-day trial ends, Mar 2; its retries would be Mar 3, 5, 7 and 9.
+    const sub = new SubscriptionModel(policy, { at: at('2026-03-01T00:00:00Z'), amount: 3_000, trialDays: 1 });
+    sub.card = 'hard';
+    sub.advanceTo(at('2026-03-05T12:00:00Z'));
+    expect(sub.status).toBe('past_due');
+    // Day 3.5: the retries of days 1 and 3 had passed; the next is day 5, then day 7, then the end state.
+    expect(sub.newCard('soft')).toBe(true);
+    const declines = () => sub.log.filter((line) => line.includes('declined')).map((line) => line.slice(0, 24));
+    expect(declines()).toEqual(['2026-03-02T00:00:00.000Z', '2026-03-05T12:00:00.000Z']);
+    sub.advanceTo(at('2026-03-10T00:00:00Z'));
+    expect(declines()).toEqual([
+      '2026-03-02T00:00:00.000Z',
+      '2026-03-05T12:00:00.000Z',
+      '2026-03-07T00:00:00.000Z',
+      '2026-03-09T00:00:00.000Z',
+    ]);
+    expect(sub.status).toBe('unpaid');
+  });
+
   it('prices a 31-day January stub of a $30 plan billed on the 1st at no more than $30', () => {
     const sub = new SubscriptionModel(policy, { at: at('2026-01-01T00:00:01Z'), amount: 3_000, billingDayOfMonth: 1 });
     expect(sub.charges[0]!.amount).toBeLessThanOrEqual(3_000);

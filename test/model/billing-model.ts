@@ -33,7 +33,9 @@ interface OpenBill {
   start: number;
   amount: number;
   firstFailureAt: number;
-  /** How many of the policy's retries have run. */
+  /** When its last attempt was declined. */
+  lastFailureAt: number;
+  /** The policy's retries run or passed over: the next one is looked for from this index. */
   retries: number;
   status: 'open' | 'uncollectible';
 }
@@ -156,7 +158,14 @@ export class SubscriptionModel {
       return;
     }
     this.pending = 0;
-    this.open = { start: this.period!.start, amount: bill, firstFailureAt: this.now, retries: 0, status: 'open' };
+    this.open = {
+      start: this.period!.start,
+      amount: bill,
+      firstFailureAt: this.now,
+      lastFailureAt: this.now,
+      retries: 0,
+      status: 'open',
+    };
     this.attempt(`period ${iso(this.period!.start)}`, true);
   }
 
@@ -179,12 +188,26 @@ export class SubscriptionModel {
     }
     this.note(`declined ${open.amount} (${this.card})`);
     if (first) open.firstFailureAt = this.now;
+    open.lastFailureAt = this.now;
     if (retry) open.retries += 1;
     if (open.status === 'uncollectible') return;
     this.status = 'past_due';
     // Off-session, a card that needs authentication is declined `authentication_required` (Stripe): a hard decline.
     this.waitingForCard = this.card === 'hard' || this.card === 'auth';
-    if (this.card === 'soft' && open.retries >= this.policy.retryDelaysDays.length) this.giveUp();
+    if (this.card === 'soft' && !this.nextRetry(open)) this.giveUp();
+  }
+
+  /**
+   * The policy's next retry of an open bill: the first not yet run whose time is after its last decline. One already
+   * due when an attempt was declined (a new card's, late in the window) is passed over, not made at once.
+   */
+  private nextRetry(open: OpenBill): { index: number; at: number } | undefined {
+    const delays = this.policy.retryDelaysDays;
+    for (let index = open.retries; index < delays.length; index += 1) {
+      const at = open.firstFailureAt + delays[index]! * DAY;
+      if (at > open.lastFailureAt) return { index, at };
+    }
+    return undefined;
   }
 
   private giveUp() {
@@ -252,11 +275,17 @@ export class SubscriptionModel {
       const delays = this.policy.retryDelaysDays;
       if (this.waitingForCard) {
         events.push({ at: open.firstFailureAt + Math.max(...delays) * DAY, run: () => this.giveUp() });
-      } else if (open.retries < delays.length) {
-        events.push({
-          at: open.firstFailureAt + delays[open.retries]! * DAY,
-          run: () => this.attempt(`period ${iso(open.start)}`, false, true),
-        });
+      } else {
+        const next = this.nextRetry(open);
+        if (next) {
+          events.push({
+            at: next.at,
+            run: () => {
+              open.retries = next.index;
+              this.attempt(`period ${iso(open.start)}`, false, true);
+            },
+          });
+        }
       }
     }
     const due = events.filter((e) => e.at <= to).sort((a, b) => a.at - b.at);

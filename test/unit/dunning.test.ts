@@ -45,6 +45,44 @@ describe('nextDunningStep with the default policy (1, 3, 5, 7 days, then unpaid)
   });
 });
 
+describe('nextDunningStep after an attempt made late (a new card late in the window, a retry that ran late)', () => {
+  const days = (n: number) => new Date(FIRST_FAILURE.getTime() + n * 86_400_000);
+
+  it.each([
+    // The first scheduled retry not yet made is the one after the late attempt; those already due are passed over.
+    [1, 0, { action: 'retry', at: days(1), attempt: 2 }],
+    [1, 3.5, { action: 'retry', at: days(5), attempt: 2 }],
+    [2, 3, { action: 'retry', at: days(5), attempt: 3 }],
+    [2, 4, { action: 'retry', at: days(5), attempt: 3 }],
+    [1, 6.9, { action: 'retry', at: days(7), attempt: 2 }],
+    // None left ahead of it: given up, not retried at once.
+    [1, 7, { action: 'give_up', endState: 'unpaid' }],
+    [3, 8, { action: 'give_up', endState: 'unpaid' }],
+  ])('after failed attempt %i made on day %d → %o', (failedAttempts, day, expected) => {
+    expect(
+      nextDunningStep(DEFAULT_DUNNING_POLICY, {
+        failedAttempts,
+        firstFailureAt: FIRST_FAILURE,
+        lastFailureAt: days(day),
+        failure: SOFT,
+      }),
+    ).toEqual(expected);
+  });
+
+  it('a hard decline made late still waits for a card until the window ends, and gives up once it has', () => {
+    const failure = { code: 'expired_card' };
+    const input = { failedAttempts: 1, firstFailureAt: FIRST_FAILURE, failure };
+    expect(nextDunningStep(DEFAULT_DUNNING_POLICY, { ...input, lastFailureAt: days(6) })).toEqual({
+      action: 'wait_for_payment_method',
+      until: days(7),
+    });
+    expect(nextDunningStep(DEFAULT_DUNNING_POLICY, { ...input, lastFailureAt: days(7) })).toEqual({
+      action: 'give_up',
+      endState: 'unpaid',
+    });
+  });
+});
+
 describe('nextDunningStep reads the policy it is given now', () => {
   const input = { failedAttempts: 2, firstFailureAt: FIRST_FAILURE, failure: SOFT };
 
