@@ -1411,6 +1411,16 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     expect(await models.SubscriptionPeriod.findById(owed._id).lean()).toMatchObject({ status: 'paid', attempts: 6 });
   }, 120_000);
 
+  /** The payer saves a new card (`setup_intent.succeeded`): how many of their subscriptions behind on payment took it. */
+  async function payerSavesCard(payer: string, card: string) {
+    const manage = manageDepsFor({
+      models: system.ctx.db.models,
+      queues: system.ctx.queues,
+      enqueueAudit: (event) => enqueueAuditEvent(system.ctx.queues.audit, event),
+    });
+    return resumeCollectionForPayer(manage, { _id: await savedMethod(payer, card), companyId, customerRef: payer });
+  }
+
   /**
    * Unpaid on a clock: its first renewal declined until dunning gave the period up (`uncollectible`): after its four
    * retries (a soft decline), or at the policy window's end after one attempt (a hard decline).
@@ -1453,13 +1463,7 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     // Given up at the window's end after one attempt: four of the policy's retries were never made.
     const { sub, owed } = await unpaidOnClock(payer, 'hard');
     const before = (await payments(sub.id)).length;
-    const declining = await savedMethod(payer, 'pm_card_chargeDeclinedInsufficientFunds');
-    const manage = manageDepsFor({
-      models: system.ctx.db.models,
-      queues: system.ctx.queues,
-      enqueueAudit: (event) => enqueueAuditEvent(system.ctx.queues.audit, event),
-    });
-    expect(await resumeCollectionForPayer(manage, { _id: declining, companyId, customerRef: payer })).toBe(1);
+    expect(await payerSavesCard(payer, 'pm_card_chargeDeclinedInsufficientFunds')).toBe(1);
     await waitFor(
       () => payments(sub.id),
       (all) => all.length > before && all.slice(before).every((p) => p.status === 'failed'),
@@ -1486,13 +1490,7 @@ describe('what is owed after pauses and failed collection (issue 19)', () => {
     expect(await subscription(sub.id)).toMatchObject({ status: 'past_due', waitingFor: 'payment_method' });
     const before = (await payments(sub.id)).length;
     // Day 2.5: the retry of day 1 (Sep 2) had passed. The new card's attempt is the only charge now.
-    const declining = await savedMethod(payer, 'pm_card_chargeDeclinedInsufficientFunds');
-    const manage = manageDepsFor({
-      models: system.ctx.db.models,
-      queues: system.ctx.queues,
-      enqueueAudit: (event) => enqueueAuditEvent(system.ctx.queues.audit, event),
-    });
-    expect(await resumeCollectionForPayer(manage, { _id: declining, companyId, customerRef: payer })).toBe(1);
+    expect(await payerSavesCard(payer, 'pm_card_chargeDeclinedInsufficientFunds')).toBe(1);
     const due = await waitFor(
       () => subscription(sub.id),
       // Past the resume (due now): the attempt settled and the next thing set, whatever it is.
