@@ -129,8 +129,7 @@ export function nextDunningStep(
   while (index < delays.length && input.lastFailureAt && retryAt(index) <= input.lastFailureAt.getTime()) index += 1;
   if (index >= delays.length) return { action: 'give_up', endState: policy.finalState };
   if (isHardDecline(failure)) {
-    const window = policy.retryDelaysDays[policy.retryDelaysDays.length - 1]!;
-    return { action: 'wait_for_payment_method', until: new Date(firstFailureAt.getTime() + window * DAY_MS) };
+    return { action: 'wait_for_payment_method', until: new Date(retryAt(delays.length - 1)) };
   }
   return { action: 'retry', at: new Date(retryAt(index)), attempt: failedAttempts + 1 };
 }

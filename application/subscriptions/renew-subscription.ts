@@ -867,7 +867,7 @@ async function afterFailure(
   // dunning has ended: a new card's attempt was its one more chance, and the retries the policy had are not made up.
   const decision =
     subscription.status === 'unpaid'
-      ? ({ action: 'give_up', endState: 'unpaid' } as const)
+      ? giveUp({ ...policy, finalState: 'unpaid' })
       : step.action === 'wait_for_payment_method' && step.until <= now
         ? giveUp(policy)
         : step;
