@@ -132,6 +132,11 @@ export interface WebhookDeliveryRecord {
   attempts: DeliveryAttempt[];
   /** How many redeliveries were asked for (each is a new job for the same event id). */
   redeliveries: number;
+  /**
+   * While pending, when its next attempt is due: its creation, a redelivery's request, or a failed attempt's
+   * `nextRetryAt`. The outbox sweep gives a job to a pending delivery overdue by more than its staleness and without one.
+   */
+  nextAttemptAt?: Date;
   deliveredAt?: Date;
   /** A redelivery's audit event until it is queued (models/pending-audit.ts; the outbox sweep sends what is left). */
   pendingAudit?: Record<string, AuditEventInput[]>;
@@ -152,6 +157,7 @@ const deliverySchema = new Schema<WebhookDeliveryRecord>(
     status: { type: String, enum: DELIVERY_STATUSES, required: true },
     attempts: { type: Schema.Types.Mixed, required: true, default: [] },
     redeliveries: { type: Number, required: true, default: 0 },
+    nextAttemptAt: { type: Date, default: () => new Date() },
     deliveredAt: { type: Date },
     pendingAudit: { type: Schema.Types.Mixed },
   },
@@ -161,6 +167,8 @@ const deliverySchema = new Schema<WebhookDeliveryRecord>(
 deliverySchema.index({ eventId: 1, endpointId: 1 }, { unique: true });
 deliverySchema.index({ endpointId: 1, _id: -1 });
 deliverySchema.index({ createdAt: 1 });
+// The outbox sweep's overdue pending deliveries.
+deliverySchema.index({ status: 1, nextAttemptAt: 1 });
 
 export type WebhookEndpointModel = Model<WebhookEndpointRecord>;
 export type OutgoingEventModel = Model<OutgoingEventRecord>;

@@ -10,6 +10,7 @@ import type { StripeEventJob } from '../queues/stripe-events.queue';
 import type { RefundJob } from '../queues/refunds.queue';
 import type { RenewalJob } from '../queues/renewals.queue';
 import type { InvoiceJob } from '../queues/invoices.queue';
+import type { WebhookDeliveryJob } from '../queues/webhook-deliveries.queue';
 import { sweepOutbox, type SweepResult } from '../application/outbox/sweep-outbox';
 import {
   reconcileWithGateway,
@@ -23,7 +24,15 @@ import { createQueueWorker, JobFailedError, type QueueWorkerOptions } from './qu
 export interface MaintenanceDeps extends Omit<ReconcileDeps, 'models' | 'afterMs'> {
   models: Pick<
     Models,
-    'Company' | 'Office' | 'Payment' | 'WebhookEvent' | 'Refund' | 'RefundLedger' | 'Invoice' | 'TestClock'
+    | 'Company'
+    | 'Office'
+    | 'Payment'
+    | 'WebhookEvent'
+    | 'Refund'
+    | 'RefundLedger'
+    | 'Invoice'
+    | 'TestClock'
+    | 'WebhookDelivery'
   >;
   chargesQueue: Queue<ChargeJob>;
   stripeEventsQueue: Queue<StripeEventJob>;
@@ -31,6 +40,7 @@ export interface MaintenanceDeps extends Omit<ReconcileDeps, 'models' | 'afterMs
   renewalsQueue: Queue<RenewalJob>;
   auditQueue: Queue<AuditJob>;
   invoicesQueue: Queue<InvoiceJob>;
+  webhookDeliveries: { queue: Queue<WebhookDeliveryJob>; retryScheduleMs: readonly number[] };
   auditTrail: Pick<AuditTrail, 'anchorHeads' | 'purgeBefore'>;
   anchorSigner: AnchorSigner;
   logger: Logger;

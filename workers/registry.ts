@@ -411,6 +411,10 @@ export const WORKERS = {
       onRefundSucceeded: afterRefundSucceeded(context),
       onRefundFailed: afterRefundFailed(context),
       invoicesQueue: context.queues.invoices,
+      webhookDeliveries: {
+        queue: context.queues['webhook-deliveries'],
+        retryScheduleMs: context.config.webhooks.retryScheduleMs,
+      },
       invoiceSettled: (cutoff: Date) => invoiceSettledSources(invoicing(context), cutoff),
       gateway: context.gateway,
       encryption: context.db.encryption,

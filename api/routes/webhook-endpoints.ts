@@ -365,7 +365,7 @@ export function registerWebhookEndpointRoutes(app: FastifyInstance, deps: Webhoo
       write: async (pendingAudit) => {
         const updated = await WebhookDelivery.findOneAndUpdate(
           { _id: deliveryId, companyId, endpointId },
-          { $inc: { redeliveries: 1 }, $set: { status: 'pending', ...pendingAudit } },
+          { $inc: { redeliveries: 1 }, $set: { status: 'pending', nextAttemptAt: new Date(), ...pendingAudit } },
           { new: true },
         ).lean();
         if (!updated) throw new ApiError(404, 'webhook_delivery_not_found', 'no such delivery');

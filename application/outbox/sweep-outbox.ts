@@ -11,6 +11,11 @@ import { enqueueRefund, refundJobId, type RefundJob } from '../../queues/refunds
 import { enqueueInvoiceRender, invoiceJobId, type InvoiceJob } from '../../queues/invoices.queue';
 import { enqueueStripeEvent, stripeEventJobId, type StripeEventJob } from '../../queues/stripe-events.queue';
 import { clockAdvanceJobId, enqueueClockAdvance, type RenewalJob } from '../../queues/renewals.queue';
+import {
+  enqueueWebhookDelivery,
+  webhookDeliveryJobId,
+  type WebhookDeliveryJob,
+} from '../../queues/webhook-deliveries.queue';
 
 export interface OutboxDeps {
   /** Company and Office hold the audit events of their changes until they are queued (swept with the audit queue). */
@@ -40,6 +45,8 @@ export interface OutboxDeps {
   invoicesQueue?: Queue<InvoiceJob>;
   /** Test clocks left advancing with no job (the api stopped between the write and the enqueue) get theirs. */
   renewalsQueue?: Queue<RenewalJob>;
+  /** Outgoing webhook deliveries left pending with no job get theirs, on this retry schedule, when both are given. */
+  webhookDeliveries?: { queue: Queue<WebhookDeliveryJob>; retryScheduleMs: readonly number[] };
   /** Issues the documents of settled payments, periods and refunds whose settling stopped before its invoicing hook. */
   invoiceSettled?: (cutoff: Date) => Promise<SweepResult>;
   logger: Logger;
@@ -296,6 +303,41 @@ const testClocks: OutboxSource = {
   },
 };
 
+/**
+ * An outgoing webhook delivery still pending, overdue, with no live job: its enqueue was lost (the audit path stopped
+ * between storing it and queueing it, or Redis lost its last writes), or its job failed for good before recording an
+ * attempt. It gets the job the emitter, or its latest redelivery, would have queued (same id), or that job is retried;
+ * the event keeps its webhook-id, so a receiver that has it already can tell. A delivery waiting out its retry
+ * schedule is not due yet and is not read; one whose delayed job is merely late keeps that job.
+ */
+const webhookDeliveries: OutboxSource = {
+  name: 'webhook-deliveries',
+  async sweep(deps, cutoff) {
+    const { WebhookDelivery } = deps.models;
+    if (!deps.webhookDeliveries || !WebhookDelivery) return { examined: 0, requeued: 0, failed: 0 };
+    const { queue, retryScheduleMs } = deps.webhookDeliveries;
+    const stale = await WebhookDelivery.find(
+      {
+        status: 'pending',
+        // A delivery stored before deliveries had `nextAttemptAt` is overdue by its last change.
+        $or: [{ nextAttemptAt: { $lt: cutoff } }, { nextAttemptAt: { $exists: false }, updatedAt: { $lt: cutoff } }],
+      },
+      { redeliveries: 1 },
+    )
+      // Oldest due first: deliveries whose late jobs are still queued cannot keep a lost one out of every batch.
+      .sort({ nextAttemptAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean();
+    return ensureJobs(deps, this.name, stale, (delivery) => {
+      const job = {
+        deliveryId: delivery._id,
+        ...(delivery.redeliveries > 0 ? { redelivery: delivery.redeliveries } : {}),
+      };
+      return ensureJob(queue, webhookDeliveryJobId(job), () => enqueueWebhookDelivery(queue, job, retryScheduleMs));
+    });
+  },
+};
+
 export const OUTBOX_SOURCES: readonly OutboxSource[] = [
   payments,
   stripeEvents,
@@ -306,6 +348,7 @@ export const OUTBOX_SOURCES: readonly OutboxSource[] = [
   settledWithoutInvoice,
   invoiceDocuments,
   testClocks,
+  webhookDeliveries,
 ];
 
 /**

@@ -104,7 +104,9 @@ export async function deliverWebhook(
         ? { status: 'delivered', deliveredAt: now }
         : delivery.status === 'delivered'
           ? {}
-          : { status: job.finalAttempt ? 'failed' : 'pending' },
+          : job.finalAttempt
+            ? { status: 'failed' }
+            : { status: 'pending', nextAttemptAt: nextRetryAt },
     },
   );
   if (ok) {

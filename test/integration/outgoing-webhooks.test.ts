@@ -6,7 +6,8 @@ import { createCompany } from '../../models/companies';
 import { registry } from '../../platform/metrics';
 import { waitFor } from '../support/harness';
 import { startInProcessSystem, type InProcessSystem } from '../support/in-process';
-import { insertSavedCard } from '../support/records';
+import { webhookDeliveryJobId } from '../../queues/webhook-deliveries.queue';
+import { insertOutgoingDeliveries, insertSavedCard } from '../support/records';
 import { configureStripeWebhooks } from '../support/stripe-events';
 
 type Json = Record<string, any>;
@@ -340,6 +341,54 @@ describe('outgoing webhooks', () => {
     expect(two!.id).toBe(one!.id);
     expect(two!.body).toBe(one!.body);
     expect(() => new Webhook(endpoint.secret).verify(two!.body, two!.headers as any)).not.toThrow();
+    expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
+  }, 30_000);
+
+  it('a delivery left pending without its job is sent by the outbox sweep, same webhook-id; one not yet due is not', async () => {
+    const endpoint = await createEndpoint({ url: receiverUrl, enabledEvents: ['*'] });
+    const { WebhookDelivery } = system.ctx.db.models;
+    const queue = system.ctx.queues['webhook-deliveries'];
+    // Three deliveries stored as the audit path stores them, whose jobs were never queued (Redis lost the add).
+    const lost = await insertOutgoingDeliveries(system.ctx.db.models, { companyId, endpointIds: [endpoint.id] });
+    const redelivered = await insertOutgoingDeliveries(system.ctx.db.models, { companyId, endpointIds: [endpoint.id] });
+    const waiting = await insertOutgoingDeliveries(system.ctx.db.models, { companyId, endpointIds: [endpoint.id] });
+    // Its second redelivery was asked for; the sweep queues that one (a job of its own).
+    await WebhookDelivery.updateOne({ _id: redelivered.deliveryIds[0] }, { $set: { redeliveries: 2 } });
+    // Waiting out its retry schedule: its next attempt is an hour away.
+    const inAnHour = new Date(Date.now() + 60 * 60 * 1000);
+    await WebhookDelivery.updateOne({ _id: waiting.deliveryIds[0] }, { $set: { nextAttemptAt: inAnHour } });
+
+    await system.sweepNow();
+
+    await waitFor(
+      async () => received,
+      (all) => [lost, redelivered].every((stored) => all.some((r) => r.id === stored.eventId && r.answered === 200)),
+      { what: 'the swept deliveries to arrive' },
+    );
+    for (const stored of [lost, redelivered]) {
+      const arrived = received.filter((r) => r.id === stored.eventId);
+      expect(arrived).toHaveLength(1);
+      expect(arrived[0]!.body).toBe(stored.body);
+      expect(() => new Webhook(endpoint.secret).verify(arrived[0]!.body, arrived[0]!.headers as any)).not.toThrow();
+    }
+    await waitFor(
+      () => api('GET', `/webhook-endpoints/${endpoint.id}/deliveries`),
+      (r) =>
+        (r.body.items as Json[]).filter((d) => d.status === 'delivered').length === 2 &&
+        (r.body.items as Json[]).every((d) => d.status === 'delivered' || d.id === waiting.deliveryIds[0]),
+      { what: 'the swept deliveries to be recorded delivered' },
+    );
+    expect(
+      await queue.getJob(webhookDeliveryJobId({ deliveryId: redelivered.deliveryIds[0]!, redelivery: 2 })),
+    ).toBeDefined();
+    expect(received.some((r) => r.id === waiting.eventId)).toBe(false);
+    expect(await queue.getJob(webhookDeliveryJobId({ deliveryId: waiting.deliveryIds[0]! }))).toBeUndefined();
+    expect((await WebhookDelivery.findById(waiting.deliveryIds[0]).lean())?.status).toBe('pending');
+
+    // Swept again: the delivered ones are not sent again.
+    await system.sweepNow();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(received.filter((r) => r.id === lost.eventId || r.id === redelivered.eventId)).toHaveLength(2);
     expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
   }, 30_000);
 

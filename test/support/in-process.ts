@@ -71,6 +71,10 @@ export async function startInProcessSystem(
         refundsQueue: ctx.queues.refunds,
         invoicesQueue: ctx.queues.invoices,
         renewalsQueue: ctx.queues.renewals,
+        webhookDeliveries: {
+          queue: ctx.queues['webhook-deliveries'],
+          retryScheduleMs: ctx.config.webhooks.retryScheduleMs,
+        },
         logger: ctx.logger,
         staleAfterMs: 0,
       }),
