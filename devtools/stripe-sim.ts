@@ -123,6 +123,12 @@ function accountOfKey(authorization: string | undefined): string {
   return `acct_1${embedded ?? createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
 }
 const CONFIRMABLE_STATUSES = ['requires_confirmation', 'requires_action', 'requires_payment_method'];
+/**
+ * The test card a payment method is: `pm_card_visa`, or a copy of it, `pm_card_visa__<anything>`. Stripe makes a new
+ * PaymentMethod each time a test card is used; a copy is one of those, a card the payer saved again (another id, the
+ * same card number and outcome).
+ */
+const testCardOf = (paymentMethodId: string) => paymentMethodId.split('__')[0]!;
 const ECHOED_FIELDS = ['amount', 'currency', 'customer', 'payment_method', 'metadata'] as const;
 // stripe-mock fills these with example values; a PaymentIntent that was just created has none.
 const FIXTURE_EXAMPLE_FIELDS = [
@@ -303,9 +309,10 @@ export async function startStripeSim(options: StripeSimOptions): Promise<StripeS
         "You cannot confirm this PaymentIntent because it's missing a payment method. You can either update the PaymentIntent with a payment method and then confirm it again, or confirm it again directly with a payment method.";
       return unexpectedState(paymentIntent, message);
     }
-    const decline = DECLINES[paymentMethodId];
+    const testCard = testCardOf(paymentMethodId);
+    const decline = DECLINES[testCard];
     if (decline) return declined(paymentIntent, decline, requestId);
-    if (askAction || AUTHENTICATION_REQUIRED_PMS.has(paymentMethodId)) {
+    if (askAction || AUTHENTICATION_REQUIRED_PMS.has(testCard)) {
       if (!askAction && isTrue(form.off_session)) return declined(paymentIntent, OFF_SESSION_AUTH_DECLINE, requestId);
       const stripeJs = `https://hooks.stripe.com/3d_secure_2/hosted?payment_intent=${String(paymentIntent.id)}`;
       const useStripeSdk = { type: 'three_d_secure_redirect', stripe_js: stripeJs, source: newId('src') };

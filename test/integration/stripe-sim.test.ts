@@ -178,6 +178,34 @@ describe('test-mode PaymentMethod outcomes', () => {
       decline_code: 'authentication_required',
     });
   });
+
+  it('a copy of a test card (another PaymentMethod of the same card, `<card>__<id>`) has its outcome', async () => {
+    const declined = await rejectionOf(
+      stripe.paymentIntents.create({
+        ...visaIntent(),
+        payment_method: 'pm_card_chargeDeclinedInsufficientFunds__saved2',
+        confirm: true,
+        off_session: true,
+      }),
+    );
+    expect(declined).toMatchObject({ decline_code: 'insufficient_funds' });
+    const offSession = await rejectionOf(
+      stripe.paymentIntents.create({
+        ...visaIntent(),
+        payment_method: 'pm_card_authenticationRequired__saved2',
+        confirm: true,
+        off_session: true,
+      }),
+    );
+    expect(offSession).toMatchObject({ decline_code: 'authentication_required' });
+    const paid = await stripe.paymentIntents.create({
+      ...visaIntent(),
+      payment_method: 'pm_card_visa__saved2',
+      confirm: true,
+      off_session: true,
+    });
+    expect(paid.status).toBe('succeeded');
+  });
 });
 
 describe('PaymentIntent state and idempotency', () => {

@@ -106,6 +106,19 @@ describe('the reference billing model', () => {
     expect(sub.status).toBe('past_due');
     sub.advanceTo(at('2026-03-11T00:00:00Z'));
     expect(sub.status).toBe('unpaid');
+    // The first attempt and four retries: five declines, and no more after the end state.
+    expect(sub.declines).toBe(5);
+    sub.advanceTo(at('2026-04-30T00:00:00Z'));
+    expect(sub.declines).toBe(5);
+  });
+
+  it('an always_invoice change declined is one attempt, and its difference is carried onto the next bill', () => {
+    const sub = new SubscriptionModel(policy, { at: at('2026-03-01T00:00:00Z'), amount: 3_000 });
+    sub.card = 'soft';
+    expect(sub.changePlan(6_000, 'always_invoice')).toBe(true);
+    expect(sub.declines).toBe(1);
+    expect(sub.pending).toBe(3_000);
+    expect(sub.netCharged).toBe(3_000);
   });
 
   it('a new card declined late in the window passes over the retries already due: no burst of charges on it', () => {
@@ -126,6 +139,7 @@ describe('the reference billing model', () => {
       '2026-03-09T00:00:00.000Z',
     ]);
     expect(sub.status).toBe('unpaid');
+    expect(sub.declines).toBe(4);
   });
 
   it('prices a 31-day January stub of a $30 plan billed on the 1st at no more than $30', () => {

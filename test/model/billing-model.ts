@@ -81,6 +81,8 @@ export class SubscriptionModel {
   open?: OpenBill;
   waitingForCard = false;
   charges: Charge[] = [];
+  /** Charge attempts the gateway declined: each costs the merchant with the card networks, so none is made twice. */
+  declines = 0;
   /**
    * Time no period may start in: [from, to) (to = Infinity while it lasts). A pause or an end at `t` blocks from
    * `t + 1`: the period that started at `t` was billed before it.
@@ -187,6 +189,7 @@ export class SubscriptionModel {
       return;
     }
     this.note(`declined ${open.amount} (${this.card})`);
+    this.declines += 1;
     if (first) open.firstFailureAt = this.now;
     open.lastFailureAt = this.now;
     if (retry) open.retries += 1;
@@ -320,6 +323,11 @@ export class SubscriptionModel {
     if (mode === 'always_invoice' && net >= MINIMUM_CHARGE && this.card === 'visa') {
       this.charges.push({ label: 'adjustment', amount: net, refunded: 0, disputed: false });
     } else {
+      // Declined, it is carried onto the next bill.
+      if (mode === 'always_invoice' && net >= MINIMUM_CHARGE) {
+        this.note(`declined adjustment ${net} (${this.card})`);
+        this.declines += 1;
+      }
       this.pending += net;
     }
     return true;

@@ -102,12 +102,15 @@ export class Driver {
     return plan.id as string;
   }
 
-  /** A payer's saved card, as `setup_intent.succeeded` stores it. */
+  /**
+   * A payer's saved card, as `setup_intent.succeeded` stores it: a PaymentMethod of its own each time (a copy of the
+   * test card, as Stripe makes one per use), so a card saved again is a new card to the system, as to the model.
+   */
   async savedCard(customerRef: string, card: Card): Promise<string> {
     return insertSavedCard(this.system.ctx.db, {
       companyId: this.companyId,
       customerRef,
-      paymentMethod: CARDS[card],
+      paymentMethod: `${CARDS[card]}__${ulid()}`,
       savedBy: `model-${ulid()}`,
     });
   }
@@ -297,6 +300,10 @@ export function compare(model: SubscriptionModel, o: Observation): string[] {
           .map((p) => p.amount)
           .join(', ')})`,
       );
+    }
+    const declined = o.payments.filter((p) => p.status === 'failed').length;
+    if (declined !== model.declines) {
+      problems.push(`declined attempts: expected ${model.declines}, system ${declined}`);
     }
     const lost = o.payments.filter((p) => p.dispute?.status === 'lost').length;
     const disputed = model.charges.filter((c) => c.disputed).length;
