@@ -37,7 +37,8 @@ export const jobFailures = new Counter({
 
 export const outboxRequeued = new Counter({
   name: 'hipaa_billing_outbox_requeued_total',
-  help: 'Records the outbox sweep gave a job again (their enqueue was lost, or their job ran out)',
+  help: 'Records the outbox sweep gave a job again (their enqueue was lost, or their job ran out), by source',
+  labelNames: ['source'] as const,
   registers: [registry],
 });
 

@@ -91,7 +91,7 @@ export async function processMaintenance(job: Job<MaintenanceJob>, deps: Mainten
   switch (job.name) {
     case MAINTENANCE_JOBS.outboxSweep: {
       const swept = await sweepOutbox(deps);
-      outboxRequeued.inc(swept.requeued);
+      for (const [source, count] of Object.entries(swept.requeuedBy ?? {})) outboxRequeued.inc({ source }, count);
       return swept;
     }
     case MAINTENANCE_JOBS.auditAnchor:

@@ -59,6 +59,8 @@ export interface SweepResult {
   requeued: number;
   /** Records whose job could not be ensured this round (logged; the next sweep tries again). */
   failed: number;
+  /** Of `requeued`, how many each source gave a job (`sweepOutbox`'s total only; sources that requeued none left out). */
+  requeuedBy?: Record<string, number>;
 }
 
 const SWEEP_BATCH = 500;
@@ -357,13 +359,14 @@ export const OUTBOX_SOURCES: readonly OutboxSource[] = [
  */
 export async function sweepOutbox(deps: OutboxDeps): Promise<SweepResult> {
   const cutoff = new Date((deps.now?.() ?? new Date()).getTime() - deps.staleAfterMs);
-  const total: SweepResult = { examined: 0, requeued: 0, failed: 0 };
+  const total: Required<SweepResult> = { examined: 0, requeued: 0, failed: 0, requeuedBy: {} };
   for (const source of OUTBOX_SOURCES) {
     try {
       const result = await source.sweep(deps, cutoff);
       total.examined += result.examined;
       total.requeued += result.requeued;
       total.failed += result.failed;
+      if (result.requeued > 0) total.requeuedBy[source.name] = result.requeued;
     } catch (error) {
       total.failed += 1;
       deps.logger.warn({ source: source.name, err: error }, 'outbox sweep source failed');
