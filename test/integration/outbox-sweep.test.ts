@@ -1,10 +1,12 @@
-import type { Queue } from 'bullmq';
+import { UnrecoverableError, Worker, type Queue } from 'bullmq';
 import { sweepOutbox } from '../../application/outbox/sweep-outbox';
+import { enqueueWebhookDelivery, webhookDeliveryJobId } from '../../queues/webhook-deliveries.queue';
 import type { ChargeJob } from '../../queues/charges.queue';
 import { chargeJobId } from '../../queues/charges.queue';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
 import { createTestContext, type TestContext } from '../support/harness';
-import { insertPayment } from '../support/records';
+import { waitFor } from '../support/harness';
+import { insertOutgoingDeliveries, insertPayment } from '../support/records';
 
 /** The outbox sweep against real Redis and FerretDB: one record that cannot be queued does not stop the rest. */
 let ctx: TestContext;
@@ -65,4 +67,56 @@ it('queues every stale payment but the one whose enqueue fails, and says so; the
   });
   expect(second).toMatchObject({ requeued: 1, failed: 0 });
   expect(await chargesQueue.getJob(chargeJobId(broken._id))).toBeDefined();
+});
+
+it('a webhook delivery whose job failed for good before it recorded an attempt gets the job back, attempts reset', async () => {
+  const queue = ctx.queues['webhook-deliveries'];
+  const schedule = [1_000, 2_000];
+  const { deliveryIds } = await insertOutgoingDeliveries(ctx.db.models, {
+    companyId: 'co_sweep',
+    endpointIds: ['we_a'],
+  });
+  const job = { deliveryId: deliveryIds[0]! };
+  // A worker that dies on it for good (as a process that could not read the delivery, its retries spent, would).
+  const connection = ctx.redis.duplicate();
+  const failing = new Worker(
+    queue.name,
+    async () => {
+      throw new UnrecoverableError('database_unavailable');
+    },
+    { connection, prefix: ctx.config.queuePrefix },
+  );
+  try {
+    await enqueueWebhookDelivery(queue, job, schedule);
+    await waitFor(
+      () => queue.getJobState(webhookDeliveryJobId(job)),
+      (state) => state === 'failed',
+      { what: 'the delivery job to fail' },
+    );
+  } finally {
+    await failing.close();
+    await connection.quit();
+  }
+
+  const sweep = (staleAfterMs: number) =>
+    sweepOutbox({
+      models: ctx.db.models,
+      chargesQueue,
+      stripeEventsQueue,
+      webhookDeliveries: { queue, retryScheduleMs: schedule },
+      logger: ctx.logger,
+      staleAfterMs,
+    });
+  // Not overdue yet by the staleness: left alone.
+  expect((await sweep(60_000)).requeuedBy?.['webhook-deliveries']).toBeUndefined();
+  expect(await queue.getJobState(webhookDeliveryJobId(job))).toBe('failed');
+
+  expect((await sweep(0)).requeuedBy?.['webhook-deliveries']).toBe(1);
+  const retried = await queue.getJob(webhookDeliveryJobId(job));
+  expect(await retried!.getState()).toBe('waiting');
+  expect(retried!.attemptsMade).toBe(0);
+  expect(retried!.opts.attempts).toBe(schedule.length + 1);
+  expect((await ctx.db.models.WebhookDelivery.findById(job.deliveryId).lean())?.status).toBe('pending');
+  // Live now: the next sweep leaves it to that job.
+  expect((await sweep(0)).requeuedBy?.['webhook-deliveries']).toBeUndefined();
 });
