@@ -81,7 +81,7 @@ export class SubscriptionModel {
   open?: OpenBill;
   waitingForCard = false;
   charges: Charge[] = [];
-  /** Charge attempts the gateway declined: each costs the merchant with the card networks, so none is made twice. */
+  /** Charge attempts the gateway declined (card networks count each against the merchant: no more may be made). */
   declines = 0;
   /**
    * Time no period may start in: [from, to) (to = Infinity while it lasts). A pause or an end at `t` blocks from
