@@ -1,11 +1,10 @@
-import { UnrecoverableError, Worker, type Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import { sweepOutbox } from '../../application/outbox/sweep-outbox';
 import { enqueueWebhookDelivery, webhookDeliveryJobId } from '../../queues/webhook-deliveries.queue';
 import type { ChargeJob } from '../../queues/charges.queue';
 import { chargeJobId } from '../../queues/charges.queue';
 import type { StripeEventJob } from '../../queues/stripe-events.queue';
-import { createTestContext, type TestContext } from '../support/harness';
-import { waitFor } from '../support/harness';
+import { createTestContext, failedForGood, type TestContext } from '../support/harness';
 import { insertOutgoingDeliveries, insertPayment } from '../support/records';
 
 /** The outbox sweep against real Redis and FerretDB: one record that cannot be queued does not stop the rest. */
@@ -77,26 +76,8 @@ it('a webhook delivery whose job failed for good before it recorded an attempt g
     endpointIds: ['we_a'],
   });
   const job = { deliveryId: deliveryIds[0]! };
-  // A worker that dies on it for good (as a process that could not read the delivery, its retries spent, would).
-  const connection = ctx.redis.duplicate();
-  const failing = new Worker(
-    queue.name,
-    async () => {
-      throw new UnrecoverableError('database_unavailable');
-    },
-    { connection, prefix: ctx.config.queuePrefix },
-  );
-  try {
-    await enqueueWebhookDelivery(queue, job, schedule);
-    await waitFor(
-      () => queue.getJobState(webhookDeliveryJobId(job)),
-      (state) => state === 'failed',
-      { what: 'the delivery job to fail' },
-    );
-  } finally {
-    await failing.close();
-    await connection.quit();
-  }
+  // Its job fails for good before it records an attempt (a process that could not read the delivery, retries spent).
+  await failedForGood(ctx, queue, webhookDeliveryJobId(job), () => enqueueWebhookDelivery(queue, job, schedule));
 
   const sweep = (staleAfterMs: number) =>
     sweepOutbox({

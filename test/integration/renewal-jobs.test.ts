@@ -1,7 +1,6 @@
-import { UnrecoverableError, Worker } from 'bullmq';
 import { QUEUE_NAMES } from '../../queues/names';
 import { enqueueRenewal, renewalJobId } from '../../queues/renewals.queue';
-import { createTestContext, waitFor, type TestContext } from '../support/harness';
+import { createTestContext, failedForGood, type TestContext } from '../support/harness';
 
 /**
  * Issue 19 item 2: a renewal that ran out of attempts keeps its job id among the failed jobs; BullMQ drops any later add
@@ -24,25 +23,7 @@ it('a renewal job that failed for good does not block the next add for the same 
   };
   const id = renewalJobId(subscription._id, subscription.currentPeriod.start);
   const queue = ctx.queues[QUEUE_NAMES.renewals];
-  const connection = ctx.redis.duplicate();
-  const failing = new Worker(
-    queue.name,
-    async () => {
-      throw new UnrecoverableError('database_unavailable');
-    },
-    { connection, prefix: ctx.config.queuePrefix },
-  );
-  try {
-    await enqueueRenewal(queue, subscription);
-    await waitFor(
-      () => queue.getJobState(id),
-      (state) => state === 'failed',
-      { what: 'the renewal to fail' },
-    );
-  } finally {
-    await failing.close();
-    await connection.quit();
-  }
+  await failedForGood(ctx, queue, id, () => enqueueRenewal(queue, subscription));
 
   await enqueueRenewal(queue, subscription);
   expect(await queue.getJobState(id)).toBe('waiting');

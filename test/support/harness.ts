@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { UnrecoverableError, Worker, type Queue } from 'bullmq';
 import type { MongoClient } from 'mongodb';
 import { pollUntil } from '../../devtools/polling';
 import { deleteKeysByPrefix } from '../../devtools/redis-keys';
@@ -108,4 +109,35 @@ export async function waitFor<T>(
   { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {},
 ): Promise<T> {
   return pollUntil(probe, done, { timeoutMs, intervalMs, what });
+}
+
+/**
+ * Queues a job with `add` while a worker on its queue fails every job for good (`UnrecoverableError`, as one out of
+ * retries ends), and returns once the job `jobId` is failed: what a sweep must then find and give a job again.
+ */
+export async function failedForGood(
+  ctx: TestContext,
+  queue: Queue,
+  jobId: string,
+  add: () => Promise<unknown>,
+): Promise<void> {
+  const connection = ctx.redis.duplicate();
+  const failing = new Worker(
+    queue.name,
+    async () => {
+      throw new UnrecoverableError('database_unavailable');
+    },
+    { connection, prefix: ctx.config.queuePrefix },
+  );
+  try {
+    await add();
+    await waitFor(
+      () => queue.getJobState(jobId),
+      (state) => state === 'failed',
+      { what: `job ${jobId} to fail` },
+    );
+  } finally {
+    await failing.close();
+    await connection.quit();
+  }
 }
