@@ -70,7 +70,7 @@ export async function startApi(config: AppConfig, logger: Logger, database?: Dat
     anchorPublicKey: loadAnchorPublicKey(config.audit, config.env === 'production'),
   });
   const url = await app.listen({ host: config.http.host, port: config.http.port });
-  logger.info({ url }, 'api listening');
+  logger.info({ url, fieldCrypto: db.encryption.cryptoProvider }, 'api listening');
   return {
     app,
     url,

@@ -1,6 +1,7 @@
 import mongoose, { type Connection } from 'mongoose';
 import type { Collection, CSFLEKMSTlsOptions, Document, MongoClient } from 'mongodb';
 import type { KmsProviders } from './encryption';
+import { preferLibmongocryptCrypto } from './native-crypto';
 
 /**
  * A mongoose connection whose reads decrypt encrypted fields automatically.
@@ -16,6 +17,7 @@ export async function connectDatabase(
   // Mongoose keeps `new Error().stack` of every query it runs, to say where a query run twice was first run: a stack
   // trace per read and write, about 2% of a renewal's CPU, for a programming error that tests catch anyway.
   mongoose.set('skipOriginalStackTraces', true);
+  preferLibmongocryptCrypto();
   const connection = mongoose.createConnection(uri, {
     autoEncryption: { keyVaultNamespace, kmsProviders, tlsOptions, bypassAutoEncryption: true },
     serverSelectionTimeoutMS: 10_000,

@@ -11,6 +11,7 @@ import {
 } from 'mongodb';
 import type { KmsConfig } from '../platform/config';
 import { isDuplicateKeyError } from './errors';
+import { preferLibmongocryptCrypto, type FieldCryptoProvider } from './native-crypto';
 
 const LOCAL_MASTER_KEY_BYTES = 96;
 
@@ -134,6 +135,8 @@ export function masterKeyFor(kms: KmsConfig): MasterKey | undefined {
 export class FieldEncryption {
   private readonly clientEncryption: ClientEncryption;
   private readonly knownKeys = new Set<string>();
+  /** Who does the crypto primitives (models/native-crypto.ts): said in the api's and workers' start-up lines. */
+  readonly cryptoProvider: FieldCryptoProvider;
 
   constructor(
     private readonly client: MongoClient,
@@ -143,6 +146,7 @@ export class FieldEncryption {
     /** Whether a company is tombstoned (shredded): a key is never created for one (models/companies.ts). */
     private readonly isShredded?: (companyId: string) => Promise<boolean>,
   ) {
+    this.cryptoProvider = preferLibmongocryptCrypto();
     this.clientEncryption = new ClientEncryption(client, {
       keyVaultNamespace,
       kmsProviders,

@@ -87,7 +87,7 @@ export async function startWorkers(
       },
     );
   }
-  logger.info({ queues: workers.map((w) => w.name) }, 'workers started');
+  logger.info({ queues: workers.map((w) => w.name), fieldCrypto: db.encryption.cryptoProvider }, 'workers started');
 
   return {
     workers,

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Binary } from 'mongodb';
 import { createCompany } from '../../models/companies';
-import { companyKeyAltName } from '../../models/encryption';
+import { companyKeyAltName, localMasterKeyFor } from '../../models/encryption';
 import { createTestContext, type TestContext } from '../support/harness';
 
 let ctx: TestContext;
@@ -64,5 +66,73 @@ describe('payment secrets are encrypted client-side', () => {
       .collection(collection)
       .countDocuments({ keyAltNames: companyKeyAltName(companyId) });
     expect(count).toBe(1);
+  });
+});
+
+/**
+ * A process on the driver's defaults, as a deploy from before this change, or a plain tool: libmongocrypt calls back
+ * into JavaScript for its crypto. It encrypts its input under a key alt name, or decrypts it (base64 either way).
+ */
+const DRIVER_DEFAULTS_PROCESS = `
+const { MongoClient, ClientEncryption, Binary } = require('mongodb');
+const [mode, altName, input] = process.argv.slice(1);
+(async () => {
+  const kmsProviders = { local: { key: Buffer.from(process.env.LOCAL_KEY_HEX, 'hex') } };
+  const client = await MongoClient.connect(process.env.MONGODB_URI);
+  const encryption = new ClientEncryption(client, { keyVaultNamespace: process.env.KEY_VAULT_NAMESPACE, kmsProviders });
+  const crypt = require('mongodb-client-encryption').MongoCrypt.name;
+  const output = mode === 'encrypt'
+    ? Buffer.from((await encryption.encrypt(input, { keyAltName: altName, algorithm: 'AEAD_AES_256_CBC_HMAC_SHA_512-Random' })).buffer).toString('base64')
+    : await encryption.decrypt(new Binary(Buffer.from(input, 'base64'), 6));
+  process.stdout.write(JSON.stringify({ crypt, output }));
+  await client.close();
+})().catch((error) => { console.error(error); process.exit(1); });
+`;
+
+describe("field encryption's crypto is libmongocrypt's own (OpenSSL), readable both ways", () => {
+  async function onDriverDefaults(mode: 'encrypt' | 'decrypt', altName: string, input: string) {
+    const localKey = localMasterKeyFor(ctx.config.kms, false);
+    if (!localKey) throw new Error('the test context uses the local KMS');
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['-e', DRIVER_DEFAULTS_PROCESS, mode, altName, input],
+      {
+        cwd: process.cwd(),
+        env: {
+          ...process.env,
+          MONGODB_URI: ctx.config.mongodbUri,
+          KEY_VAULT_NAMESPACE: ctx.config.keyVaultNamespace,
+          LOCAL_KEY_HEX: localKey.toString('hex'),
+        },
+      },
+    );
+    return JSON.parse(stdout) as { crypt: string; output: string };
+  }
+
+  it('runs on the OpenSSL libmongocrypt was built with here, not on JavaScript callbacks', () => {
+    expect(ctx.db.encryption.cryptoProvider).toBe('libmongocrypt');
+  });
+
+  it("reads a secret written with the driver's JavaScript crypto, and writes one that process reads", async () => {
+    const companyId = await createCompany(ctx.db, { name: 'Harbor Dental', stripeSecretKey: 'sk_test_harbor' });
+    const altName = companyKeyAltName(companyId);
+
+    // Written before the change (the driver's defaults), read here: the model decrypts it as it reads.
+    const older = await onDriverDefaults('encrypt', altName, 'sk_test_writtenByAnOlderDeploy');
+    expect(older.crypt).toBe('MongoCrypt');
+    await ctx.rawMongo
+      .db()
+      .collection('companies')
+      .updateOne(
+        { _id: companyId as never },
+        { $set: { 'payment_info.credentials.secretKey': new Binary(Buffer.from(older.output, 'base64'), 6) } },
+      );
+    const company = await ctx.db.models.Company.findById(companyId).lean();
+    expect(company?.payment_info?.credentials.secretKey).toBe('sk_test_writtenByAnOlderDeploy');
+
+    // Written here, read by a process on the driver's defaults (one still running mid-deploy, or a tool).
+    const sealed = await ctx.db.encryption.encrypt(companyId, 'sk_test_writtenHere');
+    const read = await onDriverDefaults('decrypt', altName, Buffer.from(sealed.buffer).toString('base64'));
+    expect(read.output).toBe('sk_test_writtenHere');
   });
 });
