@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import nodeCrypto from 'node:crypto';
 import { promisify } from 'node:util';
 import { Binary } from 'mongodb';
 import { createCompany } from '../../models/companies';
@@ -109,8 +110,21 @@ describe("field encryption's crypto is libmongocrypt's own (OpenSSL), readable b
     return JSON.parse(stdout) as { crypt: string; output: string };
   }
 
-  it('runs on the OpenSSL libmongocrypt was built with here, not on JavaScript callbacks', () => {
+  it('runs on the OpenSSL libmongocrypt was built with here, not on JavaScript callbacks', async () => {
     expect(ctx.db.encryption.cryptoProvider).toBe('libmongocrypt');
+    // The driver's callbacks make a Node.js Cipher or Hmac per primitive: an encrypt and a decrypting read make none.
+    const ciphers = jest.spyOn(nodeCrypto, 'createCipheriv');
+    const hmacs = jest.spyOn(nodeCrypto, 'createHmac');
+    try {
+      const companyId = await createCompany(ctx.db, { name: 'Bayview Clinic', stripeSecretKey: 'sk_test_bayview' });
+      const company = await ctx.db.models.Company.findById(companyId).lean();
+      expect(company?.payment_info?.credentials.secretKey).toBe('sk_test_bayview');
+      expect(ciphers).not.toHaveBeenCalled();
+      expect(hmacs).not.toHaveBeenCalled();
+    } finally {
+      ciphers.mockRestore();
+      hmacs.mockRestore();
+    }
   });
 
   it("reads a secret written with the driver's JavaScript crypto, and writes one that process reads", async () => {
