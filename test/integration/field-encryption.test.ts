@@ -3,7 +3,7 @@ import nodeCrypto from 'node:crypto';
 import { promisify } from 'node:util';
 import { Binary } from 'mongodb';
 import { createCompany } from '../../models/companies';
-import { companyKeyAltName, localMasterKeyFor } from '../../models/encryption';
+import { ALGORITHMS, companyKeyAltName, localMasterKeyFor } from '../../models/encryption';
 import { createTestContext, type TestContext } from '../support/harness';
 
 let ctx: TestContext;
@@ -83,7 +83,7 @@ const [mode, altName, input] = process.argv.slice(1);
   const encryption = new ClientEncryption(client, { keyVaultNamespace: process.env.KEY_VAULT_NAMESPACE, kmsProviders });
   const crypt = require('mongodb-client-encryption').MongoCrypt.name;
   const output = mode === 'encrypt'
-    ? Buffer.from((await encryption.encrypt(input, { keyAltName: altName, algorithm: 'AEAD_AES_256_CBC_HMAC_SHA_512-Random' })).buffer).toString('base64')
+    ? Buffer.from((await encryption.encrypt(input, { keyAltName: altName, algorithm: '${ALGORITHMS.random}' })).buffer).toString('base64')
     : await encryption.decrypt(new Binary(Buffer.from(input, 'base64'), 6));
   process.stdout.write(JSON.stringify({ crypt, output }));
   await client.close();
