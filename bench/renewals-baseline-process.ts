@@ -211,7 +211,12 @@ async function main(): Promise<void> {
     const sub = await subscriptions.findOne({ _id: job.data.subscriptionId });
     if (!sub || !(sub.nextBillingAt <= now)) return { outcome: 'not_due' };
     const id = periodId(sub._id, sub.currentPeriod.start);
-    const open = await periods.find({ subscriptionId: sub._id, status: 'open' }).toArray();
+    // As the product: with no adjustment listed open, the open records are not read (due at its period's start, the
+    // period is inserted first).
+    const open =
+      sub.openAdjustments?.length === 0
+        ? []
+        : await periods.find({ subscriptionId: sub._id, status: 'open' }).toArray();
     const period = open.find((row) => row._id === id);
     if (period?.paymentId) {
       const payment = await payments.findOne({ _id: period.paymentId });

@@ -78,6 +78,7 @@ function subscriptionRow(companyId: string, paymentMethodId: string, dueAt: Date
     currentPeriod: { index: 0, start: dueAt, end: new Date(dueAt.getTime() + 30 * DAY) },
     nextBillingAt: dueAt,
     cancelAtPeriodEnd: false,
+    openAdjustments: [],
     idempotencyKey: `bench-${ulid()}`,
     requestHash: 'bench',
     requestedBy: { type: 'service', id: 'svc-bench' },

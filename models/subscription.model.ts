@@ -52,6 +52,13 @@ export interface SubscriptionRecord {
    * before the charge loses nothing (the next renewal run makes it; the record's id makes it once), removed once made.
    */
   adjustmentDue?: { id: string; amount: number; at: Date };
+  /**
+   * The plan-change adjustments that may still be open (their payment's outcome not yet settled): an id is added by
+   * the change that writes it in `adjustmentDue` (in that same write), and taken off by the renewal run that finds its
+   * record paid or carried. A renewal reads the open records only when this lists one (or is not there: a
+   * subscription stored before it), so a renewal at a period's start without one makes no read for them.
+   */
+  openAdjustments?: string[];
   testClockId?: string;
   idempotencyKey: string;
   requestHash: string;
@@ -109,6 +116,7 @@ const subscriptionSchema = new Schema<SubscriptionRecord>(
         { _id: false },
       ),
     },
+    openAdjustments: { type: [String], default: undefined },
     testClockId: { type: String },
     idempotencyKey: { type: String, required: true },
     requestHash: { type: String, required: true },

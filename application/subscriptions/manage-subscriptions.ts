@@ -306,6 +306,7 @@ export async function createSubscription(
     ...(trialEnd ? { trialEnd } : {}),
     nextBillingAt: trialEnd ?? now,
     cancelAtPeriodEnd: false,
+    openAdjustments: [],
     ...(request.testClockId ? { testClockId: request.testClockId } : {}),
     idempotencyKey: input.idempotencyKey,
     requestHash: hashOf(request),
@@ -540,11 +541,10 @@ async function changeOnce(
     }
     if (invoiceNow > 0) {
       // Written with the change: charged just below, or, should this stop first, by the renewal the sweep runs now.
-      set.adjustmentDue = {
-        id: periodId(`${subscription._id}|adjustment|${ulid()}`, now),
-        amount: invoiceNow,
-        at: now,
-      };
+      const id = periodId(`${subscription._id}|adjustment|${ulid()}`, now);
+      set.adjustmentDue = { id, amount: invoiceNow, at: now };
+      // Listed as open from this write on (a subscription stored before the list gets it from its next renewal).
+      if (subscription.openAdjustments) set.openAdjustments = [...subscription.openAdjustments, id];
       if (subscription.status === 'active') set.nextBillingAt = now;
     }
   } else if ('paymentMethodId' in change) {

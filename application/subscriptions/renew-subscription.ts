@@ -151,18 +151,7 @@ export async function renewSubscription(
     if (round === 0 && subscription) {
       // A plan change's charge the change could not make (it stopped after its write) is made now, once.
       await chargeAdjustment(deps, subscription);
-      // One read for the subscription's open records: its open adjustments, and its current period if that is open.
-      const open = await deps.models.SubscriptionPeriod.find({
-        subscriptionId: subscription._id,
-        status: 'open',
-      }).lean();
-      await settleAdjustments(
-        deps,
-        subscription,
-        open.filter((record) => record.kind === 'adjustment'),
-      );
-      const id = periodId(subscription._id, subscription.currentPeriod.start);
-      current = { open: open.find((record) => record._id === id && record.kind !== 'adjustment') };
+      current = await settleOpenRecords(deps, subscription);
     }
     if (subscription?.status === 'canceled') {
       return settleCanceled(deps, subscription, options.now ?? (await subscriptionNow(deps.models, subscription)));
@@ -178,6 +167,70 @@ export async function renewSubscription(
     moved = true;
   }
   return moved ? 'settled' : 'not_due';
+}
+
+/**
+ * A run's first read of the subscription's open records: its open adjustments are settled (a charged plan change whose
+ * payment has an outcome), and its current period is answered if it is open. Not read where no adjustment can be open
+ * (`openAdjustments` lists none: `mayHaveOpenAdjustments`): then `openPeriod` reads the current period by its id, or,
+ * due at the period's start, tries its insert first. A run inside the charge of the current period reads them all the
+ * same (one read, which finds that period open: its insert would only fail).
+ */
+async function settleOpenRecords(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+): Promise<CurrentPeriodRead | undefined> {
+  const id = periodId(subscription._id, subscription.currentPeriod.start);
+  const chargedNow = deps.settledPayment?.subscription?.periodId === id;
+  if (!mayHaveOpenAdjustments(subscription) && !chargedNow) return undefined;
+  const open = await deps.models.SubscriptionPeriod.find({ subscriptionId: subscription._id, status: 'open' }).lean();
+  const adjustments = open.filter((record) => record.kind === 'adjustment');
+  const settled = await settleAdjustments(deps, subscription, adjustments);
+  await trackOpenAdjustments(
+    deps,
+    subscription,
+    adjustments.filter((record) => !settled.includes(record._id)).map((record) => record._id),
+  );
+  return { open: open.find((record) => record._id === id && record.kind !== 'adjustment') };
+}
+
+/**
+ * Whether an adjustment of the subscription may be open: its `openAdjustments` lists one, or is not there (a
+ * subscription stored before the list), a plan change's charge is still to be made, or it is canceled (its final bill
+ * is an adjustment the list does not hold; `settleCanceled` reads it).
+ */
+function mayHaveOpenAdjustments(
+  subscription: Pick<SubscriptionRecord, 'openAdjustments' | 'adjustmentDue' | 'status'>,
+): boolean {
+  return (
+    subscription.openAdjustments === undefined ||
+    subscription.openAdjustments.length > 0 ||
+    subscription.adjustmentDue !== undefined ||
+    subscription.status === 'canceled'
+  );
+}
+
+/**
+ * Brings `openAdjustments` in line with what was just read open (`stillOpen`, after this run settled what it could):
+ * - ids listed but no longer open are taken off. Never the charge still to be made (`adjustmentDue`): it is listed
+ *   from its plan change on, before its record is inserted. An adjustment never opens again once paid or carried.
+ * - a subscription stored before the list gets it, unless it was written since this run read it (a plan change may
+ *   have added an adjustment the read did not see): a later run writes it then.
+ */
+async function trackOpenAdjustments(deps: RenewDeps, subscription: SubscriptionRecord, stillOpen: string[]) {
+  const { Subscription } = deps.models;
+  const due = subscription.adjustmentDue?.id;
+  const listed = subscription.openAdjustments;
+  if (listed === undefined) {
+    await Subscription.updateOne(
+      { _id: subscription._id, updatedAt: subscription.updatedAt, openAdjustments: { $exists: false } },
+      { $set: { openAdjustments: [...new Set([...stillOpen, ...(due ? [due] : [])])] } },
+    );
+    return;
+  }
+  const closed = listed.filter((id) => id !== due && !stillOpen.includes(id));
+  if (closed.length > 0)
+    await Subscription.updateOne({ _id: subscription._id }, { $pullAll: { openAdjustments: closed } });
 }
 
 /** What a run read before its first step: the current period if it was among the open records (none: not open). */
@@ -702,7 +755,8 @@ async function settleAdjustments(
   deps: RenewDeps,
   subscription: SubscriptionRecord,
   open: SubscriptionPeriodRecord[],
-): Promise<void> {
+): Promise<string[]> {
+  const settled: string[] = [];
   for (const adjustment of open) {
     if (!adjustment.paymentId) continue;
     const payment = await deps.models.Payment.findById(adjustment.paymentId, { status: 1 }).lean();
@@ -715,10 +769,13 @@ async function settleAdjustments(
         { _id: adjustment._id, status: 'open' },
         { $set: { status: 'paid', paidAt } },
       );
+      settled.push(adjustment._id);
     } else if (payment?.status === 'failed') {
       await carryAdjustment(deps, subscription, adjustment);
+      settled.push(adjustment._id);
     }
   }
+  return settled;
 }
 
 async function carryAdjustment(

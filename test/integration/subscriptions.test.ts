@@ -795,6 +795,92 @@ describe('changes', () => {
     expect((await system.ctx.db.models.Subscription.findById(sub.id).lean())?.adjustmentDue).toBeUndefined();
   }, 60_000);
 
+  describe('adjustments listed open on the subscription', () => {
+    const stored = (id: string) => system.ctx.db.models.Subscription.findById(id).lean();
+    const adjustmentOf = async (id: string) =>
+      (await periods(id)).find((record) => record.kind === 'adjustment' && record.status !== 'uncollectible');
+
+    /**
+     * A subscription billed $30 from Apr 1 whose mid-April upgrade to $60 was charged at once ($15) and settled; then
+     * put back to where a workers process killed after that charge's outcome, before its renewal run recorded the
+     * adjustment paid, leaves it: the adjustment open, still listed (or, `unlisted`, a subscription stored before the
+     * list, which has none).
+     */
+    async function upgradeKilledBeforeRecorded(payer: string, unlisted = false) {
+      const { sub, clockId } = await subscribedOnClock('2026-04-01T04:00:00Z', payer, { amount: 3_000 });
+      expect((await stored(sub.id))?.openAdjustments).toEqual([]);
+      await advance(clockId, '2026-04-16T04:00:00Z');
+      const gold = await plan({ amount: 6_000, name: 'Gold listed' });
+      expect(
+        (await api('PATCH', `/subscriptions/${sub.id}`, { planId: gold, prorationBehavior: 'always_invoice' })).status,
+      ).toBe(200);
+      const adjustment = await waitFor(
+        () => adjustmentOf(sub.id),
+        (record) => record?.status === 'paid',
+        { what: 'the upgrade’s adjustment paid' },
+      );
+      // Taken off the list by the run that recorded it paid.
+      await waitFor(
+        () => stored(sub.id),
+        (s) => s?.openAdjustments?.length === 0 && !s.adjustmentDue,
+        { what: 'the adjustment off the list' },
+      );
+      await system.ctx.db.models.SubscriptionPeriod.updateOne(
+        { _id: adjustment!._id },
+        { $set: { status: 'open' }, $unset: { paidAt: 1 } },
+      );
+      await system.ctx.db.models.Subscription.updateOne(
+        { _id: sub.id },
+        unlisted ? { $unset: { openAdjustments: 1 } } : { $set: { openAdjustments: [adjustment!._id] } },
+      );
+      return { sub, clockId, adjustment: adjustment! };
+    }
+
+    it('one left open by a killed run is recorded paid by the next renewal, invoiced once, and taken off the list', async () => {
+      const { sub, clockId, adjustment } = await upgradeKilledBeforeRecorded('payer-adjust-listed-01');
+      await advance(clockId, '2026-05-01T05:00:00Z');
+      expect(await adjustmentOf(sub.id)).toMatchObject({ _id: adjustment._id, status: 'paid' });
+      expect((await stored(sub.id))?.openAdjustments).toEqual([]);
+      expect(await succeededAmounts(sub.id)).toEqual([3_000, 1_500, 6_000]);
+      expect(await system.ctx.db.models.Invoice.countDocuments({ 'source.id': adjustment._id })).toBe(1);
+    }, 90_000);
+
+    it('a subscription stored before the list: its next renewal reads its open records and writes the list', async () => {
+      const { sub, clockId, adjustment } = await upgradeKilledBeforeRecorded('payer-adjust-unlisted-01', true);
+      expect((await stored(sub.id))?.openAdjustments).toBeUndefined();
+      await advance(clockId, '2026-05-01T05:00:00Z');
+      expect(await adjustmentOf(sub.id)).toMatchObject({ _id: adjustment._id, status: 'paid' });
+      expect((await stored(sub.id))?.openAdjustments).toEqual([]);
+      expect(await succeededAmounts(sub.id)).toEqual([3_000, 1_500, 6_000]);
+    }, 90_000);
+
+    it('with none listed, a renewal at its period’s end reads that period by its id, and no open records', async () => {
+      const { sub, clockId } = await subscribedOnClock('2026-06-01T04:00:00Z', 'payer-adjust-none-01');
+      const { models } = system.ctx.db;
+      const reads: string[] = [];
+      const SubscriptionPeriod = new Proxy(models.SubscriptionPeriod, {
+        get(target, property, receiver) {
+          const value = Reflect.get(target, property, receiver);
+          if (property === 'find' || property === 'findById') reads.push(String(property));
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const deps = { ...renewDeps(), models: { ...models, SubscriptionPeriod } as typeof models };
+      // Due at the end of its paid first period: that period read by id, then July opened with its insert.
+      expect(await renewSubscription(deps, sub.id, { now: new Date('2026-07-01T04:00:00Z') })).toBe('charging');
+      expect(reads).toEqual(['findById']);
+      await chargesReach(sub.id, 2, 'July’s charge');
+      expect((await periods(sub.id)).map((record) => [record.start.toISOString(), record.status])).toEqual([
+        ['2026-06-01T04:00:00.000Z', 'paid'],
+        ['2026-07-01T04:00:00.000Z', expect.stringMatching(/^(open|paid)$/)],
+      ]);
+      // Its clock still says June: July is recorded paid when the clock gets there.
+      await advance(clockId, '2026-07-01T05:00:00Z');
+      expect((await stored(sub.id))?.nextBillingAt?.toISOString()).toBe('2026-08-01T04:00:00.000Z');
+      expect(await succeededAmounts(sub.id)).toEqual([3_000, 3_000]);
+    }, 90_000);
+  });
+
   it('a downgrade’s credit lowers the next bills to zero, never below, until it is used up', async () => {
     // Midnight in New York on Apr 1: a 30-day period.
     const { sub, clockId } = await subscribedOnClock('2026-04-01T04:00:00Z', 'payer-credit-01', {
