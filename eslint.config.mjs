@@ -15,6 +15,18 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  // The product makes ULIDs through platform/ids.ts (one CSPRNG fill per 4 KiB), never through the ulid package's
+  // own generator, which asks the CSPRNG once per character.
+  {
+    files: ['{server,api,workers,cli,application,models,queues,gateway,documents,domain,platform}/**/*.ts'],
+    ignores: ['platform/ids.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { paths: [{ name: 'ulid', message: "import { ulid } from platform/ids.ts: the pooled CSPRNG's source" }] },
+      ],
+    },
+  },
   // Tests read JSON response bodies loosely; product code never uses `any`.
   { files: ['test/**/*.ts'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
   {

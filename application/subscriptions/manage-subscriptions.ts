@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { MAX_DECISIONS } from '../../domain/decision-rounds';
 import { isSameGatewayAccount } from '../../domain/gateway-account';

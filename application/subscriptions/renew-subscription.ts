@@ -1,5 +1,5 @@
 import type { SettingsReads } from '../../models/settings-cache';
-import { ulid } from 'ulid';
+import { ulid } from '../../platform/ids';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { transitionEventId, type AuditAction, type AuditOutcome } from '../../domain/audit-actions';
 import { cycleBoundary, pricingCycleOf, restartedCycle } from '../../domain/billing-period';
