@@ -59,6 +59,12 @@ export interface SubscriptionRecord {
    * subscription stored before it), so a renewal at a period's start without one makes no read for them.
    */
   openAdjustments?: string[];
+  /**
+   * The end of the last period recorded paid, written by the status move that follows that record (a paid period
+   * never changes again): an active subscription whose current period ends here is renewed at that end without a
+   * read of the period. Absent on subscriptions stored before it, which read the period as before.
+   */
+  paidThrough?: Date;
   testClockId?: string;
   idempotencyKey: string;
   requestHash: string;
@@ -117,6 +123,7 @@ const subscriptionSchema = new Schema<SubscriptionRecord>(
       ),
     },
     openAdjustments: { type: [String], default: undefined },
+    paidThrough: { type: Date },
     testClockId: { type: String },
     idempotencyKey: { type: String, required: true },
     requestHash: { type: String, required: true },

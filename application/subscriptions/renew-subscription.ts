@@ -275,6 +275,10 @@ async function renewStep(
     return 'not_due';
   }
 
+  // Recorded paid by the move that followed its payment (a paid period never changes): not read again at its end.
+  if (subscription.status === 'active' && subscription.paidThrough?.getTime() === current.end.getTime()) {
+    return periodSettled(deps, subscription, now, step.carry);
+  }
   const { period, firstAttempt } = await openPeriod(deps, subscription, now, step.current);
   if (firstAttempt) return chargeNamedPayment(deps, subscription, period, now, firstAttempt);
   if (period.status === 'paid' && period.attempts > 0 && STILL_OWING.has(subscription.status)) {
@@ -291,7 +295,14 @@ async function renewStep(
   if (period.status === 'paid' && !period.paymentId && owing) {
     // Nothing to collect (a bill below the minimum, carried on; or a credit covered it): settled as paid, as a charge
     // that succeeded would be (after a trial too).
-    await move(deps, subscription, { type: 'payment_succeeded' }, now, { nextBillingAt: period.end }, ['waitingFor']);
+    await move(
+      deps,
+      subscription,
+      { type: 'payment_succeeded' },
+      now,
+      { nextBillingAt: period.end, paidThrough: period.end },
+      ['waitingFor'],
+    );
     return 'again';
   }
   if (period.status === 'uncollectible' && subscription.status === 'past_due') {
@@ -309,28 +320,7 @@ async function renewStep(
     // from a new card's resume finds it so when another run tried that card first; never a new cycle from here.
     return (await endDunning(deps, subscription, 'unpaid', now)) ? 'settled' : 'again';
   }
-  if (period.status !== 'open') {
-    // Paid (or given up): the next thing is the period's end.
-    if (now < current.end) {
-      await Subscription.updateOne(
-        // Conditional on the status too: a cancel made meanwhile may have left `nextBillingAt` at the same instant
-        // (on a test clock that has not moved), and a canceled subscription is never billed again.
-        {
-          _id: subscription._id,
-          status: subscription.status,
-          'currentPeriod.start': current.start,
-          nextBillingAt: subscription.nextBillingAt,
-        },
-        { $set: { nextBillingAt: current.end } },
-      );
-      return 'not_due';
-    }
-    if (subscription.cancelAtPeriodEnd) {
-      return (await cancelMove(deps, subscription, now, current.end)) ? 'settled' : 'again';
-    }
-    await advancePeriod(deps, subscription, step.carry);
-    return 'again';
-  }
+  if (period.status !== 'open') return periodSettled(deps, subscription, now, step.carry);
 
   if (period.paymentId) {
     const known = deps.settledPayment;
@@ -362,6 +352,35 @@ async function renewStep(
   }
   await startAttempt(deps, subscription, period, now);
   return 'charging';
+}
+
+/** The current period is paid (or given up): the next thing is its end. */
+async function periodSettled(
+  deps: RenewDeps,
+  subscription: SubscriptionRecord,
+  now: Date,
+  carry: StepContext['carry'],
+): Promise<RenewOutcome | 'again'> {
+  const current = subscription.currentPeriod;
+  if (now < current.end) {
+    await deps.models.Subscription.updateOne(
+      // Conditional on the status too: a cancel made meanwhile may have left `nextBillingAt` at the same instant
+      // (on a test clock that has not moved), and a canceled subscription is never billed again.
+      {
+        _id: subscription._id,
+        status: subscription.status,
+        'currentPeriod.start': current.start,
+        nextBillingAt: subscription.nextBillingAt,
+      },
+      { $set: { nextBillingAt: current.end } },
+    );
+    return 'not_due';
+  }
+  if (subscription.cancelAtPeriodEnd) {
+    return (await cancelMove(deps, subscription, now, current.end)) ? 'settled' : 'again';
+  }
+  await advancePeriod(deps, subscription, carry);
+  return 'again';
 }
 
 /**
@@ -815,13 +834,15 @@ async function periodPaid(
   await deps.onPeriodPaid?.({ ...period, status: 'paid', paidAt: now }, { subscription, payment });
   // The paid event and its invoice's events queued (in one job) before the write after which a rerun sends none again.
   await deps.flushAudit?.();
-  await deps.models.SubscriptionPeriod.updateOne(
+  const recorded = await deps.models.SubscriptionPeriod.updateOne(
     { _id: period._id, status: 'open', paymentId: payment._id },
     { $set: { status: 'paid', paidAt: now } },
   );
   // The next thing is the period's end; after dunning ended unpaid, a period that ended meanwhile is followed by a new
-  // cycle from now (the time that passed while unpaid is never billed).
+  // cycle from now (the time that passed while unpaid is never billed). The period recorded paid (by this write, or
+  // before it: read so), the subscription says so (`paidThrough`), and its end needs no read of it.
   const restart = subscription.restartOnCollection && now >= period.end && period.kind !== 'adjustment';
+  const paid = period.kind !== 'adjustment' && (recorded.matchedCount > 0 || period.status === 'paid');
   const moved = await moveTo(
     deps,
     subscription,
@@ -829,7 +850,7 @@ async function periodPaid(
     now,
     restart
       ? { ...restartedCycle(now, subscription.cycle.timeZone, subscription.interval), nextBillingAt: now }
-      : { nextBillingAt: period.end },
+      : { nextBillingAt: period.end, ...(paid ? { paidThrough: period.end } : {}) },
     subscription.restartOnCollection ? ['waitingFor', 'restartOnCollection'] : ['waitingFor'],
   );
   if (moved) carry?.(moved);

@@ -854,7 +854,7 @@ describe('changes', () => {
       expect(await succeededAmounts(sub.id)).toEqual([3_000, 1_500, 6_000]);
     }, 90_000);
 
-    it('with none listed, a renewal at its period’s end reads that period by its id, and no open records', async () => {
+    it('with none listed, a renewal at its period’s end reads no period once the move after its payment recorded it paid', async () => {
       const { sub, clockId } = await subscribedOnClock('2026-06-01T04:00:00Z', 'payer-adjust-none-01');
       const { models } = system.ctx.db;
       const reads: string[] = [];
@@ -866,18 +866,29 @@ describe('changes', () => {
         },
       });
       const deps = { ...renewDeps(), models: { ...models, SubscriptionPeriod } as typeof models };
-      // Due at the end of its paid first period: that period read by id, then July opened with its insert.
+      expect((await stored(sub.id))?.paidThrough?.toISOString()).toBe('2026-07-01T04:00:00.000Z');
+      // Due at the end of its paid first period: July opened with its insert, nothing read before it.
       expect(await renewSubscription(deps, sub.id, { now: new Date('2026-07-01T04:00:00Z') })).toBe('charging');
-      expect(reads).toEqual(['findById']);
+      expect(reads).toEqual([]);
       await chargesReach(sub.id, 2, 'July’s charge');
-      expect((await periods(sub.id)).map((record) => [record.start.toISOString(), record.status])).toEqual([
-        ['2026-06-01T04:00:00.000Z', 'paid'],
-        ['2026-07-01T04:00:00.000Z', expect.stringMatching(/^(open|paid)$/)],
-      ]);
       // Its clock still says June: July is recorded paid when the clock gets there.
       await advance(clockId, '2026-07-01T05:00:00Z');
-      expect((await stored(sub.id))?.nextBillingAt?.toISOString()).toBe('2026-08-01T04:00:00.000Z');
-      expect(await succeededAmounts(sub.id)).toEqual([3_000, 3_000]);
+      expect(await stored(sub.id)).toMatchObject({
+        nextBillingAt: new Date('2026-08-01T04:00:00Z'),
+        paidThrough: new Date('2026-08-01T04:00:00Z'),
+      });
+      // A subscription stored before `paidThrough`: its period read by its id (not the open records), then August.
+      await models.Subscription.updateOne({ _id: sub.id }, { $unset: { paidThrough: 1 } });
+      expect(await renewSubscription(deps, sub.id, { now: new Date('2026-08-01T04:00:00Z') })).toBe('charging');
+      expect(reads).toEqual(['findById']);
+      await chargesReach(sub.id, 3, 'August’s charge');
+      await advance(clockId, '2026-08-01T05:00:00Z');
+      expect(await succeededAmounts(sub.id)).toEqual([3_000, 3_000, 3_000]);
+      expect((await periods(sub.id)).map((record) => [record.start.toISOString(), record.status])).toEqual([
+        ['2026-06-01T04:00:00.000Z', 'paid'],
+        ['2026-07-01T04:00:00.000Z', 'paid'],
+        ['2026-08-01T04:00:00.000Z', 'paid'],
+      ]);
     }, 90_000);
   });
 
