@@ -201,15 +201,34 @@ async function main(): Promise<void> {
     );
     await subscriptions.findOneAndUpdate(
       { _id: sub._id, status: sub.status, 'currentPeriod.start': sub.currentPeriod.start, updatedAt: sub.updatedAt },
-      { $set: { nextBillingAt: period.end, status: 'active', updatedAt: now }, $unset: { waitingFor: 1 } },
+      {
+        $set: { nextBillingAt: period.end, paidThrough: period.end, status: 'active', updatedAt: now },
+        $unset: { waitingFor: 1 },
+      },
       { returnDocument: 'after' },
     );
   };
 
   const renew = async (job: Job<{ subscriptionId: string }>) => {
     const now = new Date();
-    const sub = await subscriptions.findOne({ _id: job.data.subscriptionId });
+    let sub = await subscriptions.findOne({ _id: job.data.subscriptionId });
     if (!sub || !(sub.nextBillingAt <= now)) return { outcome: 'not_due' };
+    if (sub.nextBillingAt.getTime() === sub.currentPeriod.end.getTime()) {
+      // As the product at the end of a paid period: known paid from `paidThrough` (read by its id otherwise), then
+      // the next period made current, due at its start.
+      const { index, start, end } = sub.currentPeriod as { index: number; start: Date; end: Date };
+      if (sub.paidThrough?.getTime() !== end.getTime()) {
+        const paid = await periods.findOne({ _id: periodId(sub._id, start) });
+        if (paid?.status !== 'paid') throw new Error(`period ${periodId(sub._id, start)} is not paid`);
+      }
+      const next = { index: index + 1, start: end, end: new Date(end.getTime() + (end.getTime() - start.getTime())) };
+      sub = await subscriptions.findOneAndUpdate(
+        { _id: sub._id, status: sub.status, 'currentPeriod.start': start },
+        { $set: { currentPeriod: next, nextBillingAt: next.start, updatedAt: now } },
+        { returnDocument: 'after' },
+      );
+      if (!sub) throw new Error(`subscription ${job.data.subscriptionId} changed while advancing`);
+    }
     const id = periodId(sub._id, sub.currentPeriod.start);
     // As the product: with no adjustment listed open, the open records are not read (due at its period's start, the
     // period is inserted first).

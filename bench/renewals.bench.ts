@@ -7,6 +7,7 @@ import { startStripeSim } from '../devtools/stripe-sim';
 import { openDatabase, type Database } from '../models';
 import { createCompany, devAttestation } from '../models/companies';
 import { savedPaymentMethodId } from '../models/saved-payment-method.model';
+import { periodId } from '../models/subscription.model';
 import { withDeadline } from '../platform/deadline';
 import { QUEUE_NAMES } from '../queues/names';
 import { RENEWAL_JOBS } from '../queues/renewals.queue';
@@ -45,7 +46,21 @@ function sizes() {
     dueSmall: positiveIntFromEnv('BENCH_RENEWALS_DUE_SMALL', Math.max(1, Math.round(due / 10))),
     companies: positiveIntFromEnv('BENCH_RENEWALS_COMPANIES', 10),
     settled: positiveIntFromEnv('BENCH_RENEWALS_SETTLED', quick ? 200 : 1_000),
+    at: dueWhere(),
   };
+}
+
+/**
+ * Where part 2's renewals are due (BENCH_RENEWALS_AT): at a period's start (`period_start`, the default: a first
+ * payment, a resume's new cycle), or at the end of a paid one (`period_end`: a monthly plan's steady state, the next
+ * period made current and opened).
+ */
+function dueWhere(): 'period_start' | 'period_end' {
+  const at = process.env.BENCH_RENEWALS_AT ?? 'period_start';
+  if (at !== 'period_start' && at !== 'period_end') {
+    throw new Error(`BENCH_RENEWALS_AT must be period_start or period_end, got ${at}`);
+  }
+  return at;
 }
 
 /** Like system.ts's: the bench's PATH and friends, the world's services and settings. */
@@ -85,6 +100,26 @@ function subscriptionRow(companyId: string, paymentMethodId: string, dueAt: Date
     requestId: 'req_bench',
     createdAt: dueAt,
     updatedAt: dueAt,
+  };
+}
+
+/** The paid period record of a subscription row due at its end, as a renewal leaves it. */
+function paidPeriodRow(sub: ReturnType<typeof subscriptionRow>, start: Date, end: Date) {
+  return {
+    _id: periodId(sub._id, start),
+    companyId: sub.companyId,
+    subscriptionId: sub._id,
+    index: 0,
+    start,
+    end,
+    amount: sub.amount,
+    currency: sub.currency,
+    status: 'paid',
+    attempts: 1,
+    paymentId: `pay_${ulid()}`,
+    paidAt: start,
+    createdAt: start,
+    updatedAt: start,
   };
 }
 
@@ -227,7 +262,13 @@ async function measureEnqueue(
 }
 
 /** Companies able to take payments, each payer with a saved card: product rows, and plain copies for the replay. */
-async function seedSettled(world: BenchWorld, db: Database, count: number, companyCount: number) {
+async function seedSettled(
+  world: BenchWorld,
+  db: Database,
+  count: number,
+  companyCount: number,
+  at: 'period_start' | 'period_end',
+) {
   const companies: Array<{ companyId: string; customer: unknown; card: unknown }> = [];
   for (let c = 0; c < companyCount; c += 1) {
     const companyId = await createCompany(db, {
@@ -249,6 +290,7 @@ async function seedSettled(world: BenchWorld, db: Database, count: number, compa
     const plainMethods: Document[] = [];
     const subs: Document[] = [];
     const plainSubs: Document[] = [];
+    const paid: Document[] = [];
     for (let i = offset; i < offset + n; i += 1) {
       const { companyId, customer, card } = companies[i % companies.length]!;
       const id = savedPaymentMethodId(companyId, `seti_${ulid()}`);
@@ -266,8 +308,24 @@ async function seedSettled(world: BenchWorld, db: Database, count: number, compa
       methods.push({ ...method, stripeCustomerId: customer, stripePaymentMethodId: card });
       plainMethods.push({ ...method, stripeCustomerId: 'cus_BenchPayer01', stripePaymentMethodId: 'pm_card_visa' });
       const sub = subscriptionRow(companyId, id, dueAt, i);
+      if (at === 'period_end') {
+        // A month paid, ending now: its period recorded paid, and the subscription saying so (`paidThrough`).
+        const start = new Date(dueAt);
+        start.setUTCMonth(start.getUTCMonth() - 1);
+        Object.assign(sub, {
+          cycle: { anchor: start, timeZone: 'UTC' },
+          currentPeriod: { index: 0, start, end: dueAt },
+          paidThrough: dueAt,
+          createdAt: start,
+        });
+        paid.push(paidPeriodRow(sub, start, dueAt));
+      }
       subs.push(sub);
       plainSubs.push({ ...sub });
+    }
+    if (paid.length > 0) {
+      await insertInBatches(mongo.collection('subscription_periods'), paid);
+      await insertInBatches(mongo.collection(DATA_RENEWAL_COLLECTIONS.periods), paid);
     }
     await insertInBatches(mongo.collection('saved_payment_methods'), methods);
     await insertInBatches(mongo.collection(DATA_RENEWAL_COLLECTIONS.savedMethods), plainMethods);
@@ -320,7 +378,7 @@ export const renewalsBench: BenchEntry = {
       const enqueue = await measureEnqueue(world, teardown, db, size);
 
       // Part 2.
-      const insertSettled = await seedSettled(world, db, size.settled + settings.warmup, 4);
+      const insertSettled = await seedSettled(world, db, size.settled + settings.warmup, 4, size.at);
       // The third: the baseline workers process, for its no-op worker (the limit).
       const [workers, data] = await Promise.all([
         startProduct(world, teardown, 'workers'),
@@ -392,12 +450,14 @@ export const renewalsBench: BenchEntry = {
       const limitSeconds = ((await counters.limit.until(limitJobs, deadlineMs)) - limitStarted) / 1000;
 
       const total = size.settled + settings.warmup;
+      // Due at a period's end, each subscription's seeded month is a paid period too.
+      const expected = size.at === 'period_end' ? 2 * total : total;
       const paid = {
         product: await countPaid(world, 'subscription_periods'),
         data: await countPaid(world, DATA_RENEWAL_COLLECTIONS.periods),
       };
-      if (paid.product !== total || paid.data !== total) {
-        throw new Error(`paid periods: product ${paid.product}, data-bound ${paid.data}, of ${total}`);
+      if (paid.product !== expected || paid.data !== expected) {
+        throw new Error(`paid periods: product ${paid.product}, data-bound ${paid.data}, of ${expected}`);
       }
       // Every paid period's invoice issued, numbered and its PDF stored, in both.
       const storedInvoices = {
@@ -415,7 +475,8 @@ export const renewalsBench: BenchEntry = {
       const result = entryResult({
         name: 'renewals',
         summary:
-          `${size.settled} renewals settled (renew → charge, ${stripeRequests.toFixed(1)} Stripe requests each → period paid), ` +
+          `${size.settled} renewals settled, due at ${size.at === 'period_end' ? "a paid period's end" : "a period's start"} ` +
+          `(renew → charge, ${stripeRequests.toFixed(1)} Stripe requests each → period paid), ` +
           `1 worker process, renewal concurrency ${world.config.workers.renewalConcurrency}; ` +
           `enqueue: sweep of ${large.due} due over ${size.companies} companies ${large.sweep.seconds.toFixed(1)} s vs its ` +
           `replay ${large.replay.seconds.toFixed(1)} s (×${large.ratioToDataBound}) and addBulk ` +
