@@ -56,7 +56,7 @@ export interface SubscriptionRecord {
    * The plan-change adjustments that may still be open (their payment's outcome not yet settled): an id is added by
    * the change that writes it in `adjustmentDue` (in that same write), and taken off by the renewal run that finds its
    * record paid or carried. A renewal reads the open records only when this lists one (or is not there: a
-   * subscription stored before it), so a renewal at a period's start without one makes no read for them.
+   * subscription stored before it); without one it makes no read for them.
    */
   openAdjustments?: string[];
   /**
