@@ -50,12 +50,14 @@ function sizes() {
   };
 }
 
+type DueAt = 'period_start' | 'period_end';
+
 /**
  * Where part 2's renewals are due (BENCH_RENEWALS_AT): at a period's start (`period_start`, the default: a first
  * payment, a resume's new cycle), or at the end of a paid one (`period_end`: a monthly plan's steady state, the next
  * period made current and opened).
  */
-function dueWhere(): 'period_start' | 'period_end' {
+function dueWhere(): DueAt {
   const at = process.env.BENCH_RENEWALS_AT ?? 'period_start';
   if (at !== 'period_start' && at !== 'period_end') {
     throw new Error(`BENCH_RENEWALS_AT must be period_start or period_end, got ${at}`);
@@ -262,13 +264,7 @@ async function measureEnqueue(
 }
 
 /** Companies able to take payments, each payer with a saved card: product rows, and plain copies for the replay. */
-async function seedSettled(
-  world: BenchWorld,
-  db: Database,
-  count: number,
-  companyCount: number,
-  at: 'period_start' | 'period_end',
-) {
+async function seedSettled(world: BenchWorld, db: Database, count: number, companyCount: number, at: DueAt) {
   const companies: Array<{ companyId: string; customer: unknown; card: unknown }> = [];
   for (let c = 0; c < companyCount; c += 1) {
     const companyId = await createCompany(db, {
