@@ -85,6 +85,8 @@ function censored(data: object, level: number): object {
 
 function censoredValue(value: object, level: number): object {
   if (Array.isArray(value) || value instanceof Error) return censored(value, level);
+  // Bytes have no field names (a Buffer's `toJSON` would list every byte).
+  if (ArrayBuffer.isView(value)) return value;
   const prototype: unknown = Object.getPrototypeOf(value);
   if (prototype === Object.prototype || prototype === null) return censored(value, level);
   const toJSON = (value as { toJSON?: unknown }).toJSON;
