@@ -166,7 +166,7 @@ export function logJobLifecycle(
   // Scheduler runs (outbox sweep, anchors, reconcile, renewal sweep) come every minute or so and mostly find nothing
   // to do; what they did they log themselves at info. Their lifecycle goes to debug, so an idle system is quiet.
   const level = (job: Job) => (job.repeatJobKey ? 'debug' : 'info');
-  // One line each: the job's fields go into the line, not into a child logger made for it, twice per job.
+  // One line each, with the job's fields in it: no child logger is made for two lines.
   worker.on('active', (job) => {
     logger[level(job)]({ ...jobBindings(queue, job), queuedMs: durations(job).queuedMs }, 'job active');
   });
