@@ -10,23 +10,30 @@ import type { InvoiceView } from '../domain/invoice';
  */
 export interface RenderPool {
   render(view: InvoiceView): Promise<Buffer>;
+  /** Render threads running now: none once the pool has been idle for its idle timeout. */
+  readonly threads: number;
   close(): Promise<void>;
 }
 
 const MAX_THREADS = 64;
 const RENDER_YOUNG_GENERATION_MB = 8;
+/** How long a render thread with nothing to render is kept before it exits. */
+export const RENDER_IDLE_TIMEOUT_MS = 60_000;
 
-export function createRenderPool(options: { threads: number }): RenderPool {
-  const { threads } = options;
+export function createRenderPool(options: { threads: number; idleTimeoutMs?: number }): RenderPool {
+  const { threads, idleTimeoutMs = RENDER_IDLE_TIMEOUT_MS } = options;
   if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
     throw new Error(`render pool threads must be an integer from 1 to ${MAX_THREADS}, got ${String(threads)}`);
   }
   const pool = new Piscina<InvoiceView, Uint8Array>({
     filename: renderWorkerFile(),
     name: 'renderInvoicePdfTask',
-    minThreads: 1,
+    // No thread is kept for a pool with nothing to render: a thread holds its own V8 heap and the parsed fonts (tens of
+    // MB), and starting one again costs the next render a few hundred ms once (docs/performance.md, "an idle render
+    // thread").
+    minThreads: 0,
     maxThreads: threads,
-    idleTimeout: 60_000,
+    idleTimeout: idleTimeoutMs,
     // A render allocates a few MB that die with it; V8's default young generation for a thread (up to 48 MB) keeps
     // that much resident in every thread. 8 MB scavenges a little more often (docs/performance.md, "the render
     // thread's memory").
@@ -36,6 +43,9 @@ export function createRenderPool(options: { threads: number }): RenderPool {
     async render(view) {
       const bytes = await pool.run(view);
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    },
+    get threads() {
+      return pool.threads.length;
     },
     async close() {
       await pool.close();

@@ -205,6 +205,24 @@ describe('createRenderPool', () => {
     expect(Buffer.isBuffer(pooled[0])).toBe(true);
   });
 
+  it('keeps no render thread while idle, and starts one again for the next render', async () => {
+    const idle = createRenderPool({ threads: 1, idleTimeoutMs: 100 });
+    try {
+      const view = invoiceView(viewInput('standard'));
+      expect(idle.threads).toBe(0);
+      const first = await idle.render(view);
+      expect(idle.threads).toBe(1);
+      const deadline = Date.now() + 10_000;
+      while (idle.threads > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(idle.threads).toBe(0);
+      const again = await idle.render(view);
+      expect(sha256(again)).toBe(sha256(first));
+      expect(idle.threads).toBe(1);
+    } finally {
+      await idle.close();
+    }
+  });
+
   it('refuses a thread count outside its bounds', () => {
     expect(() => createRenderPool({ threads: 0 })).toThrow(/threads/);
     expect(() => createRenderPool({ threads: 1.5 })).toThrow(/threads/);
