@@ -14,6 +14,7 @@ import {
   completionCounter,
   perOp,
   readStats,
+  settle,
   resetCounters,
   splitIntoRounds,
   startBaselines,
@@ -103,6 +104,10 @@ export const auditBench: BenchEntry = {
       }
       const dataPerOp = perOp(await readStats({ 'data workers': baselines }), ops);
       const productPerOp = perOp(await readStats({ workers }), ops);
+      await settle([
+        { perOp: productPerOp, children: { workers } },
+        { perOp: dataPerOp, children: { 'data workers': baselines } },
+      ]);
 
       const signer = loadAnchorSigner(world.config.audit.anchorKeyFile, true);
       const report = await db.auditTrail.verify(companyId, signer.publicKey);

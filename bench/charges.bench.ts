@@ -15,6 +15,7 @@ import {
   completionCounter,
   perOp,
   readStats,
+  settle,
   resetCounters,
   startBaselines,
   startLoadGenerator,
@@ -154,6 +155,10 @@ function chargesEntry(name: string, workerProcesses: number): BenchEntry {
         }
         const dataPerOp = perOp(await readStats(dataProcesses), ops);
         const productPerOp = perOp(await readStats(productProcesses), ops);
+        await settle([
+          { perOp: productPerOp, children: productProcesses },
+          { perOp: dataPerOp, children: dataProcesses },
+        ]);
         const data = combineRounds(dataRuns);
         const product = combineRounds(productRuns);
 

@@ -19,6 +19,7 @@ import {
   completionCounter,
   perOp,
   readStats,
+  settle,
   resetCounters,
   startProduct,
   splitIntoRounds,
@@ -213,6 +214,10 @@ export const deliveriesBench: BenchEntry = {
       }
       const productPerOp = perOp(await readStats(productProcesses), ops);
       const dataPerOp = perOp(await readStats(dataProcesses), ops);
+      await settle([
+        { perOp: productPerOp, children: productProcesses },
+        { perOp: dataPerOp, children: dataProcesses },
+      ]);
 
       // Every delivery delivered, every request signed and received: otherwise the numbers mean nothing.
       const mongo = world.rawMongo.db(world.dbName);

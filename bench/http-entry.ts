@@ -11,6 +11,7 @@ import {
   perOp,
   readStats,
   resetCounters,
+  settle,
   splitIntoRounds,
   type ClientSettings,
   type LoadGenerator,
@@ -75,8 +76,14 @@ export async function measureHttp(options: {
     dataRuns.push(await load.run(spec(options.dataBound, part)));
     productRuns.push(await load.run(spec(options.product, part)));
   }
-  const dataPerOp = perOp(await readStats({ 'data api': options.dataBound.process }), ops);
-  const productPerOp = perOp(await readStats({ [options.product.label]: options.product.process }), ops);
+  const dataProcesses = { 'data api': options.dataBound.process };
+  const productProcesses = { [options.product.label]: options.product.process };
+  const dataPerOp = perOp(await readStats(dataProcesses), ops);
+  const productPerOp = perOp(await readStats(productProcesses), ops);
+  await settle([
+    { perOp: productPerOp, children: productProcesses },
+    { perOp: dataPerOp, children: dataProcesses },
+  ]);
   const data = combineRounds(dataRuns);
   const product = combineRounds(productRuns);
 

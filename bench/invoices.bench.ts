@@ -28,6 +28,7 @@ import {
   completionCounter,
   perOp,
   readStats,
+  settle,
   resetCounters,
   splitIntoRounds,
   startProduct,
@@ -266,6 +267,11 @@ export const invoicesBench: BenchEntry = {
       const productPerOp = perOp(await readStats({ workers }), size.invoices);
       const dataPerOp = perOp(await readStats({ 'data workers': data }), size.invoices);
       const barePerOp = perOp(await readStats({ 'bare render': bare }), size.invoices);
+      await settle([
+        { perOp: productPerOp, children: { workers } },
+        { perOp: dataPerOp, children: { 'data workers': data } },
+        { perOp: barePerOp, children: { 'bare render': bare } },
+      ]);
 
       // What was measured is what it claims: every document stored, no attempt failed, the same bytes everywhere.
       if (counters.product.failed > 0 || counters.data.failed > 0) {

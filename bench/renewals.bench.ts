@@ -30,6 +30,7 @@ import {
   completionCounter,
   perOp,
   readStats,
+  settle,
   resetCounters,
   startBaselines,
   startProduct,
@@ -433,6 +434,10 @@ export const renewalsBench: BenchEntry = {
       }
       const productPerOp = perOp(await readStats({ workers }), size.settled);
       const dataPerOp = perOp(await readStats({ 'data workers': data }), size.settled);
+      await settle([
+        { perOp: productPerOp, children: { workers } },
+        { perOp: dataPerOp, children: { 'data workers': data } },
+      ]);
 
       // The limit: the two jobs of a renewal, as no-op jobs, through a no-op worker.
       const noopQueue = new Queue(BASELINE_QUEUES.noop, { connection: world.redis, prefix: world.config.queuePrefix });

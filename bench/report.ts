@@ -110,6 +110,7 @@ export function formatResult(result: EntryResult): string {
     ],
     [`limit: ${limit.what}`, fixed(limit.perSecond, 1), '', fixed(limit.p99Ms, 1), fixed(result.ratioToLimit, 3)],
   ]);
+  const settled = result.settledRssMb !== undefined;
   const row = (label: string, p: (typeof result.processes)[string]) => [
     label,
     fixed(p.cpuMsPerOp, 2),
@@ -118,9 +119,19 @@ export function formatResult(result: EntryResult): string {
     fixed(p.rssMb, 0),
     `${p.rssGrowthMb >= 0 ? '+' : ''}${fixed(p.rssGrowthMb, 0)}`,
     fixed(p.heapUsedMb, 0),
+    ...(settled ? [fixed(p.settledRssMb, 0)] : []),
   ];
   const processes = table([
-    ['per operation', 'CPU ms', 'MongoDB', 'Redis', 'RSS MB', '(+run)', 'heap MB'],
+    [
+      'per operation',
+      'CPU ms',
+      'MongoDB',
+      'Redis',
+      'RSS MB',
+      '(+run)',
+      'heap MB',
+      ...(settled ? ['settled RSS MB'] : []),
+    ],
     ...Object.entries(result.processes).map(([label, p]) => row(label, p)),
     ...Object.entries(dataBound.processes ?? {}).map(([label, p]) => row(`${label} (replay)`, p)),
     ...Object.entries(limit.processes ?? {}).map(([label, p]) => row(`${label} (limit)`, p)),
@@ -140,6 +151,7 @@ export function formatResult(result: EntryResult): string {
 
 /** Every entry in one table: the README's. */
 export function formatSummary(results: EntryResult[]): string {
+  const settled = results.some((r) => r.settledRssMb !== undefined);
   return table([
     [
       'entry',
@@ -155,6 +167,7 @@ export function formatSummary(results: EntryResult[]): string {
       'Redis/op',
       'CPU ms/op',
       'RSS MB',
+      ...(settled ? ['settled MB'] : []),
     ],
     ...results.map((r) => [
       r.name,
@@ -170,6 +183,7 @@ export function formatSummary(results: EntryResult[]): string {
       fixed(r.redisCommandsPerOp, 2),
       fixed(r.cpuMsPerOp, 2),
       fixed(r.rssMb, 0),
+      ...(settled ? [fixed(r.settledRssMb, 0)] : []),
     ]),
   ]).join('\n');
 }

@@ -125,11 +125,14 @@ export interface PerOp {
   cpuMsPerOp: number;
   /** Largest resident set of the processes, at the end. */
   rssMb: number;
+  /** Largest resident set once the processes have been idle for `BENCH_SETTLE_SECONDS` (see `settle`). */
+  settledRssMb?: number;
   processes: Record<
     string,
     {
       cpuMsPerOp: number;
       rssMb: number;
+      settledRssMb?: number;
       /** How much RSS grew over the measured operations, and the JS heap in use at the end. */
       rssGrowthMb: number;
       heapUsedMb: number;
@@ -174,6 +177,27 @@ export function perOp(stats: Record<string, ProcessStats>, ops: number): PerOp {
     ),
     commands: { mongo: byName((s) => s.mongo), redis: byName((s) => s.redis) },
   };
+}
+
+/**
+ * `BENCH_SETTLE_SECONDS` (unset: skipped). After an entry's operations, and after its per-operation numbers are read,
+ * every process of the entry stays idle this long; then each one's RSS is read again, into `settledRssMb`. What a
+ * process holds at the end of a burst (`rssMb`) includes what V8 keeps for the next one — its young generation, the
+ * old space's free pages — and gives back by itself once the process has been idle for about a minute (its memory
+ * reducer). One wait covers every run given.
+ */
+export async function settle(runs: Array<{ perOp: PerOp; children: Record<string, Counted> }>): Promise<void> {
+  if (!process.env.BENCH_SETTLE_SECONDS) return;
+  const seconds = positiveIntFromEnv('BENCH_SETTLE_SECONDS', 1);
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  for (const { perOp, children } of runs) {
+    const stats = await readStats(children);
+    for (const [label, s] of Object.entries(stats)) {
+      const processStats = perOp.processes[label];
+      if (processStats) processStats.settledRssMb = round(s.rssMb, 1);
+    }
+    perOp.settledRssMb = round(Math.max(...Object.values(stats).map((s) => s.rssMb)), 1);
+  }
 }
 
 /**

@@ -239,6 +239,7 @@ describe("the outcome's audit events, exactly once", () => {
   it('leaves a failed render to its job, queued after the events, which does not send `finalized` again', async () => {
     const broken: RenderPool = {
       render: () => Promise.reject(new Error('render thread died')),
+      threads: 0,
       close: () => Promise.resolve(),
     };
     const payment = await insertPayment(system.ctx.db.models, {

@@ -180,6 +180,7 @@ describe("a renewal's audit events", () => {
   it('queue a failed render’s job after them, marked so that it does not send `finalized` again', async () => {
     const broken: RenderPool = {
       render: () => Promise.reject(new Error('render thread died')),
+      threads: 0,
       close: () => Promise.resolve(),
     };
     await invoices().pause();
