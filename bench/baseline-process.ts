@@ -8,7 +8,8 @@
  *   - `POST /noop/payments/:companyId`: one no-op job added, the limit of a queue-driven path;
  *   - `POST /data/payments/:companyId`, `POST /data/webhooks/:companyId`: the data-bound
  *     baselines, the same MongoDB and Redis commands the product's route issues
- *     (read the company, insert the record, the rate limiter's script, the two job adds).
+ *     (payments: read the company, insert the record, the rate limiter's script, the charge's add;
+ *     webhooks: read the company, insert the event, the event's and its receipt's adds).
  * - workers (argv[2] "workers"): BullMQ workers for the no-op jobs and data-bound
  *   charge and audit workers that replay the product's commands (and a charge's two
  *   Stripe requests) with plain clients. A succeeded charge is invoiced as the product
