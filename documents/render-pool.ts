@@ -18,7 +18,7 @@ export interface RenderPool {
 const MAX_THREADS = 64;
 const RENDER_YOUNG_GENERATION_MB = 8;
 /** How long a render thread with nothing to render is kept before it exits. */
-export const RENDER_IDLE_TIMEOUT_MS = 60_000;
+const RENDER_IDLE_TIMEOUT_MS = 60_000;
 
 export function createRenderPool(options: { threads: number; idleTimeoutMs?: number }): RenderPool {
   const { threads, idleTimeoutMs = RENDER_IDLE_TIMEOUT_MS } = options;
@@ -29,7 +29,7 @@ export function createRenderPool(options: { threads: number; idleTimeoutMs?: num
     filename: renderWorkerFile(),
     name: 'renderInvoicePdfTask',
     // No thread is kept for a pool with nothing to render: a thread holds its own V8 heap and the parsed fonts (tens of
-    // MB), and starting one again costs the next render a few hundred ms once (docs/performance.md, "an idle render
+    // MB), and starting one again costs the next render a few hundred ms once (docs/performance.md, "the idle render
     // thread").
     minThreads: 0,
     maxThreads: threads,
