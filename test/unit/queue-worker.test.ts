@@ -199,10 +199,8 @@ describe('job lifecycle log lines', () => {
   it('logs a stalled job with how long it had been queued and running', async () => {
     const { logger, lines } = setup();
     const worker = fakeWorker();
-    const stalled = fakeJob(
-      { requestId: 'req-9' },
-      { processedOn: Date.now() - 30_000, timestamp: Date.now() - 31_000 },
-    );
+    const now = Date.now();
+    const stalled = fakeJob({ requestId: 'req-9' }, { processedOn: now - 30_000, timestamp: now - 31_000 });
     logJobLifecycle(worker, logger, async (jobId) => (jobId === stalled.id ? stalled : undefined));
     worker.emit('stalled', stalled.id, 'active');
     worker.emit('stalled', 'charge-gone', 'active');
