@@ -28,15 +28,24 @@ const LIVE_JOB_STATES = new Set(['waiting', 'active', 'delayed', 'prioritized', 
 /**
  * Makes sure a job exists for work that is not finished: leaves a live job
  * alone, retries a finished one, adds a missing one. Returns whether it acted.
+ * Callers may race (a replay and its joiners, the outbox sweep): a retry that
+ * finds the job no longer finished, because another caller retried it first,
+ * leaves it to that caller.
  */
 export async function ensureJob(queue: Queue, jobId: string, add: () => Promise<void>): Promise<boolean> {
   const job = await queue.getJob(jobId);
   const state = job ? await job.getState() : 'missing';
   if (LIVE_JOB_STATES.has(state)) return false;
-  if (job && (state === 'completed' || state === 'failed')) {
-    await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
-  } else {
+  if (!job || (state !== 'completed' && state !== 'failed')) {
     await add();
+    return true;
   }
-  return true;
+  try {
+    await job.retry(state, { resetAttemptsMade: true, resetAttemptsStarted: true });
+    return true;
+  } catch (error) {
+    const now = await queue.getJob(jobId);
+    if (now && LIVE_JOB_STATES.has(await now.getState())) return false;
+    throw error;
+  }
 }
