@@ -28,8 +28,8 @@ import {
   completionCounter,
   perOp,
   readStats,
-  settle,
   resetCounters,
+  settle,
   splitIntoRounds,
   startProduct,
 } from './system';

@@ -30,8 +30,8 @@ import {
   completionCounter,
   perOp,
   readStats,
-  settle,
   resetCounters,
+  settle,
   startBaselines,
   startProduct,
 } from './system';
