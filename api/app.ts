@@ -46,7 +46,10 @@ declare module 'fastify' {
 export interface ApiDeps {
   config: Pick<AppConfig, 'env' | 'payments' | 'http' | 'auth' | 'queuePrefix' | 'stripe' | 'dashboard' | 'webhooks'>;
   logger: Logger;
-  database: Pick<Database, 'connection' | 'plainClient' | 'models' | 'encryption' | 'auditTrail' | 'invoiceDocuments'>;
+  database: Pick<
+    Database,
+    'connection' | 'plainClient' | 'models' | 'encryption' | 'auditTrail' | 'invoiceDocuments' | 'documentTokens'
+  >;
   /** Verifies the signatures of audit chain anchors. */
   anchorPublicKey: KeyObject;
   queues: Queues;

@@ -14,7 +14,7 @@ import { withDeadline } from '../platform/deadline';
 
 export type Counted = Child<{ pid: number }>;
 
-/** BENCH_CPU_PROF_DIR=dir: the product's processes write V8 CPU profiles there when they stop. */
+/** BENCH_CPU_PROF_DIR=dir: the product's processes and their replays write V8 CPU profiles there when they stop. */
 function profilingArgv(): string[] {
   const dir = process.env.BENCH_CPU_PROF_DIR;
   return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : [];
@@ -51,7 +51,11 @@ export async function startBaselines(
   role: 'server' | 'workers',
   extraEnv: Record<string, string> = {},
 ): Promise<Child<BaselineInfo>> {
-  const child = await startChild<BaselineInfo>('baseline-process', { args: [role], env: childEnv(world, extraEnv) });
+  const child = await startChild<BaselineInfo>('baseline-process', {
+    args: [role],
+    env: childEnv(world, extraEnv),
+    execArgv: profilingArgv(),
+  });
   teardown.defer(`stop the baseline ${role} process`, () => child.stop());
   return child;
 }

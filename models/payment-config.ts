@@ -47,7 +47,7 @@ export async function loadPaymentLevels(
   options: {
     officeOnlyWhenUsed?: boolean;
     /** The process's settings cache (models/settings-cache.ts): reads it validates instead of the database's. */
-    reads?: SettingsReads;
+    reads?: Pick<SettingsReads, 'company' | 'office'>;
   } = {},
 ): Promise<{
   company?: CompanyPaymentLevel;

@@ -9,7 +9,10 @@ import { isShreddedDataError } from './encryption';
 import { invoiceSettingsId, type InvoiceSettingsRecord } from './invoice-settings.model';
 import { officeRecordId } from './office.model';
 
-/** A company as the charge and invoice paths read it: never its webhook signing secrets (not cached). */
+/**
+ * A company as the charge and invoice paths read it (never its webhook signing secrets), or as the api's webhook
+ * route reads it (`keepWebhookSigningSecrets`: the secrets it checks each delivery against).
+ */
 export interface CachedCompany {
   _id: string;
   name: string;
@@ -60,6 +63,16 @@ type JobTokens = Map<string, string | null>;
 
 export const DEFAULT_SETTINGS_CACHE_ENTRIES = 2_000;
 
+export interface SettingsCacheOptions {
+  /** Least recently used entries go past this many (and as many payer references). */
+  maxEntries?: number;
+  /**
+   * Keep configurations' webhook signing secrets (the api's cache, for verifying Stripe's deliveries). Off by
+   * default: the worker paths never use them, so a worker process does not hold them.
+   */
+  keepWebhookSigningSecrets?: boolean;
+}
+
 /**
  * A per-process cache of companies (name, shredded mark, payment configuration), offices' payment configuration,
  * invoice settings and billing settings, never stale: an entry is used only while Redis still holds the token it was
@@ -68,18 +81,25 @@ export const DEFAULT_SETTINGS_CACHE_ENTRIES = 2_000;
  * every key of a company it reads (and of the office it names) with one MGET, on its first read of that company.
  * Bounded: least recently used entries go past `maxEntries`. Decrypted gateway keys live here as long as in the
  * gateway's SDK client cache (gateway/stripe-gateway.ts keeps one client, holding the key, per secret key); webhook
- * signing secrets are not kept. Cached documents are frozen: a caller cannot change what the next job reads.
+ * signing secrets only in the api's cache (`keepWebhookSigningSecrets`), which checks each delivery against them.
+ * Cached documents are frozen: a caller cannot change what the next job reads.
  */
 export class SettingsCache implements SettingsReads {
   private readonly entries = new Map<string, Entry>();
   private readonly payerReferences = new Map<string, string>();
   private readonly jobs = new AsyncLocalStorage<JobTokens>();
 
+  private readonly maxEntries: number;
+  private readonly kept: (info: StoredPaymentInfo) => StoredPaymentInfo;
+
   constructor(
     private readonly models: Pick<Models, 'Company' | 'Office' | 'InvoiceSettings' | 'BillingSettings'>,
     private readonly tokens: DocumentTokens,
-    private readonly maxEntries = DEFAULT_SETTINGS_CACHE_ENTRIES,
-  ) {}
+    options: SettingsCacheOptions = {},
+  ) {
+    this.maxEntries = options.maxEntries ?? DEFAULT_SETTINGS_CACHE_ENTRIES;
+    this.kept = options.keepWebhookSigningSecrets ? (info) => info : withoutWebhookSecrets;
+  }
 
   /** Runs one job: its reads validate the cached entries once (one MGET per company), then use them. */
   inJob<T>(work: () => Promise<T>): Promise<T> {
@@ -104,7 +124,7 @@ export class SettingsCache implements SettingsReads {
         // Shredded (its key about to go, or gone): its configuration is not used, even while this process could still
         // decrypt it (libmongocrypt keeps a data key up to a minute).
         if (rest.shreddedAt) return { doc: { ...rest, paymentInfoShredded: true as const }, token: cacheToken };
-        return { doc: { ...rest, ...(info ? { payment_info: withoutWebhookSecrets(info) } : {}) }, token: cacheToken };
+        return { doc: { ...rest, ...(info ? { payment_info: this.kept(info) } : {}) }, token: cacheToken };
       } catch (error) {
         if (!isShreddedDataError(error)) throw error;
         const found = await this.models.Company.findById(companyId, { name: 1, shreddedAt: 1, cacheToken: 1 }).lean();
@@ -121,7 +141,7 @@ export class SettingsCache implements SettingsReads {
       const found = await this.models.Office.findById(id, { payment_info: 1, cacheToken: 1 }).lean();
       if (!found) return { doc: null, token: null };
       const { cacheToken, payment_info: info, ...rest } = found;
-      return { doc: { ...rest, ...(info ? { payment_info: withoutWebhookSecrets(info) } : {}) }, token: cacheToken };
+      return { doc: { ...rest, ...(info ? { payment_info: this.kept(info) } : {}) }, token: cacheToken };
     });
   }
 
@@ -239,7 +259,7 @@ export class SettingsCache implements SettingsReads {
 }
 
 /**
- * The charge and invoice paths never use a configuration's webhook signing secrets: they are not kept, only how many
+ * The charge and invoice paths never use a configuration's webhook signing secrets: their caches keep only how many
  * there are (resolving an office's own account asks whether it has them), as placeholders no signature matches.
  */
 export const SIGNING_SECRET_NOT_KEPT = 'whsec_not_kept_in_the_settings_cache';

@@ -175,6 +175,22 @@ describe('the settings cache of a worker process', () => {
     });
   });
 
+  it("as the api's cache, keeps signing secrets, and the next read after a rotation through the api gets the new ones", async () => {
+    const secrets = async (cache: SettingsCache) =>
+      (await cache.inJob(() => cache.company(companyId)))?.payment_info?.credentials?.webhookSigningSecrets;
+    const cache = new SettingsCache(other.models, other.documentTokens, { keepWebhookSigningSecrets: true });
+    expect(await secrets(cache)).toEqual(['whsec_CacheSecret01']);
+    const first = await cache.inJob(() => cache.company(companyId));
+    expect(await cache.inJob(() => cache.company(companyId))).toBe(first);
+
+    const put = await api('PUT', '/payment-config', {
+      mode: 'company',
+      credentials: { webhookSigningSecrets: ['whsec_CacheSecret02', 'whsec_CacheSecret03'] },
+    });
+    expect(put.status).toBe(200);
+    expect(await secrets(cache)).toEqual(['whsec_CacheSecret02', 'whsec_CacheSecret03']);
+  });
+
   it('keeps a payer reference once found (Customer records never change), and asks again while there is none', async () => {
     const cache = new SettingsCache(other.models, other.documentTokens);
     const found = jest.fn(async () => 'payer-ref-1');
@@ -188,7 +204,7 @@ describe('the settings cache of a worker process', () => {
   });
 
   it('keeps at most its configured number of entries', async () => {
-    const cache = new SettingsCache(other.models, other.documentTokens, 3);
+    const cache = new SettingsCache(other.models, other.documentTokens, { maxEntries: 3 });
     const ids = await Promise.all(
       [1, 2, 3, 4, 5].map((n) => createCompany(system.ctx.db, { name: `Bounded Clinic ${n}` })),
     );

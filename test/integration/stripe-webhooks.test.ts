@@ -17,6 +17,7 @@ let admin: string;
 
 const stripe = new Stripe('sk_test_unused');
 const WEBHOOK_SECRETS = ['whsec_WebhookSecretOld0001', 'whsec_WebhookSecretNew0002'];
+const ROTATED_SECRETS = ['whsec_RotatingSecretOld0001', 'whsec_RotatingSecretNew0002'] as const;
 const CUSTOMER = 'cus_WebhookPatientRef01';
 
 type EventType =
@@ -137,7 +138,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const secret of WEBHOOK_SECRETS) expect(system.ctx.logs.text).not.toContain(secret);
+  for (const secret of [...WEBHOOK_SECRETS, ...ROTATED_SECRETS]) expect(system.ctx.logs.text).not.toContain(secret);
   await system.close();
 });
 
@@ -316,6 +317,35 @@ describe('receiving Stripe webhooks', () => {
       .collection(keyVault[1]!)
       .countDocuments({ keyAltNames: `company-${shredded}` });
     expect(keys).toBe(0);
+  });
+
+  it('checks each delivery against the configuration as it is now: a rotation and a shredding apply to the next one', async () => {
+    const clinic = await createCompany(system.ctx.db, { name: 'Rotating Clinic' });
+    const clinicAdmin = await system.token(clinic, ['company_admin'], { subject: 'usr-rotating-admin' });
+    await configureStripeWebhooks(system, clinic, clinicAdmin, {
+      secretKey: 'sk_test_51RotatingSecretKey0001',
+      webhookSigningSecrets: [ROTATED_SECRETS[0]],
+    });
+    const send = (secret: string) =>
+      deliver(stripeEvent('customer.created', `pay_${ulid()}`), { configId: clinic, secret });
+    // The api keeps the configuration it read (while Redis' token for it is unchanged): these are served from memory.
+    for (let i = 0; i < 3; i += 1) expect((await send(ROTATED_SECRETS[0])).status).toBe(200);
+
+    const rotated = await fetch(`${system.url}/v1/companies/${clinic}/payment-config`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${clinicAdmin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ mode: 'company', credentials: { webhookSigningSecrets: [ROTATED_SECRETS[1]] } }),
+    });
+    expect(rotated.status).toBe(200);
+    const refused = await send(ROTATED_SECRETS[0]);
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.code).toBe('signature_invalid');
+    expect((await send(ROTATED_SECRETS[1])).status).toBe(200);
+
+    await shredCompany(system.ctx.db, clinic);
+    const shredded = await send(ROTATED_SECRETS[1]);
+    expect(shredded.status).toBe(400);
+    expect(shredded.body.error.code).toBe('company_shredded');
   });
 
   it('stores and applies an event delivered 5 times concurrently exactly once', async () => {
