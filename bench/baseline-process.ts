@@ -8,9 +8,9 @@
  *   - `POST /noop/payments/:companyId`: one no-op job added, the limit of a queue-driven path;
  *   - `POST /data/payments/:companyId`, `POST /data/webhooks/:companyId`: the data-bound
  *     baselines, the same MongoDB and Redis commands the product's route issues
- *     (payments: read the company, insert the record, the rate limiter's script, the charge's add;
- *     webhooks: the company's cache token (an MGET; the company read once and kept, as the api's settings cache
- *     keeps it), insert the event, the event's and its receipt's adds).
+ *     (payments: the company's cache token (an MGET; the company read once and kept, as the api's settings cache
+ *     keeps it), insert the record, the rate limiter's script, the charge's add; webhooks: the same MGET, insert the
+ *     event, the event's and its receipt's adds).
  * - workers (argv[2] "workers"): BullMQ workers for the no-op jobs and data-bound
  *   charge and audit workers that replay the product's commands (and a charge's two
  *   Stripe requests) with plain clients. A succeeded charge is invoiced as the product
@@ -141,13 +141,24 @@ async function startServer(config: AppConfig): Promise<{ url: string; stop(): Pr
     return reply.status(202).send({ id: paymentId, status: 'queued' });
   });
 
+  // As the product's api (its settings cache): a company read once and kept, each request asking Redis whether it is
+  // current (an MGET of the company's cache token).
+  const companies = new Map<string, Document>();
+  const knownCompany = async (companyId: string) => {
+    await redis.mget(`${config.queuePrefix}:doc-token:company:${companyId}`);
+    if (!companies.has(companyId)) {
+      const company = await data.companies.findOne({ _id: companyId as never });
+      if (company) companies.set(companyId, company);
+    }
+    return companies.has(companyId);
+  };
+
   app.post('/data/payments/:companyId', async (request, reply) => {
     const { companyId } = request.params as { companyId: string };
     const body = request.body as PaymentBody;
     const idempotencyKey = String(request.headers['idempotency-key']);
     await rateLimit(`${config.queuePrefix}:data-rate-limit:${companyId}`);
-    const company = await data.companies.findOne({ _id: companyId as never }, { projection: { shreddedAt: 1 } });
-    if (!company) return reply.status(404).send({ error: 'company_not_found' });
+    if (!(await knownCompany(companyId))) return reply.status(404).send({ error: 'company_not_found' });
     const paymentId = `pay_${ulid()}`;
     const now = new Date();
     await data.payments.insertOne({
@@ -168,21 +179,13 @@ async function startServer(config: AppConfig): Promise<{ url: string; stop(): Pr
     return reply.status(202).send({ id: paymentId, status: 'queued' });
   });
 
-  const companies = new Map<string, Document>();
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
     scope.post('/data/webhooks/:companyId', async (request) => {
       const { companyId } = request.params as { companyId: string };
       const raw = request.body as Buffer;
-      // As the product's api: the configuration read once and kept, each delivery asking Redis whether it is current
-      // (an MGET of the company's cache token).
-      await redis.mget(`${config.queuePrefix}:doc-token:company:${companyId}`);
-      if (!companies.has(companyId)) {
-        const company = await data.companies.findOne({ _id: companyId as never });
-        if (!company) throw new Error('no such company');
-        companies.set(companyId, company);
-      }
+      if (!(await knownCompany(companyId))) throw new Error('no such company');
       const event = JSON.parse(raw.toString('utf8')) as {
         id: string;
         type: string;

@@ -11,7 +11,7 @@ import { PLATFORM_AUDIT_SCOPE } from '../../domain/audit-actions';
 import { type AuditEventInput } from '../../domain/audit-event';
 import type { Database } from '../../models';
 import { plainCollection } from '../../models/connection';
-import { SettingsCache } from '../../models/settings-cache';
+import type { SettingsReads } from '../../models/settings-cache';
 import type { PaymentTarget } from '../../models/payment-config';
 import type { WebhookEventRecord } from '../../models/webhook-event.model';
 import { ENQUEUE_DEADLINE_MS, withDeadline } from '../../platform/deadline';
@@ -25,7 +25,9 @@ import { refuseSpentSource, type AuthFailureBudget } from '../auth-failure-budge
 import { AUDITED_PER_SOURCE_PER_MINUTE, createAuditBudget } from '../audit-budget';
 
 export interface StripeWebhookRouteDeps {
-  db: Pick<Database, 'models' | 'encryption' | 'plainClient' | 'connection' | 'documentTokens'>;
+  db: Pick<Database, 'models' | 'encryption' | 'plainClient' | 'connection'>;
+  /** The api's settings cache, keeping signing secrets: each delivery's configuration (app.ts). */
+  settings: Pick<SettingsReads, 'company' | 'office'>;
   queues: Pick<Queues, 'stripe-events' | 'audit'>;
   /** Counts rejected deliveries, so a flood of forged ones cannot flood the audit trail. */
   redis: RedisClient;
@@ -86,8 +88,6 @@ export function parseConfigId(configId: unknown): PaymentTarget | undefined {
 export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: StripeWebhookRouteDeps): Promise<void> {
   const { models, encryption } = deps.db;
   const inbox = plainCollection<WebhookEventRecord>(deps.db, models.WebhookEvent);
-  // Each delivery's configuration (its signing secrets) from memory while Redis' tokens say it is current.
-  const settings = new SettingsCache(models, deps.db.documentTokens, { keepWebhookSigningSecrets: true });
   const withinAuditBudget = createAuditBudget(deps.redis, deps.keyPrefix);
 
   async function audit(request: FastifyRequest, event: Omit<AuditEventInput, 'requestId' | 'route' | 'sealed'>) {
@@ -160,7 +160,7 @@ export async function registerStripeWebhookRoutes(app: FastifyInstance, deps: St
           {
             models,
             encryption,
-            settings,
+            settings: deps.settings,
             inbox,
             enqueueEvent: (job, replays) => enqueueStripeEvent(deps.queues['stripe-events'], job, replays),
             enqueueAudit: (event) => audit(request, event),

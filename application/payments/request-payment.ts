@@ -4,6 +4,7 @@ import type { Models } from '../../models';
 import type { Collection } from 'mongodb';
 import { isDuplicateKeyError } from '../../models/errors';
 import type { PaymentRecord, SealedRequestContext } from '../../models/payment.model';
+import type { CachedCompany } from '../../models/settings-cache';
 
 export interface RequestPaymentDeps {
   models: Pick<Models, 'Payment'>;
@@ -19,11 +20,18 @@ export interface RequestPaymentDeps {
    * `payment.requested` event the charge worker sends carries it. Called once the company is known to exist.
    */
   sealContext: () => Promise<SealedRequestContext>;
-  /**
-   * The two collections of the usual path on the client without decryption (models/connection.ts `plainCollection`):
-   * the company's shredding mark and the payment are stored in the clear (its sealed context is ciphertext already).
-   */
-  intake: { companies: Collection<{ _id: string; shreddedAt?: Date }>; payments: Collection<PaymentRecord> };
+  intake: {
+    /**
+     * The company as the api's settings cache has it (models/settings-cache.ts): from memory while Redis' token for it
+     * is unchanged, so a shredding (which sets the token first) is seen by the next request.
+     */
+    company: (companyId: string) => Promise<Pick<CachedCompany, 'shreddedAt' | 'paymentInfoShredded'> | null>;
+    /**
+     * The payments collection on the client without decryption (models/connection.ts `plainCollection`): the payment
+     * is stored in the clear (its sealed context is ciphertext already).
+     */
+    payments: Collection<PaymentRecord>;
+  };
 }
 
 export interface PaymentRequestInput {
@@ -54,10 +62,9 @@ export async function requestPayment(
   input: PaymentRequestInput,
 ): Promise<PaymentRequestResult> {
   const { Payment } = deps.models;
-  // The driver's calls, without mongoose's query and document machinery (the request was validated in full).
-  const company = await deps.intake.companies.findOne({ _id: input.companyId }, { projection: { shreddedAt: 1 } });
+  const company = await deps.intake.company(input.companyId);
   if (!company) return { outcome: 'company_not_found' };
-  if (company.shreddedAt) return { outcome: 'company_shredded' };
+  if (company.shreddedAt || company.paymentInfoShredded) return { outcome: 'company_shredded' };
 
   const requestHash = paymentRequestHash(input.request);
   // Sealed before the insert: the record is all the charge worker has to build the request's audit event from.

@@ -27,9 +27,9 @@ async function keyExists(companyId: string) {
   );
 }
 
-async function api(companyId: string, method: string, path: string, body?: unknown) {
+async function api(companyId: string, method: string, path: string, body?: unknown, url = fresh.api.url) {
   const token = await mintDevToken(system.ctx.config, { companyId, roles: ['company_admin'] });
-  const response = await fetch(`${fresh.api.url}/v1/companies/${companyId}${path}`, {
+  const response = await fetch(`${url}/v1/companies/${companyId}${path}`, {
     method,
     headers: {
       authorization: `Bearer ${token}`,
@@ -72,9 +72,16 @@ it('refuses to shred without the typed confirmation, and changes nothing', async
   expect(await keyExists(shredded)).toBe(true);
 });
 
+const PAYMENT = { amount: 500, currency: 'usd', customer: 'cus_S1', paymentMethod: 'pm_card_visa' };
+
 it('destroys exactly that company’s data key, and audits it', async () => {
+  // The running api has the company in its settings cache: the shredding (another process) still stops its next POST.
+  expect((await api(shredded, 'POST', '/payments', PAYMENT, system.url)).status).toBe(202);
   const result = await cli(['company', 'shred', shredded, '--confirm', shredded], system.ctx.env);
   expect(result).toMatchObject({ code: 0 });
+  const refused = await api(shredded, 'POST', '/payments', PAYMENT, system.url);
+  expect(refused.status).toBe(410);
+  expect(refused.body.error.code).toBe('company_shredded');
   expect(result.out).toContain('data key destroyed');
   expect(await keyExists(shredded)).toBe(false);
   expect(await keyExists(kept)).toBe(true);
@@ -136,12 +143,7 @@ describe('after shredding (a new process, no cached keys)', () => {
     const config = await api(shredded, 'GET', '/payment-config');
     expect(config.status).toBe(410);
     expect(config.body.error.code).toBe('data_shredded');
-    const payment = await api(shredded, 'POST', '/payments', {
-      amount: 500,
-      currency: 'usd',
-      customer: 'cus_S1',
-      paymentMethod: 'pm_card_visa',
-    });
+    const payment = await api(shredded, 'POST', '/payments', PAYMENT);
     expect(payment.status).toBe(410);
     expect(payment.body.error.code).toBe('company_shredded');
   });
