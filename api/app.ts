@@ -10,6 +10,7 @@ import { bodyContainsCardNumber, requestLineContainsCardNumber } from '../domain
 import type { PaymentGateway } from '../domain/payment-gateway';
 import type { Database } from '../models';
 import { plainCollection } from '../models/connection';
+import { SettingsCache } from '../models/settings-cache';
 import type { AppConfig } from '../platform/config';
 import type { Logger } from '../platform/logger';
 import type { Queues } from '../queues';
@@ -28,7 +29,6 @@ import { registerPaymentRoutes } from './routes/payments';
 import { registerRefundRoutes } from './routes/refunds';
 import { registerSubscriptionRoutes } from './routes/subscriptions';
 import { registerStripeWebhookRoutes } from './routes/stripe-webhooks';
-import { SettingsCache } from '../models/settings-cache';
 import { registerWebhookEventRoutes } from './routes/webhook-events';
 import { registerWebhookEndpointRoutes } from './routes/webhook-endpoints';
 import { enqueueInvoiceRender } from '../queues/invoices.queue';

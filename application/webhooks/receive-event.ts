@@ -85,11 +85,11 @@ export interface ReceiveEventDeps {
   encryption: Pick<FieldEncryption, 'encrypt'>;
   /**
    * The api's settings cache, keeping signing secrets (models/settings-cache.ts): the configuration as Redis' tokens
-   * say it is now, an `MGET` instead of a read and a decryption per delivery. Without it, the database is read. Not
-   * run in a job scope (`inJob`): an AsyncLocalStorage would put a hook on every promise of the api process, where a
-   * scope saves one `MGET` only for an office's delivery.
+   * say it is now, an `MGET` instead of a read and a decryption per delivery. Not run in a job scope (`inJob`): an
+   * AsyncLocalStorage would put a hook on every promise of the api process, where a scope saves one `MGET` only for
+   * an office's delivery.
    */
-  settings?: Pick<SettingsReads, 'company' | 'office'>;
+  settings: Pick<SettingsReads, 'company' | 'office'>;
   /**
    * The inbox's collection on the client without decryption (models/connection.ts `plainCollection`): the row is
    * inserted with its payload already encrypted, and the reply needs no decryption pass.
@@ -150,12 +150,11 @@ export async function receiveWebhookEvent(
     trail,
   });
 
-  const levels = await loadPaymentLevels(models, target, deps.settings ? { reads: deps.settings } : {}).catch(
-    (error: unknown) => {
-      if (isShreddedDataError(error) || error instanceof ShreddedPaymentInfoError) return undefined;
-      throw error;
-    },
-  );
+  const levels = await loadPaymentLevels(models, target, { reads: deps.settings }).catch((error: unknown) => {
+    // A company's configuration or an office's that its data key no longer decrypts.
+    if (error instanceof ShreddedPaymentInfoError || isShreddedDataError(error)) return undefined;
+    throw error;
+  });
   // Unreadable (data key gone): only then is the company asked for on its own, to tell missing from shredded.
   const companyExists = levels ? levels.companyExists : Boolean(await models.Company.exists({ _id: companyId }));
   // A company that does not exist gets no trail (and no data key) of its own; neither does a shredded one.
