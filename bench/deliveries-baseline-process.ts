@@ -5,7 +5,8 @@
  * - data (argv[2] "data"): a BullMQ worker on its own queue, at the product's concurrency, that replays what one
  *   delivery attempt reads and writes: find the delivery, then its endpoint and event at once, sign the stored body,
  *   POST it on a new connection (as the product does: each connection is checked at connect time), push the attempt
- *   and mark the delivery delivered, clear the endpoint's failing streak (a conditional update that matches nothing).
+ *   and mark the delivery delivered; the endpoint's failing streak is ended only when the endpoint read has one (the
+ *   bench's endpoint has none).
  *   It signs with the secret it is given instead of decrypting the endpoint's: decryption stays a product cost.
  * - limit (argv[2] "limit"): `run` signs and POSTs the given body `count` times, `concurrency` at a time, one new
  *   connection each, and nothing else: the most a sender can do against this receiver on this machine.
@@ -114,13 +115,16 @@ async function main(role: string | undefined): Promise<void> {
                 $slice: -30,
               },
             },
-            $set: { status: status === 200 ? 'delivered' : 'pending', deliveredAt: at },
+            $set: { status: status === 200 ? 'delivered' : 'pending', deliveredAt: at, updatedAt: at },
           },
         );
-        await endpoints.updateOne(
-          { _id: endpoint._id, failingSince: { $exists: true } },
-          { $unset: { failingSince: 1 } },
-        );
+        // As the product: a failing streak to end only when the endpoint read has one.
+        if (endpoint.failingSince) {
+          await endpoints.updateOne(
+            { _id: endpoint._id, failingSince: { $exists: true } },
+            { $unset: { failingSince: 1 } },
+          );
+        }
       },
       { connection, prefix: config.queuePrefix, concurrency: config.webhooks.concurrency },
     );

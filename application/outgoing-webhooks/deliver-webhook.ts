@@ -1,14 +1,28 @@
+import type { Collection } from 'mongodb';
 import { Webhook } from 'standardwebhooks';
 import { transitionEventId } from '../../domain/audit-actions';
 import type { AuditEventInput } from '../../domain/audit-event';
 import { RESPONSE_EXCERPT_BYTES, retryDelayMs } from '../../domain/webhook-endpoint';
 import type { SendResult } from '../../gateway/webhook-sender';
 import type { Models } from '../../models';
-import { KEPT_ATTEMPTS, type WebhookEndpointRecord } from '../../models/outgoing-webhook.model';
+import {
+  KEPT_ATTEMPTS,
+  type OutgoingEventRecord,
+  type WebhookDeliveryRecord,
+  type WebhookEndpointRecord,
+} from '../../models/outgoing-webhook.model';
 import { webhookDeliveries } from '../../platform/metrics';
 
 export interface DeliverDeps {
-  models: Pick<Models, 'WebhookEndpoint' | 'OutgoingEvent' | 'WebhookDelivery'>;
+  /** The endpoint, read on the decrypting client (its signing secrets), and its rare writes (a failing streak). */
+  models: Pick<Models, 'WebhookEndpoint'>;
+  /**
+   * The deliveries and events on the client without decryption (models/connection.ts `plainCollection`): neither holds
+   * an encrypted field, so their reads skip the decryption pass and mongoose's query machinery, and the delivery's
+   * writes name every field they change (`updatedAt` included).
+   */
+  deliveries: Collection<WebhookDeliveryRecord>;
+  events: Collection<OutgoingEventRecord>;
   sender: { send(url: string, headers: Record<string, string>, body: string): Promise<SendResult> };
   enqueueAudit(event: AuditEventInput): Promise<void>;
   retryScheduleMs: readonly number[];
@@ -54,19 +68,24 @@ export async function deliverWebhook(
   deps: DeliverDeps,
   job: { deliveryId: string; attempt: number; finalAttempt: boolean; redelivery?: boolean },
 ): Promise<DeliverOutcome> {
-  const { WebhookDelivery, WebhookEndpoint, OutgoingEvent } = deps.models;
+  const { WebhookEndpoint } = deps.models;
+  const { deliveries } = deps;
   const now = deps.now?.() ?? new Date();
-  const delivery = await WebhookDelivery.findById(job.deliveryId).lean();
+  const delivery = await deliveries.findOne({ _id: job.deliveryId });
   if (!delivery) return 'gone';
   // A job run again after its success was recorded (its worker killed before BullMQ marked it done, a Redis restart
   // that lost that mark): the receiver has it already. Only a redelivery the company asked for sends it again.
   if (delivery.status === 'delivered' && !job.redelivery) return 'already_delivered';
   const [endpoint, event] = await Promise.all([
-    WebhookEndpoint.findById(delivery.endpointId).lean(),
-    OutgoingEvent.findById(delivery.eventId).lean(),
+    // A driver read on the decrypting client (its secrets): no mongoose query for one `_id` read.
+    WebhookEndpoint.collection.findOne<WebhookEndpointRecord>({ _id: delivery.endpointId as never }),
+    deps.events.findOne({ _id: delivery.eventId }),
   ]);
   if (!endpoint || endpoint.deletedAt || !event) {
-    await WebhookDelivery.updateOne({ _id: delivery._id, status: 'pending' }, { $set: { status: 'failed' } });
+    await deliveries.updateOne(
+      { _id: delivery._id, status: 'pending' },
+      { $set: { status: 'failed', updatedAt: now } },
+    );
     return 'gone';
   }
   if (endpoint.disabled) {
@@ -75,9 +94,9 @@ export async function deliverWebhook(
     if (endpoint.disabledReason === 'failing' && endpoint.failingSince) {
       await auditDisabled(deps, endpoint, new Date(endpoint.failingSince), now);
     }
-    await WebhookDelivery.updateOne(
+    await deliveries.updateOne(
       { _id: delivery._id, status: { $ne: 'delivered' } },
-      { $set: { status: 'endpoint_disabled' } },
+      { $set: { status: 'endpoint_disabled', updatedAt: now } },
     );
     webhookDeliveries.inc({ outcome: 'endpoint_disabled' });
     return 'endpoint_disabled';
@@ -96,25 +115,32 @@ export async function deliverWebhook(
     ...(nextRetryAt ? { nextRetryAt } : {}),
   };
   // One job at a time per delivery writes its attempts; a redelivery of a delivered event stays `delivered`.
-  await WebhookDelivery.updateOne(
+  await deliveries.updateOne(
     { _id: delivery._id },
     {
       $push: { attempts: { $each: [attempt], $slice: -KEPT_ATTEMPTS } },
-      $set: ok
-        ? { status: 'delivered', deliveredAt: now }
-        : delivery.status === 'delivered'
-          ? {}
-          : job.finalAttempt
-            ? { status: 'failed' }
-            : { status: 'pending', nextAttemptAt: nextRetryAt },
+      $set: {
+        updatedAt: new Date(),
+        ...(ok
+          ? { status: 'delivered', deliveredAt: now }
+          : delivery.status === 'delivered'
+            ? {}
+            : job.finalAttempt
+              ? { status: 'failed' }
+              : { status: 'pending', nextAttemptAt: nextRetryAt }),
+      },
     },
   );
   if (ok) {
     webhookDeliveries.inc({ outcome: 'delivered' });
-    await WebhookEndpoint.updateOne(
-      { _id: endpoint._id, failingSince: { $exists: true } },
-      { $unset: { failingSince: 1 } },
-    );
+    // A failing streak ends with a success. The endpoint as read says whether there is one: a failure that starts a
+    // streak while this attempt is in flight keeps it (the next success ends it), as it would had its write come last.
+    if (endpoint.failingSince) {
+      await WebhookEndpoint.updateOne(
+        { _id: endpoint._id, failingSince: { $exists: true } },
+        { $unset: { failingSince: 1 } },
+      );
+    }
     return 'delivered';
   }
   webhookDeliveries.inc({ outcome: result.errorCode === 'address_refused' ? 'refused' : 'failed' });

@@ -186,6 +186,12 @@ describe('outgoing webhooks', () => {
     expect(count('failed')).toBeGreaterThanOrEqual(3);
     expect(count('delivered')).toBeGreaterThanOrEqual(succeeded.length);
 
+    // The failures started a failing streak; the success of their retries ended it, so an endpoint that answers again
+    // is never disabled for that streak.
+    const stored = await system.ctx.db.models.WebhookEndpoint.findById(endpoint.id).lean();
+    expect(stored).not.toBeNull();
+    expect(stored!.failingSince).toBeUndefined();
+
     expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
   }, 60_000);
 

@@ -11,29 +11,30 @@ const SECRET = `whsec_${Buffer.from('rerun-test-signing-secret-32byte').toString
 function fakeDeps(status: 'pending' | 'delivered') {
   const sent: string[] = [];
   const updates: unknown[] = [];
-  const lean = <T>(value: T) => ({ lean: () => Promise.resolve(value) });
   const delivery = { _id: 'dlv_01J9Z8Q6V3M4N5P6Q7R8S9T0V1', endpointId: 'we_1', eventId: 'msg_1', status };
   const deps = {
-    models: {
-      WebhookDelivery: {
-        findById: () => lean(delivery),
-        updateOne: (...args: unknown[]) => {
-          updates.push(args);
-          return Promise.resolve({ matchedCount: 1 });
-        },
+    deliveries: {
+      findOne: () => Promise.resolve(delivery),
+      updateOne: (...args: unknown[]) => {
+        updates.push(args);
+        return Promise.resolve({ matchedCount: 1 });
       },
+    },
+    events: { findOne: () => Promise.resolve({ _id: 'msg_1', body: '{"type":"payment.succeeded"}' }) },
+    models: {
       WebhookEndpoint: {
-        findById: () =>
-          lean({
-            _id: 'we_1',
-            companyId: 'co_1',
-            url: 'https://hooks.example.com/x',
-            disabled: false,
-            secrets: [{ secret: SECRET }],
-          }),
+        collection: {
+          findOne: () =>
+            Promise.resolve({
+              _id: 'we_1',
+              companyId: 'co_1',
+              url: 'https://hooks.example.com/x',
+              disabled: false,
+              secrets: [{ secret: SECRET }],
+            }),
+        },
         updateOne: () => Promise.resolve({ matchedCount: 0 }),
       },
-      OutgoingEvent: { findById: () => lean({ _id: 'msg_1', body: '{"type":"payment.succeeded"}' }) },
     },
     sender: {
       send: (_url: string, headers: Record<string, string>) => {
