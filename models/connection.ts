@@ -38,3 +38,31 @@ export function plainCollection<TRecord extends Document>(
 ): Collection<TRecord> {
   return database.plainClient.db(database.connection.name).collection<TRecord>(model.collection.collectionName);
 }
+
+const driverCollections = new WeakMap<object, Collection<Document>>();
+
+/**
+ * A model's collection on the model's own client (its reads decrypt as the model's do), typed by its stored record:
+ * driver commands for a hot path's writes, without the query object, the casting and the walk of the schema that
+ * mongoose makes per command. Nothing is cast or defaulted and no middleware runs, so it serves only models without
+ * write hooks (no serialized writes, no document tokens); the caller stamps `updatedAt` (`stamped`) where the schema
+ * keeps timestamps, and passes `ignoreUndefined` where a value may be left undefined, as mongoose drops those.
+ */
+export function driverCollection<TRecord extends Document>(model: {
+  db: Connection;
+  collection: { collectionName: string };
+}): Collection<TRecord> {
+  let collection = driverCollections.get(model);
+  if (!collection) {
+    const db = model.db.db;
+    if (!db) throw new Error(`${model.collection.collectionName}: the connection is not open`);
+    collection = db.collection(model.collection.collectionName);
+    driverCollections.set(model, collection);
+  }
+  return collection as unknown as Collection<TRecord>;
+}
+
+/** An update with `updatedAt` set to now, as a schema with timestamps has mongoose do. */
+export function stamped<TUpdate extends { $set?: Document }>(update: TUpdate): TUpdate {
+  return { ...update, $set: { ...update.$set, updatedAt: new Date() } };
+}

@@ -8,6 +8,7 @@ import {
   type PaymentGateway,
 } from '../domain/payment-gateway';
 import { isSettled } from '../domain/payment-status';
+import { driverCollection, stamped } from '../models/connection';
 import type { FieldEncryption } from '../models/encryption';
 import type { Models } from '../models';
 import type { PaymentRecord } from '../models/payment.model';
@@ -110,11 +111,11 @@ async function chargePayment(
   // Claim first: the usual case needs no separate read. The requested event goes first into the outcome's batch, built
   // from the stored payment (the api's sealed context included): however the charge was queued (the api, the outbox
   // sweep after a lost add, a retry), its run sends it.
-  const payment = await Payment.findOneAndUpdate(
+  const payment = await driverCollection<PaymentRecord>(Payment).findOneAndUpdate(
     { _id: paymentId, status: { $in: ['queued', 'processing'] } },
-    { $set: { status: 'processing' }, $inc: { attempts: 1 } },
-    { new: true },
-  ).lean();
+    stamped({ $set: { status: 'processing' as const }, $inc: { attempts: 1 } }),
+    { returnDocument: 'after' },
+  );
   if (!payment) {
     const stored = await Payment.findById(paymentId).lean();
     if (!stored) throw new JobFailedError('payment_not_found', `payment ${paymentId} not found`);
@@ -200,9 +201,10 @@ async function chargeIntent(
       idempotencyKey: payment._id,
     });
     // Saved before confirming: after Stripe's 24-hour idempotency window only this record prevents a second intent.
-    const recorded = await deps.models.Payment.updateOne(
+    const recorded = await driverCollection<PaymentRecord>(deps.models.Payment).updateOne(
       { _id: payment._id, stripePaymentIntentId: { $exists: false } },
-      { $set: { stripePaymentIntentId: created.id, gatewayAccount: payment.gatewayAccount ?? account } },
+      stamped({ $set: { stripePaymentIntentId: created.id, gatewayAccount: payment.gatewayAccount ?? account } }),
+      { ignoreUndefined: true },
     );
     // Not recorded: an earlier attempt (after a stall) saved an intent id first, and that one is charged, through the
     // account it recorded and no other.

@@ -2,6 +2,7 @@ import type { AuditEventInput } from '../../domain/audit-event';
 import { paymentOutcomeEvent } from '../../domain/payment-audit';
 import type { PaymentStatus } from '../../domain/payment-status';
 import type { Models } from '../../models';
+import { driverCollection, stamped } from '../../models/connection';
 import type { FieldEncryption } from '../../models/encryption';
 import type { PaymentOutcome, SettledOutcome } from '../../domain/payment-outcome';
 import type { PaymentRecord } from '../../models/payment.model';
@@ -53,11 +54,12 @@ export async function recordPaymentOutcome(
       nextActionType: outcome.nextActionType,
     };
   }
-  const applied = await deps.models.Payment.findOneAndUpdate(
+  // A driver command on the model's (decrypting) client: no mongoose query to build and cast on every outcome.
+  const applied = await driverCollection<PaymentRecord>(deps.models.Payment).findOneAndUpdate(
     { _id: payment._id, status: from },
-    { $set: set, $unset: Object.fromEntries(unset.map((field) => [field, 1])) },
-    { new: true },
-  ).lean();
+    stamped({ $set: set, $unset: Object.fromEntries(unset.map((field) => [field, 1 as const])) }),
+    { returnDocument: 'after', ignoreUndefined: true },
+  );
   if (applied) {
     await auditPaymentOutcome(deps, applied, source);
     await deps.onOutcome?.(applied);

@@ -130,7 +130,10 @@ describe('charging a payer', () => {
     const payment = await settled(response.body.id);
     expect(payment.status).toBe('failed');
     expect(payment.failure).toMatchObject({ code: 'card_declined', declineCode: 'insufficient_funds' });
+    // It says when it last changed: its settling.
+    expect(Date.parse(payment.updatedAt)).toBeGreaterThan(Date.parse(payment.createdAt));
     const stored = await system.ctx.db.models.Payment.findById(response.body.id).lean();
+    expect(stored!.updatedAt.getTime()).toBeGreaterThanOrEqual(stored!.completedAt!.getTime());
     expect(gatewayCalls(new RegExp(`^/v1/payment_intents/${stored!.stripePaymentIntentId}/confirm$`))).toHaveLength(1);
     const job = await failedJob(response.body.id);
     expect(job?.attemptsMade).toBe(1);
