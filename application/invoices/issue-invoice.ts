@@ -12,12 +12,14 @@ import {
   yearIn,
 } from '../../domain/invoice-number';
 import type { Models } from '../../models';
+import { driverCollection } from '../../models/connection';
 import { isDuplicateKeyError } from '../../models/errors';
 import type { InvoiceNumbering } from '../../models/invoice-number.model';
 import { invoiceSettingsId } from '../../models/invoice-settings.model';
 import type { InvoiceLineRecord, InvoiceRecord, StoredDocumentRef } from '../../models/invoice.model';
 import type { PaymentRecord } from '../../models/payment.model';
 import type { RefundRecord } from '../../models/refund.model';
+import type { StripeCustomerRecord } from '../../models/stripe-customer.model';
 import type { SubscriptionPeriodRecord, SubscriptionRecord } from '../../models/subscription.model';
 import type { PlanCategory } from '../../domain/plan';
 import type { FieldEncryption } from '../../models/encryption';
@@ -426,10 +428,10 @@ async function payerReferenceOf(deps: IssueInvoiceDeps, payment: PaymentRecord):
   const key = await deps.encryption.encrypt(payment.companyId, payment.customer, 'deterministic');
   const find = async () =>
     (
-      await deps.models.StripeCustomer.findOne(
+      await driverCollection<StripeCustomerRecord>(deps.models.StripeCustomer).findOne(
         { companyId: payment.companyId, stripeCustomerKey: key },
-        { customerRef: 1 },
-      ).lean()
+        { projection: { customerRef: 1 } },
+      )
     )?.customerRef;
   const found = deps.settings
     ? await deps.settings.payerReference(payment.companyId, payment.customer, find)
