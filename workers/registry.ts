@@ -5,7 +5,7 @@ import type { PaymentGateway } from '../domain/payment-gateway';
 import type { Database } from '../models';
 import type { SettingsCache } from '../models/settings-cache';
 import { loadAnchorSigner } from '../models/anchor-key';
-import { plainCollection } from '../models/connection';
+import { driverCollection, plainCollection } from '../models/connection';
 import type { AppConfig } from '../platform/config';
 import type { Logger } from '../platform/logger';
 import type { QueuePayloads, Queues } from '../queues';
@@ -461,6 +461,7 @@ export const WORKERS = {
         ...common(context),
         concurrency: context.config.webhooks.concurrency,
         models: context.db.models,
+        endpoints: driverCollection(context.db.models.WebhookEndpoint),
         deliveries: plainCollection(context.db, context.db.models.WebhookDelivery),
         events: plainCollection(context.db, context.db.models.OutgoingEvent),
         sender: new WebhookSender({

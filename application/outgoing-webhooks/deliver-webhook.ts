@@ -5,6 +5,7 @@ import type { AuditEventInput } from '../../domain/audit-event';
 import { RESPONSE_EXCERPT_BYTES, retryDelayMs } from '../../domain/webhook-endpoint';
 import type { SendResult } from '../../gateway/webhook-sender';
 import type { Models } from '../../models';
+import { stamped } from '../../models/connection';
 import {
   KEPT_ATTEMPTS,
   type OutgoingEventRecord,
@@ -14,12 +15,14 @@ import {
 import { webhookDeliveries } from '../../platform/metrics';
 
 export interface DeliverDeps {
-  /** The endpoint, read on the decrypting client (its signing secrets), and its rare writes (a failing streak). */
+  /** The endpoint's rare writes (a failing streak begun, ended, or the endpoint disabled for it). */
   models: Pick<Models, 'WebhookEndpoint'>;
+  /** The endpoints on the decrypting client (`driverCollection`): a driver read, its signing secrets decrypted. */
+  endpoints: Collection<WebhookEndpointRecord>;
   /**
    * The deliveries and events on the client without decryption (models/connection.ts `plainCollection`): neither holds
-   * an encrypted field, so their reads skip the decryption pass and mongoose's query machinery, and the delivery's
-   * writes name every field they change (`updatedAt` included).
+   * an encrypted field, so their reads skip the decryption pass and mongoose's query machinery; the delivery's writes
+   * stamp `updatedAt` themselves (`stamped`).
    */
   deliveries: Collection<WebhookDeliveryRecord>;
   events: Collection<OutgoingEventRecord>;
@@ -77,14 +80,13 @@ export async function deliverWebhook(
   // that lost that mark): the receiver has it already. Only a redelivery the company asked for sends it again.
   if (delivery.status === 'delivered' && !job.redelivery) return 'already_delivered';
   const [endpoint, event] = await Promise.all([
-    // A driver read on the decrypting client (its secrets): no mongoose query for one `_id` read.
-    WebhookEndpoint.collection.findOne<WebhookEndpointRecord>({ _id: delivery.endpointId as never }),
+    deps.endpoints.findOne({ _id: delivery.endpointId }),
     deps.events.findOne({ _id: delivery.eventId }),
   ]);
   if (!endpoint || endpoint.deletedAt || !event) {
     await deliveries.updateOne(
       { _id: delivery._id, status: 'pending' },
-      { $set: { status: 'failed', updatedAt: now } },
+      stamped({ $set: { status: 'failed' as const } }),
     );
     return 'gone';
   }
@@ -96,7 +98,7 @@ export async function deliverWebhook(
     }
     await deliveries.updateOne(
       { _id: delivery._id, status: { $ne: 'delivered' } },
-      { $set: { status: 'endpoint_disabled', updatedAt: now } },
+      stamped({ $set: { status: 'endpoint_disabled' as const } }),
     );
     webhookDeliveries.inc({ outcome: 'endpoint_disabled' });
     return 'endpoint_disabled';
@@ -117,19 +119,16 @@ export async function deliverWebhook(
   // One job at a time per delivery writes its attempts; a redelivery of a delivered event stays `delivered`.
   await deliveries.updateOne(
     { _id: delivery._id },
-    {
+    stamped({
       $push: { attempts: { $each: [attempt], $slice: -KEPT_ATTEMPTS } },
-      $set: {
-        updatedAt: new Date(),
-        ...(ok
-          ? { status: 'delivered', deliveredAt: now }
-          : delivery.status === 'delivered'
-            ? {}
-            : job.finalAttempt
-              ? { status: 'failed' }
-              : { status: 'pending', nextAttemptAt: nextRetryAt }),
-      },
-    },
+      $set: ok
+        ? { status: 'delivered' as const, deliveredAt: now }
+        : delivery.status === 'delivered'
+          ? {}
+          : job.finalAttempt
+            ? { status: 'failed' as const }
+            : { status: 'pending' as const, nextAttemptAt: nextRetryAt },
+    }),
   );
   if (ok) {
     webhookDeliveries.inc({ outcome: 'delivered' });

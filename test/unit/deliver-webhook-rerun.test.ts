@@ -21,21 +21,17 @@ function fakeDeps(status: 'pending' | 'delivered') {
       },
     },
     events: { findOne: () => Promise.resolve({ _id: 'msg_1', body: '{"type":"payment.succeeded"}' }) },
-    models: {
-      WebhookEndpoint: {
-        collection: {
-          findOne: () =>
-            Promise.resolve({
-              _id: 'we_1',
-              companyId: 'co_1',
-              url: 'https://hooks.example.com/x',
-              disabled: false,
-              secrets: [{ secret: SECRET }],
-            }),
-        },
-        updateOne: () => Promise.resolve({ matchedCount: 0 }),
-      },
+    endpoints: {
+      findOne: () =>
+        Promise.resolve({
+          _id: 'we_1',
+          companyId: 'co_1',
+          url: 'https://hooks.example.com/x',
+          disabled: false,
+          secrets: [{ secret: SECRET }],
+        }),
     },
+    models: { WebhookEndpoint: { updateOne: () => Promise.resolve({ matchedCount: 0 }) } },
     sender: {
       send: (_url: string, headers: Record<string, string>) => {
         sent.push(headers['webhook-id']!);
