@@ -204,7 +204,6 @@ async function chargeIntent(
     const recorded = await driverCollection<PaymentRecord>(deps.models.Payment).updateOne(
       { _id: payment._id, stripePaymentIntentId: { $exists: false } },
       stamped({ $set: { stripePaymentIntentId: created.id, gatewayAccount: payment.gatewayAccount ?? account } }),
-      { ignoreUndefined: true },
     );
     // Not recorded: an earlier attempt (after a stall) saved an intent id first, and that one is charged, through the
     // account it recorded and no other.

@@ -72,7 +72,7 @@ export async function deliverWebhook(
   job: { deliveryId: string; attempt: number; finalAttempt: boolean; redelivery?: boolean },
 ): Promise<DeliverOutcome> {
   const { WebhookEndpoint } = deps.models;
-  const { deliveries } = deps;
+  const { deliveries, endpoints, events } = deps;
   const now = deps.now?.() ?? new Date();
   const delivery = await deliveries.findOne({ _id: job.deliveryId });
   if (!delivery) return 'gone';
@@ -80,8 +80,8 @@ export async function deliverWebhook(
   // that lost that mark): the receiver has it already. Only a redelivery the company asked for sends it again.
   if (delivery.status === 'delivered' && !job.redelivery) return 'already_delivered';
   const [endpoint, event] = await Promise.all([
-    deps.endpoints.findOne({ _id: delivery.endpointId }),
-    deps.events.findOne({ _id: delivery.eventId }),
+    endpoints.findOne({ _id: delivery.endpointId }),
+    events.findOne({ _id: delivery.eventId }),
   ]);
   if (!endpoint || endpoint.deletedAt || !event) {
     await deliveries.updateOne(
