@@ -15,7 +15,9 @@ ENV BUILD_TYPE=dynamic \
     CXXFLAGS=-fpermissive \
     npm_config_build_from_source=mongodb-client-encryption \
     npm_config_nodedir=/usr/local
+# patches/: fixes to dependencies that npm ci applies (patch-package, the postinstall script).
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci --no-audit --no-fund \
  && node -e "require('mongodb-client-encryption')"
 COPY . .

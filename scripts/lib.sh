@@ -140,7 +140,8 @@ build_ferretdb() {
 # it, CXXFLAGS=-fpermissive lets that old addon compile, and nodedir keeps node-gyp from downloading Node's headers.
 ensure_node_modules() {
   local stamp="$HB_ROOT/node_modules/.hipaa-billing-installed" want
-  want="$(sha256sum "$HB_ROOT/package-lock.json" | cut -d' ' -f1) node $(node -p 'process.versions.node')"
+  # The lockfile and the dependency patches npm ci applies (patch-package, package.json's postinstall).
+  want="$(cat "$HB_ROOT/package-lock.json" "$HB_ROOT"/patches/*.patch | sha256sum | cut -d' ' -f1) node $(node -p 'process.versions.node')"
   [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
   local node_prefix
   node_prefix=$(dirname "$(dirname "$(command -v node)")")
