@@ -81,6 +81,12 @@ export interface OutgoingEventRecord {
   /** `{ type, timestamp, data }` as JSON, exactly the bytes every delivery signs and sends. */
   body: string;
   createdAt: Date;
+  /**
+   * Set when the event is stored, removed once a delivery is stored and queued for every endpoint that wants it. An
+   * event still marked after the outbox sweep's staleness lost its fan-out (its process stopped between the writes,
+   * and nothing sent its audit event again): the sweep fans it out.
+   */
+  fanOutPending?: true;
 }
 
 export const EVENT_RETENTION_SECONDS = 30 * 24 * 60 * 60;
@@ -95,6 +101,7 @@ const outgoingEventSchema = new Schema<OutgoingEventRecord>(
     occurredAt: { type: Date, required: true },
     body: { type: String, required: true },
     createdAt: { type: Date, required: true },
+    fanOutPending: { type: Boolean },
   },
   { versionKey: false, collection: 'events' },
 );
@@ -104,6 +111,8 @@ outgoingEventSchema.index({ companyId: 1, type: 1, _id: 1 });
 // Retention (30 days: receivers catch up by pulling within them) is a delete by this index
 // (pruneExpiredWebhookRecords), not a TTL index: the MongoDB-wire server used in development has no TTL indexes.
 outgoingEventSchema.index({ createdAt: 1 });
+// The outbox sweep's read of events whose fan-out was lost.
+outgoingEventSchema.index({ fanOutPending: 1, createdAt: 1 });
 
 export const DELIVERY_STATUSES = ['pending', 'delivered', 'failed', 'endpoint_disabled'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];

@@ -16,6 +16,7 @@ import {
   webhookDeliveryJobId,
   type WebhookDeliveryJob,
 } from '../../queues/webhook-deliveries.queue';
+import { fanOutEvent, liveEndpointsOf } from '../outgoing-webhooks/emit-event';
 
 export interface OutboxDeps {
   /** Company and Office hold the audit events of their changes until they are queued (swept with the audit queue). */
@@ -32,6 +33,7 @@ export interface OutboxDeps {
         | 'SweepMark'
         | 'WebhookEndpoint'
         | 'WebhookDelivery'
+        | 'OutgoingEvent'
         | 'TestClock'
       >
     >;
@@ -340,6 +342,38 @@ const webhookDeliveries: OutboxSource = {
   },
 };
 
+/**
+ * An outgoing webhook event whose fan-out was lost: stored, but its process stopped before a delivery was stored and
+ * queued for every endpoint that wants it, and nothing sent its audit event again (a charge run again after its
+ * payment moved on sends the payment's outcome now, not the one the event is of). Its deliveries are made and queued
+ * as the emitter would have, for the company's live endpoints.
+ */
+const webhookEvents: OutboxSource = {
+  name: 'webhook-events',
+  async sweep(deps, cutoff) {
+    const { OutgoingEvent, WebhookEndpoint, WebhookDelivery } = deps.models;
+    if (!deps.webhookDeliveries || !OutgoingEvent || !WebhookEndpoint || !WebhookDelivery) {
+      return { examined: 0, requeued: 0, failed: 0 };
+    }
+    const { queue, retryScheduleMs } = deps.webhookDeliveries;
+    const stale = await OutgoingEvent.find(
+      { fanOutPending: true, createdAt: { $lt: cutoff } },
+      { companyId: 1, officeId: 1, type: 1, fanOutPending: 1 },
+    )
+      .sort({ createdAt: 1 })
+      .limit(SWEEP_BATCH)
+      .lean();
+    const fanOut = {
+      models: { OutgoingEvent, WebhookDelivery },
+      enqueueDelivery: (job: WebhookDeliveryJob) => enqueueWebhookDelivery(queue, job, retryScheduleMs),
+    };
+    return ensureJobs(deps, this.name, stale, async (event) => {
+      await fanOutEvent(fanOut, event, await liveEndpointsOf(WebhookEndpoint, event.companyId));
+      return true;
+    });
+  },
+};
+
 export const OUTBOX_SOURCES: readonly OutboxSource[] = [
   payments,
   stripeEvents,
@@ -350,6 +384,8 @@ export const OUTBOX_SOURCES: readonly OutboxSource[] = [
   settledWithoutInvoice,
   invoiceDocuments,
   testClocks,
+  // Before the deliveries: the deliveries it makes are queued at once, and the next source leaves them alone.
+  webhookEvents,
   webhookDeliveries,
 ];
 

@@ -1,18 +1,24 @@
 import { ulid } from '../../platform/ids';
 import type { AuditEvent } from '../../domain/audit-event';
-import { endpointWants, webhookEventTypeOf, type WebhookPayload } from '../../domain/webhook-catalog';
+import {
+  endpointWants,
+  webhookEventTypeOf,
+  type WebhookEventType,
+  type WebhookPayload,
+} from '../../domain/webhook-catalog';
 import type { Models } from '../../models';
 import { isDuplicateKeyError } from '../../models/errors';
 import {
   LIVE_ENDPOINT,
   pruneExpiredWebhookRecords,
+  type OutgoingEventRecord,
   type WebhookEndpointRecord,
 } from '../../models/outgoing-webhook.model';
 import type { Logger } from '../../platform/logger';
 import type { WebhookDeliveryJob } from '../../queues/webhook-deliveries.queue';
 import { readEventData } from './event-data';
 
-type EndpointView = Pick<WebhookEndpointRecord, '_id' | 'officeId' | 'enabledEvents' | 'disabled'>;
+export type EndpointView = Pick<WebhookEndpointRecord, '_id' | 'officeId' | 'enabledEvents' | 'disabled'>;
 
 export interface EmitDeps {
   models: Pick<
@@ -23,6 +29,14 @@ export interface EmitDeps {
   endpointsOf(companyId: string): Promise<EndpointView[]>;
   enqueueDelivery(job: WebhookDeliveryJob): Promise<void>;
   logger: Logger;
+}
+
+/** A company's live endpoints, as a fan-out reads them. */
+export async function liveEndpointsOf(
+  model: Pick<Models, 'WebhookEndpoint'>['WebhookEndpoint'],
+  companyId: string,
+): Promise<EndpointView[]> {
+  return model.find({ companyId, ...LIVE_ENDPOINT }, { _id: 1, officeId: 1, enabledEvents: 1, disabled: 1 }).lean();
 }
 
 /**
@@ -39,10 +53,7 @@ export function cachedEndpoints(
   return (companyId) => {
     const hit = cache.get(companyId);
     if (hit && now() - hit.at < ttlMs) return hit.endpoints;
-    const endpoints = model
-      .find({ companyId, ...LIVE_ENDPOINT }, { _id: 1, officeId: 1, enabledEvents: 1, disabled: 1 })
-      .lean()
-      .then((rows) => rows as EndpointView[]);
+    const endpoints = liveEndpointsOf(model, companyId);
     cache.set(companyId, { at: now(), endpoints });
     endpoints.catch(() => cache.delete(companyId));
     if (cache.size > 10_000) cache.delete(cache.keys().next().value as string);
@@ -92,17 +103,37 @@ export async function emitWebhookEvent(deps: EmitDeps, audit: AuditEvent): Promi
   if (endpoints.length === 0) return { deliveries: 0 };
   const event = await storedEvent(deps, audit, type);
   if (!event) return { deliveries: 0 };
+  return { eventId: event._id, deliveries: await fanOutEvent(deps, event, endpoints) };
+}
+
+/** A stored event, as its fan-out needs it. */
+export type FannedOutEvent = Pick<OutgoingEventRecord, '_id' | 'companyId' | 'officeId' | 'type' | 'fanOutPending'>;
+
+/**
+ * Stores and queues a delivery of the event for each endpoint that wants it (idempotent: one delivery per event and
+ * endpoint), then clears the event's fan-out mark. The emitter's second half, and the outbox sweep's for an event
+ * whose emitter stopped between the two (application/outbox/sweep-outbox.ts).
+ */
+export async function fanOutEvent(
+  deps: Pick<EmitDeps, 'enqueueDelivery'> & { models: Pick<Models, 'OutgoingEvent' | 'WebhookDelivery'> },
+  event: FannedOutEvent,
+  endpoints: readonly EndpointView[],
+): Promise<number> {
   const targets = endpoints.filter(
     (endpoint) =>
       !endpoint.disabled &&
       (!endpoint.officeId || endpoint.officeId === event.officeId) &&
-      endpointWants(endpoint.enabledEvents, event.type),
+      // Stored by the emitter from the catalog's types.
+      endpointWants(endpoint.enabledEvents, event.type as WebhookEventType),
   );
   for (const endpoint of targets) {
-    const deliveryId = await storedDelivery(deps, event, endpoint._id, audit.companyId);
+    const deliveryId = await storedDelivery(deps, event, endpoint._id, event.companyId);
     await deps.enqueueDelivery({ deliveryId });
   }
-  return { eventId: event._id, deliveries: targets.length };
+  if (event.fanOutPending) {
+    await deps.models.OutgoingEvent.updateOne({ _id: event._id }, { $unset: { fanOutPending: 1 } });
+  }
+  return targets.length;
 }
 
 async function storedEvent(
@@ -112,8 +143,7 @@ async function storedEvent(
 ) {
   const { OutgoingEvent } = deps.models;
   const existing = await OutgoingEvent.findOne({ auditEventId: audit.eventId }).lean();
-  if (existing)
-    return { _id: existing._id, type: existing.type as WebhookPayload['type'], officeId: existing.officeId };
+  if (existing) return existing;
   const read = await readEventData(deps.models, catalogType, audit);
   if (!read) {
     deps.logger.warn({ action: audit.action, resourceType: audit.resource.type }, 'webhook event resource not found');
@@ -130,21 +160,22 @@ async function storedEvent(
     occurredAt: new Date(audit.occurredAt),
     body: JSON.stringify(payload),
     createdAt: new Date(),
+    fanOutPending: true as const,
   };
   try {
     await OutgoingEvent.create(record);
-    return { _id: record._id, type: record.type, officeId };
+    return record;
   } catch (error) {
     if (!isDuplicateKeyError(error)) throw error;
     // Another worker stored it first: that one is the event.
     const winner = await OutgoingEvent.findOne({ auditEventId: audit.eventId }).lean();
     if (!winner) throw error;
-    return { _id: winner._id, type: winner.type as WebhookPayload['type'], officeId: winner.officeId };
+    return winner;
   }
 }
 
 async function storedDelivery(
-  deps: EmitDeps,
+  deps: { models: Pick<Models, 'WebhookDelivery'> },
   event: { _id: string; type: string },
   endpointId: string,
   companyId: string,

@@ -192,6 +192,11 @@ describe('outgoing webhooks', () => {
     expect(stored).not.toBeNull();
     expect(stored!.failingSince).toBeUndefined();
 
+    // Each event was fanned out in full: none keeps the mark that would have the outbox sweep fan it out again.
+    const marked = await system.ctx.db.models.OutgoingEvent.find({ _id: { $in: all.map((e) => e.id) } }).lean();
+    expect(marked).toHaveLength(all.length);
+    expect(marked.filter((event) => event.fanOutPending)).toEqual([]);
+
     expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
   }, 60_000);
 
@@ -396,6 +401,41 @@ describe('outgoing webhooks', () => {
     expect((await system.sweepNow()).requeuedBy?.['webhook-deliveries']).toBeUndefined();
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(received.filter((r) => r.id === lost.eventId || r.id === redelivered.eventId)).toHaveLength(2);
+    expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
+  }, 30_000);
+
+  it('an event stored without its deliveries (its emitter stopped between the writes) is fanned out by the outbox sweep', async () => {
+    const endpoint = await createEndpoint({ url: receiverUrl, enabledEvents: ['*'] });
+    const { OutgoingEvent, WebhookDelivery } = system.ctx.db.models;
+    // As the emitter leaves an event when its process is killed after storing it: marked, no delivery.
+    const lost = await insertOutgoingDeliveries(system.ctx.db.models, {
+      companyId,
+      endpointIds: [],
+      fanOutPending: true,
+    });
+
+    expect((await system.sweepNow()).requeuedBy?.['webhook-events']).toBe(1);
+
+    await waitFor(
+      async () => received,
+      (all) => all.some((r) => r.id === lost.eventId && r.answered === 200),
+      { what: 'the swept event to arrive' },
+    );
+    const arrived = received.filter((r) => r.id === lost.eventId);
+    expect(arrived).toHaveLength(1);
+    expect(arrived[0]!.body).toBe(lost.body);
+    expect(() => new Webhook(endpoint.secret).verify(arrived[0]!.body, arrived[0]!.headers as any)).not.toThrow();
+    await waitFor(
+      async () => WebhookDelivery.find({ eventId: lost.eventId }).lean(),
+      (deliveries) => deliveries.length === 1 && deliveries[0]!.status === 'delivered',
+      { what: "the swept event's delivery to be recorded delivered" },
+    );
+    expect((await OutgoingEvent.findById(lost.eventId).lean())?.fanOutPending).toBeUndefined();
+
+    // Swept again: nothing is left to fan out, and the event is not sent again.
+    expect((await system.sweepNow()).requeuedBy?.['webhook-events']).toBeUndefined();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(received.filter((r) => r.id === lost.eventId)).toHaveLength(1);
     expect((await api('DELETE', `/webhook-endpoints/${endpoint.id}`)).status).toBe(204);
   }, 30_000);
 

@@ -97,6 +97,8 @@ export async function insertOutgoingDeliveries(
     endpointIds: string[];
     status?: 'pending' | 'failed';
     amount?: number;
+    /** The event still marked for its fan-out (its emitter stopped before it was done). */
+    fanOutPending?: true;
   },
 ): Promise<{ eventId: string; body: string; deliveryIds: string[] }> {
   const { companyId } = fields;
@@ -120,6 +122,7 @@ export async function insertOutgoingDeliveries(
     occurredAt: new Date(),
     body,
     createdAt: new Date(),
+    ...(fields.fanOutPending ? { fanOutPending: true } : {}),
   });
   const deliveryIds: string[] = [];
   for (const endpointId of fields.endpointIds) {
