@@ -29,14 +29,14 @@ export function createRenderPool(options: { threads: number; idleTimeoutMs?: num
     filename: renderWorkerFile(),
     name: 'renderInvoicePdfTask',
     // No thread is kept for a pool with nothing to render: a thread holds its own V8 heap and the parsed fonts (tens of
-    // MB), and starting one again costs the next render a few hundred ms once (docs/performance.md, "the idle render
-    // thread").
+    // MB), and starting one again costs the next render a few hundred ms once (docs/performance-history.md, "the idle
+    // render thread").
     minThreads: 0,
     maxThreads: threads,
     idleTimeout: idleTimeoutMs,
     // A render allocates a few MB that die with it; V8's default young generation for a thread (up to 48 MB) keeps
-    // that much resident in every thread. 8 MB scavenges a little more often (docs/performance.md, "the render
-    // thread's memory").
+    // that much resident in every thread. 8 MB scavenges a little more often (docs/performance-history.md, "the
+    // render thread's memory").
     resourceLimits: { maxYoungGenerationSizeMb: RENDER_YOUNG_GENERATION_MB },
   });
   return {

@@ -61,7 +61,8 @@ function censoredFields(fields: Record<string, unknown>): Record<string, unknown
  *
  * One pass over the keys with a set lookup each. pino's path redaction (`*.field`, `*.*.field`) was a third of what
  * the api allocated under load: its wildcard redactor parses each of its 60 paths again for every value of every log
- * line and child logger binding, a request id included (docs/performance.md, "the log redaction's cost per value").
+ * line and child logger binding, a request id included (docs/performance-history.md, "the log redaction's cost per
+ * value").
  */
 function censored(data: object, level: number): object {
   let changes: Map<string, unknown> | undefined;
