@@ -11,6 +11,10 @@
  *     (payments: the company's cache token (an MGET; the company read once and kept, as the api's settings cache
  *     keeps it), insert the record, the rate limiter's script, the charge's add; webhooks: the same MGET, insert the
  *     event, the event's and its receipt's adds).
+ *   - `POST /data+crypto/payments/:companyId`, `POST /data+crypto/webhooks/:companyId`: the same, with the
+ *     cryptography the product's ingress must add (served by a process of its own): the request's ip and user agent
+ *     sealed under the company's data key; a POST's bearer token digested (the api's verified-token cache key); a
+ *     delivery's signature checked by the Stripe SDK on the raw bytes and its payload encrypted.
  * - workers (argv[2] "workers"): BullMQ workers for the no-op jobs and data-bound
  *   charge and audit workers that replay the product's commands (and a charge's two
  *   Stripe requests) with plain clients. A succeeded charge is invoiced as the product
@@ -24,7 +28,8 @@
  * replay issues what the product does.
  */
 import { createHash } from 'node:crypto';
-import Fastify from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import Stripe from 'stripe';
 import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { ClientEncryption, MongoClient, type Collection, type Document } from 'mongodb';
@@ -32,6 +37,7 @@ import { serviceLine } from '../domain/invoice-catalog';
 import { DEFAULT_INVOICE_NUMBER_PREFIX, formatDocumentNumber, invoiceIdFor, yearIn } from '../domain/invoice-number';
 import { createRenderPool } from '../documents/render-pool';
 import { ALGORITHMS, companyKeyAltName, kmsProvidersFor, localMasterKeyFor } from '../models/encryption';
+import { preferLibmongocryptCrypto } from '../models/native-crypto';
 import { invoiceSettingsId } from '../models/invoice-settings.model';
 import type { InvoiceRecord } from '../models/invoice.model';
 import { createInvoiceReplay, issuedInvoiceEvents } from './invoice-replay';
@@ -41,6 +47,7 @@ import { auditJobOptions } from '../queues/audit.queue';
 import { chargeJobOptions } from '../queues/charges.queue';
 import { stripeEventJobOptions } from '../queues/stripe-events.queue';
 import { announceFailure, announceReady, serveParent } from './child';
+import { BENCH_WEBHOOK_SECRET } from './support';
 import { installCommandCounters } from './instrument';
 
 export interface BaselineInfo {
@@ -62,6 +69,8 @@ export const BASELINE_QUEUES = {
 export const BASELINE_COLLECTIONS = {
   payments: 'data_payments',
   webhookEvents: 'data_webhook_events',
+  /** The `+crypto` route's: it is sent the same events as the data-bound route. */
+  cryptoWebhookEvents: 'data_crypto_webhook_events',
   auditEvents: 'data_audit_events',
   invoices: 'data_invoices',
   invoiceNumbers: 'data_invoice_numbers',
@@ -83,7 +92,9 @@ interface PaymentBody {
 }
 
 async function connectData(config: AppConfig) {
-  // Reads of encrypted fields decrypt as the product's do; writes encrypt explicitly (the invoice replay).
+  // Reads of encrypted fields decrypt as the product's do; writes encrypt explicitly (the invoice replay, the
+  // `+crypto` routes), with the crypto primitives the product's processes use.
+  preferLibmongocryptCrypto();
   const kmsProviders = kmsProvidersFor(config.kms, localMasterKeyFor(config.kms, false));
   const keyVaultNamespace = config.keyVaultNamespace;
   const client = await MongoClient.connect(config.mongodbUri, {
@@ -98,6 +109,7 @@ async function connectData(config: AppConfig) {
     companies: db.collection<Document>('companies'),
     payments: db.collection<Document>(BASELINE_COLLECTIONS.payments),
     webhookEvents: db.collection<Document>(BASELINE_COLLECTIONS.webhookEvents),
+    cryptoWebhookEvents: db.collection<Document>(BASELINE_COLLECTIONS.cryptoWebhookEvents),
     auditEvents: db.collection<Document>(BASELINE_COLLECTIONS.auditEvents),
   };
 }
@@ -153,10 +165,32 @@ async function startServer(config: AppConfig): Promise<{ url: string; stop(): Pr
     return companies.has(companyId);
   };
 
-  app.post('/data/payments/:companyId', async (request, reply) => {
+  // The cryptography the product's ingress must do beyond the data work, with plain clients: what the `+crypto`
+  // routes add to the data-bound ones. A request's ip and user agent sealed under the company's data key (two
+  // encryptions, as api/audit-context.ts); a POST's bearer token digested (the api's verified-token cache key); a Stripe
+  // delivery's signature checked by the SDK on the raw bytes and its payload encrypted.
+  const seal = async (companyId: string, request: FastifyRequest) => {
+    const encrypt = async (value: string) =>
+      Buffer.from(
+        (
+          await data.clientEncryption.encrypt(value, {
+            keyAltName: companyKeyAltName(companyId),
+            algorithm: ALGORITHMS.random,
+          })
+        ).buffer,
+      ).toString('base64');
+    const userAgent = request.headers['user-agent'];
+    return {
+      sourceIp: await encrypt(request.ip),
+      ...(typeof userAgent === 'string' && userAgent ? { userAgent: await encrypt(userAgent) } : {}),
+    };
+  };
+
+  const payment = (withCrypto: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const { companyId } = request.params as { companyId: string };
     const body = request.body as PaymentBody;
     const idempotencyKey = String(request.headers['idempotency-key']);
+    if (withCrypto) createHash('sha256').update(String(request.headers.authorization)).digest();
     await rateLimit(`${config.queuePrefix}:data-rate-limit:${companyId}`);
     if (!(await knownCompany(companyId))) return reply.status(404).send({ error: 'company_not_found' });
     const paymentId = `pay_${ulid()}`;
@@ -170,6 +204,7 @@ async function startServer(config: AppConfig): Promise<{ url: string; stop(): Pr
       status: 'queued',
       requestedBy: { type: 'user', id: 'usr-dev' },
       requestId: request.id,
+      ...(withCrypto ? { sealedContext: await seal(companyId, request) } : {}),
       attempts: 0,
       createdAt: now,
       updatedAt: now,
@@ -177,45 +212,57 @@ async function startServer(config: AppConfig): Promise<{ url: string; stop(): Pr
     // One add, as the product's ingress: the charge's run sends `payment.requested` first in its outcome's batch.
     await queues.charges.add('charge', { paymentId }, jobOptions(chargeJobOptions, `charge-${paymentId}`));
     return reply.status(202).send({ id: paymentId, status: 'queued' });
-  });
+  };
+  app.post('/data/payments/:companyId', payment(false));
+  app.post('/data+crypto/payments/:companyId', payment(true));
 
+  const webhook = (withCrypto: boolean) => async (request: FastifyRequest) => {
+    const { companyId } = request.params as { companyId: string };
+    const raw = request.body as Buffer;
+    if (!(await knownCompany(companyId))) throw new Error('no such company');
+    const event = (
+      withCrypto
+        ? Stripe.webhooks.constructEvent(raw, String(request.headers['stripe-signature']), BENCH_WEBHOOK_SECRET, 300)
+        : JSON.parse(raw.toString('utf8'))
+    ) as { id: string; type: string; created: number; livemode: boolean };
+    const payload = raw.toString('utf8');
+    // Its own inbox and job ids: the two routes are sent the same events.
+    const jobKey = withCrypto ? `crypto-${event.id}` : event.id;
+    await (withCrypto ? data.cryptoWebhookEvents : data.webhookEvents).insertOne({
+      _id: event.id as never,
+      companyId,
+      type: event.type,
+      livemode: event.livemode,
+      created: new Date(event.created * 1000),
+      receivedAt: new Date(),
+      status: 'received',
+      payload: withCrypto
+        ? await data.clientEncryption.encrypt(payload, {
+            keyAltName: companyKeyAltName(companyId),
+            algorithm: ALGORITHMS.random,
+          })
+        : payload,
+    });
+    const receipt = auditJob(companyId, 'webhook.received', jobKey);
+    await Promise.all([
+      queues.stripeEvents.add(
+        'apply',
+        { eventId: event.id },
+        jobOptions(stripeEventJobOptions, `stripe-event-${jobKey}`),
+      ),
+      queues.audit.add(
+        'append',
+        withCrypto ? { ...receipt, sealed: await seal(companyId, request) } : receipt,
+        jobOptions(auditJobOptions, `audit-webhook.received-${jobKey}`),
+      ),
+    ]);
+    return { received: true };
+  };
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-    scope.post('/data/webhooks/:companyId', async (request) => {
-      const { companyId } = request.params as { companyId: string };
-      const raw = request.body as Buffer;
-      if (!(await knownCompany(companyId))) throw new Error('no such company');
-      const event = JSON.parse(raw.toString('utf8')) as {
-        id: string;
-        type: string;
-        created: number;
-        livemode: boolean;
-      };
-      await data.webhookEvents.insertOne({
-        _id: event.id as never,
-        companyId,
-        type: event.type,
-        livemode: event.livemode,
-        created: new Date(event.created * 1000),
-        receivedAt: new Date(),
-        status: 'received',
-        payload: raw.toString('utf8'),
-      });
-      await Promise.all([
-        queues.stripeEvents.add(
-          'apply',
-          { eventId: event.id },
-          jobOptions(stripeEventJobOptions, `stripe-event-${event.id}`),
-        ),
-        queues.audit.add(
-          'append',
-          auditJob(companyId, 'webhook.received', event.id),
-          jobOptions(auditJobOptions, `audit-webhook.received-${event.id}`),
-        ),
-      ]);
-      return { received: true };
-    });
+    scope.post('/data/webhooks/:companyId', webhook(false));
+    scope.post('/data+crypto/webhooks/:companyId', webhook(true));
   });
 
   const url = await app.listen({ host: '127.0.0.1', port: 0 });

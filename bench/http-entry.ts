@@ -1,13 +1,16 @@
 /**
  * The shape shared by the request entries (payments POST, webhooks): the same
  * load generator, at the same concurrency, drives the product's api process, the
- * data-bound route and the bare route, one after another in one run.
+ * data-bound route, the data-bound route with the product's cryptography and the
+ * bare route, one after another in one run.
  */
 import type { Child } from './child';
-import type { LoadSpec, LoadVariant } from './load-process';
+import type { LoadResult, LoadSpec, LoadVariant } from './load-process';
 import { entryResult, type Baseline, type EntryResult, dataBoundBaseline } from './report';
 import {
   combineRounds,
+  type Counted,
+  inTurn,
   perOp,
   readStats,
   resetCounters,
@@ -27,6 +30,8 @@ export interface HttpTarget {
 export interface HttpMeasurement {
   product: { seconds: number; p50Ms: number; p99Ms: number; perOp: PerOp };
   dataBound: Baseline;
+  /** The data-bound replay plus the product's cryptography. */
+  withCrypto: Baseline;
   limit: Baseline;
 }
 
@@ -45,8 +50,9 @@ export function postSpec(target: HttpTarget, part: LoadVariant[], connections: n
 
 /**
  * Variants `[0, ops)` are the measured requests, `[ops, ops + warmup)` warm each
- * target up (JIT, pools, data keys) untimed. The limit runs for a fixed time
- * with the same requests, cycled.
+ * target up (JIT, pools, data keys) untimed. The measured requests run in rounds,
+ * each target in turn (`inTurn`). The limit runs last, for a fixed time with the
+ * same requests, cycled.
  */
 export async function measureHttp(options: {
   load: LoadGenerator;
@@ -55,46 +61,60 @@ export async function measureHttp(options: {
   variants: LoadVariant[];
   product: HttpTarget & { process: Child<{ pid: number }>; label: string };
   dataBound: HttpTarget & { process: Child<{ pid: number }>; what: string };
+  /** The data-bound replay with the product's cryptography added, in a baseline process of its own. */
+  withCrypto: HttpTarget & { process: Child<{ pid: number }>; what: string };
   limit: HttpTarget & { what: string };
 }): Promise<HttpMeasurement> {
-  const { load, settings, ops, variants } = options;
+  const { load, settings, ops, variants, product, dataBound, withCrypto } = options;
   const spec = (target: HttpTarget, part: LoadVariant[]) => postSpec(target, part, settings.connections);
-  const warm = variants.slice(ops);
-  const measured = variants.slice(0, ops);
-  for (const target of [options.product, options.dataBound, options.limit]) await load.run(spec(target, warm));
+  type Measured = { target: HttpTarget & { process: Counted }; processes: Record<string, Counted>; runs: LoadResult[] };
+  const measure = (target: Measured['target'], label: string): Measured => ({
+    target,
+    processes: { [label]: target.process },
+    runs: [],
+  });
+  const [data, crypto, ours] = [
+    measure(dataBound, 'data api'),
+    measure(withCrypto, 'data+crypto api'),
+    measure(product, product.label),
+  ] as const;
+  // In the order of a first round: the replays, then the product.
+  const all = [data, crypto, ours];
+  for (const { target } of all) await load.run(spec(target, variants.slice(ops)));
 
+  await resetCounters(all.map(({ target }) => target.process));
+  for (const [round, part] of splitIntoRounds(variants.slice(0, ops), settings.rounds).entries())
+    for (const { target, runs } of inTurn(all, round)) runs.push(await load.run(spec(target, part)));
+  const [dataCost, cryptoCost, productCost] = await Promise.all(
+    all.map(async ({ processes }) => perOp(await readStats(processes), ops)),
+  );
+  await settle([
+    { perOp: productCost!, children: ours.processes },
+    { perOp: dataCost!, children: data.processes },
+    { perOp: cryptoCost!, children: crypto.processes },
+  ]);
+  // Last: the limit's route is served by the data-bound process, and tens of thousands of requests would warm its
+  // HTTP stack far beyond the others' before they are measured.
   const limit = await load.run({
     ...spec(options.limit, variants),
     amount: undefined,
     durationSeconds: settings.limitSeconds,
   });
 
-  await resetCounters([options.dataBound.process, options.product.process]);
-  const dataRuns = [];
-  const productRuns = [];
-  for (const part of splitIntoRounds(measured, settings.rounds)) {
-    dataRuns.push(await load.run(spec(options.dataBound, part)));
-    productRuns.push(await load.run(spec(options.product, part)));
-  }
-  const dataProcesses = { 'data api': options.dataBound.process };
-  const productProcesses = { [options.product.label]: options.product.process };
-  const dataPerOp = perOp(await readStats(dataProcesses), ops);
-  const productPerOp = perOp(await readStats(productProcesses), ops);
-  await settle([
-    { perOp: productPerOp, children: productProcesses },
-    { perOp: dataPerOp, children: dataProcesses },
-  ]);
-  const data = combineRounds(dataRuns);
-  const product = combineRounds(productRuns);
-
+  const baseline = (what: string, { runs }: Measured, cost: PerOp) => {
+    const run = combineRounds(runs);
+    return dataBoundBaseline(what, ops / run.seconds, cost, run.p99Ms);
+  };
+  const productRun = combineRounds(ours.runs);
   return {
-    product: { seconds: product.seconds, p50Ms: product.p50Ms, p99Ms: product.p99Ms, perOp: productPerOp },
-    dataBound: dataBoundBaseline(options.dataBound.what, ops / data.seconds, dataPerOp, data.p99Ms),
+    product: { seconds: productRun.seconds, p50Ms: productRun.p50Ms, p99Ms: productRun.p99Ms, perOp: productCost! },
+    dataBound: baseline(dataBound.what, data, dataCost!),
+    withCrypto: baseline(withCrypto.what, crypto, cryptoCost!),
     limit: { what: options.limit.what, perSecond: limit.perSecond, p99Ms: limit.p99Ms },
   };
 }
 
-/** The entry's result from one HTTP measurement: the product's numbers next to both baselines. */
+/** The entry's result from one HTTP measurement: the product's numbers next to its baselines. */
 export function httpEntryResult(
   entry: { name: string; summary: string; unit: string; ops: number },
   m: HttpMeasurement,
@@ -104,7 +124,7 @@ export function httpEntryResult(
     seconds: m.product.seconds,
     p50Ms: m.product.p50Ms,
     p99Ms: m.product.p99Ms,
-    baselines: { limit: m.limit, dataBound: m.dataBound },
+    baselines: { limit: m.limit, dataBound: m.dataBound, withCrypto: m.withCrypto },
     perOp: m.product.perOp,
   });
 }

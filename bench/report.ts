@@ -47,10 +47,15 @@ export interface EntryResult extends Omit<PerOp, 'processes' | 'commands'> {
   /** Request latency seen by the load generator; null where no request is timed (audit). */
   p50Ms: number | null;
   p99Ms: number | null;
-  baselines: { limit: Baseline; dataBound: Baseline };
+  /**
+   * `withCrypto` (the request entries): the data-bound replay plus the cryptography the product must do on that path
+   * (signature check, field encryption, the request's sealed ip and user agent), to tell that cost from ours.
+   */
+  baselines: { limit: Baseline; dataBound: Baseline; withCrypto?: Baseline };
   /** perSecond over the baseline's: 1 means as fast as it. */
   ratioToLimit: number;
   ratioToDataBound: number;
+  ratioToDataWithCrypto?: number;
   processes: PerOp['processes'];
   commands: PerOp['commands'];
 }
@@ -64,9 +69,13 @@ export interface BenchEntry {
 const round = (value: number, digits: number) => Number(value.toFixed(digits));
 
 export function entryResult(
-  fields: Omit<EntryResult, 'perSecond' | 'ratioToLimit' | 'ratioToDataBound' | keyof PerOp> & { perOp: PerOp },
+  fields: Omit<
+    EntryResult,
+    'perSecond' | 'ratioToLimit' | 'ratioToDataBound' | 'ratioToDataWithCrypto' | keyof PerOp
+  > & { perOp: PerOp },
 ): EntryResult {
   const { perOp, ...rest } = fields;
+  const { withCrypto } = fields.baselines;
   const perSecond = fields.ops / fields.seconds;
   return {
     ...rest,
@@ -77,9 +86,11 @@ export function entryResult(
     baselines: {
       limit: { ...fields.baselines.limit, perSecond: round(fields.baselines.limit.perSecond, 1) },
       dataBound: { ...fields.baselines.dataBound, perSecond: round(fields.baselines.dataBound.perSecond, 1) },
+      ...(withCrypto ? { withCrypto: { ...withCrypto, perSecond: round(withCrypto.perSecond, 1) } } : {}),
     },
     ratioToLimit: round(perSecond / fields.baselines.limit.perSecond, 3),
     ratioToDataBound: round(perSecond / fields.baselines.dataBound.perSecond, 3),
+    ...(withCrypto ? { ratioToDataWithCrypto: round(perSecond / withCrypto.perSecond, 3) } : {}),
     ...perOp,
   };
 }
@@ -97,7 +108,7 @@ function table(rows: string[][]): string[] {
 
 /** One entry, in detail: the three rates, then what one operation cost and where. */
 export function formatResult(result: EntryResult): string {
-  const { limit, dataBound } = result.baselines;
+  const { limit, dataBound, withCrypto } = result.baselines;
   const rates = table([
     ['', `${result.unit}/s`, 'p50 ms', 'p99 ms', 'ratio'],
     ['product', fixed(result.perSecond, 1), fixed(result.p50Ms, 1), fixed(result.p99Ms, 1), ''],
@@ -108,6 +119,17 @@ export function formatResult(result: EntryResult): string {
       fixed(dataBound.p99Ms, 1),
       fixed(result.ratioToDataBound, 3),
     ],
+    ...(withCrypto
+      ? [
+          [
+            `data-bound + crypto: ${withCrypto.what}`,
+            fixed(withCrypto.perSecond, 1),
+            '',
+            fixed(withCrypto.p99Ms, 1),
+            fixed(result.ratioToDataWithCrypto, 3),
+          ],
+        ]
+      : []),
     [`limit: ${limit.what}`, fixed(limit.perSecond, 1), '', fixed(limit.p99Ms, 1), fixed(result.ratioToLimit, 3)],
   ]);
   const settled = result.settledRssMb !== undefined;
@@ -134,6 +156,7 @@ export function formatResult(result: EntryResult): string {
     ],
     ...Object.entries(result.processes).map(([label, p]) => row(label, p)),
     ...Object.entries(dataBound.processes ?? {}).map(([label, p]) => row(`${label} (replay)`, p)),
+    ...Object.entries(withCrypto?.processes ?? {}).map(([label, p]) => row(`${label} (replay)`, p)),
     ...Object.entries(limit.processes ?? {}).map(([label, p]) => row(`${label} (limit)`, p)),
   ]);
   const named = (counts: Record<string, number>) =>
@@ -162,6 +185,7 @@ export function formatSummary(results: EntryResult[]): string {
       'data-bound /s',
       'limit /s',
       '× data',
+      '× +crypto',
       '× limit',
       'Mongo/op',
       'Redis/op',
@@ -178,6 +202,7 @@ export function formatSummary(results: EntryResult[]): string {
       fixed(r.baselines.dataBound.perSecond, 1),
       fixed(r.baselines.limit.perSecond, 1),
       fixed(r.ratioToDataBound, 2),
+      fixed(r.ratioToDataWithCrypto, 2),
       fixed(r.ratioToLimit, 3),
       fixed(r.mongoCommandsPerOp, 2),
       fixed(r.redisCommandsPerOp, 2),

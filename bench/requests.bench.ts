@@ -37,7 +37,7 @@ export const PAYMENT_BODY = JSON.stringify({
  * same two MongoDB commands and three Redis scripts from plain clients behind a
  * Fastify route, and a bare Fastify route.
  *
- * BENCH_REQUESTS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_WARMUP (50), BENCH_LIMIT_SECONDS (3), BENCH_ROUNDS (2).
+ * BENCH_REQUESTS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_HTTP_WARMUP (1000), BENCH_LIMIT_SECONDS (3), BENCH_ROUNDS (2).
  */
 export const requestsBench: BenchEntry = {
   name: 'requests',
@@ -49,8 +49,9 @@ export const requestsBench: BenchEntry = {
       teardown.defer('close the bench world', () => world.close());
       const { companyId, token } = await seedPayingCompany(world);
 
-      const [api, baselines, load] = await Promise.all([
+      const [api, baselines, cryptoBaselines, load] = await Promise.all([
         startProduct(world, teardown, 'api'),
+        startBaselines(world, teardown, 'server'),
         startBaselines(world, teardown, 'server'),
         startLoadGenerator(teardown),
       ]);
@@ -59,7 +60,7 @@ export const requestsBench: BenchEntry = {
         load,
         settings,
         ops,
-        variants: Array.from({ length: ops + settings.warmup }, (_, i) => ({
+        variants: Array.from({ length: ops + settings.httpWarmup }, (_, i) => ({
           body: PAYMENT_BODY,
           headers: { 'idempotency-key': `bench-${world.suffix}-${i}` },
         })),
@@ -75,6 +76,13 @@ export const requestsBench: BenchEntry = {
           process: baselines,
           url: `${baselines.info.url}/data/payments/${companyId}`,
           headers: json,
+          expectStatus: 202,
+        },
+        withCrypto: {
+          what: 'the same, with the bearer token digested and the source sealed',
+          process: cryptoBaselines,
+          url: `${cryptoBaselines.info.url}/data+crypto/payments/${companyId}`,
+          headers: { ...json, authorization: `Bearer ${token}` },
           expectStatus: 202,
         },
         limit: { what: 'bare Fastify route', url: `${baselines.info.url}/bare`, headers: json, expectStatus: 200 },

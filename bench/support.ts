@@ -10,6 +10,9 @@ import { loadAnchorSigner } from '../models/anchor-key';
 import { loadConfig, type AppConfig } from '../platform/config';
 import { createLogger, type Logger } from '../platform/logger';
 
+/** The webhooks entry's company signs with this; the baselines' `+crypto` route checks signatures against it. */
+export const BENCH_WEBHOOK_SECRET = 'whsec_BenchWebhookSigningSecret01';
+
 export function serviceAddresses(env: NodeJS.ProcessEnv = process.env): ServiceAddresses {
   return {
     redisUrl: env.REDIS_URL || 'redis://127.0.0.1:6379',

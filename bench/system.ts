@@ -72,13 +72,18 @@ export async function startLoadGenerator(teardown: Teardown): Promise<LoadGenera
 
 export interface ClientSettings {
   connections: number;
-  /** Untimed requests before each measured run. */
+  /** Untimed operations before each measured run. */
   warmup: number;
+  /**
+   * Untimed requests to each HTTP target before the request entries' measured runs: enough for V8 to optimize the
+   * hot paths of every process alike (with 50, the product ran its first measured requests in code not yet optimized).
+   */
+  httpWarmup: number;
   /** How long the bare-route limit runs (it answers thousands per second: a count would be over at once). */
   limitSeconds: number;
   /**
-   * The measured operations are split into this many rounds, data-bound then product in turn, so a
-   * neighbour's load that comes and goes on a shared machine falls on both alike.
+   * The measured operations are split into this many rounds, data-bound then product in turn (the request entries
+   * alternate the order, `inTurn`), so a neighbour's load that comes and goes on a shared machine falls on both alike.
    */
   rounds: number;
 }
@@ -87,6 +92,7 @@ export function clientSettings(): ClientSettings {
   return {
     connections: positiveIntFromEnv('BENCH_CLIENT_CONCURRENCY', 32),
     warmup: positiveIntFromEnv('BENCH_WARMUP', 50),
+    httpWarmup: positiveIntFromEnv('BENCH_HTTP_WARMUP', 1_000),
     limitSeconds: positiveIntFromEnv('BENCH_LIMIT_SECONDS', 3),
     rounds: positiveIntFromEnv('BENCH_ROUNDS', 2),
   };
@@ -107,6 +113,14 @@ export function combineRounds(runs: Array<{ seconds: number; p50Ms: number; p99M
     p50Ms: runs.reduce((sum, run) => sum + run.p50Ms, 0) / runs.length,
     p99Ms: Math.max(...runs.map((run) => run.p99Ms)),
   };
+}
+
+/**
+ * The order a round runs its measurements in: as given in even rounds, reversed in odd ones, so whatever one run
+ * leaves behind for the next (the database still writing out its inserts, a collection grown) falls on each alike.
+ */
+export function inTurn<T>(turns: readonly T[], round: number): T[] {
+  return round % 2 === 0 ? [...turns] : [...turns].reverse();
 }
 
 export async function resetCounters(children: Counted[]): Promise<void> {

@@ -5,10 +5,8 @@ import { createCompany, devAttestation } from '../models/companies';
 import { updatePaymentSettings } from '../models/payment-config';
 import { httpEntryResult, measureHttp } from './http-entry';
 import type { BenchEntry, EntryResult } from './report';
-import { createBenchWorld, positiveIntFromEnv, serviceAddresses, withTeardown } from './support';
+import { BENCH_WEBHOOK_SECRET, createBenchWorld, positiveIntFromEnv, serviceAddresses, withTeardown } from './support';
 import { clientSettings, startBaselines, startLoadGenerator, startProduct } from './system';
-
-const WEBHOOK_SECRET = 'whsec_BenchWebhookSigningSecret01';
 
 /** A `payment_intent.succeeded` event as Stripe sends it (about 1.5 KB), each with its own id. */
 function signedDelivery(stripe: Stripe, companyId: string): { payload: string; signature: string } {
@@ -45,7 +43,7 @@ function signedDelivery(stripe: Stripe, companyId: string): { payload: string; s
       },
     },
   });
-  return { payload, signature: stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET }) };
+  return { payload, signature: stripe.webhooks.generateTestHeaderString({ payload, secret: BENCH_WEBHOOK_SECRET }) };
 }
 
 /**
@@ -58,7 +56,7 @@ function signedDelivery(stripe: Stripe, companyId: string): { payload: string; s
  * same MongoDB commands (read the company, insert the event) and job adds from
  * plain clients, and a bare Fastify route.
  *
- * BENCH_WEBHOOKS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_WARMUP (50), BENCH_LIMIT_SECONDS (3), BENCH_ROUNDS (2).
+ * BENCH_WEBHOOKS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_HTTP_WARMUP (1000), BENCH_LIMIT_SECONDS (3), BENCH_ROUNDS (2).
  */
 export const webhooksBench: BenchEntry = {
   name: 'webhooks',
@@ -77,19 +75,20 @@ export const webhooksBench: BenchEntry = {
           stripeSecretKey: 'sk_test_benchStripeMock',
           compliance: devAttestation('bench'),
         });
-        await updatePaymentSettings(db, { companyId }, { webhookSigningSecrets: [WEBHOOK_SECRET] }, 'bench');
+        await updatePaymentSettings(db, { companyId }, { webhookSigningSecrets: [BENCH_WEBHOOK_SECRET] }, 'bench');
       } finally {
         await db.close();
       }
-      const [api, baselines, load] = await Promise.all([
+      const [api, baselines, cryptoBaselines, load] = await Promise.all([
         startProduct(world, teardown, 'api'),
+        startBaselines(world, teardown, 'server'),
         startBaselines(world, teardown, 'server'),
         startLoadGenerator(teardown),
       ]);
 
       const stripe = new Stripe('sk_test_unused');
       // Signed now: the 300 s tolerance is far longer than the run.
-      const variants = Array.from({ length: ops + settings.warmup }, () => {
+      const variants = Array.from({ length: ops + settings.httpWarmup }, () => {
         const { payload, signature } = signedDelivery(stripe, companyId);
         return { body: payload, headers: { 'stripe-signature': signature } };
       });
@@ -113,6 +112,13 @@ export const webhooksBench: BenchEntry = {
           headers,
           expectStatus: 200,
         },
+        withCrypto: {
+          what: "the same, with the SDK's signature check, the payload encrypted and the source sealed",
+          process: cryptoBaselines,
+          url: `${cryptoBaselines.info.url}/data+crypto/webhooks/${companyId}`,
+          headers: headers,
+          expectStatus: 200,
+        },
         limit: {
           what: 'bare Fastify route, same bodies',
           url: `${baselines.info.url}/bare`,
@@ -121,8 +127,8 @@ export const webhooksBench: BenchEntry = {
         },
       });
       const stored = await world.rawMongo.db(world.dbName).collection('webhook_events').countDocuments();
-      if (stored !== ops + settings.warmup)
-        throw new Error(`${stored} events in the inbox, ${ops + settings.warmup} delivered`);
+      if (stored !== ops + settings.httpWarmup)
+        throw new Error(`${stored} events in the inbox, ${ops + settings.httpWarmup} delivered`);
       return httpEntryResult(
         {
           name: 'webhooks',
