@@ -32,12 +32,14 @@ export const PAYMENT_BODY = JSON.stringify({
 
 /**
  * Ingress cost of POST /v1/companies/:id/payments in the api process alone
- * (authenticate a JWT, authorize, rate-limit, validate, insert the intent,
- * enqueue the charge and its audit event), no workers running. Baselines: the
- * same two MongoDB commands and three Redis scripts from plain clients behind a
- * Fastify route, and a bare Fastify route.
+ * (authenticate a JWT, authorize, rate-limit, validate, seal the source, insert
+ * the intent, enqueue the charge), no workers running. Baselines: the same
+ * MongoDB command and Redis commands from plain clients behind a Fastify route;
+ * the same with the token digested and the source sealed (`+crypto`); and a bare
+ * Fastify route.
  *
- * BENCH_REQUESTS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_HTTP_WARMUP (1000), BENCH_LIMIT_SECONDS (3), BENCH_ROUNDS (2).
+ * BENCH_REQUESTS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_HTTP_WARMUP (1000), BENCH_LIMIT_SECONDS (3),
+ * BENCH_ROUNDS (2).
  */
 export const requestsBench: BenchEntry = {
   name: 'requests',

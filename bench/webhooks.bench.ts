@@ -48,15 +48,18 @@ function signedDelivery(stripe: Stripe, companyId: string): { payload: string; s
 
 /**
  * Webhook ingress cost: verified Stripe deliveries accepted per second and p99,
- * through the real receiver route in the api process (signature check with the
- * SDK on the raw bytes, config and secrets read and decrypted, payload encrypted
- * and inserted into the inbox, the event and its audit receipt enqueued); no
- * workers run. Every delivery is a distinct event, signed before the clock starts
- * (signing is Stripe's cost, not ours). Baselines, with the same bodies: the
- * same MongoDB commands (read the company, insert the event) and job adds from
- * plain clients, and a bare Fastify route.
+ * through the real receiver route in the api process (the configuration and its
+ * signing secrets from the api's settings cache, signature check with the SDK on
+ * the raw bytes, payload encrypted and inserted into the inbox, the event and its
+ * audit receipt enqueued); no workers run. Every delivery is a distinct event,
+ * signed before the clock starts (signing is Stripe's cost, not ours). Baselines,
+ * with the same bodies: the same MongoDB and Redis commands (the company's cache
+ * token, insert the event, two job adds) from plain clients; the same with the
+ * signature checked, the payload encrypted and the source sealed (`+crypto`); and
+ * a bare Fastify route.
  *
- * BENCH_WEBHOOKS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_HTTP_WARMUP (1000), BENCH_LIMIT_SECONDS (3), BENCH_ROUNDS (2).
+ * BENCH_WEBHOOKS (2000), BENCH_CLIENT_CONCURRENCY (32), BENCH_HTTP_WARMUP (1000), BENCH_LIMIT_SECONDS (3),
+ * BENCH_ROUNDS (2).
  */
 export const webhooksBench: BenchEntry = {
   name: 'webhooks',
