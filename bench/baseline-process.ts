@@ -169,20 +169,14 @@ async function startServer(config: AppConfig): Promise<{ url: string; stop(): Pr
   // routes add to the data-bound ones. A request's ip and user agent sealed under the company's data key (two
   // encryptions, as api/audit-context.ts); a POST's bearer token digested (the api's verified-token cache key); a Stripe
   // delivery's signature checked by the SDK on the raw bytes and its payload encrypted.
+  const encrypt = (companyId: string, value: string) =>
+    data.clientEncryption.encrypt(value, { keyAltName: companyKeyAltName(companyId), algorithm: ALGORITHMS.random });
   const seal = async (companyId: string, request: FastifyRequest) => {
-    const encrypt = async (value: string) =>
-      Buffer.from(
-        (
-          await data.clientEncryption.encrypt(value, {
-            keyAltName: companyKeyAltName(companyId),
-            algorithm: ALGORITHMS.random,
-          })
-        ).buffer,
-      ).toString('base64');
+    const sealed = async (value: string) => Buffer.from((await encrypt(companyId, value)).buffer).toString('base64');
     const userAgent = request.headers['user-agent'];
     return {
-      sourceIp: await encrypt(request.ip),
-      ...(typeof userAgent === 'string' && userAgent ? { userAgent: await encrypt(userAgent) } : {}),
+      sourceIp: await sealed(request.ip),
+      ...(typeof userAgent === 'string' && userAgent ? { userAgent: await sealed(userAgent) } : {}),
     };
   };
 
@@ -236,12 +230,7 @@ async function startServer(config: AppConfig): Promise<{ url: string; stop(): Pr
       created: new Date(event.created * 1000),
       receivedAt: new Date(),
       status: 'received',
-      payload: withCrypto
-        ? await data.clientEncryption.encrypt(payload, {
-            keyAltName: companyKeyAltName(companyId),
-            algorithm: ALGORITHMS.random,
-          })
-        : payload,
+      payload: withCrypto ? await encrypt(companyId, payload) : payload,
     });
     const receipt = auditJob(companyId, 'webhook.received', jobKey);
     await Promise.all([

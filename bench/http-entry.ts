@@ -85,14 +85,9 @@ export async function measureHttp(options: {
   await resetCounters(all.map(({ target }) => target.process));
   for (const [round, part] of splitIntoRounds(variants.slice(0, ops), settings.rounds).entries())
     for (const { target, runs } of inTurn(all, round)) runs.push(await load.run(spec(target, part)));
-  const [dataCost, cryptoCost, productCost] = await Promise.all(
-    all.map(async ({ processes }) => perOp(await readStats(processes), ops)),
-  );
-  await settle([
-    { perOp: productCost!, children: ours.processes },
-    { perOp: dataCost!, children: data.processes },
-    { perOp: cryptoCost!, children: crypto.processes },
-  ]);
+  const costs = await Promise.all(all.map(async ({ processes }) => perOp(await readStats(processes), ops)));
+  await settle(all.map(({ processes }, i) => ({ perOp: costs[i]!, children: processes })));
+  const [dataCost, cryptoCost, productCost] = costs;
   // Last: the limit's route is served by the data-bound process, and tens of thousands of requests would warm its
   // HTTP stack far beyond the others' before they are measured.
   const limit = await load.run({
