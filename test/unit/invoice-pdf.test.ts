@@ -96,6 +96,27 @@ describe('renderInvoicePdf', () => {
     expect(first.toString('latin1')).toContain('(D:20260501000000Z)');
   });
 
+  it('renders the bytes it rendered before the font subsetting was patched for speed', async () => {
+    // patches/fontkit+2.0.4.patch and patches/restructure+3.0.2.patch make a render cheaper and must not change one
+    // byte of a document: these are the SHA-256s of the unpatched libraries' output. Names with composite glyphs
+    // (é, ñ, ö, й, έ: an accent placed on a base glyph) take the path the patch changed most.
+    const payer = {
+      reference: 'PAY-8',
+      name: 'José Ñúñez Öberg',
+      billingAddress: ['ул. Зимняя 7, кв. й', 'Οδός Ερμού έ'],
+    };
+    const rendered = await Promise.all([
+      renderInvoicePdf(invoiceView(viewInput('standard'))),
+      renderInvoicePdf(invoiceView(viewInput('minimal'))),
+      renderInvoicePdf(invoiceView({ ...viewInput('standard'), payer })),
+    ]);
+    expect(rendered.map(sha256)).toEqual([
+      '51c3c5c539d710c1b601bac7978a531839578ca315f61227bd6434c1421b619c',
+      'd7608c4b564a89d09cc53ca290760b60e5bd6910a9b5e2506b6a30ecf666fb50',
+      '03179eb9d657eb7261aa20e3d69ea333d1b033d76f660fe80d77c4eb03ee27f8',
+    ]);
+  });
+
   it('renders a document the same whatever other documents the parsed fonts served before', async () => {
     // The fonts are parsed once per process and every document subsets them: a document's bytes (its subset, its
     // glyph widths) may not depend on what was rendered before it.
