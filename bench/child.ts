@@ -6,7 +6,9 @@
  * gets one answer per request.
  */
 import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { load } from 'js-yaml';
 
 interface Request {
   id: number;
@@ -24,10 +26,43 @@ export interface Child<Info> {
   stop(graceMs?: number): Promise<void>;
 }
 
+const CHART_VALUES = join(__dirname, '..', '..', 'deploy', 'helm', 'hipaa-billing', 'values.yaml');
+
+/** "512Mi", "1Gi" (the chart's limits) in MiB. */
+function mebibytes(quantity: string): number {
+  const match = /^(\d+)(Mi|Gi)$/.exec(quantity);
+  if (!match) throw new Error(`cannot read the memory limit ${quantity} of ${CHART_VALUES}`);
+  return Number(match[1]) * (match[2] === 'Gi' ? 1024 : 1);
+}
+
+let heapArgv: string[] | undefined;
+
 /**
- * Forks `dist/bench/<script>.js`, waits for its `ready` message. stderr is
- * passed through (warnings of the system under test), stdout is dropped: it is
- * the bench's result channel.
+ * The heap every child runs with: the one the chart's api pod gets with its default values. Node sizes the old
+ * generation from the container's memory limit (half of it, at least 256 MB: 256 MB in the chart's 512 Mi), and the
+ * chart's NODE_OPTIONS set the young generation. On the host's defaults (BENCH_HEAP=host) the old generation may reach
+ * 4 GB on a 24 GB machine, and V8 lets it grow to about four times what is live before collecting it, which no pod
+ * of ours does: the processes' RSS then measures the host, not the product (docs/performance.md, "The heap a pod
+ * gets").
+ */
+export function podHeapArgv(): string[] {
+  if (heapArgv) return heapArgv;
+  const heap = process.env.BENCH_HEAP ?? 'pod';
+  if (heap === 'host') return (heapArgv = []);
+  if (heap !== 'pod') throw new Error(`BENCH_HEAP must be pod or host, got ${heap}`);
+  const values = load(readFileSync(CHART_VALUES, 'utf8')) as {
+    env: { NODE_OPTIONS?: string };
+    api: { resources: { limits: { memory: string } } };
+  };
+  const oldSpaceMb = Math.max(256, mebibytes(values.api.resources.limits.memory) / 2);
+  heapArgv = [`--max-old-space-size=${oldSpaceMb}`, ...(values.env.NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean)];
+  process.stderr.write(`bench: every child's heap as in the chart's api pod: ${heapArgv.join(' ')}\n`);
+  return heapArgv;
+}
+
+/**
+ * Forks `dist/bench/<script>.js` with the pod's heap (`podHeapArgv`), waits for its `ready` message. stderr is
+ * passed through (warnings of the system under test), stdout is dropped: it is the bench's result channel.
  */
 export async function startChild<Info>(
   script: string,
@@ -35,7 +70,7 @@ export async function startChild<Info>(
 ): Promise<Child<Info>> {
   const child = fork(join(__dirname, `${script}.js`), options.args ?? [], {
     env: options.env ?? process.env,
-    execArgv: options.execArgv ?? [],
+    execArgv: [...podHeapArgv(), ...(options.execArgv ?? [])],
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
