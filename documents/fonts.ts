@@ -8,8 +8,9 @@ import { create, type Font } from 'fontkit';
  * so it is done once per process or render thread and every document subsets the same parsed fonts: a parsed font is
  * only read by the layout and subsetting of a document (its glyph caches fill once), so documents cannot see each other.
  * The subsetting itself is patched (patches/fontkit+2.0.4.patch, patches/restructure+3.0.2.patch): a simple glyph's
- * record is copied without decoding its outline, and restructure names its stream methods once, not per number; a
- * render costs about a third less and its bytes are the same (test/unit/invoice-pdf.test.ts pins them).
+ * record is copied without decoding its outline, and restructure names its stream methods and sizes its numbers once,
+ * not per number; a render costs about half as much and its bytes are the same (test/unit/invoice-pdf.test.ts pins
+ * them).
  */
 export interface DocumentFonts {
   regular: Font;
