@@ -45,7 +45,7 @@ let heapArgv: string[] | undefined;
  * of ours does: the processes' RSS then measures the host, not the product (docs/performance.md, "The heap a pod
  * gets").
  */
-export function podHeapArgv(): string[] {
+function podHeapArgv(): string[] {
   if (heapArgv) return heapArgv;
   const heap = process.env.BENCH_HEAP ?? 'pod';
   if (heap === 'host') return (heapArgv = []);
